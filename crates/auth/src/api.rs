@@ -1,0 +1,498 @@
+//! Auth's HTTP API: where each request lands.
+
+use axum::Extension;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use contracts::Envelope;
+use contracts::auth::UserRegistered;
+use kit::auth::{AccessClaims, Caller, Jwks, TokenError};
+use kit::trace::TraceContext;
+use kit::{FieldErrors, Json, Problem};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::domain::{DisplayName, Email, MAX_PASSWORD_CHARS, Password, ROLE_USER, User};
+use crate::error::AuthError;
+use crate::password::Verified;
+use crate::store::{NewSession, NewUser, Rotation, Store};
+use crate::tokens::{self, public_jwk};
+
+pub(crate) fn router(state: AppState) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(jwks))
+        .routes(routes!(openid_configuration))
+        .with_state(state)
+}
+
+/// A new account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// An email address; stored lower-cased.
+    #[schema(required = true, example = "ada@example.com")]
+    pub email: Option<String>,
+    /// 8 to 128 characters.
+    #[schema(required = true, example = "correct horse battery staple")]
+    pub password: Option<String>,
+    /// 1 to 32 characters, no invisible characters.
+    #[schema(required = true, example = "Ada")]
+    pub display_name: Option<String>,
+}
+
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[schema(required = true, example = "ada@example.com")]
+    pub email: Option<String>,
+    #[schema(required = true, example = "correct horse battery staple")]
+    pub password: Option<String>,
+}
+
+/// A refresh token to exchange, or to revoke.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(required = true)]
+    pub refresh_token: Option<String>,
+}
+
+/// An account as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Account {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub email_verified: bool,
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for Account {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            display_name: u.display_name,
+            email_verified: u.email_verified,
+            roles: u.roles,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// Tokens for a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A JWT to send as `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Exchange at `/v1/auth/refresh` for new tokens; usable once.
+    pub refresh_token: String,
+    /// The session these tokens belong to.
+    pub session_id: Uuid,
+}
+
+/// Creates an account.
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created", body = Account),
+        (status = 409, description = "Email already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+async fn register(
+    State(state): State<AppState>,
+    trace: Option<Extension<TraceContext>>,
+    Json(req): Json<RegisterRequest>,
+) -> Result<(StatusCode, Json<Account>), AuthError> {
+    let mut errors = FieldErrors::new();
+    let email = errors.check(
+        "email",
+        Email::parse(req.email.as_deref().unwrap_or_default()),
+    );
+    let password = errors.check(
+        "password",
+        Password::parse(req.password.as_deref().unwrap_or_default()),
+    );
+    let display_name = errors.check(
+        "display_name",
+        DisplayName::parse(req.display_name.as_deref().unwrap_or_default()),
+    );
+    errors.finish()?;
+    let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
+        return Err(Problem::bad_request("invalid request").into());
+    };
+
+    let password_hash = state.hasher.hash(password.expose()).await?;
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    let event = Envelope::new(
+        &UserRegistered {
+            user_id: id,
+            email: email.as_str().to_owned(),
+            display_name: display_name.as_str().to_owned(),
+            registered_at: now,
+        },
+        trace.map(|t| t.0.header_value()),
+    );
+    let new = NewUser {
+        id,
+        email: email.as_str(),
+        display_name: display_name.as_str(),
+        password_hash: &password_hash,
+        roles: &[ROLE_USER],
+        now,
+    };
+    state.store.create_user(&new, &event).await?;
+    tracing::info!(user_id = %id, "account registered");
+    let user = state
+        .store
+        .user_by_id(id)
+        .await?
+        .ok_or_else(|| AuthError::Internal(anyhow::anyhow!("account vanished after insert")))?;
+    Ok((StatusCode::CREATED, Json(Account::from(user))))
+}
+
+/// Signs in with email and password, opening a session.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 401, description = "Unknown email or wrong password", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Account disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing saturated", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    parts: RequestMeta,
+    Json(req): Json<LoginRequest>,
+) -> Result<Json<TokenResponse>, AuthError> {
+    let mut errors = FieldErrors::new();
+    let email = errors.check(
+        "email",
+        Email::parse(req.email.as_deref().unwrap_or_default()),
+    );
+    let password = req.password.unwrap_or_default();
+    if password.is_empty() {
+        errors.add("password", "is required");
+    } else if password.chars().count() > MAX_PASSWORD_CHARS {
+        errors.add(
+            "password",
+            format!("must be at most {MAX_PASSWORD_CHARS} characters"),
+        );
+    }
+    errors.finish()?;
+    let Some(email) = email else {
+        return Err(Problem::bad_request("invalid request").into());
+    };
+
+    // Unknown accounts cost the same hash as known ones, so the answer's
+    // timing does not tell which emails are registered.
+    let Some(user) = state.store.user_by_email(email.as_str()).await? else {
+        state.hasher.verify_dummy(&password).await?;
+        return Err(AuthError::InvalidCredentials);
+    };
+    let verified = state.hasher.verify(&password, &user.password_hash).await?;
+    if verified == Verified::No {
+        return Err(AuthError::InvalidCredentials);
+    }
+    if user.disabled_at.is_some() {
+        return Err(AuthError::Disabled);
+    }
+    if verified == Verified::YesRehash {
+        match state.hasher.hash(&password).await {
+            Ok(hash) => {
+                state
+                    .store
+                    .set_password_hash(user.id, &hash, Utc::now())
+                    .await?
+            }
+            Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
+        }
+    }
+
+    let now = Utc::now();
+    let session_id = Uuid::now_v7();
+    let refresh = tokens::new_refresh_token();
+    let refresh_hash = tokens::hash_refresh_token(&refresh);
+    let max_age = seconds(state.settings.session_max_age_secs);
+    let expires_at = now + max_age;
+    let device = parts.device(&headers);
+    state
+        .store
+        .create_session(&NewSession {
+            id: session_id,
+            user_id: user.id,
+            device: &device,
+            now,
+            expires_at,
+            refresh_hash: &refresh_hash,
+            refresh_expires_at: std::cmp::min(
+                now + seconds(state.settings.refresh_token_ttl_secs),
+                expires_at,
+            ),
+        })
+        .await?;
+    tracing::info!(user_id = %user.id, session_id = %session_id, "signed in");
+    Ok(Json(issue(&state, &user, session_id, refresh, now)?))
+}
+
+/// Exchanges a refresh token for new tokens. Each refresh token works once;
+/// presenting one again ends its session.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = TokenResponse),
+        (status = 401, description = "Invalid, expired, reused or revoked refresh token", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+async fn refresh(
+    State(state): State<AppState>,
+    Json(req): Json<RefreshRequest>,
+) -> Result<Json<TokenResponse>, AuthError> {
+    let presented = required_refresh_token(req)?;
+    let now = Utc::now();
+    let next = tokens::new_refresh_token();
+    let rotation = state
+        .store
+        .rotate_refresh_token(
+            &tokens::hash_refresh_token(&presented),
+            &tokens::hash_refresh_token(&next),
+            now,
+            seconds(state.settings.refresh_token_ttl_secs),
+        )
+        .await?;
+    match rotation {
+        Rotation::Rotated { session, user } => {
+            if user.disabled_at.is_some() {
+                return Err(AuthError::InvalidRefreshToken);
+            }
+            Ok(Json(issue(&state, &user, session.id, next, now)?))
+        }
+        Rotation::Reused => {
+            tracing::warn!("a used refresh token was presented again; its session is revoked");
+            Err(AuthError::InvalidRefreshToken)
+        }
+        Rotation::Unknown | Rotation::Inactive => Err(AuthError::InvalidRefreshToken),
+    }
+}
+
+/// Ends a session: with the session's access token (`Authorization: Bearer`),
+/// or with its refresh token in the body. The refresh token stops working at
+/// once, and auth refuses the session's access tokens at once.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    request_body(content = Option<RefreshRequest>, description = "Only when no access token is sent"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Session ended (or already ended)"),
+        (status = 401, description = "Neither a valid access token nor a refresh token", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+async fn logout(State(state): State<AppState>, req: Request) -> Result<StatusCode, AuthError> {
+    let now = Utc::now();
+    let session_id = if req.headers().contains_key(header::AUTHORIZATION) {
+        let (mut parts, _) = req.into_parts();
+        Caller::from_request_parts(&mut parts, &())
+            .await?
+            .session_id
+    } else {
+        if req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0")
+        {
+            return Err(Problem::unauthorized(
+                "send the session's access token or its refresh token",
+            )
+            .into());
+        }
+        let Json(body) = Json::<RefreshRequest>::from_request(req, &()).await?;
+        let token = required_refresh_token(body)?;
+        match state
+            .store
+            .session_of_refresh_token(&tokens::hash_refresh_token(&token))
+            .await?
+        {
+            Some(id) => id,
+            // Nothing to end; answering as for success tells an attacker nothing.
+            None => return Ok(StatusCode::NO_CONTENT),
+        }
+    };
+    if state
+        .store
+        .revoke_session(session_id, "logout", now)
+        .await?
+    {
+        tracing::info!(session_id = %session_id, "signed out");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The account of the caller.
+#[utoipa::path(get, path = "/v1/auth/me", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = Account),
+        (status = 401, description = "Missing, invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Account>, AuthError> {
+    // Signature checks alone cannot see a logout; auth also checks the session,
+    // so its own endpoints refuse a revoked session's tokens at once.
+    let active = state
+        .store
+        .session(caller.session_id)
+        .await?
+        .is_some_and(|s| s.user_id == caller.user_id && s.is_active(Utc::now()));
+    if !active {
+        return Err(TokenError::Revoked.into());
+    }
+    let user = state
+        .store
+        .user_by_id(caller.user_id)
+        .await?
+        .ok_or(AuthError::Token(TokenError::Revoked))?;
+    if user.disabled_at.is_some() {
+        return Err(AuthError::Disabled);
+    }
+    Ok(Json(Account::from(user)))
+}
+
+/// The public keys that verify access tokens (RFC 7517).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
+    responses((status = 200, description = "JSON Web Key Set", body = Jwks)))]
+async fn jwks(State(state): State<AppState>) -> Result<Response, AuthError> {
+    let set = published_jwks(&state.store).await?;
+    Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(set)).into_response())
+}
+
+/// OpenID Provider metadata (what of it auth implements today).
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
+    responses((status = 200, description = "Provider metadata", body = Object)))]
+async fn openid_configuration(State(state): State<AppState>) -> Response {
+    let iss = &state.issuer;
+    let body = serde_json::json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "userinfo_endpoint": format!("{iss}/v1/auth/me"),
+        "token_endpoint": format!("{iss}/v1/auth/refresh"),
+        "grant_types_supported": ["refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "claims_supported": ["iss", "aud", "sub", "sid", "exp", "iat", "jti", "roles"],
+    });
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body)).into_response()
+}
+
+/// Every key whose tokens may still be valid.
+pub(crate) async fn published_jwks(store: &Store) -> Result<Jwks, crate::store::StoreError> {
+    let now = Utc::now();
+    let keys = store
+        .published_keys()
+        .await?
+        .into_iter()
+        .filter(|(_, _, expires)| expires.is_none_or(|e| e > now))
+        .map(|(kid, x, _)| public_jwk(&kid, &x))
+        .collect();
+    Ok(Jwks { keys })
+}
+
+fn required_refresh_token(req: RefreshRequest) -> Result<String, AuthError> {
+    match req.refresh_token {
+        Some(t) if !t.is_empty() && t.len() <= 128 => Ok(t),
+        Some(t) if t.len() > 128 => Err(AuthError::InvalidRefreshToken),
+        _ => {
+            let mut errors = FieldErrors::new();
+            errors.add("refresh_token", "is required");
+            Err(errors
+                .finish()
+                .err()
+                .unwrap_or_else(|| Problem::bad_request("refresh_token is required"))
+                .into())
+        }
+    }
+}
+
+fn seconds(s: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+/// Signs an access token for `user` in `session_id` and packs the response.
+fn issue(
+    state: &AppState,
+    user: &User,
+    session_id: Uuid,
+    refresh_token: String,
+    now: DateTime<Utc>,
+) -> Result<TokenResponse, AuthError> {
+    let ttl = state.settings.access_token_ttl_secs;
+    let claims = AccessClaims {
+        iss: state.issuer.clone(),
+        aud: state.audience.clone(),
+        sub: user.id,
+        sid: session_id,
+        iat: now.timestamp(),
+        exp: now.timestamp() + i64::try_from(ttl).unwrap_or(900),
+        jti: Uuid::now_v7(),
+        roles: user.roles.clone(),
+    };
+    let access_token = tokens::sign_access_token(&state.signing_key, &claims)?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        refresh_token,
+        session_id,
+    })
+}
+
+/// What a request says about the device it came from.
+pub(crate) struct RequestMeta {
+    ip: Option<std::net::IpAddr>,
+}
+
+impl RequestMeta {
+    fn device(&self, headers: &HeaderMap) -> crate::domain::Device {
+        let user_agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        crate::domain::Device {
+            user_agent,
+            ip: self.ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            ip: kit::http::client_ip(parts),
+        })
+    }
+}

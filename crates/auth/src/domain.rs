@@ -1,0 +1,210 @@
+//! Auth's types and rules, without I/O: what a valid email, password and display
+//! name are, what an account and a session look like.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// The longest email address accepted (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Password length bounds, in characters (OWASP ASVS 5, V6.2). Long passwords
+/// are accepted whole: nothing is truncated.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+/// Display name bounds, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 32;
+
+/// The role every account has.
+pub const ROLE_USER: &str = "user";
+
+/// A syntactically valid email address, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err("is required");
+        }
+        if trimmed.len() > MAX_EMAIL_LEN {
+            return Err("must be at most 254 characters");
+        }
+        let lowered = trimmed.to_lowercase();
+        let parsed = email_address::EmailAddress::from_str(&lowered)
+            .map_err(|_| "is not a valid email address")?;
+        // Addresses for people have a domain with a dot; `user@localhost` and
+        // bracketed IP literals are not ones we can send mail to.
+        let domain = parsed.domain();
+        if !domain.contains('.') || domain.starts_with('[') || domain.ends_with('.') {
+            return Err("is not a valid email address");
+        }
+        Ok(Self(lowered))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A password that meets the length policy. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let chars = raw.chars().count();
+        if chars < MIN_PASSWORD_CHARS {
+            return Err(format!("must be at least {MIN_PASSWORD_CHARS} characters"));
+        }
+        if chars > MAX_PASSWORD_CHARS {
+            return Err(format!("must be at most {MAX_PASSWORD_CHARS} characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+/// A display name: trimmed, 1 to 32 characters, no control or invisible
+/// characters (which let two names look the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 {
+            return Err("is required".to_owned());
+        }
+        if chars > MAX_DISPLAY_NAME_CHARS {
+            return Err(format!(
+                "must be at most {MAX_DISPLAY_NAME_CHARS} characters"
+            ));
+        }
+        if let Some(c) = trimmed.chars().find(|c| is_invisible(*c)) {
+            return Err(format!(
+                "must not contain control or invisible characters (found U+{:04X})",
+                u32::from(c)
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Control characters, and format characters that render as nothing.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// An account as auth keeps it.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub roles: Vec<String>,
+}
+
+/// A session: one sign-in, one family of refresh tokens.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Session {
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// Who opened a session, as far as the request tells.
+#[derive(Debug, Clone, Default)]
+pub struct Device {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lowercased() {
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+    }
+
+    #[test]
+    fn bad_emails_are_refused() {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@localhost",
+            "a b@example.com",
+            "ada@example.com.",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(Email::parse(&long).is_err());
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters_not_bytes() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse("ññññññññ").is_ok());
+        assert!(Password::parse(&"x".repeat(128)).is_ok());
+        assert!(Password::parse(&"x".repeat(129)).is_err());
+        assert_eq!(
+            format!("{:?}", Password::parse("correct horse").unwrap()),
+            "Password([redacted])"
+        );
+    }
+
+    #[test]
+    fn display_names_refuse_invisible_characters() {
+        assert_eq!(DisplayName::parse("  Ada  ").unwrap().as_str(), "Ada");
+        assert!(DisplayName::parse("Ada\u{200B}").is_err());
+        assert!(DisplayName::parse("A\nda").is_err());
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"x".repeat(33)).is_err());
+    }
+}

@@ -1,0 +1,407 @@
+//! Auth's SQL. Every query is written once with `$n` placeholders and runs on
+//! SQLite and PostgreSQL through `with_db!`.
+
+use chrono::{DateTime, Utc};
+use contracts::Envelope;
+use kit::db::{BeginWrite, Db, is_unique_violation};
+use kit::{outbox_append, with_db};
+use uuid::Uuid;
+
+use crate::domain::{Device, Session, User};
+use crate::tokens::KeyMaterial;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// An account to create.
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    pub id: Uuid,
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub password_hash: &'a str,
+    pub roles: &'a [&'a str],
+    pub now: DateTime<Utc>,
+}
+
+/// A session to open, with its first refresh token.
+#[derive(Debug)]
+pub struct NewSession<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub device: &'a Device,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub refresh_hash: &'a [u8],
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was current: it is now used, and its successor is stored.
+    Rotated { session: Session, user: User },
+    /// No such token.
+    Unknown,
+    /// The token had been used before: its whole session is now revoked.
+    Reused,
+    /// The token or its session has expired or was revoked.
+    Inactive,
+}
+
+type UserRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    bool,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
+type SessionRow = (Uuid, Uuid, DateTime<Utc>, Option<DateTime<Utc>>);
+
+const USER_COLUMNS: &str =
+    "id, email, display_name, password_hash, email_verified, disabled_at, created_at";
+
+fn user_from(row: UserRow, roles: Vec<String>) -> User {
+    let (id, email, display_name, password_hash, email_verified, disabled_at, created_at) = row;
+    User {
+        id,
+        email,
+        display_name,
+        password_hash,
+        email_verified,
+        disabled_at,
+        created_at,
+        roles,
+    }
+}
+
+fn session_from(row: SessionRow) -> Session {
+    let (id, user_id, expires_at, revoked_at) = row;
+    Session {
+        id,
+        user_id,
+        expires_at,
+        revoked_at,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Creates the account, its roles and its `user_registered` event in one
+    /// transaction.
+    #[tracing::instrument(skip_all, fields(user_id = %user.id))]
+    pub async fn create_user(
+        &self,
+        user: &NewUser<'_>,
+        event: &Envelope,
+    ) -> Result<(), StoreError> {
+        let result: Result<(), sqlx::Error> = with_db!(&self.db, pool => async {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO users (id, email, display_name, password_hash, email_verified, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(user.id)
+            .bind(user.email)
+            .bind(user.display_name)
+            .bind(user.password_hash)
+            .bind(false)
+            .bind(user.now)
+            .execute(&mut *tx)
+            .await?;
+            for role in user.roles {
+                sqlx::query("INSERT INTO user_roles (user_id, role, granted_at) VALUES ($1, $2, $3)")
+                    .bind(user.id)
+                    .bind(*role)
+                    .bind(user.now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            outbox_append!(&mut *tx, event)?;
+            tx.commit().await
+        }.await);
+        match result {
+            Err(e) if is_unique_violation(&e) => Err(StoreError::EmailTaken),
+            other => Ok(other?),
+        }
+    }
+
+    async fn roles(&self, user_id: Uuid) -> Result<Vec<String>, StoreError> {
+        Ok(with_db!(&self.db, pool => sqlx::query_scalar::<_, String>(
+            "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = with_db!(&self.db, pool => sqlx::query_as(
+            sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1")),
+        )
+        .bind(email)
+        .fetch_optional(pool)
+        .await)?;
+        match row {
+            Some(row) => {
+                let roles = self.roles(row.0).await?;
+                Ok(Some(user_from(row, roles)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = with_db!(&self.db, pool => sqlx::query_as(
+            sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")),
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
+        match row {
+            Some(row) => {
+                let roles = self.roles(row.0).await?;
+                Ok(Some(user_from(row, roles)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a new hash of the same password (after a parameter upgrade).
+    pub async fn set_password_hash(
+        &self,
+        user_id: Uuid,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        with_db!(&self.db, pool => sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(hash)
+            .bind(now)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Opens a session with its first refresh token.
+    #[tracing::instrument(skip_all, fields(session_id = %s.id))]
+    pub async fn create_session(&self, s: &NewSession<'_>) -> Result<(), StoreError> {
+        with_db!(&self.db, pool => async {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
+                 VALUES ($1, $2, $3, $3, $4, $5, $6)",
+            )
+            .bind(s.id)
+            .bind(s.user_id)
+            .bind(s.now)
+            .bind(s.expires_at)
+            .bind(s.device.user_agent.as_deref())
+            .bind(s.device.ip.as_deref())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(s.refresh_hash)
+                .bind(s.id)
+                .bind(s.now)
+                .bind(s.refresh_expires_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }.await)?;
+        Ok(())
+    }
+
+    pub async fn session(&self, id: Uuid) -> Result<Option<Session>, StoreError> {
+        let row: Option<SessionRow> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT id, user_id, expires_at, revoked_at FROM sessions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(session_from))
+    }
+
+    /// The session a refresh token belongs to.
+    pub async fn session_of_refresh_token(&self, hash: &[u8]) -> Result<Option<Uuid>, StoreError> {
+        Ok(with_db!(&self.db, pool => sqlx::query_scalar::<_, Uuid>(
+            "SELECT session_id FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// Revokes a session unless it already is. Returns whether it changed.
+    pub async fn revoke_session(
+        &self,
+        id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let changed = with_db!(&self.db, pool => sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(changed > 0)
+    }
+
+    /// Uses the refresh token hashed `old` and stores `new` as its successor,
+    /// all in one transaction. A token used twice revokes its session: whoever
+    /// holds the other copy (a thief, or the user) must sign in again.
+    #[tracing::instrument(skip_all)]
+    pub async fn rotate_refresh_token(
+        &self,
+        old: &[u8],
+        new: &[u8],
+        now: DateTime<Utc>,
+        refresh_ttl: chrono::Duration,
+    ) -> Result<Rotation, StoreError> {
+        type Row = (
+            Uuid,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Uuid,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+        );
+        let outcome: Result<Result<Session, Rotation>, sqlx::Error> = with_db!(&self.db, pool => async {
+            let mut tx = pool.begin_write().await?;
+            let row: Option<Row> = sqlx::query_as(
+                "SELECT rt.session_id, rt.expires_at, rt.used_at, s.user_id, s.expires_at, s.revoked_at
+                 FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+                 WHERE rt.token_hash = $1",
+            )
+            .bind(old)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((session_id, token_expires, used_at, user_id, session_expires, revoked_at)) = row else {
+                return Ok(Err(Rotation::Unknown));
+            };
+            if used_at.is_some() {
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_token_reuse'
+                     WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(Err(Rotation::Reused));
+            }
+            let session = Session { id: session_id, user_id, expires_at: session_expires, revoked_at };
+            if !session.is_active(now) || token_expires <= now {
+                return Ok(Err(Rotation::Inactive));
+            }
+            // The `used_at IS NULL` condition settles a race between two uses of
+            // the same token: the second finds the row already used.
+            let claimed = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+                .bind(now)
+                .bind(old)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if claimed != 1 {
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_token_reuse'
+                     WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(Err(Rotation::Reused));
+            }
+            let new_expires = std::cmp::min(now + refresh_ttl, session_expires);
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(new)
+                .bind(session_id)
+                .bind(now)
+                .bind(new_expires)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Ok(session))
+        }.await);
+        match outcome? {
+            Ok(session) => match self.user_by_id(session.user_id).await? {
+                Some(user) => Ok(Rotation::Rotated { session, user }),
+                None => Ok(Rotation::Inactive),
+            },
+            Err(rotation) => Ok(rotation),
+        }
+    }
+
+    /// The newest key that may sign.
+    pub async fn signing_key(&self) -> Result<Option<KeyMaterial>, StoreError> {
+        let row: Option<(String, Vec<u8>, String)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT kid, private_key, public_key FROM signing_keys
+             WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(|(kid, private_pkcs8, public_x)| KeyMaterial {
+            kid,
+            private_pkcs8,
+            public_x,
+        }))
+    }
+
+    pub async fn insert_signing_key(
+        &self,
+        key: &KeyMaterial,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        with_db!(&self.db, pool => sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at) VALUES ($1, 'EdDSA', $2, $3, $4)",
+        )
+        .bind(&key.kid)
+        .bind(&key.private_pkcs8)
+        .bind(&key.public_x)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The public keys to publish: `(kid, x, expires_at)` of every key whose
+    /// tokens may still be valid.
+    pub async fn published_keys(
+        &self,
+    ) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>, StoreError> {
+        Ok(with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT kid, public_key, expires_at FROM signing_keys ORDER BY created_at DESC",
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
+}

@@ -1,0 +1,114 @@
+//! Token material: Ed25519 signing keys, access tokens (JWT) and refresh tokens.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use kit::auth::{ACCESS_TOKEN_TYP, AccessClaims, Jwk};
+use sha2::{Digest, Sha256};
+
+/// A signing key as stored: PKCS#8 private key and the raw public key.
+#[derive(Clone)]
+pub struct KeyMaterial {
+    pub kid: String,
+    pub private_pkcs8: Vec<u8>,
+    /// The public key, base64url (the JWK `x`).
+    pub public_x: String,
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyMaterial")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyMaterial {
+    /// A fresh Ed25519 key from the operating system's CSPRNG.
+    pub fn generate() -> anyhow::Result<Self> {
+        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+        let der = signing
+            .to_pkcs8_der()
+            .map_err(|e| anyhow::anyhow!("encoding a new signing key: {e}"))?;
+        let public_x = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
+        Ok(Self {
+            kid: thumbprint(&public_x),
+            private_pkcs8: der.as_bytes().to_vec(),
+            public_x,
+        })
+    }
+
+    pub fn jwk(&self) -> Jwk {
+        public_jwk(&self.kid, &self.public_x)
+    }
+}
+
+/// The published form of a public key.
+pub fn public_jwk(kid: &str, x: &str) -> Jwk {
+    Jwk {
+        kty: "OKP".to_owned(),
+        crv: Some("Ed25519".to_owned()),
+        x: Some(x.to_owned()),
+        kid: kid.to_owned(),
+        alg: Some("EdDSA".to_owned()),
+        use_: Some("sig".to_owned()),
+    }
+}
+
+/// The RFC 7638 thumbprint of an Ed25519 public key, used as its key id.
+pub fn thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// Signs `claims` as an access token with `key`.
+pub fn sign_access_token(
+    key: &KeyMaterial,
+    claims: &AccessClaims,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_ed_der(&key.private_pkcs8),
+    )
+}
+
+/// A new refresh token: 256 random bits, base64url. Only its hash is stored.
+pub fn new_refresh_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The stored form of a refresh token.
+pub fn hash_refresh_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_carry_256_bits_and_are_unique() {
+        let a = new_refresh_token();
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+        assert_ne!(a, new_refresh_token());
+        assert_eq!(hash_refresh_token(&a).len(), 32);
+    }
+
+    #[test]
+    fn key_ids_are_rfc7638_thumbprints() {
+        // RFC 8037 appendix A.3: the thumbprint of its example Ed25519 key.
+        assert_eq!(
+            thumbprint("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+        let k = KeyMaterial::generate().unwrap();
+        assert_eq!(k.kid, thumbprint(&k.public_x));
+    }
+}

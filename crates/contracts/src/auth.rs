@@ -1,0 +1,25 @@
+//! Events emitted by the auth service.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Event;
+
+/// An account was created. Users creates the profile from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub registered_at: DateTime<Utc>,
+}
+
+impl Event for UserRegistered {
+    const TYPE: &'static str = "panal.auth.user_registered.v1";
+    const SOURCE: &'static str = "auth";
+
+    fn subject(&self) -> String {
+        self.user_id.to_string()
+    }
+}

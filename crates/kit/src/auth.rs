@@ -1,0 +1,427 @@
+//! Access tokens: what they contain, how every service verifies them, and the
+//! extractors handlers use to learn who is calling.
+//!
+//! Auth signs short-lived JWTs with an Ed25519 key and publishes the public keys
+//! as a JWKS. Verifiers keep the keys in memory and fetch the set again only when
+//! a token names a key they do not know, and then at most once per interval, so a
+//! flood of tokens with made-up key ids cannot turn into a flood of fetches.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use futures_util::future::BoxFuture;
+use http::request::Parts;
+use http::{HeaderMap, header};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::problem::Problem;
+
+/// The `typ` header of access tokens (RFC 9068).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The claims of a Panal access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer: the public URL of the platform.
+    pub iss: String,
+    /// Audience: `panal` unless configured otherwise.
+    pub aud: String,
+    /// The user.
+    pub sub: Uuid,
+    /// The session (refresh-token family) the token belongs to.
+    pub sid: Uuid,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Unique token id.
+    pub jti: Uuid,
+    /// The user's roles when the token was issued.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// A JSON Web Key Set holding Ed25519 public keys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// One public key (RFC 8037 `OKP`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Jwk {
+    pub kty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    pub kid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+}
+
+/// Why a token was refused. Every variant is a 401 for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is too long")]
+    TooLong,
+    #[error("the token is not an access token")]
+    WrongType,
+    #[error("the token is signed with an unsupported algorithm")]
+    UnsupportedAlgorithm,
+    #[error("the token is signed with an unknown key")]
+    UnknownKey,
+    #[error("the token signature is invalid")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued for another issuer")]
+    WrongIssuer,
+    #[error("the token was issued for another audience")]
+    WrongAudience,
+    #[error("the token is invalid")]
+    Invalid,
+    #[error("the session of this token has ended")]
+    Revoked,
+}
+
+impl From<TokenError> for Problem {
+    fn from(e: TokenError) -> Self {
+        Problem::invalid_token(e.to_string())
+    }
+}
+
+/// Failure to obtain keys.
+#[derive(Debug, thiserror::Error)]
+#[error("could not obtain signing keys: {0}")]
+pub struct KeySourceError(pub String);
+
+/// Where a verifier gets the public keys from.
+pub trait KeySource: Send + Sync + 'static {
+    fn fetch(&self) -> BoxFuture<'_, Result<Jwks, KeySourceError>>;
+}
+
+/// Keys fetched from a JWKS URL (auth's `/.well-known/jwks.json`).
+pub struct HttpKeySource {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl HttpKeySource {
+    pub fn new(url: impl Into<String>) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            url: url.into(),
+            client,
+        }
+    }
+}
+
+impl KeySource for HttpKeySource {
+    fn fetch(&self) -> BoxFuture<'_, Result<Jwks, KeySourceError>> {
+        Box::pin(async move {
+            let response = self
+                .client
+                .get(&self.url)
+                .send()
+                .await
+                .map_err(|e| KeySourceError(format!("GET {}: {e}", self.url)))?;
+            if !response.status().is_success() {
+                return Err(KeySourceError(format!(
+                    "GET {}: status {}",
+                    self.url,
+                    response.status()
+                )));
+            }
+            response
+                .json::<Jwks>()
+                .await
+                .map_err(|e| KeySourceError(format!("GET {}: {e}", self.url)))
+        })
+    }
+}
+
+/// Verifies access tokens against a cached key set.
+pub struct TokenVerifier {
+    source: Box<dyn KeySource>,
+    keys: RwLock<Arc<HashMap<String, DecodingKey>>>,
+    /// When keys were last fetched; the lock also makes concurrent fetches wait
+    /// for one another instead of each calling the source.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    refetch_interval: Duration,
+    validation: Validation,
+    leeway: i64,
+}
+
+impl TokenVerifier {
+    pub fn new(
+        source: impl KeySource,
+        issuer: &str,
+        audience: &str,
+        refetch_interval: Duration,
+        leeway: Duration,
+    ) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = leeway.as_secs();
+        Self {
+            source: Box::new(source),
+            keys: RwLock::new(Arc::new(HashMap::new())),
+            last_fetch: tokio::sync::Mutex::new(None),
+            refetch_interval,
+            validation,
+            leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Replaces the cached keys with `jwks` (what a fetch does).
+    pub fn set_keys(&self, jwks: &Jwks) {
+        let mut map = HashMap::new();
+        for key in &jwks.keys {
+            if key.kty != "OKP" || key.crv.as_deref() != Some("Ed25519") {
+                continue;
+            }
+            if key.alg.as_deref().is_some_and(|a| a != "EdDSA")
+                || key.use_.as_deref().is_some_and(|u| u != "sig")
+            {
+                continue;
+            }
+            let Some(x) = key.x.as_deref() else { continue };
+            match DecodingKey::from_ed_components(x) {
+                Ok(k) => {
+                    map.insert(key.kid.clone(), k);
+                }
+                Err(e) => {
+                    tracing::warn!(kid = %key.kid, error = %e, "ignoring an unusable key in the key set")
+                }
+            }
+        }
+        if let Ok(mut guard) = self.keys.write() {
+            *guard = Arc::new(map);
+        }
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys
+            .read()
+            .ok()
+            .and_then(|keys| keys.get(kid).cloned())
+    }
+
+    /// Fetches the key set unless one was fetched less than the refetch interval
+    /// ago. Returns whether a fetch happened.
+    pub async fn refresh(&self, force: bool) -> Result<bool, KeySourceError> {
+        let mut last = self.last_fetch.lock().await;
+        if !force && last.is_some_and(|t| t.elapsed() < self.refetch_interval) {
+            return Ok(false);
+        }
+        // Record the attempt before it runs: a failing source is retried after
+        // the interval, not on every request.
+        *last = Some(Instant::now());
+        let jwks = self.source.fetch().await?;
+        self.set_keys(&jwks);
+        Ok(true)
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLong);
+        }
+        if token.split('.').count() != 3 {
+            return Err(TokenError::Malformed);
+        }
+        // `decode_header` refuses algorithms it does not know, `none` included.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenError::WrongType);
+        }
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::UnsupportedAlgorithm);
+        }
+        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+        // Key ids are base64url thumbprints; anything else cannot be one of ours
+        // and must not cause a fetch.
+        if kid.is_empty()
+            || kid.len() > 128
+            || !kid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(TokenError::UnknownKey);
+        }
+        let key = match self.key(kid) {
+            Some(k) => k,
+            None => {
+                if let Err(e) = self.refresh(false).await {
+                    tracing::warn!(error = %e, "key refresh failed");
+                }
+                self.key(kid).ok_or(TokenError::UnknownKey)?
+            }
+        };
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature => TokenError::BadSignature,
+                    K::ExpiredSignature => TokenError::Expired,
+                    K::ImmatureSignature => TokenError::NotYetValid,
+                    K::InvalidIssuer => TokenError::WrongIssuer,
+                    K::InvalidAudience => TokenError::WrongAudience,
+                    K::InvalidAlgorithm | K::InvalidAlgorithmName => {
+                        TokenError::UnsupportedAlgorithm
+                    }
+                    K::Base64(_) | K::Json(_) | K::Utf8(_) | K::InvalidToken => {
+                        TokenError::Malformed
+                    }
+                    _ => TokenError::Invalid,
+                }
+            })?;
+        if data.claims.iat > chrono::Utc::now().timestamp() + self.leeway {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(data.claims)
+    }
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Problem::invalid_token("the Authorization header is not valid text"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(Problem::unauthorized(
+            "the Authorization header must be `Bearer <access token>`",
+        )),
+    }
+}
+
+/// The authenticated caller of a request, from a verified access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub roles: Vec<String>,
+    pub token_id: Uuid,
+    /// When the token expires, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+impl Caller {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// 403 unless the caller has `role`.
+    pub fn require_role(&self, role: &str) -> Result<(), Problem> {
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "this action needs the `{role}` role"
+            )))
+        }
+    }
+}
+
+impl From<AccessClaims> for Caller {
+    fn from(c: AccessClaims) -> Self {
+        Self {
+            user_id: c.sub,
+            session_id: c.sid,
+            roles: c.roles,
+            token_id: c.jti,
+            expires_at: c.exp,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let verifier = parts
+            .extensions
+            .get::<Arc<TokenVerifier>>()
+            .cloned()
+            .ok_or_else(|| {
+                Problem::internal(&KeySourceError(
+                    "no token verifier is installed on this service".into(),
+                ))
+            })?;
+        let token = bearer_token(&parts.headers)?.ok_or_else(|| {
+            Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)")
+        })?;
+        let claims = verifier.verify(token).await?;
+        tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
+        let caller = Caller::from(claims);
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+/// A role a handler can demand with [`Authorized`].
+pub trait Role: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+macro_rules! roles {
+    ($($ty:ident => $name:literal),* $(,)?) => {$(
+        #[doc = concat!("The `", $name, "` role.")]
+        #[derive(Debug)]
+        pub struct $ty;
+        impl Role for $ty {
+            const NAME: &'static str = $name;
+        }
+    )*};
+}
+
+roles!(Admin => "admin", Moderator => "moderator", Professional => "professional", Support => "support");
+
+/// A caller that has role `R`: `async fn handler(Authorized(caller, _): Authorized<Admin>)`.
+#[derive(Debug)]
+pub struct Authorized<R: Role>(pub Caller, pub PhantomData<R>);
+
+impl<S: Send + Sync, R: Role> FromRequestParts<S> for Authorized<R> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_role(R::NAME)?;
+        Ok(Authorized(caller, PhantomData))
+    }
+}

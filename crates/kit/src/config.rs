@@ -1,0 +1,308 @@
+//! Configuration: defaults < optional `panal.toml` < `PANAL_*` environment variables.
+//!
+//! Nested keys use a double underscore in the environment: `[http] body_limit` in
+//! `panal.toml` is `PANAL_HTTP__BODY_LIMIT`. A value of the wrong type stops
+//! start-up with an error naming the key and where the value came from.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::secret::Secret;
+
+/// Environment variables that start with `PANAL_` but are not configuration
+/// (test switches), so they never reach the settings.
+const NOT_SETTINGS: &[&str] = &["TEST_POSTGRES_URL", "CONFIG"];
+
+/// A configuration error, naming the key and the source of the bad value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        // figment's message names the key (`for key "default.http.body_limit"`)
+        // and the provider (`in PANAL_ environment variable(s)`); keep all of it.
+        let mut parts = Vec::new();
+        for err in e {
+            parts.push(err.to_string());
+        }
+        ConfigError(parts.join("; "))
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+/// Settings shared by every process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Where `panal up` keeps one SQLite file per service.
+    pub data_dir: PathBuf,
+    /// The database of the one service run by `panal serve`. May carry a password.
+    pub database_url: Option<Secret<String>>,
+    /// The address clients use to reach Panal (the gateway). Access tokens name it
+    /// as their issuer, and OpenID discovery is published under it.
+    pub public_url: String,
+    /// The interface services listen on.
+    pub host: IpAddr,
+    /// The port of the one service run by `panal serve` (default: its port in the map).
+    pub port: Option<u16>,
+    /// Log filter in `tracing` syntax, e.g. `info,sqlx=warn`.
+    pub log: String,
+    pub log_format: LogFormat,
+    pub http: HttpSettings,
+    pub db: DbSettings,
+    pub tokens: TokenSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            public_url: "http://localhost:8000".to_owned(),
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: None,
+            log: "info".to_owned(),
+            log_format: LogFormat::Auto,
+            http: HttpSettings::default(),
+            db: DbSettings::default(),
+            tokens: TokenSettings::default(),
+        }
+    }
+}
+
+/// HTTP limits every service applies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Largest request body accepted, in bytes (413 above it).
+    pub body_limit: usize,
+    /// Longest a handler may take before the client gets a 503, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// Write one log line per request.
+    pub access_log: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            body_limit: 64 * 1024,
+            request_timeout_ms: 15_000,
+            shutdown_grace_ms: 10_000,
+            access_log: true,
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Database pool settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DbSettings {
+    /// Most connections a service's pool opens.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+    /// How long SQLite waits on a locked database, in milliseconds.
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout_ms: 5_000,
+            sqlite_busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// What verifiers expect of access tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TokenSettings {
+    /// The `aud` every access token carries and every verifier requires.
+    pub audience: String,
+    /// The least time between two JWKS fetches caused by unknown key ids, in seconds.
+    pub jwks_refetch_interval_secs: u64,
+    /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway_secs: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            audience: "panal".to_owned(),
+            jwks_refetch_interval_secs: 30,
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// Loaded configuration: the shared [`Settings`] plus access to service sections.
+#[derive(Debug, Clone)]
+pub struct Config {
+    figment: Figment,
+    pub settings: Settings,
+}
+
+impl Config {
+    /// Reads `file` (or `panal.toml` in the working directory when present) and the
+    /// `PANAL_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("panal.toml")),
+        }
+        figment = figment.merge(Env::prefixed("PANAL_").ignore(NOT_SETTINGS).split("__"));
+        Self::from_figment(figment)
+    }
+
+    /// Configuration from explicit sources (tests, embedding).
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Settings = figment.extract()?;
+        let config = Self { figment, settings };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Configuration from a TOML string only (tests).
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(toml)))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.settings;
+        if s.http.body_limit == 0 {
+            return Err(ConfigError(
+                "key \"http.body_limit\" must be greater than 0".into(),
+            ));
+        }
+        if !(s.public_url.starts_with("http://") || s.public_url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "key \"public_url\" must be an http(s) URL, got {:?}",
+                s.public_url
+            )));
+        }
+        if s.db.max_connections == 0 {
+            return Err(ConfigError(
+                "key \"db.max_connections\" must be greater than 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A service's own section (`[auth]` in `panal.toml`, `PANAL_AUTH__*`),
+    /// with the service's defaults for what is missing.
+    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, ConfigError> {
+        if !self.figment.contains(name) {
+            return Ok(T::default());
+        }
+        Ok(self.figment.extract_inner(name)?)
+    }
+
+    /// Where another service is reached: `PANAL_<NAME>_URL`, or its default port
+    /// on this host.
+    pub fn service_url(&self, name: &str) -> Result<String, ConfigError> {
+        let key = format!("{name}_url");
+        if self.figment.contains(&key) {
+            let url: String = self.figment.extract_inner(&key)?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "key \"{key}\" must be an http(s) URL, got {url:?}"
+                )));
+            }
+            return Ok(url.trim_end_matches('/').to_owned());
+        }
+        let port = crate::catalog::find(name)
+            .map(|s| s.port)
+            .ok_or_else(|| ConfigError(format!("unknown service {name:?}")))?;
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
+    /// The issuer access tokens carry and verifiers require.
+    pub fn issuer(&self) -> String {
+        self.settings.public_url.trim_end_matches('/').to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.settings.http.body_limit, 64 * 1024);
+        assert_eq!(c.service_url("auth").unwrap(), "http://127.0.0.1:8001");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = Config::from_toml("[http]\nbody_limit = \"lots\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("body_limit"), "{err}");
+    }
+
+    #[test]
+    fn service_urls_can_be_overridden() {
+        let c = Config::from_toml("auth_url = \"http://auth.internal:9000/\"").unwrap();
+        assert_eq!(c.service_url("auth").unwrap(), "http://auth.internal:9000");
+        let bad = Config::from_toml("auth_url = \"auth:9000\"").unwrap();
+        assert!(
+            bad.service_url("auth")
+                .unwrap_err()
+                .to_string()
+                .contains("auth_url")
+        );
+    }
+
+    #[test]
+    fn sections_fall_back_to_their_defaults() {
+        #[derive(Debug, Default, Deserialize, PartialEq)]
+        #[serde(default)]
+        struct S {
+            a: u32,
+            b: u32,
+        }
+        let c = Config::from_toml("[svc]\nb = 2").unwrap();
+        assert_eq!(c.section::<S>("svc").unwrap(), S { a: 0, b: 2 });
+        assert_eq!(c.section::<S>("other").unwrap(), S::default());
+    }
+}

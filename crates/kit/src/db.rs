@@ -1,0 +1,207 @@
+//! Databases: SQLite or PostgreSQL, chosen by the URL scheme.
+//!
+//! A service's store is written once, with `$1` placeholders that both backends
+//! accept, and runs on either pool through [`with_db!`]: the macro expands the
+//! same body once per backend, so each query is type-checked against both.
+//! Where the dialects differ, the store matches on [`Db`] explicitly.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::DbSettings;
+
+/// A connection pool on one of the supported backends.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Which backend a [`Db`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Pool usage, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of `$db`.
+///
+/// ```ignore
+/// let n: i64 = with_db!(&self.db, pool => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(pool).await)?;
+/// ```
+#[macro_export]
+macro_rules! with_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A service's migrations, one list per backend, embedded in the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    /// `(version, description, sql)`, ascending.
+    pub sqlite: &'static [(i64, &'static str, &'static str)],
+    pub postgres: &'static [(i64, &'static str, &'static str)],
+}
+
+/// Errors opening or migrating a database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL (expected sqlite:… or postgres://…)")]
+    UnsupportedUrl,
+    #[error("could not connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("could not apply migrations: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl Db {
+    /// Opens a pool on `url` (`sqlite:path`, `sqlite://path`, `postgres://…`).
+    ///
+    /// SQLite gets WAL, a busy timeout, foreign keys and `synchronous=FULL`, so a
+    /// write acknowledged to a client survives a crash of the machine, not only
+    /// of the process.
+    pub async fn connect(url: &str, settings: &DbSettings) -> Result<Self, DbError> {
+        let acquire = Duration::from_millis(settings.acquire_timeout_ms);
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(DbError::Connect)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_millis(settings.sqlite_busy_timeout_ms));
+            if let Some(parent) = options.get_filename().parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
+                }
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(acquire)
+                .connect_with(options)
+                .await
+                .map_err(DbError::Connect)?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(DbError::Connect)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(acquire)
+                .connect_with(options)
+                .await
+                .map_err(DbError::Connect)?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(DbError::UnsupportedUrl)
+        }
+    }
+
+    /// The URL of a SQLite file.
+    pub fn sqlite_url(path: &Path) -> String {
+        format!("sqlite://{}", path.display())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the migrations for this backend that have not run yet.
+    pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbError> {
+        let list = match self {
+            Db::Sqlite(_) => migrations.sqlite,
+            Db::Postgres(_) => migrations.postgres,
+        };
+        let migrator = Migrator::with_migrations(
+            list.iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        sqlx::SqlSafeStr::into_sql_str(*sql),
+                        false,
+                    )
+                })
+                .collect(),
+        );
+        with_db!(self, pool => migrator.run(pool).await).map_err(DbError::Migrate)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        with_db!(self, pool => PoolStats {
+            open: pool.size(),
+            idle: pool.num_idle(),
+            max: pool.options().get_max_connections(),
+        })
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        with_db!(self, pool => pool.close().await)
+    }
+}
+
+/// Whether `err` is a unique-constraint violation (on either backend).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Starting a transaction that will write.
+///
+/// On SQLite a write transaction must take the write lock when it begins
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can
+/// fail with `SQLITE_BUSY` without waiting for the busy timeout when another
+/// writer got there first. PostgreSQL needs nothing special.
+pub trait BeginWrite {
+    type Database: sqlx::Database;
+
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
+    > + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}

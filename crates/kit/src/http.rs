@@ -1,0 +1,570 @@
+//! HTTP plumbing shared by every service.
+//!
+//! A service is a value ([`Service`]): its router, its OpenAPI document, its
+//! database, its background workers. [`serve`] runs it on a bound listener until
+//! a shutdown token fires, adding what every service shares:
+//!
+//! - `x-request-id` kept (when sane) or generated, and returned;
+//! - W3C `traceparent` continued; both ids on every log line of the request;
+//! - one access-log line and Prometheus metrics per request;
+//! - a body-size limit (413) and a handler timeout (503);
+//! - panics and bare error statuses turned into problem documents;
+//! - `/healthz`, `/readyz`, `/metrics` and `/openapi.json`;
+//! - graceful shutdown: stop accepting, finish in-flight requests within a grace
+//!   period, stop workers, close the database.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::future::BoxFuture;
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+use utoipa::openapi::OpenApi;
+
+use crate::auth::TokenVerifier;
+use crate::config::HttpSettings;
+use crate::db::Db;
+use crate::metrics::{HttpLabels, Metrics};
+use crate::problem::{Problem, REQUEST_ID};
+use crate::trace::TraceContext;
+
+/// A route label a handler puts in its response's extensions to name the route
+/// in metrics when the matched path is too coarse (the gateway's catch-all).
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub String);
+
+/// The request id of the request being handled (also in the extensions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// A background task of a service. It must return soon after the token is
+/// cancelled.
+pub type Worker = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
+
+/// A readiness check: what `/readyz` reports.
+pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Readiness> + Send + Sync>;
+
+/// The state of one dependency in a readiness report.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CheckResult {
+    /// `up` or `down`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl CheckResult {
+    pub fn up() -> Self {
+        Self {
+            status: "up",
+            detail: None,
+        }
+    }
+    pub fn down(detail: impl Into<String>) -> Self {
+        Self {
+            status: "down",
+            detail: Some(detail.into()),
+        }
+    }
+    pub fn is_up(&self) -> bool {
+        self.status == "up"
+    }
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    pub checks: BTreeMap<String, CheckResult>,
+}
+
+impl Readiness {
+    pub fn from_checks(checks: BTreeMap<String, CheckResult>) -> Self {
+        let ready = checks.values().all(CheckResult::is_up);
+        Self {
+            status: if ready { "ready" } else { "not_ready" },
+            checks,
+        }
+    }
+}
+
+/// A service, ready to be served or mounted.
+pub struct Service {
+    pub name: &'static str,
+    router: Router,
+    openapi: OpenApi,
+    metrics: Metrics,
+    db: Option<Db>,
+    verifier: Option<Arc<TokenVerifier>>,
+    readiness: Option<ReadyCheck>,
+    workers: Vec<Worker>,
+    openapi_route: bool,
+}
+
+impl Service {
+    /// A service from its API router and the OpenAPI document describing it.
+    pub fn new(name: &'static str, router: Router, openapi: OpenApi) -> Self {
+        Self {
+            name,
+            router,
+            openapi: crate::openapi::finish(name, openapi),
+            metrics: Metrics::new(name),
+            db: None,
+            verifier: None,
+            readiness: None,
+            workers: Vec::new(),
+            openapi_route: true,
+        }
+    }
+
+    /// Leaves `/openapi.json` to the service's own router (the gateway serves
+    /// the merged document there).
+    pub fn without_openapi_route(mut self) -> Self {
+        self.openapi_route = false;
+        self
+    }
+
+    /// The service's database: checked by `/readyz`, watched by `/metrics`,
+    /// closed at shutdown.
+    pub fn with_db(mut self, db: Db) -> Self {
+        self.metrics.watch_pool(db.clone());
+        self.db = Some(db);
+        self
+    }
+
+    /// The verifier the [`Caller`](crate::auth::Caller) extractor uses.
+    pub fn with_verifier(mut self, verifier: Arc<TokenVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// Replaces the default readiness check (the database answers).
+    pub fn with_readiness(mut self, check: ReadyCheck) -> Self {
+        self.readiness = Some(check);
+        self
+    }
+
+    pub fn with_worker(mut self, worker: Worker) -> Self {
+        self.workers.push(worker);
+        self
+    }
+
+    /// The service's metrics, to register its own.
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+
+    pub fn openapi(&self) -> &OpenApi {
+        &self.openapi
+    }
+
+    /// The complete router with every shared route and layer, and the workers
+    /// still to be started. Tests can call the router without a server.
+    pub fn into_parts(self, settings: &HttpSettings) -> (Router, Vec<Worker>, Option<Db>) {
+        let state = Arc::new(Shared {
+            name: self.name,
+            metrics: self.metrics,
+            db: self.db.clone(),
+            readiness: self.readiness,
+            openapi: serde_json::to_vec(&self.openapi).unwrap_or_default().into(),
+            settings: settings.clone(),
+        });
+        let mut ops = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics));
+        if self.openapi_route {
+            ops = ops.route("/openapi.json", get(openapi));
+        }
+        let ops = ops.with_state(state.clone());
+        let mut router = self.router.merge(ops).fallback(not_found);
+        if let Some(verifier) = self.verifier {
+            router = router.layer(axum::Extension(verifier));
+        }
+        let router = router
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(DefaultBodyLimit::max(settings.body_limit))
+            .layer(middleware::from_fn_with_state(state, observe));
+        (router, self.workers, self.db)
+    }
+}
+
+struct Shared {
+    name: &'static str,
+    metrics: Metrics,
+    db: Option<Db>,
+    readiness: Option<ReadyCheck>,
+    openapi: bytes::Bytes,
+    settings: HttpSettings,
+}
+
+/// Runs `service` on `listener` until `shutdown` is cancelled, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    service: Service,
+    settings: &HttpSettings,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let name = service.name;
+    let grace = settings.shutdown_grace();
+    let (router, workers, db) = service.into_parts(settings);
+    let worker_token = shutdown.child_token();
+    let worker_handles: Vec<_> = workers
+        .into_iter()
+        .map(|w| tokio::spawn(w(worker_token.clone())))
+        .collect();
+
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut server = tokio::spawn(server.into_future());
+
+    let result = tokio::select! {
+        r = &mut server => flatten(r),
+        () = shutdown.cancelled() => {
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(r) => flatten(r),
+                Err(_) => {
+                    tracing::warn!(service = name, grace_ms = grace.as_millis() as u64, "in-flight requests did not finish within the shutdown grace period; closing them");
+                    server.abort();
+                    Ok(())
+                }
+            }
+        }
+    };
+    worker_token.cancel();
+    for handle in worker_handles {
+        if tokio::time::timeout(grace, handle).await.is_err() {
+            tracing::warn!(
+                service = name,
+                "a worker did not stop within the shutdown grace period"
+            );
+        }
+    }
+    if let Some(db) = db {
+        db.close().await;
+    }
+    tracing::debug!(service = name, "stopped");
+    result
+}
+
+fn flatten(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
+    r.map_err(std::io::Error::other)?
+}
+
+/// Longest request id accepted from a client; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+fn request_id_from(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// The middleware every request goes through; see the module documentation.
+async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let request_id = request_id_from(&req);
+    let trace = TraceContext::from_headers(req.headers());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    req.extensions_mut().insert(trace);
+
+    let span = tracing::info_span!(
+        "request",
+        service = shared.name,
+        method = %method,
+        route = %route,
+        request_id = %request_id,
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
+        user_id = tracing::field::Empty,
+    );
+
+    shared.metrics.http.in_flight.inc();
+    let timeout = shared.settings.request_timeout();
+    let limit = shared.settings.body_limit;
+    let too_large = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64);
+
+    let response = REQUEST_ID
+        .scope(
+            request_id.clone(),
+            async move {
+                if too_large {
+                    return Problem::payload_too_large(limit).into_response();
+                }
+                match tokio::time::timeout(timeout, next.run(req)).await {
+                    Ok(response) => problem_for_bare_error(response),
+                    Err(_) => Problem::unavailable(
+                        format!(
+                            "the request was not handled within {} ms",
+                            timeout.as_millis()
+                        ),
+                        1,
+                    )
+                    .with_type("timeout", "Request timed out")
+                    .into_response(),
+                }
+            }
+            .instrument(span.clone()),
+        )
+        .await;
+    shared.metrics.http.in_flight.dec();
+
+    let mut response = response;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let status = response.status();
+    let elapsed = start.elapsed();
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or(route, |l| l.0.clone());
+    let labels = HttpLabels {
+        method: method.to_string(),
+        route,
+        status: status.as_u16(),
+    };
+    shared.metrics.http.requests.get_or_create(&labels).inc();
+    shared
+        .metrics
+        .http
+        .duration
+        .get_or_create(&labels)
+        .observe(elapsed.as_secs_f64());
+
+    if shared.settings.access_log {
+        let bytes = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let _enter = span.enter();
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let quiet = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+        if status.is_server_error() {
+            tracing::warn!(
+                status = status.as_u16(),
+                path,
+                duration_ms,
+                bytes,
+                "request failed"
+            );
+        } else if quiet {
+            tracing::debug!(
+                status = status.as_u16(),
+                path,
+                duration_ms,
+                bytes,
+                "request"
+            );
+        } else {
+            tracing::info!(
+                status = status.as_u16(),
+                path,
+                duration_ms,
+                bytes,
+                "request"
+            );
+        }
+    }
+    response
+}
+
+/// Error responses produced below the handlers (405 from the router, limits)
+/// come without a body; give them a problem document, keeping their headers
+/// (`Allow`, `Retry-After`).
+fn problem_for_bare_error(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this path".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large".to_owned(),
+        s => s.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let mut new = Problem::new(status).with_detail(detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    new
+}
+
+fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response<Body> {
+    let message = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = message, "handler panicked");
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+        .with_detail("an internal error occurred; quote the request id when reporting it")
+        .into_response()
+}
+
+async fn not_found(req: Request) -> Problem {
+    Problem::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let report = match (&shared.readiness, &shared.db) {
+        (Some(check), _) => check().await,
+        (None, Some(db)) => {
+            let mut checks = BTreeMap::new();
+            checks.insert("database".to_owned(), check_db(db).await);
+            Readiness::from_checks(checks)
+        }
+        (None, None) => Readiness::from_checks(BTreeMap::new()),
+    };
+    let status = if report.status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(report)).into_response()
+}
+
+/// Pings `db` with a short timeout.
+pub async fn check_db(db: &Db) -> CheckResult {
+    match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {
+        Ok(Ok(())) => CheckResult::up(),
+        Ok(Err(e)) => CheckResult::down(e.to_string()),
+        Err(_) => CheckResult::down("no answer within 2 s"),
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        shared.openapi.clone(),
+    )
+        .into_response()
+}
+
+/// Binds `addr`, with a message naming the address when it is taken.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+/// Waits for Ctrl-C or SIGTERM. Only `main` should call this.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Waits up to `timeout` for `url` to answer 200 (used to report readiness).
+pub async fn wait_ready(client: &reqwest::Client, url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// The client's IP address: the peer's, or, when the peer is a proxy on this
+/// host (the gateway), the last address it appended to `x-forwarded-for`.
+/// Addresses from anywhere else in that header are ignored, since clients can
+/// write whatever they like there.
+pub fn client_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if peer.is_loopback() {
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse().ok())
+            .last();
+        if let Some(ip) = forwarded {
+            return Some(ip);
+        }
+    }
+    Some(peer)
+}

@@ -1,0 +1,160 @@
+//! W3C Trace Context (`traceparent`), the part Panal needs: keep the caller's
+//! trace id, give each hop its own span id, and pass it on.
+//!
+//! Exporting spans (OTLP) is not wired yet; ids are already on every log line,
+//! so logs of one request can be joined across services.
+
+use std::fmt;
+
+use http::HeaderMap;
+
+/// The trace context of one request in one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    /// This hop's span id, sent as the parent id on outgoing calls.
+    pub span_id: [u8; 8],
+    /// The caller's span id, when the request came with a `traceparent`.
+    pub parent_id: Option<[u8; 8]>,
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// A new trace, for a request that did not carry one.
+    pub fn new_root() -> Self {
+        Self {
+            trace_id: nonzero(rand::random()),
+            span_id: nonzero(rand::random()),
+            parent_id: None,
+            sampled: true,
+        }
+    }
+
+    /// Continues the trace in `headers`, or starts a new one when the header is
+    /// missing or malformed (as the specification asks).
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Self::parse_parent)
+            .unwrap_or_else(Self::new_root)
+    }
+
+    /// Parses `00-<trace-id>-<parent-id>-<flags>` into a child context.
+    pub fn parse_parent(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let parent = parts.next()?;
+        let flags = parts.next()?;
+        // Version 00 has exactly four fields; later versions may add more.
+        if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        let trace_id: [u8; 16] = hex_decode(trace)?;
+        let parent_id: [u8; 8] = hex_decode(parent)?;
+        let [flags]: [u8; 1] = hex_decode(flags)?;
+        if trace_id == [0; 16] || parent_id == [0; 8] {
+            return None;
+        }
+        Some(Self {
+            trace_id,
+            span_id: nonzero(rand::random()),
+            parent_id: Some(parent_id),
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    /// The `traceparent` value for calls made while handling this request.
+    pub fn header_value(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            hex(&self.trace_id),
+            hex(&self.span_id),
+            u8::from(self.sampled)
+        )
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span_id)
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.header_value())
+    }
+}
+
+fn nonzero<const N: usize>(mut bytes: [u8; N]) -> [u8; N] {
+    if bytes.iter().all(|b| *b == 0) {
+        bytes[N - 1] = 1;
+    }
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn hex_decode<const N: usize>(s: &str) -> Option<[u8; N]> {
+    // Lower-case only, as the specification requires.
+    if s.len() != N * 2
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_traceparent_keeps_its_trace_and_gets_a_new_span() {
+        let p = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ctx = TraceContext::parse_parent(p).unwrap();
+        assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            ctx.parent_id,
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
+        assert_ne!(ctx.span_id_hex(), "00f067aa0ba902b7");
+        assert!(
+            ctx.header_value()
+                .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        );
+        assert!(ctx.header_value().ends_with("-01"));
+    }
+
+    #[test]
+    fn malformed_traceparents_are_refused() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(TraceContext::parse_parent(bad).is_none(), "{bad}");
+        }
+    }
+}
