@@ -122,18 +122,10 @@ async fn register(
     Json(req): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Account>), AuthError> {
     let mut errors = FieldErrors::new();
-    let email = errors.check(
-        "email",
-        Email::parse(req.email.as_deref().unwrap_or_default()),
-    );
-    let password = errors.check(
-        "password",
-        Password::parse(req.password.as_deref().unwrap_or_default()),
-    );
-    let display_name = errors.check(
-        "display_name",
-        DisplayName::parse(req.display_name.as_deref().unwrap_or_default()),
-    );
+    let email = errors.check("email", Email::parse(req.email.as_deref().unwrap_or_default()));
+    let password = errors.check("password", Password::parse(req.password.as_deref().unwrap_or_default()));
+    let display_name =
+        errors.check("display_name", DisplayName::parse(req.display_name.as_deref().unwrap_or_default()));
     errors.finish()?;
     let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
         return Err(Problem::bad_request("invalid request").into());
@@ -187,18 +179,12 @@ async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>, AuthError> {
     let mut errors = FieldErrors::new();
-    let email = errors.check(
-        "email",
-        Email::parse(req.email.as_deref().unwrap_or_default()),
-    );
+    let email = errors.check("email", Email::parse(req.email.as_deref().unwrap_or_default()));
     let password = req.password.unwrap_or_default();
     if password.is_empty() {
         errors.add("password", "is required");
     } else if password.chars().count() > MAX_PASSWORD_CHARS {
-        errors.add(
-            "password",
-            format!("must be at most {MAX_PASSWORD_CHARS} characters"),
-        );
+        errors.add("password", format!("must be at most {MAX_PASSWORD_CHARS} characters"));
     }
     errors.finish()?;
     let Some(email) = email else {
@@ -220,12 +206,7 @@ async fn login(
     }
     if verified == Verified::YesRehash {
         match state.hasher.hash(&password).await {
-            Ok(hash) => {
-                state
-                    .store
-                    .set_password_hash(user.id, &hash, Utc::now())
-                    .await?
-            }
+            Ok(hash) => state.store.set_password_hash(user.id, &hash, Utc::now()).await?,
             Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
         }
     }
@@ -246,10 +227,7 @@ async fn login(
             now,
             expires_at,
             refresh_hash: &refresh_hash,
-            refresh_expires_at: std::cmp::min(
-                now + seconds(state.settings.refresh_token_ttl_secs),
-                expires_at,
-            ),
+            refresh_expires_at: std::cmp::min(now + seconds(state.settings.refresh_token_ttl_secs), expires_at),
         })
         .await?;
     tracing::info!(user_id = %user.id, session_id = %session_id, "signed in");
@@ -311,37 +289,22 @@ async fn logout(State(state): State<AppState>, req: Request) -> Result<StatusCod
     let now = Utc::now();
     let session_id = if req.headers().contains_key(header::AUTHORIZATION) {
         let (mut parts, _) = req.into_parts();
-        Caller::from_request_parts(&mut parts, &())
-            .await?
-            .session_id
+        Caller::from_request_parts(&mut parts, &()).await?.session_id
     } else {
-        if req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v == "0")
-        {
-            return Err(Problem::unauthorized(
-                "send the session's access token or its refresh token",
-            )
-            .into());
+        let no_body = req.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v == "0")
+            && !req.headers().contains_key(header::TRANSFER_ENCODING);
+        if no_body {
+            return Err(Problem::unauthorized("send the session's access token or its refresh token").into());
         }
         let Json(body) = Json::<RefreshRequest>::from_request(req, &()).await?;
         let token = required_refresh_token(body)?;
-        match state
-            .store
-            .session_of_refresh_token(&tokens::hash_refresh_token(&token))
-            .await?
-        {
+        match state.store.session_of_refresh_token(&tokens::hash_refresh_token(&token)).await? {
             Some(id) => id,
             // Nothing to end; answering as for success tells an attacker nothing.
             None => return Ok(StatusCode::NO_CONTENT),
         }
     };
-    if state
-        .store
-        .revoke_session(session_id, "logout", now)
-        .await?
-    {
+    if state.store.revoke_session(session_id, "logout", now).await? {
         tracing::info!(session_id = %session_id, "signed out");
     }
     Ok(StatusCode::NO_CONTENT)
@@ -366,11 +329,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Accoun
     if !active {
         return Err(TokenError::Revoked.into());
     }
-    let user = state
-        .store
-        .user_by_id(caller.user_id)
-        .await?
-        .ok_or(AuthError::Token(TokenError::Revoked))?;
+    let user = state.store.user_by_id(caller.user_id).await?.ok_or(AuthError::Token(TokenError::Revoked))?;
     if user.disabled_at.is_some() {
         return Err(AuthError::Disabled);
     }
@@ -424,11 +383,7 @@ fn required_refresh_token(req: RefreshRequest) -> Result<String, AuthError> {
         _ => {
             let mut errors = FieldErrors::new();
             errors.add("refresh_token", "is required");
-            Err(errors
-                .finish()
-                .err()
-                .unwrap_or_else(|| Problem::bad_request("refresh_token is required"))
-                .into())
+            Err(errors.finish().err().unwrap_or_else(|| Problem::bad_request("refresh_token is required")).into())
         }
     }
 }
@@ -457,13 +412,7 @@ fn issue(
         roles: user.roles.clone(),
     };
     let access_token = tokens::sign_access_token(&state.signing_key, &claims)?;
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        refresh_token,
-        session_id,
-    })
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: ttl, refresh_token, session_id })
 }
 
 /// What a request says about the device it came from.
@@ -473,26 +422,16 @@ pub(crate) struct RequestMeta {
 
 impl RequestMeta {
     fn device(&self, headers: &HeaderMap) -> crate::domain::Device {
-        let user_agent = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect());
-        crate::domain::Device {
-            user_agent,
-            ip: self.ip.map(|ip| ip.to_string()),
-        }
+        let user_agent =
+            headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
+        crate::domain::Device { user_agent, ip: self.ip.map(|ip| ip.to_string()) }
     }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self {
-            ip: kit::http::client_ip(parts),
-        })
+    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self { ip: kit::http::client_ip(parts) })
     }
 }

@@ -68,9 +68,7 @@ impl IntoResponse for AuthError {
                 .with_type("invalid-refresh-token", "Invalid refresh token")
                 .with_detail("the refresh token is invalid, expired or revoked; sign in again"),
             AuthError::Token(e) => e.into(),
-            AuthError::Busy => {
-                Problem::unavailable("too many password checks are in progress; retry shortly", 1)
-            }
+            AuthError::Busy => Problem::unavailable("too many password checks are in progress; retry shortly", 1),
             AuthError::Internal(e) => Problem::internal(e.as_ref()),
         };
         problem.into_response()

@@ -31,16 +31,8 @@ use crate::tokens::KeyMaterial;
 
 /// Auth's migrations, for SQLite and PostgreSQL.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[(
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    )],
-    postgres: &[(
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    )],
+    sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
+    postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
 };
 
 /// Auth's settings: `[auth]` in `panal.toml`, `PANAL_AUTH__*` in the environment.
@@ -71,13 +63,9 @@ impl Default for Settings {
 impl Settings {
     fn validate(&self) -> anyhow::Result<()> {
         if !(60..=3600).contains(&self.access_token_ttl_secs) {
-            anyhow::bail!(
-                "invalid configuration: auth.access_token_ttl_secs must be between 60 and 3600"
-            );
+            anyhow::bail!("invalid configuration: auth.access_token_ttl_secs must be between 60 and 3600");
         }
-        if self.refresh_token_ttl_secs < 60
-            || self.session_max_age_secs < self.refresh_token_ttl_secs.min(3600)
-        {
+        if self.refresh_token_ttl_secs < 60 || self.session_max_age_secs < self.refresh_token_ttl_secs.min(3600) {
             anyhow::bail!(
                 "invalid configuration: auth.refresh_token_ttl_secs and auth.session_max_age_secs are too short"
             );
@@ -118,9 +106,7 @@ pub async fn service(config: &Config, db: Db) -> anyhow::Result<Service> {
 
     let tokens = &config.settings.tokens;
     let verifier = Arc::new(TokenVerifier::new(
-        DbKeySource {
-            store: store.clone(),
-        },
+        DbKeySource { store: store.clone() },
         &config.issuer(),
         &tokens.audience,
         Duration::from_secs(tokens.jwks_refetch_interval_secs),
@@ -138,9 +124,7 @@ pub async fn service(config: &Config, db: Db) -> anyhow::Result<Service> {
         signing_key,
     });
     let (router, openapi) = api::router(state).split_for_parts();
-    Ok(Service::new("auth", router, openapi)
-        .with_db(db)
-        .with_verifier(verifier))
+    Ok(Service::new("auth", router, openapi).with_db(db).with_verifier(verifier))
 }
 
 mod key_source {
@@ -156,15 +140,10 @@ mod key_source {
     }
 
     impl KeySource for DbKeySource {
-        fn fetch(
-            &self,
-        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Jwks, KeySourceError>> + Send + '_>>
-        {
-            Box::pin(async move {
-                crate::api::published_jwks(&self.store)
-                    .await
-                    .map_err(|e| KeySourceError(e.to_string()))
-            })
+        fn fetch(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<Jwks, KeySourceError>> + Send + '_>> {
+            Box::pin(
+                async move { crate::api::published_jwks(&self.store).await.map_err(|e| KeySourceError(e.to_string())) },
+            )
         }
     }
 }

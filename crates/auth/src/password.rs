@@ -28,13 +28,7 @@ pub struct HashSettings {
 
 impl Default for HashSettings {
     fn default() -> Self {
-        Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-            concurrency: 0,
-            queue_timeout_ms: 5_000,
-        }
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, concurrency: 0, queue_timeout_ms: 5_000 }
     }
 }
 
@@ -77,25 +71,16 @@ impl Hasher {
                 settings.parallelism
             );
         }
-        let params = Params::new(
-            settings.memory_kib,
-            settings.iterations,
-            settings.parallelism,
-            None,
-        )
-        .map_err(|e| anyhow::anyhow!("invalid configuration: auth.password: {e}"))?;
+        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: auth.password: {e}"))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         let concurrency = match settings.concurrency {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             n => n,
         };
         let random: [u8; 16] = rand::random();
-        let dummy = argon
-            .hash_password(&random)
-            .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?
-            .to_string();
+        let dummy =
+            argon.hash_password(&random).map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?.to_string();
         Ok(Self {
             argon,
             params,
@@ -126,13 +111,9 @@ impl Hasher {
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) with a fresh salt.
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let password = password.to_owned();
-        self.run(move |argon| {
-            argon
-                .hash_password(password.as_bytes())
-                .map(|h| h.to_string())
-        })
-        .await?
-        .map_err(|e| HashError::Failed(e.to_string()))
+        self.run(move |argon| argon.hash_password(password.as_bytes()).map(|h| h.to_string()))
+            .await?
+            .map_err(|e| HashError::Failed(e.to_string()))
     }
 
     /// Checks `password` against a stored PHC string.
@@ -147,15 +128,9 @@ impl Hasher {
                 return Verified::No;
             }
             let weaker = Params::try_from(&parsed).map_or(true, |p| {
-                p.m_cost() < current.m_cost()
-                    || p.t_cost() < current.t_cost()
-                    || p.p_cost() < current.p_cost()
+                p.m_cost() < current.m_cost() || p.t_cost() < current.t_cost() || p.p_cost() < current.p_cost()
             });
-            if weaker || parsed.algorithm.as_str() != "argon2id" {
-                Verified::YesRehash
-            } else {
-                Verified::Yes
-            }
+            if weaker || parsed.algorithm.as_str() != "argon2id" { Verified::YesRehash } else { Verified::Yes }
         })
         .await
     }
@@ -176,59 +151,30 @@ mod tests {
         let h = Hasher::new(&HashSettings::default()).unwrap();
         let phc = h.hash("correct horse battery").await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert_eq!(
-            h.verify("correct horse battery", &phc).await.unwrap(),
-            Verified::Yes
-        );
-        assert_eq!(
-            h.verify("wrong horse battery", &phc).await.unwrap(),
-            Verified::No
-        );
-        assert_eq!(
-            h.verify("anything", "not a phc string").await.unwrap(),
-            Verified::No
-        );
+        assert_eq!(h.verify("correct horse battery", &phc).await.unwrap(), Verified::Yes);
+        assert_eq!(h.verify("wrong horse battery", &phc).await.unwrap(), Verified::No);
+        assert_eq!(h.verify("anything", "not a phc string").await.unwrap(), Verified::No);
     }
 
     #[tokio::test]
     async fn hashes_made_with_weaker_parameters_ask_for_a_rehash() {
-        let strong = Hasher::new(&HashSettings {
-            memory_kib: 32_768,
-            ..Default::default()
-        })
-        .unwrap();
+        let strong = Hasher::new(&HashSettings { memory_kib: 32_768, ..Default::default() }).unwrap();
         let weak = Hasher::new(&HashSettings::default()).unwrap();
         let phc = weak.hash("correct horse battery").await.unwrap();
-        assert_eq!(
-            strong.verify("correct horse battery", &phc).await.unwrap(),
-            Verified::YesRehash
-        );
+        assert_eq!(strong.verify("correct horse battery", &phc).await.unwrap(), Verified::YesRehash);
     }
 
     #[test]
     fn parameters_below_the_floor_are_refused() {
-        let err = Hasher::new(&HashSettings {
-            memory_kib: 4096,
-            ..Default::default()
-        })
-        .err()
-        .unwrap();
+        let err = Hasher::new(&HashSettings { memory_kib: 4096, ..Default::default() }).err().unwrap();
         assert!(err.to_string().contains("OWASP"));
     }
 
     #[tokio::test]
     async fn a_saturated_hasher_answers_busy_instead_of_queueing_forever() {
-        let h = Hasher::new(&HashSettings {
-            concurrency: 1,
-            queue_timeout_ms: 1,
-            ..Default::default()
-        })
-        .unwrap();
+        let h = Hasher::new(&HashSettings { concurrency: 1, queue_timeout_ms: 1, ..Default::default() }).unwrap();
         let held = h.slots.clone().acquire_owned().await.unwrap();
-        assert!(matches!(
-            h.hash("correct horse battery").await,
-            Err(HashError::Busy)
-        ));
+        assert!(matches!(h.hash("correct horse battery").await, Err(HashError::Busy)));
         drop(held);
         assert!(h.hash("correct horse battery").await.is_ok());
     }

@@ -54,42 +54,19 @@ pub enum Rotation {
     Inactive,
 }
 
-type UserRow = (
-    Uuid,
-    String,
-    String,
-    String,
-    bool,
-    Option<DateTime<Utc>>,
-    DateTime<Utc>,
-);
+type UserRow = (Uuid, String, String, String, bool, Option<DateTime<Utc>>, DateTime<Utc>);
 type SessionRow = (Uuid, Uuid, DateTime<Utc>, Option<DateTime<Utc>>);
 
-const USER_COLUMNS: &str =
-    "id, email, display_name, password_hash, email_verified, disabled_at, created_at";
+const USER_COLUMNS: &str = "id, email, display_name, password_hash, email_verified, disabled_at, created_at";
 
 fn user_from(row: UserRow, roles: Vec<String>) -> User {
     let (id, email, display_name, password_hash, email_verified, disabled_at, created_at) = row;
-    User {
-        id,
-        email,
-        display_name,
-        password_hash,
-        email_verified,
-        disabled_at,
-        created_at,
-        roles,
-    }
+    User { id, email, display_name, password_hash, email_verified, disabled_at, created_at, roles }
 }
 
 fn session_from(row: SessionRow) -> Session {
     let (id, user_id, expires_at, revoked_at) = row;
-    Session {
-        id,
-        user_id,
-        expires_at,
-        revoked_at,
-    }
+    Session { id, user_id, expires_at, revoked_at }
 }
 
 #[derive(Debug, Clone)]
@@ -105,11 +82,7 @@ impl Store {
     /// Creates the account, its roles and its `user_registered` event in one
     /// transaction.
     #[tracing::instrument(skip_all, fields(user_id = %user.id))]
-    pub async fn create_user(
-        &self,
-        user: &NewUser<'_>,
-        event: &Envelope,
-    ) -> Result<(), StoreError> {
+    pub async fn create_user(&self, user: &NewUser<'_>, event: &Envelope) -> Result<(), StoreError> {
         let result: Result<(), sqlx::Error> = with_db!(&self.db, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
@@ -183,12 +156,7 @@ impl Store {
     }
 
     /// Stores a new hash of the same password (after a parameter upgrade).
-    pub async fn set_password_hash(
-        &self,
-        user_id: Uuid,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub async fn set_password_hash(&self, user_id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         with_db!(&self.db, pool => sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
             .bind(hash)
             .bind(now)
@@ -249,12 +217,7 @@ impl Store {
     }
 
     /// Revokes a session unless it already is. Returns whether it changed.
-    pub async fn revoke_session(
-        &self,
-        id: Uuid,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    pub async fn revoke_session(&self, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let changed = with_db!(&self.db, pool => sqlx::query(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
         )
@@ -278,14 +241,7 @@ impl Store {
         now: DateTime<Utc>,
         refresh_ttl: chrono::Duration,
     ) -> Result<Rotation, StoreError> {
-        type Row = (
-            Uuid,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Uuid,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-        );
+        type Row = (Uuid, DateTime<Utc>, Option<DateTime<Utc>>, Uuid, DateTime<Utc>, Option<DateTime<Utc>>);
         let outcome: Result<Result<Session, Rotation>, sqlx::Error> = with_db!(&self.db, pool => async {
             let mut tx = pool.begin_write().await?;
             let row: Option<Row> = sqlx::query_as(
@@ -368,18 +324,10 @@ impl Store {
         )
         .fetch_optional(pool)
         .await)?;
-        Ok(row.map(|(kid, private_pkcs8, public_x)| KeyMaterial {
-            kid,
-            private_pkcs8,
-            public_x,
-        }))
+        Ok(row.map(|(kid, private_pkcs8, public_x)| KeyMaterial { kid, private_pkcs8, public_x }))
     }
 
-    pub async fn insert_signing_key(
-        &self,
-        key: &KeyMaterial,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub async fn insert_signing_key(&self, key: &KeyMaterial, now: DateTime<Utc>) -> Result<(), StoreError> {
         with_db!(&self.db, pool => sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at) VALUES ($1, 'EdDSA', $2, $3, $4)",
         )
@@ -395,9 +343,7 @@ impl Store {
 
     /// The public keys to publish: `(kid, x, expires_at)` of every key whose
     /// tokens may still be valid.
-    pub async fn published_keys(
-        &self,
-    ) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>, StoreError> {
+    pub async fn published_keys(&self) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>, StoreError> {
         Ok(with_db!(&self.db, pool => sqlx::query_as(
             "SELECT kid, public_key, expires_at FROM signing_keys ORDER BY created_at DESC",
         )

@@ -19,9 +19,7 @@ pub struct KeyMaterial {
 
 impl std::fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyMaterial")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyMaterial").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -29,15 +27,9 @@ impl KeyMaterial {
     /// A fresh Ed25519 key from the operating system's CSPRNG.
     pub fn generate() -> anyhow::Result<Self> {
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);
-        let der = signing
-            .to_pkcs8_der()
-            .map_err(|e| anyhow::anyhow!("encoding a new signing key: {e}"))?;
+        let der = signing.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding a new signing key: {e}"))?;
         let public_x = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
-        Ok(Self {
-            kid: thumbprint(&public_x),
-            private_pkcs8: der.as_bytes().to_vec(),
-            public_x,
-        })
+        Ok(Self { kid: thumbprint(&public_x), private_pkcs8: der.as_bytes().to_vec(), public_x })
     }
 
     pub fn jwk(&self) -> Jwk {
@@ -64,18 +56,11 @@ pub fn thumbprint(x: &str) -> String {
 }
 
 /// Signs `claims` as an access token with `key`.
-pub fn sign_access_token(
-    key: &KeyMaterial,
-    claims: &AccessClaims,
-) -> Result<String, jsonwebtoken::errors::Error> {
+pub fn sign_access_token(key: &KeyMaterial, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
     header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(
-        &header,
-        claims,
-        &EncodingKey::from_ed_der(&key.private_pkcs8),
-    )
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&key.private_pkcs8))
 }
 
 /// A new refresh token: 256 random bits, base64url. Only its hash is stored.

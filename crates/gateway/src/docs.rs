@@ -46,22 +46,12 @@ pub struct DocsCache {
 
 impl DocsCache {
     pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            cached: Mutex::new(None),
-        }
+        Self { ttl, cached: Mutex::new(None) }
     }
 }
 
 pub(crate) async fn ui() -> Response {
-    (
-        [
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        Html(PAGE),
-    )
-        .into_response()
+    ([(header::CONTENT_SECURITY_POLICY, CSP), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], Html(PAGE)).into_response()
 }
 
 pub(crate) async fn asset(Path(file): Path<String>) -> Response {

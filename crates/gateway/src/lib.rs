@@ -41,11 +41,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            upstream_timeout_ms: 10_000,
-            connect_timeout_ms: 2_000,
-            docs_cache_secs: 10,
-        }
+        Self { upstream_timeout_ms: 10_000, connect_timeout_ms: 2_000, docs_cache_secs: 10 }
     }
 }
 
@@ -104,12 +100,10 @@ pub fn service(config: &Config, upstreams: Vec<Upstream>) -> anyhow::Result<Serv
         .with_state(state.clone());
 
     let ready_state = state.clone();
-    Ok(
-        Service::new("gateway", router, utoipa::openapi::OpenApi::default())
-            .without_openapi_route()
-            .with_readiness(Arc::new(move || {
-                let state = ready_state.clone();
-                Box::pin(async move { proxy::upstream_readiness(&state).await })
-            })),
-    )
+    Ok(Service::new("gateway", router, utoipa::openapi::OpenApi::default()).without_openapi_route().with_readiness(
+        Arc::new(move || {
+            let state = ready_state.clone();
+            Box::pin(async move { proxy::upstream_readiness(&state).await })
+        }),
+    ))
 }

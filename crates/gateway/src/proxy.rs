@@ -50,12 +50,7 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Identity headers only the platform may set. A client that sends them is
 /// trying to pass for someone else; they are dropped.
-const IDENTITY_HEADERS: &[&str] = &[
-    "x-user-id",
-    "x-user-roles",
-    "x-session-id",
-    "x-authenticated-user",
-];
+const IDENTITY_HEADERS: &[&str] = &["x-user-id", "x-user-roles", "x-session-id", "x-authenticated-user"];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in `Connection` are hop-by-hop too.
@@ -91,18 +86,14 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
 
 async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<Response, Problem> {
     if !target.public {
-        let token = bearer_token(req.headers())?.ok_or_else(|| {
-            Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)")
-        })?;
+        let token = bearer_token(req.headers())?
+            .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
         let claims = state.verifier.verify(token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
     }
 
     let (mut parts, body) = req.into_parts();
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let original_host = parts.headers.get(header::HOST).cloned();
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let uri: Uri = format!("{}{}", target.base, path_and_query)
@@ -196,21 +187,15 @@ pub(crate) async fn upstream_readiness(state: &AppState) -> Readiness {
                 Ok(uri) => {
                     let req = Request::get(uri).body(Body::empty());
                     match req {
-                        Ok(req) => {
-                            match tokio::time::timeout(Duration::from_secs(2), client.request(req))
-                                .await
-                            {
-                                Ok(Ok(r)) if r.status().is_success() => {
-                                    let _ = r.into_body().collect().await;
-                                    CheckResult::up()
-                                }
-                                Ok(Ok(r)) => {
-                                    CheckResult::down(format!("{url} answered {}", r.status()))
-                                }
-                                Ok(Err(e)) => CheckResult::down(format!("{url}: {e}")),
-                                Err(_) => CheckResult::down(format!("{url}: no answer within 2 s")),
+                        Ok(req) => match tokio::time::timeout(Duration::from_secs(2), client.request(req)).await {
+                            Ok(Ok(r)) if r.status().is_success() => {
+                                let _ = r.into_body().collect().await;
+                                CheckResult::up()
                             }
-                        }
+                            Ok(Ok(r)) => CheckResult::down(format!("{url} answered {}", r.status())),
+                            Ok(Err(e)) => CheckResult::down(format!("{url}: {e}")),
+                            Err(_) => CheckResult::down(format!("{url}: no answer within 2 s")),
+                        },
                         Err(e) => CheckResult::down(e.to_string()),
                     }
                 }
@@ -219,9 +204,6 @@ pub(crate) async fn upstream_readiness(state: &AppState) -> Readiness {
             (service.to_owned(), result)
         }
     });
-    let results: BTreeMap<String, CheckResult> = futures_util::future::join_all(checks)
-        .await
-        .into_iter()
-        .collect();
+    let results: BTreeMap<String, CheckResult> = futures_util::future::join_all(checks).await.into_iter().collect();
     Readiness::from_checks(results)
 }

@@ -39,23 +39,12 @@ impl RouteTable {
     pub fn new(upstreams: &[Upstream]) -> anyhow::Result<Self> {
         let mut by_service = HashMap::new();
         for u in upstreams {
-            let uri: Uri = u.url.parse().map_err(|e| {
-                anyhow::anyhow!("upstream {} has a bad URL {:?}: {e}", u.service, u.url)
-            })?;
+            let uri: Uri =
+                u.url.parse().map_err(|e| anyhow::anyhow!("upstream {} has a bad URL {:?}: {e}", u.service, u.url))?;
             if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                anyhow::bail!(
-                    "upstream {} must be an http://host:port URL, got {:?}",
-                    u.service,
-                    u.url
-                );
+                anyhow::bail!("upstream {} must be an http://host:port URL, got {:?}", u.service, u.url);
             }
-            by_service.insert(
-                u.service,
-                (
-                    u.url.trim_end_matches('/').to_owned(),
-                    format!("/v1/{}", u.service),
-                ),
-            );
+            by_service.insert(u.service, (u.url.trim_end_matches('/').to_owned(), format!("/v1/{}", u.service)));
         }
         Ok(Self { by_service })
     }
@@ -71,23 +60,12 @@ impl RouteTable {
             return None;
         };
         let (service, (base, label)) = self.by_service.get_key_value(service)?;
-        let label = if path.starts_with("/.well-known/") {
-            path.to_owned()
-        } else {
-            label.clone()
-        };
-        Some(Target {
-            service,
-            base: base.clone(),
-            label,
-            public: PUBLIC_PATHS.contains(&path),
-        })
+        let label = if path.starts_with("/.well-known/") { path.to_owned() } else { label.clone() };
+        Some(Target { service, base: base.clone(), label, public: PUBLIC_PATHS.contains(&path) })
     }
 
     pub fn upstreams(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.by_service
-            .iter()
-            .map(|(s, (base, _))| (*s, base.as_str()))
+        self.by_service.iter().map(|(s, (base, _))| (*s, base.as_str()))
     }
 }
 
@@ -96,21 +74,14 @@ mod tests {
     use super::*;
 
     fn table() -> RouteTable {
-        RouteTable::new(&[Upstream {
-            service: "auth",
-            url: "http://127.0.0.1:8001".into(),
-        }])
-        .unwrap()
+        RouteTable::new(&[Upstream { service: "auth", url: "http://127.0.0.1:8001".into() }]).unwrap()
     }
 
     #[test]
     fn paths_resolve_to_their_service() {
         let t = table();
         let login = t.resolve("/v1/auth/login").unwrap();
-        assert_eq!(
-            (login.service, login.public, login.label.as_str()),
-            ("auth", true, "/v1/auth")
-        );
+        assert_eq!((login.service, login.public, login.label.as_str()), ("auth", true, "/v1/auth"));
         let me = t.resolve("/v1/auth/me").unwrap();
         assert!(!me.public);
         assert!(t.resolve("/.well-known/jwks.json").unwrap().public);
@@ -128,12 +99,6 @@ mod tests {
 
     #[test]
     fn upstreams_must_be_plain_http_urls() {
-        assert!(
-            RouteTable::new(&[Upstream {
-                service: "auth",
-                url: "auth:8001".into()
-            }])
-            .is_err()
-        );
+        assert!(RouteTable::new(&[Upstream { service: "auth", url: "auth:8001".into() }]).is_err());
     }
 }

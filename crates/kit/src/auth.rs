@@ -127,10 +127,7 @@ impl HttpKeySource {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self {
-            url: url.into(),
-            client,
-        }
+        Self { url: url.into(), client }
     }
 }
 
@@ -144,16 +141,9 @@ impl KeySource for HttpKeySource {
                 .await
                 .map_err(|e| KeySourceError(format!("GET {}: {e}", self.url)))?;
             if !response.status().is_success() {
-                return Err(KeySourceError(format!(
-                    "GET {}: status {}",
-                    self.url,
-                    response.status()
-                )));
+                return Err(KeySourceError(format!("GET {}: status {}", self.url, response.status())));
             }
-            response
-                .json::<Jwks>()
-                .await
-                .map_err(|e| KeySourceError(format!("GET {}: {e}", self.url)))
+            response.json::<Jwks>().await.map_err(|e| KeySourceError(format!("GET {}: {e}", self.url)))
         })
     }
 }
@@ -201,9 +191,7 @@ impl TokenVerifier {
             if key.kty != "OKP" || key.crv.as_deref() != Some("Ed25519") {
                 continue;
             }
-            if key.alg.as_deref().is_some_and(|a| a != "EdDSA")
-                || key.use_.as_deref().is_some_and(|u| u != "sig")
-            {
+            if key.alg.as_deref().is_some_and(|a| a != "EdDSA") || key.use_.as_deref().is_some_and(|u| u != "sig") {
                 continue;
             }
             let Some(x) = key.x.as_deref() else { continue };
@@ -222,10 +210,7 @@ impl TokenVerifier {
     }
 
     fn key(&self, kid: &str) -> Option<DecodingKey> {
-        self.keys
-            .read()
-            .ok()
-            .and_then(|keys| keys.get(kid).cloned())
+        self.keys.read().ok().and_then(|keys| keys.get(kid).cloned())
     }
 
     /// Fetches the key set unless one was fetched less than the refetch interval
@@ -253,9 +238,10 @@ impl TokenVerifier {
         }
         // `decode_header` refuses algorithms it does not know, `none` included.
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let typ_ok = header.typ.as_deref().is_some_and(|t| {
-            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
-        });
+        let typ_ok = header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
         if !typ_ok {
             return Err(TokenError::WrongType);
         }
@@ -267,9 +253,7 @@ impl TokenVerifier {
         // and must not cause a fetch.
         if kid.is_empty()
             || kid.len() > 128
-            || !kid
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(TokenError::UnknownKey);
         }
@@ -282,24 +266,19 @@ impl TokenVerifier {
                 self.key(kid).ok_or(TokenError::UnknownKey)?
             }
         };
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind as K;
-                match e.kind() {
-                    K::InvalidSignature => TokenError::BadSignature,
-                    K::ExpiredSignature => TokenError::Expired,
-                    K::ImmatureSignature => TokenError::NotYetValid,
-                    K::InvalidIssuer => TokenError::WrongIssuer,
-                    K::InvalidAudience => TokenError::WrongAudience,
-                    K::InvalidAlgorithm | K::InvalidAlgorithmName => {
-                        TokenError::UnsupportedAlgorithm
-                    }
-                    K::Base64(_) | K::Json(_) | K::Utf8(_) | K::InvalidToken => {
-                        TokenError::Malformed
-                    }
-                    _ => TokenError::Invalid,
-                }
-            })?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::InvalidSignature => TokenError::BadSignature,
+                K::ExpiredSignature => TokenError::Expired,
+                K::ImmatureSignature => TokenError::NotYetValid,
+                K::InvalidIssuer => TokenError::WrongIssuer,
+                K::InvalidAudience => TokenError::WrongAudience,
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::UnsupportedAlgorithm,
+                K::Base64(_) | K::Json(_) | K::Utf8(_) | K::InvalidToken => TokenError::Malformed,
+                _ => TokenError::Invalid,
+            }
+        })?;
         if data.claims.iat > chrono::Utc::now().timestamp() + self.leeway {
             return Err(TokenError::NotYetValid);
         }
@@ -312,18 +291,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| Problem::invalid_token("the Authorization header is not valid text"))?;
+    let value = value.to_str().map_err(|_| Problem::invalid_token("the Authorization header is not valid text"))?;
     match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
             Ok(Some(token.trim()))
         }
-        _ => Err(Problem::unauthorized(
-            "the Authorization header must be `Bearer <access token>`",
-        )),
+        _ => Err(Problem::unauthorized("the Authorization header must be `Bearer <access token>`")),
     }
 }
 
@@ -348,22 +321,14 @@ impl Caller {
         if self.has_role(role) {
             Ok(())
         } else {
-            Err(Problem::forbidden(format!(
-                "this action needs the `{role}` role"
-            )))
+            Err(Problem::forbidden(format!("this action needs the `{role}` role")))
         }
     }
 }
 
 impl From<AccessClaims> for Caller {
     fn from(c: AccessClaims) -> Self {
-        Self {
-            user_id: c.sub,
-            session_id: c.sid,
-            roles: c.roles,
-            token_id: c.jti,
-            expires_at: c.exp,
-        }
+        Self { user_id: c.sub, session_id: c.sid, roles: c.roles, token_id: c.jti, expires_at: c.exp }
     }
 }
 
@@ -374,18 +339,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let verifier = parts
-            .extensions
-            .get::<Arc<TokenVerifier>>()
-            .cloned()
-            .ok_or_else(|| {
-                Problem::internal(&KeySourceError(
-                    "no token verifier is installed on this service".into(),
-                ))
-            })?;
-        let token = bearer_token(&parts.headers)?.ok_or_else(|| {
-            Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)")
+        let verifier = parts.extensions.get::<Arc<TokenVerifier>>().cloned().ok_or_else(|| {
+            Problem::internal(&KeySourceError("no token verifier is installed on this service".into()))
         })?;
+        let token = bearer_token(&parts.headers)?
+            .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
         let claims = verifier.verify(token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
         let caller = Caller::from(claims);

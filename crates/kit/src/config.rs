@@ -103,12 +103,7 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self {
-            body_limit: 64 * 1024,
-            request_timeout_ms: 15_000,
-            shutdown_grace_ms: 10_000,
-            access_log: true,
-        }
+        Self { body_limit: 64 * 1024, request_timeout_ms: 15_000, shutdown_grace_ms: 10_000, access_log: true }
     }
 }
 
@@ -135,11 +130,7 @@ pub struct DbSettings {
 
 impl Default for DbSettings {
     fn default() -> Self {
-        Self {
-            max_connections: 10,
-            acquire_timeout_ms: 5_000,
-            sqlite_busy_timeout_ms: 5_000,
-        }
+        Self { max_connections: 10, acquire_timeout_ms: 5_000, sqlite_busy_timeout_ms: 5_000 }
     }
 }
 
@@ -157,11 +148,7 @@ pub struct TokenSettings {
 
 impl Default for TokenSettings {
     fn default() -> Self {
-        Self {
-            audience: "panal".to_owned(),
-            jwks_refetch_interval_secs: 30,
-            leeway_secs: 30,
-        }
+        Self { audience: "panal".to_owned(), jwks_refetch_interval_secs: 30, leeway_secs: 30 }
     }
 }
 
@@ -180,10 +167,7 @@ impl Config {
         match file {
             Some(path) => {
                 if !path.exists() {
-                    return Err(ConfigError(format!(
-                        "config file {} does not exist",
-                        path.display()
-                    )));
+                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
                 }
                 figment = figment.merge(Toml::file(path));
             }
@@ -209,20 +193,13 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.settings;
         if s.http.body_limit == 0 {
-            return Err(ConfigError(
-                "key \"http.body_limit\" must be greater than 0".into(),
-            ));
+            return Err(ConfigError("key \"http.body_limit\" must be greater than 0".into()));
         }
         if !(s.public_url.starts_with("http://") || s.public_url.starts_with("https://")) {
-            return Err(ConfigError(format!(
-                "key \"public_url\" must be an http(s) URL, got {:?}",
-                s.public_url
-            )));
+            return Err(ConfigError(format!("key \"public_url\" must be an http(s) URL, got {:?}", s.public_url)));
         }
         if s.db.max_connections == 0 {
-            return Err(ConfigError(
-                "key \"db.max_connections\" must be greater than 0".into(),
-            ));
+            return Err(ConfigError("key \"db.max_connections\" must be greater than 0".into()));
         }
         Ok(())
     }
@@ -243,9 +220,7 @@ impl Config {
         if self.figment.contains(&key) {
             let url: String = self.figment.extract_inner(&key)?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError(format!(
-                    "key \"{key}\" must be an http(s) URL, got {url:?}"
-                )));
+                return Err(ConfigError(format!("key \"{key}\" must be an http(s) URL, got {url:?}")));
             }
             return Ok(url.trim_end_matches('/').to_owned());
         }
@@ -274,9 +249,7 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_its_key() {
-        let err = Config::from_toml("[http]\nbody_limit = \"lots\"")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[http]\nbody_limit = \"lots\"").unwrap_err().to_string();
         assert!(err.contains("body_limit"), "{err}");
     }
 
@@ -285,12 +258,7 @@ mod tests {
         let c = Config::from_toml("auth_url = \"http://auth.internal:9000/\"").unwrap();
         assert_eq!(c.service_url("auth").unwrap(), "http://auth.internal:9000");
         let bad = Config::from_toml("auth_url = \"auth:9000\"").unwrap();
-        assert!(
-            bad.service_url("auth")
-                .unwrap_err()
-                .to_string()
-                .contains("auth_url")
-        );
+        assert!(bad.service_url("auth").unwrap_err().to_string().contains("auth_url"));
     }
 
     #[test]

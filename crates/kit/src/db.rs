@@ -91,8 +91,7 @@ impl Db {
                 .busy_timeout(Duration::from_millis(settings.sqlite_busy_timeout_ms));
             if let Some(parent) = options.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
+                    std::fs::create_dir_all(parent).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
                 }
             }
             let pool = SqlitePoolOptions::new()
@@ -185,9 +184,7 @@ pub trait BeginWrite {
 
     fn begin_write(
         &self,
-    ) -> impl std::future::Future<
-        Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
-    > + Send;
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
 }
 
 impl BeginWrite for SqlitePool {

@@ -68,16 +68,10 @@ pub struct CheckResult {
 
 impl CheckResult {
     pub fn up() -> Self {
-        Self {
-            status: "up",
-            detail: None,
-        }
+        Self { status: "up", detail: None }
     }
     pub fn down(detail: impl Into<String>) -> Self {
-        Self {
-            status: "down",
-            detail: Some(detail.into()),
-        }
+        Self { status: "down", detail: Some(detail.into()) }
     }
     pub fn is_up(&self) -> bool {
         self.status == "up"
@@ -95,10 +89,7 @@ pub struct Readiness {
 impl Readiness {
     pub fn from_checks(checks: BTreeMap<String, CheckResult>) -> Self {
         let ready = checks.values().all(CheckResult::is_up);
-        Self {
-            status: if ready { "ready" } else { "not_ready" },
-            checks,
-        }
+        Self { status: if ready { "ready" } else { "not_ready" }, checks }
     }
 }
 
@@ -183,10 +174,8 @@ impl Service {
             openapi: serde_json::to_vec(&self.openapi).unwrap_or_default().into(),
             settings: settings.clone(),
         });
-        let mut ops = Router::new()
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics));
+        let mut ops =
+            Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics));
         if self.openapi_route {
             ops = ops.route("/openapi.json", get(openapi));
         }
@@ -223,16 +212,10 @@ pub async fn serve(
     let grace = settings.shutdown_grace();
     let (router, workers, db) = service.into_parts(settings);
     let worker_token = shutdown.child_token();
-    let worker_handles: Vec<_> = workers
-        .into_iter()
-        .map(|w| tokio::spawn(w(worker_token.clone())))
-        .collect();
+    let worker_handles: Vec<_> = workers.into_iter().map(|w| tokio::spawn(w(worker_token.clone()))).collect();
 
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(server.into_future());
 
     let result = tokio::select! {
@@ -251,10 +234,7 @@ pub async fn serve(
     worker_token.cancel();
     for handle in worker_handles {
         if tokio::time::timeout(grace, handle).await.is_err() {
-            tracing::warn!(
-                service = name,
-                "a worker did not stop within the shutdown grace period"
-            );
+            tracing::warn!(service = name, "a worker did not stop within the shutdown grace period");
         }
     }
     if let Some(db) = db {
@@ -275,11 +255,7 @@ fn request_id_from(req: &Request) -> String {
     req.headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= MAX_REQUEST_ID_LEN
-                && v.bytes().all(|b| b.is_ascii_graphic())
-        })
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
@@ -289,11 +265,7 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
     let start = Instant::now();
     let request_id = request_id_from(&req);
     let trace = TraceContext::from_headers(req.headers());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     req.extensions_mut().insert(RequestId(request_id.clone()));
@@ -325,15 +297,16 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
             request_id.clone(),
             async move {
                 if too_large {
-                    return Problem::payload_too_large(limit).into_response();
+                    // The body is left unread, so the connection cannot carry
+                    // another request; say so, or clients will reuse it.
+                    return Problem::payload_too_large(limit)
+                        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+                        .into_response();
                 }
                 match tokio::time::timeout(timeout, next.run(req)).await {
                     Ok(response) => problem_for_bare_error(response),
                     Err(_) => Problem::unavailable(
-                        format!(
-                            "the request was not handled within {} ms",
-                            timeout.as_millis()
-                        ),
+                        format!("the request was not handled within {} ms", timeout.as_millis()),
                         1,
                     )
                     .with_type("timeout", "Request timed out")
@@ -351,22 +324,10 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
     }
     let status = response.status();
     let elapsed = start.elapsed();
-    let route = response
-        .extensions()
-        .get::<RouteLabel>()
-        .map_or(route, |l| l.0.clone());
-    let labels = HttpLabels {
-        method: method.to_string(),
-        route,
-        status: status.as_u16(),
-    };
+    let route = response.extensions().get::<RouteLabel>().map_or(route, |l| l.0.clone());
+    let labels = HttpLabels { method: method.to_string(), route, status: status.as_u16() };
     shared.metrics.http.requests.get_or_create(&labels).inc();
-    shared
-        .metrics
-        .http
-        .duration
-        .get_or_create(&labels)
-        .observe(elapsed.as_secs_f64());
+    shared.metrics.http.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
 
     if shared.settings.access_log {
         let bytes = response
@@ -378,29 +339,11 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let quiet = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
         if status.is_server_error() {
-            tracing::warn!(
-                status = status.as_u16(),
-                path,
-                duration_ms,
-                bytes,
-                "request failed"
-            );
+            tracing::warn!(status = status.as_u16(), path, duration_ms, bytes, "request failed");
         } else if quiet {
-            tracing::debug!(
-                status = status.as_u16(),
-                path,
-                duration_ms,
-                bytes,
-                "request"
-            );
+            tracing::debug!(status = status.as_u16(), path, duration_ms, bytes, "request");
         } else {
-            tracing::info!(
-                status = status.as_u16(),
-                path,
-                duration_ms,
-                bytes,
-                "request"
-            );
+            tracing::info!(status = status.as_u16(), path, duration_ms, bytes, "request");
         }
     }
     response
@@ -411,8 +354,7 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
 /// (`Allow`, `Retry-After`).
 fn problem_for_bare_error(response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || response.headers().contains_key(header::CONTENT_TYPE)
+    if !(status.is_client_error() || status.is_server_error()) || response.headers().contains_key(header::CONTENT_TYPE)
     {
         return response;
     }
@@ -444,11 +386,7 @@ fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response<Body> {
 }
 
 async fn not_found(req: Request) -> Problem {
-    Problem::not_found(format!(
-        "no route for {} {}",
-        req.method(),
-        req.uri().path()
-    ))
+    Problem::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
 }
 
 async fn healthz() -> &'static str {
@@ -465,11 +403,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         }
         (None, None) => Readiness::from_checks(BTreeMap::new()),
     };
-    let status = if report.status == "ready" {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(report)).into_response()
 }
 
@@ -483,29 +417,17 @@ pub async fn check_db(db: &Db) -> CheckResult {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        shared.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], shared.metrics.render())
         .into_response()
 }
 
 async fn openapi(State(shared): State<Arc<Shared>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        shared.openapi.clone(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], shared.openapi.clone()).into_response()
 }
 
 /// Binds `addr`, with a message naming the address when it is taken.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
 /// Waits for Ctrl-C or SIGTERM. Only `main` should call this.
@@ -549,10 +471,7 @@ pub async fn wait_ready(client: &reqwest::Client, url: &str, timeout: Duration) 
 /// Addresses from anywhere else in that header are ignored, since clients can
 /// write whatever they like there.
 pub fn client_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
-    let peer = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())?;
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
     if peer.is_loopback() {
         let forwarded = parts
             .headers

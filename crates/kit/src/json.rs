@@ -40,24 +40,16 @@ impl<T: Serialize> IntoResponse for Json<T> {
 
 fn problem_from(rejection: JsonRejection) -> Problem {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
-                .with_type("unsupported-media-type", "Unsupported media type")
-                .with_detail(
-                    "the request body must be JSON, sent with `Content-Type: application/json`",
-                )
+        JsonRejection::MissingJsonContentType(_) => Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            .with_type("unsupported-media-type", "Unsupported media type")
+            .with_detail("the request body must be JSON, sent with `Content-Type: application/json`"),
+        JsonRejection::JsonSyntaxError(e) => {
+            Problem::bad_request(format!("the body is not valid JSON: {}", inner(&e.body_text())))
+                .with_type("malformed-json", "Malformed JSON")
         }
-        JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!(
-            "the body is not valid JSON: {}",
-            inner(&e.body_text())
-        ))
-        .with_type("malformed-json", "Malformed JSON"),
         JsonRejection::JsonDataError(e) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
             .with_type("invalid-body", "Invalid request body")
-            .with_detail(format!(
-                "the body does not have the expected shape: {}",
-                inner(&e.body_text())
-            )),
+            .with_detail(format!("the body does not have the expected shape: {}", inner(&e.body_text()))),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
                 .with_type("payload-too-large", "Request body too large")
@@ -70,8 +62,5 @@ fn problem_from(rejection: JsonRejection) -> Problem {
 /// axum prefixes serde's message with its own sentence; keep serde's part, which
 /// names the field and the position.
 fn inner(text: &str) -> String {
-    text.split_once(": ")
-        .map(|(_, rest)| rest)
-        .unwrap_or(text)
-        .to_owned()
+    text.split_once(": ").map(|(_, rest)| rest).unwrap_or(text).to_owned()
 }

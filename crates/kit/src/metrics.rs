@@ -26,9 +26,7 @@ pub struct HttpLabels {
 
 /// Latency buckets from 0.5 ms to about 16 s.
 fn latency_histogram() -> Histogram {
-    Histogram::new([
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 16.0,
-    ])
+    Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 16.0])
 }
 
 /// Request metrics shared by every service.
@@ -57,53 +55,28 @@ pub struct Metrics {
 impl Metrics {
     /// A registry whose series all carry `service="<name>"`.
     pub fn new(service: &'static str) -> Self {
-        let mut registry =
-            Registry::with_labels([(Cow::Borrowed("service"), Cow::Borrowed(service))].into_iter());
+        let mut registry = Registry::with_labels([(Cow::Borrowed("service"), Cow::Borrowed(service))].into_iter());
         let http = HttpMetrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
         };
-        registry.register(
-            "http_requests",
-            "HTTP requests handled, by route and status",
-            http.requests.clone(),
-        );
+        registry.register("http_requests", "HTTP requests handled, by route and status", http.requests.clone());
         registry.register(
             "http_request_duration_seconds",
             "Time to produce the response head, by route and status",
             http.duration.clone(),
         );
-        registry.register(
-            "http_requests_in_flight",
-            "HTTP requests being handled now",
-            http.in_flight.clone(),
-        );
-        Self {
-            registry,
-            http,
-            pool: None,
-        }
+        registry.register("http_requests_in_flight", "HTTP requests being handled now", http.in_flight.clone());
+        Self { registry, http, pool: None }
     }
 
     /// Adds the pool gauges of `db`.
     pub fn watch_pool(&mut self, db: Db) {
         let pool = PoolMetrics::default();
-        self.registry.register(
-            "db_pool_connections_open",
-            "Connections the pool holds",
-            pool.open.clone(),
-        );
-        self.registry.register(
-            "db_pool_connections_idle",
-            "Open connections not in use",
-            pool.idle.clone(),
-        );
-        self.registry.register(
-            "db_pool_connections_max",
-            "Most connections the pool may open",
-            pool.max.clone(),
-        );
+        self.registry.register("db_pool_connections_open", "Connections the pool holds", pool.open.clone());
+        self.registry.register("db_pool_connections_idle", "Open connections not in use", pool.idle.clone());
+        self.registry.register("db_pool_connections_max", "Most connections the pool may open", pool.max.clone());
         self.pool = Some((db, pool));
     }
 

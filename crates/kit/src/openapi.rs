@@ -21,12 +21,7 @@ pub fn finish(service: &str, mut doc: OpenApi) -> OpenApi {
         .schema(FieldError::name(), FieldError::schema())
         .security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         )
         .build();
     match doc.components.as_mut() {

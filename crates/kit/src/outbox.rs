@@ -10,7 +10,8 @@
 
 /// The statement [`outbox_append!`](crate::outbox_append) runs; `$1..$5` are the
 /// id, aggregate id, type, payload and time.
-pub const INSERT: &str = "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)";
+pub const INSERT: &str =
+    "INSERT INTO outbox (id, aggregate_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)";
 
 /// Appends a [`contracts::Envelope`] to the outbox through `$conn` (a
 /// transaction's connection, on either backend).

@@ -106,16 +106,11 @@ impl Problem {
         Self::new(StatusCode::UNAUTHORIZED)
             .with_type("invalid-token", "Invalid access token")
             .with_detail(detail)
-            .with_header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            )
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""))
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN)
-            .with_type("forbidden", "Forbidden")
-            .with_detail(detail)
+        Self::new(StatusCode::FORBIDDEN).with_type("forbidden", "Forbidden").with_detail(detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -123,17 +118,13 @@ impl Problem {
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT)
-            .with_type("conflict", "Conflict")
-            .with_detail(detail)
+        Self::new(StatusCode::CONFLICT).with_type("conflict", "Conflict").with_detail(detail)
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE)
             .with_type("payload-too-large", "Request body too large")
-            .with_detail(format!(
-                "the request body exceeds the limit of {limit} bytes"
-            ))
+            .with_detail(format!("the request body exceeds the limit of {limit} bytes"))
     }
 
     /// 503 with `Retry-After`, for overload and unavailable dependencies.
@@ -151,9 +142,8 @@ impl Problem {
             1 => "1 field is invalid".to_owned(),
             n => format!("{n} fields are invalid"),
         };
-        let mut p = Self::new(StatusCode::UNPROCESSABLE_ENTITY)
-            .with_type("validation", "Invalid request")
-            .with_detail(detail);
+        let mut p =
+            Self::new(StatusCode::UNPROCESSABLE_ENTITY).with_type("validation", "Invalid request").with_detail(detail);
         p.errors = errors;
         p
     }
@@ -220,10 +210,7 @@ impl FieldErrors {
     }
 
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { field: field.to_owned(), message: message.into() });
     }
 
     /// Records the error of `result` under `field` and returns its value.
@@ -243,11 +230,7 @@ impl FieldErrors {
 
     /// `Ok(())` when nothing was wrong, else the 422 problem listing every field.
     pub fn finish(self) -> Result<(), Problem> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Problem::validation(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(Problem::validation(self.0)) }
     }
 }
 
@@ -258,15 +241,11 @@ mod tests {
     #[tokio::test]
     async fn a_problem_renders_as_problem_json_with_the_request_id() {
         let resp = REQUEST_ID
-            .scope("req-1".to_owned(), async {
-                Problem::conflict("email already registered").into_response()
-            })
+            .scope("req-1".to_owned(), async { Problem::conflict("email already registered").into_response() })
             .await;
         assert_eq!(resp.status(), StatusCode::CONFLICT);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
-            .await
-            .unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status"], 409);
         assert_eq!(v["detail"], "email already registered");

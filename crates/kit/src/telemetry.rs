@@ -14,30 +14,19 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `filter` uses `tracing`'s syntax
 /// (`info,sqlx=warn`). Call once, from `main`.
 pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(filter).map_err(|e| {
-        anyhow::anyhow!("invalid configuration: key \"log\" is not a valid filter: {e}")
-    })?;
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: key \"log\" is not a valid filter: {e}"))?;
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_span_events(FmtSpan::NONE);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_span_events(FmtSpan::NONE);
     let result = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
     } else {
-        builder
-            .compact()
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init()
+        builder.compact().with_ansi(std::io::stderr().is_terminal()).try_init()
     };
     result.map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))
 }

@@ -34,12 +34,8 @@ enum Cleanup {
 impl TestDb {
     /// A new SQLite file in the temporary directory.
     pub async fn sqlite() -> Self {
-        let path =
-            std::env::temp_dir().join(format!("panal-test-{}.db", uuid::Uuid::new_v4().simple()));
-        Self {
-            url: crate::db::Db::sqlite_url(&path),
-            cleanup: Cleanup::File(path),
-        }
+        let path = std::env::temp_dir().join(format!("panal-test-{}.db", uuid::Uuid::new_v4().simple()));
+        Self { url: crate::db::Db::sqlite_url(&path), cleanup: Cleanup::File(path) }
     }
 
     /// A new PostgreSQL database, or `None` (with a message) when
@@ -63,10 +59,7 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
         let _ = conn.close().await;
         let url = with_database(&admin_url, &name);
-        Some(Self {
-            url,
-            cleanup: Cleanup::Database { admin_url, name },
-        })
+        Some(Self { url, cleanup: Cleanup::Database { admin_url, name } })
     }
 }
 
@@ -101,18 +94,13 @@ impl Drop for TestDb {
                 let (admin_url, name) = (admin_url.clone(), name.clone());
                 // Drop runs inside the test's runtime; use a thread with its own.
                 let _ = std::thread::spawn(move || {
-                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    else {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                         return;
                     };
                     rt.block_on(async move {
                         if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
                             let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                                .execute(&mut conn)
-                                .await;
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
                             let _ = conn.close().await;
                         }
                     });
@@ -133,21 +121,12 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `service` on 127.0.0.1 port 0.
     pub async fn spawn(service: Service, settings: HttpSettings) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind port 0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let handle =
-            tokio::spawn(
-                async move { crate::http::serve(listener, service, &settings, token).await },
-            );
-        Self {
-            addr,
-            shutdown,
-            handle,
-        }
+        let handle = tokio::spawn(async move { crate::http::serve(listener, service, &settings, token).await });
+        Self { addr, shutdown, handle }
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -204,14 +183,8 @@ mod tests {
 
     #[test]
     fn database_names_are_replaced_in_urls() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u@h/postgres?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
-        );
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }

@@ -22,12 +22,7 @@ pub struct TraceContext {
 impl TraceContext {
     /// A new trace, for a request that did not carry one.
     pub fn new_root() -> Self {
-        Self {
-            trace_id: nonzero(rand::random()),
-            span_id: nonzero(rand::random()),
-            parent_id: None,
-            sampled: true,
-        }
+        Self { trace_id: nonzero(rand::random()), span_id: nonzero(rand::random()), parent_id: None, sampled: true }
     }
 
     /// Continues the trace in `headers`, or starts a new one when the header is
@@ -57,22 +52,12 @@ impl TraceContext {
         if trace_id == [0; 16] || parent_id == [0; 8] {
             return None;
         }
-        Some(Self {
-            trace_id,
-            span_id: nonzero(rand::random()),
-            parent_id: Some(parent_id),
-            sampled: flags & 1 == 1,
-        })
+        Some(Self { trace_id, span_id: nonzero(rand::random()), parent_id: Some(parent_id), sampled: flags & 1 == 1 })
     }
 
     /// The `traceparent` value for calls made while handling this request.
     pub fn header_value(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            u8::from(self.sampled)
-        )
+        format!("00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.span_id), u8::from(self.sampled))
     }
 
     pub fn trace_id_hex(&self) -> String {
@@ -108,11 +93,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn hex_decode<const N: usize>(s: &str) -> Option<[u8; N]> {
     // Lower-case only, as the specification requires.
-    if s.len() != N * 2
-        || !s
-            .bytes()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-    {
+    if s.len() != N * 2 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
         return None;
     }
     let mut out = [0u8; N];
@@ -131,15 +112,9 @@ mod tests {
         let p = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let ctx = TraceContext::parse_parent(p).unwrap();
         assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(
-            ctx.parent_id,
-            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
-        );
+        assert_eq!(ctx.parent_id, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
         assert_ne!(ctx.span_id_hex(), "00f067aa0ba902b7");
-        assert!(
-            ctx.header_value()
-                .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
-        );
+        assert!(ctx.header_value().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(ctx.header_value().ends_with("-01"));
     }
 

@@ -82,10 +82,7 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -94,10 +91,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up {
-                data_dir,
-                port_offset,
-            } => up(config, data_dir, port_offset, started).await,
+            Command::Up { data_dir, port_offset } => up(config, data_dir, port_offset, started).await,
             Command::Serve { service, port } => serve(config, &service, port).await,
             Command::Migrate { service, data_dir } => migrate(config, service, data_dir).await,
             Command::Services => Ok(()),
@@ -117,11 +111,7 @@ fn main() -> ExitCode {
 fn print_services() {
     println!("{:<11} {:>5}  {:<12} owns", "SERVICE", "PORT", "STATUS");
     for s in catalog::SERVICES {
-        let status = if IMPLEMENTED.contains(&s.name) {
-            "implemented"
-        } else {
-            "planned"
-        };
+        let status = if IMPLEMENTED.contains(&s.name) { "implemented" } else { "planned" };
         println!("{:<11} {:>5}  {:<12} {}", s.name, s.port, status, s.owns);
     }
 }
@@ -136,10 +126,7 @@ fn migrations_of(service: &str) -> Option<&'static Migrations> {
 fn port_of(service: &str) -> anyhow::Result<u16> {
     catalog::find(service).map(|s| s.port).ok_or_else(|| {
         let names: Vec<_> = catalog::SERVICES.iter().map(|s| s.name).collect();
-        anyhow::anyhow!(
-            "unknown service {service:?}; services are: {}",
-            names.join(", ")
-        )
+        anyhow::anyhow!("unknown service {service:?}; services are: {}", names.join(", "))
     })
 }
 
@@ -179,21 +166,12 @@ async fn build(
 }
 
 #[allow(clippy::print_stdout)]
-async fn up(
-    mut config: Config,
-    data_dir: Option<PathBuf>,
-    port_offset: u16,
-    started: Instant,
-) -> anyhow::Result<()> {
+async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, started: Instant) -> anyhow::Result<()> {
     if let Some(dir) = data_dir {
         config.settings.data_dir = dir;
     }
-    std::fs::create_dir_all(&config.settings.data_dir).with_context(|| {
-        format!(
-            "creating the data directory {}",
-            config.settings.data_dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(&config.settings.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.settings.data_dir.display()))?;
     let host = config.settings.host;
     let shutdown = CancellationToken::new();
     let mut running = Vec::new();
@@ -201,38 +179,22 @@ async fn up(
     let mut upstreams = Vec::new();
 
     for &name in IMPLEMENTED {
-        let port = port_of(name)?
-            .checked_add(port_offset)
-            .context("--port-offset pushes a port past 65535")?;
+        let port = port_of(name)?.checked_add(port_offset).context("--port-offset pushes a port past 65535")?;
         let listener = kit::http::bind(SocketAddr::new(host, port)).await?;
         let addr = listener.local_addr()?;
         let service = build(&config, name, None, upstreams.clone()).await?;
         if name != "gateway" {
             let service_name = catalog::find(name).map(|s| s.name).unwrap_or("unknown");
-            upstreams.push(gateway::Upstream {
-                service: service_name,
-                url: format!("http://{addr}"),
-            });
+            upstreams.push(gateway::Upstream { service: service_name, url: format!("http://{addr}") });
         }
-        let db = if migrations_of(name).is_some() {
-            sqlite_file(&config, name)
-        } else {
-            "-".to_owned()
-        };
+        let db = if migrations_of(name).is_some() { sqlite_file(&config, name) } else { "-".to_owned() };
         rows.push((name, format!("http://{addr}"), db));
         let http = config.settings.http.clone();
         let token = shutdown.clone();
-        running.push((
-            name,
-            tokio::spawn(async move { kit::http::serve(listener, service, &http, token).await }),
-        ));
+        running.push((name, tokio::spawn(async move { kit::http::serve(listener, service, &http, token).await })));
     }
 
-    println!(
-        "Panal is up ({} services, ready in {} ms)\n",
-        rows.len(),
-        started.elapsed().as_millis()
-    );
+    println!("Panal is up ({} services, ready in {} ms)\n", rows.len(), started.elapsed().as_millis());
     println!("  {:<9} {:<24} database", "service", "url");
     for (name, url, db) in &rows {
         println!("  {name:<9} {url:<24} {db}");
@@ -240,10 +202,7 @@ async fn up(
     if let Some((_, url, _)) = rows.iter().find(|(n, _, _)| *n == "gateway") {
         println!("\nAPI: {url}/v1/...   docs: {url}/docs   stop: Ctrl-C");
     }
-    tracing::info!(
-        ready_ms = started.elapsed().as_millis() as u64,
-        "panal is up"
-    );
+    tracing::info!(ready_ms = started.elapsed().as_millis() as u64, "panal is up");
 
     tokio::select! {
         () = kit::http::shutdown_signal() => tracing::info!("shutting down"),
@@ -283,17 +242,10 @@ async fn serve(config: Config, service: &str, port: Option<u16>) -> anyhow::Resu
     if service == "gateway" {
         for &name in IMPLEMENTED.iter().filter(|n| **n != "gateway") {
             let service_name = catalog::find(name).map(|s| s.name).unwrap_or("unknown");
-            upstreams.push(gateway::Upstream {
-                service: service_name,
-                url: config.service_url(name)?,
-            });
+            upstreams.push(gateway::Upstream { service: service_name, url: config.service_url(name)? });
         }
     }
-    let database_url = config
-        .settings
-        .database_url
-        .as_ref()
-        .map(|s| s.expose().clone());
+    let database_url = config.settings.database_url.as_ref().map(|s| s.expose().clone());
     let listener = kit::http::bind(SocketAddr::new(config.settings.host, port)).await?;
     let addr = listener.local_addr()?;
     let built = build(&config, service, database_url, upstreams).await?;
@@ -310,11 +262,7 @@ async fn serve(config: Config, service: &str, port: Option<u16>) -> anyhow::Resu
 }
 
 #[allow(clippy::print_stdout)]
-async fn migrate(
-    mut config: Config,
-    only: Option<String>,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
+async fn migrate(mut config: Config, only: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(dir) = data_dir {
         config.settings.data_dir = dir;
     }
@@ -326,31 +274,18 @@ async fn migrate(
             }
             vec![s.as_str()]
         }
-        None => IMPLEMENTED
-            .iter()
-            .copied()
-            .filter(|s| migrations_of(s).is_some())
-            .collect(),
+        None => IMPLEMENTED.iter().copied().filter(|s| migrations_of(s).is_some()).collect(),
     };
-    let explicit = config
-        .settings
-        .database_url
-        .as_ref()
-        .map(|s| s.expose().clone());
+    let explicit = config.settings.database_url.as_ref().map(|s| s.expose().clone());
     if explicit.is_some() && services.len() > 1 {
         anyhow::bail!("PANAL_DATABASE_URL names one database; choose its service with --service");
     }
     for service in services {
-        let url = explicit
-            .clone()
-            .unwrap_or_else(|| sqlite_file(&config, service));
-        let db = Db::connect(&url, &config.settings.db)
-            .await
-            .with_context(|| format!("opening the {service} database"))?;
+        let url = explicit.clone().unwrap_or_else(|| sqlite_file(&config, service));
+        let db =
+            Db::connect(&url, &config.settings.db).await.with_context(|| format!("opening the {service} database"))?;
         if let Some(m) = migrations_of(service) {
-            db.migrate(m)
-                .await
-                .with_context(|| format!("migrating {service}"))?;
+            db.migrate(m).await.with_context(|| format!("migrating {service}"))?;
         }
         db.close().await;
         println!("{service}: migrations applied");

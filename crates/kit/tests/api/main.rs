@@ -1,0 +1,251 @@
+//! The shared HTTP plumbing, exercised over real HTTP on port 0.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use kit::config::{Config, HttpSettings};
+use kit::db::Db;
+use kit::http::{RequestId, Service};
+use kit::testing::TestServer;
+use kit::trace::TraceContext;
+use kit::{FieldErrors, Json, Problem};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Greeting {
+    name: String,
+    times: u8,
+}
+
+async fn echo_ids(
+    axum::Extension(id): axum::Extension<RequestId>,
+    axum::Extension(trace): axum::Extension<TraceContext>,
+) -> String {
+    format!("{} {}", id.0, trace.header_value())
+}
+
+async fn greet(Json(g): Json<Greeting>) -> Result<String, Problem> {
+    let mut errors = FieldErrors::new();
+    if g.name.is_empty() {
+        errors.add("name", "is required");
+    }
+    if g.times == 0 {
+        errors.add("times", "must be at least 1");
+    }
+    errors.finish()?;
+    Ok(g.name.repeat(usize::from(g.times)))
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    "done"
+}
+
+async fn boom() -> &'static str {
+    panic!("secret internal detail")
+}
+
+fn service() -> Service {
+    let router = Router::new()
+        .route("/ids", get(echo_ids))
+        .route("/greet", post(greet))
+        .route("/slow", get(slow))
+        .route("/boom", get(boom))
+        .route("/items/{id}", get(|| async { "item" }));
+    Service::new("test", router, utoipa::openapi::OpenApi::default())
+}
+
+fn settings() -> HttpSettings {
+    HttpSettings { body_limit: 1024, request_timeout_ms: 2_000, shutdown_grace_ms: 5_000, access_log: true }
+}
+
+async fn problem(resp: reqwest::Response) -> serde_json::Value {
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_when_sane_and_generated_otherwise() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let c = reqwest::Client::new();
+    let r = c.get(app.url("/ids")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    assert!(r.text().await.unwrap().starts_with("abc-123 "));
+
+    let r = c.get(app.url("/ids")).header("x-request-id", "x".repeat(500)).send().await.unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 36, "a fresh UUID replaces an oversized id");
+    assert!(r.text().await.unwrap().starts_with(&generated));
+}
+
+#[tokio::test]
+async fn traceparent_keeps_the_callers_trace_with_a_new_span() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let body = reqwest::Client::new()
+        .get(app.url("/ids"))
+        .header("traceparent", parent)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ours = body.split(' ').nth(1).unwrap();
+    assert!(ours.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{ours}");
+    assert!(!ours.contains("00f067aa0ba902b7"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_are_problem_documents() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let c = reqwest::Client::new();
+    let r = c.get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let p = problem(r).await;
+    assert_eq!(p["status"], 404);
+    assert!(p["request_id"].is_string());
+
+    let r = c.delete(app.url("/greet")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_eq!(problem(r).await["status"], 405);
+}
+
+#[tokio::test]
+async fn bad_json_bodies_get_a_clear_problem_for_each_kind_of_mistake() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let c = reqwest::Client::new();
+    let url = app.url("/greet");
+
+    let r = c.post(&url).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(problem(r).await["detail"].as_str().unwrap().contains("application/json"));
+
+    let r = c.post(&url).header("content-type", "application/json").body("{\"name\":").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(problem(r).await["type"], "urn:panal:problem:malformed-json");
+
+    let r = c.post(&url).json(&serde_json::json!({"name": "a", "times": 1, "admin": true})).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(problem(r).await["detail"].as_str().unwrap().contains("unknown field `admin`"));
+
+    let r = c.post(&url).json(&serde_json::json!({"name": "", "times": 0})).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let p = problem(r).await;
+    let fields: Vec<_> = p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "times"], "every bad field is listed");
+
+    let r = c.post(&url).json(&serde_json::json!({"name": "ab", "times": 2})).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "abab");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_with_413_whether_announced_or_streamed() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let c = reqwest::Client::new();
+    let big = format!("{{\"name\":\"{}\",\"times\":1}}", "x".repeat(2048));
+    let r =
+        c.post(app.url("/greet")).header("content-type", "application/json").body(big.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(problem(r).await["detail"].as_str().unwrap().contains("1024 bytes"));
+
+    // No Content-Length: the limit applies as the body streams in.
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(big))]);
+    let r = c
+        .post(app.url("/greet"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(problem(r).await["status"], 413);
+}
+
+#[tokio::test]
+async fn a_handler_that_takes_too_long_gets_a_503_problem() {
+    let app = TestServer::spawn(service(), HttpSettings { request_timeout_ms: 100, ..settings() }).await;
+    let r = reqwest::get(app.url("/slow")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(problem(r).await["type"], "urn:panal:problem:timeout");
+}
+
+#[tokio::test]
+async fn a_panic_becomes_a_500_that_reveals_nothing_internal() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let r = reqwest::get(app.url("/boom")).await.unwrap();
+    assert_eq!(r.status(), 500);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("secret"), "{text}");
+    assert!(text.contains("request_id"));
+    // The server is still serving.
+    assert_eq!(reqwest::get(app.url("/healthz")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let app = TestServer::spawn(service(), settings()).await;
+    for id in ["1", "2", "3"] {
+        reqwest::get(app.url(&format!("/items/{id}"))).await.unwrap();
+    }
+    reqwest::get(app.url("/nope")).await.unwrap();
+    let r = reqwest::get(app.url("/metrics")).await.unwrap();
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(r#"http_requests_total{service="test",method="GET",route="/items/{id}",status="200"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="unmatched",status="404"} 1"#), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+    assert!(text.contains("http_requests_in_flight"));
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_the_request_in_flight_and_refuses_new_ones() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let url = app.url("/slow");
+    let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    app.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = reqwest::Client::new().get(app.url("/healthz")).timeout(Duration::from_secs(1)).send().await;
+    assert!(refused.is_err(), "new connections are refused once shutdown begins");
+    assert_eq!(in_flight.await.unwrap().unwrap(), 200, "the in-flight request completes");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_openapi_31_with_the_shared_schemas() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let doc: serde_json::Value = reqwest::get(app.url("/openapi.json")).await.unwrap().json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["title"], "Panal test API");
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+kit::backend_tests! {
+    async fn readiness_reports_the_database(db) {
+        let config = Config::from_toml("").unwrap();
+        let pool = Db::connect(&db.url, &config.settings.db).await.unwrap();
+        let app = TestServer::spawn(service().with_db(pool.clone()), settings()).await;
+        let r = reqwest::get(app.url("/readyz")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["checks"]["database"]["status"], "up");
+        let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("db_pool_connections_max{service=\"test\"} 10"), "{metrics}");
+
+        pool.close().await;
+        let r = reqwest::get(app.url("/readyz")).await.unwrap();
+        assert_eq!(r.status(), 503);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "not_ready");
+        assert_eq!(body["checks"]["database"]["status"], "down");
+    }
+}
