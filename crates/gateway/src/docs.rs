@@ -75,12 +75,11 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Response {
 /// `/openapi.json`: every upstream's document merged. An upstream that cannot
 /// be reached is left out (and logged) rather than failing the whole document.
 pub(crate) async fn merged_openapi(State(state): State<AppState>) -> Response {
-    if let Ok(guard) = state.docs.cached.lock() {
-        if let Some((at, doc)) = guard.as_ref() {
-            if at.elapsed() < state.docs.ttl {
-                return json(doc.clone());
-            }
-        }
+    if let Ok(guard) = state.docs.cached.lock()
+        && let Some((at, doc)) = guard.as_ref()
+        && at.elapsed() < state.docs.ttl
+    {
+        return json(doc.clone());
     }
     let mut merged = OpenApi::default();
     merged.info = InfoBuilder::new()

@@ -119,15 +119,15 @@ async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<R
     if let Some(host) = original_host {
         headers.insert("x-forwarded-host", host);
     }
-    if let Some(id) = parts.extensions.get::<RequestId>() {
-        if let Ok(v) = HeaderValue::from_str(&id.0) {
-            headers.insert("x-request-id", v);
-        }
+    if let Some(id) = parts.extensions.get::<RequestId>()
+        && let Ok(v) = HeaderValue::from_str(&id.0)
+    {
+        headers.insert("x-request-id", v);
     }
-    if let Some(trace) = parts.extensions.get::<TraceContext>() {
-        if let Ok(v) = HeaderValue::from_str(&trace.header_value()) {
-            headers.insert("traceparent", v);
-        }
+    if let Some(trace) = parts.extensions.get::<TraceContext>()
+        && let Ok(v) = HeaderValue::from_str(&trace.header_value())
+    {
+        headers.insert("traceparent", v);
     }
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;

@@ -26,11 +26,26 @@ pub struct ConfigError(String);
 
 impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
-        // figment's message names the key (`for key "default.http.body_limit"`)
-        // and the provider (`in PANAL_ environment variable(s)`); keep all of it.
+        // Name the key as the user wrote it: `http.body_limit` in a file,
+        // `PANAL_HTTP__BODY_LIMIT` in the environment.
         let mut parts = Vec::new();
         for err in e {
-            parts.push(err.to_string());
+            let key = err.path.join(".").to_lowercase();
+            let origin = err.metadata.as_ref().map(|m| {
+                if m.name.contains("environment") {
+                    format!("environment variable PANAL_{}", err.path.join("__").to_uppercase())
+                } else {
+                    match &m.source {
+                        Some(source) => format!("{} {source}", m.name),
+                        None => m.name.to_string(),
+                    }
+                }
+            });
+            parts.push(match origin {
+                Some(origin) if !key.is_empty() => format!("key \"{key}\" ({origin}): {}", err.kind),
+                _ if !key.is_empty() => format!("key \"{key}\": {}", err.kind),
+                _ => err.kind.to_string(),
+            });
         }
         ConfigError(parts.join("; "))
     }

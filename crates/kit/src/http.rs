@@ -456,10 +456,10 @@ pub async fn shutdown_signal() {
 pub async fn wait_ready(client: &reqwest::Client, url: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return true;
-            }
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -480,7 +480,7 @@ pub fn client_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse().ok())
-            .last();
+            .next_back();
         if let Some(ip) = forwarded {
             return Some(ip);
         }

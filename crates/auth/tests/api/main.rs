@@ -1,6 +1,8 @@
 //! Auth over real HTTP on port 0, on SQLite and (with `PANAL_TEST_POSTGRES_URL`)
 //! on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use auth::store::Store;
 use auth::tokens;
 use chrono::Utc;
@@ -343,7 +345,7 @@ kit::backend_tests! {
     }
 
     async fn the_signing_key_survives_a_restart(db) {
-        let first = TestApp::spawn(&db).await;
+        let mut first = TestApp::spawn(&db).await;
         let t = first.signed_in("ada@example.com").await;
         first.server.stop().await.unwrap();
         first.db.close().await;

@@ -1,1 +1,274 @@
+//! The gateway in front of the real auth service (and a recording upstream),
+//! over real HTTP on port 0.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::any;
+use gateway::Upstream;
+use kit::config::{Config, HttpSettings};
+use kit::db::Db;
+use kit::testing::{TestDb, TestServer};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// What the recording upstream saw.
+#[derive(Default)]
+struct Seen {
+    requests: Mutex<Vec<(String, HeaderMap, usize)>>,
+}
+
+async fn record(State(seen): State<Arc<Seen>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> String {
+    if uri.path().ends_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    seen.requests.lock().unwrap().push((uri.to_string(), headers, body.len()));
+    format!("{} bytes", body.len())
+}
+
+struct Platform {
+    gateway: TestServer,
+    auth: TestServer,
+    seen: Arc<Seen>,
+    http: reqwest::Client,
+}
+
+impl Platform {
+    async fn start(db: &TestDb) -> Self {
+        Self::start_with(db, "").await
+    }
+
+    async fn start_with(db: &TestDb, toml: &str) -> Self {
+        let config = Config::from_toml(&format!("[gateway]\nupstream_timeout_ms = 500\n{toml}")).unwrap();
+        let pool = Db::connect(&db.url, &config.settings.db).await.unwrap();
+        let auth = TestServer::spawn(auth::service(&config, pool).await.unwrap(), HttpSettings::default()).await;
+
+        let seen = Arc::new(Seen::default());
+        let recorder = Router::new().route("/{*path}", any(record)).with_state(seen.clone());
+        let recorder = kit::http::Service::new("users", recorder, Default::default());
+        let users = TestServer::spawn(recorder, HttpSettings::default()).await;
+
+        let upstreams = vec![
+            Upstream { service: "auth", url: format!("http://{}", auth.addr) },
+            Upstream { service: "users", url: format!("http://{}", users.addr) },
+        ];
+        let settings = HttpSettings { body_limit: 64 * 1024, ..HttpSettings::default() };
+        let gateway = TestServer::spawn(gateway::service(&config, upstreams).unwrap(), settings).await;
+        std::mem::forget(users); // lives as long as the test's runtime
+        Self { gateway, auth, seen, http: reqwest::Client::new() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.gateway.url(path)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http.post(self.url(path)).json(&body).send().await.unwrap()
+    }
+
+    async fn sign_in(&self, email: &str) -> String {
+        let r =
+            self.post("/v1/auth/register", json!({"email": email, "password": PASSWORD, "display_name": "Ada"})).await;
+        assert_eq!(r.status(), 201);
+        let r = self.post("/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    fn upstream_requests(&self) -> usize {
+        self.seen.requests.lock().unwrap().len()
+    }
+
+    fn last_seen(&self) -> (String, HeaderMap, usize) {
+        self.seen.requests.lock().unwrap().last().cloned().unwrap()
+    }
+
+    async fn jwks_fetches(&self) -> u64 {
+        let text = reqwest::get(self.auth.url("/metrics")).await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("http_requests_total") && l.contains("route=\"/.well-known/jwks.json\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+async fn problem(r: reqwest::Response) -> Value {
+    assert_eq!(r.headers()["content-type"], "application/problem+json", "status {}", r.status());
+    r.json().await.unwrap()
+}
+
+kit::backend_tests! {
+    async fn the_first_slice_works_through_the_gateway(db) {
+        let p = Platform::start(&db).await;
+        let token = p.sign_in("ada@example.com").await;
+        let r = p.http.get(p.url("/v1/auth/me")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let me: Value = r.json().await.unwrap();
+        assert_eq!(me["email"], "ada@example.com");
+
+        let r = p.http.post(p.url("/v1/auth/logout")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        let r = p.http.get(p.url("/v1/auth/me")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 401, "auth refuses the revoked session's token at once");
+    }
+
+    async fn the_gateway_verifies_tokens_with_keys_fetched_from_auth(db) {
+        let p = Platform::start(&db).await;
+        assert_eq!(p.jwks_fetches().await, 0, "keys are fetched when first needed");
+        let token = p.sign_in("ada@example.com").await;
+        for _ in 0..5 {
+            let r = p.http.get(p.url("/v1/users/me")).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        assert_eq!(p.upstream_requests(), 5);
+        assert_eq!(p.jwks_fetches().await, 1, "one fetch, then the cached key set");
+    }
+
+    async fn protected_routes_are_refused_at_the_edge_without_a_valid_token(db) {
+        let p = Platform::start(&db).await;
+        let r = p.http.get(p.url("/v1/users/me")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(problem(r).await["type"], "urn:panal:problem:unauthorized");
+        let r = p.http.get(p.url("/v1/users/me")).bearer_auth("not.a.token").send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(problem(r).await["type"], "urn:panal:problem:invalid-token");
+        assert_eq!(p.upstream_requests(), 0, "nothing reached the upstream");
+    }
+
+    async fn made_up_key_ids_cause_at_most_one_key_fetch_per_interval(db) {
+        let p = Platform::start(&db).await;
+        let token = p.sign_in("ada@example.com").await;
+        let (_, rest) = token.split_once('.').unwrap();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for i in 0..30 {
+            let header = b64.encode(format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"made-up-{i}"}}"#));
+            let forged = format!("{header}.{rest}");
+            let r = p.http.get(p.url("/v1/users/me")).bearer_auth(&forged).send().await.unwrap();
+            assert_eq!(r.status(), 401);
+        }
+        for kid in ["../../etc/passwd", "' OR 1=1 --", "%00"] {
+            let header = b64.encode(json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid}).to_string());
+            let r = p.http.get(p.url("/v1/users/me")).bearer_auth(format!("{header}.{rest}")).send().await.unwrap();
+            assert_eq!(r.status(), 401);
+        }
+        assert_eq!(p.jwks_fetches().await, 1, "one fetch for the first unknown kid, none after");
+        assert_eq!(p.upstream_requests(), 0);
+    }
+
+    async fn forwarded_requests_carry_forwarding_headers_and_lose_hop_by_hop_and_identity_headers(db) {
+        let p = Platform::start(&db).await;
+        let token = p.sign_in("ada@example.com").await;
+        let r = p.http.get(p.url("/v1/users/me?x=1"))
+            .bearer_auth(&token)
+            .header("x-request-id", "req-42")
+            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .header("connection", "keep-alive, x-private-hop")
+            .header("x-private-hop", "secret")
+            .header("x-user-id", "someone-else")
+            .header("te", "trailers")
+            .send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-request-id"], "req-42");
+        let (uri, headers, _) = p.last_seen();
+        assert_eq!(uri, "/v1/users/me?x=1");
+        assert_eq!(headers["x-request-id"], "req-42");
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert!(headers["x-forwarded-host"].to_str().unwrap().starts_with("127.0.0.1:"));
+        assert!(headers["authorization"].to_str().unwrap().starts_with("Bearer "));
+        let tp = headers["traceparent"].to_str().unwrap();
+        assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && !tp.contains("00f067aa0ba902b7"), "{tp}");
+        for gone in ["x-private-hop", "x-user-id", "te"] {
+            assert!(!headers.contains_key(gone), "{gone} must not be forwarded");
+        }
+    }
+
+    async fn bodies_stream_through_and_the_limit_holds_at_the_gateway(db) {
+        let p = Platform::start(&db).await;
+        let token = p.sign_in("ada@example.com").await;
+        let chunks: Vec<Result<Bytes, std::io::Error>> = (0..8).map(|_| Ok(Bytes::from(vec![b'a'; 4096]))).collect();
+        let r = p.http.post(p.url("/v1/users/upload")).bearer_auth(&token)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "32768 bytes");
+
+        let r = p.http.post(p.url("/v1/users/upload")).bearer_auth(&token).body(vec![b'a'; 100_000]).send().await.unwrap();
+        assert_eq!(r.status(), 413);
+        let chunks: Vec<Result<Bytes, std::io::Error>> = (0..25).map(|_| Ok(Bytes::from(vec![b'a'; 4096]))).collect();
+        let r = p.http.post(p.url("/v1/users/upload")).bearer_auth(&token)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .send().await.unwrap();
+        assert_eq!(r.status(), 413, "a streamed body over the limit is cut off");
+    }
+
+    async fn a_slow_upstream_gets_a_504_and_a_dead_one_a_502(db) {
+        let mut p = Platform::start(&db).await;
+        let token = p.sign_in("ada@example.com").await;
+        let r = p.http.get(p.url("/v1/users/slow")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 504);
+        assert_eq!(problem(r).await["type"], "urn:panal:problem:upstream-timeout");
+
+        p.auth.stop().await.unwrap();
+        let r = p.post("/v1/auth/login", json!({"email": "ada@example.com", "password": PASSWORD})).await;
+        assert_eq!(r.status(), 502);
+        let body = problem(r).await;
+        assert_eq!(body["detail"], "the auth service is unavailable");
+    }
+
+    async fn readiness_reports_every_upstream(db) {
+        let mut p = Platform::start(&db).await;
+        let r = reqwest::get(p.url("/readyz")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["checks"]["auth"]["status"], "up");
+        assert_eq!(v["checks"]["users"]["status"], "up");
+        p.auth.stop().await.unwrap();
+        let r = reqwest::get(p.url("/readyz")).await.unwrap();
+        assert_eq!(r.status(), 503);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["checks"]["auth"]["status"], "down");
+        assert_eq!(v["checks"]["users"]["status"], "up");
+    }
+
+    async fn the_merged_api_document_and_the_docs_ui_are_served(db) {
+        let p = Platform::start(&db).await;
+        let doc: Value = reqwest::get(p.url("/openapi.json")).await.unwrap().json().await.unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["title"], "Panal API");
+        for path in ["/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/me"] {
+            assert!(doc["paths"][path].is_object(), "{path} is documented");
+        }
+        let r = reqwest::get(p.url("/docs")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+        assert!(r.text().await.unwrap().contains("swagger-ui-bundle.js"));
+        let r = reqwest::get(p.url("/docs/swagger-ui-bundle.js")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().await.unwrap().len() > 100_000);
+        assert_eq!(reqwest::get(p.url("/docs/../Cargo.toml")).await.unwrap().status(), 404);
+    }
+
+    async fn gateway_metrics_name_the_service_route(db) {
+        let p = Platform::start(&db).await;
+        p.post("/v1/auth/login", json!({"email": "nobody@example.com", "password": PASSWORD})).await;
+        let text = reqwest::get(p.url("/metrics")).await.unwrap().text().await.unwrap();
+        assert!(text.contains(r#"http_requests_total{service="gateway",method="POST",route="/v1/auth",status="401"} 1"#), "{text}");
+    }
+
+    async fn paths_no_service_serves_are_404_problems(db) {
+        let p = Platform::start(&db).await;
+        let r = reqwest::get(p.url("/v1/nothing/here")).await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(problem(r).await["detail"], "no service serves /v1/nothing/here");
+    }
+}

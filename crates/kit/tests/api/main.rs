@@ -1,5 +1,7 @@
 //! The shared HTTP plumbing, exercised over real HTTP on port 0.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use axum::Router;
@@ -207,7 +209,7 @@ async fn metrics_count_requests_by_route_template_and_status() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_the_request_in_flight_and_refuses_new_ones() {
-    let app = TestServer::spawn(service(), settings()).await;
+    let mut app = TestServer::spawn(service(), settings()).await;
     let url = app.url("/slow");
     let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
     tokio::time::sleep(Duration::from_millis(150)).await;

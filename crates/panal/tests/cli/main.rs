@@ -1,0 +1,219 @@
+//! The `panal` binary as a user runs it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const PANAL: &str = env!("CARGO_BIN_EXE_panal");
+const PASSWORD: &str = "correct horse battery staple";
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("panal-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A port offset under which the gateway's and auth's ports are both free.
+fn free_offset() -> u16 {
+    for _ in 0..50 {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        if !(9000..=60000).contains(&port) {
+            continue;
+        }
+        let offset = port - 8000;
+        let ok = (0..=1).all(|i| TcpListener::bind(("127.0.0.1", 8000 + offset + i)).is_ok());
+        if ok {
+            return offset;
+        }
+    }
+    panic!("no free ports");
+}
+
+fn panal() -> Command {
+    let mut cmd = Command::new(PANAL);
+    // Tests must not pick up the developer's own configuration.
+    cmd.env_remove("PANAL_DATABASE_URL")
+        .env_remove("PANAL_CONFIG")
+        .env("PANAL_LOG", "warn")
+        .env("PANAL_LOG_FORMAT", "json");
+    cmd
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "panal did not stop within 15 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `panal up` and waits for its table.
+fn up(data_dir: &PathBuf, offset: u16) -> (Child, Vec<String>) {
+    let mut child = panal()
+        .args(["up", "--data-dir"])
+        .arg(data_dir)
+        .args(["--port-offset", &offset.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "panal up exited early: {lines:?}");
+        let done = line.starts_with("API:");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+#[tokio::test]
+async fn up_serves_the_slice_and_stops_cleanly_keeping_what_it_acknowledged() {
+    let dir = temp_dir();
+    let offset = free_offset();
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let (mut child, table) = up(&dir, offset);
+    let table = table.join("");
+    assert!(table.contains(&format!("gateway   {gateway}")), "{table}");
+    assert!(table.contains(&format!("auth      http://127.0.0.1:{}", 8001 + offset)), "{table}");
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{gateway}/v1/auth/register"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "display_name": "Ada"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(terminate(&mut child).success(), "SIGTERM is a clean stop");
+    assert!(dir.join("auth.db").exists());
+
+    // Started again on the same data: the account is there.
+    let (mut child, _) = up(&dir, offset);
+    let http = reqwest::Client::new(); // the old connections went with the old process
+    let r = http
+        .post(format!("{gateway}/v1/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let r = http.get(format!("{gateway}/v1/auth/me")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn services_lists_every_service_with_its_port() {
+    let out = panal().arg("services").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for (name, port) in [("gateway", 8000), ("auth", 8001), ("users", 8002), ("jobs", 8016)] {
+        assert!(text.lines().any(|l| l.starts_with(name) && l.contains(&port.to_string())), "{name} {port}\n{text}");
+    }
+    assert_eq!(text.lines().count(), 18);
+}
+
+#[test]
+fn a_bad_configuration_value_stops_start_up_naming_the_key() {
+    let dir = temp_dir();
+    let out = panal().env("PANAL_HTTP__BODY_LIMIT", "lots").args(["migrate", "--data-dir"]).arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("key \"http.body_limit\" (environment variable PANAL_HTTP__BODY_LIMIT)"), "{err}");
+
+    let toml = dir.join("panal.toml");
+    std::fs::write(&toml, "[db]\nmax_connections = -3\n").unwrap();
+    let out = panal().arg("--config").arg(&toml).arg("migrate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("max_connections"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn migrate_creates_the_databases_without_serving() {
+    let dir = temp_dir();
+    let out = panal().args(["migrate", "--data-dir"]).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "auth: migrations applied\n");
+    assert!(dir.join("auth.db").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn serving_an_unknown_or_unbuilt_service_is_a_clear_error() {
+    let out = panal().args(["serve", "nope"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("unknown service \"nope\""));
+    let out = panal().args(["serve", "jobs"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("not implemented"));
+}
+
+#[test]
+fn database_passwords_never_reach_the_output() {
+    let out = panal()
+        .env("PANAL_DATABASE_URL", "postgres://panal:hunter2@127.0.0.1:1/panal")
+        .env("PANAL_LOG", "debug")
+        .args(["serve", "auth", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("opening the auth database"), "{all}");
+    assert!(!all.contains("hunter2"), "{all}");
+}
+
+#[tokio::test]
+async fn serve_runs_auth_alone_on_postgresql() {
+    let Some(db) = kit::testing::TestDb::postgres().await else { return };
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = panal()
+        .env("PANAL_DATABASE_URL", &db.url)
+        .args(["serve", "auth", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    assert!(kit::http::wait_ready(&http, &format!("{base}/readyz"), Duration::from_secs(10)).await);
+    let r = http
+        .post(format!("{base}/v1/auth/register"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "display_name": "Ada"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(terminate(&mut child).success());
+
+    // The account is in PostgreSQL.
+    let config = kit::config::Config::from_toml("").unwrap();
+    let pool = kit::db::Db::connect(&db.url, &config.settings.db).await.unwrap();
+    assert_eq!(pool.backend(), kit::db::Backend::Postgres);
+    let n: i64 =
+        kit::with_db!(&pool, p => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await).unwrap();
+    assert_eq!(n, 1);
+    pool.close().await;
+}
