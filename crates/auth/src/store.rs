@@ -123,13 +123,7 @@ impl Store {
         .await)?)
     }
 
-    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = with_db!(&self.db, pool => sqlx::query_as(
-            sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1")),
-        )
-        .bind(email)
-        .fetch_optional(pool)
-        .await)?;
+    async fn with_roles(&self, row: Option<UserRow>) -> Result<Option<User>, StoreError> {
         match row {
             Some(row) => {
                 let roles = self.roles(row.0).await?;
@@ -139,6 +133,16 @@ impl Store {
         }
     }
 
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = with_db!(&self.db, pool => sqlx::query_as(
+            sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1")),
+        )
+        .bind(email)
+        .fetch_optional(pool)
+        .await)?;
+        self.with_roles(row).await
+    }
+
     pub async fn user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = with_db!(&self.db, pool => sqlx::query_as(
             sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")),
@@ -146,13 +150,7 @@ impl Store {
         .bind(id)
         .fetch_optional(pool)
         .await)?;
-        match row {
-            Some(row) => {
-                let roles = self.roles(row.0).await?;
-                Ok(Some(user_from(row, roles)))
-            }
-            None => Ok(None),
-        }
+        self.with_roles(row).await
     }
 
     /// Stores a new hash of the same password (after a parameter upgrade).
@@ -255,30 +253,21 @@ impl Store {
             let Some((session_id, token_expires, used_at, user_id, session_expires, revoked_at)) = row else {
                 return Ok(Err(Rotation::Unknown));
             };
-            if used_at.is_some() {
-                sqlx::query(
-                    "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_token_reuse'
-                     WHERE id = $2 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(session_id)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                return Ok(Err(Rotation::Reused));
-            }
             let session = Session { id: session_id, user_id, expires_at: session_expires, revoked_at };
-            if !session.is_active(now) || token_expires <= now {
+            if used_at.is_none() && (!session.is_active(now) || token_expires <= now) {
                 return Ok(Err(Rotation::Inactive));
             }
-            // The `used_at IS NULL` condition settles a race between two uses of
-            // the same token: the second finds the row already used.
-            let claimed = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
-                .bind(now)
-                .bind(old)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            // The `used_at IS NULL` condition also settles a race between two
+            // uses of the same token: the second finds the row already used.
+            let claimed = match used_at {
+                Some(_) => 0,
+                None => sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+                    .bind(now)
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+            };
             if claimed != 1 {
                 sqlx::query(
                     "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_token_reuse'
