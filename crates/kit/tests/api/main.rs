@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod tokens;
+
 use std::time::Duration;
 
 use axum::Router;

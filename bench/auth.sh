@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Logins/s and refreshes/s through the gateway, beside the raw Argon2id hash
+# rate of this machine measured in the same run. Usage: bench/auth.sh
+source "$(dirname "$0")/lib.sh"
+build_release
+machine
+echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency"
+echo
+echo "raw Argon2id (m=19456 KiB, t=2, p=1), one hash per thread, same binary settings:"
+"$CARGO_TARGET_DIR/release/examples/argon2_rate" 2>&1
+start_panal
+trap stop_panal EXIT
+register bench@example.com
+
+# Each wrk connection refreshes its own chain: it starts from a token of its own
+# and uses the successor each answer returns.
+TOKENS="$WORK/refresh-tokens.txt"
+: >"$TOKENS"
+for _ in $(seq 1 "$CONNECTIONS"); do
+  login_json bench@example.com | json_field refresh_token >>"$TOKENS"
+done
+
+echo
+echo "| operation | requests/s | p50 | p99 | non-2xx |"
+echo "|---|---|---|---|---|"
+run_wrk "POST /v1/auth/login (gateway)" http://127.0.0.1:8000/v1/auth/login \
+  -s "$ROOT/bench/login.lua"
+TOKENS_FILE="$TOKENS" run_wrk "POST /v1/auth/refresh (gateway)" http://127.0.0.1:8000/v1/auth/refresh \
+  -s "$ROOT/bench/refresh.lua"

@@ -1,0 +1,94 @@
+# Helpers shared by the benchmark scripts. Everything runs on 127.0.0.1 only.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/panal-target}"
+PANAL="$CARGO_TARGET_DIR/release/panal"
+WORK="${BENCH_WORK:-/tmp/panal-bench}"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-50}"
+THREADS="${THREADS:-2}"
+PASSWORD="correct horse battery staple"
+
+build_release() {
+  (cd "$ROOT" && cargo build --release -p panal -p auth --examples --bins >&2)
+}
+
+machine() {
+  echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
+  echo "tools: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1), $("$PANAL" --version)"
+}
+
+# Starts `panal up` in $WORK/data with logs quiet; sets PANAL_PID.
+start_panal() {
+  rm -rf "$WORK/data"
+  mkdir -p "$WORK"
+  PANAL_LOG=warn PANAL_HTTP__ACCESS_LOG=false "$PANAL" up --data-dir "$WORK/data" >"$WORK/up.out" 2>"$WORK/up.err" &
+  PANAL_PID=$!
+  wait_http "http://127.0.0.1:8000/readyz"
+}
+
+stop_panal() {
+  kill -TERM "$PANAL_PID" 2>/dev/null || true
+  wait "$PANAL_PID" 2>/dev/null || true
+}
+
+wait_http() {
+  for _ in $(seq 1 200); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.05
+  done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+register() { # email
+  curl -sf -X POST http://127.0.0.1:8000/v1/auth/register -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"$PASSWORD\",\"display_name\":\"Bench\"}" >/dev/null
+}
+
+login_json() { # email
+  curl -sf -X POST http://127.0.0.1:8000/v1/auth/login -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"$PASSWORD\"}"
+}
+
+# Starts nginx with the given server blocks on a private prefix; sets NGINX_PREFIX.
+start_nginx() { # workers server-blocks
+  NGINX_PREFIX="$WORK/nginx"
+  rm -rf "$NGINX_PREFIX"
+  mkdir -p "$NGINX_PREFIX/logs"
+  cat >"$NGINX_PREFIX/nginx.conf" <<CONF
+worker_processes $1;
+pid $NGINX_PREFIX/nginx.pid;
+error_log $NGINX_PREFIX/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  upstream auth { server 127.0.0.1:8001; keepalive 64; }
+  $2
+}
+CONF
+  nginx -p "$NGINX_PREFIX" -c "$NGINX_PREFIX/nginx.conf"
+}
+
+stop_nginx() {
+  nginx -p "$NGINX_PREFIX" -c "$NGINX_PREFIX/nginx.conf" -s stop 2>/dev/null || true
+  sleep 0.3
+}
+
+# Runs wrk and prints "label  req/s  p50  p99  errors".
+run_wrk() { # label url [extra wrk args...]
+  local label=$1 url=$2
+  shift 2
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url")
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+  p50=$(awk '$1=="50%"{print $2}' <<<"$out")
+  p99=$(awk '$1=="99%"{print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/{print $4}' <<<"$out")
+  printf '| %s | %s | %s | %s | %s |\n' "$label" "$rps" "$p50" "$p99" "${non2xx:-0}"
+}
