@@ -89,6 +89,6 @@ run_wrk() { # label url [extra wrk args...]
   rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
   p50=$(awk '$1=="50%"{print $2}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
-  non2xx=$(awk '/Non-2xx/{print $4}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/{print $NF}' <<<"$out")
   printf '| %s | %s | %s | %s | %s |\n' "$label" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }

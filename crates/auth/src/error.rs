@@ -25,7 +25,8 @@ pub enum AuthError {
     InvalidRefreshToken,
     #[error(transparent)]
     Token(#[from] TokenError),
-    #[error("too many password checks are in progress; retry shortly")]
+    /// Password hashing or the database is saturated.
+    #[error("the service is saturated; retry shortly")]
     Busy,
     #[error(transparent)]
     Internal(anyhow::Error),
@@ -35,6 +36,7 @@ impl From<StoreError> for AuthError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::EmailTaken => AuthError::EmailTaken,
+            StoreError::Database(e) if kit::db::is_overloaded(&e) => AuthError::Busy,
             StoreError::Database(e) => AuthError::Internal(e.into()),
         }
     }
@@ -68,7 +70,7 @@ impl IntoResponse for AuthError {
                 .with_type("invalid-refresh-token", "Invalid refresh token")
                 .with_detail("the refresh token is invalid, expired or revoked; sign in again"),
             AuthError::Token(e) => e.into(),
-            AuthError::Busy => Problem::unavailable("too many password checks are in progress; retry shortly", 1),
+            AuthError::Busy => Problem::unavailable("the service is saturated; retry shortly", 1),
             AuthError::Internal(e) => Problem::internal(e.as_ref()),
         };
         problem.into_response()

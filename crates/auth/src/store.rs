@@ -1,5 +1,5 @@
 //! Auth's SQL. Every query is written once with `$n` placeholders and runs on
-//! SQLite and PostgreSQL through `with_db!`.
+//! SQLite and PostgreSQL through `with_db!` (`with_db!(write …)` for changes).
 
 use chrono::{DateTime, Utc};
 use contracts::Envelope;
@@ -83,7 +83,7 @@ impl Store {
     /// transaction.
     #[tracing::instrument(skip_all, fields(user_id = %user.id))]
     pub async fn create_user(&self, user: &NewUser<'_>, event: &Envelope) -> Result<(), StoreError> {
-        let result: Result<(), sqlx::Error> = with_db!(&self.db, pool => async {
+        let result: Result<(), sqlx::Error> = with_db!(write &self.db, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO users (id, email, display_name, password_hash, email_verified, created_at, updated_at)
@@ -155,7 +155,7 @@ impl Store {
 
     /// Stores a new hash of the same password (after a parameter upgrade).
     pub async fn set_password_hash(&self, user_id: Uuid, hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        with_db!(&self.db, pool => sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+        with_db!(write &self.db, pool => sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
             .bind(hash)
             .bind(now)
             .bind(user_id)
@@ -168,7 +168,7 @@ impl Store {
     /// Opens a session with its first refresh token.
     #[tracing::instrument(skip_all, fields(session_id = %s.id))]
     pub async fn create_session(&self, s: &NewSession<'_>) -> Result<(), StoreError> {
-        with_db!(&self.db, pool => async {
+        with_db!(write &self.db, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
@@ -216,7 +216,7 @@ impl Store {
 
     /// Revokes a session unless it already is. Returns whether it changed.
     pub async fn revoke_session(&self, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let changed = with_db!(&self.db, pool => sqlx::query(
+        let changed = with_db!(write &self.db, pool => sqlx::query(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
@@ -240,7 +240,7 @@ impl Store {
         refresh_ttl: chrono::Duration,
     ) -> Result<Rotation, StoreError> {
         type Row = (Uuid, DateTime<Utc>, Option<DateTime<Utc>>, Uuid, DateTime<Utc>, Option<DateTime<Utc>>);
-        let outcome: Result<Result<Session, Rotation>, sqlx::Error> = with_db!(&self.db, pool => async {
+        let outcome: Result<Result<Session, Rotation>, sqlx::Error> = with_db!(write &self.db, pool => async {
             let mut tx = pool.begin_write().await?;
             let row: Option<Row> = sqlx::query_as(
                 "SELECT rt.session_id, rt.expires_at, rt.used_at, s.user_id, s.expires_at, s.revoked_at
@@ -317,7 +317,7 @@ impl Store {
     }
 
     pub async fn insert_signing_key(&self, key: &KeyMaterial, now: DateTime<Utc>) -> Result<(), StoreError> {
-        with_db!(&self.db, pool => sqlx::query(
+        with_db!(write &self.db, pool => sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at) VALUES ($1, 'EdDSA', $2, $3, $4)",
         )
         .bind(&key.kid)

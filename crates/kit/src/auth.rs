@@ -158,7 +158,13 @@ pub struct TokenVerifier {
     refetch_interval: Duration,
     validation: Validation,
     leeway: i64,
+    /// Tokens already verified, so a token's signature is checked once, not on
+    /// every request that carries it. Cleared whenever the key set changes.
+    verified: RwLock<HashMap<String, AccessClaims>>,
 }
+
+/// Most tokens remembered by a verifier's cache (about 1 KiB each).
+const VERIFIED_CACHE_CAPACITY: usize = 10_000;
 
 impl TokenVerifier {
     pub fn new(
@@ -181,6 +187,7 @@ impl TokenVerifier {
             refetch_interval,
             validation,
             leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -206,6 +213,10 @@ impl TokenVerifier {
         }
         if let Ok(mut guard) = self.keys.write() {
             *guard = Arc::new(map);
+        }
+        // A key that left the set must not keep its tokens valid through the cache.
+        if let Ok(mut cache) = self.verified.write() {
+            cache.clear();
         }
     }
 
@@ -233,6 +244,29 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
+        let cached = self.verified.read().ok().and_then(|cache| cache.get(token).cloned());
+        if let Some(claims) = cached {
+            // The signature was checked; time moves on, so expiry is checked again.
+            if claims.exp + self.leeway < chrono::Utc::now().timestamp() {
+                return Err(TokenError::Expired);
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_uncached(token).await?;
+        if let Ok(mut cache) = self.verified.write() {
+            if cache.len() >= VERIFIED_CACHE_CAPACITY {
+                let now = chrono::Utc::now().timestamp();
+                cache.retain(|_, c| c.exp + self.leeway >= now);
+                if cache.len() >= VERIFIED_CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(token.to_owned(), claims.clone());
+        }
+        Ok(claims)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenError> {
         if token.split('.').count() != 3 {
             return Err(TokenError::Malformed);
         }

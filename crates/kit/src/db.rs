@@ -4,6 +4,13 @@
 //! accept, and runs on either pool through [`with_db!`]: the macro expands the
 //! same body once per backend, so each query is type-checked against both.
 //! Where the dialects differ, the store matches on [`Db`] explicitly.
+//!
+//! SQLite allows one writer at a time. Left to itself it makes concurrent
+//! writers poll (its busy handler sleeps and retries), which is unfair: under
+//! load some writers starve for seconds. So a SQLite [`Db`] has two pools: many
+//! connections for reads, and one for writes, whose queue is first come, first
+//! served. Stores run writes with `with_db!(write …)`; on PostgreSQL both forms
+//! use the same pool.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -20,8 +27,15 @@ use crate::config::DbSettings;
 /// A connection pool on one of the supported backends.
 #[derive(Debug, Clone)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteDb),
     Postgres(PgPool),
+}
+
+/// SQLite's pools: reads on many connections, writes on one.
+#[derive(Debug, Clone)]
+pub struct SqliteDb {
+    pub read: SqlitePool,
+    pub write: SqlitePool,
 }
 
 /// Which backend a [`Db`] runs on.
@@ -39,16 +53,30 @@ pub struct PoolStats {
     pub max: u32,
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool of `$db`.
+/// Runs `$body` with `$pool` bound to the concrete pool of `$db`: the read pool,
+/// or with `write`, the pool for statements that change data.
 ///
 /// ```ignore
 /// let n: i64 = with_db!(&self.db, pool => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(pool).await)?;
+/// with_db!(write &self.db, pool => sqlx::query("DELETE FROM sessions").execute(pool).await.map(|_| ()))?;
 /// ```
 #[macro_export]
 macro_rules! with_db {
+    (write $db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.write;
+                $body
+            }
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.read;
+                $body
+            }
             $crate::db::Db::Postgres($pool) => $body,
         }
     };
@@ -94,13 +122,19 @@ impl Db {
             {
                 std::fs::create_dir_all(parent).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
             }
-            let pool = SqlitePoolOptions::new()
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
+                .connect_with(options.clone())
+                .await
+                .map_err(DbError::Connect)?;
+            let read = SqlitePoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(acquire)
                 .connect_with(options)
                 .await
                 .map_err(DbError::Connect)?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(SqliteDb { read, write }))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(DbError::Connect)?;
             let pool = PgPoolOptions::new()
@@ -146,7 +180,7 @@ impl Db {
                 })
                 .collect(),
         );
-        with_db!(self, pool => migrator.run(pool).await).map_err(DbError::Migrate)
+        with_db!(write self, pool => migrator.run(pool).await).map_err(DbError::Migrate)
     }
 
     /// Checks that the database answers.
@@ -154,18 +188,36 @@ impl Db {
         with_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
     }
 
+    /// Pool usage; for SQLite, the read and write pools together.
     pub fn pool_stats(&self) -> PoolStats {
-        with_db!(self, pool => PoolStats {
-            open: pool.size(),
-            idle: pool.num_idle(),
-            max: pool.options().get_max_connections(),
-        })
+        fn stats<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolStats {
+            PoolStats { open: pool.size(), idle: pool.num_idle(), max: pool.options().get_max_connections() }
+        }
+        match self {
+            Db::Sqlite(s) => {
+                let (r, w) = (stats(&s.read), stats(&s.write));
+                PoolStats { open: r.open + w.open, idle: r.idle + w.idle, max: r.max + w.max }
+            }
+            Db::Postgres(p) => stats(p),
+        }
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        with_db!(self, pool => pool.close().await)
+        match self {
+            Db::Sqlite(s) => {
+                s.write.close().await;
+                s.read.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
     }
+}
+
+/// Whether `err` means the database is saturated (no connection became free in
+/// time): answer 503 and let the client retry, rather than 500.
+pub fn is_overloaded(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::PoolTimedOut)
 }
 
 /// Whether `err` is a unique-constraint violation (on either backend).

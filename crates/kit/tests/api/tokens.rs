@@ -178,3 +178,22 @@ async fn the_role_guard_admits_only_callers_with_the_role() {
     assert_eq!(c.get(app.url("/admin")).bearer_auth(&admin).send().await.unwrap().status(), 200);
     assert_eq!(c.get(app.url("/admin")).send().await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn cached_verifications_still_expire_and_end_when_their_key_leaves_the_set() {
+    let key = TestKey::new(1, "k1");
+    let source = CountingSource::default();
+    source.keys.lock().unwrap().push(key.jwk());
+    let v = TokenVerifier::new(source.clone(), ISSUER, "panal", Duration::from_secs(30), Duration::ZERO);
+
+    let short = key.sign(&AccessClaims { exp: chrono::Utc::now().timestamp() + 1, ..claims(&[]) });
+    assert!(v.verify(&short).await.is_ok());
+    assert!(v.verify(&short).await.is_ok(), "served from the cache");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(v.verify(&short).await, Err(TokenError::Expired));
+
+    let token = key.sign(&claims(&[]));
+    assert!(v.verify(&token).await.is_ok());
+    v.set_keys(&Jwks::default());
+    assert_eq!(v.verify(&token).await, Err(TokenError::UnknownKey), "the cache does not outlive the key");
+}
