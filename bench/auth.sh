@@ -13,10 +13,11 @@ trap stop_panal EXIT
 register bench@example.com
 
 # Each wrk connection refreshes its own chain: it starts from a token of its own
-# and uses the successor each answer returns.
+# and uses the successor each answer returns. wrk calls request() once per
+# thread before any connection sends, so each thread gets one spare token.
 TOKENS="$WORK/refresh-tokens.txt"
 : >"$TOKENS"
-for _ in $(seq 1 "$CONNECTIONS"); do
+for _ in $(seq 1 $((CONNECTIONS + THREADS))); do
   login_json bench@example.com | json_field refresh_token >>"$TOKENS"
 done
 
@@ -25,5 +26,5 @@ echo "| operation | requests/s | p50 | p99 | non-2xx |"
 echo "|---|---|---|---|---|"
 run_wrk "POST /v1/auth/login (gateway)" http://127.0.0.1:8000/v1/auth/login \
   -s "$ROOT/bench/login.lua"
-TOKENS_FILE="$TOKENS" run_wrk "POST /v1/auth/refresh (gateway)" http://127.0.0.1:8000/v1/auth/refresh \
+THREADS="$THREADS" TOKENS_FILE="$TOKENS" run_wrk "POST /v1/auth/refresh (gateway)" http://127.0.0.1:8000/v1/auth/refresh \
   -s "$ROOT/bench/refresh.lua"

@@ -34,9 +34,9 @@ stop_panal() {
 }
 
 wait_http() {
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 1000); do
     curl -sf -o /dev/null "$1" && return 0
-    sleep 0.05
+    sleep 0.01
   done
   echo "timed out waiting for $1" >&2
   return 1

@@ -1,7 +1,8 @@
 -- Refresh-token chains. Every answer carries the successor of the token just
 -- used; it is queued and sent next, so no token is ever presented twice (which
 -- would revoke its session). Each thread takes its own share of the starting
--- tokens in TOKENS_FILE: one per connection.
+-- tokens in TOKENS_FILE: one per connection, plus one that wrk consumes with
+-- the call to request() it makes before any connection sends.
 local next_id = 0
 
 function setup(thread)

@@ -92,11 +92,14 @@ impl Hasher {
         let random: [u8; 16] = rand::random();
         let dummy = hash_with(&argon, &params, &random, &mut memory)
             .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?;
+        drop(memory);
         Ok(Self {
             argon,
             params,
             slots: Arc::new(Semaphore::new(concurrency)),
-            memory: Arc::new(Mutex::new(vec![memory])),
+            // The self-test's area is let go: an idle service should not hold
+            // 19 MiB it may never use. Areas are made on first use and kept.
+            memory: Arc::new(Mutex::new(Vec::new())),
             queue_timeout: Duration::from_millis(settings.queue_timeout_ms),
             dummy: Arc::new(dummy),
         })

@@ -47,7 +47,20 @@ fn panal() -> Command {
     cmd
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+/// A running `panal`, killed if the test ends without stopping it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn terminate(running: &mut Running) -> std::process::ExitStatus {
+    let child = &mut running.0;
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -60,7 +73,7 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 }
 
 /// Starts `panal up` and waits for its table.
-fn up(data_dir: &PathBuf, offset: u16) -> (Child, Vec<String>) {
+fn up(data_dir: &PathBuf, offset: u16) -> (Running, Vec<String>) {
     let mut child = panal()
         .args(["up", "--data-dir"])
         .arg(data_dir)
@@ -69,8 +82,10 @@ fn up(data_dir: &PathBuf, offset: u16) -> (Child, Vec<String>) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = Running(child);
     let mut lines = Vec::new();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut reader = BufReader::new(stdout);
     loop {
         let mut line = String::new();
         assert!(reader.read_line(&mut line).unwrap() > 0, "panal up exited early: {lines:?}");
@@ -172,6 +187,7 @@ fn serving_an_unknown_or_unbuilt_service_is_a_clear_error() {
 fn database_passwords_never_reach_the_output() {
     let out = panal()
         .env("PANAL_DATABASE_URL", "postgres://panal:hunter2@127.0.0.1:1/panal")
+        .env("PANAL_DB__ACQUIRE_TIMEOUT_MS", "300")
         .env("PANAL_LOG", "debug")
         .args(["serve", "auth", "--port", "0"])
         .output()
@@ -189,13 +205,15 @@ async fn serve_runs_auth_alone_on_postgresql() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut child = panal()
-        .env("PANAL_DATABASE_URL", &db.url)
-        .args(["serve", "auth", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Running(
+        panal()
+            .env("PANAL_DATABASE_URL", &db.url)
+            .args(["serve", "auth", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     assert!(kit::http::wait_ready(&http, &format!("{base}/readyz"), Duration::from_secs(10)).await);
