@@ -1,6 +1,8 @@
 //! The raw Argon2id hash rate of this machine at auth's default parameters, for
 //! `bench/auth.sh`: one hashing thread per CPU, like auth's hashing pool.
 
+#![allow(clippy::print_stdout)] // a command-line tool: its output is the result
+
 use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher};
