@@ -152,6 +152,7 @@ async fn register(
         now,
     };
     state.store.create_user(&new, &event).await?;
+    state.outbox.notify();
     tracing::info!(user_id = %id, "account registered");
     let user = state
         .store

@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use key_source::DbKeySource;
+use kit::Context;
 use kit::auth::TokenVerifier;
-use kit::config::Config;
+use kit::bus::{OutboxSignal, Relay};
 use kit::db::{Db, Migrations};
 use kit::http::Service;
 use serde::Deserialize;
@@ -33,6 +34,7 @@ use crate::tokens::KeyMaterial;
 pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
     postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+    table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 
 /// Auth's settings: `[auth]` in `panal.toml`, `PANAL_AUTH__*` in the environment.
@@ -82,17 +84,22 @@ pub(crate) struct State {
     pub issuer: String,
     pub audience: String,
     pub signing_key: KeyMaterial,
+    /// Wakes the outbox relay after a commit that wrote events.
+    pub outbox: OutboxSignal,
 }
 
 pub(crate) type AppState = Arc<State>;
 
 /// Builds the auth service on `db`, applying its migrations and making sure a
-/// signing key exists.
-pub async fn service(config: &Config, db: Db) -> anyhow::Result<Service> {
+/// signing key exists. Its events go to `ctx.bus` through the outbox relay.
+pub async fn service(ctx: &Context, db: Db) -> anyhow::Result<Service> {
+    let config = &ctx.config;
     let settings: Settings = config.section("auth")?;
     settings.validate()?;
     db.migrate(&MIGRATIONS).await?;
+    db.migrate(&kit::bus::store::MIGRATIONS).await?;
     let store = Store::new(db.clone());
+    let relay = Relay::new("auth", db.clone(), ctx.bus.clone());
 
     let signing_key = match store.signing_key().await? {
         Some(key) => key,
@@ -122,9 +129,14 @@ pub async fn service(config: &Config, db: Db) -> anyhow::Result<Service> {
         issuer: config.issuer(),
         audience: tokens.audience.clone(),
         signing_key,
+        outbox: relay.signal(),
     });
     let (router, openapi) = api::router(state).split_for_parts();
-    Ok(Service::new("auth", router, openapi).with_db(db).with_verifier(verifier))
+    Ok(Service::new("auth", router, openapi)
+        .with_db(db)
+        .with_bus(ctx.bus.clone())
+        .with_verifier(verifier)
+        .with_worker(relay.worker()))
 }
 
 mod key_source {

@@ -70,6 +70,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The database of the one service run by `panal serve`. May carry a password.
     pub database_url: Option<Secret<String>>,
+    /// The broker: `nats://…`, `amqp://…`, or unset for the embedded bus in
+    /// `<data_dir>/bus.db`. May carry a password.
+    pub bus_url: Option<Secret<String>>,
     /// The address clients use to reach Panal (the gateway). Access tokens name it
     /// as their issuer, and OpenID discovery is published under it.
     pub public_url: String,
@@ -90,6 +93,7 @@ impl Default for Settings {
         Self {
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            bus_url: None,
             public_url: "http://localhost:8000".to_owned(),
             host: IpAddr::from([127, 0, 0, 1]),
             port: None,

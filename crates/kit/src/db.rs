@@ -82,13 +82,20 @@ macro_rules! with_db {
     };
 }
 
-/// A service's migrations, one list per backend, embedded in the binary.
+/// A set of migrations, one list per backend, embedded in the binary.
 #[derive(Debug, Clone, Copy)]
 pub struct Migrations {
     /// `(version, description, sql)`, ascending.
     pub sqlite: &'static [(i64, &'static str, &'static str)],
     pub postgres: &'static [(i64, &'static str, &'static str)],
+    /// The table recording which ran. A service's own migrations use
+    /// [`SERVICE_MIGRATIONS_TABLE`]; kit's (the bus tables) keep their own, so
+    /// the two sets are versioned independently in the same database.
+    pub table: &'static str,
 }
+
+/// Where a service's own migrations are recorded.
+pub const SERVICE_MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
 /// Errors opening or migrating a database.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +174,7 @@ impl Db {
             Db::Sqlite(_) => migrations.sqlite,
             Db::Postgres(_) => migrations.postgres,
         };
-        let migrator = Migrator::with_migrations(
+        let mut migrator = Migrator::with_migrations(
             list.iter()
                 .map(|(version, description, sql)| {
                     Migration::new(
@@ -180,7 +187,17 @@ impl Db {
                 })
                 .collect(),
         );
+        migrator.dangerous_set_table_name(migrations.table);
         with_db!(write self, pool => migrator.run(pool).await).map_err(DbError::Migrate)
+    }
+
+    /// Begins a write transaction (on SQLite, on the writer connection, taking
+    /// the write lock at once).
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(s) => Tx::Sqlite(s.write.begin_write().await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin_write().await?),
+        })
     }
 
     /// Checks that the database answers.
@@ -253,4 +270,65 @@ impl BeginWrite for PgPool {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.begin().await
     }
+}
+
+/// A write transaction on either backend, for code that is handed one (event
+/// handlers). Run statements in it with [`with_tx!`](crate::with_tx).
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tx::Sqlite(_) => "Tx::Sqlite",
+            Tx::Postgres(_) => "Tx::Postgres",
+        })
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await,
+            Tx::Postgres(t) => t.rollback().await,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Runs `$body` with `$conn` bound to the connection of the transaction `$tx`
+/// (a `&mut Tx`), once per backend like [`with_db!`].
+///
+/// ```ignore
+/// with_tx!(tx, conn => sqlx::query("INSERT INTO profiles (id) VALUES ($1)").bind(id).execute(conn).await.map(|_| ()))?;
+/// ```
+#[macro_export]
+macro_rules! with_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::db::Tx::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::db::Tx::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
 }

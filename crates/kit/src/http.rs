@@ -100,6 +100,7 @@ pub struct Service {
     openapi: OpenApi,
     metrics: Metrics,
     db: Option<Db>,
+    bus: Option<crate::bus::Bus>,
     verifier: Option<Arc<TokenVerifier>>,
     readiness: Option<ReadyCheck>,
     workers: Vec<Worker>,
@@ -115,6 +116,7 @@ impl Service {
             openapi: crate::openapi::finish(name, openapi),
             metrics: Metrics::new(name),
             db: None,
+            bus: None,
             verifier: None,
             readiness: None,
             workers: Vec::new(),
@@ -134,6 +136,12 @@ impl Service {
     pub fn with_db(mut self, db: Db) -> Self {
         self.metrics.watch_pool(db.clone());
         self.db = Some(db);
+        self
+    }
+
+    /// The event bus the service publishes to or consumes from: checked by `/readyz`.
+    pub fn with_bus(mut self, bus: crate::bus::Bus) -> Self {
+        self.bus = Some(bus);
         self
     }
 
@@ -170,6 +178,7 @@ impl Service {
             name: self.name,
             metrics: self.metrics,
             db: self.db.clone(),
+            bus: self.bus,
             readiness: self.readiness,
             openapi: serde_json::to_vec(&self.openapi).unwrap_or_default().into(),
             settings: settings.clone(),
@@ -196,6 +205,7 @@ struct Shared {
     name: &'static str,
     metrics: Metrics,
     db: Option<Db>,
+    bus: Option<crate::bus::Bus>,
     readiness: Option<ReadyCheck>,
     openapi: bytes::Bytes,
     settings: HttpSettings,
@@ -394,14 +404,23 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let report = match (&shared.readiness, &shared.db) {
-        (Some(check), _) => check().await,
-        (None, Some(db)) => {
+    let report = match &shared.readiness {
+        Some(check) => check().await,
+        None => {
             let mut checks = BTreeMap::new();
-            checks.insert("database".to_owned(), check_db(db).await);
+            if let Some(db) = &shared.db {
+                checks.insert("database".to_owned(), check_db(db).await);
+            }
+            if let Some(bus) = &shared.bus {
+                let result = match tokio::time::timeout(Duration::from_secs(2), bus.check()).await {
+                    Ok(Ok(())) => CheckResult::up(),
+                    Ok(Err(e)) => CheckResult::down(e.to_string()),
+                    Err(_) => CheckResult::down("no answer within 2 s"),
+                };
+                checks.insert(format!("bus ({})", bus.backend()), result);
+            }
             Readiness::from_checks(checks)
         }
-        (None, None) => Readiness::from_checks(BTreeMap::new()),
     };
     let status = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(report)).into_response()

@@ -8,6 +8,7 @@
 //! own rules and its own SQL.
 
 pub mod auth;
+pub mod bus;
 pub mod catalog;
 pub mod config;
 pub mod db;
@@ -25,6 +26,19 @@ pub mod trace;
 pub mod testing;
 
 pub use json::Json;
+
+/// What a service gets from the process that runs it.
+#[derive(Clone)]
+pub struct Context {
+    pub config: config::Config,
+    pub bus: bus::Bus,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("bus", &self.bus.backend()).finish_non_exhaustive()
+    }
+}
 pub use problem::{FieldErrors, Problem};
 pub use secret::Secret;
 

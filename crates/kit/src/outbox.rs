@@ -2,11 +2,12 @@
 //! the same transaction as the change that caused them, so a change is never
 //! committed without its event, nor an event without its change.
 //!
-//! Each service's migrations create an `outbox` table of this shape:
-//! `seq` (ascending), `id` (the event id, unique), `aggregate_id`, `event_type`,
-//! `payload` (the whole CloudEvents envelope as JSON), `created_at`,
-//! `published_at` (null until a relay has handed it to the bus).
-//! Publishing the rows to a broker is the event bus's job.
+//! The `outbox` table is created by the bus migrations
+//! ([`bus::store::MIGRATIONS`](crate::bus::store::MIGRATIONS)): `seq`
+//! (ascending), `id` (the event id), `aggregate_id`, `event_type`, `payload`
+//! (the whole CloudEvents envelope as JSON), `created_at`, `published_at` (null
+//! until the [relay](crate::bus::relay) has handed it to the broker). After the
+//! transaction commits, wake the relay with [`OutboxSignal::notify`](crate::bus::OutboxSignal).
 
 /// The statement [`outbox_append!`](crate::outbox_append) runs; `$1..$5` are the
 /// id, aggregate id, type, payload and time.

@@ -114,6 +114,43 @@ impl Drop for TestDb {
     }
 }
 
+/// A [`Context`](crate::Context) for one test: the given configuration and an
+/// embedded bus in a temporary file, removed when this is dropped.
+pub struct TestContext {
+    pub ctx: crate::Context,
+    path: PathBuf,
+}
+
+impl TestContext {
+    pub async fn new(config: crate::config::Config) -> Self {
+        let path = std::env::temp_dir().join(format!("panal-test-bus-{}.db", uuid::Uuid::new_v4().simple()));
+        let bus = crate::bus::embedded::Embedded::open(&path).await.expect("open the embedded bus");
+        Self { ctx: crate::Context { config, bus: std::sync::Arc::new(bus) }, path }
+    }
+
+    /// The context with the default configuration.
+    pub async fn default_config() -> Self {
+        Self::new(crate::config::Config::from_toml("").expect("default configuration")).await
+    }
+}
+
+impl std::ops::Deref for TestContext {
+    type Target = crate::Context;
+    fn deref(&self) -> &crate::Context {
+        &self.ctx
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// A service running on a port of its own for one test.
 pub struct TestServer {
     pub addr: SocketAddr,

@@ -145,13 +145,20 @@ fn sqlite_file(config: &Config, service: &str) -> String {
     Db::sqlite_url(&config.settings.data_dir.join(format!("{service}.db")))
 }
 
+/// Connects to the configured broker (the embedded one by default).
+async fn connect_bus(config: &Config) -> anyhow::Result<kit::bus::Bus> {
+    let url = config.settings.bus_url.as_ref().map(|s| s.expose().as_str());
+    kit::bus::connect(url, &config.settings.data_dir).await.context("connecting to the event bus")
+}
+
 /// Builds one service. `upstreams` is only used by the gateway.
 async fn build(
-    config: &Config,
+    ctx: &kit::Context,
     service: &str,
     database_url: Option<String>,
     upstreams: Vec<gateway::Upstream>,
 ) -> anyhow::Result<Service> {
+    let config = &ctx.config;
     match service {
         "gateway" => gateway::service(config, upstreams),
         "auth" => {
@@ -159,7 +166,7 @@ async fn build(
             let db = Db::connect(&url, &config.settings.db)
                 .await
                 .with_context(|| format!("opening the {service} database"))?;
-            auth::service(config, db).await
+            auth::service(ctx, db).await
         }
         other => anyhow::bail!("service {other:?} is not implemented in this build yet"),
     }
@@ -173,6 +180,12 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, sta
     std::fs::create_dir_all(&config.settings.data_dir)
         .with_context(|| format!("creating the data directory {}", config.settings.data_dir.display()))?;
     let host = config.settings.host;
+    let bus = connect_bus(&config).await?;
+    let bus_label = match &config.settings.bus_url {
+        Some(_) => bus.backend().to_owned(),
+        None => format!("embedded ({})", config.settings.data_dir.join("bus.db").display()),
+    };
+    let ctx = kit::Context { config: config.clone(), bus };
     let shutdown = CancellationToken::new();
     let mut running = Vec::new();
     let mut rows = Vec::new();
@@ -182,7 +195,7 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, sta
         let port = port_of(name)?.checked_add(port_offset).context("--port-offset pushes a port past 65535")?;
         let listener = kit::http::bind(SocketAddr::new(host, port)).await?;
         let addr = listener.local_addr()?;
-        let service = build(&config, name, None, upstreams.clone()).await?;
+        let service = build(&ctx, name, None, upstreams.clone()).await?;
         if name != "gateway" {
             let service_name = catalog::find(name).map(|s| s.name).unwrap_or("unknown");
             upstreams.push(gateway::Upstream { service: service_name, url: format!("http://{addr}") });
@@ -199,8 +212,9 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, sta
     for (name, url, db) in &rows {
         println!("  {name:<9} {url:<24} {db}");
     }
+    println!("\nevent bus: {bus_label}");
     if let Some((_, url, _)) = rows.iter().find(|(n, _, _)| *n == "gateway") {
-        println!("\nAPI: {url}/v1/...   docs: {url}/docs   stop: Ctrl-C");
+        println!("API: {url}/v1/...   docs: {url}/docs   stop: Ctrl-C");
     }
     tracing::info!(ready_ms = started.elapsed().as_millis() as u64, "panal is up");
 
@@ -248,7 +262,9 @@ async fn serve(config: Config, service: &str, port: Option<u16>) -> anyhow::Resu
     let database_url = config.settings.database_url.as_ref().map(|s| s.expose().clone());
     let listener = kit::http::bind(SocketAddr::new(config.settings.host, port)).await?;
     let addr = listener.local_addr()?;
-    let built = build(&config, service, database_url, upstreams).await?;
+    let bus = connect_bus(&config).await?;
+    let ctx = kit::Context { config: config.clone(), bus };
+    let built = build(&ctx, service, database_url, upstreams).await?;
     tracing::info!(service, %addr, "serving");
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
@@ -286,6 +302,9 @@ async fn migrate(mut config: Config, only: Option<String>, data_dir: Option<Path
             Db::connect(&url, &config.settings.db).await.with_context(|| format!("opening the {service} database"))?;
         if let Some(m) = migrations_of(service) {
             db.migrate(m).await.with_context(|| format!("migrating {service}"))?;
+            db.migrate(&kit::bus::store::MIGRATIONS)
+                .await
+                .with_context(|| format!("migrating {service}'s bus tables"))?;
         }
         db.close().await;
         println!("{service}: migrations applied");

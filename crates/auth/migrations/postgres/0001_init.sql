@@ -1,4 +1,5 @@
--- Accounts, sessions (refresh-token families), refresh tokens, signing keys, outbox.
+-- Accounts, sessions (refresh-token families), refresh tokens, signing keys.
+-- The outbox is kit's (the bus migrations).
 
 CREATE TABLE users (
     id              UUID PRIMARY KEY,
@@ -55,14 +56,3 @@ CREATE TABLE signing_keys (
     retired_at   TIMESTAMPTZ,
     expires_at   TIMESTAMPTZ
 );
-
-CREATE TABLE outbox (
-    seq           BIGSERIAL PRIMARY KEY,
-    id            UUID NOT NULL UNIQUE,
-    aggregate_id  TEXT NOT NULL,
-    event_type    TEXT NOT NULL,
-    payload       TEXT NOT NULL,
-    created_at    TIMESTAMPTZ NOT NULL,
-    published_at  TIMESTAMPTZ
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;

@@ -1,4 +1,5 @@
--- Accounts, sessions (refresh-token families), refresh tokens, signing keys, outbox.
+-- Accounts, sessions (refresh-token families), refresh tokens, signing keys.
+-- The outbox is kit's (the bus migrations).
 -- Ids are UUIDs (16-byte blobs); times are RFC 3339 text in UTC.
 
 CREATE TABLE users (
@@ -56,14 +57,3 @@ CREATE TABLE signing_keys (
     retired_at   TEXT,
     expires_at   TEXT
 );
-
-CREATE TABLE outbox (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    id            BLOB NOT NULL UNIQUE,
-    aggregate_id  TEXT NOT NULL,
-    event_type    TEXT NOT NULL,
-    payload       TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    published_at  TEXT
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;

@@ -7,9 +7,9 @@ use auth::store::Store;
 use auth::tokens;
 use chrono::Utc;
 use kit::auth::AccessClaims;
-use kit::config::{Config, HttpSettings};
+use kit::config::HttpSettings;
 use kit::db::Db;
-use kit::testing::{TestDb, TestServer};
+use kit::testing::{TestContext, TestDb, TestServer};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -19,6 +19,8 @@ struct TestApp {
     server: TestServer,
     http: reqwest::Client,
     db: Db,
+    /// Keeps the test's bus alive.
+    _ctx: TestContext,
 }
 
 #[derive(Debug, Clone)]
@@ -30,11 +32,11 @@ struct Tokens {
 
 impl TestApp {
     async fn spawn(db: &TestDb) -> Self {
-        let config = Config::from_toml("").unwrap();
-        let pool = Db::connect(&db.url, &config.settings.db).await.unwrap();
-        let service = auth::service(&config, pool.clone()).await.unwrap();
+        let ctx = TestContext::default_config().await;
+        let pool = Db::connect(&db.url, &ctx.config.settings.db).await.unwrap();
+        let service = auth::service(&ctx, pool.clone()).await.unwrap();
         let server = TestServer::spawn(service, HttpSettings::default()).await;
-        Self { server, http: reqwest::Client::new(), db: pool }
+        Self { server, http: reqwest::Client::new(), db: pool, _ctx: ctx }
     }
 
     fn url(&self, path: &str) -> String {

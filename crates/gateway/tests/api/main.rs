@@ -14,7 +14,7 @@ use axum::routing::any;
 use gateway::Upstream;
 use kit::config::{Config, HttpSettings};
 use kit::db::Db;
-use kit::testing::{TestDb, TestServer};
+use kit::testing::{TestContext, TestDb, TestServer};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -34,6 +34,7 @@ async fn record(State(seen): State<Arc<Seen>>, uri: axum::http::Uri, headers: He
 }
 
 struct Platform {
+    _ctx: TestContext,
     gateway: TestServer,
     auth: TestServer,
     seen: Arc<Seen>,
@@ -47,8 +48,9 @@ impl Platform {
 
     async fn start_with(db: &TestDb, toml: &str) -> Self {
         let config = Config::from_toml(&format!("[gateway]\nupstream_timeout_ms = 500\n{toml}")).unwrap();
+        let ctx = TestContext::new(config.clone()).await;
         let pool = Db::connect(&db.url, &config.settings.db).await.unwrap();
-        let auth = TestServer::spawn(auth::service(&config, pool).await.unwrap(), HttpSettings::default()).await;
+        let auth = TestServer::spawn(auth::service(&ctx, pool).await.unwrap(), HttpSettings::default()).await;
 
         let seen = Arc::new(Seen::default());
         let recorder = Router::new().route("/{*path}", any(record)).with_state(seen.clone());
@@ -62,7 +64,7 @@ impl Platform {
         let settings = HttpSettings { body_limit: 64 * 1024, ..HttpSettings::default() };
         let gateway = TestServer::spawn(gateway::service(&config, upstreams).unwrap(), settings).await;
         std::mem::forget(users); // lives as long as the test's runtime
-        Self { gateway, auth, seen, http: reqwest::Client::new() }
+        Self { gateway, auth, seen, http: reqwest::Client::new(), _ctx: ctx }
     }
 
     fn url(&self, path: &str) -> String {

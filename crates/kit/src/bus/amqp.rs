@@ -1,0 +1,259 @@
+//! RabbitMQ (AMQP 0-9-1).
+//!
+//! Events go to the durable topic exchange `panal.events` with the event type
+//! as routing key, persistent, with publisher confirms. Each consumer has a
+//! durable quorum queue `panal.<consumer>` bound to its event types, manual
+//! acks, and a delivery limit past which RabbitMQ moves the message to the
+//! dead-letter exchange `panal.dead-letters` (queue `panal.dead-letters`): a
+//! safety net for messages that crash their consumer before it can
+//! dead-letter them itself.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use contracts::Envelope;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use lapin::Confirmation;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+
+use super::{Acker, Broker, BusError, Deliveries, Delivery};
+
+const BACKEND: &str = "rabbitmq";
+const EXCHANGE: &str = "panal.events";
+const DEAD_LETTERS: &str = "panal.dead-letters";
+/// Deliveries after which RabbitMQ dead-letters a message itself; consumers
+/// dead-letter well before (see `ConsumerSettings::max_deliveries`).
+const DELIVERY_LIMIT: i64 = 20;
+/// Unacknowledged messages one consumer may hold.
+const PREFETCH: u16 = 256;
+
+fn err(e: impl std::fmt::Display) -> BusError {
+    BusError::new(BACKEND, e)
+}
+
+pub struct Amqp {
+    connection: Connection,
+    /// The publishing channel, in confirm mode. Publishes of one batch go out
+    /// in order on it.
+    publisher: Mutex<Channel>,
+}
+
+impl Amqp {
+    pub async fn connect(url: &str) -> Result<Self, BusError> {
+        let connection =
+            tokio::time::timeout(Duration::from_secs(10), Connection::connect(url, ConnectionProperties::default()))
+                .await
+                .map_err(|_| err("no answer from RabbitMQ within 10 s"))?
+                .map_err(err)?;
+        let channel = connection.create_channel().await.map_err(err)?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel
+            .exchange_declare(EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .await
+            .map_err(err)?;
+        channel
+            .exchange_declare(DEAD_LETTERS.into(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .await
+            .map_err(err)?;
+        channel
+            .queue_declare(DEAD_LETTERS.into(), QueueDeclareOptions { durable: true, ..Default::default() }, quorum())
+            .await
+            .map_err(err)?;
+        channel
+            .queue_bind(
+                DEAD_LETTERS.into(),
+                DEAD_LETTERS.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(err)?;
+        Ok(Self { connection, publisher: Mutex::new(channel) })
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args
+}
+
+struct AmqpAcker(lapin::Acker);
+
+impl Acker for AmqpAcker {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>> {
+        Box::pin(async move { self.0.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(err) })
+    }
+
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>> {
+        Box::pin(async move {
+            // RabbitMQ requeues at once; wait a little so a consumer that cannot
+            // handle anything right now does not spin.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.0.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.map(|_| ()).map_err(err)
+        })
+    }
+}
+
+/// How many times the message was delivered, this time included. Quorum
+/// queues count earlier deliveries in `x-delivery-count`.
+fn delivery_count(properties: &BasicProperties) -> u32 {
+    let earlier = properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned())
+        .and_then(|v| match v {
+            AMQPValue::LongLongInt(n) => u32::try_from(n).ok(),
+            AMQPValue::LongInt(n) => u32::try_from(n).ok(),
+            AMQPValue::LongUInt(n) => Some(n),
+            AMQPValue::ShortInt(n) => u32::try_from(n).ok(),
+            AMQPValue::ShortUInt(n) => Some(u32::from(n)),
+            _ => None,
+        })
+        .unwrap_or(0);
+    earlier + 1
+}
+
+impl Broker for Amqp {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn publish<'a>(&'a self, events: &'a [Envelope]) -> BoxFuture<'a, Result<usize, BusError>> {
+        Box::pin(async move {
+            let channel = self.publisher.lock().await;
+            let mut pending = Vec::with_capacity(events.len());
+            for event in events {
+                let payload = serde_json::to_vec(event).map_err(err)?;
+                let properties = BasicProperties::default()
+                    .with_message_id(ShortString::from(event.id.to_string()))
+                    .with_content_type("application/cloudevents+json".into())
+                    .with_type(ShortString::from(event.kind.clone()))
+                    .with_delivery_mode(2);
+                match channel
+                    .basic_publish(
+                        EXCHANGE.into(),
+                        event.kind.clone().into(),
+                        BasicPublishOptions::default(),
+                        &payload,
+                        properties,
+                    )
+                    .await
+                {
+                    Ok(confirm) => pending.push(confirm),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rabbitmq: publish failed");
+                        break;
+                    }
+                }
+            }
+            let mut confirmed = 0;
+            for confirm in pending {
+                match confirm.await {
+                    Ok(Confirmation::Ack(_)) => confirmed += 1,
+                    Ok(other) => {
+                        tracing::warn!(?other, "rabbitmq: publish not confirmed");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rabbitmq: publish not confirmed");
+                        break;
+                    }
+                }
+            }
+            Ok(confirmed)
+        })
+    }
+
+    fn subscribe<'a>(&'a self, consumer: &'a str, types: &'a [String]) -> BoxFuture<'a, Result<Deliveries, BusError>> {
+        Box::pin(async move {
+            let channel = self.connection.create_channel().await.map_err(err)?;
+            channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(err)?;
+            let queue = format!("panal.{consumer}");
+            let mut args = quorum();
+            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(DEAD_LETTERS.into()));
+            args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+            channel
+                .queue_declare(queue.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
+                .await
+                .map_err(err)?;
+            for kind in types {
+                channel
+                    .queue_bind(
+                        queue.clone().into(),
+                        EXCHANGE.into(),
+                        kind.clone().into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(err)?;
+            }
+            let tag = format!("{consumer}-{}", uuid::Uuid::new_v4().simple());
+            let consumer = channel
+                .basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+                .await
+                .map_err(err)?;
+            // The channel must live as long as the consumer reads from it.
+            let deliveries: Deliveries = Box::pin(consumer.map(move |d| {
+                let _keep = &channel;
+                let d = d.map_err(err)?;
+                let count = delivery_count(&d.properties);
+                Ok(Delivery::new(d.routing_key.to_string(), Bytes::from(d.data), count, Box::new(AmqpAcker(d.acker))))
+            }));
+            Ok(deliveries)
+        })
+    }
+
+    fn tail(&self) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes, BusError>>, BusError>> {
+        Box::pin(async move {
+            let channel = self.connection.create_channel().await.map_err(err)?;
+            let queue = channel
+                .queue_declare(
+                    "".into(),
+                    QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)?;
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    EXCHANGE.into(),
+                    "#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)?;
+            let consumer = channel
+                .basic_consume(
+                    queue.name().clone(),
+                    "tail".into(),
+                    BasicConsumeOptions { no_ack: true, ..Default::default() },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)?;
+            let tail: BoxStream<'static, Result<Bytes, BusError>> = Box::pin(consumer.map(move |d| {
+                let _keep = &channel;
+                d.map(|d| Bytes::from(d.data)).map_err(err)
+            }));
+            Ok(tail)
+        })
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(async move { if self.connection.status().connected() { Ok(()) } else { Err(err("not connected")) } })
+    }
+}

@@ -1,0 +1,137 @@
+//! The event bus: how services react to each other's changes without calling
+//! each other, and without losing or double-applying anything.
+//!
+//! ```text
+//!  producer service                      broker                   consumer service
+//!  ┌───────────────────────┐                                 ┌─────────────────────────┐
+//!  │ tx: change + outbox   │── relay ──▶ embedded │ NATS │ ──▶│ tx: inbox id + handler  │
+//!  └───────────────────────┘  (publish,   JetStream │ AMQP    │ (retries, dead letters) │
+//!                              confirm,                      └─────────────────────────┘
+//!                              mark sent)
+//! ```
+//!
+//! - [`outbox`](crate::outbox): events are written in the same transaction as
+//!   the change that caused them.
+//! - [`relay`]: publishes the outbox in order and marks rows sent only after the
+//!   broker confirmed them; a crash in between republishes (brokers deduplicate
+//!   by event id where they can, inboxes everywhere).
+//! - [`consumer`]: each delivery is handled in a transaction that also records
+//!   the event id in the inbox, so a redelivered event changes nothing twice;
+//!   failures are retried with backoff, then dead-lettered into the consumer's
+//!   database, from where they can be listed and replayed.
+//! - Brokers ([`Broker`]): [`embedded`] (a durable log in a SQLite file, for
+//!   `panal up`), [`nats`] (JetStream) and [`amqp`] (RabbitMQ), chosen by
+//!   `PANAL_BUS_URL`. All three pass the same conformance suite.
+
+pub mod amqp;
+pub mod consumer;
+pub mod embedded;
+pub mod nats;
+pub mod relay;
+pub mod store;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use contracts::Envelope;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+
+pub use consumer::{Consumer, ConsumerSettings, EventMeta, Handlers, Tx};
+pub use relay::{OutboxSignal, Relay};
+
+/// A broker failure. Brokers are retried; nothing here is a client error.
+#[derive(Debug, thiserror::Error)]
+#[error("event bus ({backend}): {message}")]
+pub struct BusError {
+    pub backend: &'static str,
+    pub message: String,
+}
+
+impl BusError {
+    pub fn new(backend: &'static str, message: impl std::fmt::Display) -> Self {
+        Self { backend, message: message.to_string() }
+    }
+}
+
+/// A message handed to a consumer. It must be acknowledged (done) or negatively
+/// acknowledged (deliver again later); dropped unacknowledged, it is delivered
+/// again after the broker's timeout.
+pub struct Delivery {
+    /// The event type (subject or routing key).
+    pub kind: String,
+    /// The raw CloudEvents JSON, parsed by the consumer so that a malformed
+    /// message can be dead-lettered rather than lost.
+    pub payload: Bytes,
+    /// How many times the broker has handed this message out, this time included.
+    pub delivery_count: u32,
+    acker: Box<dyn Acker>,
+}
+
+impl Delivery {
+    pub fn new(kind: String, payload: Bytes, delivery_count: u32, acker: Box<dyn Acker>) -> Self {
+        Self { kind, payload, delivery_count, acker }
+    }
+
+    /// The message is done with: the broker forgets it.
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.ack().await
+    }
+
+    /// The message could not be handled now: deliver it again later.
+    pub async fn nack(self) -> Result<(), BusError> {
+        self.acker.nack().await
+    }
+}
+
+/// How a broker settles one delivery.
+pub trait Acker: Send + Sync {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>>;
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>>;
+}
+
+/// Deliveries of a durable subscription.
+pub type Deliveries = BoxStream<'static, Result<Delivery, BusError>>;
+
+/// What every backend provides.
+pub trait Broker: Send + Sync + 'static {
+    /// `embedded`, `nats` or `rabbitmq`.
+    fn backend(&self) -> &'static str;
+
+    /// Publishes `events` in order and returns how many of them, from the
+    /// first, the broker has durably accepted (confirmed). Publishing an event
+    /// id again must be harmless (consumers deduplicate; some brokers too).
+    fn publish<'a>(&'a self, events: &'a [Envelope]) -> BoxFuture<'a, Result<usize, BusError>>;
+
+    /// The durable subscription named `consumer` to `types`: every event of
+    /// those types published since the subscription was first created, each
+    /// handed to one of the subscription's subscribers until acknowledged.
+    fn subscribe<'a>(&'a self, consumer: &'a str, types: &'a [String]) -> BoxFuture<'a, Result<Deliveries, BusError>>;
+
+    /// Every event published from now on, without acknowledgement (for
+    /// `panal events tail`).
+    fn tail(&self) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes, BusError>>, BusError>>;
+
+    /// Whether the broker answers, for `/readyz`.
+    fn check(&self) -> BoxFuture<'_, Result<(), BusError>>;
+}
+
+/// A handle on the configured broker, shared by every service of a process.
+pub type Bus = Arc<dyn Broker>;
+
+/// Connects to the broker named by `url`: `nats://…`, `amqp://…`, or `None` for
+/// the embedded bus kept in `<data_dir>/bus.db`.
+pub async fn connect(url: Option<&str>, data_dir: &std::path::Path) -> Result<Bus, BusError> {
+    match url {
+        None | Some("") | Some("embedded") => {
+            let path = data_dir.join("bus.db");
+            Ok(Arc::new(embedded::Embedded::open(&path).await?))
+        }
+        Some(u) if u.starts_with("nats://") => Ok(Arc::new(nats::Nats::connect(u).await?)),
+        Some(u) if u.starts_with("amqp://") || u.starts_with("amqps://") => Ok(Arc::new(amqp::Amqp::connect(u).await?)),
+        Some(u) if u.starts_with("sqlite:") => Ok(Arc::new(embedded::Embedded::open_url(u).await?)),
+        Some(_) => {
+            Err(BusError::new("config", "unsupported bus URL (expected nats://, amqp:// or none for the embedded bus)"))
+        }
+    }
+}
