@@ -148,7 +148,8 @@ fn sqlite_file(config: &Config, service: &str) -> String {
 /// Connects to the configured broker (the embedded one by default).
 async fn connect_bus(config: &Config) -> anyhow::Result<kit::bus::Bus> {
     let url = config.settings.bus_url.as_ref().map(|s| s.expose().as_str());
-    kit::bus::connect(url, &config.settings.data_dir).await.context("connecting to the event bus")
+    let settings: kit::bus::ConsumerSettings = config.section("bus")?;
+    kit::bus::connect(url, &config.settings.data_dir, &settings).await.context("connecting to the event bus")
 }
 
 /// Builds one service. `upstreams` is only used by the gateway.

@@ -256,4 +256,16 @@ impl Broker for Amqp {
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async move { if self.connection.status().connected() { Ok(()) } else { Err(err("not connected")) } })
     }
+
+    fn remove_consumer<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let channel = self.connection.create_channel().await.map_err(err)?;
+            channel
+                .queue_delete(format!("panal.{consumer}").into(), lapin::options::QueueDeleteOptions::default())
+                .await
+                .map_err(err)?;
+            let _ = channel.close(200, "done".into()).await;
+            Ok(())
+        })
+    }
 }

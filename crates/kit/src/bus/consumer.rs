@@ -100,6 +100,24 @@ impl Handlers {
         self
     }
 
+    /// Handles events of type `kind` given as the whole envelope (for handlers
+    /// of types not known at compile time, such as generic projections).
+    pub fn on_envelope<F>(mut self, kind: impl Into<String>, f: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut Tx, &'a Envelope, &'a EventMeta) -> BoxFuture<'a, anyhow::Result<()>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let f = Arc::new(f);
+        let handler: HandlerFn = Arc::new(move |tx, envelope, meta| {
+            let f = f.clone();
+            Box::pin(async move { f(tx, envelope, meta).await.map_err(Failure::Retry) })
+        });
+        self.by_type.insert(kind.into(), handler);
+        self
+    }
+
     /// The event types handled, sorted.
     pub fn types(&self) -> Vec<String> {
         let mut types: Vec<String> = self.by_type.keys().cloned().collect();
@@ -108,10 +126,13 @@ impl Handlers {
     }
 }
 
-/// Retry and lane settings: `[bus]` in `panal.toml`, `PANAL_BUS__*`.
+/// Consumer and broker settings: `[bus]` in `panal.toml`, `PANAL_BUS__*`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct ConsumerSettings {
+    /// How long JetStream waits for an acknowledgement before it delivers a
+    /// message again (NATS only; must exceed the retries' total backoff).
+    pub ack_wait_ms: u64,
     /// Tries per delivery before an event is dead-lettered.
     pub max_attempts: u32,
     /// First retry delay; each next one doubles, up to `backoff_max_ms`.
@@ -126,7 +147,14 @@ pub struct ConsumerSettings {
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
-        Self { max_attempts: 5, backoff_base_ms: 100, backoff_max_ms: 5_000, max_deliveries: 5, lanes: 8 }
+        Self {
+            ack_wait_ms: 30_000,
+            max_attempts: 5,
+            backoff_base_ms: 100,
+            backoff_max_ms: 5_000,
+            max_deliveries: 5,
+            lanes: 8,
+        }
     }
 }
 

@@ -425,4 +425,19 @@ impl Broker for Embedded {
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async move { self.db.ping().await.map_err(err) })
     }
+
+    fn remove_consumer<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            if let Ok(mut groups) = self.groups.lock() {
+                groups.remove(consumer);
+            }
+            let result: Result<(), sqlx::Error> = with_db!(write &self.db, pool => async {
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM consumers WHERE name = $1").bind(consumer).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM deliveries WHERE consumer = $1").bind(consumer).execute(&mut *tx).await?;
+                tx.commit().await
+            }.await);
+            result.map_err(err)
+        })
+    }
 }

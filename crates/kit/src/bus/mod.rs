@@ -37,7 +37,7 @@ use contracts::Envelope;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
-pub use consumer::{Consumer, ConsumerSettings, EventMeta, Handlers, Tx};
+pub use consumer::{Consumer, ConsumerSettings, EventMeta, Handlers, Outcome, Replay, Tx};
 pub use relay::{OutboxSignal, Relay};
 
 /// A broker failure. Brokers are retried; nothing here is a client error.
@@ -114,6 +114,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether the broker answers, for `/readyz`.
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>>;
+
+    /// Forgets the durable subscription `consumer` and whatever it had not
+    /// acknowledged (an operator's clean-up; tests use it too).
+    fn remove_consumer<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<(), BusError>>;
 }
 
 /// A handle on the configured broker, shared by every service of a process.
@@ -121,13 +125,19 @@ pub type Bus = Arc<dyn Broker>;
 
 /// Connects to the broker named by `url`: `nats://…`, `amqp://…`, or `None` for
 /// the embedded bus kept in `<data_dir>/bus.db`.
-pub async fn connect(url: Option<&str>, data_dir: &std::path::Path) -> Result<Bus, BusError> {
+pub async fn connect(
+    url: Option<&str>,
+    data_dir: &std::path::Path,
+    settings: &ConsumerSettings,
+) -> Result<Bus, BusError> {
     match url {
         None | Some("") | Some("embedded") => {
             let path = data_dir.join("bus.db");
             Ok(Arc::new(embedded::Embedded::open(&path).await?))
         }
-        Some(u) if u.starts_with("nats://") => Ok(Arc::new(nats::Nats::connect(u).await?)),
+        Some(u) if u.starts_with("nats://") => {
+            Ok(Arc::new(nats::Nats::connect(u, std::time::Duration::from_millis(settings.ack_wait_ms)).await?))
+        }
         Some(u) if u.starts_with("amqp://") || u.starts_with("amqps://") => Ok(Arc::new(amqp::Amqp::connect(u).await?)),
         Some(u) if u.starts_with("sqlite:") => Ok(Arc::new(embedded::Embedded::open_url(u).await?)),
         Some(_) => {

@@ -19,9 +19,6 @@ use super::{Acker, Broker, BusError, Deliveries, Delivery};
 const BACKEND: &str = "nats";
 const STREAM: &str = "PANAL";
 
-/// How long a delivery may stay unacknowledged before JetStream hands it out
-/// again. Consumers retry in-process within this.
-const ACK_WAIT: Duration = Duration::from_secs(60);
 /// JetStream stops redelivering after this many deliveries; consumers
 /// dead-letter well before (see `ConsumerSettings::max_deliveries`).
 const MAX_DELIVER: i64 = 20;
@@ -29,6 +26,8 @@ const MAX_DELIVER: i64 = 20;
 const MAX_ACK_PENDING: i64 = 512;
 /// How long the stream remembers event ids to drop republished ones.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long the stream keeps events (consumers created later replay them).
+const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn err(e: impl std::fmt::Display) -> BusError {
     BusError::new(BACKEND, e)
@@ -38,10 +37,13 @@ pub struct Nats {
     client: async_nats::Client,
     js: jetstream::Context,
     stream: jetstream::stream::Stream,
+    /// How long a delivery may stay unacknowledged before JetStream hands it
+    /// out again.
+    ack_wait: Duration,
 }
 
 impl Nats {
-    pub async fn connect(url: &str) -> Result<Self, BusError> {
+    pub async fn connect(url: &str, ack_wait: Duration) -> Result<Self, BusError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
@@ -56,13 +58,14 @@ impl Nats {
                 subjects: vec!["panal.>".to_owned()],
                 storage: stream::StorageType::File,
                 duplicate_window: DUPLICATE_WINDOW,
+                max_age: RETENTION,
                 ..Default::default()
             }),
         )
         .await
         .map_err(|_| err(format!("no answer from JetStream at {}", redact(url))))?
         .map_err(err)?;
-        Ok(Self { client, js, stream })
+        Ok(Self { client, js, stream, ack_wait })
     }
 }
 
@@ -138,7 +141,7 @@ impl Broker for Nats {
                 durable_name: Some(consumer.to_owned()),
                 filter_subject,
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
+                ack_wait: self.ack_wait,
                 max_deliver: MAX_DELIVER,
                 max_ack_pending: MAX_ACK_PENDING,
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
@@ -180,5 +183,9 @@ impl Broker for Nats {
                 .map_err(|_| err("no answer within 2 s"))?
                 .map_err(err)
         })
+    }
+
+    fn remove_consumer<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move { self.stream.delete_consumer(consumer).await.map(|_| ()).map_err(err) })
     }
 }
