@@ -1,5 +1,9 @@
 //! `panal`: the one binary. Runs every service in one process (`panal up`), one
-//! service alone (`panal serve <service>`), or applies migrations.
+//! service alone (`panal serve <service>`), applies migrations, and looks after
+//! the event bus (`panal events`).
+
+mod dev;
+mod events;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +57,17 @@ enum Command {
     },
     /// List the services, their ports and whether this build implements them.
     Services,
+    /// Watch the event bus, list and replay dead letters.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
+    /// Tools for drills and benchmarks.
+    #[command(hide = true)]
+    Dev {
+        #[command(subcommand)]
+        command: dev::DevCommand,
+    },
     /// Apply database migrations and exit, without serving.
     Migrate {
         /// Only this service (default: every implemented service with a database).
@@ -94,6 +109,8 @@ fn main() -> ExitCode {
             Command::Up { data_dir, port_offset } => up(config, data_dir, port_offset, started).await,
             Command::Serve { service, port } => serve(config, &service, port).await,
             Command::Migrate { service, data_dir } => migrate(config, service, data_dir).await,
+            Command::Events { command } => events::run(config, command).await,
+            Command::Dev { command } => dev::run(config, command).await,
             Command::Services => Ok(()),
         }
     });
@@ -139,6 +156,28 @@ fn check_implemented(service: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The implemented services that have a database, or just `only`.
+fn services_with_db(only: Option<&str>) -> anyhow::Result<Vec<&'static str>> {
+    match only {
+        Some(s) => {
+            check_implemented(s)?;
+            let name = IMPLEMENTED.iter().copied().find(|n| *n == s).unwrap_or("unknown");
+            if migrations_of(name).is_none() {
+                anyhow::bail!("service {s:?} has no database");
+            }
+            Ok(vec![name])
+        }
+        None => Ok(IMPLEMENTED.iter().copied().filter(|s| migrations_of(s).is_some()).collect()),
+    }
+}
+
+/// The event consumers `service` runs on `db`, for replaying their dead
+/// letters. None of the services built so far consumes events (auth only
+/// publishes); users will be the first.
+fn consumers_of(_service: &str, _db: &Db) -> Vec<kit::bus::Consumer> {
+    Vec::new()
 }
 
 fn sqlite_file(config: &Config, service: &str) -> String {
@@ -283,16 +322,7 @@ async fn migrate(mut config: Config, only: Option<String>, data_dir: Option<Path
     if let Some(dir) = data_dir {
         config.settings.data_dir = dir;
     }
-    let services: Vec<&str> = match &only {
-        Some(s) => {
-            check_implemented(s)?;
-            if migrations_of(s).is_none() {
-                anyhow::bail!("service {s:?} has no database");
-            }
-            vec![s.as_str()]
-        }
-        None => IMPLEMENTED.iter().copied().filter(|s| migrations_of(s).is_some()).collect(),
-    };
+    let services = services_with_db(only.as_deref())?;
     let explicit = config.settings.database_url.as_ref().map(|s| s.expose().clone());
     if explicit.is_some() && services.len() > 1 {
         anyhow::bail!("PANAL_DATABASE_URL names one database; choose its service with --service");

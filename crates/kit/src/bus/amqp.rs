@@ -40,14 +40,30 @@ fn err(e: impl std::fmt::Display) -> BusError {
 }
 
 pub struct Amqp {
+    url: String,
+    /// The connection and the publishing channel (in confirm mode), replaced
+    /// when the connection is lost: lapin does not reconnect by itself.
+    link: Mutex<Option<Link>>,
+}
+
+struct Link {
     connection: Connection,
-    /// The publishing channel, in confirm mode. Publishes of one batch go out
-    /// in order on it.
-    publisher: Mutex<Channel>,
+    publisher: Channel,
+}
+
+impl Link {
+    fn alive(&self) -> bool {
+        self.connection.status().connected() && self.publisher.status().connected()
+    }
 }
 
 impl Amqp {
     pub async fn connect(url: &str) -> Result<Self, BusError> {
+        let link = Self::open(url).await?;
+        Ok(Self { url: url.to_owned(), link: Mutex::new(Some(link)) })
+    }
+
+    async fn open(url: &str) -> Result<Link, BusError> {
         let connection =
             tokio::time::timeout(Duration::from_secs(10), Connection::connect(url, ConnectionProperties::default()))
                 .await
@@ -78,7 +94,25 @@ impl Amqp {
             )
             .await
             .map_err(err)?;
-        Ok(Self { connection, publisher: Mutex::new(channel) })
+        Ok(Link { connection, publisher: channel })
+    }
+
+    /// The live link, reconnecting first if the last one was lost.
+    async fn link(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Link>>, BusError> {
+        let mut guard = self.link.lock().await;
+        if !guard.as_ref().is_some_and(Link::alive) {
+            *guard = None;
+            *guard = Some(Self::open(&self.url).await?);
+            tracing::info!("rabbitmq: connected");
+        }
+        Ok(guard)
+    }
+
+    /// A new channel on the live connection.
+    async fn channel(&self) -> Result<Channel, BusError> {
+        let guard = self.link().await?;
+        let link = guard.as_ref().ok_or_else(|| err("not connected"))?;
+        link.connection.create_channel().await.map_err(err)
     }
 }
 
@@ -131,7 +165,8 @@ impl Broker for Amqp {
 
     fn publish<'a>(&'a self, events: &'a [Envelope]) -> BoxFuture<'a, Result<usize, BusError>> {
         Box::pin(async move {
-            let channel = self.publisher.lock().await;
+            let guard = self.link().await?;
+            let channel = &guard.as_ref().ok_or_else(|| err("not connected"))?.publisher;
             let mut pending = Vec::with_capacity(events.len());
             for event in events {
                 let payload = serde_json::to_vec(event).map_err(err)?;
@@ -177,7 +212,7 @@ impl Broker for Amqp {
 
     fn subscribe<'a>(&'a self, consumer: &'a str, types: &'a [String]) -> BoxFuture<'a, Result<Deliveries, BusError>> {
         Box::pin(async move {
-            let channel = self.connection.create_channel().await.map_err(err)?;
+            let channel = self.channel().await?;
             channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(err)?;
             let queue = format!("panal.{consumer}");
             let mut args = quorum();
@@ -217,7 +252,7 @@ impl Broker for Amqp {
 
     fn tail(&self) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes, BusError>>, BusError>> {
         Box::pin(async move {
-            let channel = self.connection.create_channel().await.map_err(err)?;
+            let channel = self.channel().await?;
             let queue = channel
                 .queue_declare(
                     "".into(),
@@ -254,12 +289,12 @@ impl Broker for Amqp {
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
-        Box::pin(async move { if self.connection.status().connected() { Ok(()) } else { Err(err("not connected")) } })
+        Box::pin(async move { self.link().await.map(|_| ()) })
     }
 
     fn remove_consumer<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
-            let channel = self.connection.create_channel().await.map_err(err)?;
+            let channel = self.channel().await?;
             channel
                 .queue_delete(format!("panal.{consumer}").into(), lapin::options::QueueDeleteOptions::default())
                 .await

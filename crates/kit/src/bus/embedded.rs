@@ -73,7 +73,7 @@ impl Embedded {
     }
 
     /// The number of events in the log (for tests and `panal events`).
-    pub async fn len(&self) -> Result<i64, BusError> {
+    pub async fn event_count(&self) -> Result<i64, BusError> {
         with_db!(&self.db, pool => sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await).map_err(err)
     }
 

@@ -27,6 +27,7 @@ pub mod amqp;
 pub mod consumer;
 pub mod embedded;
 pub mod nats;
+pub mod probe;
 pub mod relay;
 pub mod store;
 

@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use contracts::Envelope;
 use futures_util::StreamExt;
-use kit::bus::{Bus, Consumer, ConsumerSettings, Handlers, Outcome, Replay, Tx};
+use kit::bus::{Bus, Consumer, ConsumerSettings, Handlers, Outcome, Replay, probe};
 use kit::config::DbSettings;
 use kit::db::Db;
 use kit::testing::TestDb;
-use kit::{with_db, with_tx};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -121,8 +120,7 @@ pub fn event(kind: &str, subject: &str, n: u64) -> Envelope {
     }
 }
 
-/// A consumer's database with a table its handler writes to: one row per
-/// event, counting how often the handler's effect was committed.
+/// A consumer's database with the probe's table.
 pub struct Sink {
     pub db: Db,
     _test_db: TestDb,
@@ -132,24 +130,13 @@ impl Sink {
     pub async fn new() -> Self {
         let test_db = TestDb::sqlite().await;
         let db = Db::connect(&test_db.url, &DbSettings::default()).await.unwrap();
-        db.migrate(&kit::bus::store::MIGRATIONS).await.unwrap();
-        with_db!(write &db, pool => sqlx::query(
-            "CREATE TABLE applied (event_id TEXT PRIMARY KEY, subject TEXT NOT NULL, n INTEGER NOT NULL,
-                                   times INTEGER NOT NULL, position INTEGER NOT NULL)",
-        )
-        .execute(pool)
-        .await
-        .map(|_| ()))
-        .unwrap();
+        probe::prepare(&db).await.unwrap();
         Self { db, _test_db: test_db }
     }
 
     /// Rows applied so far, and the largest number of times any was applied.
     pub async fn applied(&self) -> (i64, i64) {
-        with_db!(&self.db, pool => sqlx::query_as("SELECT count(*), COALESCE(MAX(times), 0) FROM applied")
-            .fetch_one(pool)
-            .await)
-        .unwrap()
+        probe::applied(&self.db).await.unwrap()
     }
 
     pub async fn wait_for(&self, count: i64, within: Duration) -> (i64, i64) {
@@ -163,13 +150,8 @@ impl Sink {
         }
     }
 
-    /// The `n`s of `subject`, in the order they were applied.
     pub async fn order_of(&self, subject: &str) -> Vec<i64> {
-        with_db!(&self.db, pool => sqlx::query_scalar("SELECT n FROM applied WHERE subject = $1 ORDER BY position")
-            .bind(subject)
-            .fetch_all(pool)
-            .await)
-        .unwrap()
+        probe::order_of(&self.db, subject).await.unwrap()
     }
 
     pub async fn dead_letters(&self) -> Vec<kit::bus::store::DeadLetter> {
@@ -177,37 +159,8 @@ impl Sink {
     }
 }
 
-/// The handler every test consumer uses: records the event; fails while
-/// `poisoned` says so for events whose `n` is 13.
-pub async fn record(tx: &mut Tx, envelope: &Envelope, poisoned: &AtomicBool) -> anyhow::Result<()> {
-    let n = envelope.data["n"].as_u64().unwrap_or(0);
-    if n == 13 && poisoned.load(Ordering::SeqCst) {
-        anyhow::bail!("13 is unlucky");
-    }
-    with_tx!(tx, conn => sqlx::query(
-        "INSERT INTO applied (event_id, subject, n, times, position)
-         VALUES ($1, $2, $3, 1, (SELECT COALESCE(MAX(position), 0) + 1 FROM applied))
-         ON CONFLICT (event_id) DO UPDATE SET times = applied.times + 1",
-    )
-    .bind(envelope.id.to_string())
-    .bind(&envelope.subject)
-    .bind(i64::try_from(n).unwrap_or(0))
-    .execute(conn)
-    .await
-    .map(|_| ()))?;
-    Ok(())
-}
-
 pub fn consumer(name: &str, kinds: &[String], sink: &Sink, poisoned: Arc<AtomicBool>) -> Consumer {
-    let mut handlers = Handlers::new();
-    for kind in kinds {
-        let poisoned = poisoned.clone();
-        handlers = handlers.on_envelope(kind.clone(), move |tx, envelope, _meta| {
-            let poisoned = poisoned.clone();
-            Box::pin(async move { record(tx, envelope, &poisoned).await })
-        });
-    }
-    Consumer::new(name, sink.db.clone(), handlers).with_settings(settings())
+    probe::consumer(name, kinds, &sink.db, poisoned, settings())
 }
 
 /// Runs `consumer` on `bus` until the returned token is cancelled.
@@ -407,7 +360,7 @@ conformance! {
                 Box::pin(async move {
                     if which == 0 { seen.0.fetch_add(1, Ordering::SeqCst); } else { seen.1.fetch_add(1, Ordering::SeqCst); }
                     tokio::time::sleep(Duration::from_millis(5)).await;
-                    record(tx, envelope, &AtomicBool::new(false)).await
+                    probe::record(tx, envelope, &AtomicBool::new(false)).await
                 })
             });
             Consumer::new(name.clone(), sink.db.clone(), handlers).with_settings(settings())

@@ -1,0 +1,89 @@
+//! A handler that records every event it applies, with how long after the
+//! event's creation it ran: for the conformance suite, the crash drills and
+//! the bus benchmark (`panal dev bus-*`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::Utc;
+use contracts::Envelope;
+
+use super::{Consumer, ConsumerSettings, Handlers, Tx};
+use crate::db::Db;
+use crate::{with_db, with_tx};
+
+/// The probe's table: one row per event, `times` counting how often its
+/// effect was committed (exactly once means every row has 1).
+const DDL: &str = "CREATE TABLE IF NOT EXISTS probe_applied (
+    event_id    TEXT PRIMARY KEY,
+    subject     TEXT NOT NULL,
+    n           BIGINT NOT NULL,
+    times       BIGINT NOT NULL,
+    position    BIGINT NOT NULL,
+    latency_us  BIGINT NOT NULL
+)";
+
+/// Creates the bus tables and the probe's table in `db`.
+pub async fn prepare(db: &Db) -> anyhow::Result<()> {
+    db.migrate(&super::store::MIGRATIONS).await?;
+    with_db!(write db, pool => sqlx::query(DDL).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Records `envelope`. Fails while `poisoned` is set for events whose `n` is 13.
+pub async fn record(tx: &mut Tx, envelope: &Envelope, poisoned: &AtomicBool) -> anyhow::Result<()> {
+    let n = envelope.data["n"].as_i64().unwrap_or(0);
+    if n == 13 && poisoned.load(Ordering::SeqCst) {
+        anyhow::bail!("13 is unlucky");
+    }
+    let latency = (Utc::now() - envelope.time).num_microseconds().unwrap_or(i64::MAX);
+    with_tx!(tx, conn => sqlx::query(
+        "INSERT INTO probe_applied (event_id, subject, n, times, position, latency_us)
+         VALUES ($1, $2, $3, 1, (SELECT COALESCE(MAX(position), 0) + 1 FROM probe_applied), $4)
+         ON CONFLICT (event_id) DO UPDATE SET times = probe_applied.times + 1",
+    )
+    .bind(envelope.id.to_string())
+    .bind(&envelope.subject)
+    .bind(n)
+    .bind(latency)
+    .execute(conn)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+/// A consumer named `name` applying `kinds` with [`record`].
+pub fn consumer(
+    name: &str,
+    kinds: &[String],
+    db: &Db,
+    poisoned: std::sync::Arc<AtomicBool>,
+    settings: ConsumerSettings,
+) -> Consumer {
+    let mut handlers = Handlers::new();
+    for kind in kinds {
+        let poisoned = poisoned.clone();
+        handlers = handlers.on_envelope(kind.clone(), move |tx, envelope, _meta| {
+            let poisoned = poisoned.clone();
+            Box::pin(async move { record(tx, envelope, &poisoned).await })
+        });
+    }
+    Consumer::new(name, db.clone(), handlers).with_settings(settings)
+}
+
+/// What the probe has applied: rows, and the most times any one was applied.
+pub async fn applied(db: &Db) -> Result<(i64, i64), sqlx::Error> {
+    with_db!(db, pool => sqlx::query_as("SELECT count(*), COALESCE(MAX(times), 0) FROM probe_applied").fetch_one(pool).await)
+}
+
+/// The `n`s of `subject`, in the order they were applied.
+pub async fn order_of(db: &Db, subject: &str) -> Result<Vec<i64>, sqlx::Error> {
+    with_db!(db, pool => sqlx::query_scalar("SELECT n FROM probe_applied WHERE subject = $1 ORDER BY position")
+        .bind(subject)
+        .fetch_all(pool)
+        .await)
+}
+
+/// Creation-to-handler latencies in microseconds, sorted.
+pub async fn latencies(db: &Db) -> Result<Vec<i64>, sqlx::Error> {
+    with_db!(db, pool => sqlx::query_scalar("SELECT latency_us FROM probe_applied ORDER BY latency_us").fetch_all(pool).await)
+}
