@@ -37,6 +37,9 @@ pub const MIGRATIONS: Migrations = Migrations {
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 
+/// The event types auth consumes: none; it only publishes.
+pub const CONSUMES: &[&str] = &[];
+
 /// Auth's settings: `[auth]` in `panal.toml`, `PANAL_AUTH__*` in the environment.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]

@@ -5,18 +5,22 @@
 //! consumer is a new version, never an edit of an old one.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod auth;
+pub mod schema;
 
 /// A typed event payload.
-pub trait Event: Serialize + DeserializeOwned {
+pub trait Event: Serialize + DeserializeOwned + JsonSchema {
     /// The CloudEvents `type`, e.g. `panal.auth.user_registered.v1`.
     const TYPE: &'static str;
     /// The service that emits it (the CloudEvents `source`).
     const SOURCE: &'static str;
+    /// When it is emitted, in a few words (for `docs/events.md`).
+    const SUMMARY: &'static str;
 
     /// The aggregate the event is about (the CloudEvents `subject`); events of one
     /// subject are delivered in order.
@@ -63,6 +67,26 @@ impl Envelope {
     pub fn decode<E: Event>(&self) -> Option<Result<E, serde_json::Error>> {
         (self.kind == E::TYPE).then(|| serde_json::from_value(self.data.clone()))
     }
+}
+
+/// What the catalogue knows of one event type.
+#[derive(Debug, Clone)]
+pub struct EventInfo {
+    pub kind: &'static str,
+    pub source: &'static str,
+    pub summary: &'static str,
+    /// The payload's JSON Schema, generated from the Rust type.
+    pub schema: serde_json::Value,
+}
+
+fn info<E: Event>() -> EventInfo {
+    EventInfo { kind: E::TYPE, source: E::SOURCE, summary: E::SUMMARY, schema: schemars::schema_for!(E).to_value() }
+}
+
+/// Every event type of the platform. Adding an event means adding it here; the
+/// tests then ask for its committed schema and its line in `docs/events.md`.
+pub fn catalogue() -> Vec<EventInfo> {
+    vec![info::<auth::UserRegistered>()]
 }
 
 #[cfg(test)]

@@ -12,6 +12,13 @@ use uuid::Uuid;
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
+    /// List every event type: who emits it, who consumes it in this build, and
+    /// its payload's fields.
+    Types {
+        /// Print JSON, with each payload's JSON Schema.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print every event published from now on, one JSON object per line.
     Tail {
         /// Only events whose type starts with this (e.g. `panal.auth.`).
@@ -42,6 +49,10 @@ pub enum EventsCommand {
 
 pub async fn run(config: Config, command: EventsCommand) -> anyhow::Result<()> {
     match command {
+        EventsCommand::Types { json } => {
+            types(json);
+            Ok(())
+        }
         EventsCommand::Tail { r#type } => tail(&config, r#type.as_deref()).await,
         EventsCommand::DeadLetters { service, json } => dead_letters(&config, service.as_deref(), json).await,
         EventsCommand::Replay { id, all, service } => {
@@ -50,6 +61,37 @@ pub async fn run(config: Config, command: EventsCommand) -> anyhow::Result<()> {
             }
             replay(&config, id, service.as_deref()).await
         }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn types(json: bool) {
+    let mut all = Vec::new();
+    for info in contracts::catalogue() {
+        let consumers: Vec<&str> =
+            crate::IMPLEMENTED.iter().copied().filter(|s| crate::consumed_by(s).contains(&info.kind)).collect();
+        let fields: Vec<String> = info
+            .schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        if json {
+            all.push(serde_json::json!({
+                "type": info.kind,
+                "source": info.source,
+                "summary": info.summary,
+                "consumers": consumers,
+                "fields": fields,
+                "schema": info.schema,
+            }));
+        } else {
+            let consumers = if consumers.is_empty() { "-".to_owned() } else { consumers.join(", ") };
+            println!("{}  from {}  to {}  ({})", info.kind, info.source, consumers, fields.join(", "));
+        }
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(all));
     }
 }
 

@@ -173,6 +173,14 @@ fn services_with_db(only: Option<&str>) -> anyhow::Result<Vec<&'static str>> {
     }
 }
 
+/// The event types `service` consumes.
+fn consumed_by(service: &str) -> Vec<&'static str> {
+    match service {
+        "auth" => auth::CONSUMES.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 /// The event consumers `service` runs on `db`, for replaying their dead
 /// letters. None of the services built so far consumes events (auth only
 /// publishes); users will be the first.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bus;
+mod docs;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -39,7 +40,7 @@ fn free_offset() -> u16 {
     panic!("no free ports");
 }
 
-fn panal() -> Command {
+pub(crate) fn panal() -> Command {
     let mut cmd = Command::new(PANAL);
     // Tests must not pick up the developer's own configuration.
     cmd.env_remove("PANAL_DATABASE_URL")
