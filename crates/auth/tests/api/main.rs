@@ -6,6 +6,7 @@
 use auth::store::Store;
 use auth::tokens;
 use chrono::Utc;
+use contracts::Event;
 use kit::auth::AccessClaims;
 use kit::config::HttpSettings;
 use kit::db::Db;
@@ -214,6 +215,34 @@ kit::backend_tests! {
         assert_eq!(envelope["specversion"], "1.0");
         assert_eq!(envelope["data"]["user_id"], account["id"]);
         assert_eq!(envelope["subject"], account["id"]);
+    }
+
+    async fn registering_publishes_user_registered_on_the_bus(db) {
+        let app = TestApp::spawn(&db).await;
+        use futures_util::StreamExt;
+        let kind = contracts::auth::UserRegistered::TYPE.to_owned();
+        let mut deliveries = app._ctx.bus.subscribe("auth-test", std::slice::from_ref(&kind)).await.unwrap();
+        let r = app.http.post(app.url("/v1/auth/register"))
+            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .json(&json!({"email": "ada@example.com", "password": PASSWORD, "display_name": "Ada"}))
+            .send().await.unwrap();
+        let account: Value = r.json().await.unwrap();
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), deliveries.next()).await.unwrap().unwrap().unwrap();
+        let envelope: contracts::Envelope = serde_json::from_slice(&delivery.payload).unwrap();
+        let event: contracts::auth::UserRegistered = envelope.decode().unwrap().unwrap();
+        assert_eq!(event.user_id.to_string(), account["id"].as_str().unwrap());
+        assert_eq!(event.email, "ada@example.com");
+        assert!(envelope.traceparent.unwrap().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "the request's trace travels with the event");
+        delivery.ack().await.unwrap();
+        // The relay marks the row sent once the broker confirmed it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let unsent: i64 = kit::with_db!(&app.db, pool =>
+                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(pool).await).unwrap();
+            if unsent == 0 { break; }
+            assert!(std::time::Instant::now() < deadline, "the outbox row was never marked sent");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     async fn a_wrong_password_and_an_unknown_email_get_the_same_answer(db) {

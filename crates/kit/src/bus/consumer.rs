@@ -38,6 +38,10 @@ pub struct EventMeta {
     pub subject: String,
     pub time: DateTime<Utc>,
     pub traceparent: Option<String>,
+    /// The trace this handling belongs to: the producer's trace continued with
+    /// a span of its own. Pass `trace.header_value()` on as the `traceparent`
+    /// of events or calls the handler makes.
+    pub trace: TraceContext,
     /// 1 for the first try.
     pub attempt: u32,
 }
@@ -356,7 +360,7 @@ impl Consumer {
             let mut attempts = 0;
             for attempt in 1..=self.settings.max_attempts.max(1) {
                 attempts = attempt;
-                match self.apply(&handler, &envelope, attempt, None).await {
+                match self.apply(&handler, &envelope, &trace, attempt, None).await {
                     Ok(true) => return Outcome::Applied,
                     Ok(false) => return Outcome::Duplicate,
                     Err(Failure::Reject(e)) => {
@@ -386,6 +390,7 @@ impl Consumer {
         &self,
         handler: &HandlerFn,
         envelope: &Envelope,
+        trace: &TraceContext,
         attempt: u32,
         dead_letter: Option<Uuid>,
     ) -> Result<bool, Failure> {
@@ -407,6 +412,7 @@ impl Consumer {
             subject: envelope.subject.clone(),
             time: envelope.time,
             traceparent: envelope.traceparent.clone(),
+            trace: *trace,
             attempt,
         };
         let result = AssertUnwindSafe(handler(&mut tx, envelope, &meta)).catch_unwind().await;
@@ -477,7 +483,9 @@ impl Consumer {
             .cloned()
             .ok_or_else(|| ReplayError::NoHandler(envelope.kind.clone(), self.name.clone()))?;
         let attempt = u32::try_from(letter.attempts).unwrap_or(0).saturating_add(1);
-        match self.apply(&handler, &envelope, attempt, Some(id)).await {
+        let trace =
+            envelope.traceparent.as_deref().and_then(TraceContext::parse_parent).unwrap_or_else(TraceContext::new_root);
+        match self.apply(&handler, &envelope, &trace, attempt, Some(id)).await {
             Ok(true) => Ok(Replay::Applied),
             Ok(false) => Ok(Replay::AlreadyApplied),
             Err(failure) => {

@@ -437,3 +437,28 @@ async fn malformed_messages_are_dead_lettered_whole() {
     assert_eq!(sink.applied().await.0, 0);
     assert!(sink.dead_letters().await[1].error.contains("delivered 6 times"));
 }
+
+/// The handler runs in the producer's trace: same trace id, the producer's
+/// span as parent.
+#[tokio::test]
+async fn handlers_continue_the_trace_of_the_change_that_caused_the_event() {
+    let tb = TestBus::embedded().await;
+    let kind = tb.kind("traced");
+    let sink = Sink::new().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handlers = Handlers::new().on_envelope(kind.clone(), move |_tx, _envelope, meta| {
+        let _ = tx.send(meta.trace);
+        Box::pin(async { Ok(()) })
+    });
+    let c =
+        start(Consumer::new(tb.consumer_name("tracer"), sink.db.clone(), handlers).with_settings(settings()), &tb.bus);
+    let producer = kit::trace::TraceContext::new_root();
+    let mut e = event(&kind, "t", 1);
+    e.traceparent = Some(producer.header_value());
+    publish_all(&tb.bus, std::slice::from_ref(&e)).await;
+    let seen = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+    assert_eq!(seen.trace_id, producer.trace_id);
+    assert_eq!(seen.parent_id, Some(producer.span_id));
+    assert_ne!(seen.span_id, producer.span_id);
+    stop(c).await;
+}
