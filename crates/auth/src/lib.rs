@@ -139,7 +139,7 @@ pub async fn service(ctx: &Context, db: Db) -> anyhow::Result<Service> {
         .with_db(db)
         .with_bus(ctx.bus.clone())
         .with_verifier(verifier)
-        .with_worker(relay.worker()))
+        .with_relay(relay))
 }
 
 mod key_source {

@@ -157,6 +157,20 @@ impl Service {
         self
     }
 
+    /// Publishes the service's outbox: the relay runs as a worker and its
+    /// counters join the service's metrics.
+    pub fn with_relay(mut self, relay: crate::bus::Relay) -> Self {
+        relay.register_metrics(self.metrics.registry_mut());
+        self.with_worker(relay.worker())
+    }
+
+    /// Consumes events from `bus`: the consumer runs as a worker and its
+    /// counters join the service's metrics.
+    pub fn with_consumer(mut self, consumer: crate::bus::Consumer, bus: crate::bus::Bus) -> Self {
+        consumer.register_metrics(self.metrics.registry_mut());
+        self.with_worker(consumer.worker(bus))
+    }
+
     pub fn with_worker(mut self, worker: Worker) -> Self {
         self.workers.push(worker);
         self

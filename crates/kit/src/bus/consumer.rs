@@ -201,6 +201,13 @@ pub enum ReplayError {
     Database(#[from] sqlx::Error),
 }
 
+/// The labels of `bus_consumed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct OutcomeLabels {
+    consumer: String,
+    outcome: &'static str,
+}
+
 /// A durable consumer: a name, a database with the bus tables, handlers.
 #[derive(Clone)]
 pub struct Consumer {
@@ -208,6 +215,7 @@ pub struct Consumer {
     db: Db,
     handlers: Handlers,
     settings: ConsumerSettings,
+    outcomes: prometheus_client::metrics::family::Family<OutcomeLabels, prometheus_client::metrics::counter::Counter>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -218,7 +226,16 @@ impl std::fmt::Debug for Consumer {
 
 impl Consumer {
     pub fn new(name: impl Into<String>, db: Db, handlers: Handlers) -> Self {
-        Self { name: name.into(), db, handlers, settings: ConsumerSettings::default() }
+        Self { name: name.into(), db, handlers, settings: ConsumerSettings::default(), outcomes: Default::default() }
+    }
+
+    /// Adds `bus_consumed_total{consumer,outcome}` to a service's registry.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "bus_consumed",
+            "Deliveries handled, by outcome (applied, duplicate, ignored, dead_lettered, deferred)",
+            self.outcomes.clone(),
+        );
     }
 
     pub fn with_settings(mut self, settings: ConsumerSettings) -> Self {
@@ -313,6 +330,14 @@ impl Consumer {
     /// dead-lettered (then acknowledged), or deferred (negatively acknowledged).
     pub async fn process(&self, delivery: Delivery) -> Outcome {
         let outcome = self.decide(&delivery).await;
+        let label = match outcome {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Deferred => "deferred",
+        };
+        self.outcomes.get_or_create(&OutcomeLabels { consumer: self.name.clone(), outcome: label }).inc();
         let settled = match outcome {
             Outcome::Deferred => delivery.nack().await,
             _ => delivery.ack().await,

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use contracts::Envelope;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -56,11 +58,30 @@ pub struct Relay {
     db: Db,
     bus: Bus,
     signal: OutboxSignal,
+    published: Counter,
+    failures: Counter,
 }
 
 impl Relay {
     pub fn new(service: &'static str, db: Db, bus: Bus) -> Self {
-        Self { service, db, bus, signal: OutboxSignal::default() }
+        Self {
+            service,
+            db,
+            bus,
+            signal: OutboxSignal::default(),
+            published: Counter::default(),
+            failures: Counter::default(),
+        }
+    }
+
+    /// Adds the relay's counters to a service's registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register("bus_published", "Events the relay handed to the broker (confirmed)", self.published.clone());
+        registry.register(
+            "bus_relay_failures",
+            "Relay rounds that could not publish everything",
+            self.failures.clone(),
+        );
     }
 
     /// The handle the service uses to wake this relay after a commit.
@@ -95,6 +116,7 @@ impl Relay {
             return Err(RelayError::Partial { confirmed: 0, sent: 0 });
         }
         let confirmed = self.bus.publish(&events).await?;
+        self.published.inc_by(confirmed as u64);
         if confirmed > 0 {
             store::mark_published(&self.db, seqs[confirmed - 1], Utc::now()).await?;
         }
@@ -134,6 +156,7 @@ impl Relay {
                     None
                 }
                 Err(e) => {
+                    self.failures.inc();
                     failures += 1;
                     let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)));
                     tracing::warn!(service = self.service, error = %e, retry_in_ms = backoff.as_millis() as u64, "relay could not publish");
