@@ -3,6 +3,7 @@
 //! the event bus (`panal events`).
 
 mod dev;
+mod dev_raw;
 mod events;
 
 use std::net::SocketAddr;

@@ -169,6 +169,21 @@ impl ConsumerSettings {
     }
 }
 
+/// Most deliveries of one lane applied in one transaction.
+const MAX_BATCH: usize = 64;
+
+/// A delivery ready for its handler.
+struct Candidate {
+    envelope: Envelope,
+    handler: HandlerFn,
+    trace: TraceContext,
+}
+
+enum Screened {
+    Done(Outcome),
+    Apply(Candidate),
+}
+
 /// What happened to one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -286,8 +301,15 @@ impl Consumer {
                 let me = this.clone();
                 senders.push(tx);
                 tasks.push(tokio::spawn(async move {
-                    while let Some(delivery) = rx.recv().await {
-                        me.process(delivery).await;
+                    while let Some(first) = rx.recv().await {
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
+                        }
+                        me.process_batch(batch).await;
                     }
                 }));
             }
@@ -330,62 +352,62 @@ impl Consumer {
     /// dead-lettered (then acknowledged), or deferred (negatively acknowledged).
     pub async fn process(&self, delivery: Delivery) -> Outcome {
         let outcome = self.decide(&delivery).await;
-        let label = match outcome {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Ignored => "ignored",
-            Outcome::DeadLettered => "dead_lettered",
-            Outcome::Deferred => "deferred",
-        };
-        self.outcomes.get_or_create(&OutcomeLabels { consumer: self.name.clone(), outcome: label }).inc();
-        let settled = match outcome {
-            Outcome::Deferred => delivery.nack().await,
-            _ => delivery.ack().await,
-        };
-        if let Err(e) = settled {
-            tracing::warn!(consumer = %self.name, error = %e, "could not settle a delivery; it will come again");
-        }
-        outcome
+        self.settle(delivery, outcome).await
     }
 
     async fn decide(&self, delivery: &Delivery) -> Outcome {
+        match self.screen(delivery).await {
+            Screened::Done(outcome) => outcome,
+            Screened::Apply(candidate) => self.apply_with_retries(delivery, &candidate).await,
+        }
+    }
+
+    /// Settles what needs no handler (malformed, not ours, crash-looping) and
+    /// readies the rest.
+    async fn screen(&self, delivery: &Delivery) -> Screened {
         let envelope = match serde_json::from_slice::<Envelope>(&delivery.payload) {
             Ok(e) => e,
             Err(e) => {
                 let raw = String::from_utf8_lossy(&delivery.payload).into_owned();
-                return self
-                    .dead_letter(None, &delivery.kind, raw, format!("not a CloudEvents envelope: {e}"), 0)
-                    .await;
+                let error = format!("not a CloudEvents envelope: {e}");
+                return Screened::Done(self.dead_letter(None, &delivery.kind, raw, error, 0).await);
             }
         };
         let Some(handler) = self.handlers.by_type.get(&envelope.kind).cloned() else {
-            return Outcome::Ignored;
+            return Screened::Done(Outcome::Ignored);
         };
-        let payload = || String::from_utf8_lossy(&delivery.payload).into_owned();
         if delivery.delivery_count > self.settings.max_deliveries {
             let error = format!(
                 "delivered {} times without being settled (the consumer may be crashing on it)",
                 delivery.delivery_count
             );
-            return self.dead_letter(Some(envelope.id), &envelope.kind, payload(), error, 0).await;
+            let payload = String::from_utf8_lossy(&delivery.payload).into_owned();
+            return Screened::Done(self.dead_letter(Some(envelope.id), &envelope.kind, payload, error, 0).await);
         }
-
         let trace =
             envelope.traceparent.as_deref().and_then(TraceContext::parse_parent).unwrap_or_else(TraceContext::new_root);
-        let span = tracing::info_span!(
+        Screened::Apply(Candidate { envelope, handler, trace })
+    }
+
+    fn span(&self, c: &Candidate) -> tracing::Span {
+        tracing::info_span!(
             "event",
             consumer = %self.name,
-            event_id = %envelope.id,
-            event_type = %envelope.kind,
-            trace_id = %trace.trace_id_hex(),
-            span_id = %trace.span_id_hex(),
-        );
+            event_id = %c.envelope.id,
+            event_type = %c.envelope.kind,
+            trace_id = %c.trace.trace_id_hex(),
+            span_id = %c.trace.span_id_hex(),
+        )
+    }
+
+    /// Tries one event up to `max_attempts` times, then dead-letters it.
+    async fn apply_with_retries(&self, delivery: &Delivery, c: &Candidate) -> Outcome {
         async {
             let mut last = String::new();
             let mut attempts = 0;
             for attempt in 1..=self.settings.max_attempts.max(1) {
                 attempts = attempt;
-                match self.apply(&handler, &envelope, &trace, attempt, None).await {
+                match self.apply(&c.handler, &c.envelope, &c.trace, attempt, None).await {
                     Ok(true) => return Outcome::Applied,
                     Ok(false) => return Outcome::Duplicate,
                     Err(Failure::Reject(e)) => {
@@ -402,10 +424,128 @@ impl Consumer {
                 }
             }
             tracing::error!(attempts, error = %last, "event dead-lettered");
-            self.dead_letter(Some(envelope.id), &envelope.kind, payload(), last, attempts).await
+            let payload = String::from_utf8_lossy(&delivery.payload).into_owned();
+            self.dead_letter(Some(c.envelope.id), &c.envelope.kind, payload, last, attempts).await
         }
-        .instrument(span)
+        .instrument(self.span(c))
         .await
+    }
+
+    /// Handles deliveries that arrived together in one lane, in order, as few
+    /// transactions as possible: each event under a savepoint of one
+    /// transaction, so a commit (an fsync) serves many events. A failing event
+    /// ends the batch: what came before it commits, it goes through the retry
+    /// path alone, and the rest follow — so one subject's order holds.
+    pub async fn process_batch(&self, deliveries: Vec<Delivery>) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        let mut pending: std::collections::VecDeque<(Delivery, Candidate)> = std::collections::VecDeque::new();
+        for delivery in deliveries {
+            match self.screen(&delivery).await {
+                Screened::Done(outcome) => outcomes.push(self.settle(delivery, outcome).await),
+                Screened::Apply(c) => pending.push_back((delivery, c)),
+            }
+        }
+        while !pending.is_empty() {
+            let batch: Vec<(Delivery, Candidate)> = pending.drain(..).collect();
+            let (done, failed_at) = self.apply_batch(&batch).await;
+            let mut batch = batch.into_iter();
+            for outcome in done {
+                if let Some((delivery, _)) = batch.next() {
+                    outcomes.push(self.settle(delivery, outcome).await);
+                }
+            }
+            if failed_at.is_some()
+                && let Some((delivery, c)) = batch.next()
+            {
+                let outcome = self.apply_with_retries(&delivery, &c).await;
+                outcomes.push(self.settle(delivery, outcome).await);
+            }
+            pending.extend(batch);
+        }
+        outcomes
+    }
+
+    /// Applies `batch` in one transaction, event by event, stopping at the
+    /// first failure. Returns the outcomes of the events committed (a prefix)
+    /// and the index of the event that failed, if one did.
+    async fn apply_batch(&self, batch: &[(Delivery, Candidate)]) -> (Vec<Outcome>, Option<usize>) {
+        let Ok(mut tx) = self.db.begin().await else { return (Vec::new(), Some(0)) };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut failed_at = None;
+        for (i, (_, c)) in batch.iter().enumerate() {
+            match self.apply_in(&mut tx, c).instrument(self.span(c)).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(()) => {
+                    failed_at = Some(i);
+                    break;
+                }
+            }
+        }
+        if outcomes.is_empty() {
+            let _ = tx.rollback().await;
+            return (Vec::new(), failed_at.or(Some(0)));
+        }
+        match tx.commit().await {
+            Ok(()) => (outcomes, failed_at),
+            // Nothing was applied: the whole batch takes the slow path.
+            Err(_) => (Vec::new(), Some(0)),
+        }
+    }
+
+    /// One event inside a batch transaction, under a savepoint.
+    async fn apply_in(&self, tx: &mut Tx, c: &Candidate) -> Result<Outcome, ()> {
+        exec(tx, "SAVEPOINT panal_event").await.map_err(|_| ())?;
+        let id = c.envelope.id.to_string();
+        let claimed = store::inbox_claim(tx, &self.name, &id, &c.envelope.kind, Utc::now()).await;
+        let result = match claimed {
+            Err(_) => Err(()),
+            Ok(false) => Ok(Outcome::Duplicate),
+            Ok(true) => {
+                let meta = EventMeta {
+                    id: c.envelope.id,
+                    source: c.envelope.source.clone(),
+                    subject: c.envelope.subject.clone(),
+                    time: c.envelope.time,
+                    traceparent: c.envelope.traceparent.clone(),
+                    trace: c.trace,
+                    attempt: 1,
+                };
+                match AssertUnwindSafe((c.handler)(tx, &c.envelope, &meta)).catch_unwind().await {
+                    Ok(Ok(())) => Ok(Outcome::Applied),
+                    _ => Err(()),
+                }
+            }
+        };
+        match result {
+            Ok(outcome) => {
+                exec(tx, "RELEASE SAVEPOINT panal_event").await.map_err(|_| ())?;
+                Ok(outcome)
+            }
+            Err(()) => {
+                let _ = exec(tx, "ROLLBACK TO SAVEPOINT panal_event").await;
+                let _ = exec(tx, "RELEASE SAVEPOINT panal_event").await;
+                Err(())
+            }
+        }
+    }
+
+    async fn settle(&self, delivery: Delivery, outcome: Outcome) -> Outcome {
+        let label = match outcome {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Deferred => "deferred",
+        };
+        self.outcomes.get_or_create(&OutcomeLabels { consumer: self.name.clone(), outcome: label }).inc();
+        let settled = match outcome {
+            Outcome::Deferred => delivery.nack().await,
+            _ => delivery.ack().await,
+        };
+        if let Err(e) = settled {
+            tracing::warn!(consumer = %self.name, error = %e, "could not settle a delivery; it will come again");
+        }
+        outcome
     }
 
     /// One try: inbox claim and handler in one transaction. `Ok(false)` when
@@ -529,6 +669,11 @@ impl Consumer {
         }
         Ok(results)
     }
+}
+
+/// Runs one statement (a savepoint command) in `tx`.
+async fn exec(tx: &mut Tx, sql: &'static str) -> Result<(), sqlx::Error> {
+    crate::with_tx!(tx, conn => sqlx::query(sql).execute(conn).await.map(|_| ()))
 }
 
 /// The lane of a delivery: by subject, so one aggregate's events stay in order.

@@ -462,3 +462,36 @@ async fn handlers_continue_the_trace_of_the_change_that_caused_the_event() {
     assert_ne!(seen.span_id, producer.span_id);
     stop(c).await;
 }
+
+/// Events arriving together are applied in one transaction, each under a
+/// savepoint: a handler that wrote and then failed leaves nothing behind, and
+/// the events around it are applied once.
+#[tokio::test]
+async fn a_failed_handler_in_a_batch_leaves_no_trace_of_its_writes() {
+    let tb = TestBus::embedded().await;
+    let kind = tb.kind("half");
+    let sink = Sink::new().await;
+    let handlers = Handlers::new().on_envelope(kind.clone(), |tx, envelope, _meta| {
+        Box::pin(async move {
+            probe::record(tx, envelope, &AtomicBool::new(false)).await?;
+            if envelope.data["n"] == 13 {
+                anyhow::bail!("failed after writing");
+            }
+            Ok(())
+        })
+    });
+    let settings = ConsumerSettings { max_attempts: 2, lanes: 1, ..settings() };
+    let cons = Consumer::new(tb.consumer_name("half"), sink.db.clone(), handlers).with_settings(settings);
+    // Published before the consumer starts, so they arrive together.
+    let events: Vec<Envelope> = (10..30).map(|i| event(&kind, "same", i)).collect();
+    publish_all(&tb.bus, &events).await;
+    let c = start(cons, &tb.bus);
+    assert_eq!(sink.wait_for(19, Duration::from_secs(20)).await, (19, 1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.applied().await, (19, 1), "the failed event's own write was rolled back");
+    assert!(!sink.order_of("same").await.contains(&13));
+    let expected: Vec<i64> = (10..30).filter(|n| *n != 13).collect();
+    assert_eq!(sink.order_of("same").await, expected, "order kept around the failure");
+    assert_eq!(sink.dead_letters().await.len(), 1);
+    stop(c).await;
+}
