@@ -165,8 +165,8 @@ pub async fn run(config: Config, command: DevCommand) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let started = Instant::now();
             commit_events(&producer, &kind, count, 16, per_tx, pace_us, Some(&signal)).await?;
-            while probe::applied(&consumer_db).await?.0 < i64::try_from(count).unwrap_or(i64::MAX) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            while probe::applied_count(&consumer_db).await? < i64::try_from(count).unwrap_or(i64::MAX) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let secs = started.elapsed().as_secs_f64();
             token.cancel();

@@ -181,7 +181,7 @@ struct Candidate {
 
 enum Screened {
     Done(Outcome),
-    Apply(Candidate),
+    Apply(Box<Candidate>),
 }
 
 /// What happened to one delivery.
@@ -386,7 +386,7 @@ impl Consumer {
         }
         let trace =
             envelope.traceparent.as_deref().and_then(TraceContext::parse_parent).unwrap_or_else(TraceContext::new_root);
-        Screened::Apply(Candidate { envelope, handler, trace })
+        Screened::Apply(Box::new(Candidate { envelope, handler, trace }))
     }
 
     fn span(&self, c: &Candidate) -> tracing::Span {
@@ -442,7 +442,7 @@ impl Consumer {
         for delivery in deliveries {
             match self.screen(&delivery).await {
                 Screened::Done(outcome) => outcomes.push(self.settle(delivery, outcome).await),
-                Screened::Apply(c) => pending.push_back((delivery, c)),
+                Screened::Apply(c) => pending.push_back((delivery, *c)),
             }
         }
         while !pending.is_empty() {

@@ -26,6 +26,11 @@ const DDL: &str = "CREATE TABLE IF NOT EXISTS probe_applied (
 pub async fn prepare(db: &Db) -> anyhow::Result<()> {
     db.migrate(&super::store::MIGRATIONS).await?;
     with_db!(write db, pool => sqlx::query(DDL).execute(pool).await.map(|_| ()))?;
+    // `record` reads MAX(position) on every insert.
+    with_db!(write db, pool => sqlx::query("CREATE INDEX IF NOT EXISTS probe_applied_position ON probe_applied (position)")
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
     Ok(())
 }
 
@@ -81,6 +86,11 @@ pub async fn order_of(db: &Db, subject: &str) -> Result<Vec<i64>, sqlx::Error> {
         .bind(subject)
         .fetch_all(pool)
         .await)
+}
+
+/// How many events were applied, cheaply (for polling while events flow).
+pub async fn applied_count(db: &Db) -> Result<i64, sqlx::Error> {
+    with_db!(db, pool => sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM probe_applied").fetch_one(pool).await)
 }
 
 /// Creation-to-handler latencies in microseconds, sorted.

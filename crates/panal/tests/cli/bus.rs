@@ -280,3 +280,42 @@ async fn rabbitmq_restarted_mid_stream_loses_nothing() {
     let _one_at_a_time = DRILL.lock().await;
     tokio::task::spawn_blocking(|| broker_restarted_mid_stream("rabbitmq")).await.unwrap();
 }
+
+#[test]
+fn events_tail_prints_each_published_event_as_a_json_line() {
+    let Some(drill) = Drill::new("embedded") else { return };
+    let mut tail = Command::new(PANAL);
+    for (k, v) in &drill.env {
+        tail.env(k, v);
+    }
+    let mut tail = Running(
+        tail.args(["events", "tail", "--type", "panal.drill"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = tail.0.stdout.take().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let db = drill.db("producer.db");
+    let status = drill.command(&["bus-produce", "--db", &db, "--kind", &drill.kind, "--count", "3"]).status().unwrap();
+    assert!(status.success());
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    for n in 0..3 {
+        let line = lines.next().unwrap().unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["type"], drill.kind.as_str());
+        assert_eq!(event["data"]["n"], n);
+    }
+}
+
+#[test]
+fn dead_letters_of_a_fresh_install_are_none() {
+    let dir = temp_dir();
+    let out = super::panal().env("PANAL_DATA_DIR", &dir).args(["events", "dead-letters"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("0 dead letter(s)"));
+    let out = super::panal().env("PANAL_DATA_DIR", &dir).args(["events", "replay", "--all"]).output().unwrap();
+    assert!(out.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
