@@ -12,8 +12,10 @@ use crate::db::Db;
 use crate::{with_db, with_tx};
 
 /// The probe's table: one row per event, `times` counting how often its
-/// effect was committed (exactly once means every row has 1).
-const DDL: &str = "CREATE TABLE IF NOT EXISTS probe_applied (
+/// effect was committed (exactly once means every row has 1), `position` the
+/// order rows were first written in. SQLite has one writer, so `MAX + 1` is
+/// unique there; PostgreSQL's concurrent lanes need a sequence.
+const DDL_SQLITE: &str = "CREATE TABLE IF NOT EXISTS probe_applied (
     event_id    TEXT PRIMARY KEY,
     subject     TEXT NOT NULL,
     n           BIGINT NOT NULL,
@@ -21,11 +23,22 @@ const DDL: &str = "CREATE TABLE IF NOT EXISTS probe_applied (
     position    BIGINT NOT NULL,
     latency_us  BIGINT NOT NULL
 )";
+const DDL_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS probe_applied (
+    event_id    TEXT PRIMARY KEY,
+    subject     TEXT NOT NULL,
+    n           BIGINT NOT NULL,
+    times       BIGINT NOT NULL,
+    position    BIGSERIAL NOT NULL,
+    latency_us  BIGINT NOT NULL
+)";
 
 /// Creates the bus tables and the probe's table in `db`.
 pub async fn prepare(db: &Db) -> anyhow::Result<()> {
     db.migrate(&super::store::MIGRATIONS).await?;
-    with_db!(write db, pool => sqlx::query(DDL).execute(pool).await.map(|_| ()))?;
+    match db {
+        Db::Sqlite(s) => sqlx::query(DDL_SQLITE).execute(&s.write).await.map(|_| ())?,
+        Db::Postgres(p) => sqlx::query(DDL_POSTGRES).execute(p).await.map(|_| ())?,
+    }
     // `record` reads MAX(position) on every insert.
     with_db!(write db, pool => sqlx::query("CREATE INDEX IF NOT EXISTS probe_applied_position ON probe_applied (position)")
         .execute(pool)
@@ -41,11 +54,19 @@ pub async fn record(tx: &mut Tx, envelope: &Envelope, poisoned: &AtomicBool) -> 
         anyhow::bail!("13 is unlucky");
     }
     let latency = (Utc::now() - envelope.time).num_microseconds().unwrap_or(i64::MAX);
-    with_tx!(tx, conn => sqlx::query(
-        "INSERT INTO probe_applied (event_id, subject, n, times, position, latency_us)
-         VALUES ($1, $2, $3, 1, (SELECT COALESCE(MAX(position), 0) + 1 FROM probe_applied), $4)
-         ON CONFLICT (event_id) DO UPDATE SET times = probe_applied.times + 1",
-    )
+    let sql = match tx {
+        Tx::Sqlite(_) => {
+            "INSERT INTO probe_applied (event_id, subject, n, times, position, latency_us)
+             VALUES ($1, $2, $3, 1, (SELECT COALESCE(MAX(position), 0) + 1 FROM probe_applied), $4)
+             ON CONFLICT (event_id) DO UPDATE SET times = probe_applied.times + 1"
+        }
+        Tx::Postgres(_) => {
+            "INSERT INTO probe_applied (event_id, subject, n, times, latency_us)
+             VALUES ($1, $2, $3, 1, $4)
+             ON CONFLICT (event_id) DO UPDATE SET times = probe_applied.times + 1"
+        }
+    };
+    with_tx!(tx, conn => sqlx::query(sql)
     .bind(envelope.id.to_string())
     .bind(&envelope.subject)
     .bind(n)
@@ -88,9 +109,15 @@ pub async fn order_of(db: &Db, subject: &str) -> Result<Vec<i64>, sqlx::Error> {
         .await)
 }
 
-/// How many events were applied, cheaply (for polling while events flow).
+/// How many events were applied, cheaply (for polling while events flow):
+/// SQLite counts rows by scanning them, while its positions are dense.
 pub async fn applied_count(db: &Db) -> Result<i64, sqlx::Error> {
-    with_db!(db, pool => sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM probe_applied").fetch_one(pool).await)
+    match db {
+        Db::Sqlite(s) => {
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM probe_applied").fetch_one(&s.read).await
+        }
+        Db::Postgres(p) => sqlx::query_scalar("SELECT count(*) FROM probe_applied").fetch_one(p).await,
+    }
 }
 
 /// Creation-to-handler latencies in microseconds, sorted.

@@ -128,7 +128,10 @@ pub struct Sink {
 
 impl Sink {
     pub async fn new() -> Self {
-        let test_db = TestDb::sqlite().await;
+        Self::on(TestDb::sqlite().await).await
+    }
+
+    pub async fn on(test_db: TestDb) -> Self {
         let db = Db::connect(&test_db.url, &DbSettings::default()).await.unwrap();
         probe::prepare(&db).await.unwrap();
         Self { db, _test_db: test_db }
@@ -493,5 +496,37 @@ async fn a_failed_handler_in_a_batch_leaves_no_trace_of_its_writes() {
     let expected: Vec<i64> = (10..30).filter(|n| *n != 13).collect();
     assert_eq!(sink.order_of("same").await, expected, "order kept around the failure");
     assert_eq!(sink.dead_letters().await.len(), 1);
+    stop(c).await;
+}
+
+/// The consumer side on PostgreSQL: concurrent lanes, savepoints, inbox,
+/// dead letters and replay (the broker is the embedded one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_keep_their_guarantees_on_postgresql() {
+    let Some(pg) = TestDb::postgres().await else { return };
+    let tb = TestBus::embedded().await;
+    let kind = tb.kind("pg");
+    let sink = Sink::on(pg).await;
+    let poisoned = Arc::new(AtomicBool::new(true));
+    let cons = consumer(&tb.consumer_name("pg"), std::slice::from_ref(&kind), &sink, poisoned.clone());
+    let events: Vec<Envelope> = (0..300).map(|i| event(&kind, &format!("s{}", i % 7), i)).collect();
+    publish_all(&tb.bus, &events).await;
+    publish_all(&tb.bus, &events[..50]).await;
+    let c = start(cons.clone(), &tb.bus);
+    assert_eq!(sink.wait_for(299, Duration::from_secs(30)).await, (299, 1));
+    for s in 0..7 {
+        let subject = format!("s{s}");
+        let expected: Vec<i64> = (0..300).filter(|i| i % 7 == s && *i != 13).collect();
+        assert_eq!(sink.order_of(&subject).await, expected, "{subject} in order");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.dead_letters().await.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let letters = sink.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    poisoned.store(false, Ordering::SeqCst);
+    assert_eq!(cons.replay(letters[0].id).await.unwrap(), Replay::Applied);
+    assert_eq!(sink.applied().await, (300, 1));
     stop(c).await;
 }
