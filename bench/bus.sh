@@ -15,6 +15,8 @@ machine
 echo "databases: $BENCH_DB"
 export PANAL_LOG=warn
 
+export PGOPTIONS='-c client_min_messages=warning'
+
 db_url() { # name
   if [ "$BENCH_DB" = postgres ]; then
     local name="panal_bench_$1_$$"
@@ -66,7 +68,7 @@ echo "|---|---|---|---|---|"
 for b in "${BACKENDS[@]}"; do
   echo "| $b | 3,000 events, 1 per transaction, as fast as possible | $(run "$b" 3000 1 0) |"
   echo "| $b | 20,000 events, 100 per transaction | $(run "$b" 20000 100 0) |"
-  echo "| $b | 1,000 events at ~200/s (latency) | $(run "$b" 1000 1 5000) |"
+  echo "| $b | 1,000 events, 1 per transaction, one every 5 ms (latency) | $(run "$b" 1000 1 5000) |"
 done
 echo
 echo "| broker alone (same client, confirms + acks, no database) | messages/s | p50 | p99 |"
@@ -76,3 +78,9 @@ for b in "${BACKENDS[@]}"; do
   r=$("$PANAL" dev bus-raw --url "$(bus_url "$b")" --count 20000)
   python3 -c "import json; r=json.loads('$r'); print(f\"| $b | {r['per_second']:,.0f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms |\")"
 done
+
+if [ "$BENCH_DB" = postgres ]; then
+  for name in producer consumer commits; do
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS panal_bench_${name}_$$ WITH (FORCE)" >/dev/null
+  done
+fi
