@@ -30,6 +30,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(me))
+        .routes(routes!(export))
         .routes(routes!(jwks))
         .routes(routes!(openid_configuration))
         .with_state(state)
@@ -335,6 +336,54 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Accoun
         return Err(AuthError::Disabled);
     }
     Ok(Json(Account::from(user)))
+}
+
+/// One of the caller's sessions, as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// What auth holds about the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthExport {
+    pub account: Account,
+    pub sessions: Vec<SessionRecord>,
+}
+
+/// Everything auth holds about the caller (GDPR export; users gathers it into
+/// the archive at `/v1/users/me/export`).
+#[utoipa::path(get, path = "/v1/auth/me/export", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, body = AuthExport), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn export(State(state): State<AppState>, caller: Caller) -> Result<Json<AuthExport>, AuthError> {
+    let active = state
+        .store
+        .session(caller.session_id)
+        .await?
+        .is_some_and(|s| s.user_id == caller.user_id && s.is_active(Utc::now()));
+    if !active {
+        return Err(TokenError::Revoked.into());
+    }
+    let user = state.store.user_by_id(caller.user_id).await?.ok_or(AuthError::Token(TokenError::Revoked))?;
+    let sessions =
+        state
+            .store
+            .sessions_of(caller.user_id)
+            .await?
+            .into_iter()
+            .map(|(id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, user_agent, ip)| {
+                SessionRecord { id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, user_agent, ip }
+            })
+            .collect();
+    Ok(Json(AuthExport { account: Account::from(user), sessions }))
 }
 
 /// The public keys that verify access tokens (RFC 7517).

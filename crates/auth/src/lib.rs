@@ -37,8 +37,24 @@ pub const MIGRATIONS: Migrations = Migrations {
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 
-/// The event types auth consumes: none; it only publishes.
-pub const CONSUMES: &[&str] = &[];
+/// The event types auth consumes.
+pub const CONSUMES: &[&str] = &[
+    <contracts::users::UserErased as contracts::Event>::TYPE,
+    <contracts::users::UserBanned as contracts::Event>::TYPE,
+];
+
+/// Auth's event handlers: an erased user's account is erased, a banned one's
+/// disabled.
+pub fn consumer(db: Db, settings: kit::bus::ConsumerSettings) -> kit::bus::Consumer {
+    let handlers = kit::bus::Handlers::new()
+        .on::<contracts::users::UserErased, _>(|tx, e, _meta| {
+            Box::pin(async move { Ok(Store::erase_account(tx, e.user_id, e.erased_at).await?) })
+        })
+        .on::<contracts::users::UserBanned, _>(|tx, e, _meta| {
+            Box::pin(async move { Ok(Store::disable_account(tx, e.user_id, "banned", e.banned_at).await?) })
+        });
+    kit::bus::Consumer::new("auth", db, handlers).with_settings(settings)
+}
 
 /// Auth's settings: `[auth]` in `panal.toml`, `PANAL_AUTH__*` in the environment.
 #[derive(Debug, Clone, Deserialize)]
@@ -135,11 +151,13 @@ pub async fn service(ctx: &Context, db: Db) -> anyhow::Result<Service> {
         outbox: relay.signal(),
     });
     let (router, openapi) = api::router(state).split_for_parts();
+    let bus_settings: kit::bus::ConsumerSettings = config.section("bus")?;
     Ok(Service::new("auth", router, openapi)
-        .with_db(db)
+        .with_db(db.clone())
         .with_bus(ctx.bus.clone())
         .with_verifier(verifier)
-        .with_relay(relay))
+        .with_relay(relay)
+        .with_consumer(consumer(db, bus_settings), ctx.bus.clone()))
 }
 
 mod key_source {

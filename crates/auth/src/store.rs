@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use contracts::Envelope;
-use kit::db::{BeginWrite, Db, is_unique_violation};
-use kit::{outbox_append, with_db};
+use kit::db::{BeginWrite, Db, Tx, is_unique_violation};
+use kit::{outbox_append, with_db, with_tx};
 use uuid::Uuid;
 
 use crate::domain::{Device, Session, User};
@@ -53,6 +53,19 @@ pub enum Rotation {
     /// The token or its session has expired or was revoked.
     Inactive,
 }
+
+/// A session row for its owner: id, created, last used, expires, revoked,
+/// reason, user agent, IP.
+pub type SessionView = (
+    Uuid,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 type UserRow = (Uuid, String, String, String, bool, Option<DateTime<Utc>>, DateTime<Utc>);
 type SessionRow = (Uuid, Uuid, DateTime<Utc>, Option<DateTime<Utc>>);
@@ -303,6 +316,59 @@ impl Store {
             },
             Err(rotation) => Ok(rotation),
         }
+    }
+
+    /// A session as its owner may see it: `(id, created, last used, expires,
+    /// revoked, reason, user agent, ip)`.
+    pub async fn sessions_of(&self, user: Uuid) -> Result<Vec<SessionView>, StoreError> {
+        Ok(with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, user_agent, ip
+             FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",
+        )
+        .bind(user)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Erases an account in the event handler's transaction (`user_erased`):
+    /// the email, name and password go, every session (with its device and IP)
+    /// is deleted, and the bus tables forget what they held about the user.
+    /// The row stays, disabled, so the id is never reused.
+    pub async fn erase_account(tx: &mut Tx, user: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        let placeholder = format!("erased+{}@erased.invalid", user.simple());
+        with_tx!(tx, conn => sqlx::query(
+            "UPDATE users SET email = $1, display_name = 'erased', password_hash = '', email_verified = $2,
+               disabled_at = COALESCE(disabled_at, $3), updated_at = $3
+             WHERE id = $4",
+        )
+        .bind(&placeholder)
+        .bind(false)
+        .bind(now)
+        .bind(user)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+        with_tx!(tx, conn => sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user).execute(conn).await.map(|_| ()))?;
+        kit::bus::store::forget_subject(tx, &user.to_string()).await
+    }
+
+    /// Disables an account and ends its sessions (`user_banned`).
+    pub async fn disable_account(tx: &mut Tx, user: Uuid, reason: &str, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(user)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+        with_tx!(tx, conn => sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(user)
+        .execute(conn)
+        .await
+        .map(|_| ()))
     }
 
     /// The newest key that may sign.

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 pub mod auth;
 pub mod schema;
+pub mod users;
 
 /// A typed event payload.
 pub trait Event: Serialize + DeserializeOwned + JsonSchema {
@@ -86,7 +87,16 @@ fn info<E: Event>() -> EventInfo {
 /// Every event type of the platform. Adding an event means adding it here; the
 /// tests then ask for its committed schema and its line in `docs/events.md`.
 pub fn catalogue() -> Vec<EventInfo> {
-    vec![info::<auth::UserRegistered>()]
+    vec![
+        info::<auth::UserRegistered>(),
+        info::<users::ProfileUpdated>(),
+        info::<users::AvatarChanged>(),
+        info::<users::FriendshipChanged>(),
+        info::<users::UserBlocked>(),
+        info::<users::UserUnblocked>(),
+        info::<users::UserBanned>(),
+        info::<users::UserErased>(),
+    ]
 }
 
 #[cfg(test)]

@@ -37,11 +37,16 @@ pub struct Settings {
     pub connect_timeout_ms: u64,
     /// How long the merged OpenAPI document is cached, in seconds.
     pub docs_cache_secs: u64,
+    /// Paths allowed bodies bigger than `http.body_limit` (uploads), in bytes.
+    pub upload_limits: std::collections::BTreeMap<String, usize>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { upstream_timeout_ms: 10_000, connect_timeout_ms: 2_000, docs_cache_secs: 10 }
+        let mut upload_limits = std::collections::BTreeMap::new();
+        // Avatars: 5 MiB of image plus the multipart envelope.
+        upload_limits.insert("/v1/users/me/avatar".to_owned(), 5 * 1024 * 1024 + 64 * 1024);
+        Self { upstream_timeout_ms: 10_000, connect_timeout_ms: 2_000, docs_cache_secs: 10, upload_limits }
     }
 }
 

@@ -133,7 +133,8 @@ async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<R
     parts.version = http::Version::HTTP_11;
 
     // Bodies stream through; the limit is enforced as bytes pass.
-    let body = Body::new(Limited::new(body, state.body_limit));
+    let limit = state.settings.upload_limits.get(parts.uri.path()).copied().unwrap_or(state.body_limit);
+    let body = Body::new(Limited::new(body, limit));
     let upstream_req = Request::from_parts(parts, body);
 
     let timeout = Duration::from_millis(state.settings.upstream_timeout_ms);
@@ -151,7 +152,7 @@ async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<R
         }
         Ok(Err(e)) => {
             if is_body_limit(&e) {
-                return Err(Problem::payload_too_large(state.body_limit));
+                return Err(Problem::payload_too_large(limit));
             }
             tracing::warn!(upstream = target.service, error = %kit::problem::ErrorChain(&e), "upstream unavailable");
             return Err(Problem::new(StatusCode::BAD_GATEWAY)

@@ -18,6 +18,22 @@ pub const PUBLIC_PATHS: &[&str] = &[
     "/.well-known/openid-configuration",
 ];
 
+/// Paths reachable without an access token, with `*` standing for one
+/// segment: avatars are shown in `<img>` tags, which send no token.
+pub const PUBLIC_PATTERNS: &[&str] = &["/v1/users/*/avatar"];
+
+fn matches(pattern: &str, path: &str) -> bool {
+    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(seg)) if !seg.is_empty() => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
 /// Where a request goes.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -61,7 +77,8 @@ impl RouteTable {
         };
         let (service, (base, label)) = self.by_service.get_key_value(service)?;
         let label = if path.starts_with("/.well-known/") { path.to_owned() } else { label.clone() };
-        Some(Target { service, base: base.clone(), label, public: PUBLIC_PATHS.contains(&path) })
+        let public = PUBLIC_PATHS.contains(&path) || PUBLIC_PATTERNS.iter().any(|p| matches(p, path));
+        Some(Target { service, base: base.clone(), label, public })
     }
 
     pub fn upstreams(&self) -> impl Iterator<Item = (&'static str, &str)> {
@@ -95,6 +112,15 @@ mod tests {
         let t = table();
         assert!(!t.resolve("/v1/auth/login/../me").unwrap().public);
         assert!(!t.resolve("/v1/auth/loginx").unwrap().public);
+    }
+
+    #[test]
+    fn avatars_are_public_and_only_avatars() {
+        let t = RouteTable::new(&[Upstream { service: "users", url: "http://127.0.0.1:8002".into() }]).unwrap();
+        assert!(t.resolve("/v1/users/0190f0f0-0000-7000-8000-000000000000/avatar").unwrap().public);
+        assert!(!t.resolve("/v1/users/me").unwrap().public);
+        assert!(!t.resolve("/v1/users/x/avatar/extra").unwrap().public);
+        assert!(!t.resolve("/v1/users//avatar").unwrap().public);
     }
 
     #[test]

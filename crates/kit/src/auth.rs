@@ -123,6 +123,7 @@ pub struct HttpKeySource {
 
 impl HttpKeySource {
     pub fn new(url: impl Into<String>) -> Self {
+        crate::install_crypto();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -341,6 +342,9 @@ pub struct Caller {
     pub session_id: Uuid,
     pub roles: Vec<String>,
     pub token_id: Uuid,
+    /// When the token was issued, seconds since the epoch (how recently the
+    /// caller proved who they are).
+    pub issued_at: i64,
     /// When the token expires, seconds since the epoch.
     pub expires_at: i64,
 }
@@ -362,7 +366,7 @@ impl Caller {
 
 impl From<AccessClaims> for Caller {
     fn from(c: AccessClaims) -> Self {
-        Self { user_id: c.sub, session_id: c.sid, roles: c.roles, token_id: c.jti, expires_at: c.exp }
+        Self { user_id: c.sub, session_id: c.sid, roles: c.roles, token_id: c.jti, issued_at: c.iat, expires_at: c.exp }
     }
 }
 

@@ -105,6 +105,7 @@ pub struct Service {
     readiness: Option<ReadyCheck>,
     workers: Vec<Worker>,
     openapi_route: bool,
+    body_limits: std::collections::HashMap<String, usize>,
 }
 
 impl Service {
@@ -121,7 +122,15 @@ impl Service {
             readiness: None,
             workers: Vec::new(),
             openapi_route: true,
+            body_limits: std::collections::HashMap::new(),
         }
+    }
+
+    /// A body limit of its own for one path (or route template), instead of
+    /// `http.body_limit`: uploads need more.
+    pub fn with_body_limit(mut self, path: &str, bytes: usize) -> Self {
+        self.body_limits.insert(path.to_owned(), bytes);
+        self
     }
 
     /// Leaves `/openapi.json` to the service's own router (the gateway serves
@@ -196,6 +205,7 @@ impl Service {
             readiness: self.readiness,
             openapi: serde_json::to_vec(&self.openapi).unwrap_or_default().into(),
             settings: settings.clone(),
+            body_limits: self.body_limits,
         });
         let mut ops =
             Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics));
@@ -209,7 +219,8 @@ impl Service {
         }
         let router = router
             .layer(CatchPanicLayer::custom(panic_response))
-            .layer(DefaultBodyLimit::max(settings.body_limit))
+            // The limit is applied by `observe` (per route), on the body itself.
+            .layer(DefaultBodyLimit::disable())
             .layer(middleware::from_fn_with_state(state, observe));
         (router, self.workers, self.db)
     }
@@ -223,6 +234,7 @@ struct Shared {
     readiness: Option<ReadyCheck>,
     openapi: bytes::Bytes,
     settings: HttpSettings,
+    body_limits: std::collections::HashMap<String, usize>,
 }
 
 /// Runs `service` on `listener` until `shutdown` is cancelled, then drains.
@@ -308,13 +320,21 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
 
     shared.metrics.http.in_flight.inc();
     let timeout = shared.settings.request_timeout();
-    let limit = shared.settings.body_limit;
+    let limit = shared
+        .body_limits
+        .get(&route)
+        .or_else(|| shared.body_limits.get(&path))
+        .copied()
+        .unwrap_or(shared.settings.body_limit);
     let too_large = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > limit as u64);
+    // Bodies sent without a length are cut off as they cross the limit;
+    // extractors turn that into a 413.
+    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
 
     let response = REQUEST_ID
         .scope(

@@ -12,6 +12,7 @@ pub mod bus;
 pub mod catalog;
 pub mod config;
 pub mod db;
+pub mod extract;
 pub mod http;
 pub mod json;
 pub mod metrics;
@@ -27,11 +28,35 @@ pub mod testing;
 
 pub use json::Json;
 
+/// Makes ring the process's TLS crypto provider, which HTTPS clients
+/// (reqwest, object stores) need before they are built. Call it first thing;
+/// calling it again does nothing.
+pub fn install_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// What a service gets from the process that runs it.
 #[derive(Clone)]
 pub struct Context {
     pub config: config::Config,
     pub bus: bus::Bus,
+    /// Where the other services of the platform answer (`auth` →
+    /// `http://127.0.0.1:8001`), as the process that runs this one knows them.
+    pub services: std::sync::Arc<std::collections::BTreeMap<&'static str, String>>,
+}
+
+impl Context {
+    /// The base URL of `service`: the process's map, else `PANAL_<SERVICE>_URL`
+    /// or the service's default port.
+    pub fn service_url(&self, service: &str) -> Result<String, config::ConfigError> {
+        match self.services.get(service) {
+            Some(url) => Ok(url.clone()),
+            None => self.config.service_url(service),
+        }
+    }
 }
 
 impl std::fmt::Debug for Context {

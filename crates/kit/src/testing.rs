@@ -37,6 +37,7 @@ enum Cleanup {
 impl TestDb {
     /// A new SQLite file in the temporary directory.
     pub async fn sqlite() -> Self {
+        crate::install_crypto();
         let path = std::env::temp_dir().join(format!("panal-test-{}.db", uuid::Uuid::new_v4().simple()));
         Self { url: crate::db::Db::sqlite_url(&path), cleanup: Cleanup::File(path) }
     }
@@ -44,6 +45,7 @@ impl TestDb {
     /// A new PostgreSQL database, or `None` (with a message) when
     /// `PANAL_TEST_POSTGRES_URL` is not set.
     pub async fn postgres() -> Option<Self> {
+        crate::install_crypto();
         let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
             // Written straight to the stream: the test harness captures `eprintln!`.
             let _ = writeln!(
@@ -123,9 +125,18 @@ pub struct TestContext {
 
 impl TestContext {
     pub async fn new(config: crate::config::Config) -> Self {
+        crate::install_crypto();
         let path = std::env::temp_dir().join(format!("panal-test-bus-{}.db", uuid::Uuid::new_v4().simple()));
         let bus = crate::bus::embedded::Embedded::open(&path).await.expect("open the embedded bus");
-        Self { ctx: crate::Context { config, bus: std::sync::Arc::new(bus) }, path }
+        Self { ctx: crate::Context { config, bus: std::sync::Arc::new(bus), services: Default::default() }, path }
+    }
+
+    /// Tells services where `service` answers.
+    pub fn with_service(mut self, service: &'static str, url: String) -> Self {
+        let mut services = (*self.ctx.services).clone();
+        services.insert(service, url);
+        self.ctx.services = std::sync::Arc::new(services);
+        self
     }
 
     /// The context with the default configuration.
@@ -161,6 +172,7 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `service` on 127.0.0.1 port 0.
     pub async fn spawn(service: Service, settings: HttpSettings) -> Self {
+        crate::install_crypto();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();

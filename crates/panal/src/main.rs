@@ -20,7 +20,7 @@ use kit::http::Service;
 use tokio_util::sync::CancellationToken;
 
 /// The services this build of Panal implements, in start order.
-const IMPLEMENTED: &[&str] = &["auth", "gateway"];
+const IMPLEMENTED: &[&str] = &["auth", "users", "gateway"];
 
 #[derive(Debug, Parser)]
 #[command(name = "panal", version, about = "Panal: a microservices backend in one binary", long_about = None)]
@@ -82,6 +82,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let started = Instant::now();
+    kit::install_crypto();
     let cli = Cli::parse();
     if let Command::Services = cli.command {
         print_services();
@@ -137,6 +138,7 @@ fn print_services() {
 fn migrations_of(service: &str) -> Option<&'static Migrations> {
     match service {
         "auth" => Some(&auth::MIGRATIONS),
+        "users" => Some(&users::MIGRATIONS),
         _ => None,
     }
 }
@@ -178,15 +180,20 @@ fn services_with_db(only: Option<&str>) -> anyhow::Result<Vec<&'static str>> {
 fn consumed_by(service: &str) -> Vec<&'static str> {
     match service {
         "auth" => auth::CONSUMES.to_vec(),
+        "users" => users::CONSUMES.to_vec(),
         _ => Vec::new(),
     }
 }
 
 /// The event consumers `service` runs on `db`, for replaying their dead
-/// letters. None of the services built so far consumes events (auth only
-/// publishes); users will be the first.
-fn consumers_of(_service: &str, _db: &Db) -> Vec<kit::bus::Consumer> {
-    Vec::new()
+/// letters.
+fn consumers_of(service: &str, db: &Db) -> Vec<kit::bus::Consumer> {
+    let settings = kit::bus::ConsumerSettings::default();
+    match service {
+        "auth" => vec![auth::consumer(db.clone(), settings)],
+        "users" => vec![users::consumer(db.clone(), settings)],
+        _ => Vec::new(),
+    }
 }
 
 fn sqlite_file(config: &Config, service: &str) -> String {
@@ -217,6 +224,13 @@ async fn build(
                 .with_context(|| format!("opening the {service} database"))?;
             auth::service(ctx, db).await
         }
+        "users" => {
+            let url = database_url.unwrap_or_else(|| sqlite_file(config, service));
+            let db = Db::connect(&url, &config.settings.db)
+                .await
+                .with_context(|| format!("opening the {service} database"))?;
+            users::service(ctx, db).await
+        }
         other => anyhow::bail!("service {other:?} is not implemented in this build yet"),
     }
 }
@@ -234,21 +248,29 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, sta
         Some(_) => bus.backend().to_owned(),
         None => format!("embedded ({})", config.settings.data_dir.join("bus.db").display()),
     };
-    let ctx = kit::Context { config: config.clone(), bus };
     let shutdown = CancellationToken::new();
     let mut running = Vec::new();
     let mut rows = Vec::new();
     let mut upstreams = Vec::new();
 
+    // Bind every port first, so each service knows where the others answer.
+    let mut listeners = Vec::new();
+    let mut services = std::collections::BTreeMap::new();
     for &name in IMPLEMENTED {
         let port = port_of(name)?.checked_add(port_offset).context("--port-offset pushes a port past 65535")?;
         let listener = kit::http::bind(SocketAddr::new(host, port)).await?;
         let addr = listener.local_addr()?;
-        let service = build(&ctx, name, None, upstreams.clone()).await?;
+        let name = catalog::find(name).map(|s| s.name).unwrap_or("unknown");
+        services.insert(name, format!("http://{addr}"));
         if name != "gateway" {
-            let service_name = catalog::find(name).map(|s| s.name).unwrap_or("unknown");
-            upstreams.push(gateway::Upstream { service: service_name, url: format!("http://{addr}") });
+            upstreams.push(gateway::Upstream { service: name, url: format!("http://{addr}") });
         }
+        listeners.push((name, listener, addr));
+    }
+    let ctx = kit::Context { config: config.clone(), bus, services: std::sync::Arc::new(services) };
+
+    for (name, listener, addr) in listeners {
+        let service = build(&ctx, name, None, upstreams.clone()).await?;
         let db = if migrations_of(name).is_some() { sqlite_file(&config, name) } else { "-".to_owned() };
         rows.push((name, format!("http://{addr}"), db));
         let http = config.settings.http.clone();
@@ -312,7 +334,7 @@ async fn serve(config: Config, service: &str, port: Option<u16>) -> anyhow::Resu
     let listener = kit::http::bind(SocketAddr::new(config.settings.host, port)).await?;
     let addr = listener.local_addr()?;
     let bus = connect_bus(&config).await?;
-    let ctx = kit::Context { config: config.clone(), bus };
+    let ctx = kit::Context { config: config.clone(), bus, services: Default::default() };
     let built = build(&ctx, service, database_url, upstreams).await?;
     tracing::info!(service, %addr, "serving");
     let shutdown = CancellationToken::new();

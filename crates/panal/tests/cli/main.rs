@@ -41,6 +41,8 @@ fn free_offset() -> u16 {
 }
 
 pub(crate) fn panal() -> Command {
+    // Tests build HTTPS-capable clients; they need the crypto provider.
+    kit::install_crypto();
     let mut cmd = Command::new(PANAL);
     // Tests must not pick up the developer's own configuration.
     cmd.env_remove("PANAL_DATABASE_URL")
@@ -171,8 +173,9 @@ fn migrate_creates_the_databases_without_serving() {
     let dir = temp_dir();
     let out = panal().args(["migrate", "--data-dir"]).arg(&dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), "auth: migrations applied\n");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "auth: migrations applied\nusers: migrations applied\n");
     assert!(dir.join("auth.db").exists());
+    assert!(dir.join("users.db").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
 

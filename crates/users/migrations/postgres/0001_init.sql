@@ -1,0 +1,44 @@
+-- Profiles, friendships and blocks.
+
+CREATE TABLE profiles (
+    user_id           UUID PRIMARY KEY,
+    display_name      TEXT NOT NULL,
+    -- The name folded for comparison (case, compatibility forms, confusable
+    -- characters): two names with the same key look the same to people.
+    display_name_key  TEXT NOT NULL,
+    bio               TEXT NOT NULL DEFAULT '',
+    locale            TEXT,
+    timezone          TEXT,
+    -- who sees bio, locale and timezone / last seen / may send friend requests
+    profile_audience  TEXT NOT NULL DEFAULT 'everyone',
+    status_audience   TEXT NOT NULL DEFAULT 'friends',
+    requests_audience TEXT NOT NULL DEFAULT 'everyone',
+    avatar_etag       TEXT,
+    status            TEXT NOT NULL DEFAULT 'active',
+    banned_reason     TEXT,
+    last_seen_at      TIMESTAMPTZ,
+    created_at        TIMESTAMPTZ NOT NULL,
+    updated_at        TIMESTAMPTZ NOT NULL
+);
+-- text_pattern_ops: prefix search (LIKE 'abc%') uses the index whatever the collation.
+CREATE UNIQUE INDEX profiles_display_name_key ON profiles (display_name_key text_pattern_ops);
+
+-- One row per pair, the smaller id first.
+CREATE TABLE friendships (
+    user_low      UUID NOT NULL REFERENCES profiles (user_id) ON DELETE CASCADE,
+    user_high     UUID NOT NULL REFERENCES profiles (user_id) ON DELETE CASCADE,
+    state         TEXT NOT NULL,
+    requested_by  UUID NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (user_low, user_high)
+);
+CREATE INDEX friendships_high ON friendships (user_high);
+
+CREATE TABLE blocks (
+    blocker     UUID NOT NULL REFERENCES profiles (user_id) ON DELETE CASCADE,
+    blocked     UUID NOT NULL REFERENCES profiles (user_id) ON DELETE CASCADE,
+    created_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (blocker, blocked)
+);
+CREATE INDEX blocks_blocked ON blocks (blocked);
