@@ -68,6 +68,16 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Another fresh database on the same backend (for a second service).
+    pub async fn another(&self) -> Self {
+        match &self.cleanup {
+            Cleanup::File(_) => Self::sqlite().await,
+            Cleanup::Database { .. } => Self::postgres().await.expect("PostgreSQL was available a moment ago"),
+        }
+    }
+}
+
 /// `url` with its database name replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -331,7 +331,9 @@ async fn export_me(State(state): State<AppState>, me: Me, headers: HeaderMap) ->
                 return Err(UsersError::Internal(anyhow::anyhow!("{service} answered {} to the export", r.status())));
             }
             Err(e) => {
-                return Err(UsersError::Internal(anyhow::anyhow!("{service} could not be reached for the export: {e}")));
+                return Err(UsersError::Internal(anyhow::anyhow!(
+                    "{service} could not be reached for the export: {e}"
+                )));
             }
         };
         services.insert((*service).to_owned(), part);
@@ -777,19 +779,27 @@ async fn accept_request(
     Ok(Json(RequestResult { state: "friends" }))
 }
 
+/// Which relation a decline, cancel or removal ends.
+struct Ending {
+    /// `pending` or `accepted`.
+    row_state: &'static str,
+    /// For requests: who must have sent it.
+    requested_by: Option<Uuid>,
+    event: FriendshipState,
+    /// The 404's words when there is nothing to end.
+    missing: &'static str,
+}
+
 async fn end(
     state: &AppState,
     me: Uuid,
     other: Uuid,
-    row_state: &str,
-    requested_by: Option<Uuid>,
-    event_state: FriendshipState,
+    ending: Ending,
     trace: Option<String>,
-    missing: &str,
 ) -> Result<StatusCode, UsersError> {
-    let event = events::friendship_changed(me, other, event_state, Utc::now(), trace.as_deref());
-    if !state.store.end_relation(me, other, row_state, requested_by, &event).await? {
-        return Err(UsersError::Request(Problem::not_found(missing.to_owned())));
+    let event = events::friendship_changed(me, other, ending.event, Utc::now(), trace.as_deref());
+    if !state.store.end_relation(me, other, ending.row_state, ending.requested_by, &event).await? {
+        return Err(UsersError::Request(Problem::not_found(ending.missing)));
     }
     state.outbox.notify();
     Ok(StatusCode::NO_CONTENT)
@@ -804,17 +814,13 @@ async fn decline_request(
     trace: Option<Extension<TraceContext>>,
     Path(other): Path<Uuid>,
 ) -> Result<StatusCode, UsersError> {
-    end(
-        &state,
-        me.caller.user_id,
-        other,
-        "pending",
-        Some(other),
-        FriendshipState::Declined,
-        trace_of(&trace),
-        "no pending request from this user",
-    )
-    .await
+    let ending = Ending {
+        row_state: "pending",
+        requested_by: Some(other),
+        event: FriendshipState::Declined,
+        missing: "no pending request from this user",
+    };
+    end(&state, me.caller.user_id, other, ending, trace_of(&trace)).await
 }
 
 /// Withdraws a request the caller sent.
@@ -827,17 +833,13 @@ async fn cancel_request(
     Path(other): Path<Uuid>,
 ) -> Result<StatusCode, UsersError> {
     let id = me.caller.user_id;
-    end(
-        &state,
-        id,
-        other,
-        "pending",
-        Some(id),
-        FriendshipState::Cancelled,
-        trace_of(&trace),
-        "no pending request to this user",
-    )
-    .await
+    let ending = Ending {
+        row_state: "pending",
+        requested_by: Some(id),
+        event: FriendshipState::Cancelled,
+        missing: "no pending request to this user",
+    };
+    end(&state, id, other, ending, trace_of(&trace)).await
 }
 
 /// Ends a friendship.
@@ -849,17 +851,13 @@ async fn remove_friend(
     trace: Option<Extension<TraceContext>>,
     Path(other): Path<Uuid>,
 ) -> Result<StatusCode, UsersError> {
-    end(
-        &state,
-        me.caller.user_id,
-        other,
-        "accepted",
-        None,
-        FriendshipState::Removed,
-        trace_of(&trace),
-        "you are not friends with this user",
-    )
-    .await
+    let ending = Ending {
+        row_state: "accepted",
+        requested_by: None,
+        event: FriendshipState::Removed,
+        missing: "you are not friends with this user",
+    };
+    end(&state, me.caller.user_id, other, ending, trace_of(&trace)).await
 }
 
 /// Someone the caller blocked.

@@ -160,8 +160,8 @@ impl Store {
             }
         }
         // A thousand namesakes: fall back on the id, which is unique.
-        let fallback = DisplayName::parse(&format!("user {}", &user.simple().to_string()[..12]))
-            .map_err(|e| sqlx::Error::Protocol(e))?;
+        let fallback =
+            DisplayName::parse(&format!("user {}", &user.simple().to_string()[..12])).map_err(sqlx::Error::Protocol)?;
         with_tx!(tx, conn => sqlx::query(
             "INSERT INTO profiles (user_id, display_name, display_name_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
         )
@@ -434,7 +434,6 @@ impl Store {
 
     /// `me`'s friendships and requests, with the other side's profile.
     pub async fn relations(&self, me: Uuid) -> Result<Vec<Relation>, StoreError> {
-        type Row = (String, Uuid, DateTime<Utc>, ProfileRow);
         let rows: Vec<(String, Uuid, DateTime<Utc>, Uuid)> = with_db!(&self.db, pool => sqlx::query_as(
             "SELECT state, requested_by, updated_at, CASE WHEN user_low = $1 THEN user_high ELSE user_low END
              FROM friendships WHERE user_low = $1 OR user_high = $1 ORDER BY updated_at DESC",
@@ -448,7 +447,6 @@ impl Store {
                 out.push(Relation { other, state, requested_by, since });
             }
         }
-        let _unused: Option<Row> = None;
         Ok(out)
     }
 
@@ -511,8 +509,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Active profiles whose name key starts with `prefix_key`, after the
-    /// cursor `(key, id)`, hiding those who blocked `viewer`.
+    /// Profiles whose name key starts with `prefix_key`, in name order, after
+    /// the cursor `(lower-cased name, id)`, hiding those who blocked `viewer`.
     pub async fn search(
         &self,
         prefix_key: &str,
@@ -527,18 +525,18 @@ impl Store {
         let statuses_json = serde_json::to_string(&status_list).unwrap_or_else(|_| "[]".to_owned());
         let sql = match &self.db {
             Db::Sqlite(_) => format!(
-                "SELECT {PROFILE_COLUMNS}, p.display_name_key FROM profiles p
+                "SELECT {PROFILE_COLUMNS}, lower(p.display_name) FROM profiles p
                  WHERE p.display_name_key LIKE $1 ESCAPE '\\' AND p.status IN (SELECT value FROM json_each($2))
                    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = p.user_id AND b.blocked = $3)
-                   AND (p.display_name_key > $4 OR (p.display_name_key = $4 AND p.user_id > $5))
-                 ORDER BY p.display_name_key, p.user_id LIMIT $6"
+                   AND (lower(p.display_name) > $4 OR (lower(p.display_name) = $4 AND p.user_id > $5))
+                 ORDER BY lower(p.display_name), p.user_id LIMIT $6"
             ),
             Db::Postgres(_) => format!(
-                "SELECT {PROFILE_COLUMNS}, p.display_name_key FROM profiles p
+                "SELECT {PROFILE_COLUMNS}, lower(p.display_name) FROM profiles p
                  WHERE p.display_name_key LIKE $1 ESCAPE '\\' AND p.status IN (SELECT jsonb_array_elements_text($2::jsonb))
                    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = p.user_id AND b.blocked = $3)
-                   AND (p.display_name_key > $4 OR (p.display_name_key = $4 AND p.user_id > $5))
-                 ORDER BY p.display_name_key, p.user_id LIMIT $6"
+                   AND (lower(p.display_name) > $4 OR (lower(p.display_name) = $4 AND p.user_id > $5))
+                 ORDER BY lower(p.display_name), p.user_id LIMIT $6"
             ),
         };
         type Row = (

@@ -23,6 +23,9 @@ CREATE TABLE profiles (
 -- text_pattern_ops: prefix search (LIKE 'abc%') uses the index whatever the collation.
 CREATE UNIQUE INDEX profiles_display_name_key ON profiles (display_name_key text_pattern_ops);
 
+-- Search results and listings come in name order, page by page.
+CREATE INDEX profiles_name_order ON profiles (lower(display_name), user_id);
+
 -- One row per pair, the smaller id first.
 CREATE TABLE friendships (
     user_low      UUID NOT NULL REFERENCES profiles (user_id) ON DELETE CASCADE,

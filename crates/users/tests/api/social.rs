@@ -1,0 +1,124 @@
+//! Friends and blocks.
+
+use super::*;
+
+kit::backend_tests! {
+    async fn friend_requests_go_both_ways_and_end_cleanly(db) {
+        let p = Platform::start(db).await;
+        let ada = p.signup("Ada").await;
+        let bob = p.signup("Bob").await;
+        let cy = p.signup("Cy").await;
+
+        let r = p.post("/v1/users/me/friends/requests", &ada.token, Some(json!({"user_id": bob.id}))).await;
+        assert_eq!(r.status(), 201);
+        let r = p.post("/v1/users/me/friends/requests", &ada.token, Some(json!({"user_id": bob.id}))).await;
+        assert_eq!(r.status(), 409);
+        let mine: Value = p.get("/v1/users/me/friends/requests", &ada.token).await.json().await.unwrap();
+        assert_eq!(mine["outgoing"][0]["user"]["id"], bob.id.to_string());
+        let theirs: Value = p.get("/v1/users/me/friends/requests", &bob.token).await.json().await.unwrap();
+        assert_eq!(theirs["incoming"][0]["user"]["id"], ada.id.to_string());
+
+        let r = p.post(&format!("/v1/users/me/friends/requests/{}/accept", ada.id), &bob.token, None).await;
+        assert_eq!(r.status(), 200);
+        let friends: Value = p.get("/v1/users/me/friends", &ada.token).await.json().await.unwrap();
+        assert_eq!(friends[0]["id"], bob.id.to_string());
+        assert_eq!(friends[0]["online"], true);
+
+        // Asking someone who already asked you makes you friends.
+        p.post("/v1/users/me/friends/requests", &cy.token, Some(json!({"user_id": ada.id}))).await;
+        let r = p.post("/v1/users/me/friends/requests", &ada.token, Some(json!({"user_id": cy.id}))).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["state"], "friends");
+
+        assert_eq!(p.delete(&format!("/v1/users/me/friends/{}", bob.id), &ada.token).await.status(), 204);
+        assert_eq!(p.delete(&format!("/v1/users/me/friends/{}", bob.id), &ada.token).await.status(), 404);
+        p.post("/v1/users/me/friends/requests", &bob.token, Some(json!({"user_id": ada.id}))).await;
+        assert_eq!(p.post(&format!("/v1/users/me/friends/requests/{}/decline", bob.id), &ada.token, None).await.status(), 204);
+        p.post("/v1/users/me/friends/requests", &bob.token, Some(json!({"user_id": ada.id}))).await;
+        assert_eq!(p.delete(&format!("/v1/users/me/friends/requests/{}", ada.id), &bob.token).await.status(), 204);
+        let left: Value = p.get("/v1/users/me/friends", &ada.token).await.json().await.unwrap();
+        assert_eq!(left.as_array().unwrap().len(), 1, "only Cy remains");
+
+        // Every change was published.
+        let states: Vec<String> = kit::with_db!(&p.users_db, pool =>
+            sqlx::query_scalar("SELECT payload FROM outbox WHERE event_type = 'panal.users.friendship_changed.v1' ORDER BY seq")
+                .fetch_all(pool).await).unwrap()
+            .into_iter()
+            .map(|payload: String| serde_json::from_str::<Value>(&payload).unwrap()["data"]["state"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(states, ["requested", "accepted", "requested", "accepted", "removed", "requested", "declined", "requested", "cancelled"]);
+    }
+
+    async fn bad_friend_requests_get_clear_answers(db) {
+        let p = Platform::start(db).await;
+        let ada = p.signup("Ada").await;
+        let bob = p.signup("Bob").await;
+        let r = p.post("/v1/users/me/friends/requests", &ada.token, Some(json!({"user_id": ada.id}))).await;
+        assert_eq!(r.status(), 422);
+        assert_eq!(problem(r).await["detail"], "you cannot send a friend request to yourself");
+        let r = p.post("/v1/users/me/friends/requests", &ada.token, Some(json!({"user_id": Uuid::now_v7()}))).await;
+        assert_eq!(r.status(), 404);
+        let r = p.post("/v1/users/me/friends/requests", &ada.token, Some(json!({}))).await;
+        assert_eq!(problem(r).await["errors"][0]["field"], "user_id");
+        p.put("/v1/users/me", &bob.token, json!({"privacy": {"friend_requests": "nobody"}})).await;
+        let r = p.post("/v1/users/me/friends/requests", &ada.token, Some(json!({"user_id": bob.id}))).await;
+        assert_eq!(r.status(), 403);
+        let r = p.post(&format!("/v1/users/me/friends/requests/{}/accept", bob.id), &ada.token, None).await;
+        assert_eq!(r.status(), 404, "nothing to accept");
+    }
+
+    async fn a_block_hides_the_blocker_and_stops_requests(db) {
+        let p = Platform::start(db).await;
+        let ada = p.signup("Ada").await;
+        let troll = p.signup("Troll").await;
+        p.post("/v1/users/me/friends/requests", &troll.token, Some(json!({"user_id": ada.id}))).await;
+        p.post(&format!("/v1/users/me/friends/requests/{}/accept", troll.id), &ada.token, None).await;
+
+        assert_eq!(p.send(reqwest::Method::PUT, &format!("/v1/users/me/blocks/{}", troll.id), &ada.token, None).await.status(), 204);
+        let friends: Value = p.get("/v1/users/me/friends", &ada.token).await.json().await.unwrap();
+        assert!(friends.as_array().unwrap().is_empty(), "a block ends the friendship");
+        assert_eq!(p.get(&format!("/v1/users/{}", ada.id), &troll.token).await.status(), 404, "the blocked user cannot see the profile");
+        let r = p.post("/v1/users/me/friends/requests", &troll.token, Some(json!({"user_id": ada.id}))).await;
+        assert_eq!(r.status(), 403);
+        let found: Value = p.get("/v1/users?q=ada", &troll.token).await.json().await.unwrap();
+        assert!(found["items"].as_array().unwrap().is_empty(), "nor find it");
+        let r = p.post("/v1/users/me/friends/requests", &ada.token, Some(json!({"user_id": troll.id}))).await;
+        assert_eq!(r.status(), 409, "the blocker must unblock first");
+        let blocks: Value = p.get("/v1/users/me/blocks", &ada.token).await.json().await.unwrap();
+        assert_eq!(blocks[0]["user"]["id"], troll.id.to_string());
+        let r = p.send(reqwest::Method::PUT, &format!("/v1/users/me/blocks/{}", ada.id), &ada.token, None).await;
+        assert_eq!(r.status(), 422, "blocking oneself");
+
+        let published: i64 = kit::with_db!(&p.users_db, pool =>
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'panal.users.user_blocked.v1'").fetch_one(pool).await).unwrap();
+        assert_eq!(published, 1, "chat and game learn of the block");
+
+        assert_eq!(p.delete(&format!("/v1/users/me/blocks/{}", troll.id), &ada.token).await.status(), 204);
+        assert_eq!(p.get(&format!("/v1/users/{}", ada.id), &troll.token).await.status(), 200);
+    }
+
+    async fn administrators_list_view_and_ban_and_auth_follows(db) {
+        let p = Platform::start(db).await;
+        let root = p.signup("Root").await;
+        let user = p.signup("Mallory").await;
+        assert_eq!(p.get("/v1/users/admin/users", &user.token).await.status(), 403);
+        let admin = p.make_admin(&root).await;
+
+        let all: Value = p.get("/v1/users/admin/users?q=mal", &admin.token).await.json().await.unwrap();
+        assert_eq!(all["items"][0]["id"], user.id.to_string());
+        let r = p.post(&format!("/v1/users/admin/users/{}/ban", user.id), &admin.token, Some(json!({"reason": ""}))).await;
+        assert_eq!(r.status(), 422);
+        let r = p.post(&format!("/v1/users/admin/users/{}/ban", user.id), &admin.token, Some(json!({"reason": "spam"}))).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["status"], "banned");
+        assert_eq!(p.get(&format!("/v1/users/{}", user.id), &admin.token).await.status(), 404, "banned profiles disappear");
+        let banned: Value = p.get("/v1/users/admin/users?status=banned", &admin.token).await.json().await.unwrap();
+        assert_eq!(banned["items"].as_array().unwrap().len(), 1);
+
+        // Auth disables the account when user_banned reaches it.
+        eventually("auth refuses the banned user's sign-in", || async {
+            p.http.post(p.url("/v1/auth/login")).json(&json!({"email": user.email, "password": PASSWORD})).send().await.unwrap().status() == 403
+        }).await;
+        assert_eq!(p.get("/v1/auth/me", &user.token).await.status(), 401, "and ends the sessions");
+    }
+}
