@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod problem;
 pub mod secret;
 pub mod telemetry;
+pub mod text;
 pub mod trace;
 
 #[cfg(feature = "testing")]

@@ -31,7 +31,7 @@ impl DisplayName {
         if chars > MAX_DISPLAY_NAME_CHARS {
             return Err(format!("must be at most {MAX_DISPLAY_NAME_CHARS} characters"));
         }
-        if let Some(c) = name.chars().find(|c| is_invisible(*c)) {
+        if let Some(c) = name.chars().find(|c| kit::text::is_invisible(*c)) {
             return Err(format!("must not contain control or invisible characters (found U+{:04X})", u32::from(c)));
         }
         if !name.as_str().is_single_script() {
@@ -70,16 +70,6 @@ impl fmt::Display for DisplayName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
     }
-}
-
-/// Control characters, and format characters that render as nothing.
-fn is_invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-            | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// A bio: up to 500 characters, no control characters except line breaks.
