@@ -52,7 +52,13 @@ pub struct Embedded {
     db: Db,
     published: Arc<Notify>,
     groups: Mutex<HashMap<String, Arc<Group>>>,
+    /// When old events were last pruned.
+    pruned: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long the log keeps events (like the NATS stream): a consumer away
+/// longer misses them, and personal data in payloads does not stay for ever.
+const RETENTION: chrono::Duration = chrono::Duration::days(7);
 
 /// The subscribers of one durable consumer in this process: they compete for
 /// its deliveries.
@@ -69,12 +75,39 @@ impl Embedded {
     pub async fn open_url(url: &str) -> Result<Self, BusError> {
         let db = Db::connect(url, &DbSettings::default()).await.map_err(err)?;
         db.migrate(&MIGRATIONS).await.map_err(err)?;
-        Ok(Self { db, published: Arc::new(Notify::new()), groups: Mutex::new(HashMap::new()) })
+        Ok(Self { db, published: Arc::new(Notify::new()), groups: Mutex::new(HashMap::new()), pruned: Mutex::new(None) })
     }
 
     /// The number of events in the log (for tests and `panal events`).
     pub async fn event_count(&self) -> Result<i64, BusError> {
         with_db!(&self.db, pool => sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await).map_err(err)
+    }
+
+    /// Deletes events older than the retention, at most every ten minutes.
+    async fn prune_now_and_then(&self) {
+        let due = match self.pruned.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|t| t.elapsed() > Duration::from_secs(600));
+                if due {
+                    *last = Some(std::time::Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if due {
+            let before = Utc::now() - RETENTION;
+            let result = with_db!(write &self.db, pool => sqlx::query("DELETE FROM events WHERE published_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()));
+            match result {
+                Ok(n) if n > 0 => tracing::info!(events = n, "embedded bus: pruned events past retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "embedded bus: pruning failed"),
+            }
+        }
     }
 
     async fn group(&self, consumer: &str, types: &[String]) -> Result<Arc<Group>, BusError> {
@@ -369,6 +402,7 @@ impl Broker for Embedded {
             }.await);
             result.map_err(err)?;
             self.published.notify_waiters();
+            self.prune_now_and_then().await;
             Ok(events.len())
         })
     }
