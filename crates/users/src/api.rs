@@ -79,7 +79,10 @@ impl FromRequestParts<AppState> for Me {
             Status::Banned => return Err(UsersError::Forbidden("this account is banned".to_owned())),
             Status::Erased => return Err(UsersError::Request(Problem::invalid_token("this account was erased"))),
         }
-        if let Err(e) = state.store.touch(caller.user_id, Utc::now()).await {
+        // Seen within the minute: nothing to write (the hot path stays read-only).
+        let now = Utc::now();
+        let stale = profile.last_seen_at.is_none_or(|t| (now - t).num_seconds() >= 60);
+        if stale && let Err(e) = state.store.touch(caller.user_id, now).await {
             tracing::warn!(error = %e, "could not note the user as seen");
         }
         Ok(Me { caller, profile })
@@ -511,15 +514,12 @@ fn not_modified_response(etag: &str) -> Response {
     r
 }
 
-async fn relationship(state: &AppState, viewer: Uuid, other: Uuid) -> Result<(bool, Relationship), UsersError> {
-    let relation = state.store.relation(viewer, other).await?;
-    let friends = relation.as_ref().is_some_and(|(s, _)| s == "accepted");
-    let request = relation
-        .as_ref()
-        .filter(|(s, _)| s == "pending")
-        .map(|(_, by)| if *by == viewer { "outgoing" } else { "incoming" });
-    let blocked = state.store.blocked(viewer, other).await?;
-    Ok((friends, Relationship { friends, request, blocked }))
+async fn relationship(state: &AppState, viewer: Uuid, other: Uuid) -> Result<(bool, Relationship, bool), UsersError> {
+    let view = state.store.between(viewer, other).await?;
+    let friends = view.state.as_deref() == Some("accepted");
+    let request = (view.state.as_deref() == Some("pending"))
+        .then(|| if view.requested_by == Some(viewer) { "outgoing" } else { "incoming" });
+    Ok((friends, Relationship { friends, request, blocked: view.viewer_blocked }, view.blocked_viewer))
 }
 
 /// A user's public profile: what its owner lets the caller see. A user who
@@ -533,10 +533,10 @@ async fn get_profile(
 ) -> Result<Json<PublicProfile>, UsersError> {
     let viewer = me.caller.user_id;
     let profile = state.store.profile(id).await?.filter(|p| p.status == Status::Active).ok_or(UsersError::NotFound)?;
-    if id != viewer && state.store.blocked(id, viewer).await? {
+    let (friends, rel, blocked_viewer) = relationship(&state, viewer, id).await?;
+    if id != viewer && blocked_viewer {
         return Err(UsersError::NotFound);
     }
-    let (friends, rel) = relationship(&state, viewer, id).await?;
     Ok(Json(public_view(&profile, viewer, friends, (id != viewer).then_some(rel))))
 }
 

@@ -105,6 +105,18 @@ pub struct Relation {
     pub since: DateTime<Utc>,
 }
 
+/// Everything between two users, in one query.
+#[derive(Debug, Clone, Default)]
+pub struct Between {
+    /// `pending` or `accepted`, when there is a row.
+    pub state: Option<String>,
+    pub requested_by: Option<Uuid>,
+    /// The viewer blocked the other.
+    pub viewer_blocked: bool,
+    /// The other blocked the viewer.
+    pub blocked_viewer: bool,
+}
+
 /// Builds the event of an outcome inside the transaction that causes it.
 pub type EventFor<'a, T> = &'a (dyn Fn(T) -> Option<Envelope> + Send + Sync);
 
@@ -283,6 +295,25 @@ impl Store {
         .await
         .map(|_| ()))?;
         Ok(())
+    }
+
+    /// The friendship and blocks between `viewer` and `other`.
+    pub async fn between(&self, viewer: Uuid, other: Uuid) -> Result<Between, StoreError> {
+        let (low, high) = pair(viewer, other);
+        let row: (Option<String>, Option<Uuid>, i64, i64) = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT
+               (SELECT state FROM friendships WHERE user_low = $1 AND user_high = $2),
+               (SELECT requested_by FROM friendships WHERE user_low = $1 AND user_high = $2),
+               (SELECT count(*) FROM blocks WHERE blocker = $3 AND blocked = $4),
+               (SELECT count(*) FROM blocks WHERE blocker = $4 AND blocked = $3)",
+        )
+        .bind(low)
+        .bind(high)
+        .bind(viewer)
+        .bind(other)
+        .fetch_one(pool)
+        .await)?;
+        Ok(Between { state: row.0, requested_by: row.1, viewer_blocked: row.2 > 0, blocked_viewer: row.3 > 0 })
     }
 
     /// Whether `a` blocked `b`.

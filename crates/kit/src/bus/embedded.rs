@@ -75,7 +75,12 @@ impl Embedded {
     pub async fn open_url(url: &str) -> Result<Self, BusError> {
         let db = Db::connect(url, &DbSettings::default()).await.map_err(err)?;
         db.migrate(&MIGRATIONS).await.map_err(err)?;
-        Ok(Self { db, published: Arc::new(Notify::new()), groups: Mutex::new(HashMap::new()), pruned: Mutex::new(None) })
+        Ok(Self {
+            db,
+            published: Arc::new(Notify::new()),
+            groups: Mutex::new(HashMap::new()),
+            pruned: Mutex::new(None),
+        })
     }
 
     /// The number of events in the log (for tests and `panal events`).
