@@ -94,3 +94,42 @@ async fn raw_status(addr: std::net::SocketAddr, head: &str) -> u16 {
     let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
     line.split(' ').nth(1).unwrap().parse().unwrap()
 }
+
+/// The S3 backend, against an S3-compatible server (CI runs moto's; set
+/// `PANAL_TEST_S3_URL=http://127.0.0.1:9004` to run it elsewhere).
+#[tokio::test]
+async fn avatars_round_trip_through_an_s3_compatible_store() {
+    use std::io::Write;
+    let Ok(endpoint) = std::env::var("PANAL_TEST_S3_URL") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (S3): set PANAL_TEST_S3_URL=http://127.0.0.1:9004 to run the S3 variant"
+        );
+        return;
+    };
+    kit::install_crypto();
+    let bucket = format!("panal-test-{}", Uuid::new_v4().simple());
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await;
+    assert!(created.is_ok_and(|r| r.status().is_success()), "{endpoint} must be an S3-compatible server");
+    let settings = users::avatars::StorageSettings {
+        backend: "s3".into(),
+        s3_bucket: Some(bucket),
+        s3_endpoint: Some(endpoint),
+        s3_region: Some("us-east-1".into()),
+        s3_access_key_id: Some("test".into()),
+        s3_secret_access_key: Some(kit::Secret::new("test".to_owned())),
+        s3_allow_http: true,
+        ..Default::default()
+    };
+    let store = users::avatars::AvatarStore::from_settings(&settings, std::path::Path::new("/nonexistent")).unwrap();
+    let user = Uuid::now_v7();
+    let avatar = users::avatars::process(&png(300, 200)).unwrap();
+    store.put(user, &avatar).await.unwrap();
+    let full = store.get(user, &avatar.etag, users::avatars::FULL).await.unwrap().unwrap();
+    assert_eq!(full, avatar.full);
+    let thumb = store.get(user, &avatar.etag, users::avatars::THUMB).await.unwrap().unwrap();
+    assert_eq!(thumb, avatar.thumb);
+    store.delete(user, &avatar.etag).await.unwrap();
+    assert!(store.get(user, &avatar.etag, users::avatars::FULL).await.unwrap().is_none());
+    store.delete(user, &avatar.etag).await.unwrap();
+}
