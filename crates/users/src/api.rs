@@ -377,21 +377,30 @@ async fn upload_avatar(
         )
     })?;
     let mut upload = None;
-    loop {
-        let field = multipart.next_field().await.map_err(|e| multipart_problem(&e))?;
-        let Some(mut field) = field else { break };
-        if field.name() != Some("avatar") {
-            continue;
-        }
+    let mut too_large = false;
+    // Read the whole body even past the image limit (the route's body limit
+    // still caps it): answering while the client is still sending makes many
+    // clients see a reset instead of the 413.
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_problem(&e))? {
+        let wanted = field.name() == Some("avatar") && upload.is_none();
         let mut bytes = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(|e| multipart_problem(&e))? {
+            if !wanted || too_large {
+                continue;
+            }
             if bytes.len() + chunk.len() > MAX_UPLOAD_BYTES {
-                return Err(UsersError::Request(Problem::payload_too_large(MAX_UPLOAD_BYTES)));
+                too_large = true;
+                bytes = Vec::new();
+                continue;
             }
             bytes.extend_from_slice(&chunk);
         }
-        upload = Some(bytes);
-        break;
+        if wanted && !too_large {
+            upload = Some(bytes);
+        }
+    }
+    if too_large {
+        return Err(UsersError::Request(Problem::payload_too_large(MAX_UPLOAD_BYTES)));
     }
     let upload = upload.ok_or_else(|| {
         let mut errors = FieldErrors::new();

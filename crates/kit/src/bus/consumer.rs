@@ -169,6 +169,9 @@ impl ConsumerSettings {
     }
 }
 
+/// Days inbox records are kept: far longer than any broker redelivers.
+const INBOX_RETENTION_DAYS: i64 = 7;
+
 /// Most deliveries of one lane applied in one transaction.
 const MAX_BATCH: usize = 64;
 
@@ -276,6 +279,24 @@ impl Consumer {
     pub async fn run(self, bus: Bus, shutdown: CancellationToken) {
         let types = self.handlers.types();
         let this = Arc::new(self);
+        // Inbox records only need to outlive redeliveries; keep a week.
+        let pruner = {
+            let db = this.db.clone();
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) =
+                        store::prune_inbox(&db, Utc::now() - chrono::Duration::days(INBOX_RETENTION_DAYS)).await
+                    {
+                        tracing::warn!(error = %e, "pruning the inbox failed");
+                    }
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                    }
+                }
+            })
+        };
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let mut deliveries = match bus.subscribe(&this.name, &types).await {
@@ -346,6 +367,7 @@ impl Consumer {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        let _ = pruner.await;
     }
 
     /// Handles one delivery to the end: applied, duplicate, ignored or
