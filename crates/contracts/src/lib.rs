@@ -89,6 +89,12 @@ fn info<E: Event>() -> EventInfo {
 pub fn catalogue() -> Vec<EventInfo> {
     vec![
         info::<auth::UserRegistered>(),
+        info::<auth::EmailVerified>(),
+        info::<auth::UserLoggedIn>(),
+        info::<auth::PasswordChanged>(),
+        info::<auth::SessionRevoked>(),
+        info::<auth::UserDisabled>(),
+        info::<auth::RoleChanged>(),
         info::<users::ProfileUpdated>(),
         info::<users::AvatarChanged>(),
         info::<users::FriendshipChanged>(),
