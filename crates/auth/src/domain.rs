@@ -18,6 +18,29 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 32;
 
 /// The role every account has.
 pub const ROLE_USER: &str = "user";
+/// Administers accounts (and, in other services, whatever they keep).
+pub const ROLE_ADMIN: &str = "admin";
+/// Every role an account may hold: `user` and `admin`, and the roles other
+/// services act on (chat moderation, the professional marketplace, support).
+pub const ROLES: &[&str] = &[ROLE_USER, ROLE_ADMIN, "moderator", "professional", "support"];
+
+/// A set of roles for an account: known names only, always with `user`.
+pub fn parse_roles(raw: &[String]) -> Result<Vec<String>, String> {
+    let mut roles = Vec::with_capacity(raw.len() + 1);
+    for r in raw {
+        let r = r.trim();
+        if !ROLES.contains(&r) {
+            return Err(format!("unknown role {r:?}; roles are {}", ROLES.join(", ")));
+        }
+        roles.push(r.to_owned());
+    }
+    if !roles.iter().any(|r| r == ROLE_USER) {
+        return Err("must include `user`, which every account has".to_owned());
+    }
+    roles.sort();
+    roles.dedup();
+    Ok(roles)
+}
 
 /// A syntactically valid email address, lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +190,14 @@ mod tests {
         assert!(Password::parse(&"x".repeat(128)).is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
         assert_eq!(format!("{:?}", Password::parse("correct horse").unwrap()), "Password([redacted])");
+    }
+
+    #[test]
+    fn roles_are_known_names_with_user() {
+        let r = |v: &[&str]| parse_roles(&v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        assert_eq!(r(&["user", "admin", "user"]).unwrap(), vec!["admin", "user"]);
+        assert!(r(&["admin"]).is_err());
+        assert!(r(&["user", "root"]).is_err());
     }
 
     #[test]

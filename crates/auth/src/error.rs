@@ -23,6 +23,18 @@ pub enum AuthError {
     EmailTaken,
     #[error("the refresh token is invalid, expired or revoked")]
     InvalidRefreshToken,
+    /// Too many attempts: try again after this long.
+    #[error("too many attempts")]
+    Throttled(std::time::Duration),
+    /// A wrong or reused second-factor code.
+    #[error("invalid code")]
+    InvalidCode,
+    /// The second step of a sign-in is unknown, used, expired or burnt.
+    #[error("invalid sign-in challenge")]
+    InvalidChallenge,
+    /// A link from a mail that is unknown, used or expired.
+    #[error("invalid or expired link")]
+    InvalidLink,
     #[error(transparent)]
     Token(#[from] TokenError),
     /// Password hashing or the database is saturated.
@@ -69,6 +81,26 @@ impl IntoResponse for AuthError {
             AuthError::InvalidRefreshToken => Problem::new(StatusCode::UNAUTHORIZED)
                 .with_type("invalid-refresh-token", "Invalid refresh token")
                 .with_detail("the refresh token is invalid, expired or revoked; sign in again"),
+            AuthError::Throttled(wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Problem::new(StatusCode::TOO_MANY_REQUESTS)
+                    .with_type("too-many-attempts", "Too many attempts")
+                    .with_detail(format!("too many attempts; try again in {secs} seconds"))
+                    .with_header(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_str(&secs.max(1).to_string())
+                            .unwrap_or(http::HeaderValue::from_static("1")),
+                    )
+            }
+            AuthError::InvalidCode => Problem::new(StatusCode::UNAUTHORIZED)
+                .with_type("invalid-code", "Invalid code")
+                .with_detail("the code is wrong, expired or was used already"),
+            AuthError::InvalidChallenge => Problem::new(StatusCode::UNAUTHORIZED)
+                .with_type("invalid-challenge", "Invalid sign-in challenge")
+                .with_detail("the sign-in challenge is invalid, used or expired; sign in again"),
+            AuthError::InvalidLink => Problem::new(StatusCode::BAD_REQUEST)
+                .with_type("invalid-link", "Invalid link")
+                .with_detail("the link is invalid, was used already or has expired; ask for a new one"),
             AuthError::Token(e) => e.into(),
             AuthError::Busy => Problem::unavailable("the service is saturated; retry shortly", 1),
             AuthError::Internal(e) => Problem::internal(e.as_ref()),

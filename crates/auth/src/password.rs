@@ -136,8 +136,16 @@ impl Hasher {
         self.run(move |argon, params, area| hash_with(argon, params, password.as_bytes(), area)).await?
     }
 
-    /// Checks `password` against a stored PHC string.
+    /// Checks `password` against a stored PHC string. An account without a
+    /// password (signed up through a provider, or erased) costs the same work
+    /// as a wrong password and never matches.
     pub async fn verify(&self, password: &str, phc: &str) -> Result<Verified, HashError> {
+        if PasswordHash::new(phc).is_err() {
+            let dummy = self.dummy.clone();
+            let password = password.to_owned();
+            self.run(move |_, current, area| verify_with(password.as_bytes(), &dummy, current, area)).await?;
+            return Ok(Verified::No);
+        }
         let (password, phc) = (password.to_owned(), phc.to_owned());
         self.run(move |_, current, area| verify_with(password.as_bytes(), &phc, current, area)).await
     }

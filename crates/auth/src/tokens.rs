@@ -37,6 +37,52 @@ impl KeyMaterial {
     }
 }
 
+/// Auth's signing keys, read from its database and re-read every
+/// `RELOAD`, so a rotation made by `panal auth rotate-keys` (another process)
+/// takes effect without a restart.
+pub struct KeyRing {
+    store: crate::store::Store,
+    cache: tokio::sync::RwLock<(std::time::Instant, Vec<crate::store::KeyRecord>)>,
+}
+
+const RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl KeyRing {
+    /// Loads the keys, creating the first one if there is none.
+    pub async fn load(store: crate::store::Store) -> anyhow::Result<Self> {
+        let mut keys = store.keys().await?;
+        if keys.is_empty() {
+            let key = KeyMaterial::generate()?;
+            let now = chrono::Utc::now();
+            store.add_key(&key, now, now, chrono::Duration::zero()).await?;
+            tracing::info!(kid = %key.kid, "generated the first signing key");
+            keys = store.keys().await?;
+        }
+        Ok(Self { store, cache: tokio::sync::RwLock::new((std::time::Instant::now(), keys)) })
+    }
+
+    /// The key that signs now: the newest whose signing period has begun.
+    pub async fn signing_key(&self) -> anyhow::Result<KeyMaterial> {
+        let stale = self.cache.read().await.0.elapsed() > RELOAD;
+        if stale {
+            let keys = self.store.keys().await?;
+            *self.cache.write().await = (std::time::Instant::now(), keys);
+        }
+        let now = chrono::Utc::now();
+        let cache = self.cache.read().await;
+        cache
+            .1
+            .iter()
+            .filter(|k| k.signs_at(now))
+            .max_by_key(|k| k.signs_from)
+            // After a rotation announced for later, the old key signs on until then;
+            // if every key has retired (a clock jump), the newest signs.
+            .or_else(|| cache.1.iter().filter(|k| k.signs_from <= now).max_by_key(|k| k.signs_from))
+            .map(|k| k.material.clone())
+            .ok_or_else(|| anyhow::anyhow!("no signing key is usable now"))
+    }
+}
+
 /// The published form of a public key.
 pub fn public_jwk(kid: &str, x: &str) -> Jwk {
     Jwk {

@@ -34,10 +34,12 @@ pub struct AccessClaims {
     pub iss: String,
     /// Audience: `panal` unless configured otherwise.
     pub aud: String,
-    /// The user.
+    /// The user, or the service client for a client-credentials token.
     pub sub: Uuid,
-    /// The session (refresh-token family) the token belongs to.
-    pub sid: Uuid,
+    /// The session (refresh-token family) the token belongs to; absent from
+    /// service clients' tokens, which have no session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
     /// Issued at, seconds since the epoch.
@@ -47,6 +49,12 @@ pub struct AccessClaims {
     /// The user's roles when the token was issued.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The service client a client-credentials token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Space-separated scopes granted to a service client (RFC 8693 `scope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// A JSON Web Key Set holding Ed25519 public keys.
@@ -364,9 +372,67 @@ impl Caller {
     }
 }
 
-impl From<AccessClaims> for Caller {
-    fn from(c: AccessClaims) -> Self {
-        Self { user_id: c.sub, session_id: c.sid, roles: c.roles, token_id: c.jti, issued_at: c.iat, expires_at: c.exp }
+impl TryFrom<AccessClaims> for Caller {
+    type Error = Problem;
+
+    /// Only users' tokens make a `Caller`: a service client's token has no
+    /// session and is refused where a user is expected.
+    fn try_from(c: AccessClaims) -> Result<Self, Problem> {
+        let Some(session_id) = c.sid else {
+            return Err(Problem::invalid_token("this endpoint is for users; a service client's token is not accepted"));
+        };
+        Ok(Self { user_id: c.sub, session_id, roles: c.roles, token_id: c.jti, issued_at: c.iat, expires_at: c.exp })
+    }
+}
+
+/// The verified access token of a request, whoever it was issued to.
+async fn verified_claims(parts: &mut Parts) -> Result<AccessClaims, Problem> {
+    if let Some(claims) = parts.extensions.get::<AccessClaims>() {
+        return Ok(claims.clone());
+    }
+    let verifier = parts.extensions.get::<Arc<TokenVerifier>>().cloned().ok_or_else(|| {
+        Problem::internal(&KeySourceError("no token verifier is installed on this service".into()))
+    })?;
+    let token = bearer_token(&parts.headers)?
+        .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
+    let claims = verifier.verify(token).await?;
+    tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
+    parts.extensions.insert(claims.clone());
+    Ok(claims)
+}
+
+/// A service client calling with a client-credentials token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceClient {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub token_id: Uuid,
+}
+
+impl ServiceClient {
+    /// 403 unless the client was granted `scope`.
+    pub fn require_scope(&self, scope: &str) -> Result<(), Problem> {
+        if self.scopes.iter().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!("this action needs the `{scope}` scope")))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ServiceClient {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let claims = verified_claims(parts).await?;
+        match (claims.sid, claims.client_id) {
+            (None, Some(client_id)) => Ok(Self {
+                client_id,
+                scopes: claims.scope.unwrap_or_default().split_whitespace().map(str::to_owned).collect(),
+                token_id: claims.jti,
+            }),
+            _ => Err(Problem::forbidden("this endpoint is for service clients (client-credentials tokens)")),
+        }
     }
 }
 
@@ -377,14 +443,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let verifier = parts.extensions.get::<Arc<TokenVerifier>>().cloned().ok_or_else(|| {
-            Problem::internal(&KeySourceError("no token verifier is installed on this service".into()))
-        })?;
-        let token = bearer_token(&parts.headers)?
-            .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
-        let claims = verifier.verify(token).await?;
-        tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
-        let caller = Caller::from(claims);
+        let caller = Caller::try_from(verified_claims(parts).await?)?;
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

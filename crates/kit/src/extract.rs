@@ -66,3 +66,30 @@ where
         <Self as FromRequestParts<S>>::from_request_parts(parts, state).await.map(Some)
     }
 }
+
+/// An `application/x-www-form-urlencoded` body (the OAuth 2.0 endpoints): a
+/// wrong content type is a 415 problem, a malformed body a 400 problem.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Form<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Form<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::FormRejection;
+        match <axum::Form<T> as axum::extract::FromRequest<S>>::from_request(req, state).await {
+            Ok(axum::Form(v)) => Ok(Form(v)),
+            Err(FormRejection::InvalidFormContentType(_)) => Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                .with_detail("send the body as application/x-www-form-urlencoded")
+                .with_oauth_error("invalid_request")),
+            Err(FormRejection::FailedToDeserializeFormBody(e)) => Err(Problem::bad_request(e.body_text())
+                .with_type("invalid-form", "Invalid form body")
+                .with_oauth_error("invalid_request")),
+            Err(other) => Err(Problem::new(other.status()).with_detail(other.body_text())),
+        }
+    }
+}

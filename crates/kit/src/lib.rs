@@ -15,6 +15,7 @@ pub mod db;
 pub mod extract;
 pub mod http;
 pub mod json;
+pub mod limit;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;

@@ -49,6 +49,10 @@ pub struct Problem {
     /// Every invalid field, for validation problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The OAuth 2.0 error code (RFC 6749 §5.2, RFC 7009), for the endpoints
+    /// OAuth clients call: they read `error`, people read `detail`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
     #[serde(skip)]
     #[schema(ignore)]
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -64,6 +68,7 @@ impl Problem {
             detail: None,
             request_id: None,
             errors: Vec::new(),
+            error: None,
             headers: Vec::new(),
         }
     }
@@ -77,6 +82,12 @@ impl Problem {
     pub fn with_type(mut self, slug: &'static str, title: &'static str) -> Self {
         self.kind = Cow::Owned(format!("urn:panal:problem:{slug}"));
         self.title = Cow::Borrowed(title);
+        self
+    }
+
+    /// Adds the OAuth 2.0 `error` code.
+    pub fn with_oauth_error(mut self, code: &'static str) -> Self {
+        self.error = Some(code);
         self
     }
 

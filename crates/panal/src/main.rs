@@ -2,6 +2,7 @@
 //! service alone (`panal serve <service>`), applies migrations, and looks after
 //! the event bus (`panal events`).
 
+mod authcli;
 mod dev;
 mod dev_raw;
 mod events;
@@ -63,6 +64,16 @@ enum Command {
         #[command(subcommand)]
         command: events::EventsCommand,
     },
+    /// Administrators: create the first one, grant the role.
+    Admin {
+        #[command(subcommand)]
+        command: authcli::AdminCommand,
+    },
+    /// Auth's keys and service clients.
+    Auth {
+        #[command(subcommand)]
+        command: authcli::AuthCommand,
+    },
     /// Tools for drills and benchmarks.
     #[command(hide = true)]
     Dev {
@@ -112,6 +123,8 @@ fn main() -> ExitCode {
             Command::Serve { service, port } => serve(config, &service, port).await,
             Command::Migrate { service, data_dir } => migrate(config, service, data_dir).await,
             Command::Events { command } => events::run(config, command).await,
+            Command::Admin { command } => authcli::admin(config, command).await,
+            Command::Auth { command } => authcli::auth(config, command).await,
             Command::Dev { command } => dev::run(config, command).await,
             Command::Services => Ok(()),
         }

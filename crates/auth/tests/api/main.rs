@@ -105,11 +105,13 @@ fn claims_for(sub: Uuid, sid: Uuid) -> AccessClaims {
         iss: "http://localhost:8000".into(),
         aud: "panal".into(),
         sub,
-        sid,
+        sid: Some(sid),
         exp: now + 600,
         iat: now,
         jti: Uuid::now_v7(),
         roles: vec!["user".into()],
+        client_id: None,
+        scope: None,
     }
 }
 

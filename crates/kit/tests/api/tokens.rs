@@ -63,11 +63,13 @@ fn claims(roles: &[&str]) -> AccessClaims {
         iss: ISSUER.into(),
         aud: "panal".into(),
         sub: Uuid::now_v7(),
-        sid: Uuid::now_v7(),
+        sid: Some(Uuid::now_v7()),
         exp: now + 600,
         iat: now,
         jti: Uuid::now_v7(),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        client_id: None,
+        scope: None,
     }
 }
 

@@ -179,11 +179,13 @@ impl Platform {
             iss: "http://localhost:8000".into(),
             aud: "panal".into(),
             sub: user.id,
-            sid: session,
+            sid: Some(session),
             iat,
             exp: Utc::now().timestamp() + 300,
             jti: Uuid::now_v7(),
             roles: vec!["user".into()],
+            client_id: None,
+            scope: None,
         };
         auth::tokens::sign_access_token(&key, &claims).unwrap()
     }

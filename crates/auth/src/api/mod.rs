@@ -1,12 +1,18 @@
 //! Auth's HTTP API: where each request lands.
 
+mod account;
+mod admin;
+mod mfa;
+mod oauth2;
+mod providers;
+
 use axum::Extension;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use contracts::auth::{UserLoggedIn, UserRegistered};
 use contracts::Envelope;
-use contracts::auth::UserRegistered;
 use kit::auth::{AccessClaims, Caller, Jwks, TokenError};
 use kit::trace::TraceContext;
 use kit::{FieldErrors, Json, Problem};
@@ -19,14 +25,22 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::domain::{DisplayName, Email, MAX_PASSWORD_CHARS, Password, ROLE_USER, User};
 use crate::error::AuthError;
+use crate::mail::Mail;
 use crate::password::Verified;
-use crate::store::{NewSession, NewUser, Rotation, Store};
+use crate::store::{NewSession, NewUser, Rotation, Store, StoreError};
+use crate::throttle::Guarded;
 use crate::tokens::{self, public_jwk};
 
 pub(crate) fn router(state: AppState) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
+        .routes(routes!(login_second_factor))
+        .merge(account::router())
+        .merge(admin::router())
+        .merge(mfa::router())
+        .merge(oauth2::router())
+        .merge(providers::router())
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(me))
@@ -108,33 +122,54 @@ pub struct TokenResponse {
     pub session_id: Uuid,
 }
 
-/// Creates an account.
+/// What registering answers, whether or not the email was free: the same
+/// words, so the answer does not tell who has an account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always `accepted`.
+    pub status: &'static str,
+    pub detail: &'static str,
+}
+
+const REGISTER_ACCEPTED: Accepted = Accepted {
+    status: "accepted",
+    detail: "if this address can be registered, a message with a link to verify it is on its way; sign in with the password you chose",
+};
+
+/// Creates an account and mails a link to verify its address. The answer is
+/// the same when the email is already registered (its owner gets a mail
+/// saying so instead), so registering cannot be used to find out who has an
+/// account.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses(
-        (status = 201, description = "Account created", body = Account),
-        (status = 409, description = "Email already registered", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Accepted (account created, or a mail sent to the existing owner)", body = Accepted),
+        (status = 422, description = "Invalid fields, or a password the policy refuses", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
 async fn register(
     State(state): State<AppState>,
     trace: Option<Extension<TraceContext>>,
     Json(req): Json<RegisterRequest>,
-) -> Result<(StatusCode, Json<Account>), AuthError> {
+) -> Result<(StatusCode, Json<Accepted>), AuthError> {
     let mut errors = FieldErrors::new();
     let email = errors.check("email", Email::parse(req.email.as_deref().unwrap_or_default()));
     let password = errors.check("password", Password::parse(req.password.as_deref().unwrap_or_default()));
     let display_name =
         errors.check("display_name", DisplayName::parse(req.display_name.as_deref().unwrap_or_default()));
+    if let (Some(p), Some(e), Some(n)) = (&password, &email, &display_name) {
+        errors.check("password", crate::policy::check(p.expose(), e.as_str(), n.as_str()));
+    }
     errors.finish()?;
     let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
         return Err(Problem::bad_request("invalid request").into());
     };
 
+    // Hashed either way: the answer takes as long for a taken address.
     let password_hash = state.hasher.hash(password.expose()).await?;
     let now = Utc::now();
     let id = Uuid::now_v7();
+    let trace = trace_of(trace);
     let event = Envelope::new(
         &UserRegistered {
             user_id: id,
@@ -142,7 +177,7 @@ async fn register(
             display_name: display_name.as_str().to_owned(),
             registered_at: now,
         },
-        trace.map(|t| t.0.header_value()),
+        trace,
     );
     let new = NewUser {
         id,
@@ -150,36 +185,76 @@ async fn register(
         display_name: display_name.as_str(),
         password_hash: &password_hash,
         roles: &[ROLE_USER],
+        email_verified: false,
+        identity: None,
         now,
     };
-    state.store.create_user(&new, &event).await?;
-    state.outbox.notify();
-    tracing::info!(user_id = %id, "account registered");
-    let user = state
-        .store
-        .user_by_id(id)
-        .await?
-        .ok_or_else(|| AuthError::Internal(anyhow::anyhow!("account vanished after insert")))?;
-    Ok((StatusCode::CREATED, Json(Account::from(user))))
+    match state.store.create_user(&new, &event).await {
+        Ok(()) => {
+            state.outbox.notify();
+            tracing::info!(user_id = %id, "account registered");
+            account::send_verification(&state, id, email.as_str(), now).await?;
+        }
+        Err(StoreError::EmailTaken) => {
+            tracing::info!("registration attempted for an existing account; its owner is told by mail");
+            state.mailer.send(Mail {
+                to: email.as_str().to_owned(),
+                subject: "Someone tried to create a Panal account with your address".to_owned(),
+                body: format!(
+                    "Somebody (perhaps you) tried to register a new Panal account with this address, which already \
+                     has one. Nothing was changed.\n\nIf you forgot your password, reset it here: {}/forgot-password\n",
+                    state.app_url
+                ),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok((StatusCode::ACCEPTED, Json(REGISTER_ACCEPTED)))
 }
 
-/// Signs in with email and password, opening a session.
+/// The second step a sign-in needs when the account has two-factor
+/// authentication.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Send back to `/v1/auth/login/mfa` with a code; usable once.
+    pub mfa_token: String,
+    /// Seconds the challenge stays valid.
+    pub expires_in: u64,
+    /// What the code may be: `totp` or `recovery_code`.
+    pub methods: Vec<&'static str>,
+}
+
+/// A sign-in's answer: tokens, or a second step.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    Tokens(TokenResponse),
+    MfaRequired(MfaRequired),
+}
+
+/// Signs in with email and password, opening a session — or, when the account
+/// has two-factor authentication, answering with a challenge for
+/// `/v1/auth/login/mfa`.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 200, description = "Signed in, or a second factor is needed", body = LoginResponse),
         (status = 401, description = "Unknown email or wrong password", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Account disabled", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts (see Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Password hashing saturated", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
-    parts: RequestMeta,
+    meta: RequestMeta,
+    trace: Option<Extension<TraceContext>>,
     Json(req): Json<LoginRequest>,
-) -> Result<Json<TokenResponse>, AuthError> {
+) -> Result<Json<LoginResponse>, AuthError> {
     let mut errors = FieldErrors::new();
     let email = errors.check("email", Email::parse(req.email.as_deref().unwrap_or_default()));
     let password = req.password.unwrap_or_default();
@@ -192,48 +267,152 @@ async fn login(
     let Some(email) = email else {
         return Err(Problem::bad_request("invalid request").into());
     };
+    let user = check_password(&state, email.as_str(), &password, meta.ip).await?;
+    let trace = trace_of(trace);
+    if state.store.totp(user.id).await?.is_some_and(|f| f.confirmed) {
+        return Ok(Json(LoginResponse::MfaRequired(mfa::challenge(&state, user.id).await?)));
+    }
+    let tokens = open_session(&state, &user, &meta.device(&headers), "password", trace).await?;
+    Ok(Json(LoginResponse::Tokens(tokens)))
+}
 
-    // Unknown accounts cost the same hash as known ones, so the answer's
-    // timing does not tell which emails are registered.
-    let Some(user) = state.store.user_by_email(email.as_str()).await? else {
-        state.hasher.verify_dummy(&password).await?;
+/// Checks an email and password under the brute-force throttle. Unknown
+/// accounts cost the same hash as known ones, so the answer's timing does
+/// not tell which emails are registered.
+pub(crate) async fn check_password(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<User, AuthError> {
+    state.throttle.check(Guarded::Login, email, ip).map_err(AuthError::Throttled)?;
+    let user = state.store.user_by_email(email).await?;
+    let verified = match &user {
+        Some(user) => state.hasher.verify(password, &user.password_hash).await?,
+        None => {
+            state.hasher.verify_dummy(password).await?;
+            Verified::No
+        }
+    };
+    let (Some(user), Verified::Yes | Verified::YesRehash) = (user, verified) else {
+        state.throttle.failed(Guarded::Login, email, ip);
         return Err(AuthError::InvalidCredentials);
     };
-    let verified = state.hasher.verify(&password, &user.password_hash).await?;
-    if verified == Verified::No {
-        return Err(AuthError::InvalidCredentials);
-    }
+    state.throttle.succeeded(Guarded::Login, email, ip);
     if user.disabled_at.is_some() {
         return Err(AuthError::Disabled);
     }
     if verified == Verified::YesRehash {
-        match state.hasher.hash(&password).await {
+        match state.hasher.hash(password).await {
             Ok(hash) => state.store.set_password_hash(user.id, &hash, Utc::now()).await?,
             Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
         }
     }
+    Ok(user)
+}
 
+/// The second step of a sign-in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactorRequest {
+    /// From the first step's answer.
+    #[schema(required = true)]
+    pub mfa_token: Option<String>,
+    /// Six digits from the authenticator app…
+    pub code: Option<String>,
+    /// …or one of the recovery codes (each works once).
+    pub recovery_code: Option<String>,
+}
+
+/// Completes a sign-in with a code from the authenticator app or a recovery
+/// code. A code works once; five wrong codes end the challenge.
+#[utoipa::path(post, path = "/v1/auth/login/mfa", tag = "auth",
+    request_body = SecondFactorRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 401, description = "Wrong or reused code, or an invalid challenge", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+async fn login_second_factor(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    meta: RequestMeta,
+    trace: Option<Extension<TraceContext>>,
+    Json(req): Json<SecondFactorRequest>,
+) -> Result<Json<TokenResponse>, AuthError> {
+    let token = req.mfa_token.filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(|| {
+        let mut e = FieldErrors::new();
+        e.add("mfa_token", "is required");
+        AuthError::from(e.finish().err().unwrap_or_else(|| Problem::bad_request("mfa_token is required")))
+    })?;
+    let (user, method) = mfa::answer_challenge(&state, &token, req.code, req.recovery_code, meta.ip).await?;
+    let tokens = open_session(&state, &user, &meta.device(&headers), method, trace_of(trace)).await?;
+    Ok(Json(tokens))
+}
+
+/// Opens a session for `user` signed in by `method`, with its
+/// `user_logged_in` event, and issues its first tokens.
+pub(crate) async fn open_session(
+    state: &AppState,
+    user: &User,
+    device: &crate::domain::Device,
+    method: &str,
+    trace: Option<String>,
+) -> Result<TokenResponse, AuthError> {
     let now = Utc::now();
     let session_id = Uuid::now_v7();
     let refresh = tokens::new_refresh_token();
     let refresh_hash = tokens::hash_refresh_token(&refresh);
-    let max_age = seconds(state.settings.session_max_age_secs);
-    let expires_at = now + max_age;
-    let device = parts.device(&headers);
+    let expires_at = now + seconds(state.settings.session_max_age_secs);
+    let event = Envelope::new(
+        &UserLoggedIn { user_id: user.id, session_id, method: method.to_owned(), logged_in_at: now },
+        trace,
+    );
     state
         .store
-        .create_session(&NewSession {
-            id: session_id,
-            user_id: user.id,
-            device: &device,
-            now,
-            expires_at,
-            refresh_hash: &refresh_hash,
-            refresh_expires_at: std::cmp::min(now + seconds(state.settings.refresh_token_ttl_secs), expires_at),
-        })
+        .create_session(
+            &NewSession {
+                id: session_id,
+                user_id: user.id,
+                device,
+                now,
+                expires_at,
+                refresh_hash: &refresh_hash,
+                refresh_expires_at: std::cmp::min(now + seconds(state.settings.refresh_token_ttl_secs), expires_at),
+            },
+            &event,
+        )
         .await?;
-    tracing::info!(user_id = %user.id, session_id = %session_id, "signed in");
-    Ok(Json(issue(&state, &user, session_id, refresh, now)?))
+    state.outbox.notify();
+    tracing::info!(user_id = %user.id, session_id = %session_id, method, "signed in");
+    issue(state, user, session_id, refresh, now).await
+}
+
+/// The `traceparent` to carry into events.
+pub(crate) fn trace_of(trace: Option<Extension<TraceContext>>) -> Option<String> {
+    trace.map(|t| t.0.header_value())
+}
+
+/// The caller's account, if their session is live and the account enabled.
+/// Signature checks alone cannot see a logout; auth also checks the session,
+/// so its own endpoints refuse a revoked session's tokens at once.
+pub(crate) async fn live_account(state: &AppState, caller: &Caller) -> Result<User, AuthError> {
+    let now = Utc::now();
+    let active = state
+        .store
+        .session(caller.session_id)
+        .await?
+        .is_some_and(|s| s.user_id == caller.user_id && s.is_active(now));
+    if !active {
+        return Err(TokenError::Revoked.into());
+    }
+    let user = state.store.user_by_id(caller.user_id).await?.ok_or(AuthError::Token(TokenError::Revoked))?;
+    if user.disabled_at.is_some() {
+        return Err(AuthError::Disabled);
+    }
+    state.store.touch_session(caller.session_id, now).await?;
+    Ok(user)
 }
 
 /// Exchanges a refresh token for new tokens. Each refresh token works once;
@@ -266,7 +445,7 @@ async fn refresh(
             if user.disabled_at.is_some() {
                 return Err(AuthError::InvalidRefreshToken);
             }
-            Ok(Json(issue(&state, &user, session.id, next, now)?))
+            Ok(Json(issue(&state, &user, session.id, next, now).await?))
         }
         Rotation::Reused => {
             tracing::warn!("a used refresh token was presented again; its session is revoked");
@@ -287,7 +466,11 @@ async fn refresh(
         (status = 401, description = "Neither a valid access token nor a refresh token", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-async fn logout(State(state): State<AppState>, req: Request) -> Result<StatusCode, AuthError> {
+async fn logout(
+    State(state): State<AppState>,
+    trace: Option<Extension<TraceContext>>,
+    req: Request,
+) -> Result<StatusCode, AuthError> {
     let now = Utc::now();
     let session_id = if req.headers().contains_key(header::AUTHORIZATION) {
         let (mut parts, _) = req.into_parts();
@@ -306,7 +489,8 @@ async fn logout(State(state): State<AppState>, req: Request) -> Result<StatusCod
             None => return Ok(StatusCode::NO_CONTENT),
         }
     };
-    if state.store.revoke_session(session_id, "logout", now).await? {
+    if state.store.revoke_session(session_id, "logout", now, trace_of(trace)).await? {
+        state.outbox.notify();
         tracing::info!(session_id = %session_id, "signed out");
     }
     Ok(StatusCode::NO_CONTENT)
@@ -321,21 +505,7 @@ async fn logout(State(state): State<AppState>, req: Request) -> Result<StatusCod
     ))]
 #[tracing::instrument(skip_all)]
 async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Account>, AuthError> {
-    // Signature checks alone cannot see a logout; auth also checks the session,
-    // so its own endpoints refuse a revoked session's tokens at once.
-    let active = state
-        .store
-        .session(caller.session_id)
-        .await?
-        .is_some_and(|s| s.user_id == caller.user_id && s.is_active(Utc::now()));
-    if !active {
-        return Err(TokenError::Revoked.into());
-    }
-    let user = state.store.user_by_id(caller.user_id).await?.ok_or(AuthError::Token(TokenError::Revoked))?;
-    if user.disabled_at.is_some() {
-        return Err(AuthError::Disabled);
-    }
-    Ok(Json(Account::from(user)))
+    Ok(Json(Account::from(live_account(&state, &caller).await?)))
 }
 
 /// One of the caller's sessions, as stored.
@@ -351,11 +521,21 @@ pub struct SessionRecord {
     pub ip: Option<String>,
 }
 
+/// An external identity linked to the account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkedIdentity {
+    pub provider: String,
+    pub email: Option<String>,
+    pub linked_at: DateTime<Utc>,
+}
+
 /// What auth holds about the caller.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthExport {
     pub account: Account,
     pub sessions: Vec<SessionRecord>,
+    pub identities: Vec<LinkedIdentity>,
+    pub two_factor_enabled: bool,
 }
 
 /// Everything auth holds about the caller (GDPR export; users gathers it into
@@ -364,15 +544,7 @@ pub struct AuthExport {
     security(("bearer" = [])),
     responses((status = 200, body = AuthExport), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn export(State(state): State<AppState>, caller: Caller) -> Result<Json<AuthExport>, AuthError> {
-    let active = state
-        .store
-        .session(caller.session_id)
-        .await?
-        .is_some_and(|s| s.user_id == caller.user_id && s.is_active(Utc::now()));
-    if !active {
-        return Err(TokenError::Revoked.into());
-    }
-    let user = state.store.user_by_id(caller.user_id).await?.ok_or(AuthError::Token(TokenError::Revoked))?;
+    let user = live_account(&state, &caller).await?;
     let sessions =
         state
             .store
@@ -383,7 +555,15 @@ async fn export(State(state): State<AppState>, caller: Caller) -> Result<Json<Au
                 SessionRecord { id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, user_agent, ip }
             })
             .collect();
-    Ok(Json(AuthExport { account: Account::from(user), sessions }))
+    let identities = state
+        .store
+        .identities_of(caller.user_id)
+        .await?
+        .into_iter()
+        .map(|(provider, email, linked_at)| LinkedIdentity { provider, email, linked_at })
+        .collect();
+    let two_factor_enabled = state.store.totp(caller.user_id).await?.is_some_and(|f| f.confirmed);
+    Ok(Json(AuthExport { account: Account::from(user), sessions, identities, two_factor_enabled }))
 }
 
 /// The public keys that verify access tokens (RFC 7517).
@@ -403,12 +583,16 @@ async fn openid_configuration(State(state): State<AppState>) -> Response {
         "issuer": iss,
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
         "userinfo_endpoint": format!("{iss}/v1/auth/me"),
-        "token_endpoint": format!("{iss}/v1/auth/refresh"),
-        "grant_types_supported": ["refresh_token"],
+        "token_endpoint": format!("{iss}/v1/auth/token"),
+        "introspection_endpoint": format!("{iss}/v1/auth/introspect"),
+        "revocation_endpoint": format!("{iss}/v1/auth/revoke"),
+        "grant_types_supported": ["client_credentials", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["EdDSA"],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "claims_supported": ["iss", "aud", "sub", "sid", "exp", "iat", "jti", "roles"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "claims_supported": ["iss", "aud", "sub", "sid", "exp", "iat", "jti", "roles", "client_id", "scope"],
     });
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body)).into_response()
 }
@@ -417,11 +601,11 @@ async fn openid_configuration(State(state): State<AppState>) -> Response {
 pub(crate) async fn published_jwks(store: &Store) -> Result<Jwks, crate::store::StoreError> {
     let now = Utc::now();
     let keys = store
-        .published_keys()
+        .keys()
         .await?
         .into_iter()
-        .filter(|(_, _, expires)| expires.is_none_or(|e| e > now))
-        .map(|(kid, x, _)| public_jwk(&kid, &x))
+        .filter(|k| k.published_at(now))
+        .map(|k| public_jwk(&k.material.kid, &k.material.public_x))
         .collect();
     Ok(Jwks { keys })
 }
@@ -443,7 +627,7 @@ fn seconds(s: u64) -> chrono::Duration {
 }
 
 /// Signs an access token for `user` in `session_id` and packs the response.
-fn issue(
+async fn issue(
     state: &AppState,
     user: &User,
     session_id: Uuid,
@@ -455,23 +639,26 @@ fn issue(
         iss: state.issuer.clone(),
         aud: state.audience.clone(),
         sub: user.id,
-        sid: session_id,
+        sid: Some(session_id),
         iat: now.timestamp(),
         exp: now.timestamp() + i64::try_from(ttl).unwrap_or(900),
         jti: Uuid::now_v7(),
         roles: user.roles.clone(),
+        client_id: None,
+        scope: None,
     };
-    let access_token = tokens::sign_access_token(&state.signing_key, &claims)?;
+    let key = state.keys.signing_key().await.map_err(AuthError::Internal)?;
+    let access_token = tokens::sign_access_token(&key, &claims)?;
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: ttl, refresh_token, session_id })
 }
 
 /// What a request says about the device it came from.
 pub(crate) struct RequestMeta {
-    ip: Option<std::net::IpAddr>,
+    pub ip: Option<std::net::IpAddr>,
 }
 
 impl RequestMeta {
-    fn device(&self, headers: &HeaderMap) -> crate::domain::Device {
+    pub(crate) fn device(&self, headers: &HeaderMap) -> crate::domain::Device {
         let user_agent =
             headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect());
         crate::domain::Device { user_agent, ip: self.ip.map(|ip| ip.to_string()) }

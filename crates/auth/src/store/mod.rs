@@ -1,14 +1,26 @@
 //! Auth's SQL. Every query is written once with `$n` placeholders and runs on
 //! SQLite and PostgreSQL through `with_db!` (`with_db!(write …)` for changes).
 
+mod accounts;
+mod clients;
+mod secrets;
+
+pub use accounts::{AccountRow, RolesOutcome};
+/// The purposes of email tokens.
+pub mod accounts_purpose {
+    pub use super::accounts::{PURPOSE_RESET, PURPOSE_VERIFY};
+}
+pub use clients::{ClientRow, KeyRecord};
+pub use secrets::{Challenge, PendingLink, TotpFactor};
+
 use chrono::{DateTime, Utc};
 use contracts::Envelope;
+use contracts::auth::SessionRevoked;
 use kit::db::{BeginWrite, Db, Tx, is_unique_violation};
 use kit::{outbox_append, with_db, with_tx};
 use uuid::Uuid;
 
 use crate::domain::{Device, Session, User};
-use crate::tokens::KeyMaterial;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +38,10 @@ pub struct NewUser<'a> {
     pub display_name: &'a str,
     pub password_hash: &'a str,
     pub roles: &'a [&'a str],
+    /// Signed up through a provider that vouches for the address.
+    pub email_verified: bool,
+    /// `(provider, subject)` of the external identity it signed up with.
+    pub identity: Option<(&'a str, &'a str)>,
     pub now: DateTime<Utc>,
 }
 
@@ -106,10 +122,22 @@ impl Store {
             .bind(user.email)
             .bind(user.display_name)
             .bind(user.password_hash)
-            .bind(false)
+            .bind(user.email_verified)
             .bind(user.now)
             .execute(&mut *tx)
             .await?;
+            if let Some((provider, subject)) = user.identity {
+                sqlx::query(
+                    "INSERT INTO external_identities (provider, subject, user_id, email, linked_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(provider)
+                .bind(subject)
+                .bind(user.id)
+                .bind(user.email)
+                .bind(user.now)
+                .execute(&mut *tx)
+                .await?;
+            }
             for role in user.roles {
                 sqlx::query("INSERT INTO user_roles (user_id, role, granted_at) VALUES ($1, $2, $3)")
                     .bind(user.id)
@@ -180,7 +208,7 @@ impl Store {
 
     /// Opens a session with its first refresh token.
     #[tracing::instrument(skip_all, fields(session_id = %s.id))]
-    pub async fn create_session(&self, s: &NewSession<'_>) -> Result<(), StoreError> {
+    pub async fn create_session(&self, s: &NewSession<'_>, event: &Envelope) -> Result<(), StoreError> {
         with_db!(write &self.db, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
@@ -202,6 +230,7 @@ impl Store {
                 .bind(s.refresh_expires_at)
                 .execute(&mut *tx)
                 .await?;
+            outbox_append!(&mut *tx, event)?;
             tx.commit().await
         }.await)?;
         Ok(())
@@ -227,18 +256,53 @@ impl Store {
         .await)?)
     }
 
-    /// Revokes a session unless it already is. Returns whether it changed.
-    pub async fn revoke_session(&self, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let changed = with_db!(write &self.db, pool => sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+    /// Ends one session unless it already ended, with its `session_revoked`
+    /// event. Returns whether it changed.
+    pub async fn revoke_session(
+        &self,
+        id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+        trace: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let user: Option<Uuid> = with_tx!(&mut tx, conn => sqlx::query_scalar("SELECT user_id FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await)?;
+        let Some(user) = user else { return Ok(false) };
+        let ended = revoke_in(&mut tx, user, Which::One(id), reason, now, trace).await?;
+        tx.commit().await?;
+        Ok(!ended.is_empty())
+    }
+
+    /// Ends `which` of `user`'s live sessions, with their events.
+    pub async fn revoke_sessions(
+        &self,
+        user: Uuid,
+        which: Which,
+        reason: &str,
+        now: DateTime<Utc>,
+        trace: Option<String>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let ended = revoke_in(&mut tx, user, which, reason, now, trace).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    /// Records that a session was used (an access token was checked against it).
+    pub async fn touch_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE sessions SET last_used_at = $1 WHERE id = $2 AND last_used_at < $3",
         )
         .bind(now)
-        .bind(reason)
         .bind(id)
+        .bind(now - chrono::Duration::seconds(60))
         .execute(pool)
         .await
-        .map(|r| r.rows_affected()))?;
-        Ok(changed > 0)
+        .map(|_| ()))?;
+        Ok(())
     }
 
     /// Uses the refresh token hashed `old` and stores `new` as its successor,
@@ -282,14 +346,19 @@ impl Store {
                     .rows_affected(),
             };
             if claimed != 1 {
-                sqlx::query(
+                let ended = sqlx::query(
                     "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_token_reuse'
                      WHERE id = $2 AND revoked_at IS NULL",
                 )
                 .bind(now)
                 .bind(session_id)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if ended > 0 {
+                    let event = revoked_event(user_id, session_id, "refresh_token_reuse", now, None);
+                    outbox_append!(&mut *tx, &event)?;
+                }
                 tx.commit().await?;
                 return Ok(Err(Rotation::Reused));
             }
@@ -348,61 +417,116 @@ impl Store {
         .execute(conn)
         .await
         .map(|_| ()))?;
-        with_tx!(tx, conn => sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user).execute(conn).await.map(|_| ()))?;
-        kit::bus::store::forget_subject(tx, &user.to_string()).await
+        kit::bus::store::forget_subject(tx, &user.to_string()).await?;
+        // Services watching revocations hear of these sessions before they go.
+        revoke_in(tx, user, Which::All, "erased", now, None).await?;
+        with_tx!(tx, conn => sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user).execute(conn).await.map(|_| ()))
     }
 
-    /// Disables an account and ends its sessions (`user_banned`).
-    pub async fn disable_account(tx: &mut Tx, user: Uuid, reason: &str, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        with_tx!(tx, conn => sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1), updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(user)
-            .execute(conn)
-            .await
-            .map(|_| ()))?;
-        with_tx!(tx, conn => sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+    /// Disables an account and ends its sessions (`user_banned`, or an
+    /// administrator), with `user_disabled` and `session_revoked` events.
+    /// Returns whether the account was enabled before.
+    pub async fn disable_account(
+        tx: &mut Tx,
+        user: Uuid,
+        reason: &str,
+        by: Option<Uuid>,
+        now: DateTime<Utc>,
+        trace: Option<String>,
+    ) -> Result<bool, sqlx::Error> {
+        let changed = with_tx!(tx, conn => sqlx::query(
+            "UPDATE users SET disabled_at = $1, updated_at = $1 WHERE id = $2 AND disabled_at IS NULL",
         )
         .bind(now)
-        .bind(reason)
         .bind(user)
         .execute(conn)
         .await
-        .map(|_| ()))
+        .map(|r| r.rows_affected()))?;
+        if changed > 0 {
+            let event = contracts::auth::UserDisabled { user_id: user, disabled: true, by, at: now };
+            append(tx, &Envelope::new(&event, trace.clone())).await?;
+        }
+        revoke_in(tx, user, Which::All, reason, now, trace).await?;
+        Ok(changed > 0)
     }
+}
 
-    /// The newest key that may sign.
-    pub async fn signing_key(&self) -> Result<Option<KeyMaterial>, StoreError> {
-        let row: Option<(String, Vec<u8>, String)> = with_db!(&self.db, pool => sqlx::query_as(
-            "SELECT kid, private_key, public_key FROM signing_keys
-             WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+/// Which of a user's sessions to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    One(Uuid),
+    AllBut(Uuid),
+    All,
+}
+
+fn revoked_event(user: Uuid, session: Uuid, reason: &str, now: DateTime<Utc>, trace: Option<String>) -> Envelope {
+    Envelope::new(
+        &SessionRevoked { user_id: user, session_id: session, reason: reason.to_owned(), revoked_at: now },
+        trace,
+    )
+}
+
+/// Appends an event to the outbox in `tx`.
+pub(crate) async fn append(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
+    with_tx!(tx, conn => outbox_append!(conn, event).map(|_| ()))
+}
+
+/// Ends `which` of `user`'s live sessions in `tx`, appending a
+/// `session_revoked` event for each. Every path that ends sessions comes here,
+/// so none forgets the event that lets other services refuse their tokens.
+pub(crate) async fn revoke_in(
+    tx: &mut Tx,
+    user: Uuid,
+    which: Which,
+    reason: &str,
+    now: DateTime<Utc>,
+    trace: Option<String>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    const LIVE: &str = "UPDATE sessions SET revoked_at = $1, revoked_reason = $2
+         WHERE user_id = $3 AND revoked_at IS NULL AND expires_at > $1";
+    let (sql, other) = match which {
+        Which::One(id) => (format!("{LIVE} AND id = $4 RETURNING id"), Some(id)),
+        Which::AllBut(id) => (format!("{LIVE} AND id <> $4 RETURNING id"), Some(id)),
+        Which::All => (format!("{LIVE} RETURNING id"), None),
+    };
+    let ended: Vec<Uuid> = with_tx!(tx, conn => {
+        let q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).bind(now).bind(reason).bind(user);
+        let q = match other { Some(id) => q.bind(id), None => q };
+        q.fetch_all(conn).await
+    })?;
+    for session in &ended {
+        append(tx, &revoked_event(user, *session, reason, now, trace.clone())).await?;
+    }
+    Ok(ended)
+}
+
+/// A refresh token as introspection reports it.
+#[derive(Debug, Clone)]
+pub struct RefreshInfo {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Unused, unexpired, and its session live.
+    pub active: bool,
+}
+
+impl Store {
+    pub async fn refresh_info(&self, hash: &[u8], now: DateTime<Utc>) -> Result<Option<RefreshInfo>, StoreError> {
+        type Row = (Uuid, Uuid, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>, DateTime<Utc>, Option<DateTime<Utc>>);
+        let row: Option<Row> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT rt.session_id, s.user_id, rt.created_at, rt.expires_at, rt.used_at, s.expires_at, s.revoked_at
+             FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id WHERE rt.token_hash = $1",
         )
+        .bind(hash)
         .fetch_optional(pool)
         .await)?;
-        Ok(row.map(|(kid, private_pkcs8, public_x)| KeyMaterial { kid, private_pkcs8, public_x }))
-    }
-
-    pub async fn insert_signing_key(&self, key: &KeyMaterial, now: DateTime<Utc>) -> Result<(), StoreError> {
-        with_db!(write &self.db, pool => sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at) VALUES ($1, 'EdDSA', $2, $3, $4)",
-        )
-        .bind(&key.kid)
-        .bind(&key.private_pkcs8)
-        .bind(&key.public_x)
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|_| ()))?;
-        Ok(())
-    }
-
-    /// The public keys to publish: `(kid, x, expires_at)` of every key whose
-    /// tokens may still be valid.
-    pub async fn published_keys(&self) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>, StoreError> {
-        Ok(with_db!(&self.db, pool => sqlx::query_as(
-            "SELECT kid, public_key, expires_at FROM signing_keys ORDER BY created_at DESC",
-        )
-        .fetch_all(pool)
-        .await)?)
+        Ok(row.map(|(session_id, user_id, issued_at, expires_at, used_at, session_expires, revoked_at)| RefreshInfo {
+            session_id,
+            user_id,
+            issued_at,
+            expires_at,
+            active: used_at.is_none() && expires_at > now && session_expires > now && revoked_at.is_none(),
+        }))
     }
 }
