@@ -97,6 +97,8 @@ pub struct Settings {
     /// How long `panal auth rotate-keys` publishes a new key before it signs,
     /// in seconds: longer than verifiers cache the JWKS (5 minutes).
     pub key_publish_delay_secs: u64,
+    /// How often auth re-reads its keys (to see rotations made by the CLI).
+    pub key_reload_secs: u64,
     /// Lifetime of service clients' access tokens, in seconds.
     pub client_token_ttl_secs: u64,
     /// The web application's address, for links in mail
@@ -122,6 +124,7 @@ impl Default for Settings {
             verify_email_ttl_secs: 24 * 3600,
             reset_password_ttl_secs: 30 * 60,
             key_publish_delay_secs: 600,
+            key_reload_secs: 30,
             client_token_ttl_secs: 15 * 60,
             app_url: None,
             mail_from: "Panal <no-reply@panal.localhost>".to_owned(),
@@ -195,7 +198,7 @@ pub async fn build(ctx: &Context, db: Db) -> anyhow::Result<(Service, Handle)> {
     let store = Store::new(db.clone());
     let relay = Relay::new("auth", db.clone(), ctx.bus.clone());
 
-    let keys = KeyRing::load(store.clone()).await?;
+    let keys = KeyRing::load(store.clone(), Duration::from_secs(settings.key_reload_secs)).await?;
 
     let tokens = &config.settings.tokens;
     let verifier = Arc::new(TokenVerifier::new(

@@ -38,18 +38,17 @@ impl KeyMaterial {
 }
 
 /// Auth's signing keys, read from its database and re-read every
-/// `RELOAD`, so a rotation made by `panal auth rotate-keys` (another process)
+/// `auth.key_reload_secs`, so a rotation made by `panal auth rotate-keys` (another process)
 /// takes effect without a restart.
 pub struct KeyRing {
     store: crate::store::Store,
     cache: tokio::sync::RwLock<(std::time::Instant, Vec<crate::store::KeyRecord>)>,
+    reload: std::time::Duration,
 }
-
-const RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl KeyRing {
     /// Loads the keys, creating the first one if there is none.
-    pub async fn load(store: crate::store::Store) -> anyhow::Result<Self> {
+    pub async fn load(store: crate::store::Store, reload: std::time::Duration) -> anyhow::Result<Self> {
         let mut keys = store.keys().await?;
         if keys.is_empty() {
             let key = KeyMaterial::generate()?;
@@ -58,12 +57,12 @@ impl KeyRing {
             tracing::info!(kid = %key.kid, "generated the first signing key");
             keys = store.keys().await?;
         }
-        Ok(Self { store, cache: tokio::sync::RwLock::new((std::time::Instant::now(), keys)) })
+        Ok(Self { store, cache: tokio::sync::RwLock::new((std::time::Instant::now(), keys)), reload })
     }
 
     /// The key that signs now: the newest whose signing period has begun.
     pub async fn signing_key(&self) -> anyhow::Result<KeyMaterial> {
-        let stale = self.cache.read().await.0.elapsed() > RELOAD;
+        let stale = self.cache.read().await.0.elapsed() >= self.reload;
         if stale {
             let keys = self.store.keys().await?;
             *self.cache.write().await = (std::time::Instant::now(), keys);

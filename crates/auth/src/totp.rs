@@ -22,6 +22,11 @@ pub fn secret_base32(secret: &[u8]) -> String {
     BASE32_NOPAD.encode(secret)
 }
 
+/// A base32 secret back to bytes (what an authenticator app does).
+pub fn decode_secret(b32: &str) -> Option<Vec<u8>> {
+    BASE32_NOPAD.decode(b32.trim().to_uppercase().as_bytes()).ok()
+}
+
 /// The time step of a Unix time.
 pub fn step_at(unix: i64) -> i64 {
     unix.div_euclid(STEP_SECS)

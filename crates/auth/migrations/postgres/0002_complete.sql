@@ -44,7 +44,7 @@ CREATE TABLE mfa_challenges (
     user_id     UUID NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     created_at  TIMESTAMPTZ NOT NULL,
     expires_at  TIMESTAMPTZ NOT NULL,
-    failures    INTEGER NOT NULL DEFAULT 0,
+    failures    BIGINT NOT NULL DEFAULT 0,
     used_at     TIMESTAMPTZ
 );
 CREATE INDEX mfa_challenges_user_id ON mfa_challenges (user_id);

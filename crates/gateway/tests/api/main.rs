@@ -78,7 +78,7 @@ impl Platform {
     async fn sign_in(&self, email: &str) -> String {
         let r =
             self.post("/v1/auth/register", json!({"email": email, "password": PASSWORD, "display_name": "Ada"})).await;
-        assert_eq!(r.status(), 201);
+        assert_eq!(r.status(), 202);
         let r = self.post("/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();

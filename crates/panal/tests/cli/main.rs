@@ -120,7 +120,7 @@ async fn up_serves_the_slice_and_stops_cleanly_keeping_what_it_acknowledged() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 202);
     assert!(terminate(&mut child).success(), "SIGTERM is a clean stop");
     assert!(dir.join("auth.db").exists());
 
@@ -229,7 +229,7 @@ async fn serve_runs_auth_alone_on_postgresql() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 202);
     assert!(terminate(&mut child).success());
 
     // The account is in PostgreSQL.

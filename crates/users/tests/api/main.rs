@@ -92,7 +92,7 @@ impl Platform {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
         self.login(&email).await
     }
 
