@@ -83,7 +83,9 @@ impl Mailer {
             };
             match smtp.send(message).await {
                 Ok(_) => tracing::info!(subject = %mail.subject, "mail handed to the SMTP relay"),
-                Err(e) => tracing::warn!(error = %e, subject = %mail.subject, "mail not sent: SMTP relay refused or unreachable"),
+                Err(e) => {
+                    tracing::warn!(error = %e, subject = %mail.subject, "mail not sent: SMTP relay refused or unreachable")
+                }
             }
         });
     }

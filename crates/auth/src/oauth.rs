@@ -115,7 +115,10 @@ impl Providers {
             let explicit = [&s.authorize_url, &s.token_url, &s.userinfo_url];
             let all = explicit.iter().all(|u| u.is_some());
             if s.issuer.is_none() && !all && !is_42 {
-                return Err(bad(name, "set `issuer` (OpenID discovery) or all of authorize_url, token_url, userinfo_url"));
+                return Err(bad(
+                    name,
+                    "set `issuer` (OpenID discovery) or all of authorize_url, token_url, userinfo_url",
+                ));
             }
             if s.redirect_uris.is_empty() {
                 return Err(bad(name, "redirect_uris must name at least one page of the web app"));
@@ -126,7 +129,8 @@ impl Providers {
                     return Err(bad(name, &format!("{u:?} must not have a fragment")));
                 }
             }
-            let default_scopes = if is_42 { vec!["public".to_owned()] } else { vec!["openid".into(), "email".into(), "profile".into()] };
+            let default_scopes =
+                if is_42 { vec!["public".to_owned()] } else { vec!["openid".into(), "email".into(), "profile".into()] };
             let endpoints = OnceCell::new();
             if all || (is_42 && s.issuer.is_none()) {
                 let or = |u: &Option<String>, d: &str| u.clone().unwrap_or_else(|| d.to_owned());
@@ -140,11 +144,20 @@ impl Providers {
                 name.clone(),
                 Provider {
                     name: name.clone(),
-                    display_name: s.display_name.clone().unwrap_or_else(|| if is_42 { "42".into() } else { name.clone() }),
+                    display_name: s
+                        .display_name
+                        .clone()
+                        .unwrap_or_else(|| if is_42 { "42".into() } else { name.clone() }),
                     scopes: s.scopes.clone().unwrap_or(default_scopes),
-                    subject_claim: s.subject_claim.clone().unwrap_or_else(|| if is_42 { "id".into() } else { "sub".into() }),
+                    subject_claim: s
+                        .subject_claim
+                        .clone()
+                        .unwrap_or_else(|| if is_42 { "id".into() } else { "sub".into() }),
                     email_claim: s.email_claim.clone().unwrap_or_else(|| "email".into()),
-                    name_claim: s.name_claim.clone().unwrap_or_else(|| if is_42 { "displayname".into() } else { "name".into() }),
+                    name_claim: s
+                        .name_claim
+                        .clone()
+                        .unwrap_or_else(|| if is_42 { "displayname".into() } else { "name".into() }),
                     trust_email: s.trust_email || is_42,
                     settings: s.clone(),
                     endpoints,
@@ -179,9 +192,9 @@ impl Providers {
                     return Err(OAuthError::Upstream(format!("{url} names another issuer")));
                 }
                 let field = |k: &str| {
-                    p.settings_url(k).or_else(|| doc[k].as_str().map(str::to_owned)).ok_or_else(|| {
-                        OAuthError::Upstream(format!("{url} has no {k}"))
-                    })
+                    p.settings_url(k)
+                        .or_else(|| doc[k].as_str().map(str::to_owned))
+                        .ok_or_else(|| OAuthError::Upstream(format!("{url} has no {k}")))
                 };
                 Ok(Endpoints {
                     authorize: field("authorization_endpoint")?,
@@ -252,7 +265,8 @@ impl Providers {
             .filter(|s| s.len() <= 255)
             .ok_or_else(|| OAuthError::Upstream(format!("userinfo has no {:?}", p.subject_claim)))?;
         let email = text(&info[&p.email_claim]).map(|e| e.trim().to_lowercase());
-        let email_verified = p.trust_email || matches!(&info["email_verified"], Value::Bool(true)) || info["email_verified"] == "true";
+        let email_verified =
+            p.trust_email || matches!(&info["email_verified"], Value::Bool(true)) || info["email_verified"] == "true";
         Ok(ExternalUser { subject, email, email_verified, name: text(&info[&p.name_claim]) })
     }
 }

@@ -34,7 +34,8 @@ pub async fn create_admin(
     let email = Email::parse(email).map_err(|m| anyhow::anyhow!("email {m}"))?;
     let name = DisplayName::parse(display_name).map_err(|m| anyhow::anyhow!("display name {m}"))?;
     let password = Password::parse(password).map_err(|m| anyhow::anyhow!("password {m}"))?;
-    crate::policy::check(password.expose(), email.as_str(), name.as_str()).map_err(|m| anyhow::anyhow!("password {m}"))?;
+    crate::policy::check(password.expose(), email.as_str(), name.as_str())
+        .map_err(|m| anyhow::anyhow!("password {m}"))?;
     let store = open(db).await?;
     let hash = crate::password::Hasher::new(&settings.password)?.hash(password.expose()).await?;
     let id = Uuid::now_v7();
@@ -71,7 +72,8 @@ pub async fn create_admin(
 pub async fn grant_admin(db: &Db, email: &str) -> anyhow::Result<Uuid> {
     let email = Email::parse(email).map_err(|m| anyhow::anyhow!("email {m}"))?;
     let store = open(db).await?;
-    let user = store.user_by_email(email.as_str()).await?.ok_or_else(|| anyhow::anyhow!("no account has this email"))?;
+    let user =
+        store.user_by_email(email.as_str()).await?.ok_or_else(|| anyhow::anyhow!("no account has this email"))?;
     let mut roles = user.roles.clone();
     roles.push(ROLE_ADMIN.to_owned());
     match store.set_roles(user.id, &roles, user.id, Utc::now(), None).await? {
@@ -95,8 +97,10 @@ pub async fn rotate_keys(
     let now = Utc::now();
     let signs_from = now + chrono::Duration::seconds(i64::try_from(delay).unwrap_or(600));
     let grace = chrono::Duration::seconds(
-        i64::try_from(settings.access_token_ttl_secs.max(settings.client_token_ttl_secs) + config.settings.tokens.leeway_secs)
-            .unwrap_or(3600),
+        i64::try_from(
+            settings.access_token_ttl_secs.max(settings.client_token_ttl_secs) + config.settings.tokens.leeway_secs,
+        )
+        .unwrap_or(3600),
     );
     let key = KeyMaterial::generate()?;
     store.add_key(&key, now, signs_from, grace).await?;

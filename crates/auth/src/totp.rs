@@ -121,7 +121,9 @@ mod tests {
     fn rfc6238_sha1_test_vectors() {
         // RFC 6238 appendix B, SHA-1, last six digits of the eight shown.
         let secret = b"12345678901234567890";
-        for (t, code) in [(59, "287082"), (1_111_111_109, "081804"), (1_234_567_890, "005924"), (2_000_000_000, "279037")] {
+        for (t, code) in
+            [(59, "287082"), (1_111_111_109, "081804"), (1_234_567_890, "005924"), (2_000_000_000, "279037")]
+        {
             assert_eq!(code_at(secret, step_at(t)), code, "t={t}");
         }
     }

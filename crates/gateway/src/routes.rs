@@ -14,13 +14,22 @@ pub const PUBLIC_PATHS: &[&str] = &[
     "/v1/auth/login",
     "/v1/auth/refresh",
     "/v1/auth/logout",
+    "/v1/auth/login/mfa",
+    "/v1/auth/email/verify",
+    "/v1/auth/password/forgot",
+    "/v1/auth/password/reset",
+    "/v1/auth/oauth/providers",
+    // OAuth 2.0 endpoints authenticate their clients themselves (Basic).
+    "/v1/auth/token",
+    "/v1/auth/introspect",
+    "/v1/auth/revoke",
     "/.well-known/jwks.json",
     "/.well-known/openid-configuration",
 ];
 
 /// Paths reachable without an access token, with `*` standing for one
 /// segment: avatars are shown in `<img>` tags, which send no token.
-pub const PUBLIC_PATTERNS: &[&str] = &["/v1/users/*/avatar"];
+pub const PUBLIC_PATTERNS: &[&str] = &["/v1/users/*/avatar", "/v1/auth/oauth/*/start", "/v1/auth/oauth/*/callback"];
 
 fn matches(pattern: &str, path: &str) -> bool {
     let (mut p, mut q) = (pattern.split('/'), path.split('/'));

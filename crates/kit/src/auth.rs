@@ -390,9 +390,10 @@ async fn verified_claims(parts: &mut Parts) -> Result<AccessClaims, Problem> {
     if let Some(claims) = parts.extensions.get::<AccessClaims>() {
         return Ok(claims.clone());
     }
-    let verifier = parts.extensions.get::<Arc<TokenVerifier>>().cloned().ok_or_else(|| {
-        Problem::internal(&KeySourceError("no token verifier is installed on this service".into()))
-    })?;
+    let verifier =
+        parts.extensions.get::<Arc<TokenVerifier>>().cloned().ok_or_else(|| {
+            Problem::internal(&KeySourceError("no token verifier is installed on this service".into()))
+        })?;
     let token = bearer_token(&parts.headers)?
         .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
     let claims = verifier.verify(token).await?;

@@ -175,7 +175,9 @@ pub async fn auth(mut config: Config, command: AuthCommand) -> anyhow::Result<()
                 let db = auth_db(&mut config, data_dir).await?;
                 let (id, secret) = auth::ops::create_client(&db, &name, &scopes).await?;
                 db.close().await;
-                println!("client_id:     {id}\nclient_secret: {secret}\n(the secret is shown only now; only its hash is kept)");
+                println!(
+                    "client_id:     {id}\nclient_secret: {secret}\n(the secret is shown only now; only its hash is kept)"
+                );
             }
             ClientsCommand::List { data_dir } => {
                 let db = auth_db(&mut config, data_dir).await?;

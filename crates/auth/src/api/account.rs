@@ -168,10 +168,7 @@ async fn change_password(
     let Some(new) = new else { return Err(Problem::bad_request("invalid request").into()) };
     super::check_password(&state, &user.email, &current, meta.ip).await?;
     let hash = state.hasher.hash(new.expose()).await?;
-    state
-        .store
-        .change_password(user.id, &hash, Some(caller.session_id), "change", Utc::now(), trace_of(trace))
-        .await?;
+    state.store.change_password(user.id, &hash, Some(caller.session_id), "change", Utc::now(), trace_of(trace)).await?;
     state.outbox.notify();
     tracing::info!(user_id = %user.id, "password changed");
     Ok(StatusCode::NO_CONTENT)
@@ -310,7 +307,14 @@ async fn forgot_password(
             let expires = now + seconds(state.settings.reset_password_ttl_secs);
             state
                 .store
-                .insert_email_token(&tokens::hash_refresh_token(&token), user.id, PURPOSE_RESET, &user.email, now, expires)
+                .insert_email_token(
+                    &tokens::hash_refresh_token(&token),
+                    user.id,
+                    PURPOSE_RESET,
+                    &user.email,
+                    now,
+                    expires,
+                )
                 .await?;
             state.mailer.send(Mail {
                 to: user.email.clone(),

@@ -121,7 +121,11 @@ pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }
 
-async fn fresh_recovery_codes(state: &AppState, user: Uuid, confirm_step: Option<i64>) -> Result<Option<Vec<String>>, AuthError> {
+async fn fresh_recovery_codes(
+    state: &AppState,
+    user: Uuid,
+    confirm_step: Option<i64>,
+) -> Result<Option<Vec<String>>, AuthError> {
     let codes = totp::new_recovery_codes();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|c| totp::hash_recovery_code(c)).collect();
     let now = Utc::now();
@@ -154,9 +158,12 @@ async fn confirm(
 ) -> Result<Json<RecoveryCodes>, AuthError> {
     let code = required("code", req.code)?;
     let user = live_account(&state, &caller).await?;
-    let factor = state.store.totp(user.id).await?.filter(|f| !f.confirmed).ok_or_else(|| {
-        Problem::conflict("no enrolment is in progress; start one at POST /v1/auth/mfa/totp")
-    })?;
+    let factor = state
+        .store
+        .totp(user.id)
+        .await?
+        .filter(|f| !f.confirmed)
+        .ok_or_else(|| Problem::conflict("no enrolment is in progress; start one at POST /v1/auth/mfa/totp"))?;
     let key = user.id.to_string();
     state.throttle.check(Guarded::SecondFactor, &key, meta.ip).map_err(AuthError::Throttled)?;
     let Some(step) = totp::matching_step(&factor.secret, &code, totp::step_at(Utc::now().timestamp())) else {
@@ -180,7 +187,12 @@ pub struct PasswordAndCode {
     pub recovery_code: Option<String>,
 }
 
-async fn prove_both(state: &AppState, caller: &Caller, meta: &RequestMeta, req: PasswordAndCode) -> Result<User, AuthError> {
+async fn prove_both(
+    state: &AppState,
+    caller: &Caller,
+    meta: &RequestMeta,
+    req: PasswordAndCode,
+) -> Result<User, AuthError> {
     let password = required("password", req.password)?;
     if req.code.is_none() && req.recovery_code.is_none() {
         return Err(required("code", None).err().unwrap_or(AuthError::InvalidCode));

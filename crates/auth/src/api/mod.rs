@@ -11,8 +11,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use contracts::auth::{UserLoggedIn, UserRegistered};
 use contracts::Envelope;
+use contracts::auth::{UserLoggedIn, UserRegistered};
 use kit::auth::{AccessClaims, Caller, Jwks, TokenError};
 use kit::trace::TraceContext;
 use kit::{FieldErrors, Json, Problem};
@@ -399,11 +399,8 @@ pub(crate) fn trace_of(trace: Option<Extension<TraceContext>>) -> Option<String>
 /// so its own endpoints refuse a revoked session's tokens at once.
 pub(crate) async fn live_account(state: &AppState, caller: &Caller) -> Result<User, AuthError> {
     let now = Utc::now();
-    let active = state
-        .store
-        .session(caller.session_id)
-        .await?
-        .is_some_and(|s| s.user_id == caller.user_id && s.is_active(now));
+    let active =
+        state.store.session(caller.session_id).await?.is_some_and(|s| s.user_id == caller.user_id && s.is_active(now));
     if !active {
         return Err(TokenError::Revoked.into());
     }

@@ -47,7 +47,11 @@ fn invalid_request(detail: &str, code: &'static str) -> AuthError {
 }
 
 /// The client's credentials, from `Authorization: Basic` or the form.
-fn credentials(headers: &HeaderMap, id: Option<&str>, secret: Option<&str>) -> Result<Option<(String, String)>, AuthError> {
+fn credentials(
+    headers: &HeaderMap,
+    id: Option<&str>,
+    secret: Option<&str>,
+) -> Result<Option<(String, String)>, AuthError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| invalid_client())?;
         let Some(("Basic" | "basic", encoded)) = value.split_once(' ') else { return Err(invalid_client()) };
@@ -55,7 +59,8 @@ fn credentials(headers: &HeaderMap, id: Option<&str>, secret: Option<&str>) -> R
         let decoded = String::from_utf8(decoded).map_err(|_| invalid_client())?;
         let (id, secret) = decoded.split_once(':').ok_or_else(invalid_client)?;
         // RFC 6749 §2.3.1: both parts are form-encoded inside Basic.
-        let unescape = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        let unescape =
+            |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
         return Ok(Some((unescape(id).ok_or_else(invalid_client)?, unescape(secret).ok_or_else(invalid_client)?)));
     }
     match (id, secret) {
@@ -205,7 +210,11 @@ pub struct Introspection {
 /// The verified claims of an access token that is still in force: its
 /// session live (a user's) or its client enabled and the token not revoked
 /// (a service client's).
-async fn live_access_token(state: &AppState, verifier: &TokenVerifier, token: &str) -> Result<Option<AccessClaims>, AuthError> {
+async fn live_access_token(
+    state: &AppState,
+    verifier: &TokenVerifier,
+    token: &str,
+) -> Result<Option<AccessClaims>, AuthError> {
     let Ok(claims) = verifier.verify(token).await else { return Ok(None) };
     let now = Utc::now();
     let live = match (&claims.sid, &claims.client_id) {
@@ -239,7 +248,8 @@ async fn introspect(
     let (id, secret) =
         credentials(&headers, form.client_id.as_deref(), form.client_secret.as_deref())?.ok_or_else(invalid_client)?;
     authenticate(&state, &id, &secret).await?;
-    let token = form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("token is required", "invalid_request"))?;
+    let token =
+        form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("token is required", "invalid_request"))?;
     let mut answer = Introspection::default();
     if token.len() <= 16 * 1024 {
         if let Some(c) = live_access_token(&state, &verifier, &token).await? {
@@ -298,7 +308,8 @@ async fn revoke(
     if let Some((id, secret)) = credentials(&headers, form.client_id.as_deref(), form.client_secret.as_deref())? {
         authenticate(&state, &id, &secret).await?;
     }
-    let token = form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("token is required", "invalid_request"))?;
+    let token =
+        form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("token is required", "invalid_request"))?;
     let now = Utc::now();
     let trace = trace_of(trace);
     if token.len() <= 16 * 1024

@@ -56,7 +56,10 @@ impl From<OAuthError> for AuthError {
 }
 
 fn provider<'a>(state: &'a AppState, name: &str) -> Result<&'a Provider, AuthError> {
-    state.providers.get(name).ok_or_else(|| Problem::not_found(format!("no identity provider is named {name:?}")).into())
+    state
+        .providers
+        .get(name)
+        .ok_or_else(|| Problem::not_found(format!("no identity provider is named {name:?}")).into())
 }
 
 /// A configured provider.
@@ -113,7 +116,7 @@ async fn start(
 ) -> Result<Json<StartResponse>, AuthError> {
     let p = provider(&state, &name)?;
     let redirect_uri = req.redirect_uri.unwrap_or_default();
-    if !p.settings.redirect_uris.iter().any(|u| *u == redirect_uri) {
+    if !p.settings.redirect_uris.contains(&redirect_uri) {
         let mut e = FieldErrors::new();
         e.add("redirect_uri", "is not one of this provider's registered redirect URIs (they are matched exactly)");
         e.finish()?;
@@ -201,9 +204,11 @@ async fn callback(
     let Some((verifier, _nonce, redirect_uri)) =
         state.store.take_oauth_state(&tokens::hash_refresh_token(&given_state), &p.name, now).await?
     else {
-        return Err(Problem::bad_request("the state is unknown, was used already or has expired; start the sign-in again")
-            .with_type("invalid-state", "Invalid state")
-            .into());
+        return Err(Problem::bad_request(
+            "the state is unknown, was used already or has expired; start the sign-in again",
+        )
+        .with_type("invalid-state", "Invalid state")
+        .into());
     };
     let external = state.providers.identify(p, &code, &verifier, &redirect_uri).await?;
     let trace = trace_of(trace);
@@ -217,11 +222,9 @@ async fn callback(
         return signed_in(&state, &user, &headers, &meta, &method, trace).await;
     }
 
-    let email = external
-        .email
-        .as_deref()
-        .and_then(|e| Email::parse(e).ok())
-        .ok_or_else(|| Problem::bad_request("the provider shared no usable email address; allow it to, and try again"))?;
+    let email = external.email.as_deref().and_then(|e| Email::parse(e).ok()).ok_or_else(|| {
+        Problem::bad_request("the provider shared no usable email address; allow it to, and try again")
+    })?;
     if let Some(existing) = state.store.user_by_email(email.as_str()).await? {
         // Linking needs both sides verified: otherwise whoever registered an
         // address first (perhaps not its owner) could capture the identity.
@@ -260,12 +263,20 @@ async fn callback(
         .name
         .as_deref()
         .and_then(|n| DisplayName::parse(n).ok())
-        .or_else(|| DisplayName::parse(&email.as_str().split('@').next().unwrap_or("user").chars().take(32).collect::<String>()).ok())
+        .or_else(|| {
+            DisplayName::parse(&email.as_str().split('@').next().unwrap_or("user").chars().take(32).collect::<String>())
+                .ok()
+        })
         .map(|n| n.as_str().to_owned())
         .unwrap_or_else(|| "user".to_owned());
     let id = Uuid::now_v7();
     let event = Envelope::new(
-        &UserRegistered { user_id: id, email: email.as_str().to_owned(), display_name: display_name.clone(), registered_at: now },
+        &UserRegistered {
+            user_id: id,
+            email: email.as_str().to_owned(),
+            display_name: display_name.clone(),
+            registered_at: now,
+        },
         trace.clone(),
     );
     let new = NewUser {

@@ -29,7 +29,9 @@ type Row = (Uuid, String, String, bool, Option<DateTime<Utc>>, DateTime<Utc>, Op
 /// What a change of roles led to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RolesOutcome {
-    Changed { removed_any: bool },
+    Changed {
+        removed_any: bool,
+    },
     Unchanged,
     NotFound,
     /// Refused: no enabled administrator would be left.
@@ -208,7 +210,11 @@ impl Store {
             }
             let changed = Store::disable_account(&mut tx, user, "account_disabled", Some(by), now, trace).await?;
             tx.commit().await?;
-            return Ok(Some(if changed { RolesOutcome::Changed { removed_any: true } } else { RolesOutcome::Unchanged }));
+            return Ok(Some(if changed {
+                RolesOutcome::Changed { removed_any: true }
+            } else {
+                RolesOutcome::Unchanged
+            }));
         }
         let changed = with_tx!(&mut tx, conn => sqlx::query(
             "UPDATE users SET disabled_at = NULL, updated_at = $1 WHERE id = $2 AND disabled_at IS NOT NULL",

@@ -112,7 +112,12 @@ impl Store {
     }
 
     /// Remembers a revoked access token until it would have expired.
-    pub async fn revoke_token(&self, jti: Uuid, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn revoke_token(
+        &self,
+        jti: Uuid,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         with_db!(write &self.db, pool => async {
             sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1").bind(now).execute(pool).await?;
             sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")

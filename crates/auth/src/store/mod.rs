@@ -417,6 +417,14 @@ impl Store {
         .execute(conn)
         .await
         .map(|_| ()))?;
+        // Everything else keyed by the account goes: mailed tokens (they name the
+        // address), the second factor, linked identities (their emails).
+        for table in
+            ["email_tokens", "totp_factors", "recovery_codes", "mfa_challenges", "external_identities", "pending_links"]
+        {
+            let sql = format!("DELETE FROM {table} WHERE user_id = $1");
+            with_tx!(tx, conn => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(user).execute(conn).await.map(|_| ()))?;
+        }
         kit::bus::store::forget_subject(tx, &user.to_string()).await?;
         // Services watching revocations hear of these sessions before they go.
         revoke_in(tx, user, Which::All, "erased", now, None).await?;
@@ -513,7 +521,8 @@ pub struct RefreshInfo {
 
 impl Store {
     pub async fn refresh_info(&self, hash: &[u8], now: DateTime<Utc>) -> Result<Option<RefreshInfo>, StoreError> {
-        type Row = (Uuid, Uuid, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>, DateTime<Utc>, Option<DateTime<Utc>>);
+        type Row =
+            (Uuid, Uuid, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>, DateTime<Utc>, Option<DateTime<Utc>>);
         let row: Option<Row> = with_db!(&self.db, pool => sqlx::query_as(
             "SELECT rt.session_id, s.user_id, rt.created_at, rt.expires_at, rt.used_at, s.expires_at, s.revoked_at
              FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id WHERE rt.token_hash = $1",

@@ -181,7 +181,12 @@ impl Store {
     }
 
     /// New recovery codes, replacing the old ones.
-    pub async fn set_recovery_codes(&self, user: Uuid, hashes: &[Vec<u8>], now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn set_recovery_codes(
+        &self,
+        user: Uuid,
+        hashes: &[Vec<u8>],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         replace_recovery_codes(&mut tx, user, hashes, now).await?;
         tx.commit().await?;
@@ -218,7 +223,8 @@ impl Store {
     }
 
     pub async fn challenge(&self, hash: &[u8]) -> Result<Option<Challenge>, StoreError> {
-        let row: Option<(Uuid, DateTime<Utc>, i64, Option<DateTime<Utc>>)> = with_db!(&self.db, pool => sqlx::query_as(
+        type Row = (Uuid, DateTime<Utc>, i64, Option<DateTime<Utc>>);
+        let row: Option<Row> = with_db!(&self.db, pool => sqlx::query_as(
             "SELECT user_id, expires_at, failures, used_at FROM mfa_challenges WHERE token_hash = $1",
         )
         .bind(hash)

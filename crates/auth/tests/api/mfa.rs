@@ -26,9 +26,11 @@ async fn enrolled(app: &TestApp, email: &str) -> (Tokens, Vec<u8>, Vec<String>) 
     let r = app.post_as("/v1/auth/mfa/totp/confirm", &t.access, json!({"code": "000000"})).await;
     let wrong = if totp::code_at(&secret, step_now()) == "000000" { 200 } else { 401 };
     assert_eq!(r.status(), wrong);
-    let r = app.post_as("/v1/auth/mfa/totp/confirm", &t.access, json!({"code": totp::code_at(&secret, step_now())})).await;
+    let r =
+        app.post_as("/v1/auth/mfa/totp/confirm", &t.access, json!({"code": totp::code_at(&secret, step_now())})).await;
     assert_eq!(r.status(), 200);
-    let codes: Vec<String> = serde_json::from_value(r.json::<Value>().await.unwrap()["recovery_codes"].clone()).unwrap();
+    let codes: Vec<String> =
+        serde_json::from_value(r.json::<Value>().await.unwrap()["recovery_codes"].clone()).unwrap();
     assert_eq!(codes.len(), 10);
     (t, secret, codes)
 }

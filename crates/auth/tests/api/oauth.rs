@@ -4,10 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -81,7 +81,11 @@ async fn token(State(f): State<Shared>, Form(form): Form<HashMap<String, String>
 }
 
 async fn userinfo(State(f): State<Shared>, headers: HeaderMap) -> Response {
-    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
     match f.lock().unwrap().tokens.get(token) {
         Some(user) => Json(user.clone()).into_response(),
         None => StatusCode::UNAUTHORIZED.into_response(),

@@ -260,6 +260,23 @@ kit::backend_tests! {
         assert_eq!(reqwest::get(p.url("/docs/../Cargo.toml")).await.unwrap().status(), 404);
     }
 
+    async fn signed_out_auth_flows_pass_the_gateway_without_a_bearer_token(db) {
+        let p = Platform::start(&db).await;
+        let r = p.post("/v1/auth/password/forgot", json!({"email": "nobody@example.com"})).await;
+        assert_eq!(r.status(), 202);
+        let r = p.post("/v1/auth/login/mfa", json!({"mfa_token": "nope", "code": "123456"})).await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap()["type"], "urn:panal:problem:invalid-challenge", "auth answered, not the gateway");
+        // OAuth clients authenticate with Basic, which the gateway passes to auth.
+        let r = p.http.post(p.url("/v1/auth/token")).basic_auth("nobody", Some("secret")).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+        let r = p.http.get(p.url("/v1/auth/oauth/providers")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        // Signed-in endpoints still need a token at the edge.
+        assert_eq!(p.http.get(p.url("/v1/auth/sessions")).send().await.unwrap().status(), 401);
+    }
+
     async fn gateway_metrics_name_the_service_route(db) {
         let p = Platform::start(&db).await;
         p.post("/v1/auth/login", json!({"email": "nobody@example.com", "password": PASSWORD})).await;

@@ -165,7 +165,7 @@ impl Platform {
 
     /// A token for `user` issued `age` ago, signed with auth's real key.
     async fn old_token(&self, user: &User, age: chrono::Duration) -> String {
-        let key = auth::store::Store::new(self.auth_db.clone()).signing_key().await.unwrap().unwrap();
+        let key = auth::store::Store::new(self.auth_db.clone()).keys().await.unwrap().remove(0).material;
         let session: Uuid = {
             use base64::Engine;
             let payload = user.token.split('.').nth(1).unwrap();
