@@ -22,6 +22,7 @@ mod flows;
 mod mfa;
 mod oauth;
 mod service_clients;
+mod smtp;
 
 struct TestApp {
     server: TestServer,
