@@ -3,8 +3,9 @@
 //! Three rules, all in memory (one auth instance sees its own attempts; see
 //! docs/auth.md for several instances):
 //!
-//! - **Per IP**, a token bucket over every guarded attempt (`ip_burst` at once,
-//!   `ip_per_minute` after): one address cannot spray many accounts.
+//! - **Per IP**, a token bucket charged by every failed attempt (`ip_burst` at
+//!   once, `ip_per_minute` after): one address cannot spray many accounts,
+//!   while a school or office behind one address signs in freely.
 //! - **Per account and IP**, a progressive delay: after `free_failures` wrong
 //!   answers in a row, each further attempt must wait 1 s, 2 s, 4 s … up to
 //!   `max_delay_secs` after the last failure. A success from that address
@@ -84,7 +85,7 @@ impl Throttle {
     }
 
     /// May an attempt on `account` from `ip` go ahead? `Err` carries how long
-    /// to wait. Counts the attempt against the IP's bucket.
+    /// to wait. Counts nothing; [`Throttle::failed`] does.
     pub fn check(&self, what: Guarded, account: &str, ip: Option<IpAddr>) -> Result<(), Duration> {
         let now = Instant::now();
         let s = &self.settings;
@@ -97,7 +98,7 @@ impl Throttle {
             return Err(wait);
         }
         if let Some(ip) = ip
-            && let Decision::Deny { retry_after } = self.per_ip.check_at(&(what, ip), now)
+            && let Decision::Deny { retry_after } = self.per_ip.peek(&(what, ip))
         {
             return Err(retry_after);
         }
@@ -119,6 +120,9 @@ impl Throttle {
     /// Records a wrong answer.
     pub fn failed(&self, what: Guarded, account: &str, ip: Option<IpAddr>) {
         let now = Instant::now();
+        if let Some(ip) = ip {
+            self.per_ip.check_at(&(what, ip), now);
+        }
         let forget = Duration::from_secs(self.settings.forget_after_secs);
         let Ok(mut failures) = self.failures.lock() else { return };
         if failures.len() >= MAX_TRACKED {
@@ -184,8 +188,13 @@ mod tests {
     #[test]
     fn one_address_spraying_accounts_meets_its_bucket() {
         let t = Throttle::new(ThrottleSettings { ip_burst: 3, ip_per_minute: 3, ..Default::default() });
+        for _ in 0..10 {
+            t.succeeded(Guarded::Login, "ok@x.io", ip(1));
+            assert!(t.check(Guarded::Login, "ok@x.io", ip(1)).is_ok(), "successes cost nothing");
+        }
         for n in 0..3 {
             assert!(t.check(Guarded::Login, &format!("u{n}@x.io"), ip(1)).is_ok());
+            t.failed(Guarded::Login, &format!("u{n}@x.io"), ip(1));
         }
         let wait = t.check(Guarded::Login, "u9@x.io", ip(1)).unwrap_err();
         assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");

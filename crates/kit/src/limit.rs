@@ -87,6 +87,14 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         self.quota
     }
 
+    /// Would a request for `key` pass now? Counts nothing: for limits that
+    /// charge only some outcomes (failed logins), [`Limiter::check`] after.
+    pub fn peek(&self, key: &K) -> Decision {
+        let now = Instant::now();
+        let tat = self.state.lock().ok().and_then(|s| s.get(key).copied());
+        gcra(&self.quota, tat, now).0
+    }
+
     /// Counts one request for `key`.
     pub fn check(&self, key: &K) -> Decision {
         self.check_at(key, Instant::now())
