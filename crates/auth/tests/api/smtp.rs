@@ -34,7 +34,10 @@ fn start_smtpd() -> Option<Smtpd> {
         assert!(!required, "PANAL_TEST_SMTP=1 but `python3 -c 'import aiosmtpd'` fails (pip install aiosmtpd)");
         // Written straight to the stream: the test harness captures `eprintln!`.
         use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED (SMTP): pip install aiosmtpd to run it; PANAL_TEST_SMTP=1 requires it");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (SMTP): pip install aiosmtpd to run it; PANAL_TEST_SMTP=1 requires it"
+        );
         return None;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
