@@ -72,8 +72,17 @@ kit::backend_tests! {
         );
         assert_eq!(raw_status(p.gateway.addr, &head).await, 413);
         // Under the announced limit but over the image limit once read: 413 too.
-        let r = p.upload(&ada.token, vec![0u8; 5 * 1024 * 1024 + 10], "huge.png").await;
-        assert_eq!(r.status(), 413);
+        // Sent raw, whole, then the answer read: client libraries differ on
+        // what they do when an answer arrives while they still write.
+        let mut body = b"--b\r\ncontent-disposition: form-data; name=\"avatar\"; filename=\"huge.png\"\r\ncontent-type: image/png\r\n\r\n".to_vec();
+        body.extend(vec![0u8; 5 * 1024 * 1024 + 10]);
+        body.extend(b"\r\n--b--\r\n");
+        let head = format!(
+            "PUT /v1/users/me/avatar HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: multipart/form-data; boundary=b\r\ncontent-length: {}\r\n\r\n",
+            ada.token,
+            body.len()
+        );
+        assert_eq!(raw_upload_status(p.gateway.addr, &head, &body).await, 413);
         let r = p.http.put(p.url("/v1/users/me/avatar")).bearer_auth(&ada.token).body(png(10, 10)).send().await.unwrap();
         assert_eq!(r.status(), 415, "not multipart");
         let form = reqwest::multipart::Form::new().text("picture", "wrong field");
@@ -91,6 +100,19 @@ async fn raw_status(addr: std::net::SocketAddr, head: &str) -> u16 {
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 1024];
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+    let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Sends a whole request (a write the server cuts short is fine) and returns
+/// the status it answered with.
+async fn raw_upload_status(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let _ = stream.write_all(body).await;
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap().unwrap();
     let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
     line.split(' ').nth(1).unwrap().parse().unwrap()
 }
