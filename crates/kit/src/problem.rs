@@ -239,6 +239,11 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// The 422 problem for one invalid field.
+    pub fn single(field: &str, message: impl Into<String>) -> Problem {
+        Problem::validation(vec![FieldError { field: field.to_owned(), message: message.into() }])
+    }
+
     /// `Ok(())` when nothing was wrong, else the 422 problem listing every field.
     pub fn finish(self) -> Result<(), Problem> {
         if self.0.is_empty() { Ok(()) } else { Err(Problem::validation(self.0)) }

@@ -403,9 +403,7 @@ async fn upload_avatar(
         return Err(UsersError::Request(Problem::payload_too_large(MAX_UPLOAD_BYTES)));
     }
     let upload = upload.ok_or_else(|| {
-        let mut errors = FieldErrors::new();
-        errors.add("avatar", "is required (a multipart field named `avatar`)");
-        UsersError::Request(errors.finish().err().unwrap_or_else(|| Problem::bad_request("avatar is required")))
+        UsersError::Request(FieldErrors::single("avatar", "is required (a multipart field named `avatar`)"))
     })?;
     let processed = tokio::task::spawn_blocking(move || avatars::process(&upload))
         .await
@@ -724,11 +722,7 @@ async fn send_request(
 ) -> Result<(StatusCode, Json<RequestResult>), UsersError> {
     let id = me.caller.user_id;
     let Some(other) = req.user_id else {
-        let mut e = FieldErrors::new();
-        e.add("user_id", "is required");
-        return Err(UsersError::Request(
-            e.finish().err().unwrap_or_else(|| Problem::bad_request("user_id is required")),
-        ));
+        return Err(UsersError::Request(FieldErrors::single("user_id", "is required")));
     };
     if other == id {
         return Err(UsersError::Invalid("you cannot send a friend request to yourself".to_owned()));
@@ -999,11 +993,7 @@ async fn admin_ban(
 ) -> Result<Json<MyProfile>, UsersError> {
     let reason = req.reason.unwrap_or_default().trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
-        let mut e = FieldErrors::new();
-        e.add("reason", "is required, at most 500 characters");
-        return Err(UsersError::Request(
-            e.finish().err().unwrap_or_else(|| Problem::bad_request("reason is required")),
-        ));
+        return Err(UsersError::Request(FieldErrors::single("reason", "is required, at most 500 characters")));
     }
     if id == admin.user_id {
         return Err(UsersError::Invalid("you cannot ban yourself".to_owned()));

@@ -186,11 +186,7 @@ fn link_token(token: Option<String>) -> Result<String, AuthError> {
     match token {
         Some(t) if !t.is_empty() && t.len() <= 128 => Ok(t),
         Some(_) => Err(AuthError::InvalidLink),
-        None => {
-            let mut e = FieldErrors::new();
-            e.add("token", "is required");
-            Err(e.finish().err().unwrap_or_else(|| Problem::bad_request("token is required")).into())
-        }
+        None => Err(FieldErrors::single("token", "is required").into()),
     }
 }
 
@@ -360,11 +356,8 @@ async fn reset_password(
     Json(req): Json<ResetRequest>,
 ) -> Result<StatusCode, AuthError> {
     let token = link_token(req.token)?;
-    let password = Password::parse(req.new_password.as_deref().unwrap_or_default()).map_err(|m| {
-        let mut e = FieldErrors::new();
-        e.add("new_password", m);
-        AuthError::from(e.finish().err().unwrap_or_else(|| Problem::bad_request("invalid password")))
-    })?;
+    let password = Password::parse(req.new_password.as_deref().unwrap_or_default())
+        .map_err(|m| AuthError::from(FieldErrors::single("new_password", m)))?;
     state.throttle.check(Guarded::Reset, "token", meta.ip).map_err(AuthError::Throttled)?;
     let hash = tokens::hash_refresh_token(&token);
     let now = Utc::now();
@@ -375,9 +368,7 @@ async fn reset_password(
     };
     let user = state.store.user_by_id(user_id).await?.ok_or(AuthError::InvalidLink)?;
     if let Err(m) = crate::policy::check(password.expose(), &email, &user.display_name) {
-        let mut e = FieldErrors::new();
-        e.add("new_password", m);
-        return Err(e.finish().err().unwrap_or_else(|| Problem::bad_request(m)).into());
+        return Err(FieldErrors::single("new_password", m).into());
     }
     let password_hash = state.hasher.hash(password.expose()).await?;
     match state.store.reset_password(&hash, &password_hash, now, trace_of(trace)).await? {

@@ -71,11 +71,7 @@ pub struct Enrolment {
 fn required(field: &str, value: Option<String>) -> Result<String, AuthError> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => {
-            let mut e = FieldErrors::new();
-            e.add(field, "is required");
-            Err(e.finish().err().unwrap_or_else(|| Problem::bad_request(format!("{field} is required"))).into())
-        }
+        _ => Err(FieldErrors::single(field, "is required").into()),
     }
 }
 

@@ -341,11 +341,10 @@ async fn login_second_factor(
     trace: Option<Extension<TraceContext>>,
     Json(req): Json<SecondFactorRequest>,
 ) -> Result<Json<TokenResponse>, AuthError> {
-    let token = req.mfa_token.filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(|| {
-        let mut e = FieldErrors::new();
-        e.add("mfa_token", "is required");
-        AuthError::from(e.finish().err().unwrap_or_else(|| Problem::bad_request("mfa_token is required")))
-    })?;
+    let token = req
+        .mfa_token
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .ok_or_else(|| AuthError::from(FieldErrors::single("mfa_token", "is required (at most 128 characters)")))?;
     let (user, method) = mfa::answer_challenge(&state, &token, req.code, req.recovery_code, meta.ip).await?;
     let tokens = open_session(&state, &user, &meta.device(&headers), method, trace_of(trace)).await?;
     Ok(Json(tokens))
@@ -611,11 +610,7 @@ fn required_refresh_token(req: RefreshRequest) -> Result<String, AuthError> {
     match req.refresh_token {
         Some(t) if !t.is_empty() && t.len() <= 128 => Ok(t),
         Some(t) if t.len() > 128 => Err(AuthError::InvalidRefreshToken),
-        _ => {
-            let mut errors = FieldErrors::new();
-            errors.add("refresh_token", "is required");
-            Err(errors.finish().err().unwrap_or_else(|| Problem::bad_request("refresh_token is required")).into())
-        }
+        _ => Err(FieldErrors::single("refresh_token", "is required").into()),
     }
 }
 
