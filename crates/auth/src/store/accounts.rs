@@ -39,8 +39,9 @@ pub enum RolesOutcome {
 }
 
 /// Roles as one text column, ordered, for list queries on both backends.
-const ROLE_LIST: &str = "(SELECT string_agg(role, ' ' ORDER BY role) FROM user_roles r WHERE r.user_id = u.id)";
-const ROLE_LIST_SQLITE: &str =
+pub(super) const ROLE_LIST: &str =
+    "(SELECT string_agg(role, ' ' ORDER BY role) FROM user_roles r WHERE r.user_id = u.id)";
+pub(super) const ROLE_LIST_SQLITE: &str =
     "(SELECT group_concat(role, ' ') FROM (SELECT role FROM user_roles r WHERE r.user_id = u.id ORDER BY role))";
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern (with `ESCAPE '\'`).
@@ -88,10 +89,7 @@ impl Store {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<AccountRow>, StoreError> {
-        let roles = match self.db {
-            kit::db::Db::Sqlite(_) => ROLE_LIST_SQLITE,
-            kit::db::Db::Postgres(_) => ROLE_LIST,
-        };
+        let roles = self.role_list();
         let sql = format!(
             "SELECT u.id, u.email, u.display_name, u.email_verified, u.disabled_at, u.created_at, {roles},
                     EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)
