@@ -116,6 +116,15 @@ impl Default for Settings {
 pub struct HttpSettings {
     /// Largest request body accepted, in bytes (413 above it).
     pub body_limit: usize,
+    /// Largest request head (request line and headers), in bytes (431 above it).
+    pub max_header_bytes: usize,
+    /// Longest a client may take to send a request head, in milliseconds
+    /// (slow clients are disconnected); also the idle keep-alive limit.
+    pub header_read_timeout_ms: u64,
+    /// Serve HTTPS with this certificate chain (PEM); needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Longest a handler may take before the client gets a 503, in milliseconds.
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
@@ -126,7 +135,16 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { body_limit: 64 * 1024, request_timeout_ms: 15_000, shutdown_grace_ms: 10_000, access_log: true }
+        Self {
+            body_limit: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
+            request_timeout_ms: 15_000,
+            shutdown_grace_ms: 10_000,
+            access_log: true,
+        }
     }
 }
 
@@ -136,6 +154,15 @@ impl HttpSettings {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms.max(100))
+    }
+
+    /// Whether this process serves HTTPS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
     }
 }
 
@@ -180,6 +207,9 @@ impl Default for TokenSettings {
 pub struct Config {
     figment: Figment,
     pub settings: Settings,
+    /// Where it was read from, for [`Config::reload`]: `None` for explicit
+    /// sources, `Some(file)` for the file (or `./panal.toml`) and environment.
+    disk: Option<Option<PathBuf>>,
 }
 
 impl Config {
@@ -197,15 +227,27 @@ impl Config {
             None => figment = figment.merge(Toml::file("panal.toml")),
         }
         figment = figment.merge(Env::prefixed("PANAL_").ignore(NOT_SETTINGS).split("__"));
-        Self::from_figment(figment)
+        let mut config = Self::from_figment(figment)?;
+        config.disk = Some(file.map(Path::to_path_buf));
+        Ok(config)
     }
 
     /// Configuration from explicit sources (tests, embedding).
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let settings: Settings = figment.extract()?;
-        let config = Self { figment, settings };
+        let config = Self { figment, settings, disk: None };
         config.validate()?;
         Ok(config)
+    }
+
+    /// The same sources read again (the file and the environment), for a
+    /// process told to reload (SIGHUP). Configuration built from explicit
+    /// sources has nothing to re-read and comes back as it is.
+    pub fn reload(&self) -> Result<Self, ConfigError> {
+        match &self.disk {
+            Some(file) => Self::load(file.as_deref()),
+            None => Ok(self.clone()),
+        }
     }
 
     /// Configuration from a TOML string only (tests).

@@ -246,27 +246,91 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let name = service.name;
     let grace = settings.shutdown_grace();
+    let tls = tls_acceptor(settings)?;
     let (router, workers, db) = service.into_parts(settings);
     let worker_token = shutdown.child_token();
     let worker_handles: Vec<_> = workers.into_iter().map(|w| tokio::spawn(w(worker_token.clone()))).collect();
 
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let mut server = tokio::spawn(server.into_future());
-
-    let result = tokio::select! {
-        r = &mut server => flatten(r),
-        () = shutdown.cancelled() => {
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(r) => flatten(r),
-                Err(_) => {
-                    tracing::warn!(service = name, grace_ms = grace.as_millis() as u64, "in-flight requests did not finish within the shutdown grace period; closing them");
-                    server.abort();
-                    Ok(())
+    // Connections are served by hyper directly (not `axum::serve`) for the
+    // limits it does not expose: a client gets `header_read_timeout` to send a
+    // request head (slow clients are cut off, idle keep-alive connections
+    // too), a head over `max_header_bytes` is answered 431, and upgraded
+    // connections (WebSocket) are handed to the handler.
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout())
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .keep_alive(true);
+    // Each connection watches `closing`: at shutdown it finishes the request
+    // in flight and closes; `connections` waits for them, up to the grace.
+    let closing = CancellationToken::new();
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(service = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
+        });
+        let http1 = http1.clone();
+        let closing = closing.clone();
+        macro_rules! drive {
+            ($io:expr) => {{
+                let conn = http1.serve_connection(hyper_util::rt::TokioIo::new($io), svc).with_upgrades();
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = closing.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            }};
+        }
+        match &tls {
+            None => {
+                connections.spawn(async move { drive!(stream) });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let handshake_timeout = settings.header_read_timeout();
+                connections.spawn(async move {
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    };
+                    drive!(stream)
+                });
             }
         }
-    };
+    }
+    drop(listener);
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
+        tracing::warn!(
+            service = name,
+            grace_ms = grace.as_millis() as u64,
+            "in-flight requests did not finish within the shutdown grace period; closing them"
+        );
+    }
     worker_token.cancel();
     for handle in worker_handles {
         if tokio::time::timeout(grace, handle).await.is_err() {
@@ -277,11 +341,34 @@ pub async fn serve(
         db.close().await;
     }
     tracing::debug!(service = name, "stopped");
-    result
+    Ok(())
 }
 
-fn flatten(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
-    r.map_err(std::io::Error::other)?
+/// The TLS acceptor for `http.tls_cert` / `http.tls_key`, if set.
+fn tls_acceptor(settings: &HttpSettings) -> std::io::Result<Option<tokio_rustls::TlsAcceptor>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
+        if settings.tls_cert.is_some() || settings.tls_key.is_some() {
+            return Err(std::io::Error::other("invalid configuration: http.tls_cert and http.tls_key go together"));
+        }
+        return Ok(None);
+    };
+    crate::install_crypto();
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("invalid configuration: {what} {}: {e}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("http.tls_cert", cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("http.tls_cert", cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("http.tls_key", key, &e))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| std::io::Error::other(format!("invalid configuration: http.tls_cert/tls_key: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))))
 }
 
 /// Longest request id accepted from a client; longer ones are replaced.

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod problem;
+pub mod resilience;
 pub mod secret;
 pub mod telemetry;
 pub mod text;

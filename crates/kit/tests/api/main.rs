@@ -63,7 +63,13 @@ fn service() -> Service {
 }
 
 fn settings() -> HttpSettings {
-    HttpSettings { body_limit: 1024, request_timeout_ms: 2_000, shutdown_grace_ms: 5_000, access_log: true }
+    HttpSettings {
+        body_limit: 1024,
+        request_timeout_ms: 2_000,
+        shutdown_grace_ms: 5_000,
+        access_log: true,
+        ..Default::default()
+    }
 }
 
 async fn problem(resp: reqwest::Response) -> serde_json::Value {
@@ -255,4 +261,56 @@ kit::backend_tests! {
         assert_eq!(body["status"], "not_ready");
         assert_eq!(body["checks"]["database"]["status"], "down");
     }
+}
+
+/// Writes `bytes` on a raw connection and returns what the server answers
+/// (the status line's code) or `None` when it closes without answering.
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8], wait: std::time::Duration) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => None,
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).split(' ').nth(1).and_then(|s| s.parse().ok()),
+        Err(_) => panic!("the server neither answered nor closed within {wait:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_request_heads_get_431() {
+    let app = TestServer::spawn(service(), HttpSettings { max_header_bytes: 8192, ..settings() }).await;
+    let big = format!("GET /slow HTTP/1.1\r\nhost: x\r\nx-padding: {}\r\n\r\n", "a".repeat(20_000));
+    assert_eq!(raw_exchange(app.addr, big.as_bytes(), std::time::Duration::from_secs(5)).await, Some(431));
+    let fine = "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    assert_eq!(raw_exchange(app.addr, fine.as_bytes(), std::time::Duration::from_secs(5)).await, Some(200));
+}
+
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_request_head_is_cut_off() {
+    let app = TestServer::spawn(service(), HttpSettings { header_read_timeout_ms: 300, ..settings() }).await;
+    // Half a request line, then nothing (slowloris): the server answers 408
+    // or closes once the head timeout passes, instead of waiting forever.
+    let started = std::time::Instant::now();
+    let answer = raw_exchange(app.addr, b"GET /healthz HTTP/1.1\r\nhost:", std::time::Duration::from_secs(5)).await;
+    assert!(matches!(answer, None | Some(408)), "{answer:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn https_is_served_from_certificate_files() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let tls = HttpSettings {
+        tls_cert: Some(data.join("localhost.crt")),
+        tls_key: Some(data.join("localhost.key")),
+        ..settings()
+    };
+    let app = TestServer::spawn(service(), tls).await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(data.join("ca.crt")).unwrap()).unwrap();
+    let client = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+    let r = client.get(format!("https://localhost:{}/healthz", app.addr.port())).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Plain HTTP to the TLS port gets nothing useful.
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/healthz", app.addr.port())).await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
 }

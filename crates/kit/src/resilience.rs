@@ -1,0 +1,300 @@
+//! Resilience for calls to other services, shared by the gateway and by
+//! services' own clients: a circuit breaker per upstream and a retry budget.
+//!
+//! **Breaker.** Closed, it counts consecutive failures; at `failure_threshold`
+//! it opens and refuses calls at once (the caller answers 503 with
+//! `Retry-After`) for `open_for`. Then it is half-open: up to `half_open_probes`
+//! calls go through; a success closes it, a failure opens it again for twice as
+//! long (capped at `max_open_for`).
+//!
+//! **Retry budget.** Retries only ever add a bounded share of load: each first
+//! attempt deposits `ratio` of a retry (default 0.2), each retry withdraws a
+//! whole one, and `min_per_sec` retries are always allowed so a quiet service
+//! can still retry. A failing upstream therefore sees at most about 20 % more
+//! requests, never a retry storm. Whether a request may be retried at all
+//! (idempotent methods only) is the caller's decision.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// First open period, in milliseconds; doubles on each failed probe.
+    pub open_ms: u64,
+    /// Longest open period, in milliseconds.
+    pub max_open_ms: u64,
+    /// Calls let through while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self { failure_threshold: 5, open_ms: 5_000, max_open_ms: 60_000, half_open_probes: 1 }
+    }
+}
+
+/// The breaker's state, as metrics and `/admin/upstreams` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+
+    /// 0 closed, 1 half-open, 2 open: a gauge value.
+    pub fn as_gauge(self) -> i64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Inner {
+    Closed { failures: u32 },
+    Open { until: Instant, open_for: Duration },
+    HalfOpen { in_flight: u32, open_for: Duration },
+}
+
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    settings: BreakerSettings,
+    inner: Mutex<Inner>,
+}
+
+/// Refused by an open breaker: retry after this long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerOpen {
+    pub retry_after: Duration,
+}
+
+/// A call the breaker let through; report how it went with
+/// [`CircuitBreaker::success`] or [`CircuitBreaker::failure`].
+#[derive(Debug)]
+#[must_use]
+pub struct Permit {
+    probe: bool,
+}
+
+impl CircuitBreaker {
+    pub fn new(settings: BreakerSettings) -> Self {
+        Self { settings, inner: Mutex::new(Inner::Closed { failures: 0 }) }
+    }
+
+    pub fn acquire(&self) -> Result<Permit, BreakerOpen> {
+        self.acquire_at(Instant::now())
+    }
+
+    pub fn acquire_at(&self, now: Instant) -> Result<Permit, BreakerOpen> {
+        let Ok(mut inner) = self.inner.lock() else { return Ok(Permit { probe: false }) };
+        match &mut *inner {
+            Inner::Closed { .. } => Ok(Permit { probe: false }),
+            Inner::Open { until, open_for } => {
+                if now < *until {
+                    return Err(BreakerOpen { retry_after: *until - now });
+                }
+                *inner = Inner::HalfOpen { in_flight: 1, open_for: *open_for };
+                Ok(Permit { probe: true })
+            }
+            Inner::HalfOpen { in_flight, .. } => {
+                if *in_flight < self.settings.half_open_probes.max(1) {
+                    *in_flight += 1;
+                    Ok(Permit { probe: true })
+                } else {
+                    Err(BreakerOpen { retry_after: Duration::from_secs(1) })
+                }
+            }
+        }
+    }
+
+    pub fn success(&self, _permit: Permit) {
+        if let Ok(mut inner) = self.inner.lock() {
+            *inner = Inner::Closed { failures: 0 };
+        }
+    }
+
+    pub fn failure(&self, permit: Permit) {
+        self.failure_at(permit, Instant::now());
+    }
+
+    pub fn failure_at(&self, permit: Permit, now: Instant) {
+        let Ok(mut inner) = self.inner.lock() else { return };
+        let first = Duration::from_millis(self.settings.open_ms);
+        let max = Duration::from_millis(self.settings.max_open_ms).max(first);
+        match &mut *inner {
+            Inner::Closed { failures } => {
+                *failures += 1;
+                if *failures >= self.settings.failure_threshold.max(1) {
+                    *inner = Inner::Open { until: now + first, open_for: first };
+                }
+            }
+            Inner::HalfOpen { open_for, .. } if permit.probe => {
+                let next = (*open_for * 2).min(max);
+                *inner = Inner::Open { until: now + next, open_for: next };
+            }
+            // A call that started before the breaker opened: already counted.
+            _ => {}
+        }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        match self.inner.lock().as_deref() {
+            Ok(Inner::Closed { .. }) | Err(_) => BreakerState::Closed,
+            Ok(Inner::Open { until, .. }) if Instant::now() < *until => BreakerState::Open,
+            Ok(Inner::Open { .. } | Inner::HalfOpen { .. }) => BreakerState::HalfOpen,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetrySettings {
+    /// Retries allowed per first attempt, over time.
+    pub ratio: f64,
+    /// Retries always allowed per second.
+    pub min_per_sec: u32,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self { ratio: 0.2, min_per_sec: 10, max_attempts: 2 }
+    }
+}
+
+#[derive(Debug)]
+struct Budget {
+    balance: f64,
+    floor_second: Instant,
+    floor_used: u32,
+}
+
+#[derive(Debug)]
+pub struct RetryBudget {
+    settings: RetrySettings,
+    budget: Mutex<Budget>,
+}
+
+/// The most retries a budget can save up.
+const MAX_BALANCE: f64 = 100.0;
+
+impl RetryBudget {
+    pub fn new(settings: RetrySettings) -> Self {
+        let budget = Budget { balance: 0.0, floor_second: Instant::now(), floor_used: 0 };
+        Self { settings, budget: Mutex::new(budget) }
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.settings.max_attempts.max(1)
+    }
+
+    /// Records a first attempt.
+    pub fn deposit(&self) {
+        if let Ok(mut b) = self.budget.lock() {
+            b.balance = (b.balance + self.settings.ratio).min(MAX_BALANCE);
+        }
+    }
+
+    /// May a retry go ahead? Withdraws it if so.
+    pub fn try_retry(&self) -> bool {
+        self.try_retry_at(Instant::now())
+    }
+
+    pub fn try_retry_at(&self, now: Instant) -> bool {
+        let Ok(mut b) = self.budget.lock() else { return false };
+        if b.balance >= 1.0 {
+            b.balance -= 1.0;
+            return true;
+        }
+        if now.duration_since(b.floor_second) >= Duration::from_secs(1) {
+            b.floor_second = now;
+            b.floor_used = 0;
+        }
+        if b.floor_used < self.settings.min_per_sec {
+            b.floor_used += 1;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_the_threshold_then_probes_and_closes() {
+        let b = CircuitBreaker::new(BreakerSettings {
+            failure_threshold: 3,
+            open_ms: 1000,
+            max_open_ms: 4000,
+            half_open_probes: 1,
+        });
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            let p = b.acquire_at(t0).unwrap();
+            b.failure_at(p, t0);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        let p = b.acquire_at(t0).unwrap();
+        b.success(p);
+        for _ in 0..3 {
+            let p = b.acquire_at(t0).unwrap();
+            b.failure_at(p, t0);
+        }
+        let open = b.acquire_at(t0 + Duration::from_millis(400)).unwrap_err();
+        assert_eq!(open.retry_after, Duration::from_millis(600));
+        // Half-open: one probe at a time.
+        let probe = b.acquire_at(t0 + Duration::from_millis(1000)).unwrap();
+        assert!(b.acquire_at(t0 + Duration::from_millis(1000)).is_err());
+        // A failed probe opens it for twice as long.
+        b.failure_at(probe, t0 + Duration::from_millis(1000));
+        let open = b.acquire_at(t0 + Duration::from_millis(1000)).unwrap_err();
+        assert_eq!(open.retry_after, Duration::from_millis(2000));
+        let probe = b.acquire_at(t0 + Duration::from_millis(3000)).unwrap();
+        b.success(probe);
+        assert!(b.acquire_at(t0 + Duration::from_millis(3000)).is_ok());
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn retries_stay_within_a_fifth_of_the_traffic() {
+        let budget = RetryBudget::new(RetrySettings { ratio: 0.2, min_per_sec: 0, max_attempts: 2 });
+        let now = Instant::now();
+        let mut retries = 0;
+        for _ in 0..1000 {
+            budget.deposit();
+            // Every request fails and wants a retry.
+            if budget.try_retry_at(now) {
+                retries += 1;
+            }
+        }
+        assert!((199..=200).contains(&retries), "{retries}");
+    }
+
+    #[test]
+    fn a_quiet_service_may_still_retry_a_few_times_a_second() {
+        let budget = RetryBudget::new(RetrySettings { ratio: 0.2, min_per_sec: 3, max_attempts: 2 });
+        let t0 = Instant::now();
+        assert_eq!((0..10).filter(|_| budget.try_retry_at(t0)).count(), 3);
+        assert_eq!((0..10).filter(|_| budget.try_retry_at(t0 + Duration::from_secs(1))).count(), 3);
+    }
+}
