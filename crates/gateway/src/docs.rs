@@ -89,8 +89,16 @@ pub(crate) async fn merged_openapi(State(state): State<AppState>) -> Response {
             "Every Panal service behind the gateway. Errors are RFC 9457 `application/problem+json` documents.",
         ))
         .build();
-    let mut upstreams: Vec<_> = state.routes.upstreams().collect();
-    upstreams.sort();
+    // The services of the map (not extra upstreams such as a legacy fallback),
+    // each from its first instance.
+    let table = state.table();
+    let upstreams: Vec<(&str, String)> = state
+        .defaults
+        .iter()
+        .filter_map(|u| {
+            table.pools.get(u.service).and_then(|p| p.instances.first()).map(|i| (u.service, i.url.clone()))
+        })
+        .collect();
     for (service, base) in upstreams {
         match fetch_doc(&state, &format!("{base}/openapi.json")).await {
             Ok(doc) => merged.merge(doc),

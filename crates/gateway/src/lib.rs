@@ -1,37 +1,52 @@
 //! The gateway: Panal's single way in.
 //!
-//! `/v1/<service>/...` is proxied to that service with the body streamed,
-//! hop-by-hop headers removed, client-supplied identity headers dropped and
-//! `x-forwarded-*`, `x-request-id` and `traceparent` set. Access tokens are
-//! verified here, against auth's JWKS, before anything reaches a protected
-//! route. The gateway also serves the merged OpenAPI document and a browsable
-//! API UI at `/docs`, and reports every upstream in `/readyz`.
+//! Requests are routed by path prefix to a pool of upstream instances
+//! (`/v1/<service>` by default, versioned routes and a legacy fallback from
+//! configuration), balanced round robin or least in flight, kept away from
+//! instances that fail health checks or return errors, stopped at once by a
+//! circuit breaker when an upstream is down, and retried (idempotent methods
+//! only) within a retry budget. On the way in: CORS, security headers, rate
+//! limits (memory or Redis), access tokens verified with a cache and revoked
+//! sessions refused. Bodies stream both ways; WebSocket upgrades are proxied.
+//! The gateway also serves the merged OpenAPI document, `/docs`, `/readyz` per
+//! upstream and `/admin/upstreams`.
 //!
-//! - routing and forwarding: [`proxy`]
-//! - the route table: [`routes`]
-//! - API documentation: [`docs`]
+//! - the route table: [`routes`]; pools, health and ejection: [`balance`]
+//! - forwarding: [`proxy`]; rate limits: [`limits`]; CORS and headers: [`edge`]
+//! - revoked sessions: [`denylist`]; API documentation: [`docs`]
 
+pub mod admin;
+pub mod balance;
+pub mod denylist;
 pub mod docs;
+pub mod edge;
+pub mod limits;
 pub mod proxy;
 pub mod routes;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
+use kit::Context;
 use kit::auth::{HttpKeySource, TokenVerifier};
 use kit::config::Config;
 use kit::http::Service;
+use kit::resilience::{BreakerSettings, RetrySettings};
 use serde::Deserialize;
 
-use crate::routes::RouteTable;
+use crate::balance::{HealthSettings, OutlierSettings, Strategy};
+use crate::edge::CorsSettings;
+use crate::limits::{RateLimitSettings, RateLimits};
+use crate::routes::{RouteSettings, RouteTable};
 
 /// Gateway settings: `[gateway]` in `panal.toml`, `PANAL_GATEWAY__*`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    /// Longest wait for an upstream's response head, in milliseconds.
+    /// Longest wait for an upstream's response head, in milliseconds (routes
+    /// may set their own).
     pub upstream_timeout_ms: u64,
     /// Longest wait to connect to an upstream, in milliseconds.
     pub connect_timeout_ms: u64,
@@ -39,6 +54,27 @@ pub struct Settings {
     pub docs_cache_secs: u64,
     /// Paths allowed bodies bigger than `http.body_limit` (uploads), in bytes.
     pub upload_limits: std::collections::BTreeMap<String, usize>,
+    /// Instances per upstream: a service of the map (replacing its one
+    /// address) or a new name for routes and the fallback.
+    pub upstreams: std::collections::BTreeMap<String, Vec<String>>,
+    /// Routes besides `/v1/<service>`, longest prefix first.
+    pub routes: Vec<RouteSettings>,
+    /// The upstream for paths no route matches (a legacy application being
+    /// replaced service by service).
+    pub fallback: Option<String>,
+    pub balance: Strategy,
+    pub health: HealthSettings,
+    pub outlier: OutlierSettings,
+    pub breaker: BreakerSettings,
+    pub retry: RetrySettings,
+    pub rate_limits: RateLimitSettings,
+    pub cors: CorsSettings,
+    /// Send `Strict-Transport-Security` (on by itself when the gateway
+    /// serves TLS; set it when a TLS terminator stands in front).
+    pub hsts: bool,
+    /// Name of this replica's revocation subscription on the bus; give each
+    /// replica its own.
+    pub instance_id: String,
 }
 
 impl Default for Settings {
@@ -46,7 +82,24 @@ impl Default for Settings {
         let mut upload_limits = std::collections::BTreeMap::new();
         // Avatars: 5 MiB of image plus the multipart envelope.
         upload_limits.insert("/v1/users/me/avatar".to_owned(), 5 * 1024 * 1024 + 64 * 1024);
-        Self { upstream_timeout_ms: 10_000, connect_timeout_ms: 2_000, docs_cache_secs: 10, upload_limits }
+        Self {
+            upstream_timeout_ms: 10_000,
+            connect_timeout_ms: 2_000,
+            docs_cache_secs: 10,
+            upload_limits,
+            upstreams: Default::default(),
+            routes: Vec::new(),
+            fallback: None,
+            balance: Strategy::default(),
+            health: HealthSettings::default(),
+            outlier: OutlierSettings::default(),
+            breaker: BreakerSettings::default(),
+            retry: RetrySettings::default(),
+            rate_limits: RateLimitSettings::default(),
+            cors: CorsSettings::default(),
+            hsts: false,
+            instance_id: "gateway".to_owned(),
+        }
     }
 }
 
@@ -59,19 +112,48 @@ pub struct Upstream {
 }
 
 pub(crate) struct State {
-    pub routes: RouteTable,
+    /// Swapped whole on reload; requests in flight keep the table they began with.
+    pub routes: RwLock<Arc<RouteTable>>,
+    pub defaults: Vec<Upstream>,
+    pub config: RwLock<Config>,
     pub client: proxy::Client,
     pub verifier: Arc<TokenVerifier>,
     pub settings: Settings,
     pub body_limit: usize,
     pub docs: docs::DocsCache,
+    pub limits: RateLimits,
+    pub denied: denylist::DenyList,
+    pub edge: edge::Edge,
+    pub metrics: proxy::GatewayMetrics,
+}
+
+impl State {
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.routes.read().map(|t| t.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Reads the configuration again and swaps the route table. Pools whose
+    /// instances did not change keep their state; connections stay open.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let fresh = self.config.read().map_err(|_| anyhow::anyhow!("configuration lock poisoned"))?.reload()?;
+        let settings: Settings = fresh.section("gateway")?;
+        let table = RouteTable::build(&self.defaults, &settings, Some(&self.table()))?;
+        *self.routes.write().map_err(|_| anyhow::anyhow!("route table lock poisoned"))? = Arc::new(table);
+        if let Ok(mut c) = self.config.write() {
+            *c = fresh;
+        }
+        tracing::info!("gateway configuration reloaded");
+        Ok(())
+    }
 }
 
 pub(crate) type AppState = Arc<State>;
 
-/// Builds the gateway for `upstreams`. Tokens are verified with the keys
-/// published by the `auth` upstream.
-pub fn service(config: &Config, upstreams: Vec<Upstream>) -> anyhow::Result<Service> {
+/// Builds the gateway for `upstreams` (the service map). Tokens are verified
+/// with the keys published by the `auth` upstream; revoked sessions arrive as
+/// auth's `session_revoked` events on `ctx.bus`.
+pub fn service(ctx: &Context, upstreams: Vec<Upstream>) -> anyhow::Result<Service> {
+    let config = &ctx.config;
     let settings: Settings = config.section("gateway")?;
     let auth = upstreams
         .iter()
@@ -85,13 +167,25 @@ pub fn service(config: &Config, upstreams: Vec<Upstream>) -> anyhow::Result<Serv
         Duration::from_secs(tokens.jwks_refetch_interval_secs),
         Duration::from_secs(tokens.leeway_secs),
     ));
-    let routes = RouteTable::new(&upstreams)?;
+    let routes = RouteTable::build(&upstreams, &settings, None)?;
+    let limits =
+        RateLimits::new(settings.rate_limits.clone(), config.settings.redis_url.as_ref().map(|s| s.expose().as_str()))?;
+    let edge = edge::Edge::new(&settings.cors, settings.hsts || config.settings.http.tls())?;
+    // A revoked session's tokens stay valid (by signature) until they expire:
+    // the deny-list keeps them that long, plus leeway.
+    let deny_for = Duration::from_secs(3600 + tokens.leeway_secs);
     let state = Arc::new(State {
-        routes,
+        routes: RwLock::new(Arc::new(routes)),
+        defaults: upstreams,
+        config: RwLock::new(config.clone()),
         client: proxy::client(Duration::from_millis(settings.connect_timeout_ms)),
         verifier,
         body_limit: config.settings.http.body_limit,
         docs: docs::DocsCache::new(Duration::from_secs(settings.docs_cache_secs)),
+        limits,
+        denied: denylist::DenyList::new(deny_for),
+        edge,
+        metrics: proxy::GatewayMetrics::default(),
         settings,
     });
 
@@ -102,13 +196,27 @@ pub fn service(config: &Config, upstreams: Vec<Upstream>) -> anyhow::Result<Serv
         .route("/docs", get(docs::ui))
         .route("/docs/", get(docs::ui))
         .route("/docs/{file}", get(docs::asset))
+        .route("/admin/upstreams", get(admin::upstreams))
+        .route("/admin/reload", post(admin::reload))
+        .fallback(proxy::forward)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::layer))
         .with_state(state.clone());
 
     let ready_state = state.clone();
-    Ok(Service::new("gateway", router, utoipa::openapi::OpenApi::default()).without_openapi_route().with_readiness(
-        Arc::new(move || {
+    let mut service = Service::new("gateway", router, utoipa::openapi::OpenApi::default())
+        .without_openapi_route()
+        .with_own_fallback()
+        .with_readiness(Arc::new(move || {
             let state = ready_state.clone();
             Box::pin(async move { proxy::upstream_readiness(&state).await })
-        }),
-    ))
+        }))
+        .with_worker(proxy::health_worker(state.clone()))
+        .with_worker(admin::reload_on_sighup(state.clone()))
+        .with_worker(denylist::worker(state.clone(), ctx.bus.clone()));
+    // Uploads may be larger than `http.body_limit` on their own paths.
+    for (path, bytes) in &state.settings.upload_limits {
+        service = service.with_body_limit(path, *bytes);
+    }
+    state.metrics.register(service.metrics_mut().registry_mut(), &state);
+    Ok(service)
 }

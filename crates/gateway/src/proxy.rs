@@ -8,17 +8,21 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use kit::Problem;
-use kit::auth::bearer_token;
+use kit::auth::{TokenError, bearer_token};
 use kit::http::{CheckResult, Readiness, RequestId, RouteLabel};
 use kit::trace::TraceContext;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 
-use crate::AppState;
-use crate::routes::Target;
+use crate::balance::Pool;
+use crate::routes::{RouteTable, Target};
+use crate::{AppState, State as GatewayState};
 
 /// The pooled HTTP/1.1 client used for every upstream.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
@@ -69,13 +73,87 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Proxies one request to the service its path belongs to.
+/// The gateway's own metrics, besides kit's per-route request metrics.
+#[derive(Debug, Default)]
+pub struct GatewayMetrics {
+    /// Upstream calls by upstream, instance and outcome (`2xx` … `5xx`,
+    /// `connect_error`, `timeout`).
+    pub upstream: Family<Vec<(String, String)>, Counter>,
+    pub retries: Family<Vec<(String, String)>, Counter>,
+    /// Requests refused at once by an open breaker.
+    pub breaker_rejections: Family<Vec<(String, String)>, Counter>,
+    /// 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<Vec<(String, String)>, Gauge>,
+    pub available_instances: Family<Vec<(String, String)>, Gauge>,
+    pub denied_tokens: Counter,
+}
+
+impl GatewayMetrics {
+    pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry, state: &GatewayState) {
+        registry.register(
+            "gateway_upstream_requests",
+            "Calls to upstream instances, by outcome",
+            self.upstream.clone(),
+        );
+        registry.register("gateway_retries", "Retried upstream calls", self.retries.clone());
+        registry.register(
+            "gateway_breaker_rejections",
+            "Requests refused at once by an open circuit breaker",
+            self.breaker_rejections.clone(),
+        );
+        registry.register(
+            "gateway_breaker_state",
+            "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open",
+            self.breaker_state.clone(),
+        );
+        registry.register(
+            "gateway_available_instances",
+            "Instances in rotation (healthy, not ejected)",
+            self.available_instances.clone(),
+        );
+        registry.register(
+            "gateway_revoked_token_refusals",
+            "Requests refused for a revoked session",
+            self.denied_tokens.clone(),
+        );
+        registry.register("gateway_rate_limited", "Requests refused by a rate limit", state.limits.limited.clone());
+        registry.register(
+            "gateway_rate_limit_redis_errors",
+            "Rate-limit checks that fell back to local memory because Redis failed",
+            state.limits.redis_errors.clone(),
+        );
+    }
+
+    /// Refreshes the gauges of every pool.
+    pub(crate) fn observe_pools(&self, table: &RouteTable) {
+        for pool in table.pools() {
+            let labels = vec![("upstream".to_owned(), pool.name.clone())];
+            self.breaker_state.get_or_create(&labels).set(pool.breaker.state().as_gauge());
+            self.available_instances.get_or_create(&labels).set(i64::try_from(pool.available()).unwrap_or(0));
+        }
+    }
+}
+
+fn labels(pool: &Pool, instance: Option<&str>, outcome: Option<&str>) -> Vec<(String, String)> {
+    let mut l = vec![("upstream".to_owned(), pool.name.clone())];
+    if let Some(i) = instance {
+        l.push(("instance".to_owned(), i.to_owned()));
+    }
+    if let Some(o) = outcome {
+        l.push(("outcome".to_owned(), o.to_owned()));
+    }
+    l
+}
+
+/// Proxies one request to the upstream its path belongs to.
 pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    let Some(target) = state.routes.resolve(&path) else {
+    let table = state.table();
+    let Some(target) = table.resolve(&path) else {
         return Problem::not_found(format!("no service serves {path}")).into_response();
     };
-    let label = RouteLabel(target.label.clone());
+    let label = RouteLabel(target.route.label.clone());
+    tracing::Span::current().record("upstream", target.route.pool.name.as_str());
     let mut response = match forward_to(&state, &target, req).await {
         Ok(r) => r,
         Err(problem) => problem.into_response(),
@@ -84,24 +162,113 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     response
 }
 
+/// Idempotent methods (RFC 9110 §9.2.2) without a body may be sent again.
+fn retriable(req: &Request) -> bool {
+    let idempotent =
+        matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE);
+    let no_body = req.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v == "0")
+        && !req.headers().contains_key(header::TRANSFER_ENCODING);
+    idempotent && no_body
+}
+
+fn is_websocket(req: &Request) -> bool {
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let connection = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    upgrade && connection && req.method() == Method::GET
+}
+
+/// The access token of a request: `Authorization: Bearer`, or, for WebSocket
+/// upgrades (browsers cannot set headers on them), `access_token` in the query.
+fn token_of(req: &Request, websocket: bool) -> Result<Option<String>, Problem> {
+    if let Some(t) = bearer_token(req.headers())? {
+        return Ok(Some(t.to_owned()));
+    }
+    if websocket {
+        let from_query =
+            req.uri().query().and_then(|q| url_pairs(q).find(|(k, _)| k == "access_token").map(|(_, v)| v));
+        return Ok(from_query);
+    }
+    Ok(None)
+}
+
+fn url_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    q.split('&').filter_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        Some((k.to_owned(), v.to_owned()))
+    })
+}
+
 async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<Response, Problem> {
+    let websocket = is_websocket(&req);
+    let mut user = None;
     if !target.public {
-        let token = bearer_token(req.headers())?
+        let token = token_of(&req, websocket)?
             .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
-        let claims = state.verifier.verify(token).await?;
+        let claims = state.verifier.verify(&token).await?;
+        if let Some(sid) = claims.sid
+            && state.denied.contains(sid)
+        {
+            state.metrics.denied_tokens.inc();
+            return Err(TokenError::Revoked.into());
+        }
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
+        user = Some(claims.sub.to_string());
     }
 
-    let (mut parts, body) = req.into_parts();
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let original_host = parts.headers.get(header::HOST).cloned();
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let uri: Uri = format!("{}{}", target.base, path_and_query)
-        .parse()
-        .map_err(|_| Problem::bad_request("the request target is not a valid URI"))?;
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let client_ip = {
+        let (parts, _) = Request::new(()).into_parts();
+        let mut parts = parts;
+        parts.headers = req.headers().clone();
+        if let Some(ci) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            parts.extensions.insert(*ci);
+        }
+        kit::http::client_ip(&parts)
+    };
+    let verdict = state.limits.check(req.uri().path(), client_ip, user.as_deref()).await;
+    if let Some(v) = verdict
+        && !v.allowed
+    {
+        let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS)
+            .with_type("rate-limited", "Too many requests")
+            .with_detail(format!("rate limit reached; retry in {} s", v.reset_secs))
+            .with_header(header::RETRY_AFTER, HeaderValue::from(v.reset_secs));
+        for (name, value) in v.headers() {
+            problem = problem.with_header(name, value);
+        }
+        return Err(problem);
+    }
 
+    let mut response =
+        if websocket { upgrade(state, target, req, peer).await? } else { send(state, target, req, peer).await? };
+    if let Some(v) = verdict {
+        for (name, value) in v.headers() {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// The headers an upstream gets: hop-by-hop and client identity headers
+/// removed, `x-forwarded-*`, `x-request-id` and `traceparent` set.
+fn upstream_headers(parts: &mut http::request::Parts, peer: Option<std::net::IpAddr>, keep_upgrade: bool) {
+    let original_host = parts.headers.get(header::HOST).cloned();
+    let upgrade = parts.headers.get(header::UPGRADE).cloned();
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    if keep_upgrade && let Some(u) = upgrade {
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     for name in IDENTITY_HEADERS {
         headers.remove(*name);
     }
@@ -122,49 +289,192 @@ async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<R
     if let Some(id) = parts.extensions.get::<RequestId>()
         && let Ok(v) = HeaderValue::from_str(&id.0)
     {
-        headers.insert("x-request-id", v);
+        parts.headers.insert("x-request-id", v);
     }
     if let Some(trace) = parts.extensions.get::<TraceContext>()
         && let Ok(v) = HeaderValue::from_str(&trace.header_value())
     {
-        headers.insert("traceparent", v);
+        parts.headers.insert("traceparent", v);
     }
-    parts.uri = uri;
     parts.version = http::Version::HTTP_11;
+}
 
-    // Bodies stream through; the limit is enforced as bytes pass.
+fn breaker_problem(state: &AppState, pool: &Pool, open: kit::resilience::BreakerOpen) -> Problem {
+    state.metrics.breaker_rejections.get_or_create(&labels(pool, None, None)).inc();
+    let secs = open.retry_after.as_secs() + u64::from(open.retry_after.subsec_nanos() > 0);
+    Problem::unavailable(
+        format!("the {} service is failing; the gateway is not sending it requests for now", pool.name),
+        secs.max(1),
+    )
+    .with_type("upstream-circuit-open", "Upstream circuit open")
+}
+
+enum Attempt {
+    Answered(hyper::Response<hyper::body::Incoming>),
+    ConnectError(String),
+    TimedOut,
+    BodyTooLarge,
+}
+
+/// Sends `req` to an instance of the target's pool, retrying (idempotent
+/// requests without a body, within the pool's retry budget) on another
+/// instance when one cannot be reached or answers 502/503/504.
+async fn send(
+    state: &AppState,
+    target: &Target,
+    req: Request,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Response, Problem> {
+    let pool = &target.route.pool;
+    let may_retry = retriable(&req);
+    let permit = pool.breaker.acquire().map_err(|open| breaker_problem(state, pool, open))?;
+    pool.budget.deposit();
+    let (mut parts, body) = req.into_parts();
+    upstream_headers(&mut parts, peer, false);
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
     let limit = state.settings.upload_limits.get(parts.uri.path()).copied().unwrap_or(state.body_limit);
-    let body = Body::new(Limited::new(body, limit));
-    let upstream_req = Request::from_parts(parts, body);
-
-    let timeout = Duration::from_millis(state.settings.upstream_timeout_ms);
-    let result = tokio::time::timeout(timeout, state.client.request(upstream_req)).await;
-    let response = match result {
-        Err(_) => {
-            tracing::warn!(upstream = target.service, "upstream timed out");
-            return Err(Problem::new(StatusCode::GATEWAY_TIMEOUT)
-                .with_type("upstream-timeout", "Upstream timed out")
-                .with_detail(format!(
-                    "the {} service did not answer within {} ms",
-                    target.service,
-                    timeout.as_millis()
-                )));
+    let mut body = Some(Body::new(Limited::new(body, limit)));
+    let mut avoid = None;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(i) = pool.pick(avoid) else {
+            pool.breaker.failure(permit);
+            return Err(unavailable(pool));
+        };
+        let instance = &pool.instances[i];
+        let uri: Uri = format!("{}{path_and_query}", instance.url)
+            .parse()
+            .map_err(|_| Problem::bad_request("the request target is not a valid URI"))?;
+        let mut builder = Request::builder().method(parts.method.clone()).uri(uri).version(http::Version::HTTP_11);
+        if let Some(h) = builder.headers_mut() {
+            *h = parts.headers.clone();
         }
-        Ok(Err(e)) => {
-            if is_body_limit(&e) {
-                return Err(Problem::payload_too_large(limit));
+        let upstream_req = builder.body(body.take().unwrap_or_else(Body::empty)).map_err(|e| Problem::internal(&e))?;
+        let flight = pool.start(i);
+        let outcome = match tokio::time::timeout(target.route.timeout, state.client.request(upstream_req)).await {
+            Err(_) => Attempt::TimedOut,
+            Ok(Err(e)) if is_body_limit(&e) => Attempt::BodyTooLarge,
+            Ok(Err(e)) => Attempt::ConnectError(kit::problem::ErrorChain(&e).to_string()),
+            Ok(Ok(r)) => Attempt::Answered(r),
+        };
+        drop(flight);
+        let (failed, outcome_label, retry_worthy) = match &outcome {
+            Attempt::Answered(r) => {
+                let s = r.status().as_u16();
+                (s >= 500, format!("{}xx", s / 100), matches!(s, 502..=504))
             }
-            tracing::warn!(upstream = target.service, error = %kit::problem::ErrorChain(&e), "upstream unavailable");
-            return Err(Problem::new(StatusCode::BAD_GATEWAY)
-                .with_type("upstream-unavailable", "Upstream unavailable")
-                .with_detail(format!("the {} service is unavailable", target.service)));
+            Attempt::ConnectError(_) => (true, "connect_error".to_owned(), true),
+            Attempt::TimedOut => (true, "timeout".to_owned(), true),
+            Attempt::BodyTooLarge => (false, "body_too_large".to_owned(), false),
+        };
+        state.metrics.upstream.get_or_create(&labels(pool, Some(&instance.url), Some(&outcome_label))).inc();
+        pool.report(i, !failed);
+        if failed && retry_worthy && may_retry && attempt < pool.budget.max_attempts() && pool.budget.try_retry() {
+            state.metrics.retries.get_or_create(&labels(pool, None, None)).inc();
+            tracing::info!(upstream = %pool.name, instance = %instance.url, outcome = %outcome_label, "retrying on another instance");
+            avoid = Some(i);
+            continue;
         }
-        Ok(Ok(r)) => r,
-    };
+        if failed {
+            pool.breaker.failure(permit);
+        } else {
+            pool.breaker.success(permit);
+        }
+        return match outcome {
+            Attempt::Answered(r) => {
+                let (mut parts, body) = r.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Ok(Response::from_parts(parts, Body::new(body)))
+            }
+            Attempt::BodyTooLarge => Err(Problem::payload_too_large(limit)),
+            Attempt::TimedOut => {
+                tracing::warn!(upstream = %pool.name, instance = %instance.url, "upstream timed out");
+                Err(Problem::new(StatusCode::GATEWAY_TIMEOUT)
+                    .with_type("upstream-timeout", "Upstream timed out")
+                    .with_detail(format!(
+                        "the {} service did not answer within {} ms",
+                        pool.name,
+                        target.route.timeout.as_millis()
+                    )))
+            }
+            Attempt::ConnectError(e) => {
+                tracing::warn!(upstream = %pool.name, instance = %instance.url, error = %e, "upstream unavailable");
+                Err(unavailable(pool))
+            }
+        };
+    }
+}
 
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body)))
+fn unavailable(pool: &Pool) -> Problem {
+    Problem::new(StatusCode::BAD_GATEWAY)
+        .with_type("upstream-unavailable", "Upstream unavailable")
+        .with_detail(format!("the {} service is unavailable", pool.name))
+}
+
+/// Proxies a WebSocket upgrade: the upstream's 101 is passed back, then bytes
+/// flow both ways until either side closes.
+async fn upgrade(
+    state: &AppState,
+    target: &Target,
+    mut req: Request,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Response, Problem> {
+    let pool = &target.route.pool;
+    let permit = pool.breaker.acquire().map_err(|open| breaker_problem(state, pool, open))?;
+    let client_side = hyper::upgrade::on(&mut req);
+    let (mut parts, _) = req.into_parts();
+    upstream_headers(&mut parts, peer, true);
+    let Some(i) = pool.pick(None) else {
+        pool.breaker.failure(permit);
+        return Err(unavailable(pool));
+    };
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+    let uri: Uri = format!("{}{path_and_query}", pool.instances[i].url)
+        .parse()
+        .map_err(|_| Problem::bad_request("the request target is not a valid URI"))?;
+    let mut builder = Request::builder().method(Method::GET).uri(uri);
+    if let Some(h) = builder.headers_mut() {
+        *h = parts.headers.clone();
+    }
+    let upstream_req = builder.body(Body::empty()).map_err(|e| Problem::internal(&e))?;
+    let mut response = match tokio::time::timeout(target.route.timeout, state.client.request(upstream_req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            pool.report(i, false);
+            pool.breaker.failure(permit);
+            tracing::warn!(upstream = %pool.name, error = %kit::problem::ErrorChain(&e), "upstream unavailable for an upgrade");
+            return Err(unavailable(pool));
+        }
+        Err(_) => {
+            pool.report(i, false);
+            pool.breaker.failure(permit);
+            return Err(Problem::new(StatusCode::GATEWAY_TIMEOUT).with_type("upstream-timeout", "Upstream timed out"));
+        }
+    };
+    pool.report(i, response.status().as_u16() < 500);
+    pool.breaker.success(permit);
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    }
+    let upstream_side = hyper::upgrade::on(&mut response);
+    let pool_name = pool.name.clone();
+    tokio::spawn(async move {
+        match tokio::try_join!(client_side, upstream_side) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(upstream = %pool_name, error = %e, "WebSocket connection ended");
+                }
+            }
+            Err(e) => tracing::debug!(upstream = %pool_name, error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    let (parts, _) = response.into_parts();
+    Ok(Response::from_parts(parts, Body::empty()))
 }
 
 fn is_body_limit(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -178,31 +488,72 @@ fn is_body_limit(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// `/readyz`: every upstream's own `/readyz`, checked concurrently.
-pub(crate) async fn upstream_readiness(state: &AppState) -> Readiness {
-    let checks = state.routes.upstreams().map(|(service, base)| {
-        let client = state.client.clone();
-        let url = format!("{base}/readyz");
-        async move {
-            let result = match url.parse::<Uri>() {
-                Ok(uri) => {
-                    let req = Request::get(uri).body(Body::empty());
-                    match req {
-                        Ok(req) => match tokio::time::timeout(Duration::from_secs(2), client.request(req)).await {
-                            Ok(Ok(r)) if r.status().is_success() => {
-                                let _ = r.into_body().collect().await;
-                                CheckResult::up()
-                            }
-                            Ok(Ok(r)) => CheckResult::down(format!("{url} answered {}", r.status())),
-                            Ok(Err(e)) => CheckResult::down(format!("{url}: {e}")),
-                            Err(_) => CheckResult::down(format!("{url}: no answer within 2 s")),
-                        },
-                        Err(e) => CheckResult::down(e.to_string()),
-                    }
+/// Checks one instance: `GET <url><path>`, healthy on 2xx (on any answer
+/// below 500 for a lenient pool).
+async fn probe(client: &Client, url: &str, path: &str, timeout: Duration, lenient: bool) -> Result<(), String> {
+    let target = format!("{url}{path}");
+    let uri: Uri = target.parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let req = Request::get(uri).body(Body::empty()).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Ok(Ok(r)) => {
+            let status = r.status();
+            let _ = r.into_body().collect().await;
+            if status.is_success() || (lenient && status.as_u16() < 500) {
+                Ok(())
+            } else {
+                Err(format!("{target} answered {status}"))
+            }
+        }
+        Ok(Err(e)) => Err(format!("{target}: {e}")),
+        Err(_) => Err(format!("{target}: no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// Active health checks: every instance of every pool, each interval.
+pub(crate) fn health_worker(state: AppState) -> kit::http::Worker {
+    Box::new(move |stop: tokio_util::sync::CancellationToken| {
+        Box::pin(async move {
+            let health = state.settings.health.clone();
+            let interval = Duration::from_millis(health.interval_ms.max(100));
+            loop {
+                let table = state.table();
+                let checks = table.pools().flat_map(|pool| {
+                    let (state, health) = (&state, &health);
+                    (0..pool.instances.len()).map(move |i| async move {
+                        let timeout = Duration::from_millis(health.timeout_ms);
+                        let ok =
+                            probe(&state.client, &pool.instances[i].url, &health.path, timeout, pool.lenient_health)
+                                .await;
+                        pool.checked(i, ok.is_ok(), health);
+                    })
+                });
+                futures_util::future::join_all(checks).await;
+                state.metrics.observe_pools(&table);
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = stop.cancelled() => return,
                 }
-                Err(e) => CheckResult::down(e.to_string()),
-            };
-            (service.to_owned(), result)
+            }
+        })
+    })
+}
+
+/// `/readyz`: an upstream is up when one of its instances answers its own
+/// `/readyz`, checked now.
+pub(crate) async fn upstream_readiness(state: &AppState) -> Readiness {
+    let table = state.table();
+    let timeout = Duration::from_secs(2);
+    let checks = table.pools().map(|pool| {
+        let client = state.client.clone();
+        async move {
+            let mut errors = Vec::new();
+            for instance in &pool.instances {
+                match probe(&client, &instance.url, "/readyz", timeout, pool.lenient_health).await {
+                    Ok(()) => return (pool.name.clone(), CheckResult::up()),
+                    Err(e) => errors.push(e),
+                }
+            }
+            (pool.name.clone(), CheckResult::down(errors.join("; ")))
         }
     });
     let results: BTreeMap<String, CheckResult> = futures_util::future::join_all(checks).await.into_iter().collect();

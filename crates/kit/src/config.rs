@@ -73,6 +73,9 @@ pub struct Settings {
     /// The broker: `nats://…`, `amqp://…`, or unset for the embedded bus in
     /// `<data_dir>/bus.db`. May carry a password.
     pub bus_url: Option<Secret<String>>,
+    /// Redis, for state several replicas share (the gateway's rate limits);
+    /// unset, such state is in memory. May carry a password.
+    pub redis_url: Option<Secret<String>>,
     /// The SMTP relay for outgoing mail (`smtp://…`, `smtps://…`); unset, mail
     /// is written to the log instead. May carry a password.
     pub smtp_url: Option<Secret<String>>,
@@ -98,6 +101,7 @@ impl Default for Settings {
             database_url: None,
             bus_url: None,
             smtp_url: None,
+            redis_url: None,
             public_url: "http://localhost:8000".to_owned(),
             host: IpAddr::from([127, 0, 0, 1]),
             port: None,

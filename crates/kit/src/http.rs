@@ -105,6 +105,7 @@ pub struct Service {
     readiness: Option<ReadyCheck>,
     workers: Vec<Worker>,
     openapi_route: bool,
+    own_fallback: bool,
     body_limits: std::collections::HashMap<String, usize>,
 }
 
@@ -122,6 +123,7 @@ impl Service {
             readiness: None,
             workers: Vec::new(),
             openapi_route: true,
+            own_fallback: false,
             body_limits: std::collections::HashMap::new(),
         }
     }
@@ -137,6 +139,13 @@ impl Service {
     /// the merged document there).
     pub fn without_openapi_route(mut self) -> Self {
         self.openapi_route = false;
+        self
+    }
+
+    /// The router answers unknown paths itself (the gateway forwards them);
+    /// otherwise they get a 404 problem.
+    pub fn with_own_fallback(mut self) -> Self {
+        self.own_fallback = true;
         self
     }
 
@@ -213,7 +222,10 @@ impl Service {
             ops = ops.route("/openapi.json", get(openapi));
         }
         let ops = ops.with_state(state.clone());
-        let mut router = self.router.merge(ops).fallback(not_found);
+        let mut router = self.router.merge(ops);
+        if !self.own_fallback {
+            router = router.fallback(not_found);
+        }
         if let Some(verifier) = self.verifier {
             router = router.layer(axum::Extension(verifier));
         }

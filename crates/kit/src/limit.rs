@@ -119,6 +119,79 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
+/// A sliding-window counter: at most `limit` requests in any `window`,
+/// estimated from the current and previous fixed windows (the previous one
+/// weighted by how much of it still overlaps). Stricter than a bucket for
+/// bursts: meant for sensitive routes (sign-in, reset).
+#[derive(Debug)]
+pub struct SlidingWindow<K> {
+    limit: u32,
+    window: Duration,
+    max_keys: usize,
+    epoch: Instant,
+    /// key → (index of the current window, its count, the previous window's count)
+    state: Mutex<HashMap<K, (u64, u32, u32)>>,
+}
+
+/// One step of the sliding-window estimate. `elapsed` is the time into the
+/// current window; returns the decision and the counts to store.
+pub fn sliding(limit: u32, window: Duration, prev: u32, cur: u32, elapsed: Duration) -> (Decision, u32) {
+    let w = window.as_secs_f64().max(0.001);
+    let weight = 1.0 - (elapsed.as_secs_f64() / w).min(1.0);
+    let estimate = f64::from(prev) * weight + f64::from(cur);
+    if estimate + 1.0 > f64::from(limit) {
+        // When the estimate falls below `limit - 1`: the previous window's
+        // share shrinks linearly; if the current window alone is full, at
+        // the next window plus the time its count takes to fade likewise.
+        let room = f64::from(limit) - 1.0 - f64::from(cur);
+        let wait = if room >= 0.0 && prev > 0 {
+            let needed_weight = room / f64::from(prev);
+            (1.0 - needed_weight) * w - elapsed.as_secs_f64()
+        } else {
+            let fade = 1.0 - (f64::from(limit) - 1.0) / f64::from(cur.max(1));
+            (w - elapsed.as_secs_f64()) + fade.max(0.0) * w
+        };
+        return (Decision::Deny { retry_after: Duration::from_secs_f64(wait.max(0.001)) }, cur);
+    }
+    let remaining = (f64::from(limit) - estimate - 1.0).floor().max(0.0) as u32;
+    (Decision::Allow { remaining }, cur + 1)
+}
+
+impl<K: Hash + Eq + Clone> SlidingWindow<K> {
+    pub fn new(limit: u32, window: Duration) -> Self {
+        Self { limit, window, max_keys: 100_000, epoch: Instant::now(), state: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    pub fn check(&self, key: &K) -> Decision {
+        self.check_at(key, Instant::now())
+    }
+
+    pub fn check_at(&self, key: &K, now: Instant) -> Decision {
+        let since = now.saturating_duration_since(self.epoch);
+        let w = self.window.as_nanos().max(1);
+        let index = u64::try_from(since.as_nanos() / w).unwrap_or(u64::MAX);
+        let elapsed = Duration::from_nanos(u64::try_from(since.as_nanos() % w).unwrap_or(0));
+        let Ok(mut state) = self.state.lock() else { return Decision::Allow { remaining: 0 } };
+        let (prev, cur) = match state.get(key) {
+            Some((i, c, _)) if *i == index => (state[key].2, *c),
+            Some((i, c, _)) if *i + 1 == index => (*c, 0),
+            _ => (0, 0),
+        };
+        let (decision, stored) = sliding(self.limit, self.window, prev, cur, elapsed);
+        if state.len() >= self.max_keys && !state.contains_key(key) {
+            state.retain(|_, (i, _, _)| *i + 1 >= index);
+        }
+        if state.len() < self.max_keys || state.contains_key(key) {
+            state.insert(key.clone(), (index, stored, prev));
+        }
+        decision
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -138,6 +211,20 @@ mod tests {
         assert!(!limiter.check_at(&"k", t0 + Duration::from_millis(500)).is_allowed());
         // Other keys have their own bucket.
         assert!(limiter.check_at(&"other", t0).is_allowed());
+    }
+
+    #[test]
+    fn a_sliding_window_allows_limit_per_window_and_remembers_the_last_one() {
+        let w = SlidingWindow::new(3, Duration::from_secs(60));
+        let t0 = w.epoch;
+        assert_eq!((0..5).filter(|_| w.check_at(&"ip", t0).is_allowed()).count(), 3);
+        // Half a window later the previous window still counts half: 3 × 0.5 = 1.5 → one more passes.
+        let next = t0 + Duration::from_secs(90);
+        assert!(w.check_at(&"ip", next).is_allowed());
+        assert!(!w.check_at(&"ip", next).is_allowed());
+        // Two windows on, all is forgotten.
+        let later = t0 + Duration::from_secs(180);
+        assert_eq!((0..5).filter(|_| w.check_at(&"ip", later).is_allowed()).count(), 3);
     }
 
     #[test]

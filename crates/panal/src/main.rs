@@ -229,7 +229,7 @@ async fn build(
 ) -> anyhow::Result<Service> {
     let config = &ctx.config;
     match service {
-        "gateway" => gateway::service(config, upstreams),
+        "gateway" => gateway::service(ctx, upstreams),
         "auth" => {
             let url = database_url.unwrap_or_else(|| sqlite_file(config, service));
             let db = Db::connect(&url, &config.settings.db)

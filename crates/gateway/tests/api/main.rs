@@ -62,7 +62,7 @@ impl Platform {
             Upstream { service: "users", url: format!("http://{}", users.addr) },
         ];
         let settings = HttpSettings { body_limit: 64 * 1024, ..HttpSettings::default() };
-        let gateway = TestServer::spawn(gateway::service(&config, upstreams).unwrap(), settings).await;
+        let gateway = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), settings).await;
         std::mem::forget(users); // lives as long as the test's runtime
         Self { gateway, auth, seen, http: reqwest::Client::new(), _ctx: ctx }
     }

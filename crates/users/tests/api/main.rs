@@ -64,7 +64,7 @@ impl Platform {
             gateway::Upstream { service: "auth", url: format!("http://{}", auth.addr) },
             gateway::Upstream { service: "users", url: format!("http://{}", users.addr) },
         ];
-        let gateway = TestServer::spawn(gateway::service(&config, upstreams).unwrap(), HttpSettings::default()).await;
+        let gateway = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), HttpSettings::default()).await;
         Self {
             ctx,
             _auth: auth,

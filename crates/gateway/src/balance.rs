@@ -1,0 +1,377 @@
+//! Upstream pools: the instances of one upstream, how a request picks one
+//! (round robin or least in flight), and how an instance leaves and rejoins
+//! the rotation — active health checks on `/readyz`, passive outlier ejection
+//! after consecutive errors — with a circuit breaker and a retry budget per
+//! upstream (from `kit::resilience`).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kit::resilience::{BreakerSettings, CircuitBreaker, RetryBudget, RetrySettings};
+use serde::{Deserialize, Serialize};
+
+/// How a pool picks an instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    RoundRobin,
+    LeastInFlight,
+}
+
+/// Active health checks: `GET <instance><path>` every `interval_ms`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HealthSettings {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub path: String,
+    /// Failed checks in a row that take an instance out.
+    pub unhealthy_after: u32,
+    /// Passed checks in a row that bring it back.
+    pub healthy_after: u32,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self { interval_ms: 5_000, timeout_ms: 2_000, path: "/readyz".into(), unhealthy_after: 2, healthy_after: 1 }
+    }
+}
+
+/// Passive outlier ejection: `consecutive_errors` failures in a row (connect
+/// errors, timeouts, 5xx) eject an instance for `base_ejection_ms` × the
+/// number of times it was ejected (capped at `max_ejection_ms`), never more
+/// than `max_ejection_percent` of a pool's instances at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct OutlierSettings {
+    pub consecutive_errors: u32,
+    pub base_ejection_ms: u64,
+    pub max_ejection_ms: u64,
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierSettings {
+    fn default() -> Self {
+        Self { consecutive_errors: 5, base_ejection_ms: 10_000, max_ejection_ms: 300_000, max_ejection_percent: 50 }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Passive {
+    consecutive: u32,
+    ejected_until: Option<Instant>,
+    ejections: u32,
+}
+
+#[derive(Debug)]
+pub struct Instance {
+    /// `http://host:port`, no trailing slash.
+    pub url: String,
+    in_flight: AtomicUsize,
+    healthy: AtomicBool,
+    /// (failed checks in a row, passed checks in a row)
+    checks: Mutex<(u32, u32)>,
+    passive: Mutex<Passive>,
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Instance {
+    fn new(url: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            in_flight: AtomicUsize::new(0),
+            healthy: AtomicBool::new(true),
+            checks: Mutex::new((0, 0)),
+            passive: Mutex::new(Passive::default()),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    fn ejected_at(&self, now: Instant) -> bool {
+        self.passive.lock().ok().and_then(|p| p.ejected_until).is_some_and(|t| t > now)
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+/// One request's claim on an instance, counted in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    instance: &'a Instance,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.instance.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    pub name: String,
+    pub instances: Vec<Instance>,
+    strategy: Strategy,
+    next: AtomicUsize,
+    pub breaker: CircuitBreaker,
+    pub budget: RetryBudget,
+    outlier: OutlierSettings,
+    /// Health checks of this pool pass on any answer below 500 (a legacy
+    /// fallback may have no `/readyz`).
+    pub lenient_health: bool,
+}
+
+/// What `/admin/upstreams` shows of an instance.
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    pub url: String,
+    pub healthy: bool,
+    pub ejected: bool,
+    pub in_flight: usize,
+    pub requests: u64,
+    pub failures: u64,
+}
+
+/// What `/admin/upstreams` shows of a pool.
+#[derive(Debug, Serialize)]
+pub struct PoolView {
+    pub name: String,
+    pub strategy: Strategy,
+    pub breaker: &'static str,
+    pub instances: Vec<InstanceView>,
+}
+
+impl Pool {
+    pub fn new(
+        name: &str,
+        urls: &[String],
+        strategy: Strategy,
+        breaker: BreakerSettings,
+        retry: RetrySettings,
+        outlier: OutlierSettings,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            instances: urls.iter().map(|u| Instance::new(u)).collect(),
+            strategy,
+            next: AtomicUsize::new(0),
+            breaker: CircuitBreaker::new(breaker),
+            budget: RetryBudget::new(retry),
+            outlier,
+            lenient_health: false,
+        }
+    }
+
+    /// The instance URLs, to tell whether a reloaded pool is the same.
+    pub fn urls(&self) -> Vec<&str> {
+        self.instances.iter().map(|i| i.url.as_str()).collect()
+    }
+
+    /// An instance for the next request, other than `avoid` when possible:
+    /// healthy and not ejected; if none is, any (better a try than a
+    /// certain refusal; the breaker stops a pool that is all down).
+    pub fn pick(&self, avoid: Option<usize>) -> Option<usize> {
+        let now = Instant::now();
+        let n = self.instances.len();
+        let eligible: Vec<usize> = (0..n)
+            .filter(|i| Some(*i) != avoid && self.instances[*i].healthy() && !self.instances[*i].ejected_at(now))
+            .collect();
+        let candidates =
+            if eligible.is_empty() { (0..n).filter(|i| Some(*i) != avoid || n == 1).collect() } else { eligible };
+        if candidates.is_empty() {
+            return None;
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(match self.strategy {
+            Strategy::RoundRobin => candidates[turn % candidates.len()],
+            Strategy::LeastInFlight => {
+                // Ties go round robin, so equal instances share the load.
+                let least = candidates.iter().map(|i| self.instances[*i].in_flight.load(Ordering::Relaxed)).min();
+                let tied: Vec<usize> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|i| Some(self.instances[*i].in_flight.load(Ordering::Relaxed)) == least)
+                    .collect();
+                tied[turn % tied.len()]
+            }
+        })
+    }
+
+    pub fn start(&self, i: usize) -> InFlight<'_> {
+        let instance = &self.instances[i];
+        instance.in_flight.fetch_add(1, Ordering::Relaxed);
+        instance.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight { instance }
+    }
+
+    /// Records how a request to instance `i` went (passive outlier detection).
+    pub fn report(&self, i: usize, ok: bool) {
+        let now = Instant::now();
+        let base = Duration::from_millis(self.outlier.base_ejection_ms);
+        if ok {
+            if let Ok(mut p) = self.instances[i].passive.lock() {
+                p.consecutive = 0;
+                // A long good run forgives earlier ejections.
+                if p.ejected_until.is_some_and(|t| now > t + base * p.ejections.max(1)) {
+                    p.ejections = 0;
+                    p.ejected_until = None;
+                }
+            }
+            return;
+        }
+        self.instances[i].failures.fetch_add(1, Ordering::Relaxed);
+        let ejected_now = self.instances.iter().filter(|x| x.ejected_at(now)).count();
+        let Ok(mut p) = self.instances[i].passive.lock() else { return };
+        p.consecutive += 1;
+        let already = p.ejected_until.is_some_and(|t| t > now);
+        let room = (ejected_now + 1) * 100 <= self.outlier.max_ejection_percent as usize * self.instances.len();
+        if p.consecutive >= self.outlier.consecutive_errors.max(1) && !already && room {
+            p.ejections += 1;
+            let length = (base * p.ejections).min(Duration::from_millis(self.outlier.max_ejection_ms).max(base));
+            p.ejected_until = Some(now + length);
+            p.consecutive = 0;
+            tracing::warn!(upstream = %self.name, instance = %self.instances[i].url, ejection_ms = length.as_millis() as u64, "instance ejected after consecutive errors");
+        }
+    }
+
+    /// Records an active health check of instance `i`.
+    pub fn checked(&self, i: usize, ok: bool, health: &HealthSettings) {
+        let instance = &self.instances[i];
+        let Ok(mut c) = instance.checks.lock() else { return };
+        if ok {
+            *c = (0, c.1 + 1);
+            if c.1 >= health.healthy_after.max(1) && !instance.healthy.swap(true, Ordering::Relaxed) {
+                tracing::info!(upstream = %self.name, instance = %instance.url, "instance healthy again");
+            }
+        } else {
+            *c = (c.0 + 1, 0);
+            if c.0 >= health.unhealthy_after.max(1) && instance.healthy.swap(false, Ordering::Relaxed) {
+                tracing::warn!(upstream = %self.name, instance = %instance.url, "instance failed its health checks");
+            }
+        }
+    }
+
+    /// Carries health and ejection state over from the pool this one replaces.
+    pub fn inherit(&self, old: &Pool) {
+        for (new, old) in self.instances.iter().zip(&old.instances) {
+            new.healthy.store(old.healthy(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn view(&self) -> PoolView {
+        let now = Instant::now();
+        PoolView {
+            name: self.name.clone(),
+            strategy: self.strategy,
+            breaker: self.breaker.state().as_str(),
+            instances: self
+                .instances
+                .iter()
+                .map(|i| InstanceView {
+                    url: i.url.clone(),
+                    healthy: i.healthy(),
+                    ejected: i.ejected_at(now),
+                    in_flight: i.in_flight.load(Ordering::Relaxed),
+                    requests: i.requests.load(Ordering::Relaxed),
+                    failures: i.failures.load(Ordering::Relaxed),
+                })
+                .collect(),
+        }
+    }
+
+    /// Instances in rotation now (healthy, not ejected).
+    pub fn available(&self) -> usize {
+        let now = Instant::now();
+        self.instances.iter().filter(|i| i.healthy() && !i.ejected_at(now)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize, strategy: Strategy) -> Pool {
+        let urls: Vec<String> = (0..n).map(|i| format!("http://127.0.0.1:{}", 9000 + i)).collect();
+        Pool::new(
+            "p",
+            &urls,
+            strategy,
+            BreakerSettings::default(),
+            RetrySettings::default(),
+            OutlierSettings {
+                consecutive_errors: 3,
+                base_ejection_ms: 60_000,
+                max_ejection_ms: 600_000,
+                max_ejection_percent: 50,
+            },
+        )
+    }
+
+    #[test]
+    fn round_robin_visits_every_instance_in_turn() {
+        let p = pool(3, Strategy::RoundRobin);
+        let picks: Vec<_> = (0..6).map(|_| p.pick(None).unwrap_or(99)).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        assert_ne!(p.pick(Some(1)), Some(1), "a retry goes elsewhere");
+    }
+
+    #[test]
+    fn least_in_flight_prefers_the_idle_instance() {
+        let p = pool(2, Strategy::LeastInFlight);
+        let _busy = p.start(0);
+        assert_eq!(p.pick(None), Some(1));
+        assert_eq!(p.pick(None), Some(1));
+    }
+
+    #[test]
+    fn consecutive_errors_eject_but_never_more_than_the_share() {
+        let p = pool(4, Strategy::RoundRobin);
+        for _ in 0..3 {
+            p.report(0, false);
+        }
+        assert_eq!(p.available(), 3);
+        assert!((0..8).all(|_| p.pick(None) != Some(0)), "ejected instances get no traffic");
+        for _ in 0..3 {
+            p.report(1, false);
+        }
+        assert_eq!(p.available(), 2);
+        for _ in 0..3 {
+            p.report(2, false);
+        }
+        assert_eq!(p.available(), 2, "at most 50 % are ejected");
+        // An error run broken by a success does not eject.
+        p.report(3, false);
+        p.report(3, false);
+        p.report(3, true);
+        p.report(3, false);
+        assert_eq!(p.available(), 2);
+    }
+
+    #[test]
+    fn failed_health_checks_take_an_instance_out_and_passing_ones_bring_it_back() {
+        let p = pool(2, Strategy::RoundRobin);
+        let h = HealthSettings::default();
+        p.checked(0, false, &h);
+        assert_eq!(p.available(), 2, "one failed check is not enough");
+        p.checked(0, false, &h);
+        assert_eq!(p.available(), 1);
+        assert_eq!(p.pick(None), Some(1));
+        p.checked(0, true, &h);
+        assert_eq!(p.available(), 2);
+    }
+
+    #[test]
+    fn with_nothing_available_any_instance_is_tried() {
+        let p = pool(1, Strategy::RoundRobin);
+        let h = HealthSettings::default();
+        p.checked(0, false, &h);
+        p.checked(0, false, &h);
+        assert_eq!(p.pick(None), Some(0));
+        assert_eq!(p.pick(Some(0)), Some(0), "a single instance is retried on itself");
+    }
+}
