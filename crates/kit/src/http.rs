@@ -465,6 +465,11 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
+    // Every answer of every service: no MIME sniffing, no framing, no referrer.
+    let h = response.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.entry(header::X_FRAME_OPTIONS).or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("no-referrer"));
     let status = response.status();
     let elapsed = start.elapsed();
     let route = response.extensions().get::<RouteLabel>().map_or(route, |l| l.0.clone());

@@ -17,6 +17,8 @@ use kit::db::Db;
 use kit::testing::{TestContext, TestDb, TestServer};
 use serde_json::{Value, json};
 
+mod resilience;
+
 const PASSWORD: &str = "correct horse battery staple";
 
 /// What the recording upstream saw.
@@ -35,6 +37,7 @@ async fn record(State(seen): State<Arc<Seen>>, uri: axum::http::Uri, headers: He
 
 struct Platform {
     _ctx: TestContext,
+    auth_db: Db,
     gateway: TestServer,
     auth: TestServer,
     seen: Arc<Seen>,
@@ -48,8 +51,13 @@ impl Platform {
 
     async fn start_with(db: &TestDb, toml: &str) -> Self {
         let config = Config::from_toml(&format!("[gateway]\nupstream_timeout_ms = 500\n{toml}")).unwrap();
+        Self::start_config(db, config).await
+    }
+
+    async fn start_config(db: &TestDb, config: Config) -> Self {
         let ctx = TestContext::new(config.clone()).await;
         let pool = Db::connect(&db.url, &config.settings.db).await.unwrap();
+        let auth_db = pool.clone();
         let auth = TestServer::spawn(auth::service(&ctx, pool).await.unwrap(), HttpSettings::default()).await;
 
         let seen = Arc::new(Seen::default());
@@ -64,7 +72,7 @@ impl Platform {
         let settings = HttpSettings { body_limit: 64 * 1024, ..HttpSettings::default() };
         let gateway = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), settings).await;
         std::mem::forget(users); // lives as long as the test's runtime
-        Self { gateway, auth, seen, http: reqwest::Client::new(), _ctx: ctx }
+        Self { gateway, auth, auth_db, seen, http: reqwest::Client::new(), _ctx: ctx }
     }
 
     fn url(&self, path: &str) -> String {
@@ -83,6 +91,21 @@ impl Platform {
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs in an administrator (made one the way an operator does).
+    async fn admin_token(&self, email: &str) -> String {
+        let r =
+            self.post("/v1/auth/register", json!({"email": email, "password": PASSWORD, "display_name": "Root"})).await;
+        assert_eq!(r.status(), 202);
+        auth::ops::grant_admin(&self.auth_db, email).await.unwrap();
+        let r = self.post("/v1/auth/login", json!({"email": email, "password": PASSWORD})).await;
+        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Requests for `/v1/users/me` the upstream saw after the first `since`.
+    fn me_requests_since(&self, since: usize) -> usize {
+        self.seen.requests.lock().unwrap()[since..].iter().filter(|(uri, _, _)| uri.ends_with("/v1/users/me")).count()
     }
 
     fn upstream_requests(&self) -> usize {
@@ -289,5 +312,74 @@ kit::backend_tests! {
         let r = reqwest::get(p.url("/v1/nothing/here")).await.unwrap();
         assert_eq!(r.status(), 404);
         assert_eq!(problem(r).await["detail"], "no service serves /v1/nothing/here");
+    }
+
+    async fn a_revoked_session_is_refused_at_the_edge_within_moments(db) {
+        let p = Platform::start(&db).await;
+        let token = p.sign_in("ada@example.com").await;
+        let me = || p.http.get(p.url("/v1/users/me")).bearer_auth(&token).send();
+        assert_eq!(me().await.unwrap().status(), 200);
+        let r = p.http.post(p.url("/v1/auth/logout")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        let revoked = std::time::Instant::now();
+        loop {
+            let r = me().await.unwrap();
+            if r.status() == 401 {
+                assert_eq!(problem(r).await["type"], "urn:panal:problem:invalid-token");
+                break;
+            }
+            assert!(revoked.elapsed() < Duration::from_secs(10), "the gateway never learnt of the logout");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "revocation reached the gateway in {:?}", revoked.elapsed());
+        let before = p.upstream_requests();
+        for _ in 0..5 {
+            assert_eq!(me().await.unwrap().status(), 401);
+        }
+        assert_eq!(p.me_requests_since(before), 0, "refused at the edge, not upstream");
+    }
+
+    async fn admins_see_the_upstreams_and_others_do_not(db) {
+        let p = Platform::start(&db).await;
+        let user = p.sign_in("ada@example.com").await;
+        let r = p.http.get(p.url("/admin/upstreams")).bearer_auth(&user).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert_eq!(p.http.get(p.url("/admin/upstreams")).send().await.unwrap().status(), 401);
+        let admin = p.admin_token("root@example.com").await;
+        let v: Value = p.http.get(p.url("/admin/upstreams")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+        let names: Vec<_> = v["upstreams"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names, ["auth", "users"]);
+        assert_eq!(v["upstreams"][0]["breaker"], "closed");
+        assert_eq!(v["upstreams"][0]["instances"][0]["healthy"], true);
+        let metrics = reqwest::get(p.url("/metrics")).await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("gateway_breaker_state{service=\"gateway\",upstream=\"auth\"} 0"), "{metrics}");
+        assert!(metrics.contains("gateway_upstream_requests_total{service=\"gateway\",upstream=\"auth\""), "{metrics}");
+    }
+
+    async fn the_route_table_reloads_without_dropping_connections(db) {
+        let legacy_a = Router::new().route("/{*p}", any(|| async { "a" }));
+        let legacy_b = Router::new().route("/{*p}", any(|| async { "b" }));
+        let a = TestServer::spawn(kit::http::Service::new("legacy", legacy_a, Default::default()), HttpSettings::default()).await;
+        let b = TestServer::spawn(kit::http::Service::new("legacy", legacy_b, Default::default()), HttpSettings::default()).await;
+        let file = std::env::temp_dir().join(format!("panal-gw-{}.toml", uuid::Uuid::new_v4().simple()));
+        let write = |to: &TestServer| {
+            std::fs::write(&file, format!("[gateway]\nfallback = \"legacy\"\n[gateway.upstreams]\nlegacy = [\"http://{}\"]\n", to.addr)).unwrap();
+        };
+        write(&a);
+        let p = Platform::start_config(&db, Config::load(Some(&file)).unwrap()).await;
+        let admin = p.admin_token("root@example.com").await;
+        let client = reqwest::Client::new(); // one keep-alive connection across the reload
+        assert_eq!(client.get(p.url("/shop/cart")).send().await.unwrap().text().await.unwrap(), "a", "unmigrated paths go to the fallback");
+        write(&b);
+        let r = client.post(p.url("/admin/reload")).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(client.get(p.url("/shop/cart")).send().await.unwrap().text().await.unwrap(), "b");
+        assert_eq!(client.get(p.url("/v1/auth/oauth/providers")).send().await.unwrap().status(), 200, "the services' routes stay");
+        std::fs::write(&file, "[gateway]\nfallback = \"nowhere\"\n").unwrap();
+        let r = client.post(p.url("/admin/reload")).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(r.status(), 422, "a bad configuration is refused");
+        assert_eq!(client.get(p.url("/shop/cart")).send().await.unwrap().text().await.unwrap(), "b", "and the routes stay as they were");
+        let _ = std::fs::remove_file(&file);
     }
 }
