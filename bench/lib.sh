@@ -23,7 +23,8 @@ machine() {
 start_panal() {
   rm -rf "$WORK/data"
   mkdir -p "$WORK"
-  PANAL_LOG=warn PANAL_HTTP__ACCESS_LOG=false "$PANAL" up --data-dir "$WORK/data" >"$WORK/up.out" 2>"$WORK/up.err" &
+  PANAL_CONFIG="${PANAL_CONFIG:-$ROOT/bench/panal-bench.toml}" PANAL_LOG=warn PANAL_HTTP__ACCESS_LOG=false \
+    "$PANAL" up --data-dir "$WORK/data" >"$WORK/up.out" 2>"$WORK/up.err" &
   PANAL_PID=$!
   wait_http "http://127.0.0.1:8000/readyz"
 }

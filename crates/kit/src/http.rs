@@ -415,6 +415,7 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
         trace_id = %trace.trace_id_hex(),
         span_id = %trace.span_id_hex(),
         user_id = tracing::field::Empty,
+        upstream = tracing::field::Empty,
     );
 
     shared.metrics.http.in_flight.inc();

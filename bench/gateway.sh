@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The gateway beside nginx in the same run: wrk through the gateway (token
+# verified, rate limits checked) and through nginx `proxy_pass` (same number
+# of workers: 2) to the same constant upstream (nginx `return 200` on 9082);
+# the upstream directly, for the latency each proxy adds; memory per 10,000
+# idle keep-alive connections; the delay before a revoked session is refused.
+# Usage: bench/gateway.sh
+source "$(dirname "$0")/lib.sh"
+ulimit -n 65536
+build_release
+machine
+echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; access logs off on both sides"
+start_nginx 2 "
+  upstream bench { server 127.0.0.1:9082; keepalive 64; }
+  server { listen 127.0.0.1:9082; location / { default_type application/json; return 200 '{\"ok\":true}'; } }
+  server { listen 127.0.0.1:9083; location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+wait_http http://127.0.0.1:9082/
+# The gateway keeps idle connections as long as nginx does (75 s) for the memory test.
+PANAL_HTTP__HEADER_READ_TIMEOUT_MS=75000 start_panal
+trap 'stop_panal; stop_nginx' EXIT
+register bench@example.com
+TOKEN=$(login_json bench@example.com | json_field access_token)
+AUTHZ="authorization: Bearer $TOKEN"
+echo
+echo "| target | requests/s | p50 | p99 | non-2xx |"
+echo "|---|---|---|---|---|"
+run_wrk "upstream directly (nginx return 200)" http://127.0.0.1:9082/v1/bench/x
+run_wrk "nginx proxy_pass → upstream (2 workers)" http://127.0.0.1:9083/v1/bench/x -H "$AUTHZ"
+run_wrk "**gateway → upstream** (token verified, rate limits on)" http://127.0.0.1:8000/v1/bench/x -H "$AUTHZ"
+run_wrk "nginx proxy_pass → upstream (again, for drift)" http://127.0.0.1:9083/v1/bench/x -H "$AUTHZ"
+run_wrk "**gateway → upstream** (again)" http://127.0.0.1:8000/v1/bench/x -H "$AUTHZ"
+echo
+NGINX_WORKERS=$(pgrep -f "nginx: worker process" | tr '\n' ' ')
+echo "gateway (the whole panal up process): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 8000 10000 "$PANAL_PID")"
+# shellcheck disable=SC2086
+echo "nginx (its 2 workers): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 9083 10000 $NGINX_WORKERS)"
+echo
+python3 "$ROOT/bench/gateway_probe.py" revoke http://127.0.0.1:8000 "$TOKEN"
