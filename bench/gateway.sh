@@ -6,7 +6,7 @@
 # idle keep-alive connections; the delay before a revoked session is refused.
 # Usage: bench/gateway.sh
 source "$(dirname "$0")/lib.sh"
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 build_release
 machine
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; access logs off on both sides"

@@ -64,7 +64,8 @@ start_nginx() { # workers server-blocks
 worker_processes $1;
 pid $NGINX_PREFIX/nginx.pid;
 error_log $NGINX_PREFIX/logs/error.log warn;
-events { worker_connections 4096; }
+worker_rlimit_nofile 20000;
+events { worker_connections 16384; }
 http {
   access_log off;
   keepalive_requests 100000;

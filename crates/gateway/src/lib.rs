@@ -41,6 +41,9 @@ use crate::edge::CorsSettings;
 use crate::limits::{RateLimitSettings, RateLimits};
 use crate::routes::{RouteSettings, RouteTable};
 
+/// The event types the gateway follows (without an inbox: see [`denylist`]).
+pub const CONSUMES: &[&str] = &[<contracts::auth::SessionRevoked as contracts::Event>::TYPE];
+
 /// Gateway settings: `[gateway]` in `panal.toml`, `PANAL_GATEWAY__*`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]

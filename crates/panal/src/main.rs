@@ -194,6 +194,7 @@ fn consumed_by(service: &str) -> Vec<&'static str> {
     match service {
         "auth" => auth::CONSUMES.to_vec(),
         "users" => users::CONSUMES.to_vec(),
+        "gateway" => gateway::CONSUMES.to_vec(),
         _ => Vec::new(),
     }
 }
