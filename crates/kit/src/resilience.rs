@@ -235,6 +235,52 @@ impl RetryBudget {
     }
 }
 
+/// A breaker and a retry budget around calls to one upstream: what a
+/// service's own client uses (the gateway uses the parts directly).
+#[derive(Debug)]
+pub struct Guard {
+    pub breaker: CircuitBreaker,
+    pub budget: RetryBudget,
+}
+
+impl Guard {
+    pub fn new(breaker: BreakerSettings, retry: RetrySettings) -> Self {
+        Self { breaker: CircuitBreaker::new(breaker), budget: RetryBudget::new(retry) }
+    }
+
+    /// Runs `call`, again (up to the budget's attempts) when `failed` says
+    /// the result is a failure and the call is `idempotent`. `Err` when the
+    /// breaker is open: nothing was sent.
+    pub async fn run<T, F, Fut>(
+        &self,
+        idempotent: bool,
+        failed: impl Fn(&T) -> bool,
+        mut call: F,
+    ) -> Result<T, BreakerOpen>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let permit = self.breaker.acquire()?;
+        self.budget.deposit();
+        let mut attempt = 1;
+        loop {
+            let result = call().await;
+            let bad = failed(&result);
+            if bad && idempotent && attempt < self.budget.max_attempts() && self.budget.try_retry() {
+                attempt += 1;
+                continue;
+            }
+            if bad {
+                self.breaker.failure(permit);
+            } else {
+                self.breaker.success(permit);
+            }
+            return Ok(result);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -288,6 +334,23 @@ mod tests {
             }
         }
         assert!((199..=200).contains(&retries), "{retries}");
+    }
+
+    #[tokio::test]
+    async fn a_guard_retries_idempotent_calls_and_opens_on_failures() {
+        let guard = Guard::new(
+            BreakerSettings { failure_threshold: 2, open_ms: 60_000, ..Default::default() },
+            RetrySettings { min_per_sec: 100, ..Default::default() },
+        );
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let r = guard
+            .run(true, |r: &u32| *r == 0, || async { calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) })
+            .await;
+        assert_eq!(r, Ok(1), "the first call failed (0), the retry succeeded");
+        let fail = || async { 500 };
+        assert_eq!(guard.run(false, |r| *r >= 500, fail).await, Ok(500), "not idempotent: one attempt");
+        assert_eq!(guard.run(false, |r| *r >= 500, fail).await, Ok(500));
+        assert!(guard.run(false, |r| *r >= 500, fail).await.is_err(), "open after two failures: nothing sent");
     }
 
     #[test]

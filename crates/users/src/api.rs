@@ -322,11 +322,24 @@ async fn export_me(State(state): State<AppState>, me: Me, headers: HeaderMap) ->
     let mut services = serde_json::Map::new();
     services.insert("users".to_owned(), users_part);
     for (service, url) in &state.exporters {
-        let mut request = state.http.get(format!("{url}/v1/{service}/me/export"));
-        if let Some(auth) = headers.get(header::AUTHORIZATION) {
-            request = request.header(header::AUTHORIZATION, auth.clone());
-        }
-        let part = match request.send().await {
+        let call = || {
+            let mut request = state.http.get(format!("{url}/v1/{service}/me/export"));
+            if let Some(auth) = headers.get(header::AUTHORIZATION) {
+                request = request.header(header::AUTHORIZATION, auth.clone());
+            }
+            request.send()
+        };
+        // A GET: retried once within the budget; a failing service trips the
+        // breaker, and exports answer 503 at once rather than pile up.
+        let failed =
+            |r: &Result<reqwest::Response, reqwest::Error>| !r.as_ref().is_ok_and(|r| !r.status().is_server_error());
+        let sent = state.export_guard.run(true, failed, call).await.map_err(|open| {
+            UsersError::Request(Problem::unavailable(
+                format!("{service} is failing; the export is not possible right now"),
+                open.retry_after.as_secs().max(1),
+            ))
+        })?;
+        let part = match sent {
             Ok(r) if r.status().is_success() => {
                 r.json::<serde_json::Value>().await.map_err(|e| UsersError::Internal(e.into()))?
             }

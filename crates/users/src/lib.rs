@@ -53,6 +53,8 @@ pub(crate) struct State {
     /// The services that hold data about users and answer
     /// `GET /v1/<service>/me/export`, for the export fan-out.
     pub exporters: Vec<(&'static str, String)>,
+    /// Breaker and retry budget for the calls to those services.
+    pub export_guard: kit::resilience::Guard,
 }
 
 pub(crate) type AppState = Arc<State>;
@@ -87,6 +89,7 @@ pub async fn service(ctx: &Context, db: Db) -> anyhow::Result<Service> {
         outbox: relay.signal(),
         http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
         exporters: vec![("auth", auth_url)],
+        export_guard: kit::resilience::Guard::new(Default::default(), Default::default()),
     });
     let (router, openapi) = api::router(state).split_for_parts();
     // Avatars are uploaded here, bigger than the usual body limit.

@@ -98,7 +98,7 @@ impl Instance {
 async fn gateway(instances: &[&Instance], toml: &str) -> (TestServer, TestContext) {
     let urls: Vec<String> = instances.iter().map(|i| format!("\"{}\"", i.url())).collect();
     let config = Config::from_toml(&format!(
-        "{toml}\n[gateway.upstreams]\nsvc = [{}]\n\n[[gateway.routes]]\nprefix = \"/svc\"\nupstream = \"svc\"\npublic = true\n",
+        "{toml}\n[gateway.upstreams]\nsvc = [{}]\n\n[[gateway.routes]]\nprefix = \"/svc\"\nupstream = \"svc\"\npublic = true\n\n[[gateway.routes]]\nprefix = \"/private\"\nupstream = \"svc\"\n",
         urls.join(", ")
     ))
     .unwrap();
@@ -350,4 +350,23 @@ async fn websocket_upgrades_are_proxied_both_ways() {
     let mut echo = vec![0u8; 24];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo)).await.unwrap().unwrap();
     assert_eq!(&echo, b"ping through the gateway");
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_on_a_protected_route_needs_a_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Instance::start(None, Arc::default()).await;
+    let (gw, _ctx) = gateway(&[&a], "").await;
+    for target in ["/private/ws", "/private/ws?access_token=forged.token.value"] {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let head = format!(
+            "GET {target} HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 2048];
+        let n = s.read(&mut buf).await.unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{target}: {answer}");
+    }
+    assert_eq!(a.hits.get.load(Ordering::SeqCst), 0, "nothing reached the upstream");
 }
