@@ -10,14 +10,20 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 build_release
 machine
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; access logs off on both sides"
+# The upstream is an nginx of its own (its own processes), so both proxies
+# forward across processes; nginx proxying to a server block of its own
+# workers would skip the hop the gateway has to make.
+start_nginx 2 "
+  server { listen 127.0.0.1:9082; location / { default_type application/json; return 200 '{\"ok\":true}'; } }" nginx-upstream
+UPSTREAM_PREFIX="$NGINX_PREFIX"
 start_nginx 2 "
   upstream bench { server 127.0.0.1:9082; keepalive 64; }
-  server { listen 127.0.0.1:9082; location / { default_type application/json; return 200 '{\"ok\":true}'; } }
   server { listen 127.0.0.1:9083; location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 wait_http http://127.0.0.1:9082/
+wait_http http://127.0.0.1:9083/
 # The gateway keeps idle connections as long as nginx does (75 s) for the memory test.
 PANAL_HTTP__HEADER_READ_TIMEOUT_MS=75000 start_panal
-trap 'stop_panal; stop_nginx' EXIT
+trap 'stop_panal; stop_nginx; NGINX_PREFIX="$UPSTREAM_PREFIX" stop_nginx' EXIT
 register bench@example.com
 TOKEN=$(login_json bench@example.com | json_field access_token)
 AUTHZ="authorization: Bearer $TOKEN"
@@ -30,7 +36,7 @@ run_wrk "**gateway → upstream** (token verified, rate limits on)" http://127.0
 run_wrk "nginx proxy_pass → upstream (again, for drift)" http://127.0.0.1:9083/v1/bench/x -H "$AUTHZ"
 run_wrk "**gateway → upstream** (again)" http://127.0.0.1:8000/v1/bench/x -H "$AUTHZ"
 echo
-NGINX_WORKERS=$(pgrep -f "nginx: worker process" | tr '\n' ' ')
+NGINX_WORKERS=$(pgrep -P "$(cat "$NGINX_PREFIX/nginx.pid")" | tr '\n' ' ')
 echo "gateway (the whole panal up process): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 8000 10000 "$PANAL_PID")"
 # shellcheck disable=SC2086
 echo "nginx (its 2 workers): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 9083 10000 $NGINX_WORKERS)"

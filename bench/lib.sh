@@ -56,8 +56,9 @@ login_json() { # email
 }
 
 # Starts nginx with the given server blocks on a private prefix; sets NGINX_PREFIX.
-start_nginx() { # workers server-blocks
-  NGINX_PREFIX="$WORK/nginx"
+# A third argument names the prefix, to run a second nginx beside the first.
+start_nginx() { # workers server-blocks [name]
+  NGINX_PREFIX="$WORK/${3:-nginx}"
   rm -rf "$NGINX_PREFIX"
   mkdir -p "$NGINX_PREFIX/logs"
   cat >"$NGINX_PREFIX/nginx.conf" <<CONF

@@ -69,6 +69,9 @@ struct Passive {
 pub struct Instance {
     /// `http://host:port`, no trailing slash.
     pub url: String,
+    authority: Option<http::uri::Authority>,
+    /// Its `gateway_upstream_requests` counters, by outcome (set on first use).
+    pub counters: std::sync::OnceLock<[prometheus_client::metrics::counter::Counter; 7]>,
     in_flight: AtomicUsize,
     healthy: AtomicBool,
     /// (failed checks in a row, passed checks in a row)
@@ -80,8 +83,12 @@ pub struct Instance {
 
 impl Instance {
     fn new(url: &str) -> Self {
+        let url = url.trim_end_matches('/').to_owned();
+        let authority = url.parse::<http::Uri>().ok().and_then(|u| u.authority().cloned());
         Self {
-            url: url.trim_end_matches('/').to_owned(),
+            url,
+            authority,
+            counters: std::sync::OnceLock::new(),
             in_flight: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             checks: Mutex::new((0, 0)),
@@ -97,6 +104,15 @@ impl Instance {
 
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The URI of `path_and_query` on this instance.
+    pub fn uri(&self, path_and_query: &http::uri::PathAndQuery) -> Result<http::Uri, http::Error> {
+        let mut b = http::Uri::builder().scheme("http");
+        if let Some(a) = &self.authority {
+            b = b.authority(a.clone());
+        }
+        b.path_and_query(path_and_query.clone()).build()
     }
 }
 
@@ -178,28 +194,23 @@ impl Pool {
     pub fn pick(&self, avoid: Option<usize>) -> Option<usize> {
         let now = Instant::now();
         let n = self.instances.len();
-        let eligible: Vec<usize> = (0..n)
-            .filter(|i| Some(*i) != avoid && self.instances[*i].healthy() && !self.instances[*i].ejected_at(now))
-            .collect();
-        let candidates =
-            if eligible.is_empty() { (0..n).filter(|i| Some(*i) != avoid || n == 1).collect() } else { eligible };
-        if candidates.is_empty() {
+        if n == 0 {
             return None;
         }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(match self.strategy {
-            Strategy::RoundRobin => candidates[turn % candidates.len()],
+        // Instances are visited from a rotating start, so ties and equal
+        // candidates share the load (round robin), without allocating.
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let in_rotation =
+            |i: usize| Some(i) != avoid && self.instances[i].healthy() && !self.instances[i].ejected_at(now);
+        let any_in_rotation = (0..n).any(in_rotation);
+        let candidate = |i: &usize| if any_in_rotation { in_rotation(*i) } else { Some(*i) != avoid || n == 1 };
+        let order = (0..n).map(|k| (start + k) % n);
+        match self.strategy {
+            Strategy::RoundRobin => order.clone().find(candidate),
             Strategy::LeastInFlight => {
-                // Ties go round robin, so equal instances share the load.
-                let least = candidates.iter().map(|i| self.instances[*i].in_flight.load(Ordering::Relaxed)).min();
-                let tied: Vec<usize> = candidates
-                    .iter()
-                    .copied()
-                    .filter(|i| Some(self.instances[*i].in_flight.load(Ordering::Relaxed)) == least)
-                    .collect();
-                tied[turn % tied.len()]
+                order.filter(candidate).min_by_key(|i| self.instances[*i].in_flight.load(Ordering::Relaxed))
             }
-        })
+        }
     }
 
     pub fn start(&self, i: usize) -> InFlight<'_> {

@@ -124,6 +124,24 @@ impl GatewayMetrics {
         );
     }
 
+    /// Counts an upstream call. The counters of an instance are looked up in
+    /// the family once and kept, so a request costs no label allocation.
+    pub(crate) fn count(&self, pool: &Pool, i: usize, outcome: &str) {
+        const OUTCOMES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "connect_error", "timeout"];
+        let instance = &pool.instances[i];
+        let counters = instance.counters.get_or_init(|| {
+            OUTCOMES.map(|o| self.upstream.get_or_create(&labels(pool, Some(&instance.url), Some(o))).clone())
+        });
+        match OUTCOMES.iter().position(|o| *o == outcome) {
+            Some(k) => {
+                counters[k].inc();
+            }
+            None => {
+                self.upstream.get_or_create(&labels(pool, Some(&instance.url), Some(outcome))).inc();
+            }
+        }
+    }
+
     /// Refreshes the gauges of every pool.
     pub(crate) fn observe_pools(&self, table: &RouteTable) {
         for pool in table.pools() {
@@ -225,15 +243,7 @@ async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<R
     }
 
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let client_ip = {
-        let (parts, _) = Request::new(()).into_parts();
-        let mut parts = parts;
-        parts.headers = req.headers().clone();
-        if let Some(ci) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            parts.extensions.insert(*ci);
-        }
-        kit::http::client_ip(&parts)
-    };
+    let client_ip = peer.map(|p| kit::http::client_ip_from(req.headers(), p));
     let verdict = state.limits.check(req.uri().path(), client_ip, user.as_deref()).await;
     if let Some(v) = verdict
         && !v.allowed
@@ -331,7 +341,8 @@ async fn send(
     pool.budget.deposit();
     let (mut parts, body) = req.into_parts();
     upstream_headers(&mut parts, peer, false);
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+    let path_and_query =
+        parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     let limit = state.settings.upload_limits.get(parts.uri.path()).copied().unwrap_or(state.body_limit);
     let mut body = Some(Body::new(Limited::new(body, limit)));
     let mut avoid = None;
@@ -343,14 +354,15 @@ async fn send(
             return Err(unavailable(pool));
         };
         let instance = &pool.instances[i];
-        let uri: Uri = format!("{}{path_and_query}", instance.url)
-            .parse()
-            .map_err(|_| Problem::bad_request("the request target is not a valid URI"))?;
-        let mut builder = Request::builder().method(parts.method.clone()).uri(uri).version(http::Version::HTTP_11);
-        if let Some(h) = builder.headers_mut() {
-            *h = parts.headers.clone();
-        }
-        let upstream_req = builder.body(body.take().unwrap_or_else(Body::empty)).map_err(|e| Problem::internal(&e))?;
+        let uri =
+            instance.uri(&path_and_query).map_err(|_| Problem::bad_request("the request target is not a valid URI"))?;
+        let mut upstream_req = Request::new(body.take().unwrap_or_else(Body::empty));
+        *upstream_req.method_mut() = parts.method.clone();
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.version_mut() = http::Version::HTTP_11;
+        // Headers are only copied when another attempt may need them.
+        *upstream_req.headers_mut() =
+            if may_retry { parts.headers.clone() } else { std::mem::take(&mut parts.headers) };
         let flight = pool.start(i);
         let outcome = match tokio::time::timeout(target.route.timeout, state.client.request(upstream_req)).await {
             Err(_) => Attempt::TimedOut,
@@ -362,13 +374,15 @@ async fn send(
         let (failed, outcome_label, retry_worthy) = match &outcome {
             Attempt::Answered(r) => {
                 let s = r.status().as_u16();
-                (s >= 500, format!("{}xx", s / 100), matches!(s, 502..=504))
+                let class =
+                    ["1xx", "2xx", "3xx", "4xx", "5xx"].get(usize::from(s / 100).saturating_sub(1)).unwrap_or(&"5xx");
+                (s >= 500, *class, matches!(s, 502..=504))
             }
-            Attempt::ConnectError(_) => (true, "connect_error".to_owned(), true),
-            Attempt::TimedOut => (true, "timeout".to_owned(), true),
-            Attempt::BodyTooLarge => (false, "body_too_large".to_owned(), false),
+            Attempt::ConnectError(_) => (true, "connect_error", true),
+            Attempt::TimedOut => (true, "timeout", true),
+            Attempt::BodyTooLarge => (false, "body_too_large", false),
         };
-        state.metrics.upstream.get_or_create(&labels(pool, Some(&instance.url), Some(&outcome_label))).inc();
+        state.metrics.count(pool, i, outcome_label);
         pool.report(i, !failed);
         if failed && retry_worthy && may_retry && attempt < pool.budget.max_attempts() && pool.budget.try_retry() {
             state.metrics.retries.get_or_create(&labels(pool, None, None)).inc();

@@ -630,9 +630,13 @@ pub async fn wait_ready(client: &reqwest::Client, url: &str, timeout: Duration) 
 /// write whatever they like there.
 pub fn client_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
     let peer = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
+    Some(client_ip_from(&parts.headers, peer))
+}
+
+/// [`client_ip`] from the headers and the peer address.
+pub fn client_ip_from(headers: &http::HeaderMap, peer: std::net::IpAddr) -> std::net::IpAddr {
     if peer.is_loopback() {
-        let forwarded = parts
-            .headers
+        let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -640,8 +644,8 @@ pub fn client_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
             .filter_map(|s| s.trim().parse().ok())
             .next_back();
         if let Some(ip) = forwarded {
-            return Some(ip);
+            return ip;
         }
     }
-    Some(peer)
+    peer
 }
