@@ -22,7 +22,7 @@ start_nginx 2 "
 wait_http http://127.0.0.1:9082/
 wait_http http://127.0.0.1:9083/
 # The gateway keeps idle connections as long as nginx does (75 s) for the memory test.
-PANAL_HTTP__HEADER_READ_TIMEOUT_MS=75000 start_panal
+PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_HTTP__HEADER_READ_TIMEOUT_MS=75000 start_panal
 trap 'stop_panal; stop_nginx; NGINX_PREFIX="$UPSTREAM_PREFIX" stop_nginx' EXIT
 register bench@example.com
 TOKEN=$(login_json bench@example.com | json_field access_token)

@@ -295,9 +295,7 @@ pub async fn serve(
         let router = router.clone();
         let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            // Boxed: the connection holds a pointer while idle instead of
-            // room for the whole handler future (kilobytes per connection).
-            Box::pin(tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new)))
+            tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
         });
         let http1 = http1.clone();
         let closing = closing.clone();
