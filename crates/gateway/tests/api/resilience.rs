@@ -72,6 +72,13 @@ impl Instance {
             .route("/svc/readyz", any(readyz))
             .route("/svc/{*rest}", any(handle))
             .route("/legacy/{*rest}", any(handle))
+            .route(
+                "/slowsvc/{*rest}",
+                any(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    "late"
+                }),
+            )
             .with_state(hits.clone());
         // The instance's own /readyz (kit's) is replaced by the route above via the health path.
         let service = Service::new("instance", router, Default::default());
@@ -369,4 +376,38 @@ async fn a_websocket_upgrade_on_a_protected_route_needs_a_token() {
         assert!(answer.starts_with("HTTP/1.1 401"), "{target}: {answer}");
     }
     assert_eq!(a.hits.get.load(Ordering::SeqCst), 0, "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn a_route_may_have_its_own_timeout() {
+    let a = Instance::start(None, Arc::default()).await;
+    let toml = "[gateway]\nupstream_timeout_ms = 5000\n[[gateway.routes]]\nprefix = \"/slowsvc\"\nupstream = \"svc\"\ntimeout_ms = 150\npublic = true\n[gateway.retry]\nmax_attempts = 1\n";
+    let (gw, _ctx) = gateway(&[&a], toml).await;
+    let started = std::time::Instant::now();
+    let r = get(&gw, "/slowsvc/x").await;
+    assert_eq!(r.status(), 504);
+    assert!(problem(r).await["detail"].as_str().unwrap().contains("150 ms"));
+    assert!(started.elapsed() < Duration::from_millis(550), "the route's 150 ms, not the default 5 s");
+}
+
+#[tokio::test]
+async fn retries_add_at_most_a_fifth_of_the_requests() {
+    let a = Instance::start(None, Arc::default()).await;
+    let b = Instance::start(None, Arc::default()).await;
+    b.hits.status.store(503, Ordering::SeqCst);
+    let toml = "[gateway.health]\ninterval_ms = 600000\n[gateway.outlier]\nconsecutive_errors = 100000\n[gateway.breaker]\nfailure_threshold = 100000\n[gateway.retry]\nratio = 0.2\nmin_per_sec = 0\n";
+    let (gw, _ctx) = gateway(&[&a, &b], toml).await;
+    let mut failed = 0;
+    for _ in 0..100 {
+        if get(&gw, "/svc/x").await.status() != 200 {
+            failed += 1;
+        }
+    }
+    let sent = a.hits.get.load(Ordering::SeqCst) + b.hits.get.load(Ordering::SeqCst);
+    let retries = sent - 100;
+    assert!(retries <= 20, "{retries} retries for 100 requests");
+    assert!(retries >= 15, "the budget is used: {retries}");
+    // Every request that met the failing instance either failed or was
+    // retried (on the other instance, where it succeeded).
+    assert_eq!(b.hits.get.load(Ordering::SeqCst), failed + retries);
 }
