@@ -27,6 +27,8 @@ pub struct HealthSettings {
     pub interval_ms: u64,
     pub timeout_ms: u64,
     pub path: String,
+    /// Per-upstream paths, for upstreams without `/readyz` (`legacy = "/status"`).
+    pub paths: std::collections::BTreeMap<String, String>,
     /// Failed checks in a row that take an instance out.
     pub unhealthy_after: u32,
     /// Passed checks in a row that bring it back.
@@ -35,7 +37,14 @@ pub struct HealthSettings {
 
 impl Default for HealthSettings {
     fn default() -> Self {
-        Self { interval_ms: 5_000, timeout_ms: 2_000, path: "/readyz".into(), unhealthy_after: 2, healthy_after: 1 }
+        Self {
+            interval_ms: 5_000,
+            timeout_ms: 2_000,
+            path: "/readyz".into(),
+            paths: Default::default(),
+            unhealthy_after: 2,
+            healthy_after: 1,
+        }
     }
 }
 
@@ -140,6 +149,8 @@ pub struct Pool {
     /// Health checks of this pool pass on any answer below 500 (a legacy
     /// fallback may have no `/readyz`).
     pub lenient_health: bool,
+    /// The health-check path of this pool (default `gateway.health.path`).
+    pub health_path: Option<String>,
 }
 
 /// What `/admin/upstreams` shows of an instance.
@@ -180,6 +191,7 @@ impl Pool {
             budget: RetryBudget::new(retry),
             outlier,
             lenient_health: false,
+            health_path: None,
         }
     }
 

@@ -535,9 +535,14 @@ pub(crate) fn health_worker(state: AppState) -> kit::http::Worker {
                     let (state, health) = (&state, &health);
                     (0..pool.instances.len()).map(move |i| async move {
                         let timeout = Duration::from_millis(health.timeout_ms);
-                        let ok =
-                            probe(&state.client, &pool.instances[i].url, &health.path, timeout, pool.lenient_health)
-                                .await;
+                        let ok = probe(
+                            &state.client,
+                            &pool.instances[i].url,
+                            pool.health_path.as_deref().unwrap_or(&health.path),
+                            timeout,
+                            pool.lenient_health,
+                        )
+                        .await;
                         pool.checked(i, ok.is_ok(), health);
                     })
                 });
@@ -562,7 +567,8 @@ pub(crate) async fn upstream_readiness(state: &AppState) -> Readiness {
         async move {
             let mut errors = Vec::new();
             for instance in &pool.instances {
-                match probe(&client, &instance.url, "/readyz", timeout, pool.lenient_health).await {
+                let path = pool.health_path.as_deref().unwrap_or("/readyz");
+                match probe(&client, &instance.url, path, timeout, pool.lenient_health).await {
                     Ok(()) => return (pool.name.clone(), CheckResult::up()),
                     Err(e) => errors.push(e),
                 }

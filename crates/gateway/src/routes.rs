@@ -136,6 +136,7 @@ impl RouteTable {
                         settings.outlier.clone(),
                     );
                     pool.lenient_health = settings.fallback.as_deref() == Some(name.as_str());
+                    pool.health_path = settings.health.paths.get(name).cloned();
                     Arc::new(pool)
                 }
             };

@@ -120,7 +120,8 @@ async fn get(gw: &TestServer, path: &str) -> reqwest::Response {
     reqwest::Client::new().get(gw.url(path)).send().await.unwrap()
 }
 
-const FAST_HEALTH: &str = "[gateway.health]\ninterval_ms = 100\npath = \"/svc/readyz\"\n";
+// The instances' health path, set for their upstream only (`auth`'s stays /readyz).
+const FAST_HEALTH: &str = "[gateway.health]\ninterval_ms = 100\n[gateway.health.paths]\nsvc = \"/svc/readyz\"\n";
 
 #[tokio::test]
 async fn a_dead_instance_loses_its_traffic_and_gets_it_back_after_a_restart() {
