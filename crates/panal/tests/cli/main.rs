@@ -241,3 +241,68 @@ async fn serve_runs_auth_alone_on_postgresql() {
     assert_eq!(n, 1);
     pool.close().await;
 }
+
+/// One rate limit, two gateway processes: the burst is shared through Redis.
+#[tokio::test]
+async fn two_gateway_processes_share_one_rate_limit_through_redis() {
+    let Ok(redis) = std::env::var("PANAL_TEST_REDIS_URL") else {
+        use std::io::Write;
+        let _ =
+            writeln!(std::io::stderr(), "SKIPPED (Redis): set PANAL_TEST_REDIS_URL=redis://127.0.0.1:6379 to run it");
+        return;
+    };
+    kit::install_crypto();
+    // The upstream: answers anything.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = temp_dir();
+    let config = dir.join("panal.toml");
+    let prefix = format!("panal-cli-test:{}:", uuid::Uuid::new_v4().simple());
+    std::fs::write(
+        &config,
+        format!(
+            "redis_url = \"{redis}\"\n[gateway.upstreams]\nsvc = [\"http://{upstream}\"]\n[[gateway.routes]]\nprefix = \"/svc\"\nupstream = \"svc\"\npublic = true\n[gateway.rate_limits]\nkey_prefix = \"{prefix}\"\nper_ip = {{ rate = 1, per_secs = 60, burst = 6 }}\n"
+        ),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let mut gateways = Vec::new();
+    let mut bases = Vec::new();
+    for n in 0..2 {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = panal()
+            .env("PANAL_CONFIG", &config)
+            .env("PANAL_DATA_DIR", dir.join(format!("g{n}")))
+            .env("PANAL_AUTH_URL", format!("http://{upstream}"))
+            .env("PANAL_USERS_URL", format!("http://{upstream}"))
+            .args(["serve", "gateway", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        gateways.push(Running(child));
+        let base = format!("http://127.0.0.1:{port}");
+        assert!(
+            kit::http::wait_ready(&http, &format!("{base}/readyz"), Duration::from_secs(15)).await,
+            "gateway {n} did not start"
+        );
+        bases.push(base);
+    }
+    let mut passed = 0;
+    for i in 0..10 {
+        let r = http.get(format!("{}/svc/x", bases[i % 2])).send().await.unwrap();
+        if r.status() == 200 {
+            passed += 1;
+        } else {
+            assert_eq!(r.status(), 429);
+        }
+    }
+    assert_eq!(passed, 6, "six in all, not six per process");
+    for g in &mut gateways {
+        assert!(terminate(g).success());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
