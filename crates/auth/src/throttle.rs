@@ -128,7 +128,13 @@ impl Throttle {
         if failures.len() >= MAX_TRACKED {
             failures.retain(|_, f| now.duration_since(f.last) < forget);
         }
-        for key in [(what, account.to_owned(), ip), (what, account.to_owned(), None)] {
+        // Without an address the two keys are one: count it once.
+        let keys = if ip.is_some() {
+            vec![(what, account.to_owned(), ip), (what, account.to_owned(), None)]
+        } else {
+            vec![(what, account.to_owned(), None)]
+        };
+        for key in keys {
             let entry = failures.entry(key).or_insert(Failures { count: 0, last: now });
             if now.duration_since(entry.last) >= forget {
                 entry.count = 0;

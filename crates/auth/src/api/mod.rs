@@ -196,6 +196,13 @@ async fn register(
             account::send_verification(&state, id, email.as_str(), now).await?;
         }
         Err(StoreError::EmailTaken) => {
+            // Counted like reset mails: repeated attempts stop mailing the
+            // owner (no mail bombing through this form), the answer stays the same.
+            if state.throttle.check(Guarded::Reset, email.as_str(), None).is_err() {
+                tracing::info!("registration attempted again for an existing account; owner already told recently");
+                return Ok((StatusCode::ACCEPTED, Json(REGISTER_ACCEPTED)));
+            }
+            state.throttle.failed(Guarded::Reset, email.as_str(), None);
             tracing::info!("registration attempted for an existing account; its owner is told by mail");
             state.mailer.send(Mail {
                 to: email.as_str().to_owned(),

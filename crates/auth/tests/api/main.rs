@@ -222,6 +222,12 @@ kit::backend_tests! {
         assert_eq!(n, 1);
         let mails = app.handle.mailer.logged();
         assert!(mails.iter().any(|m| m.to == "ada@example.com" && m.subject.starts_with("Someone tried to create")));
+        // Many more attempts do not turn the form into a mail cannon.
+        for _ in 0..30 {
+            assert_eq!(app.register("ada@example.com").await.status(), 202);
+        }
+        let notices = app.handle.mailer.logged().iter().filter(|m| m.subject.starts_with("Someone tried")).count();
+        assert!(notices <= 21, "{notices} notices");
     }
 
     async fn registration_lists_every_invalid_field(db) {
