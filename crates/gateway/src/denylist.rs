@@ -7,7 +7,10 @@
 //! sessions with 401. The delay between the revocation and the refusal is
 //! auth's outbox relay plus the bus (milliseconds; measured in
 //! docs/benchmarks.md). Entries are idempotent, so the subscription needs no
-//! inbox: a replay only re-inserts.
+//! inbox: a replay only re-inserts. A new subscription on the embedded bus or
+//! NATS JetStream starts at the oldest retained event, so a replica that joins
+//! later loads the revocations that still matter; a new RabbitMQ queue only
+//! gets what is published after it is declared.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -33,6 +36,20 @@ impl DenyList {
     }
 
     pub fn insert(&self, session: Uuid) {
+        self.insert_for(session, self.keep);
+    }
+
+    /// Records a session revoked at `revoked_at`, for what remains of the
+    /// time its tokens could live; one revoked longer ago is not kept (a new
+    /// replica replaying the retained events loads only what still matters).
+    pub fn insert_revoked_at(&self, session: Uuid, revoked_at: chrono::DateTime<chrono::Utc>) {
+        let age = (chrono::Utc::now() - revoked_at).to_std().unwrap_or(Duration::ZERO);
+        if let Some(left) = self.keep.checked_sub(age) {
+            self.insert_for(session, left);
+        }
+    }
+
+    fn insert_for(&self, session: Uuid, keep: Duration) {
         let now = Instant::now();
         if let Ok(mut s) = self.sessions.write() {
             // Pruned on insert: entries past their time hold nothing a token
@@ -40,7 +57,7 @@ impl DenyList {
             if s.len() % 1024 == 1023 {
                 s.retain(|_, until| *until > now);
             }
-            s.insert(session, now + self.keep);
+            s.insert(session, now + keep);
         }
     }
 
@@ -85,7 +102,7 @@ pub(crate) fn worker(state: AppState, bus: Bus) -> kit::http::Worker {
                         .map(|e| e.decode::<SessionRevoked>())
                     {
                         Ok(Some(Ok(event))) => {
-                            state.denied.insert(event.session_id);
+                            state.denied.insert_revoked_at(event.session_id, event.revoked_at);
                             tracing::debug!(session_id = %event.session_id, "session revoked: its tokens are refused");
                         }
                         _ => tracing::warn!(kind = %delivery.kind, "ignored an unreadable session_revoked event"),
@@ -101,4 +118,20 @@ pub(crate) fn worker(state: AppState, bus: Bus) -> kit::http::Worker {
             }
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_revocations_are_not_kept_and_recent_ones_only_for_what_remains() {
+        let list = DenyList::new(Duration::from_secs(3600));
+        let (old, recent) = (Uuid::now_v7(), Uuid::now_v7());
+        list.insert_revoked_at(old, chrono::Utc::now() - chrono::Duration::hours(2));
+        list.insert_revoked_at(recent, chrono::Utc::now() - chrono::Duration::minutes(10));
+        assert!(!list.contains(old), "its tokens have all expired");
+        assert!(list.contains(recent));
+        assert_eq!(list.len(), 1);
+    }
 }

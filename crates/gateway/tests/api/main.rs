@@ -38,6 +38,7 @@ async fn record(State(seen): State<Arc<Seen>>, uri: axum::http::Uri, headers: He
 struct Platform {
     _ctx: TestContext,
     auth_db: Db,
+    upstreams: Vec<Upstream>,
     gateway: TestServer,
     auth: TestServer,
     seen: Arc<Seen>,
@@ -70,9 +71,9 @@ impl Platform {
             Upstream { service: "users", url: format!("http://{}", users.addr) },
         ];
         let settings = HttpSettings { body_limit: 64 * 1024, ..HttpSettings::default() };
-        let gateway = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), settings).await;
+        let gateway = TestServer::spawn(gateway::service(&ctx, upstreams.clone()).unwrap(), settings).await;
         std::mem::forget(users); // lives as long as the test's runtime
-        Self { gateway, auth, auth_db, seen, http: reqwest::Client::new(), _ctx: ctx }
+        Self { gateway, auth, auth_db, upstreams, seen, http: reqwest::Client::new(), _ctx: ctx }
     }
 
     fn url(&self, path: &str) -> String {
@@ -381,5 +382,25 @@ kit::backend_tests! {
         assert_eq!(r.status(), 422, "a bad configuration is refused");
         assert_eq!(client.get(p.url("/shop/cart")).send().await.unwrap().text().await.unwrap(), "b", "and the routes stay as they were");
         let _ = std::fs::remove_file(&file);
+    }
+
+    async fn a_gateway_that_starts_later_still_refuses_sessions_revoked_before(db) {
+        let p = Platform::start(&db).await;
+        let token = p.sign_in("ada@example.com").await;
+        let r = p.http.post(p.url("/v1/auth/logout")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        // A second replica, on the same bus, with its own subscription.
+        let config = Config::from_toml("[gateway]\ninstance_id = \"gateway-2\"\n").unwrap();
+        let ctx = kit::Context { config, bus: p._ctx.bus.clone(), services: Default::default() };
+        let second = TestServer::spawn(gateway::service(&ctx, p.upstreams.clone()).unwrap(), HttpSettings::default()).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = p.http.get(second.url("/v1/users/me")).bearer_auth(&token).send().await.unwrap();
+            if r.status() == 401 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the new replica never learnt of the earlier logout");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
