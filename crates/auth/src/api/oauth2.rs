@@ -52,7 +52,12 @@ fn credentials(
     id: Option<&str>,
     secret: Option<&str>,
 ) -> Result<Option<(String, String)>, AuthError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
+    // A bearer token is not client authentication (a web app revoking its own
+    // tokens may send one): as if no credentials were sent.
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .filter(|v| v.to_str().is_ok_and(|s| !s.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("bearer "))));
+    if let Some(value) = basic {
         let value = value.to_str().map_err(|_| invalid_client())?;
         let Some(("Basic" | "basic", encoded)) = value.split_once(' ') else { return Err(invalid_client()) };
         let decoded = STANDARD.decode(encoded.trim()).map_err(|_| invalid_client())?;

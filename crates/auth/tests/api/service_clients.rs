@@ -85,6 +85,14 @@ kit::backend_tests! {
         assert_eq!(r.status(), 200);
         assert_eq!(ask(user.access.clone()).await, json!({"active": false}));
         assert_eq!(ask(user.refresh.clone()).await, json!({"active": false}));
+        // A web app may revoke with its bearer token in the header: not client authentication.
+        let other = app.signed_in("bob@example.com").await;
+        let r = app.http.post(app.url("/v1/auth/revoke")).bearer_auth(&other.access).form(&[("token", other.refresh.as_str())]).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(app.refresh(&other.refresh).await.status(), 401);
+        // …but it is no client authentication where one is needed.
+        let r = app.http.post(app.url("/v1/auth/introspect")).bearer_auth(&other.access).form(&[("token", "x")]).send().await.unwrap();
+        assert_eq!(r.status(), 401);
         // Revoking nonsense is not an error (RFC 7009 §2.2).
         assert_eq!(form(&app, "/v1/auth/revoke", None, &[("token", "nonsense")]).await.status(), 200);
 
