@@ -27,6 +27,18 @@ use crate::{AppState, State as GatewayState};
 /// The pooled HTTP/1.1 client used for every upstream.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
+thread_local! {
+    static LOCAL: std::cell::OnceCell<Client> = const { std::cell::OnceCell::new() };
+}
+
+/// The upstream client of this thread: its pooled connections live on this
+/// thread's runtime, so with `http.threads` (thread per core) a proxied
+/// request never wakes another thread. On the shared runtime it is one pool
+/// per worker thread.
+fn local_client(state: &GatewayState) -> Client {
+    LOCAL.with(|c| c.get_or_init(|| client(Duration::from_millis(state.settings.connect_timeout_ms))).clone())
+}
+
 pub fn client(connect_timeout: Duration) -> Client {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -364,7 +376,8 @@ async fn send(
         *upstream_req.headers_mut() =
             if may_retry { parts.headers.clone() } else { std::mem::take(&mut parts.headers) };
         let flight = pool.start(i);
-        let outcome = match tokio::time::timeout(target.route.timeout, state.client.request(upstream_req)).await {
+        let outcome = match tokio::time::timeout(target.route.timeout, local_client(state).request(upstream_req)).await
+        {
             Err(_) => Attempt::TimedOut,
             Ok(Err(e)) if is_body_limit(&e) => Attempt::BodyTooLarge,
             Ok(Err(e)) => Attempt::ConnectError(kit::problem::ErrorChain(&e).to_string()),
@@ -452,7 +465,8 @@ async fn upgrade(
         *h = parts.headers.clone();
     }
     let upstream_req = builder.body(Body::empty()).map_err(|e| Problem::internal(&e))?;
-    let mut response = match tokio::time::timeout(target.route.timeout, state.client.request(upstream_req)).await {
+    let mut response = match tokio::time::timeout(target.route.timeout, local_client(state).request(upstream_req)).await
+    {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             pool.report(i, false);

@@ -129,6 +129,9 @@ pub struct HttpSettings {
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Serve on this many threads, each with its own single-threaded runtime
+    /// (thread per core); 0 or 1: on the process's shared runtime.
+    pub threads: usize,
     /// Longest a handler may take before the client gets a 503, in milliseconds.
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
@@ -145,6 +148,7 @@ impl Default for HttpSettings {
             header_read_timeout_ms: 10_000,
             tls_cert: None,
             tls_key: None,
+            threads: 0,
             request_timeout_ms: 15_000,
             shutdown_grace_ms: 10_000,
             access_log: true,

@@ -263,6 +263,64 @@ pub async fn serve(
     let worker_token = shutdown.child_token();
     let worker_handles: Vec<_> = workers.into_iter().map(|w| tokio::spawn(w(worker_token.clone()))).collect();
 
+    let threads = settings.threads;
+    if threads > 1 {
+        // Thread per core: each thread runs its own single-threaded runtime
+        // accepting on a clone of the listening socket, so a request's tasks
+        // never hop between threads (see docs/benchmarks.md).
+        let std_listener = listener.into_std()?;
+        let mut handles = Vec::new();
+        for i in 0..threads {
+            let socket = std_listener.try_clone()?;
+            let (router, settings, tls, shutdown) = (router.clone(), settings.clone(), tls.clone(), shutdown.clone());
+            let handle = std::thread::Builder::new().name(format!("{name}-http-{i}")).spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(async move {
+                    let listener = TcpListener::from_std(socket)?;
+                    accept_loop(name, listener, router, &settings, tls, shutdown).await;
+                    Ok::<(), std::io::Error>(())
+                })
+            })?;
+            handles.push(handle);
+        }
+        drop(std_listener);
+        let _ = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                match h.join() {
+                    Ok(Err(e)) => tracing::warn!(service = name, error = %e, "an HTTP thread failed"),
+                    Err(_) => tracing::error!(service = name, "an HTTP thread panicked"),
+                    Ok(Ok(())) => {}
+                }
+            }
+        })
+        .await;
+    } else {
+        accept_loop(name, listener, router, settings, tls, shutdown).await;
+    }
+    worker_token.cancel();
+    for handle in worker_handles {
+        if tokio::time::timeout(grace, handle).await.is_err() {
+            tracing::warn!(service = name, "a worker did not stop within the shutdown grace period");
+        }
+    }
+    if let Some(db) = db {
+        db.close().await;
+    }
+    tracing::debug!(service = name, "stopped");
+    Ok(())
+}
+
+/// Accepts and serves connections on `listener` until `shutdown`, then lets
+/// the connections finish their request in flight, up to the grace period.
+async fn accept_loop(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    settings: &HttpSettings,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
+    let grace = settings.shutdown_grace();
     // Connections are served by hyper directly (not `axum::serve`) for the
     // limits it does not expose: a client gets `header_read_timeout` to send a
     // request head (slow clients are cut off, idle keep-alive connections
@@ -343,17 +401,6 @@ pub async fn serve(
             "in-flight requests did not finish within the shutdown grace period; closing them"
         );
     }
-    worker_token.cancel();
-    for handle in worker_handles {
-        if tokio::time::timeout(grace, handle).await.is_err() {
-            tracing::warn!(service = name, "a worker did not stop within the shutdown grace period");
-        }
-    }
-    if let Some(db) = db {
-        db.close().await;
-    }
-    tracing::debug!(service = name, "stopped");
-    Ok(())
 }
 
 /// The TLS acceptor for `http.tls_cert` / `http.tls_key`, if set.

@@ -314,3 +314,15 @@ async fn https_is_served_from_certificate_files() {
     let plain = reqwest::get(format!("http://127.0.0.1:{}/healthz", app.addr.port())).await;
     assert!(plain.is_err() || plain.unwrap().status() != 200);
 }
+
+#[tokio::test]
+async fn thread_per_core_serving_answers_and_stops_cleanly() {
+    let mut app = TestServer::spawn(service(), HttpSettings { threads: 2, ..settings() }).await;
+    let http = reqwest::Client::new();
+    let answers = futures_util::future::join_all((0..50).map(|_| http.get(app.url("/healthz")).send())).await;
+    assert!(answers.into_iter().all(|r| r.unwrap().status() == 200));
+    let r = http.post(app.url("/greet")).json(&serde_json::json!({"name": "Ada"})).send().await.unwrap();
+    assert!(r.status().is_success() || r.status().is_client_error(), "{}", r.status());
+    app.stop().await.unwrap();
+    assert!(http.get(app.url("/healthz")).send().await.is_err(), "stopped: nothing listens");
+}
