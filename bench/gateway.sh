@@ -22,6 +22,12 @@ start_nginx 2 "
 wait_http http://127.0.0.1:9082/
 wait_http http://127.0.0.1:9083/
 # The gateway keeps idle connections as long as nginx does (75 s) for the memory test.
+# Thread per core (docs/gateway.md): one single-threaded runtime per core,
+# as nginx has one event loop per worker. BENCH_SHARED_RUNTIME=1 measures the
+# default shared runtime instead.
+if [ -z "${BENCH_SHARED_RUNTIME:-}" ]; then
+  export PANAL_HTTP__THREADS=2 TOKIO_WORKER_THREADS=1
+fi
 PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_HTTP__HEADER_READ_TIMEOUT_MS=75000 start_panal
 trap 'stop_panal; stop_nginx; NGINX_PREFIX="$UPSTREAM_PREFIX" stop_nginx' EXIT
 register bench@example.com
