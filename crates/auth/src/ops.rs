@@ -4,8 +4,6 @@
 //! auth runs.
 
 use chrono::{DateTime, Utc};
-use contracts::Envelope;
-use contracts::auth::UserRegistered;
 use kit::config::Config;
 use kit::db::Db;
 use uuid::Uuid;
@@ -40,15 +38,6 @@ pub async fn create_admin(
     let hash = crate::password::Hasher::new(&settings.password)?.hash(password.expose()).await?;
     let id = Uuid::now_v7();
     let now = Utc::now();
-    let event = Envelope::new(
-        &UserRegistered {
-            user_id: id,
-            email: email.as_str().to_owned(),
-            display_name: name.as_str().to_owned(),
-            registered_at: now,
-        },
-        None,
-    );
     let new = NewUser {
         id,
         email: email.as_str(),
@@ -59,7 +48,7 @@ pub async fn create_admin(
         identity: None,
         now,
     };
-    match store.create_user(&new, &event).await {
+    match store.create_user(&new, None).await {
         Ok(()) => Ok(id),
         Err(StoreError::EmailTaken) => {
             anyhow::bail!("an account with this email exists; make it an administrator with `panal admin grant`")

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use contracts::Envelope;
-use contracts::auth::{UserLoggedIn, UserRegistered};
+use contracts::auth::UserLoggedIn;
 use kit::auth::{AccessClaims, Caller, Jwks, TokenError};
 use kit::trace::TraceContext;
 use kit::{FieldErrors, Json, Problem};
@@ -170,15 +170,6 @@ async fn register(
     let now = Utc::now();
     let id = Uuid::now_v7();
     let trace = trace_of(trace);
-    let event = Envelope::new(
-        &UserRegistered {
-            user_id: id,
-            email: email.as_str().to_owned(),
-            display_name: display_name.as_str().to_owned(),
-            registered_at: now,
-        },
-        trace,
-    );
     let new = NewUser {
         id,
         email: email.as_str(),
@@ -189,7 +180,7 @@ async fn register(
         identity: None,
         now,
     };
-    match state.store.create_user(&new, &event).await {
+    match state.store.create_user(&new, trace).await {
         Ok(()) => {
             state.outbox.notify();
             tracing::info!(user_id = %id, "account registered");

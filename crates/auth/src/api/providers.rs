@@ -7,8 +7,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use contracts::Envelope;
-use contracts::auth::UserRegistered;
 use kit::auth::Caller;
 use kit::extract::Path;
 use kit::trace::TraceContext;
@@ -270,15 +268,6 @@ async fn callback(
         .map(|n| n.as_str().to_owned())
         .unwrap_or_else(|| "user".to_owned());
     let id = Uuid::now_v7();
-    let event = Envelope::new(
-        &UserRegistered {
-            user_id: id,
-            email: email.as_str().to_owned(),
-            display_name: display_name.clone(),
-            registered_at: now,
-        },
-        trace.clone(),
-    );
     let new = NewUser {
         id,
         email: email.as_str(),
@@ -289,7 +278,7 @@ async fn callback(
         identity: Some((&p.name, &external.subject)),
         now,
     };
-    match state.store.create_user(&new, &event).await {
+    match state.store.create_user(&new, trace.clone()).await {
         Ok(()) => {}
         // Registered meanwhile by someone else: refuse rather than guess.
         Err(StoreError::EmailTaken) => return Err(Problem::conflict("an account already uses this email").into()),

@@ -116,10 +116,17 @@ impl Store {
         Self { db }
     }
 
-    /// Creates the account, its roles and its `user_registered` event in one
-    /// transaction.
+    /// Creates the account, its roles and its `user_registered` event (made
+    /// from the account, carrying `trace`) in one transaction.
     #[tracing::instrument(skip_all, fields(user_id = %user.id))]
-    pub async fn create_user(&self, user: &NewUser<'_>, event: &Envelope) -> Result<(), StoreError> {
+    pub async fn create_user(&self, user: &NewUser<'_>, trace: Option<String>) -> Result<(), StoreError> {
+        let registered = contracts::auth::UserRegistered {
+            user_id: user.id,
+            email: user.email.to_owned(),
+            display_name: user.display_name.to_owned(),
+            registered_at: user.now,
+        };
+        let event = &Envelope::new(&registered, trace);
         let result: Result<(), sqlx::Error> = with_db!(write &self.db, pool => async {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
