@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use kit::auth::{TokenError, bearer_token};
+use kit::auth::bearer_token;
 use kit::{Json, Problem};
 use serde::Serialize;
 
@@ -13,10 +13,7 @@ use crate::balance::PoolView;
 async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
     let token = bearer_token(headers)?
         .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
-    let claims = state.verifier.verify(token).await?;
-    if claims.sid.is_some_and(|sid| state.denied.contains(sid)) {
-        return Err(TokenError::Revoked.into());
-    }
+    let claims = crate::proxy::verify(state, token).await?;
     if !claims.roles.iter().any(|r| r == "admin") {
         return Err(Problem::forbidden("this action needs the `admin` role"));
     }

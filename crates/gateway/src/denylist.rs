@@ -35,10 +35,6 @@ impl DenyList {
         Self { keep, sessions: RwLock::new(HashMap::new()) }
     }
 
-    pub fn insert(&self, session: Uuid) {
-        self.insert_for(session, self.keep);
-    }
-
     /// Records a session revoked at `revoked_at`, for what remains of the
     /// time its tokens could live; one revoked longer ago is not kept (a new
     /// replica replaying the retained events loads only what still matters).

@@ -348,7 +348,7 @@ impl RateLimits {
             match slot.as_ref() {
                 Some(c) => c.clone(),
                 None => {
-                    let now_ms = u64::try_from(chrono_ms()).unwrap_or(0);
+                    let now_ms = u64::try_from(unix_ms()).unwrap_or(0);
                     if now_ms.saturating_sub(redis.last_attempt.load(Ordering::Relaxed)) < 1000 {
                         return Err("not connected (retrying every second)".into());
                     }
@@ -438,7 +438,7 @@ fn rule_name(rule: &Rule) -> &str {
     }
 }
 
-fn chrono_ms() -> u128 {
+fn unix_ms() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 

@@ -182,7 +182,7 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     let Some(target) = table.resolve(&path) else {
         return Problem::not_found(format!("no service serves {path}")).into_response();
     };
-    let label = RouteLabel(target.route.label.clone());
+    let label = RouteLabel(target.label.clone());
     tracing::Span::current().record("upstream", target.route.pool.name.as_str());
     let mut response = match forward_to(&state, &target, req).await {
         Ok(r) => r,
@@ -223,18 +223,24 @@ fn token_of(req: &Request, websocket: bool) -> Result<Option<String>, Problem> {
         return Ok(Some(t.to_owned()));
     }
     if websocket {
-        let from_query =
-            req.uri().query().and_then(|q| url_pairs(q).find(|(k, _)| k == "access_token").map(|(_, v)| v));
+        let from_query = req.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned())
+        });
         return Ok(from_query);
     }
     Ok(None)
 }
 
-fn url_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    q.split('&').filter_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        Some((k.to_owned(), v.to_owned()))
-    })
+/// An access token's claims, if it verifies and its session was not revoked.
+pub(crate) async fn verify(state: &GatewayState, token: &str) -> Result<kit::auth::AccessClaims, Problem> {
+    let claims = state.verifier.verify(token).await?;
+    if let Some(sid) = claims.sid
+        && state.denied.contains(sid)
+    {
+        state.metrics.denied_tokens.inc();
+        return Err(TokenError::Revoked.into());
+    }
+    Ok(claims)
 }
 
 async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<Response, Problem> {
@@ -243,13 +249,7 @@ async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<R
     if !target.public {
         let token = token_of(&req, websocket)?
             .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
-        let claims = state.verifier.verify(&token).await?;
-        if let Some(sid) = claims.sid
-            && state.denied.contains(sid)
-        {
-            state.metrics.denied_tokens.inc();
-            return Err(TokenError::Revoked.into());
-        }
+        let claims = verify(state, &token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
         user = Some(claims.sub.to_string());
     }
@@ -409,11 +409,7 @@ async fn send(
             pool.breaker.success(permit);
         }
         return match outcome {
-            Attempt::Answered(r) => {
-                let (mut parts, body) = r.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                Ok(Response::from_parts(parts, Body::new(body)))
-            }
+            Attempt::Answered(r) => Ok(downstream(r)),
             Attempt::BodyTooLarge => Err(Problem::payload_too_large(limit)),
             Attempt::TimedOut => {
                 tracing::warn!(upstream = %pool.name, instance = %instance.url, "upstream timed out");
@@ -431,6 +427,13 @@ async fn send(
             }
         };
     }
+}
+
+/// An upstream's answer as the client gets it: streamed, hop-by-hop headers removed.
+fn downstream(r: hyper::Response<hyper::body::Incoming>) -> Response {
+    let (mut parts, body) = r.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, Body::new(body))
 }
 
 fn unavailable(pool: &Pool) -> Problem {
@@ -456,9 +459,10 @@ async fn upgrade(
         pool.breaker.failure(permit);
         return Err(unavailable(pool));
     };
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
-    let uri: Uri = format!("{}{path_and_query}", pool.instances[i].url)
-        .parse()
+    let path_and_query =
+        parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let uri = pool.instances[i]
+        .uri(&path_and_query)
         .map_err(|_| Problem::bad_request("the request target is not a valid URI"))?;
     let mut builder = Request::builder().method(Method::GET).uri(uri);
     if let Some(h) = builder.headers_mut() {
@@ -483,9 +487,7 @@ async fn upgrade(
     pool.report(i, response.status().as_u16() < 500);
     pool.breaker.success(permit);
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        return Ok(Response::from_parts(parts, Body::new(body)));
+        return Ok(downstream(response));
     }
     let upstream_side = hyper::upgrade::on(&mut response);
     let pool_name = pool.name.clone();

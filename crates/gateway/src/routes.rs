@@ -79,7 +79,10 @@ pub struct Route {
 /// Where a request goes.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub route: Route,
+    pub route: Arc<Route>,
+    /// The label for metrics and logs: the route's, or the path itself for
+    /// the discovery documents.
+    pub label: String,
     /// Whether the path may be used without a token.
     pub public: bool,
 }
@@ -87,8 +90,8 @@ pub struct Target {
 /// The route table: longest prefix first, then the fallback.
 #[derive(Debug)]
 pub struct RouteTable {
-    routes: Vec<Route>,
-    fallback: Option<Route>,
+    routes: Vec<Arc<Route>>,
+    fallback: Option<Arc<Route>>,
     pub pools: BTreeMap<String, Arc<Pool>>,
 }
 
@@ -151,22 +154,22 @@ impl RouteTable {
         };
         let mut routes = Vec::new();
         for u in defaults {
-            routes.push(Route {
+            routes.push(Arc::new(Route {
                 prefix: format!("/v1/{}", u.service),
                 pool: pool_of(u.service)?,
                 label: format!("/v1/{}", u.service),
                 timeout: default_timeout,
                 public: false,
-            });
+            }));
         }
         if pools.contains_key("auth") {
-            routes.push(Route {
+            routes.push(Arc::new(Route {
                 prefix: "/.well-known".into(),
                 pool: pool_of("auth")?,
                 label: "/.well-known".into(),
                 timeout: default_timeout,
                 public: false,
-            });
+            }));
         }
         for r in &settings.routes {
             if !r.prefix.starts_with('/') || r.prefix.len() < 2 || r.prefix.ends_with('/') {
@@ -176,24 +179,24 @@ impl RouteTable {
                 );
             }
             routes.retain(|existing| existing.prefix != r.prefix);
-            routes.push(Route {
+            routes.push(Arc::new(Route {
                 prefix: r.prefix.clone(),
                 pool: pool_of(&r.upstream)?,
                 label: r.prefix.clone(),
                 timeout: r.timeout_ms.map_or(default_timeout, Duration::from_millis),
                 public: r.public,
-            });
+            }));
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let fallback = match &settings.fallback {
-            Some(name) => Some(Route {
+            Some(name) => Some(Arc::new(Route {
                 prefix: "/".into(),
                 pool: pool_of(name)?,
                 label: "fallback".into(),
                 timeout: default_timeout,
                 // The application behind the fallback checks its own callers.
                 public: true,
-            }),
+            })),
             None => None,
         };
         Ok(Self { routes, fallback, pools })
@@ -208,15 +211,12 @@ impl RouteTable {
                 path == r.prefix || path.strip_prefix(r.prefix.as_str()).is_some_and(|rest| rest.starts_with('/'))
             })
             .or(self.fallback.as_ref())?;
-        let mut route = route.clone();
-        if route.prefix == "/.well-known" {
-            route.label = path.to_owned();
-        }
+        let label = if route.prefix == "/.well-known" { path.to_owned() } else { route.label.clone() };
         let public = route.public
             || PUBLIC_PATHS.contains(&path)
             || PUBLIC_PATTERNS.iter().any(|p| matches(p, path))
             || path.starts_with("/.well-known/");
-        Some(Target { route, public })
+        Some(Target { route: route.clone(), label, public })
     }
 
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
@@ -241,10 +241,7 @@ mod tests {
     fn paths_resolve_to_their_service() {
         let t = table();
         let login = t.resolve("/v1/auth/login").unwrap();
-        assert_eq!(
-            (login.route.pool.name.as_str(), login.public, login.route.label.as_str()),
-            ("auth", true, "/v1/auth")
-        );
+        assert_eq!((login.route.pool.name.as_str(), login.public, login.label.as_str()), ("auth", true, "/v1/auth"));
         let me = t.resolve("/v1/auth/me").unwrap();
         assert!(!me.public);
         assert!(t.resolve("/.well-known/jwks.json").unwrap().public);
