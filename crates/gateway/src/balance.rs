@@ -74,11 +74,19 @@ struct Passive {
     ejections: u32,
 }
 
+/// Gives every instance an id of its own for the per-thread connection pools.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
+
 #[derive(Debug)]
 pub struct Instance {
     /// `http://host:port`, no trailing slash.
     pub url: String,
-    authority: Option<http::uri::Authority>,
+    /// Its connections in the per-thread pools (see [`crate::upstream`]).
+    pub id: u64,
+    /// `host:port`, to connect to.
+    pub address: String,
+    /// The `Host` header of requests to it.
+    pub host: http::HeaderValue,
     /// Its `gateway_upstream_requests` counters, by outcome (set on first use).
     pub counters: std::sync::OnceLock<[prometheus_client::metrics::counter::Counter; 7]>,
     in_flight: AtomicUsize,
@@ -93,10 +101,18 @@ pub struct Instance {
 impl Instance {
     fn new(url: &str) -> Self {
         let url = url.trim_end_matches('/').to_owned();
-        let authority = url.parse::<http::Uri>().ok().and_then(|u| u.authority().cloned());
+        // The route table checked the URL (`http://host:port`).
+        let address = url.parse::<http::Uri>().ok().and_then(|u| u.authority().cloned()).map_or_else(
+            || url.trim_start_matches("http://").to_owned(),
+            |a| if a.port().is_some() { a.to_string() } else { format!("{}:80", a.host()) },
+        );
+        let host = http::HeaderValue::from_str(url.trim_start_matches("http://"))
+            .unwrap_or(http::HeaderValue::from_static("localhost"));
         Self {
             url,
-            authority,
+            id: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+            address,
+            host,
             counters: std::sync::OnceLock::new(),
             in_flight: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
@@ -113,15 +129,6 @@ impl Instance {
 
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// The URI of `path_and_query` on this instance.
-    pub fn uri(&self, path_and_query: &http::uri::PathAndQuery) -> Result<http::Uri, http::Error> {
-        let mut b = http::Uri::builder().scheme("http");
-        if let Some(a) = &self.authority {
-            b = b.authority(a.clone());
-        }
-        b.path_and_query(path_and_query.clone()).build()
     }
 }
 

@@ -91,12 +91,10 @@ impl Edge {
         self.any_origin || self.cors.allowed_origins.iter().any(|o| o == origin)
     }
 
-    fn preflight(&self, req: &Request, origin: &str) -> Response {
-        let method =
-            req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD).and_then(|v| v.to_str().ok()).unwrap_or("");
+    fn preflight(&self, headers: &http::HeaderMap, origin: &str) -> Response {
+        let method = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD).and_then(|v| v.to_str().ok()).unwrap_or("");
         let method_ok = self.cors.allowed_methods.iter().any(|m| m.eq_ignore_ascii_case(method));
-        let asked: Vec<String> = req
-            .headers()
+        let asked: Vec<String> = headers
             .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
@@ -149,25 +147,45 @@ impl Edge {
     }
 }
 
-/// The edge middleware: preflights answered (or refused) here, CORS headers
+/// A request's `Origin`, kept for the answer.
+pub(crate) fn origin<B>(req: &http::Request<B>) -> Option<HeaderValue> {
+    req.headers().get(header::ORIGIN).cloned()
+}
+
+impl Edge {
+    /// The answer to a CORS preflight (allowed or refused), when `req` is one.
+    pub(crate) fn preflight_answer<B>(&self, req: &http::Request<B>) -> Option<Response> {
+        let is_preflight =
+            req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok())?;
+        is_preflight.then(|| self.preflight(req.headers(), origin))
+    }
+
+    /// CORS headers on an answer to an allowed origin (a preflight's answer
+    /// has its own), and the security headers on every answer.
+    pub(crate) fn finish(&self, origin: Option<&HeaderValue>, preflight: bool, response: &mut Response) {
+        let h = response.headers_mut();
+        if let Some(o) = origin.and_then(|o| o.to_str().ok())
+            && !preflight
+            && self.allows(o)
+        {
+            self.allow_origin(h, o);
+            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.exposed.clone());
+        }
+        self.security_headers(h);
+    }
+}
+
+/// The edge middleware of the gateway's own routes (proxied requests get the
+/// same from the proxy): preflights answered (or refused) here, CORS headers
 /// on allowed cross-origin answers, security headers on every answer.
 pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let edge: &Edge = &state.edge;
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let is_preflight =
-        req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut response = match (&origin, is_preflight) {
-        (Some(o), true) => edge.preflight(&req, o),
-        _ => next.run(req).await,
+    let origin = origin(&req);
+    let (mut response, preflight) = match edge.preflight_answer(&req) {
+        Some(answer) => (answer, true),
+        None => (next.run(req).await, false),
     };
-    if let Some(o) = origin
-        && !is_preflight
-        && edge.allows(&o)
-    {
-        let h = response.headers_mut();
-        edge.allow_origin(h, &o);
-        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, edge.exposed.clone());
-    }
-    edge.security_headers(response.headers_mut());
+    edge.finish(origin.as_ref(), preflight, &mut response);
     response
 }

@@ -23,12 +23,13 @@ pub mod edge;
 pub mod limits;
 pub mod proxy;
 pub mod routes;
+pub mod upstream;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use kit::Context;
 use kit::auth::{HttpKeySource, TokenVerifier};
 use kit::config::Config;
@@ -122,12 +123,13 @@ pub(crate) struct State {
     pub client: proxy::Client,
     pub verifier: Arc<TokenVerifier>,
     pub settings: Settings,
-    pub body_limit: usize,
     pub docs: docs::DocsCache,
     pub limits: RateLimits,
     pub denied: denylist::DenyList,
     pub edge: edge::Edge,
     pub metrics: proxy::GatewayMetrics,
+    /// The route label of requests no route matches.
+    pub unmatched: Arc<str>,
 }
 
 impl State {
@@ -183,32 +185,31 @@ pub fn service(ctx: &Context, upstreams: Vec<Upstream>) -> anyhow::Result<Servic
         config: RwLock::new(config.clone()),
         client: proxy::client(Duration::from_millis(settings.connect_timeout_ms)),
         verifier,
-        body_limit: config.settings.http.body_limit,
         docs: docs::DocsCache::new(Duration::from_secs(settings.docs_cache_secs)),
         limits,
         denied: denylist::DenyList::new(deny_for),
         edge,
         metrics: proxy::GatewayMetrics::default(),
+        unmatched: Arc::from("unmatched"),
         settings,
     });
 
+    // The gateway's own routes; every other request goes to the proxy
+    // (`proxy::Proxy`, ahead of this router).
     let router = Router::new()
-        .route("/v1/{*path}", any(proxy::forward))
-        .route("/.well-known/{*path}", any(proxy::forward))
         .route("/openapi.json", get(docs::merged_openapi))
         .route("/docs", get(docs::ui))
         .route("/docs/", get(docs::ui))
         .route("/docs/{file}", get(docs::asset))
         .route("/admin/upstreams", get(admin::upstreams))
         .route("/admin/reload", post(admin::reload))
-        .fallback(proxy::forward)
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::layer))
         .with_state(state.clone());
 
     let ready_state = state.clone();
     let mut service = Service::new("gateway", router, utoipa::openapi::OpenApi::default())
         .without_openapi_route()
-        .with_own_fallback()
+        .with_front(Arc::new(proxy::Proxy(state.clone())))
         .with_readiness(Arc::new(move || {
             let state = ready_state.clone();
             Box::pin(async move { proxy::upstream_readiness(&state).await })

@@ -18,6 +18,7 @@ use kit::limit::{Decision, Limiter, Quota, SlidingWindow};
 use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use tokio::sync::Mutex;
+use uuid::Uuid;
 
 /// `rate` requests per `per_secs`, `burst` at once. `rate = 0` turns it off.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -111,9 +112,25 @@ pub struct Verdict {
     pub reset_secs: u64,
 }
 
+/// Whose requests a rule counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Ip(IpAddr),
+    User(Uuid),
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Ip(ip) => ip.fmt(f),
+            Key::User(user) => user.fmt(f),
+        }
+    }
+}
+
 enum Rule {
-    Bucket { name: String, quota: Quota, local: Limiter<String> },
-    Window { name: String, limit: u32, window: Duration, local: SlidingWindow<String> },
+    Bucket { name: String, quota: Quota, local: Limiter<Key> },
+    Window { name: String, limit: u32, window: Duration, local: SlidingWindow<Key> },
 }
 
 impl Rule {
@@ -282,13 +299,13 @@ impl RateLimits {
 
     /// Counts a request to `path` from `ip` by `user` against every rule that
     /// applies; refused if any refuses.
-    pub async fn check(&self, path: &str, ip: Option<IpAddr>, user: Option<&str>) -> Option<Verdict> {
+    pub async fn check(&self, path: &str, ip: Option<IpAddr>, user: Option<Uuid>) -> Option<Verdict> {
         if !self.settings.enabled {
             return None;
         }
         let mut verdict = None;
-        let ip_key = ip.map(|ip| ip.to_string());
-        if let (Some(rule), Some(ip)) = (&self.per_ip, &ip_key) {
+        let (ip, user) = (ip.map(Key::Ip), user.map(Key::User));
+        if let (Some(rule), Some(ip)) = (&self.per_ip, ip) {
             verdict = merge(verdict, self.apply(rule, ip).await);
         }
         if let (Some(rule), Some(user)) = (&self.per_user, user) {
@@ -297,7 +314,7 @@ impl RateLimits {
         for (prefix, by, rule) in &self.routes {
             let applies = path == prefix || path.strip_prefix(prefix.as_str()).is_some_and(|r| r.starts_with('/'));
             let key = match by {
-                By::Ip => ip_key.as_deref(),
+                By::Ip => ip,
                 By::User => user,
             };
             if applies && let Some(key) = key {
@@ -306,7 +323,7 @@ impl RateLimits {
         }
         for (p, rule) in &self.sensitive {
             if p == path
-                && let Some(ip) = &ip_key
+                && let Some(ip) = ip
             {
                 verdict = merge(verdict, self.apply(rule, ip).await);
             }
@@ -317,7 +334,7 @@ impl RateLimits {
         verdict
     }
 
-    async fn apply(&self, rule: &Rule, key: &str) -> Verdict {
+    async fn apply(&self, rule: &Rule, key: Key) -> Verdict {
         if let Some(redis) = &self.redis {
             match self.remote(redis, rule, key).await {
                 Ok(v) => return v,
@@ -325,8 +342,8 @@ impl RateLimits {
             }
         }
         let (decision, limit) = match rule {
-            Rule::Bucket { local, quota, .. } => (local.check(&key.to_owned()), quota.burst),
-            Rule::Window { local, limit, .. } => (local.check(&key.to_owned()), *limit),
+            Rule::Bucket { local, quota, .. } => (local.check(&key), quota.burst),
+            Rule::Window { local, limit, .. } => (local.check(&key), *limit),
         };
         match decision {
             Decision::Allow { remaining } => {
@@ -342,7 +359,7 @@ impl RateLimits {
         }
     }
 
-    async fn remote(&self, redis: &Redis, rule: &Rule, key: &str) -> Result<Verdict, String> {
+    async fn remote(&self, redis: &Redis, rule: &Rule, key: Key) -> Result<Verdict, String> {
         let conn = {
             let mut slot = redis.conn.lock().await;
             match slot.as_ref() {
@@ -445,11 +462,13 @@ fn unix_ms() -> u128 {
 impl Verdict {
     /// The `RateLimit-*` headers (draft-ietf-httpapi-ratelimit-headers).
     pub fn headers(&self) -> [(http::HeaderName, http::HeaderValue); 3] {
-        let v = |n: u64| http::HeaderValue::from_str(&n.to_string()).unwrap_or(http::HeaderValue::from_static("0"));
+        const LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit-limit");
+        const REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
+        const RESET: http::HeaderName = http::HeaderName::from_static("ratelimit-reset");
         [
-            (http::HeaderName::from_static("ratelimit-limit"), v(u64::from(self.limit))),
-            (http::HeaderName::from_static("ratelimit-remaining"), v(u64::from(self.remaining))),
-            (http::HeaderName::from_static("ratelimit-reset"), v(self.reset_secs)),
+            (LIMIT, http::HeaderValue::from(self.limit)),
+            (REMAINING, http::HeaderValue::from(self.remaining)),
+            (RESET, http::HeaderValue::from(self.reset_secs)),
         ]
     }
 }

@@ -1,43 +1,36 @@
 //! Forwarding requests to upstreams.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Either, Limited};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kit::Problem;
-use kit::auth::{TokenError, bearer_token};
-use kit::http::{CheckResult, Readiness, RequestId, RouteLabel};
-use kit::trace::TraceContext;
+use kit::auth::{AccessClaims, TokenError, bearer_token};
+use kit::http::{CheckResult, Front, FrontContext, FrontResponse, Readiness};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::balance::Pool;
+use crate::edge;
 use crate::routes::{RouteTable, Target};
+use crate::upstream::{self, SendError, UpstreamBody};
 use crate::{AppState, State as GatewayState};
 
-/// The pooled HTTP/1.1 client used for every upstream.
+/// The pooled HTTP/1.1 client of the health checks (requests go through
+/// [`upstream`]).
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
-
-thread_local! {
-    static LOCAL: std::cell::OnceCell<Client> = const { std::cell::OnceCell::new() };
-}
-
-/// The upstream client of this thread: its pooled connections live on this
-/// thread's runtime, so with `http.threads` (thread per core) a proxied
-/// request never wakes another thread. On the shared runtime it is one pool
-/// per worker thread.
-fn local_client(state: &GatewayState) -> Client {
-    LOCAL.with(|c| c.get_or_init(|| client(Duration::from_millis(state.settings.connect_timeout_ms))).clone())
-}
 
 pub fn client(connect_timeout: Duration) -> Client {
     let mut connector = HttpConnector::new();
@@ -67,6 +60,10 @@ const HOP_BY_HOP: &[&str] = &[
 /// Identity headers only the platform may set. A client that sends them is
 /// trying to pass for someone else; they are dropped.
 const IDENTITY_HEADERS: &[&str] = &["x-user-id", "x-user-roles", "x-session-id", "x-authenticated-user"];
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in `Connection` are hop-by-hop too.
@@ -175,33 +172,60 @@ fn labels(pool: &Pool, instance: Option<&str>, outcome: Option<&str>) -> Vec<(St
     l
 }
 
+/// The gateway's own paths, served by its router; the proxy takes every other.
+fn is_own_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/docs")
+        || path.starts_with("/docs/")
+        || path.starts_with("/admin/")
+}
+
+/// The proxy, as kit's [`Front`]: every request but the gateway's own goes
+/// straight from hyper to here, without axum's router (see [`kit::http::Front`]).
+pub(crate) struct Proxy(pub AppState);
+
+impl Front for Proxy {
+    fn claims(&self, req: &hyper::Request<Incoming>) -> bool {
+        !is_own_path(req.uri().path())
+    }
+
+    fn call(&self, req: hyper::Request<Incoming>, ctx: FrontContext) -> BoxFuture<'static, FrontResponse> {
+        Box::pin(forward(self.0.clone(), req, ctx))
+    }
+}
+
 /// Proxies one request to the upstream its path belongs to.
-pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Response {
-    let path = req.uri().path().to_owned();
+async fn forward(state: AppState, req: hyper::Request<Incoming>, ctx: FrontContext) -> FrontResponse {
     let table = state.table();
-    let Some(target) = table.resolve(&path) else {
-        return Problem::not_found(format!("no service serves {path}")).into_response();
+    let Some(target) = table.resolve(req.uri().path()) else {
+        let mut response = Problem::not_found(format!("no service serves {}", req.uri().path())).into_response();
+        state.edge.finish(edge::origin(&req).as_ref(), false, &mut response);
+        return FrontResponse { response, route: state.unmatched.clone() };
     };
-    let label = RouteLabel(target.label.clone());
-    tracing::Span::current().record("upstream", target.route.pool.name.as_str());
-    let mut response = match forward_to(&state, &target, req).await {
-        Ok(r) => r,
-        Err(problem) => problem.into_response(),
+    let span = tracing::Span::current();
+    span.record("route", &*target.route.label);
+    span.record("upstream", target.route.pool.name.as_str());
+    let origin = edge::origin(&req);
+    let (mut response, preflight) = match state.edge.preflight_answer(&req) {
+        Some(answer) => (answer, true),
+        None => (forward_to(&state, target, req, ctx).await.unwrap_or_else(IntoResponse::into_response), false),
     };
-    response.extensions_mut().insert(label);
-    response
+    state.edge.finish(origin.as_ref(), preflight, &mut response);
+    FrontResponse { response, route: target.route.label.clone() }
 }
 
 /// Idempotent methods (RFC 9110 §9.2.2) without a body may be sent again.
-fn retriable(req: &Request) -> bool {
+fn retriable<B>(req: &hyper::Request<B>) -> bool {
     let idempotent =
         matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE);
-    let no_body = req.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v == "0")
-        && !req.headers().contains_key(header::TRANSFER_ENCODING);
-    idempotent && no_body
+    idempotent && !has_body(req.headers())
 }
 
-fn is_websocket(req: &Request) -> bool {
+/// Whether a request announces a body (RFC 9112 §6.3: a length or a transfer coding).
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_LENGTH).is_some_and(|v| v != "0") || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+fn is_websocket<B>(req: &hyper::Request<B>) -> bool {
     let upgrade = req
         .headers()
         .get(header::UPGRADE)
@@ -218,21 +242,22 @@ fn is_websocket(req: &Request) -> bool {
 
 /// The access token of a request: `Authorization: Bearer`, or, for WebSocket
 /// upgrades (browsers cannot set headers on them), `access_token` in the query.
-fn token_of(req: &Request, websocket: bool) -> Result<Option<String>, Problem> {
+fn token_of<B>(req: &hyper::Request<B>, websocket: bool) -> Result<Option<Cow<'_, str>>, Problem> {
     if let Some(t) = bearer_token(req.headers())? {
-        return Ok(Some(t.to_owned()));
+        return Ok(Some(Cow::Borrowed(t)));
     }
     if websocket {
-        let from_query = req.uri().query().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned())
-        });
+        let from_query = req
+            .uri()
+            .query()
+            .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v));
         return Ok(from_query);
     }
     Ok(None)
 }
 
 /// An access token's claims, if it verifies and its session was not revoked.
-pub(crate) async fn verify(state: &GatewayState, token: &str) -> Result<kit::auth::AccessClaims, Problem> {
+pub(crate) async fn verify(state: &GatewayState, token: &str) -> Result<Arc<AccessClaims>, Problem> {
     let claims = state.verifier.verify(token).await?;
     if let Some(sid) = claims.sid
         && state.denied.contains(sid)
@@ -243,7 +268,12 @@ pub(crate) async fn verify(state: &GatewayState, token: &str) -> Result<kit::aut
     Ok(claims)
 }
 
-async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<Response, Problem> {
+async fn forward_to(
+    state: &AppState,
+    target: Target<'_>,
+    req: hyper::Request<Incoming>,
+    ctx: FrontContext,
+) -> Result<Response, Problem> {
     let websocket = is_websocket(&req);
     let mut user = None;
     if !target.public {
@@ -251,12 +281,11 @@ async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<R
             .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
         let claims = verify(state, &token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
-        user = Some(claims.sub.to_string());
+        user = Some(claims.sub);
     }
 
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let client_ip = peer.map(|p| kit::http::client_ip_from(req.headers(), p));
-    let verdict = state.limits.check(req.uri().path(), client_ip, user.as_deref()).await;
+    let client_ip = kit::http::client_ip_from(req.headers(), ctx.peer.ip());
+    let verdict = state.limits.check(req.uri().path(), Some(client_ip), user).await;
     if let Some(v) = verdict
         && !v.allowed
     {
@@ -271,7 +300,7 @@ async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<R
     }
 
     let mut response =
-        if websocket { upgrade(state, target, req, peer).await? } else { send(state, target, req, peer).await? };
+        if websocket { upgrade(state, target, req, &ctx).await? } else { send(state, target, req, &ctx).await? };
     if let Some(v) = verdict {
         for (name, value) in v.headers() {
             response.headers_mut().insert(name, value);
@@ -281,44 +310,50 @@ async fn forward_to(state: &AppState, target: &Target, req: Request) -> Result<R
 }
 
 /// The headers an upstream gets: hop-by-hop and client identity headers
-/// removed, `x-forwarded-*`, `x-request-id` and `traceparent` set.
-fn upstream_headers(parts: &mut http::request::Parts, peer: Option<std::net::IpAddr>, keep_upgrade: bool) {
-    let original_host = parts.headers.get(header::HOST).cloned();
-    let upgrade = parts.headers.get(header::UPGRADE).cloned();
-    let headers = &mut parts.headers;
-    strip_hop_by_hop(headers);
-    if keep_upgrade && let Some(u) = upgrade {
-        headers.insert(header::UPGRADE, u);
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    for name in IDENTITY_HEADERS {
-        headers.remove(*name);
-    }
-    headers.remove(header::HOST);
-    if let Some(ip) = peer {
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {ip}"),
-            None => ip.to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-            headers.insert("x-forwarded-for", v);
+/// removed, `x-forwarded-*`, `x-request-id` and `traceparent` set. (`Host`
+/// is the instance's, set when sending.)
+fn upstream_headers(headers: &mut HeaderMap, ctx: &FrontContext, keep_upgrade: bool) {
+    let original_host = headers.remove(header::HOST);
+    // Most requests carry none of the headers to remove: one pass tells.
+    if headers.keys().any(|name| is_hop_by_hop(name) || IDENTITY_HEADERS.contains(&name.as_str())) {
+        let upgrade = headers.get(header::UPGRADE).cloned();
+        strip_hop_by_hop(headers);
+        if keep_upgrade && let Some(u) = upgrade {
+            headers.insert(header::UPGRADE, u);
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        for name in IDENTITY_HEADERS {
+            headers.remove(*name);
         }
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", ctx.peer.ip())),
+        None => HeaderValue::try_from(ctx.peer.ip().to_string()),
+    };
+    if let Ok(v) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = original_host {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
-    if let Some(id) = parts.extensions.get::<RequestId>()
-        && let Ok(v) = HeaderValue::from_str(&id.0)
-    {
-        parts.headers.insert("x-request-id", v);
+    headers.insert(X_REQUEST_ID, ctx.request_id.clone());
+    headers.insert(TRACEPARENT, ctx.trace.header());
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The request target as upstreams get it: origin-form (`/path?query`).
+fn origin_form(uri: &Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri.clone();
     }
-    if let Some(trace) = parts.extensions.get::<TraceContext>()
-        && let Ok(v) = HeaderValue::from_str(&trace.header_value())
-    {
-        parts.headers.insert("traceparent", v);
-    }
-    parts.version = http::Version::HTTP_11;
+    let path_and_query = uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    Uri::from(path_and_query)
 }
 
 fn breaker_problem(state: &AppState, pool: &Pool, open: kit::resilience::BreakerOpen) -> Problem {
@@ -332,8 +367,8 @@ fn breaker_problem(state: &AppState, pool: &Pool, open: kit::resilience::Breaker
 }
 
 enum Attempt {
-    Answered(hyper::Response<hyper::body::Incoming>),
-    ConnectError(String),
+    Answered(hyper::Response<UpstreamBody>),
+    Failed(SendError),
     TimedOut,
     BodyTooLarge,
 }
@@ -343,20 +378,25 @@ enum Attempt {
 /// instance when one cannot be reached or answers 502/503/504.
 async fn send(
     state: &AppState,
-    target: &Target,
-    req: Request,
-    peer: Option<std::net::IpAddr>,
+    target: Target<'_>,
+    req: hyper::Request<Incoming>,
+    ctx: &FrontContext,
 ) -> Result<Response, Problem> {
+    let limit = ctx.body_limit;
+    if kit::http::content_length_over(req.headers(), limit) {
+        return Ok(kit::http::payload_too_large(limit));
+    }
     let pool = &target.route.pool;
     let may_retry = retriable(&req);
+    // A body-less request sends nothing, so another attempt can send it again.
+    let with_body = has_body(req.headers());
     let permit = pool.breaker.acquire().map_err(|open| breaker_problem(state, pool, open))?;
     pool.budget.deposit();
     let (mut parts, body) = req.into_parts();
-    upstream_headers(&mut parts, peer, false);
-    let path_and_query =
-        parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let limit = state.settings.upload_limits.get(parts.uri.path()).copied().unwrap_or(state.body_limit);
-    let mut body = Some(Body::new(Limited::new(body, limit)));
+    upstream_headers(&mut parts.headers, ctx, false);
+    let uri = origin_form(&parts.uri);
+    let mut body = with_body.then(|| Either::Left(Limited::new(body, limit)));
+    let connect_timeout = Duration::from_millis(state.settings.connect_timeout_ms);
     let mut avoid = None;
     let mut attempt = 0;
     loop {
@@ -366,23 +406,23 @@ async fn send(
             return Err(unavailable(pool));
         };
         let instance = &pool.instances[i];
-        let uri =
-            instance.uri(&path_and_query).map_err(|_| Problem::bad_request("the request target is not a valid URI"))?;
-        let mut upstream_req = Request::new(body.take().unwrap_or_else(Body::empty));
+        let mut upstream_req =
+            hyper::Request::new(body.take().unwrap_or_else(|| Either::Right(http_body_util::Empty::new())));
         *upstream_req.method_mut() = parts.method.clone();
-        *upstream_req.uri_mut() = uri;
-        *upstream_req.version_mut() = http::Version::HTTP_11;
+        *upstream_req.uri_mut() = uri.clone();
         // Headers are only copied when another attempt may need them.
         *upstream_req.headers_mut() =
             if may_retry { parts.headers.clone() } else { std::mem::take(&mut parts.headers) };
         let flight = pool.start(i);
-        let outcome = match tokio::time::timeout(target.route.timeout, local_client(state).request(upstream_req)).await
-        {
-            Err(_) => Attempt::TimedOut,
-            Ok(Err(e)) if is_body_limit(&e) => Attempt::BodyTooLarge,
-            Ok(Err(e)) => Attempt::ConnectError(kit::problem::ErrorChain(&e).to_string()),
-            Ok(Ok(r)) => Attempt::Answered(r),
-        };
+        let outcome =
+            match tokio::time::timeout(target.route.timeout, upstream::send(instance, upstream_req, connect_timeout))
+                .await
+            {
+                Err(_) => Attempt::TimedOut,
+                Ok(Err(SendError::Request(e))) if is_body_limit(&e) => Attempt::BodyTooLarge,
+                Ok(Err(e)) => Attempt::Failed(e),
+                Ok(Ok(r)) => Attempt::Answered(r),
+            };
         drop(flight);
         let (failed, outcome_label, retry_worthy) = match &outcome {
             Attempt::Answered(r) => {
@@ -391,7 +431,7 @@ async fn send(
                     ["1xx", "2xx", "3xx", "4xx", "5xx"].get(usize::from(s / 100).saturating_sub(1)).unwrap_or(&"5xx");
                 (s >= 500, *class, matches!(s, 502..=504))
             }
-            Attempt::ConnectError(_) => (true, "connect_error", true),
+            Attempt::Failed(_) => (true, "connect_error", true),
             Attempt::TimedOut => (true, "timeout", true),
             Attempt::BodyTooLarge => (false, "body_too_large", false),
         };
@@ -421,7 +461,7 @@ async fn send(
                         target.route.timeout.as_millis()
                     )))
             }
-            Attempt::ConnectError(e) => {
+            Attempt::Failed(e) => {
                 tracing::warn!(upstream = %pool.name, instance = %instance.url, error = %e, "upstream unavailable");
                 Err(unavailable(pool))
             }
@@ -430,9 +470,14 @@ async fn send(
 }
 
 /// An upstream's answer as the client gets it: streamed, hop-by-hop headers removed.
-fn downstream(r: hyper::Response<hyper::body::Incoming>) -> Response {
+fn downstream<B>(r: hyper::Response<B>) -> Response
+where
+    B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
+{
     let (mut parts, body) = r.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    if parts.headers.keys().any(is_hop_by_hop) {
+        strip_hop_by_hop(&mut parts.headers);
+    }
     Response::from_parts(parts, Body::new(body))
 }
 
@@ -446,36 +491,30 @@ fn unavailable(pool: &Pool) -> Problem {
 /// flow both ways until either side closes.
 async fn upgrade(
     state: &AppState,
-    target: &Target,
-    mut req: Request,
-    peer: Option<std::net::IpAddr>,
+    target: Target<'_>,
+    mut req: hyper::Request<Incoming>,
+    ctx: &FrontContext,
 ) -> Result<Response, Problem> {
     let pool = &target.route.pool;
     let permit = pool.breaker.acquire().map_err(|open| breaker_problem(state, pool, open))?;
     let client_side = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
-    upstream_headers(&mut parts, peer, true);
+    upstream_headers(&mut parts.headers, ctx, true);
     let Some(i) = pool.pick(None) else {
         pool.breaker.failure(permit);
         return Err(unavailable(pool));
     };
-    let path_and_query =
-        parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let uri = pool.instances[i]
-        .uri(&path_and_query)
-        .map_err(|_| Problem::bad_request("the request target is not a valid URI"))?;
-    let mut builder = Request::builder().method(Method::GET).uri(uri);
-    if let Some(h) = builder.headers_mut() {
-        *h = parts.headers.clone();
-    }
-    let upstream_req = builder.body(Body::empty()).map_err(|e| Problem::internal(&e))?;
-    let mut response = match tokio::time::timeout(target.route.timeout, local_client(state).request(upstream_req)).await
-    {
+    let mut upstream_req = hyper::Request::new(Either::Right(http_body_util::Empty::new()));
+    *upstream_req.uri_mut() = origin_form(&parts.uri);
+    *upstream_req.headers_mut() = parts.headers;
+    let connect_timeout = Duration::from_millis(state.settings.connect_timeout_ms);
+    let sent = upstream::send_upgrade(&pool.instances[i], upstream_req, connect_timeout);
+    let mut response = match tokio::time::timeout(target.route.timeout, sent).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             pool.report(i, false);
             pool.breaker.failure(permit);
-            tracing::warn!(upstream = %pool.name, error = %kit::problem::ErrorChain(&e), "upstream unavailable for an upgrade");
+            tracing::warn!(upstream = %pool.name, error = %e, "upstream unavailable for an upgrade");
             return Err(unavailable(pool));
         }
         Err(_) => {

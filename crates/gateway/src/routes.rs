@@ -71,18 +71,15 @@ pub struct Route {
     pub prefix: String,
     pub pool: Arc<Pool>,
     /// The route label for metrics and logs (`/v1/auth`).
-    pub label: String,
+    pub label: Arc<str>,
     pub timeout: Duration,
     pub public: bool,
 }
 
 /// Where a request goes.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub route: Arc<Route>,
-    /// The label for metrics and logs: the route's, or the path itself for
-    /// the discovery documents.
-    pub label: String,
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub route: &'a Route,
     /// Whether the path may be used without a token.
     pub public: bool,
 }
@@ -157,7 +154,7 @@ impl RouteTable {
             routes.push(Arc::new(Route {
                 prefix: format!("/v1/{}", u.service),
                 pool: pool_of(u.service)?,
-                label: format!("/v1/{}", u.service),
+                label: format!("/v1/{}", u.service).into(),
                 timeout: default_timeout,
                 public: false,
             }));
@@ -182,7 +179,7 @@ impl RouteTable {
             routes.push(Arc::new(Route {
                 prefix: r.prefix.clone(),
                 pool: pool_of(&r.upstream)?,
-                label: r.prefix.clone(),
+                label: r.prefix.as_str().into(),
                 timeout: r.timeout_ms.map_or(default_timeout, Duration::from_millis),
                 public: r.public,
             }));
@@ -203,7 +200,7 @@ impl RouteTable {
     }
 
     /// The route for `path`, if any.
-    pub fn resolve(&self, path: &str) -> Option<Target> {
+    pub fn resolve(&self, path: &str) -> Option<Target<'_>> {
         let route = self
             .routes
             .iter()
@@ -211,12 +208,11 @@ impl RouteTable {
                 path == r.prefix || path.strip_prefix(r.prefix.as_str()).is_some_and(|rest| rest.starts_with('/'))
             })
             .or(self.fallback.as_ref())?;
-        let label = if route.prefix == "/.well-known" { path.to_owned() } else { route.label.clone() };
         let public = route.public
             || PUBLIC_PATHS.contains(&path)
             || PUBLIC_PATTERNS.iter().any(|p| matches(p, path))
             || path.starts_with("/.well-known/");
-        Some(Target { route: route.clone(), label, public })
+        Some(Target { route, public })
     }
 
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
@@ -241,7 +237,7 @@ mod tests {
     fn paths_resolve_to_their_service() {
         let t = table();
         let login = t.resolve("/v1/auth/login").unwrap();
-        assert_eq!((login.route.pool.name.as_str(), login.public, login.label.as_str()), ("auth", true, "/v1/auth"));
+        assert_eq!((login.route.pool.name.as_str(), login.public, &*login.route.label), ("auth", true, "/v1/auth"));
         let me = t.resolve("/v1/auth/me").unwrap();
         assert!(!me.public);
         assert!(t.resolve("/.well-known/jwks.json").unwrap().public);

@@ -7,6 +7,7 @@
 //! flood of tokens with made-up key ids cannot turn into a flood of fetches.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -169,7 +170,31 @@ pub struct TokenVerifier {
     leeway: i64,
     /// Tokens already verified, so a token's signature is checked once, not on
     /// every request that carries it. Cleared whenever the key set changes.
-    verified: RwLock<HashMap<String, AccessClaims>>,
+    verified: RwLock<HashMap<Box<str>, Arc<AccessClaims>, BuildHasherDefault<SignatureHasher>>>,
+}
+
+/// Hashes a token by its last 16 bytes: the signature's, which are as good
+/// as random, so the cache's look-up costs no pass over the whole token.
+/// Equal hashes are still compared whole, and only tokens whose signature
+/// verified are stored, so nobody can fill a bucket with colliding tokens
+/// without the signing key.
+#[derive(Default)]
+struct SignatureHasher(u64);
+
+impl std::hash::Hasher for SignatureHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = &bytes[bytes.len().saturating_sub(16)..];
+        for (i, chunk) in tail.chunks(8).enumerate() {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word).rotate_left(i as u32 * 29);
+        }
+        self.0 = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Most tokens remembered by a verifier's cache (about 1 KiB each).
@@ -196,7 +221,7 @@ impl TokenVerifier {
             refetch_interval,
             validation,
             leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
-            verified: RwLock::new(HashMap::new()),
+            verified: RwLock::new(HashMap::default()),
         }
     }
 
@@ -249,7 +274,7 @@ impl TokenVerifier {
     }
 
     /// Verifies `token` and returns its claims.
-    pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
@@ -261,7 +286,7 @@ impl TokenVerifier {
             }
             return Ok(claims);
         }
-        let claims = self.verify_uncached(token).await?;
+        let claims = Arc::new(self.verify_uncached(token).await?);
         if let Ok(mut cache) = self.verified.write() {
             if cache.len() >= VERIFIED_CACHE_CAPACITY {
                 let now = chrono::Utc::now().timestamp();
@@ -270,7 +295,7 @@ impl TokenVerifier {
                     cache.clear();
                 }
             }
-            cache.insert(token.to_owned(), claims.clone());
+            cache.insert(token.into(), claims.clone());
         }
         Ok(claims)
     }
@@ -396,7 +421,7 @@ async fn verified_claims(parts: &mut Parts) -> Result<AccessClaims, Problem> {
         })?;
     let token = bearer_token(&parts.headers)?
         .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
-    let claims = verifier.verify(token).await?;
+    let claims = Arc::unwrap_or_clone(verifier.verify(token).await?);
     tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
     parts.extensions.insert(claims.clone());
     Ok(claims)

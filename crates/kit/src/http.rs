@@ -26,7 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::future::BoxFuture;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -37,18 +37,67 @@ use utoipa::openapi::OpenApi;
 use crate::auth::TokenVerifier;
 use crate::config::HttpSettings;
 use crate::db::Db;
-use crate::metrics::{HttpLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::problem::{Problem, REQUEST_ID};
 use crate::trace::TraceContext;
-
-/// A route label a handler puts in its response's extensions to name the route
-/// in metrics when the matched path is too coarse (the gateway's catch-all).
-#[derive(Debug, Clone)]
-pub struct RouteLabel(pub String);
 
 /// The request id of the request being handled (also in the extensions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
+
+/// A service's own handling of the requests it claims, ahead of its router.
+///
+/// The gateway forwards almost every request it gets; taking those through
+/// axum's router and middleware stack cost more than the forwarding itself
+/// (docs/benchmarks.md), so it claims them here. kit still does for them what
+/// it does for every request: request id, trace context, a span with both,
+/// metrics, the access log, security headers, and a panic turned into a 500
+/// problem. What the router's path also does and a front must do itself:
+/// timeouts, and body limits ([`FrontContext::body_limit`],
+/// [`content_length_over`], [`payload_too_large`]).
+pub trait Front: Send + Sync + 'static {
+    /// Whether the front handles `req`; the router gets the others.
+    fn claims(&self, req: &http::Request<hyper::body::Incoming>) -> bool;
+
+    /// Handles a request the front claimed.
+    fn call(&self, req: http::Request<hyper::body::Incoming>, ctx: FrontContext) -> BoxFuture<'static, FrontResponse>;
+}
+
+/// What kit tells a [`Front`] about a request.
+#[derive(Debug, Clone)]
+pub struct FrontContext {
+    /// The address of the connection's peer.
+    pub peer: SocketAddr,
+    pub request_id: HeaderValue,
+    pub trace: TraceContext,
+    /// The largest body this path may carry (`http.body_limit`, or the
+    /// service's limit for the path).
+    pub body_limit: usize,
+}
+
+/// A [`Front`]'s answer and the route to count it under (a template or a
+/// prefix, never the raw path, so that series stay bounded).
+#[derive(Debug)]
+pub struct FrontResponse {
+    pub response: Response,
+    pub route: Arc<str>,
+}
+
+/// Whether `headers` announce a body longer than `limit`.
+pub fn content_length_over(headers: &http::HeaderMap, limit: usize) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
+}
+
+/// The 413 for a body announced too long. The body is left unread, so the
+/// connection cannot carry another request; the answer says so, or clients
+/// would reuse it.
+pub fn payload_too_large(limit: usize) -> Response {
+    Problem::payload_too_large(limit).with_header(header::CONNECTION, HeaderValue::from_static("close")).into_response()
+}
 
 /// A background task of a service. It must return soon after the token is
 /// cancelled.
@@ -107,6 +156,7 @@ pub struct Service {
     openapi_route: bool,
     own_fallback: bool,
     body_limits: std::collections::HashMap<String, usize>,
+    front: Option<Arc<dyn Front>>,
 }
 
 impl Service {
@@ -125,7 +175,14 @@ impl Service {
             openapi_route: true,
             own_fallback: false,
             body_limits: std::collections::HashMap::new(),
+            front: None,
         }
+    }
+
+    /// Requests `front` claims skip the router (see [`Front`]).
+    pub fn with_front(mut self, front: Arc<dyn Front>) -> Self {
+        self.front = Some(front);
+        self
     }
 
     /// A body limit of its own for one path (or route template), instead of
@@ -206,6 +263,11 @@ impl Service {
     /// The complete router with every shared route and layer, and the workers
     /// still to be started. Tests can call the router without a server.
     pub fn into_parts(self, settings: &HttpSettings) -> (Router, Vec<Worker>, Option<Db>) {
+        let (app, workers, db) = self.into_app(settings);
+        (app.router, workers, db)
+    }
+
+    fn into_app(self, settings: &HttpSettings) -> (App, Vec<Worker>, Option<Db>) {
         let state = Arc::new(Shared {
             name: self.name,
             metrics: self.metrics,
@@ -221,6 +283,7 @@ impl Service {
         if self.openapi_route {
             ops = ops.route("/openapi.json", get(openapi));
         }
+        let front = self.front.map(|front| (front, state.clone()));
         let ops = ops.with_state(state.clone());
         let mut router = self.router.merge(ops);
         if !self.own_fallback {
@@ -234,7 +297,33 @@ impl Service {
             // The limit is applied by `observe` (per route), on the body itself.
             .layer(DefaultBodyLimit::disable())
             .layer(middleware::from_fn_with_state(state, observe));
-        (router, self.workers, self.db)
+        (App { router, front }, self.workers, self.db)
+    }
+}
+
+/// What serves a connection's requests: the front, for those it claims, and
+/// the router.
+#[derive(Clone)]
+struct App {
+    router: Router,
+    front: Option<(Arc<dyn Front>, Arc<Shared>)>,
+}
+
+impl App {
+    fn call(
+        &self,
+        mut req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Result<Response, std::convert::Infallible>> + Send + use<> {
+        use futures_util::FutureExt;
+        use futures_util::future::Either;
+        if let Some((front, shared)) = &self.front
+            && front.claims(&req)
+        {
+            return Either::Left(front_call(shared.clone(), front.clone(), req, peer).map(Ok));
+        }
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        Either::Right(tower::ServiceExt::oneshot(self.router.clone(), req.map(Body::new)))
     }
 }
 
@@ -259,7 +348,7 @@ pub async fn serve(
     let name = service.name;
     let grace = settings.shutdown_grace();
     let tls = tls_acceptor(settings)?;
-    let (router, workers, db) = service.into_parts(settings);
+    let (app, workers, db) = service.into_app(settings);
     let worker_token = shutdown.child_token();
     let worker_handles: Vec<_> = workers.into_iter().map(|w| tokio::spawn(w(worker_token.clone()))).collect();
 
@@ -272,12 +361,12 @@ pub async fn serve(
         let mut handles = Vec::new();
         for i in 0..threads {
             let socket = std_listener.try_clone()?;
-            let (router, settings, tls, shutdown) = (router.clone(), settings.clone(), tls.clone(), shutdown.clone());
+            let (app, settings, tls, shutdown) = (app.clone(), settings.clone(), tls.clone(), shutdown.clone());
             let handle = std::thread::Builder::new().name(format!("{name}-http-{i}")).spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(socket)?;
-                    accept_loop(name, listener, router, &settings, tls, shutdown).await;
+                    accept_loop(name, listener, app, &settings, tls, shutdown).await;
                     Ok::<(), std::io::Error>(())
                 })
             })?;
@@ -295,7 +384,7 @@ pub async fn serve(
         })
         .await;
     } else {
-        accept_loop(name, listener, router, settings, tls, shutdown).await;
+        accept_loop(name, listener, app, settings, tls, shutdown).await;
     }
     worker_token.cancel();
     for handle in worker_handles {
@@ -315,7 +404,7 @@ pub async fn serve(
 async fn accept_loop(
     name: &'static str,
     listener: TcpListener,
-    router: Router,
+    app: App,
     settings: &HttpSettings,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
@@ -350,11 +439,8 @@ async fn accept_loop(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
-        });
+        let app = app.clone();
+        let svc = hyper::service::service_fn(move |req| app.call(req, peer));
         let http1 = http1.clone();
         let closing = closing.clone();
         macro_rules! drive {
@@ -433,8 +519,8 @@ fn tls_acceptor(settings: &HttpSettings) -> std::io::Result<Option<tokio_rustls:
 /// Longest request id accepted from a client; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-fn request_id_from(req: &Request) -> String {
-    req.headers()
+fn request_id_from(headers: &http::HeaderMap) -> String {
+    headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
@@ -442,107 +528,150 @@ fn request_id_from(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// The middleware every request goes through; see the module documentation.
-async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let request_id = request_id_from(&req);
-    let trace = TraceContext::from_headers(req.headers());
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    req.extensions_mut().insert(RequestId(request_id.clone()));
-    req.extensions_mut().insert(trace);
+/// What kit does around every request, on the router's path ([`observe`])
+/// and a front's ([`front_call`]): begun before the handler, finished after.
+struct Observation {
+    start: Instant,
+    request_id: String,
+    trace: TraceContext,
+    method: Method,
+    /// Kept for the access log, when it is on.
+    path: Option<String>,
+    span: tracing::Span,
+}
 
-    let span = tracing::info_span!(
-        "request",
-        service = shared.name,
-        method = %method,
-        route = %route,
-        request_id = %request_id,
-        trace_id = %trace.trace_id_hex(),
-        span_id = %trace.span_id_hex(),
-        user_id = tracing::field::Empty,
-        upstream = tracing::field::Empty,
-    );
-
-    shared.metrics.http.in_flight.inc();
-    let timeout = shared.settings.request_timeout();
-    let limit = shared
-        .body_limits
-        .get(&route)
-        .or_else(|| shared.body_limits.get(&path))
-        .copied()
-        .unwrap_or(shared.settings.body_limit);
-    let too_large = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64);
-    // Bodies sent without a length are cut off as they cross the limit;
-    // extractors turn that into a 413.
-    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
-
-    let response = REQUEST_ID
-        .scope(
-            request_id.clone(),
-            async move {
-                if too_large {
-                    // The body is left unread, so the connection cannot carry
-                    // another request; say so, or clients will reuse it.
-                    return Problem::payload_too_large(limit)
-                        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
-                        .into_response();
-                }
-                match tokio::time::timeout(timeout, next.run(req)).await {
-                    Ok(response) => problem_for_bare_error(response),
-                    Err(_) => Problem::unavailable(
-                        format!("the request was not handled within {} ms", timeout.as_millis()),
-                        1,
-                    )
-                    .with_type("timeout", "Request timed out")
-                    .into_response(),
-                }
-            }
-            .instrument(span.clone()),
-        )
-        .await;
-    shared.metrics.http.in_flight.dec();
-
-    let mut response = response;
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", v);
+impl Observation {
+    /// `route` is the matched route, when known before the handler runs (a
+    /// front records it in the span itself).
+    fn begin<B>(shared: &Shared, req: &http::Request<B>, route: Option<&str>) -> Self {
+        let request_id = request_id_from(req.headers());
+        let trace = TraceContext::from_headers(req.headers());
+        let span = tracing::info_span!(
+            "request",
+            service = shared.name,
+            method = %req.method(),
+            route = route,
+            request_id = %request_id,
+            trace_id = %trace.trace_id_hex(),
+            span_id = %trace.span_id_hex(),
+            user_id = tracing::field::Empty,
+            upstream = tracing::field::Empty,
+        );
+        shared.metrics.http.in_flight.inc();
+        Self {
+            start: Instant::now(),
+            request_id,
+            trace,
+            method: req.method().clone(),
+            path: shared.settings.access_log.then(|| req.uri().path().to_owned()),
+            span,
+        }
     }
-    // Every answer of every service: no MIME sniffing, no framing, no referrer.
-    let h = response.headers_mut();
+
+    /// Runs `handler` in the request's span, with its id for problem documents.
+    async fn scope<T, F: Future<Output = T>>(&self, handler: F) -> T {
+        REQUEST_ID.scope(self.request_id.clone(), handler.instrument(self.span.clone())).await
+    }
+
+    /// Headers, metrics and the access log of the answer.
+    fn finish(self, shared: &Shared, route: &str, mut response: Response) -> Response {
+        shared.metrics.http.in_flight.dec();
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert("x-request-id", v);
+        }
+        security_headers(response.headers_mut());
+        let status = response.status();
+        let elapsed = self.start.elapsed();
+        shared.metrics.http.record(&self.method, route, status.as_u16(), elapsed);
+        if let Some(path) = self.path {
+            let bytes = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let _enter = self.span.enter();
+            let duration_ms = elapsed.as_secs_f64() * 1000.0;
+            let quiet = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+            if status.is_server_error() {
+                tracing::warn!(status = status.as_u16(), path, duration_ms, bytes, "request failed");
+            } else if quiet {
+                tracing::debug!(status = status.as_u16(), path, duration_ms, bytes, "request");
+            } else {
+                tracing::info!(status = status.as_u16(), path, duration_ms, bytes, "request");
+            }
+        }
+        response
+    }
+}
+
+/// Every answer of every service: no MIME sniffing, no framing, no referrer.
+fn security_headers(h: &mut http::HeaderMap) {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.entry(header::X_FRAME_OPTIONS).or_insert(HeaderValue::from_static("DENY"));
     h.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("no-referrer"));
-    let status = response.status();
-    let elapsed = start.elapsed();
-    let route = response.extensions().get::<RouteLabel>().map_or(route, |l| l.0.clone());
-    let labels = HttpLabels { method: method.to_string(), route, status: status.as_u16() };
-    shared.metrics.http.requests.get_or_create(&labels).inc();
-    shared.metrics.http.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+}
 
-    if shared.settings.access_log {
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let _enter = span.enter();
-        let duration_ms = elapsed.as_secs_f64() * 1000.0;
-        let quiet = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), path, duration_ms, bytes, "request failed");
-        } else if quiet {
-            tracing::debug!(status = status.as_u16(), path, duration_ms, bytes, "request");
-        } else {
-            tracing::info!(status = status.as_u16(), path, duration_ms, bytes, "request");
-        }
+/// The middleware every request on the router's path goes through; see the
+/// module documentation.
+async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let obs = Observation::begin(&shared, &req, Some(&route));
+    req.extensions_mut().insert(RequestId(obs.request_id.clone()));
+    req.extensions_mut().insert(obs.trace);
+    let limit = shared
+        .body_limits
+        .get(&route)
+        .or_else(|| shared.body_limits.get(req.uri().path()))
+        .copied()
+        .unwrap_or(shared.settings.body_limit);
+    if content_length_over(req.headers(), limit) {
+        let response = obs.scope(async { payload_too_large(limit) }).await;
+        return obs.finish(&shared, &route, response);
     }
-    response
+    // Bodies sent without a length are cut off as they cross the limit;
+    // extractors turn that into a 413.
+    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    let timeout = shared.settings.request_timeout();
+    let response = obs
+        .scope(async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(response) => problem_for_bare_error(response),
+                Err(_) => {
+                    Problem::unavailable(format!("the request was not handled within {} ms", timeout.as_millis()), 1)
+                        .with_type("timeout", "Request timed out")
+                        .into_response()
+                }
+            }
+        })
+        .await;
+    obs.finish(&shared, &route, response)
+}
+
+/// A request a [`Front`] claimed, observed like the router's.
+async fn front_call(
+    shared: Arc<Shared>,
+    front: Arc<dyn Front>,
+    req: http::Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+) -> Response {
+    use futures_util::FutureExt;
+    let obs = Observation::begin(&shared, &req, None);
+    let ctx = FrontContext {
+        peer,
+        request_id: HeaderValue::from_str(&obs.request_id).unwrap_or(HeaderValue::from_static("-")),
+        trace: obs.trace,
+        body_limit: shared.body_limits.get(req.uri().path()).copied().unwrap_or(shared.settings.body_limit),
+    };
+    let call = std::panic::AssertUnwindSafe(front.call(req, ctx)).catch_unwind();
+    let answer = obs
+        .scope(async {
+            match call.await {
+                Ok(answer) => answer,
+                Err(panic) => FrontResponse { response: panic_response(panic), route: Arc::from("unmatched") },
+            }
+        })
+        .await;
+    obs.finish(&shared, &answer.route, answer.response)
 }
 
 /// Error responses produced below the handlers (405 from the router, limits)

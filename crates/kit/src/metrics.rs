@@ -3,8 +3,14 @@
 //! own service.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::Method;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -35,6 +41,81 @@ pub struct HttpMetrics {
     pub requests: Family<HttpLabels, Counter>,
     pub duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
     pub in_flight: Gauge,
+    /// Tells this service's series apart in the per-thread cache of [`HttpMetrics::record`].
+    id: u64,
+}
+
+/// One (method, route, status) series of one service, as a thread keeps it.
+struct Series {
+    id: u64,
+    method: &'static str,
+    route: Box<str>,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+thread_local! {
+    /// Series already looked up, by a hash of their labels: a request then
+    /// costs no label strings and no lock on the families.
+    static SERIES: RefCell<HashMap<u64, Vec<Series>>> = RefCell::new(HashMap::new());
+}
+
+/// The method as a label: the standard ones by name, anything else `other`,
+/// so made-up methods cannot grow the number of series without bound.
+pub fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.iter().position(|m| m == method).map_or("other", |i| NAMES[i])
+}
+
+impl HttpMetrics {
+    /// Counts one request to `route` answered with `status` after `elapsed`.
+    pub fn record(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
+        // Unkeyed hashing is fine here: the labels are bounded (route
+        // templates, standard methods, status codes).
+        let mut hasher = std::hash::DefaultHasher::new();
+        (self.id, method, route, status).hash(&mut hasher);
+        let key = hasher.finish();
+        let found = SERIES.with(|cache| {
+            let cache = cache.borrow();
+            cache.get(&key).and_then(|bucket| {
+                bucket
+                    .iter()
+                    .find(|s| s.id == self.id && s.method == method && s.status == status && &*s.route == route)
+                    .map(|s| {
+                        s.requests.inc();
+                        s.duration.observe(elapsed.as_secs_f64());
+                    })
+            })
+        });
+        if found.is_some() {
+            return;
+        }
+        let labels = HttpLabels { method: method.to_owned(), route: route.to_owned(), status };
+        let series = Series {
+            id: self.id,
+            method,
+            route: route.into(),
+            status,
+            requests: self.requests.get_or_create(&labels).clone(),
+            duration: self.duration.get_or_create(&labels).clone(),
+        };
+        series.requests.inc();
+        series.duration.observe(elapsed.as_secs_f64());
+        SERIES.with(|cache| cache.borrow_mut().entry(key).or_default().push(series));
+    }
 }
 
 /// Database pool gauges, read from the pool at scrape time.
@@ -44,6 +125,8 @@ struct PoolMetrics {
     idle: Gauge<i64, std::sync::atomic::AtomicI64>,
     max: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// A service's metrics registry.
 pub struct Metrics {
@@ -60,6 +143,7 @@ impl Metrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
         registry.register("http_requests", "HTTP requests handled, by route and status", http.requests.clone());
         registry.register(

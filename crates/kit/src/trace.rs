@@ -57,7 +57,29 @@ impl TraceContext {
 
     /// The `traceparent` value for calls made while handling this request.
     pub fn header_value(&self) -> String {
-        format!("00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.span_id), u8::from(self.sampled))
+        String::from_utf8_lossy(&self.encode()).into_owned()
+    }
+
+    /// [`TraceContext::header_value`] as a header value.
+    pub fn header(&self) -> http::HeaderValue {
+        http::HeaderValue::from_bytes(&self.encode()).unwrap_or(http::HeaderValue::from_static("-"))
+    }
+
+    /// `00-<trace id>-<span id>-<flags>`, without formatting machinery: the
+    /// gateway writes one per request.
+    fn encode(&self) -> [u8; 55] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        let mut put = |at: usize, bytes: &[u8]| {
+            for (i, b) in bytes.iter().enumerate() {
+                out[at + 2 * i] = DIGITS[usize::from(b >> 4)];
+                out[at + 2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+            }
+        };
+        put(3, &self.trace_id);
+        put(36, &self.span_id);
+        put(53, &[u8::from(self.sampled)]);
+        out
     }
 
     pub fn trace_id_hex(&self) -> String {
@@ -116,6 +138,9 @@ mod tests {
         assert_ne!(ctx.span_id_hex(), "00f067aa0ba902b7");
         assert!(ctx.header_value().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(ctx.header_value().ends_with("-01"));
+        assert_eq!(ctx.header(), ctx.header_value().as_str());
+        assert_eq!(ctx.header_value().len(), 55);
+        assert_eq!(TraceContext::parse_parent(&ctx.header_value()).map(|c| c.trace_id), Some(ctx.trace_id));
     }
 
     #[test]

@@ -220,7 +220,7 @@ async fn live_access_token(
     verifier: &TokenVerifier,
     token: &str,
 ) -> Result<Option<AccessClaims>, AuthError> {
-    let Ok(claims) = verifier.verify(token).await else { return Ok(None) };
+    let Ok(claims) = verifier.verify(token).await.map(Arc::unwrap_or_clone) else { return Ok(None) };
     let now = Utc::now();
     let live = match (&claims.sid, &claims.client_id) {
         (Some(sid), _) => {
