@@ -94,6 +94,12 @@ pub struct Instance {
     /// (failed checks in a row, passed checks in a row)
     checks: Mutex<(u32, u32)>,
     passive: Mutex<Passive>,
+    /// What `passive` says, for requests to read without its lock: the end
+    /// of the current ejection in ms after `created` (0: none), and whether
+    /// there is anything to forgive (errors in a row, past ejections).
+    ejected_until_ms: AtomicU64,
+    failing: AtomicBool,
+    created: Instant,
     requests: AtomicU64,
     failures: AtomicU64,
 }
@@ -118,13 +124,28 @@ impl Instance {
             healthy: AtomicBool::new(true),
             checks: Mutex::new((0, 0)),
             passive: Mutex::new(Passive::default()),
+            ejected_until_ms: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            created: Instant::now(),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
     }
 
     fn ejected_at(&self, now: Instant) -> bool {
-        self.passive.lock().ok().and_then(|p| p.ejected_until).is_some_and(|t| t > now)
+        let until = self.ejected_until_ms.load(Ordering::Acquire);
+        until != 0 && until > self.ms(now)
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.created).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Mirrors `p` into the fields requests read without the lock.
+    fn publish(&self, p: &Passive) {
+        let until = p.ejected_until.map_or(0, |t| self.ms(t).max(1));
+        self.ejected_until_ms.store(until, Ordering::Release);
+        self.failing.store(p.consecutive > 0 || p.ejections > 0, Ordering::Release);
     }
 
     pub fn healthy(&self) -> bool {
@@ -211,11 +232,12 @@ impl Pool {
     /// healthy and not ejected; if none is, any (better a try than a
     /// certain refusal; the breaker stops a pool that is all down).
     pub fn pick(&self, avoid: Option<usize>) -> Option<usize> {
-        let now = Instant::now();
         let n = self.instances.len();
-        if n == 0 {
-            return None;
+        if n <= 1 {
+            // A single instance is tried whatever its state (see below).
+            return n.checked_sub(1);
         }
+        let now = Instant::now();
         // Instances are visited from a rotating start, so ties and equal
         // candidates share the load (round robin), without allocating.
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -241,16 +263,21 @@ impl Pool {
 
     /// Records how a request to instance `i` went (passive outlier detection).
     pub fn report(&self, i: usize, ok: bool) {
+        let instance = &self.instances[i];
+        if ok && !instance.failing.load(Ordering::Acquire) {
+            return;
+        }
         let now = Instant::now();
         let base = Duration::from_millis(self.outlier.base_ejection_ms);
         if ok {
-            if let Ok(mut p) = self.instances[i].passive.lock() {
+            if let Ok(mut p) = instance.passive.lock() {
                 p.consecutive = 0;
                 // A long good run forgives earlier ejections.
                 if p.ejected_until.is_some_and(|t| now > t + base * p.ejections.max(1)) {
                     p.ejections = 0;
                     p.ejected_until = None;
                 }
+                instance.publish(&p);
             }
             return;
         }
@@ -267,6 +294,7 @@ impl Pool {
             p.consecutive = 0;
             tracing::warn!(upstream = %self.name, instance = %self.instances[i].url, ejection_ms = length.as_millis() as u64, "instance ejected after consecutive errors");
         }
+        self.instances[i].publish(&p);
     }
 
     /// Records an active health check of instance `i`.

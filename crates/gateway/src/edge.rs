@@ -137,7 +137,8 @@ impl Edge {
     /// Beside kit's `nosniff`, `X-Frame-Options: DENY` and `Referrer-Policy:
     /// no-referrer` (on every service's answers).
     fn security_headers(&self, h: &mut http::HeaderMap) {
-        h.entry("cross-origin-resource-policy").or_insert(HeaderValue::from_static("same-site"));
+        const CORP: header::HeaderName = header::HeaderName::from_static("cross-origin-resource-policy");
+        h.entry(CORP).or_insert(HeaderValue::from_static("same-site"));
         if self.hsts {
             h.insert(
                 header::STRICT_TRANSPORT_SECURITY,

@@ -142,53 +142,64 @@ impl Rule {
     }
 }
 
-// GCRA in Redis: the key holds the theoretical arrival time in ms, taken from
-// the Redis clock so every replica agrees. Returns {allowed, remaining or
-// wait in ms}.
-const GCRA_LUA: &str = r"
+// Every rule of a request in one round trip to Redis. KEYS are the rules'
+// keys; ARGV has three values per key: `b` (a GCRA bucket: the key holds the
+// theoretical arrival time in ms), the interval and the burst window in ms;
+// or `w` (a sliding window: counts per fixed window, the previous one
+// weighted by its overlap), the limit and the window in ms. Time is Redis's,
+// so every replica agrees. Returns, per key, allowed (1 or 0) and the
+// remaining requests or the wait in ms.
+const LIMITS_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local next = tat + interval
-local ahead = next - now
-if ahead > window then return {0, ahead - window} end
-redis.call('SET', KEYS[1], next, 'PX', math.ceil(ahead) + 1000)
-return {1, math.floor((window - ahead) / interval)}
-";
-
-// A sliding window in Redis: counts per fixed window, the previous one
-// weighted by its overlap. Returns {allowed, remaining or wait in ms}.
-const WINDOW_LUA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local index = math.floor(now / window)
-local elapsed = now - index * window
-local cur_key = KEYS[1] .. ':' .. index
-local prev = tonumber(redis.call('GET', KEYS[1] .. ':' .. (index - 1)) or '0')
-local cur = tonumber(redis.call('GET', cur_key) or '0')
-local estimate = prev * (1 - elapsed / window) + cur
-if estimate + 1 > limit then
-  local room = limit - 1 - cur
-  local wait
-  if room >= 0 and prev > 0 then wait = (1 - room / prev) * window - elapsed
-  else wait = (window - elapsed) + math.max(0, 1 - (limit - 1) / math.max(cur, 1)) * window end
-  return {0, math.max(1, math.ceil(wait))}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local kind = ARGV[3 * i - 2]
+  local a = tonumber(ARGV[3 * i - 1])
+  local window = tonumber(ARGV[3 * i])
+  local ok, n
+  if kind == 'b' then
+    local interval = a
+    local tat = tonumber(redis.call('GET', key) or now)
+    if tat < now then tat = now end
+    local next = tat + interval
+    local ahead = next - now
+    if ahead > window then
+      ok, n = 0, ahead - window
+    else
+      redis.call('SET', key, next, 'PX', math.ceil(ahead) + 1000)
+      ok, n = 1, math.floor((window - ahead) / interval)
+    end
+  else
+    local limit = a
+    local index = math.floor(now / window)
+    local elapsed = now - index * window
+    local cur_key = key .. ':' .. index
+    local prev = tonumber(redis.call('GET', key .. ':' .. (index - 1)) or '0')
+    local cur = tonumber(redis.call('GET', cur_key) or '0')
+    local estimate = prev * (1 - elapsed / window) + cur
+    if estimate + 1 > limit then
+      local room = limit - 1 - cur
+      local wait
+      if room >= 0 and prev > 0 then wait = (1 - room / prev) * window - elapsed
+      else wait = (window - elapsed) + math.max(0, 1 - (limit - 1) / math.max(cur, 1)) * window end
+      ok, n = 0, math.max(1, math.ceil(wait))
+    else
+      redis.call('INCR', cur_key)
+      redis.call('PEXPIRE', cur_key, window * 2 + 1000)
+      ok, n = 1, math.floor(limit - estimate - 1)
+    end
+  end
+  out[2 * i - 1] = ok
+  out[2 * i] = n
 end
-redis.call('INCR', cur_key)
-redis.call('PEXPIRE', cur_key, window * 2 + 1000)
-return {1, math.floor(limit - estimate - 1)}
+return out
 ";
 
 struct Redis {
     client: redis::Client,
     conn: Mutex<Option<redis::aio::ConnectionManager>>,
-    gcra: redis::Script,
-    window: redis::Script,
+    script: redis::Script,
     timeout: Duration,
     last_warning: std::sync::Mutex<Option<Instant>>,
     /// Unix ms of the last failed connection attempt, to retry at most every second.
@@ -273,8 +284,7 @@ impl RateLimits {
                 client: redis::Client::open(url)
                     .map_err(|e| anyhow::anyhow!("invalid configuration: redis_url (PANAL_REDIS_URL): {e}"))?,
                 conn: Mutex::new(None),
-                gcra: redis::Script::new(GCRA_LUA),
-                window: redis::Script::new(WINDOW_LUA),
+                script: redis::Script::new(LIMITS_LUA),
                 timeout: Duration::from_millis(settings.redis_timeout_ms.max(1)),
                 last_warning: std::sync::Mutex::new(None),
                 last_attempt: AtomicU64::new(0),
@@ -303,63 +313,55 @@ impl RateLimits {
         if !self.settings.enabled {
             return None;
         }
-        let mut verdict = None;
-        let (ip, user) = (ip.map(Key::Ip), user.map(Key::User));
-        if let (Some(rule), Some(ip)) = (&self.per_ip, ip) {
-            verdict = merge(verdict, self.apply(rule, ip).await);
-        }
-        if let (Some(rule), Some(user)) = (&self.per_user, user) {
-            verdict = merge(verdict, self.apply(rule, user).await);
-        }
-        for (prefix, by, rule) in &self.routes {
-            let applies = path == prefix || path.strip_prefix(prefix.as_str()).is_some_and(|r| r.starts_with('/'));
-            let key = match by {
-                By::Ip => ip,
-                By::User => user,
-            };
-            if applies && let Some(key) = key {
-                verdict = merge(verdict, self.apply(rule, key).await);
-            }
-        }
-        for (p, rule) in &self.sensitive {
-            if p == path
-                && let Some(ip) = ip
-            {
-                verdict = merge(verdict, self.apply(rule, ip).await);
-            }
-        }
+        let rules = self.applicable(path, ip.map(Key::Ip), user.map(Key::User));
+        let verdict = match &self.redis {
+            None => rules.map(|(rule, key)| local(rule, key)).fold(None, merge),
+            // Boxed: the Redis call is a large future, and most gateways never make it.
+            Some(redis) => Box::pin(self.shared(redis, rules.collect())).await,
+        };
         if verdict.is_some_and(|v| !v.allowed) {
             self.limited.inc();
         }
         verdict
     }
 
-    async fn apply(&self, rule: &Rule, key: Key) -> Verdict {
-        if let Some(redis) = &self.redis {
-            match self.remote(redis, rule, key).await {
-                Ok(v) => return v,
-                Err(e) => self.redis_failed(redis, &e),
-            }
-        }
-        let (decision, limit) = match rule {
-            Rule::Bucket { local, quota, .. } => (local.check(&key), quota.burst),
-            Rule::Window { local, limit, .. } => (local.check(&key), *limit),
-        };
-        match decision {
-            Decision::Allow { remaining } => {
-                let reset = match rule {
-                    Rule::Bucket { quota, .. } => secs_up(quota.interval() * (limit - remaining.min(limit))),
-                    Rule::Window { window, .. } => window.as_secs(),
-                };
-                Verdict { allowed: true, limit, remaining, reset_secs: reset }
-            }
-            Decision::Deny { retry_after } => {
-                Verdict { allowed: false, limit, remaining: 0, reset_secs: secs_up(retry_after).max(1) }
+    /// The rules that count a request to `path`, each with its key.
+    fn applicable<'a>(
+        &'a self,
+        path: &'a str,
+        ip: Option<Key>,
+        user: Option<Key>,
+    ) -> impl Iterator<Item = (&'a Rule, Key)> + 'a {
+        let per_ip = self.per_ip.as_ref().zip(ip);
+        let per_user = self.per_user.as_ref().zip(user);
+        let routes = self.routes.iter().filter_map(move |(prefix, by, rule)| {
+            let applies = path == prefix || path.strip_prefix(prefix.as_str()).is_some_and(|r| r.starts_with('/'));
+            let key = match by {
+                By::Ip => ip,
+                By::User => user,
+            };
+            key.filter(|_| applies).map(|key| (rule, key))
+        });
+        let sensitive =
+            self.sensitive.iter().filter(move |(p, _)| p == path).filter_map(move |(_, rule)| Some((rule, ip?)));
+        per_ip.into_iter().chain(per_user).chain(routes).chain(sensitive)
+    }
+
+    /// Every rule in one round trip to Redis; on failure, in this replica's memory.
+    async fn shared(&self, redis: &Redis, rules: Vec<(&Rule, Key)>) -> Option<Verdict> {
+        match self.remote(redis, &rules).await {
+            Ok(verdicts) => verdicts.into_iter().fold(None, merge),
+            Err(e) => {
+                self.redis_failed(redis, &e);
+                rules.into_iter().map(|(rule, key)| local(rule, key)).fold(None, merge)
             }
         }
     }
 
-    async fn remote(&self, redis: &Redis, rule: &Rule, key: Key) -> Result<Verdict, String> {
+    async fn remote(&self, redis: &Redis, rules: &[(&Rule, Key)]) -> Result<Vec<Verdict>, String> {
+        if rules.is_empty() {
+            return Ok(Vec::new());
+        }
         let conn = {
             let mut slot = redis.conn.lock().await;
             match slot.as_ref() {
@@ -383,60 +385,37 @@ impl RateLimits {
             }
         };
         let mut conn = conn;
-        let full_key = format!("{}{}:{key}", self.settings.key_prefix, rule_name(rule));
-        let call = async {
+        let mut call = redis.script.prepare_invoke();
+        for (rule, key) in rules {
+            call.key(format!("{}{}:{key}", self.settings.key_prefix, rule_name(rule)));
             match rule {
                 Rule::Bucket { quota, .. } => {
                     let interval = quota.interval().as_millis().max(1) as u64;
-                    let window = interval * u64::from(quota.burst);
-                    let (ok, n): (i64, i64) =
-                        redis.gcra.key(&full_key).arg(interval).arg(window).invoke_async(&mut conn).await?;
-                    Ok::<_, redis::RedisError>(if ok == 1 {
-                        let remaining = u32::try_from(n.max(0)).unwrap_or(0);
-                        let reset = (interval * u64::from(quota.burst.saturating_sub(remaining))).div_ceil(1000);
-                        Verdict { allowed: true, limit: quota.burst, remaining, reset_secs: reset }
-                    } else {
-                        let wait = u64::try_from(n.max(1)).unwrap_or(1);
-                        Verdict {
-                            allowed: false,
-                            limit: quota.burst,
-                            remaining: 0,
-                            reset_secs: wait.div_ceil(1000).max(1),
-                        }
-                    })
+                    call.arg("b").arg(interval).arg(interval * u64::from(quota.burst));
                 }
                 Rule::Window { limit, window, .. } => {
-                    let (ok, n): (i64, i64) = redis
-                        .window
-                        .key(&full_key)
-                        .arg(*limit)
-                        .arg(window.as_millis() as u64)
-                        .invoke_async(&mut conn)
-                        .await?;
-                    Ok(if ok == 1 {
-                        Verdict {
-                            allowed: true,
-                            limit: *limit,
-                            remaining: u32::try_from(n.max(0)).unwrap_or(0),
-                            reset_secs: window.as_secs(),
-                        }
-                    } else {
-                        let wait = u64::try_from(n.max(1)).unwrap_or(1);
-                        Verdict { allowed: false, limit: *limit, remaining: 0, reset_secs: wait.div_ceil(1000).max(1) }
-                    })
+                    call.arg("w").arg(*limit).arg(window.as_millis() as u64);
                 }
             }
-        };
-        match tokio::time::timeout(redis.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
+        }
+        let answer: Result<Vec<i64>, redis::RedisError> =
+            match tokio::time::timeout(redis.timeout, call.invoke_async(&mut conn)).await {
+                Ok(answer) => answer,
+                Err(_) => return Err(format!("no answer within {} ms", redis.timeout.as_millis())),
+            };
+        let values = match answer {
+            Ok(values) if values.len() == rules.len() * 2 => values,
+            Ok(values) => {
+                return Err(format!("the limits script answered {} values for {} rules", values.len(), rules.len()));
+            }
+            Err(e) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
                     *redis.conn.lock().await = None;
                 }
-                Err(e.to_string())
+                return Err(e.to_string());
             }
-            Err(_) => Err(format!("no answer within {} ms", redis.timeout.as_millis())),
-        }
+        };
+        Ok(rules.iter().zip(values.chunks(2)).map(|((rule, _), v)| remote_verdict(rule, v[0] == 1, v[1])).collect())
     }
 
     fn redis_failed(&self, redis: &Redis, error: &str) {
@@ -447,6 +426,50 @@ impl RateLimits {
             tracing::warn!(error, "rate limits: Redis unavailable, counting in this replica's memory meanwhile");
         }
     }
+}
+
+/// A rule's verdict from this replica's memory.
+fn local(rule: &Rule, key: Key) -> Verdict {
+    let decision = match rule {
+        Rule::Bucket { local, .. } => local.check(&key),
+        Rule::Window { local, .. } => local.check(&key),
+    };
+    match decision {
+        Decision::Allow { remaining } => allowed(rule, remaining),
+        Decision::Deny { retry_after } => refused(rule, retry_after),
+    }
+}
+
+/// A rule's verdict from what the Redis script answered: allowed, and the
+/// remaining requests or the wait in ms.
+fn remote_verdict(rule: &Rule, ok: bool, n: i64) -> Verdict {
+    if ok {
+        allowed(rule, u32::try_from(n.max(0)).unwrap_or(0))
+    } else {
+        refused(rule, Duration::from_millis(u64::try_from(n.max(1)).unwrap_or(1)))
+    }
+}
+
+fn limit_of(rule: &Rule) -> u32 {
+    match rule {
+        Rule::Bucket { quota, .. } => quota.burst,
+        Rule::Window { limit, .. } => *limit,
+    }
+}
+
+/// Allowed, `remaining` more passing now; the reset is when the rule is
+/// full again.
+fn allowed(rule: &Rule, remaining: u32) -> Verdict {
+    let limit = limit_of(rule);
+    let reset_secs = match rule {
+        Rule::Bucket { quota, .. } => secs_up(quota.interval() * (limit - remaining.min(limit))),
+        Rule::Window { window, .. } => window.as_secs(),
+    };
+    Verdict { allowed: true, limit, remaining, reset_secs }
+}
+
+fn refused(rule: &Rule, wait: Duration) -> Verdict {
+    Verdict { allowed: false, limit: limit_of(rule), remaining: 0, reset_secs: secs_up(wait).max(1) }
 }
 
 fn rule_name(rule: &Rule) -> &str {

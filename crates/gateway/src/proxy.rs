@@ -45,40 +45,50 @@ pub fn client(connect_timeout: Duration) -> Client {
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1);
 /// they must not be forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Identity headers only the platform may set. A client that sends them is
 /// trying to pass for someone else; they are dropped.
-const IDENTITY_HEADERS: &[&str] = &["x-user-id", "x-user-roles", "x-session-id", "x-authenticated-user"];
+const IDENTITY_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-user-id"),
+    HeaderName::from_static("x-user-roles"),
+    HeaderName::from_static("x-session-id"),
+    HeaderName::from_static("x-authenticated-user"),
+];
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+    HOP_BY_HOP.contains(name)
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named in `Connection` are hop-by-hop too.
+    // Headers named in `Connection` are hop-by-hop too (`keep-alive` and
+    // `close`, the usual values, name none).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|name| !name.eq_ignore_ascii_case("keep-alive") && !name.eq_ignore_ascii_case("close"))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    // Only those present are looked up again, to be removed.
+    let present: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+    for name in present {
+        headers.remove(name);
     }
 }
 
@@ -315,22 +325,22 @@ async fn forward_to(
 fn upstream_headers(headers: &mut HeaderMap, ctx: &FrontContext, keep_upgrade: bool) {
     let original_host = headers.remove(header::HOST);
     // Most requests carry none of the headers to remove: one pass tells.
-    if headers.keys().any(|name| is_hop_by_hop(name) || IDENTITY_HEADERS.contains(&name.as_str())) {
+    if headers.keys().any(|name| is_hop_by_hop(name) || IDENTITY_HEADERS.contains(name)) {
         let upgrade = headers.get(header::UPGRADE).cloned();
         strip_hop_by_hop(headers);
         if keep_upgrade && let Some(u) = upgrade {
             headers.insert(header::UPGRADE, u);
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        for name in IDENTITY_HEADERS {
-            headers.remove(*name);
+        for name in &IDENTITY_HEADERS {
+            headers.remove(name);
         }
     }
     let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", ctx.peer.ip())),
-        None => HeaderValue::try_from(ctx.peer.ip().to_string()),
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", ctx.peer.ip())).ok(),
+        None => Some(ip_header(ctx.peer.ip())),
     };
-    if let Ok(v) = forwarded_for {
+    if let Some(v) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -339,6 +349,22 @@ fn upstream_headers(headers: &mut HeaderMap, ctx: &FrontContext, keep_upgrade: b
     }
     headers.insert(X_REQUEST_ID, ctx.request_id.clone());
     headers.insert(TRACEPARENT, ctx.trace.header());
+}
+
+/// `ip` as a header value. A connection's requests all come from one
+/// address, so the last one made on this thread is kept.
+fn ip_header(ip: std::net::IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((seen, value)) if *seen == ip => value.clone(),
+        _ => {
+            let value = HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+            *last = Some((ip, value.clone()));
+            value
+        }
+    })
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -525,7 +525,7 @@ fn request_id_from(headers: &http::HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+        .unwrap_or_else(|| uuid::Uuid::now_v7().hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned())
 }
 
 /// What kit does around every request, on the router's path ([`observe`])
@@ -533,6 +533,8 @@ fn request_id_from(headers: &http::HeaderMap) -> String {
 struct Observation {
     start: Instant,
     request_id: String,
+    /// The request id as the `x-request-id` header of the answer.
+    id_header: HeaderValue,
     trace: TraceContext,
     method: Method,
     /// Kept for the access log, when it is on.
@@ -560,6 +562,8 @@ impl Observation {
         shared.metrics.http.in_flight.inc();
         Self {
             start: Instant::now(),
+            // The id is printable ASCII (checked or generated).
+            id_header: HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("-")),
             request_id,
             trace,
             method: req.method().clone(),
@@ -576,9 +580,8 @@ impl Observation {
     /// Headers, metrics and the access log of the answer.
     fn finish(self, shared: &Shared, route: &str, mut response: Response) -> Response {
         shared.metrics.http.in_flight.dec();
-        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            response.headers_mut().insert("x-request-id", v);
-        }
+        const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+        response.headers_mut().insert(X_REQUEST_ID, self.id_header.clone());
         security_headers(response.headers_mut());
         let status = response.status();
         let elapsed = self.start.elapsed();
@@ -658,7 +661,7 @@ async fn front_call(
     let obs = Observation::begin(&shared, &req, None);
     let ctx = FrontContext {
         peer,
-        request_id: HeaderValue::from_str(&obs.request_id).unwrap_or(HeaderValue::from_static("-")),
+        request_id: obs.id_header.clone(),
         trace: obs.trace,
         body_limit: shared.body_limits.get(req.uri().path()).copied().unwrap_or(shared.settings.body_limit),
     };

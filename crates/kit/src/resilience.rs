@@ -15,6 +15,7 @@
 //! (idempotent methods only) is the caller's decision.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -76,6 +77,10 @@ enum Inner {
 pub struct CircuitBreaker {
     settings: BreakerSettings,
     inner: Mutex<Inner>,
+    /// Closed with no failure counted: calls go through and successes
+    /// change nothing, so neither takes the lock (the common case, on every
+    /// request through the gateway). Written under the lock.
+    clean: AtomicBool,
 }
 
 /// Refused by an open breaker: retry after this long.
@@ -94,7 +99,7 @@ pub struct Permit {
 
 impl CircuitBreaker {
     pub fn new(settings: BreakerSettings) -> Self {
-        Self { settings, inner: Mutex::new(Inner::Closed { failures: 0 }) }
+        Self { settings, inner: Mutex::new(Inner::Closed { failures: 0 }), clean: AtomicBool::new(true) }
     }
 
     pub fn acquire(&self) -> Result<Permit, BreakerOpen> {
@@ -102,6 +107,9 @@ impl CircuitBreaker {
     }
 
     pub fn acquire_at(&self, now: Instant) -> Result<Permit, BreakerOpen> {
+        if self.clean.load(Ordering::Acquire) {
+            return Ok(Permit { probe: false });
+        }
         let Ok(mut inner) = self.inner.lock() else { return Ok(Permit { probe: false }) };
         match &mut *inner {
             Inner::Closed { .. } => Ok(Permit { probe: false }),
@@ -124,8 +132,12 @@ impl CircuitBreaker {
     }
 
     pub fn success(&self, _permit: Permit) {
+        if self.clean.load(Ordering::Acquire) {
+            return;
+        }
         if let Ok(mut inner) = self.inner.lock() {
             *inner = Inner::Closed { failures: 0 };
+            self.clean.store(true, Ordering::Release);
         }
     }
 
@@ -135,6 +147,7 @@ impl CircuitBreaker {
 
     pub fn failure_at(&self, permit: Permit, now: Instant) {
         let Ok(mut inner) = self.inner.lock() else { return };
+        self.clean.store(false, Ordering::Release);
         let first = Duration::from_millis(self.settings.open_ms);
         let max = Duration::from_millis(self.settings.max_open_ms).max(first);
         match &mut *inner {
@@ -180,35 +193,41 @@ impl Default for RetrySettings {
 }
 
 #[derive(Debug)]
-struct Budget {
-    balance: f64,
-    floor_second: Instant,
-    floor_used: u32,
+struct Floor {
+    second: Instant,
+    used: u32,
 }
 
 #[derive(Debug)]
 pub struct RetryBudget {
     settings: RetrySettings,
-    budget: Mutex<Budget>,
+    /// Saved retries, in millionths: one atomic add per first attempt.
+    balance: AtomicU64,
+    /// The retries always allowed, per second.
+    floor: Mutex<Floor>,
 }
 
+/// A whole retry, in the balance's unit.
+const RETRY: u64 = 1_000_000;
+
 /// The most retries a budget can save up.
-const MAX_BALANCE: f64 = 100.0;
+const MAX_BALANCE: u64 = 100;
 
 impl RetryBudget {
     pub fn new(settings: RetrySettings) -> Self {
-        let budget = Budget { balance: 0.0, floor_second: Instant::now(), floor_used: 0 };
-        Self { settings, budget: Mutex::new(budget) }
+        Self { settings, balance: AtomicU64::new(0), floor: Mutex::new(Floor { second: Instant::now(), used: 0 }) }
     }
 
     pub fn max_attempts(&self) -> u32 {
         self.settings.max_attempts.max(1)
     }
 
-    /// Records a first attempt.
+    /// Records a first attempt. The balance may run past the most that can
+    /// be saved; withdrawals cap it.
     pub fn deposit(&self) {
-        if let Ok(mut b) = self.budget.lock() {
-            b.balance = (b.balance + self.settings.ratio).min(MAX_BALANCE);
+        let share = (self.settings.ratio.clamp(0.0, 1.0) * RETRY as f64) as u64;
+        if self.balance.load(Ordering::Relaxed) < MAX_BALANCE * RETRY {
+            self.balance.fetch_add(share, Ordering::Relaxed);
         }
     }
 
@@ -218,17 +237,19 @@ impl RetryBudget {
     }
 
     pub fn try_retry_at(&self, now: Instant) -> bool {
-        let Ok(mut b) = self.budget.lock() else { return false };
-        if b.balance >= 1.0 {
-            b.balance -= 1.0;
+        let withdrawn = self.balance.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            b.checked_sub(RETRY).map(|left| left.min((MAX_BALANCE - 1) * RETRY))
+        });
+        if withdrawn.is_ok() {
             return true;
         }
-        if now.duration_since(b.floor_second) >= Duration::from_secs(1) {
-            b.floor_second = now;
-            b.floor_used = 0;
+        let Ok(mut floor) = self.floor.lock() else { return false };
+        if now.duration_since(floor.second) >= Duration::from_secs(1) {
+            floor.second = now;
+            floor.used = 0;
         }
-        if b.floor_used < self.settings.min_per_sec {
-            b.floor_used += 1;
+        if floor.used < self.settings.min_per_sec {
+            floor.used += 1;
             return true;
         }
         false
