@@ -45,7 +45,7 @@ pub fn client(connect_timeout: Duration) -> Client {
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1);
 /// they must not be forwarded.
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -59,7 +59,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Identity headers only the platform may set. A client that sends them is
 /// trying to pass for someone else; they are dropped.
-const IDENTITY_HEADERS: [HeaderName; 4] = [
+static IDENTITY_HEADERS: [HeaderName; 4] = [
     HeaderName::from_static("x-user-id"),
     HeaderName::from_static("x-user-roles"),
     HeaderName::from_static("x-session-id"),
@@ -309,8 +309,12 @@ async fn forward_to(
         return Err(problem);
     }
 
-    let mut response =
-        if websocket { upgrade(state, target, req, &ctx).await? } else { send(state, target, req, &ctx).await? };
+    let mut response = if websocket {
+        // Boxed: upgrades are rare, and their future is large.
+        Box::pin(upgrade(state, target, req, &ctx)).await?
+    } else {
+        send(state, target, req, &ctx).await?
+    };
     if let Some(v) = verdict {
         for (name, value) in v.headers() {
             response.headers_mut().insert(name, value);

@@ -78,7 +78,8 @@ pub async fn send(
     loop {
         let (mut sender, reused) = match checkout(instance, connect_timeout).await {
             Some(sender) => (sender, true),
-            None => (connect(instance, connect_timeout, false).await?, false),
+            // Boxed: a new connection is the rare path, and its future is large.
+            None => (Box::pin(connect(instance, connect_timeout, false)).await?, false),
         };
         match sender.try_send_request(req).await {
             Ok(response) => {

@@ -286,7 +286,8 @@ impl TokenVerifier {
             }
             return Ok(claims);
         }
-        let claims = Arc::new(self.verify_uncached(token).await?);
+        // Boxed: a signature check is the rare path, and its future is large.
+        let claims = Arc::new(Box::pin(self.verify_uncached(token)).await?);
         if let Ok(mut cache) = self.verified.write() {
             if cache.len() >= VERIFIED_CACHE_CAPACITY {
                 let now = chrono::Utc::now().timestamp();
