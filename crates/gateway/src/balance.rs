@@ -88,7 +88,7 @@ pub struct Instance {
     /// The `Host` header of requests to it.
     pub host: http::HeaderValue,
     /// Its `gateway_upstream_requests` counters, by outcome (set on first use).
-    pub counters: std::sync::OnceLock<[prometheus_client::metrics::counter::Counter; 7]>,
+    pub counters: std::sync::OnceLock<[prometheus_client::metrics::counter::Counter; 8]>,
     in_flight: AtomicUsize,
     healthy: AtomicBool,
     /// (failed checks in a row, passed checks in a row)

@@ -54,6 +54,11 @@ pub struct Settings {
     pub upstream_timeout_ms: u64,
     /// Longest wait to connect to an upstream, in milliseconds.
     pub connect_timeout_ms: u64,
+    /// How long an idle connection to an upstream is kept, in milliseconds.
+    /// Keep it below the upstreams' own keep-alive limit (Panal services:
+    /// `http.header_read_timeout_ms`, 10 s), so the gateway never sends a
+    /// request on a connection the upstream is closing.
+    pub upstream_idle_ms: u64,
     /// How long the merged OpenAPI document is cached, in seconds.
     pub docs_cache_secs: u64,
     /// Paths allowed bodies bigger than `http.body_limit` (uploads), in bytes.
@@ -89,6 +94,7 @@ impl Default for Settings {
         Self {
             upstream_timeout_ms: 10_000,
             connect_timeout_ms: 2_000,
+            upstream_idle_ms: 8_000,
             docs_cache_secs: 10,
             upload_limits,
             upstreams: Default::default(),
@@ -120,7 +126,9 @@ pub(crate) struct State {
     pub routes: RwLock<Arc<RouteTable>>,
     pub defaults: Vec<Upstream>,
     pub config: RwLock<Config>,
+    /// The health checks' client.
     pub client: proxy::Client,
+    pub upstreams: upstream::Upstreams,
     pub verifier: Arc<TokenVerifier>,
     pub settings: Settings,
     pub docs: docs::DocsCache,
@@ -184,6 +192,10 @@ pub fn service(ctx: &Context, upstreams: Vec<Upstream>) -> anyhow::Result<Servic
         defaults: upstreams,
         config: RwLock::new(config.clone()),
         client: proxy::client(Duration::from_millis(settings.connect_timeout_ms)),
+        upstreams: upstream::Upstreams {
+            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+            idle_timeout: Duration::from_millis(settings.upstream_idle_ms),
+        },
         verifier,
         docs: docs::DocsCache::new(Duration::from_secs(settings.docs_cache_secs)),
         limits,

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Either, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -96,7 +96,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[derive(Debug, Default)]
 pub struct GatewayMetrics {
     /// Upstream calls by upstream, instance and outcome (`2xx` … `5xx`,
-    /// `connect_error`, `timeout`).
+    /// `connect_error`, `failed` (the exchange broke, or the answer was
+    /// malformed), `timeout`).
     pub upstream: Family<Vec<(String, String)>, Counter>,
     pub retries: Family<Vec<(String, String)>, Counter>,
     /// Requests refused at once by an open breaker.
@@ -146,7 +147,7 @@ impl GatewayMetrics {
     /// Counts an upstream call. The counters of an instance are looked up in
     /// the family once and kept, so a request costs no label allocation.
     pub(crate) fn count(&self, pool: &Pool, i: usize, outcome: &str) {
-        const OUTCOMES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "connect_error", "timeout"];
+        const OUTCOMES: [&str; 8] = ["1xx", "2xx", "3xx", "4xx", "5xx", "connect_error", "failed", "timeout"];
         let instance = &pool.instances[i];
         let counters = instance.counters.get_or_init(|| {
             OUTCOMES.map(|o| self.upstream.get_or_create(&labels(pool, Some(&instance.url), Some(o))).clone())
@@ -328,6 +329,9 @@ async fn forward_to(
 /// is the instance's, set when sending.)
 fn upstream_headers(headers: &mut HeaderMap, ctx: &FrontContext, keep_upgrade: bool) {
     let original_host = headers.remove(header::HOST);
+    // The gateway answered any `Expect: 100-continue` itself (hyper does,
+    // when the body is first read); the upstream gets the body right away.
+    headers.remove(header::EXPECT);
     // Most requests carry none of the headers to remove: one pass tells.
     if headers.keys().any(|name| is_hop_by_hop(name) || IDENTITY_HEADERS.contains(name)) {
         let upgrade = headers.get(header::UPGRADE).cloned();
@@ -396,6 +400,9 @@ fn breaker_problem(state: &AppState, pool: &Pool, open: kit::resilience::Breaker
     .with_type("upstream-circuit-open", "Upstream circuit open")
 }
 
+// Lives on the stack for one attempt; boxing the answer would cost an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Answered(hyper::Response<UpstreamBody>),
     Failed(SendError),
@@ -424,9 +431,8 @@ async fn send(
     pool.budget.deposit();
     let (mut parts, body) = req.into_parts();
     upstream_headers(&mut parts.headers, ctx, false);
-    let uri = origin_form(&parts.uri);
-    let mut body = with_body.then(|| Either::Left(Limited::new(body, limit)));
-    let connect_timeout = Duration::from_millis(state.settings.connect_timeout_ms);
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut body = with_body.then(|| Limited::new(body, limit));
     let mut avoid = None;
     let mut attempt = 0;
     loop {
@@ -436,23 +442,14 @@ async fn send(
             return Err(unavailable(pool));
         };
         let instance = &pool.instances[i];
-        let mut upstream_req =
-            hyper::Request::new(body.take().unwrap_or_else(|| Either::Right(http_body_util::Empty::new())));
-        *upstream_req.method_mut() = parts.method.clone();
-        *upstream_req.uri_mut() = uri.clone();
-        // Headers are only copied when another attempt may need them.
-        *upstream_req.headers_mut() =
-            if may_retry { parts.headers.clone() } else { std::mem::take(&mut parts.headers) };
         let flight = pool.start(i);
-        let outcome =
-            match tokio::time::timeout(target.route.timeout, upstream::send(instance, upstream_req, connect_timeout))
-                .await
-            {
-                Err(_) => Attempt::TimedOut,
-                Ok(Err(SendError::Request(e))) if is_body_limit(&e) => Attempt::BodyTooLarge,
-                Ok(Err(e)) => Attempt::Failed(e),
-                Ok(Ok(r)) => Attempt::Answered(r),
-            };
+        let sent = state.upstreams.send(instance, &parts.method, path_and_query, &parts.headers, body.take());
+        let outcome = match tokio::time::timeout(target.route.timeout, sent).await {
+            Err(_) => Attempt::TimedOut,
+            Ok(Err(SendError::BodyTooLarge)) => Attempt::BodyTooLarge,
+            Ok(Err(e)) => Attempt::Failed(e),
+            Ok(Ok(r)) => Attempt::Answered(r),
+        };
         drop(flight);
         let (failed, outcome_label, retry_worthy) = match &outcome {
             Attempt::Answered(r) => {
@@ -461,7 +458,8 @@ async fn send(
                     ["1xx", "2xx", "3xx", "4xx", "5xx"].get(usize::from(s / 100).saturating_sub(1)).unwrap_or(&"5xx");
                 (s >= 500, *class, matches!(s, 502..=504))
             }
-            Attempt::Failed(_) => (true, "connect_error", true),
+            Attempt::Failed(SendError::Connect(_)) => (true, "connect_error", true),
+            Attempt::Failed(_) => (true, "failed", true),
             Attempt::TimedOut => (true, "timeout", true),
             Attempt::BodyTooLarge => (false, "body_too_large", false),
         };
@@ -502,7 +500,8 @@ async fn send(
 /// An upstream's answer as the client gets it: streamed, hop-by-hop headers removed.
 fn downstream<B>(r: hyper::Response<B>) -> Response
 where
-    B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     let (mut parts, body) = r.into_parts();
     if parts.headers.keys().any(is_hop_by_hop) {
@@ -534,11 +533,10 @@ async fn upgrade(
         pool.breaker.failure(permit);
         return Err(unavailable(pool));
     };
-    let mut upstream_req = hyper::Request::new(Either::Right(http_body_util::Empty::new()));
+    let mut upstream_req = hyper::Request::new(http_body_util::Empty::new());
     *upstream_req.uri_mut() = origin_form(&parts.uri);
     *upstream_req.headers_mut() = parts.headers;
-    let connect_timeout = Duration::from_millis(state.settings.connect_timeout_ms);
-    let sent = upstream::send_upgrade(&pool.instances[i], upstream_req, connect_timeout);
+    let sent = upstream::send_upgrade(&pool.instances[i], upstream_req, state.upstreams.connect_timeout);
     let mut response = match tokio::time::timeout(target.route.timeout, sent).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -574,17 +572,6 @@ async fn upgrade(
     });
     let (parts, _) = response.into_parts();
     Ok(Response::from_parts(parts, Body::empty()))
-}
-
-fn is_body_limit(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// Checks one instance: `GET <url><path>`, healthy on 2xx (on any answer

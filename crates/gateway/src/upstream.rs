@@ -1,50 +1,74 @@
-//! Connections to upstream instances: HTTP/1.1 on hyper's connection API,
-//! pooled per thread.
+//! Requests to upstream instances: a lean HTTP/1.1 client, its connections
+//! pooled per thread and driven by the request's own task.
 //!
-//! hyper-util's pooled client spawns a task per request (to take the
-//! connection back once the response has been read), locks a pool shared by
-//! every thread and formats a `Host` header per request; on the gateway's hot
-//! path that cost more than the proxying itself. Here each thread keeps its
-//! own idle connections per instance, so the request, its connection and its
-//! response stay on one thread (with `http.threads`, on one single-threaded
-//! runtime). A connection goes back to the pool when its response body has
-//! been read to the end; one whose body was not finished is dropped, which
-//! closes it. Every connection is driven by a task of its own, so an idle one
-//! notices when its upstream closes it.
+//! Why not hyper's client: it runs each connection as a task of its own, so
+//! a proxied request crosses tasks four times (request in, response head
+//! out, body out, connection back), and it builds a header map, a channel
+//! and a callback per request; under load that was a third of the gateway's
+//! instructions per request (docs/benchmarks.md). Here the task serving the
+//! client's connection writes the request and reads the answer itself, and
+//! the answer's body reads from the upstream socket as the client side
+//! takes it. The client side of every connection is still hyper's; response
+//! heads are parsed by httparse, the parser hyper uses.
+//!
+//! What this client does, per RFC 9112:
+//! - requests: `Host` is the instance's; bodies are sent with their
+//!   `Content-Length`, or chunked when the client sent them chunked; an
+//!   answer that arrives while the body is still being sent ends the sending
+//!   (the connection is then not reused);
+//! - answers: interim (1xx) answers are skipped; the body is framed by
+//!   `Transfer-Encoding: chunked` (decoded; trailers are dropped), else by a
+//!   `Content-Length` (conflicting or malformed lengths are refused), else by
+//!   the end of the connection; HEAD, 204 and 304 answers have none; heads
+//!   over 64 KiB or 100 headers are refused;
+//! - reuse: a connection goes back to its thread's pool once an HTTP/1.1
+//!   answer without `Connection: close` has been read to its end with
+//!   nothing after it. An idle connection whose upstream closed it is seen
+//!   from the reactor's readiness, without a system call, and dropped; idle
+//!   connections are closed after `idle_timeout`, which should be shorter
+//!   than the upstreams' own keep-alive limit (Panal services: 10 s).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{Either, Empty, Limited};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::balance::Instance;
 
-/// What goes to an upstream: the client's body, limited, or nothing.
-pub type RequestBody = Either<Limited<Incoming>, Empty<Bytes>>;
+/// A client's request body, as it goes upstream.
+pub type RequestBody = Limited<Incoming>;
 
+/// The longest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields in a response head.
+const MAX_HEADERS: usize = 100;
+/// The longest chunk-size line, and the most trailer bytes, accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+/// How much is read from an upstream at a time.
+const READ_SIZE: usize = 8 * 1024;
+/// Body data up to this size is copied out of the connection's buffer, which
+/// is then reused as is; larger data is handed over without a copy.
+const COPY_BELOW: usize = 4 * 1024;
 /// Idle connections a thread keeps per instance; more are closed.
 const MAX_IDLE: usize = 256;
 
-/// An idle connection older than this is closed rather than reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-struct Idle {
-    sender: SendRequest<RequestBody>,
-    since: Instant,
-}
-
-thread_local! {
-    /// This thread's idle connections, by instance id.
-    static IDLE: RefCell<HashMap<u64, Vec<Idle>>> = RefCell::new(HashMap::new());
+/// How the gateway connects to upstreams.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstreams {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 /// Why a request got no answer.
@@ -53,156 +77,656 @@ pub enum SendError {
     /// No connection could be made (refused, unreachable, timed out); the
     /// request was not sent.
     Connect(String),
-    /// The connection failed once the request was on its way: the upstream
+    /// The exchange failed once the request was on its way: the upstream
     /// may have acted on it.
-    Request(hyper::Error),
+    Request(String),
+    /// The client's body went over the limit while being sent.
+    BodyTooLarge,
 }
 
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::Connect(e) => write!(f, "connecting: {e}"),
-            SendError::Request(e) => write!(f, "{}", kit::problem::ErrorChain(e)),
+            SendError::Request(e) => f.write_str(e),
+            SendError::BodyTooLarge => f.write_str("the request body is over the limit"),
         }
     }
 }
 
-/// Sends `req` (origin-form URI; `Host` is set here) to `instance` on a
-/// pooled connection, or a new one made within `connect_timeout`.
-pub async fn send(
-    instance: &Instance,
-    mut req: Request<RequestBody>,
-    connect_timeout: Duration,
-) -> Result<Response<UpstreamBody>, SendError> {
-    req.headers_mut().insert(http::header::HOST, instance.host.clone());
-    loop {
-        let (mut sender, reused) = match checkout(instance, connect_timeout).await {
-            Some(sender) => (sender, true),
-            // Boxed: a new connection is the rare path, and its future is large.
-            None => (Box::pin(connect(instance, connect_timeout, false)).await?, false),
-        };
-        match sender.try_send_request(req).await {
-            Ok(response) => {
-                return Ok(response.map(|body| UpstreamBody { body, done: false, back: Some((instance.id, sender)) }));
+/// One connection to an instance.
+struct Conn {
+    io: TcpStream,
+    /// Read from the upstream and not yet consumed.
+    buf: BytesMut,
+    /// The head of the request being sent.
+    out: Vec<u8>,
+    instance: u64,
+    /// When it last went idle.
+    since: Instant,
+}
+
+thread_local! {
+    /// This thread's idle connections, by instance id.
+    static IDLE: RefCell<HashMap<u64, Vec<Conn>>> = RefCell::new(HashMap::new());
+}
+
+/// How a failed exchange ended, for deciding whether another connection may
+/// carry the request.
+struct Failure {
+    error: SendError,
+    /// Nothing of an answer came back.
+    unanswered: bool,
+}
+
+fn failed(error: SendError, unanswered: bool) -> Failure {
+    Failure { error, unanswered }
+}
+
+impl Upstreams {
+    /// Sends a request to `instance`: `target` in origin form, `headers`
+    /// already cleaned of `Host`, hop-by-hop fields and `Expect`; `body` when
+    /// the request has one. Returns once the answer's head has arrived.
+    pub async fn send(
+        &self,
+        instance: &Instance,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: Option<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let chunked = body.is_some() && !headers.contains_key(header::CONTENT_LENGTH);
+        let mut body = body;
+        loop {
+            let (mut conn, reused) = match self.checkout(instance.id) {
+                Some(conn) => (conn, true),
+                // Boxed: a new connection is the rare path, and its future is large.
+                None => (Box::pin(self.connect(instance)).await?, false),
+            };
+            encode_head(&mut conn.out, method, target, headers, &instance.host, chunked);
+            let resendable = body.is_none() && is_idempotent(method);
+            match conn.exchange(body.take(), chunked, method == Method::HEAD).await {
+                Ok(response) => return Ok(response),
+                // A pooled connection the upstream had closed: nothing came
+                // back, and the request can be sent again as it was.
+                Err(f) if reused && f.unanswered && resendable => continue,
+                Err(f) => return Err(f.error),
             }
-            Err(mut e) => match e.take_message() {
-                // A pooled connection that closed before the request could
-                // be written: nothing was sent, so a fresh connection may
-                // carry it, whatever the method.
-                Some(unsent) if reused => req = unsent,
-                _ => return Err(SendError::Request(e.into_error())),
-            },
+        }
+    }
+
+    /// An idle connection of this thread to `instance` that is still open.
+    fn checkout(&self, instance: u64) -> Option<Conn> {
+        loop {
+            let mut conn = IDLE.with_borrow_mut(|pool| pool.get_mut(&instance).and_then(Vec::pop))?;
+            if conn.since.elapsed() <= self.idle_timeout && conn.still_open() {
+                return Some(conn);
+            }
+        }
+    }
+
+    async fn connect(&self, instance: &Instance) -> Result<Conn, SendError> {
+        let io = open(instance, self.connect_timeout).await?;
+        Ok(Conn {
+            io,
+            buf: BytesMut::with_capacity(READ_SIZE),
+            out: Vec::with_capacity(512),
+            instance: instance.id,
+            since: Instant::now(),
+        })
+    }
+}
+
+async fn open(instance: &Instance, timeout: Duration) -> Result<TcpStream, SendError> {
+    let io = match tokio::time::timeout(timeout, TcpStream::connect(instance.address.as_str())).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
+        Err(_) => return Err(SendError::Connect(format!("no connection within {} ms", timeout.as_millis()))),
+    };
+    let _ = io.set_nodelay(true);
+    Ok(io)
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+fn checkin(conn: Conn) {
+    let now = Instant::now();
+    IDLE.with_borrow_mut(|pool| {
+        let idle = pool.entry(conn.instance).or_default();
+        if idle.len() < MAX_IDLE {
+            idle.push(Conn { since: now, ..conn });
+        }
+    });
+}
+
+/// The request line and header fields. Method, target and fields come from
+/// hyper's parse of the client's request (no CR or LF can be in them).
+fn encode_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    host: &HeaderValue,
+    chunked: bool,
+) {
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        // A chunked body's length is unknown; a stray length must not travel with it.
+        if chunked && name == header::CONTENT_LENGTH {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes all of `data`, on a shared reference so that reading can be
+/// watched at the same time.
+async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        io.writable().await?;
+        match io.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn chunk_header(out: &mut Vec<u8>, len: usize) {
+    use std::io::Write;
+    let _ = write!(out, "{len:x}\r\n");
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the upstream closes the connection.
+    UntilClose,
+    Done,
+}
+
+/// Where the chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer fields (dropped), `n` bytes so far.
+    Trailers(usize),
+}
+
+impl Conn {
+    /// Whether the upstream closed this idle connection (or sent something
+    /// unasked), as far as the reactor knows: no system call unless it
+    /// saw the socket become readable.
+    fn still_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                matches!(self.io.try_read_buf(&mut self.buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Writes the request (head in `out`, then the body) and reads the
+    /// answer's head.
+    async fn exchange(
+        mut self,
+        body: Option<RequestBody>,
+        chunked: bool,
+        head_request: bool,
+    ) -> Result<Response<UpstreamBody>, Failure> {
+        self.buf.clear();
+        let mut reusable = true;
+        match body {
+            None => {
+                write_all(&self.io, &self.out).await.map_err(|e| failed(SendError::Request(e.to_string()), true))?
+            }
+            Some(body) => reusable = self.send_body(body, chunked).await?,
+        }
+        let (mut response, framing, keep_alive) = self.read_head(head_request).await?;
+        let framing = if framing == Framing::Length(0) { Framing::Done } else { framing };
+        let reusable = reusable && keep_alive;
+        let conn = if framing != Framing::Done {
+            Some(self)
+        } else {
+            if reusable && self.buf.is_empty() {
+                checkin(self);
+            }
+            None
+        };
+        *response.body_mut() = UpstreamBody { conn, framing, reusable };
+        Ok(response)
+    }
+
+    /// Sends the head and the body. An answer arriving meanwhile ends the
+    /// sending; returns whether the connection can still be reused.
+    async fn send_body(&mut self, mut body: RequestBody, chunked: bool) -> Result<bool, Failure> {
+        let request_error = |e: &dyn std::fmt::Display| failed(SendError::Request(e.to_string()), true);
+        // A small body has usually arrived with the head: one write for both.
+        let mut pending = body.frame().now_or_never();
+        let mut finished = false;
+        loop {
+            let step = match pending.take() {
+                Some(step) => step,
+                None => {
+                    if !self.out.is_empty() {
+                        write_all(&self.io, &self.out).await.map_err(|e| request_error(&e))?;
+                        self.out.clear();
+                    }
+                    if finished {
+                        return Ok(true);
+                    }
+                    tokio::select! {
+                        biased;
+                        readable = self.io.readable() => {
+                            readable.map_err(|e| request_error(&e))?;
+                            match self.io.try_read_buf(&mut self.buf) {
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                                // The upstream answered (or closed) before the
+                                // whole body went: the answer is read as usual,
+                                // and the connection is not reused.
+                                _ => return Ok(false),
+                            }
+                        }
+                        step = body.frame() => step,
+                    }
+                }
+            };
+            match step {
+                None => {
+                    if chunked {
+                        self.out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    finished = true;
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        if chunked {
+                            chunk_header(&mut self.out, data.len());
+                        }
+                        self.out.extend_from_slice(&data);
+                        if chunked {
+                            self.out.extend_from_slice(b"\r\n");
+                        }
+                    }
+                    // The last data: no need to wait for the end to be said.
+                    if body.is_end_stream() {
+                        pending = Some(None);
+                    }
+                }
+                Some(Err(e)) => {
+                    let error = if is_body_limit(&*e) {
+                        SendError::BodyTooLarge
+                    } else {
+                        SendError::Request(format!("reading the client's body: {e}"))
+                    };
+                    return Err(failed(error, true));
+                }
+            }
+        }
+    }
+
+    /// Reads until an answer's head (interim answers skipped) is complete.
+    /// Returns the response (body still to be set), its framing, and
+    /// whether the upstream keeps the connection open after it.
+    async fn read_head(&mut self, head_request: bool) -> Result<(Response<UpstreamBody>, Framing, bool), Failure> {
+        loop {
+            if !self.buf.is_empty() {
+                let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut parsed = httparse::Response::new(&mut slots);
+                match parsed.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let code = parsed.code.unwrap_or(0);
+                        if (100..200).contains(&code) && code != 101 {
+                            self.buf.advance(len);
+                            continue;
+                        }
+                        let head = Bytes::copy_from_slice(&self.buf[..len]);
+                        let base = self.buf.as_ptr() as usize;
+                        let answer = build_head(&parsed, &head, base, head_request)
+                            .map_err(|e| failed(SendError::Request(format!("invalid answer: {e}")), false))?;
+                        self.buf.advance(len);
+                        return Ok(answer);
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() < MAX_HEAD => {}
+                    Ok(httparse::Status::Partial) => {
+                        return Err(failed(SendError::Request("the answer's head is over 64 KiB".into()), false));
+                    }
+                    Err(e) => return Err(failed(SendError::Request(format!("invalid answer: {e}")), false)),
+                }
+            }
+            let unanswered = self.buf.is_empty();
+            self.buf.reserve(READ_SIZE);
+            match std::future::poll_fn(|cx| tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf))
+                .await
+            {
+                Ok(0) => {
+                    return Err(failed(
+                        SendError::Request("the upstream closed the connection before answering".into()),
+                        unanswered,
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(failed(SendError::Request(e.to_string()), unanswered)),
+            }
+        }
+    }
+}
+
+/// The response head from httparse's parse of `head` (copied out of the
+/// buffer at `base`), its body's framing, and whether the connection stays
+/// open after it.
+fn build_head(
+    parsed: &httparse::Response<'_, '_>,
+    head: &Bytes,
+    base: usize,
+    head_request: bool,
+) -> Result<(Response<UpstreamBody>, Framing, bool), String> {
+    let code = parsed.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|e| e.to_string())?;
+    let http11 = parsed.version == Some(1);
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut length: Option<u64> = None;
+    let mut transfer_coding_chunked: Option<bool> = None;
+    let mut close = !http11;
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| e.to_string())?;
+        // The value as a slice of the copied head, found by its offset in the buffer.
+        let start = (h.value.as_ptr() as usize).wrapping_sub(base);
+        let range = start..start.saturating_add(h.value.len());
+        let value = if h.value.is_empty() {
+            HeaderValue::from_static("")
+        } else if range.end <= head.len() {
+            HeaderValue::from_maybe_shared(head.slice(range)).map_err(|e| format!("{name}: {e}"))?
+        } else {
+            HeaderValue::from_bytes(h.value).map_err(|e| format!("{name}: {e}"))?
+        };
+        if name == header::CONTENT_LENGTH {
+            for part in value.to_str().map_err(|e| e.to_string())?.split(',') {
+                let n: u64 = part.trim().parse().map_err(|_| format!("content-length {value:?}"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("conflicting content-length".into());
+                }
+                length = Some(n);
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            let last = value.to_str().map_err(|e| e.to_string())?.rsplit(',').next().unwrap_or("").trim();
+            transfer_coding_chunked = Some(last.eq_ignore_ascii_case("chunked"));
+        } else if name == header::CONNECTION {
+            let tokens = value.to_str().unwrap_or("");
+            if tokens.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")) {
+                close = true;
+            }
+        }
+        headers.append(name, value);
+    }
+    let no_body = head_request || matches!(code, 204 | 304) || (100..200).contains(&code);
+    let framing = match (no_body, transfer_coding_chunked, length) {
+        (true, _, _) => Framing::Length(0),
+        (false, Some(true), _) => {
+            // Chunked wins over a length (RFC 9112 §6.3); the length goes,
+            // and so does the connection afterwards if it came with one.
+            if length.is_some() {
+                headers.remove(header::CONTENT_LENGTH);
+                close = true;
+            }
+            Framing::Chunked(Chunk::Size)
+        }
+        (false, Some(false), _) => {
+            headers.remove(header::CONTENT_LENGTH);
+            close = true;
+            Framing::UntilClose
+        }
+        (false, None, Some(n)) => Framing::Length(n),
+        (false, None, None) => {
+            close = true;
+            Framing::UntilClose
+        }
+    };
+    let mut response = Response::new(UpstreamBody { conn: None, framing: Framing::Done, reusable: false });
+    *response.status_mut() = status;
+    *response.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
+    *response.headers_mut() = headers;
+    Ok((response, framing, !close))
+}
+
+fn is_body_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// An upstream's response body, read from its connection as the client's
+/// side asks for it; the connection goes back to the pool at its end.
+pub struct UpstreamBody {
+    conn: Option<Conn>,
+    framing: Framing,
+    reusable: bool,
+}
+
+fn broken(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("the upstream's answer body is malformed: {what}"))
+}
+
+impl UpstreamBody {
+    /// The next piece of body data in the buffer, if any is there yet.
+    fn decode(&mut self) -> Result<Option<Bytes>, io::Error> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(None) };
+        let buf = &mut conn.buf;
+        loop {
+            match self.framing {
+                Framing::Done => return Ok(None),
+                Framing::Length(0) => {
+                    self.framing = Framing::Done;
+                }
+                Framing::Length(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    self.framing = Framing::Length(left - n as u64);
+                    return Ok(Some(take(buf, n)));
+                }
+                Framing::UntilClose => {
+                    return Ok((!buf.is_empty()).then(|| take(buf, buf.len())));
+                }
+                Framing::Chunked(Chunk::Size) => {
+                    let Some(end) = find_crlf(buf) else {
+                        if buf.len() > MAX_CHUNK_LINE {
+                            return Err(broken("chunk-size line too long"));
+                        }
+                        return Ok(None);
+                    };
+                    let line = &buf[..end];
+                    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                    let rest = &line[digits..];
+                    // Chunk extensions (`;name=value`) are allowed and ignored.
+                    if digits == 0
+                        || digits > 15
+                        || !(rest.is_empty() || rest[0] == b';' || rest[0] == b' ' || rest[0] == b'\t')
+                    {
+                        return Err(broken("bad chunk size"));
+                    }
+                    let size = line[..digits]
+                        .iter()
+                        .fold(0u64, |acc, b| acc * 16 + u64::from(char::from(*b).to_digit(16).unwrap_or(0)));
+                    buf.advance(end + 2);
+                    self.framing = Framing::Chunked(if size == 0 { Chunk::Trailers(0) } else { Chunk::Data(size) });
+                }
+                Framing::Chunked(Chunk::Data(left)) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let left = left - n as u64;
+                    self.framing = Framing::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
+                    return Ok(Some(take(buf, n)));
+                }
+                Framing::Chunked(Chunk::DataEnd) => {
+                    if buf.len() < 2 {
+                        return Ok(None);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(broken("chunk data not followed by CRLF"));
+                    }
+                    buf.advance(2);
+                    self.framing = Framing::Chunked(Chunk::Size);
+                }
+                Framing::Chunked(Chunk::Trailers(seen)) => {
+                    let Some(end) = find_crlf(buf) else {
+                        if seen + buf.len() > MAX_TRAILERS {
+                            return Err(broken("trailers too long"));
+                        }
+                        return Ok(None);
+                    };
+                    buf.advance(end + 2);
+                    // An empty line ends the trailers, and the body.
+                    self.framing =
+                        if end == 0 { Framing::Done } else { Framing::Chunked(Chunk::Trailers(seen + end + 2)) };
+                }
+            }
+        }
+    }
+
+    /// At the end of the body: the connection back to the pool if it can
+    /// carry another request (nothing unasked after the answer).
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.reusable
+            && conn.buf.is_empty()
+        {
+            checkin(conn);
+        }
+    }
+}
+
+/// `n` bytes from the front of `buf`: copied when small, so that the
+/// connection's buffer stays its own and is reused without a new allocation.
+fn take(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n < COPY_BELOW {
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        buf.advance(n);
+        data
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        loop {
+            match this.decode() {
+                Err(e) => {
+                    this.conn = None;
+                    this.framing = Framing::Done;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(Some(data)) => {
+                    if this.framing == Framing::Length(0) {
+                        this.framing = Framing::Done;
+                    }
+                    if this.framing == Framing::Done {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(None) if this.framing == Framing::Done => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(None) => {}
+            }
+            let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
+            conn.buf.reserve(READ_SIZE);
+            let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf));
+            match read {
+                Ok(0) if this.framing == Framing::UntilClose => {
+                    this.framing = Framing::Done;
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.conn = None;
+                    this.framing = Framing::Done;
+                    return Poll::Ready(Some(Err(broken("the connection closed before its end"))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.conn = None;
+                    this.framing = Framing::Done;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.framing == Framing::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
         }
     }
 }
 
 /// Sends an upgrade request (WebSocket) on a connection of its own, which
-/// becomes the tunnel when the upstream answers 101.
+/// becomes the tunnel when the upstream answers 101. hyper's client does
+/// this one: upgrades are rare and their handshake is its business.
 pub async fn send_upgrade(
     instance: &Instance,
-    mut req: Request<RequestBody>,
+    mut req: http::Request<Empty<Bytes>>,
     connect_timeout: Duration,
 ) -> Result<Response<Incoming>, SendError> {
-    req.headers_mut().insert(http::header::HOST, instance.host.clone());
-    let mut sender = connect(instance, connect_timeout, true).await?;
-    sender.send_request(req).await.map_err(SendError::Request)
-}
-
-/// An idle connection of this thread to `instance` that can take a request now.
-async fn checkout(instance: &Instance, wait: Duration) -> Option<SendRequest<RequestBody>> {
-    loop {
-        let mut idle = IDLE.with(|pool| pool.borrow_mut().get_mut(&instance.id).and_then(Vec::pop))?;
-        if idle.sender.is_closed() || idle.since.elapsed() > IDLE_TIMEOUT {
-            continue;
-        }
-        if idle.sender.is_ready() {
-            return Some(idle.sender);
-        }
-        // Just put back: its connection task has not yet seen the end of
-        // the last response. It will in a moment, or it failed.
-        if let Ok(Ok(())) = tokio::time::timeout(wait, idle.sender.ready()).await {
-            return Some(idle.sender);
-        }
-    }
-}
-
-fn checkin(instance: u64, sender: SendRequest<RequestBody>) {
-    if sender.is_closed() {
-        return;
-    }
-    let now = Instant::now();
-    IDLE.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let idle = pool.entry(instance).or_default();
-        // The oldest are at the front: close those past their time.
-        let stale = idle.iter().take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT).count();
-        idle.drain(..stale);
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle { sender, since: now });
+    req.headers_mut().insert(header::HOST, instance.host.clone());
+    let io = open(instance, connect_timeout).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| SendError::Connect(e.to_string()))?;
+    let address = instance.address.clone();
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(upstream = %address, error = %e, "upgraded upstream connection ended");
         }
     });
-}
-
-async fn connect(
-    instance: &Instance,
-    timeout: Duration,
-    upgrades: bool,
-) -> Result<SendRequest<RequestBody>, SendError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(instance.address.as_str())).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
-        Err(_) => return Err(SendError::Connect(format!("no connection within {} ms", timeout.as_millis()))),
-    };
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| SendError::Connect(e.to_string()))?;
-    let address = instance.address.clone();
-    let log = move |e: hyper::Error| tracing::debug!(upstream = %address, error = %e, "upstream connection ended");
-    if upgrades {
-        tokio::spawn(async move { connection.with_upgrades().await.map_err(log) });
-    } else {
-        tokio::spawn(async move { connection.await.map_err(log) });
-    }
-    Ok(sender)
-}
-
-/// An upstream's response body; its connection returns to this thread's
-/// pool once the body has been read to the end.
-pub struct UpstreamBody {
-    body: Incoming,
-    done: bool,
-    back: Option<(u64, SendRequest<RequestBody>)>,
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.done = true;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done || self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        if self.is_end_stream()
-            && let Some((instance, sender)) = self.back.take()
-        {
-            checkin(instance, sender);
-        }
-    }
+    sender.send_request(req).await.map_err(|e| SendError::Request(kit::problem::ErrorChain(&e).to_string()))
 }

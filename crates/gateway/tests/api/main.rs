@@ -18,6 +18,7 @@ use kit::testing::{TestContext, TestDb, TestServer};
 use serde_json::{Value, json};
 
 mod resilience;
+mod wire;
 
 const PASSWORD: &str = "correct horse battery staple";
 
