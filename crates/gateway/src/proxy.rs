@@ -66,7 +66,7 @@ static IDENTITY_HEADERS: [HeaderName; 4] = [
     HeaderName::from_static("x-authenticated-user"),
 ];
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
@@ -328,6 +328,8 @@ async fn forward_to(
 /// removed, `x-forwarded-*`, `x-request-id` and `traceparent` set. (`Host`
 /// is the instance's, set when sending.)
 fn upstream_headers(headers: &mut HeaderMap, ctx: &FrontContext, keep_upgrade: bool) {
+    // Room for the fields added below, so the map does not grow twice.
+    headers.reserve(6);
     let original_host = headers.remove(header::HOST);
     // The gateway answered any `Expect: 100-continue` itself (hyper does,
     // when the body is first read); the upstream gets the body right away.
@@ -477,7 +479,8 @@ async fn send(
             pool.breaker.success(permit);
         }
         return match outcome {
-            Attempt::Answered(r) => Ok(downstream(r)),
+            // The upstream client left the hop-by-hop fields out.
+            Attempt::Answered(r) => Ok(r.map(Body::new)),
             Attempt::BodyTooLarge => Err(Problem::payload_too_large(limit)),
             Attempt::TimedOut => {
                 tracing::warn!(upstream = %pool.name, instance = %instance.url, "upstream timed out");
@@ -504,9 +507,7 @@ where
     B::Error: Into<axum::BoxError>,
 {
     let (mut parts, body) = r.into_parts();
-    if parts.headers.keys().any(is_hop_by_hop) {
-        strip_hop_by_hop(&mut parts.headers);
-    }
+    strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, Body::new(body))
 }
 

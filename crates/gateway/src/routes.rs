@@ -37,14 +37,16 @@ pub const PUBLIC_PATHS: &[&str] = &[
 /// segment: avatars are shown in `<img>` tags, which send no token.
 pub const PUBLIC_PATTERNS: &[&str] = &["/v1/users/*/avatar", "/v1/auth/oauth/*/start", "/v1/auth/oauth/*/callback"];
 
+/// Whether `path` matches `pattern`, whose one `*` stands for one non-empty
+/// segment. (On every request to a protected route: no splitting.)
 fn matches(pattern: &str, path: &str) -> bool {
-    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
-    loop {
-        match (p.next(), q.next()) {
-            (None, None) => return true,
-            (Some("*"), Some(seg)) if !seg.is_empty() => {}
-            (Some(a), Some(b)) if a == b => {}
-            _ => return false,
+    match pattern.split_once('*') {
+        None => pattern == path,
+        Some((prefix, suffix)) => {
+            path.len() > prefix.len() + suffix.len()
+                && path.starts_with(prefix)
+                && path.ends_with(suffix)
+                && !path[prefix.len()..path.len() - suffix.len()].contains('/')
         }
     }
 }
@@ -244,6 +246,18 @@ mod tests {
         assert!(t.resolve("/v1/users/me").is_none());
         assert!(t.resolve("/v1/").is_none());
         assert!(t.resolve("/v2/auth/login").is_none(), "no fallback configured");
+    }
+
+    #[test]
+    fn patterns_have_one_star_for_one_segment() {
+        for p in PUBLIC_PATTERNS {
+            assert_eq!(p.matches('*').count(), 1, "{p}");
+            assert!(p.contains("/*/") || p.ends_with("/*"), "{p}");
+        }
+        assert!(matches("/v1/users/*/avatar", "/v1/users/abc/avatar"));
+        assert!(!matches("/v1/users/*/avatar", "/v1/users/a/b/avatar"));
+        assert!(!matches("/v1/users/*/avatar", "/v1/users/avatar"));
+        assert!(!matches("/v1/users/*/avatar", "/v1/users/abc/avatarx"));
     }
 
     #[test]

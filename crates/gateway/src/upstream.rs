@@ -44,6 +44,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use kit::hash::FxBuildHasher;
+
 use crate::balance::Instance;
 
 /// A client's request body, as it goes upstream.
@@ -108,7 +110,7 @@ struct Conn {
 
 thread_local! {
     /// This thread's idle connections, by instance id.
-    static IDLE: RefCell<HashMap<u64, Vec<Conn>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<u64, Vec<Conn>, FxBuildHasher>> = RefCell::new(HashMap::default());
 }
 
 /// How a failed exchange ended, for deciding whether another connection may
@@ -449,7 +451,18 @@ fn build_head(
     let code = parsed.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|e| e.to_string())?;
     let http11 = parsed.version == Some(1);
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    // Room for what the gateway adds (request id, security, rate limits, CORS).
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 12);
+    // Fields named in `Connection` are hop-by-hop too (`close` and
+    // `keep-alive`, the usual values, name none).
+    let listed: Vec<&str> = parsed
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| std::str::from_utf8(h.value).unwrap_or("").split(','))
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive") && !t.is_empty())
+        .collect();
     let mut length: Option<u64> = None;
     let mut transfer_coding_chunked: Option<bool> = None;
     let mut close = !http11;
@@ -481,6 +494,10 @@ fn build_head(
             if tokens.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")) {
                 close = true;
             }
+        }
+        // What describes this connection stays here (RFC 9110 §7.6.1).
+        if crate::proxy::is_hop_by_hop(&name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name.as_str())) {
+            continue;
         }
         headers.append(name, value);
     }

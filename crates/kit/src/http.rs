@@ -516,6 +516,17 @@ fn tls_acceptor(settings: &HttpSettings) -> std::io::Result<Option<tokio_rustls:
     Ok(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))))
 }
 
+/// A UUIDv7 (time-ordered, so ids sort by arrival in logs) whose random bits
+/// need only be unique.
+fn new_request_id() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&crate::trace::fast_random().to_le_bytes());
+    random[8..].copy_from_slice(&crate::trace::fast_random().to_le_bytes()[..2]);
+    let id = uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid();
+    id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()
+}
+
 /// Longest request id accepted from a client; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -525,7 +536,7 @@ fn request_id_from(headers: &http::HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned())
+        .unwrap_or_else(new_request_id)
 }
 
 /// What kit does around every request, on the router's path ([`observe`])
@@ -827,4 +838,34 @@ pub fn client_ip_from(headers: &http::HeaderMap, peer: std::net::IpAddr) -> std:
         }
     }
     peer
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_unique_time_ordered_uuids() {
+        let ids: Vec<String> = (0..2000).map(|_| new_request_id()).collect();
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+        }
+        // Milliseconds first: a later id never sorts before an earlier one's millisecond.
+        assert!(ids.first().unwrap()[..13] <= ids.last().unwrap()[..13]);
+    }
+
+    #[test]
+    fn a_client_request_id_is_kept_only_when_sane() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("req-42"));
+        assert_eq!(request_id_from(&h), "req-42");
+        h.insert("x-request-id", HeaderValue::from_static("has space"));
+        assert_ne!(request_id_from(&h), "has space");
+        h.insert("x-request-id", HeaderValue::from_str(&"a".repeat(129)).unwrap());
+        assert_eq!(request_id_from(&h).len(), 36);
+    }
 }

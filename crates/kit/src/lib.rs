@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod extract;
+pub mod hash;
 pub mod http;
 pub mod json;
 pub mod limit;

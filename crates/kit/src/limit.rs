@@ -106,12 +106,20 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             // better than refusing everything.
             return Decision::Allow { remaining: 0 };
         };
-        let (decision, tat) = gcra(&self.quota, state.get(key).copied(), now);
+        // A key seen before is looked up once.
+        if let Some(slot) = state.get_mut(key) {
+            let (decision, tat) = gcra(&self.quota, Some(*slot), now);
+            if let Some(tat) = tat {
+                *slot = tat;
+            }
+            return decision;
+        }
+        let (decision, tat) = gcra(&self.quota, None, now);
         if let Some(tat) = tat {
-            if state.len() >= self.max_keys && !state.contains_key(key) {
+            if state.len() >= self.max_keys {
                 state.retain(|_, t| *t > now);
             }
-            if state.len() < self.max_keys || state.contains_key(key) {
+            if state.len() < self.max_keys {
                 state.insert(key.clone(), tat);
             }
         }

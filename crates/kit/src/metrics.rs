@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::db::Db;
+use crate::hash::{FxBuildHasher, FxHasher};
 
 /// The labels of the HTTP request metrics. `route` is the route template
 /// (`/v1/users/{id}`), never the raw path, so the number of series stays bounded.
@@ -58,7 +59,7 @@ struct Series {
 thread_local! {
     /// Series already looked up, by a hash of their labels: a request then
     /// costs no label strings and no lock on the families.
-    static SERIES: RefCell<HashMap<u64, Vec<Series>>> = RefCell::new(HashMap::new());
+    static SERIES: RefCell<HashMap<u64, Vec<Series>, FxBuildHasher>> = RefCell::new(HashMap::default());
 }
 
 /// The method as a label: the standard ones by name, anything else `other`,
@@ -85,7 +86,7 @@ impl HttpMetrics {
         let method = method_label(method);
         // Unkeyed hashing is fine here: the labels are bounded (route
         // templates, standard methods, status codes).
-        let mut hasher = std::hash::DefaultHasher::new();
+        let mut hasher = FxHasher::default();
         (self.id, method, route, status).hash(&mut hasher);
         let key = hasher.finish();
         let found = SERIES.with(|cache| {

@@ -22,7 +22,10 @@ pub struct TraceContext {
 impl TraceContext {
     /// A new trace, for a request that did not carry one.
     pub fn new_root() -> Self {
-        Self { trace_id: nonzero(rand::random()), span_id: nonzero(rand::random()), parent_id: None, sampled: true }
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&fast_random().to_le_bytes());
+        trace_id[8..].copy_from_slice(&fast_random().to_le_bytes());
+        Self { trace_id: nonzero(trace_id), span_id: new_span_id(), parent_id: None, sampled: true }
     }
 
     /// Continues the trace in `headers`, or starts a new one when the header is
@@ -52,7 +55,7 @@ impl TraceContext {
         if trace_id == [0; 16] || parent_id == [0; 8] {
             return None;
         }
-        Some(Self { trace_id, span_id: nonzero(rand::random()), parent_id: Some(parent_id), sampled: flags & 1 == 1 })
+        Some(Self { trace_id, span_id: new_span_id(), parent_id: Some(parent_id), sampled: flags & 1 == 1 })
     }
 
     /// The `traceparent` value for calls made while handling this request.
@@ -95,6 +98,26 @@ impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.header_value())
     }
+}
+
+fn new_span_id() -> [u8; 8] {
+    nonzero(fast_random().to_le_bytes())
+}
+
+/// 64 random bits for ids that must be unique, not secret (trace and span
+/// ids, request ids): wyrand, per thread, seeded from the operating system.
+/// A few instructions instead of a CSPRNG's block per request.
+pub fn fast_random() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(rand::random());
+    }
+    STATE.with(|state| {
+        let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+        state.set(s);
+        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    })
 }
 
 fn nonzero<const N: usize>(mut bytes: [u8; N]) -> [u8; N] {
