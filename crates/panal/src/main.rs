@@ -91,9 +91,6 @@ enum Command {
     },
 }
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let started = Instant::now();
     kit::install_crypto();
