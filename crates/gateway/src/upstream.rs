@@ -453,16 +453,19 @@ fn build_head(
     let http11 = parsed.version == Some(1);
     // Room for what the gateway adds (request id, security, rate limits, CORS).
     let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 12);
-    // Fields named in `Connection` are hop-by-hop too (`close` and
-    // `keep-alive`, the usual values, name none).
-    let listed: Vec<&str> = parsed
+    // Fields named in `Connection` are hop-by-hop too; `close` and
+    // `keep-alive`, the usual values, name none, and then nothing is listed.
+    let listed = parsed
         .headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| std::str::from_utf8(h.value).unwrap_or("").split(','))
-        .map(str::trim)
-        .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive") && !t.is_empty())
-        .collect();
+        .flat_map(|h| h.value.split(|b| *b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"));
+    let listed: Option<Vec<&[u8]>> = {
+        let mut listed = listed.peekable();
+        listed.peek().is_some().then(|| listed.collect())
+    };
     let mut length: Option<u64> = None;
     let mut transfer_coding_chunked: Option<bool> = None;
     let mut close = !http11;
@@ -496,7 +499,9 @@ fn build_head(
             }
         }
         // What describes this connection stays here (RFC 9110 §7.6.1).
-        if crate::proxy::is_hop_by_hop(&name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name.as_str())) {
+        if crate::proxy::is_hop_by_hop(&name)
+            || listed.as_ref().is_some_and(|l| l.iter().any(|l| l.eq_ignore_ascii_case(name.as_str().as_bytes())))
+        {
             continue;
         }
         headers.append(name, value);

@@ -406,3 +406,18 @@ async fn an_early_answer_during_an_upload_reaches_the_client() {
     assert_eq!(r.status(), 413);
     assert_eq!(r.text().await.unwrap(), "too much");
 }
+
+#[tokio::test]
+async fn fields_an_answer_names_in_connection_stay_behind() {
+    let raw = Raw::start(answer(
+        b"HTTP/1.1 200 OK\r\nconnection: keep-alive, x-internal\r\nx-internal: secret\r\nkeep-alive: timeout=5\r\nx-public: yes\r\ncontent-length: 2\r\n\r\nok",
+    ))
+    .await;
+    let (gw, _ctx) = gateway_to(&raw).await;
+    let r = reqwest::Client::new().get(gw.url("/raw/fields")).send().await.unwrap();
+    assert_eq!(r.headers()["x-public"], "yes");
+    for gone in ["x-internal", "keep-alive"] {
+        assert!(r.headers().get(gone).is_none(), "{gone} must not reach the client");
+    }
+    assert_eq!(r.text().await.unwrap(), "ok");
+}
