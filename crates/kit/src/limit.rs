@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// `burst` requests at once, refilled at `rate` per `period`.
@@ -55,43 +56,56 @@ impl Decision {
     }
 }
 
-/// The GCRA step: given a key's TAT, decides and returns the new TAT.
-pub fn gcra(quota: &Quota, tat: Option<Instant>, now: Instant) -> (Decision, Option<Instant>) {
-    let interval = quota.interval();
-    let window = quota.window();
+/// The GCRA step: given a key's TAT (nanoseconds on the limiter's clock,
+/// `None` for a fresh key), decides and returns the new TAT.
+fn gcra(quota: &Quota, tat: Option<u64>, now: u64) -> (Decision, Option<u64>) {
+    let interval = u64::try_from(quota.interval().as_nanos()).unwrap_or(u64::MAX).max(1);
+    let window = u64::try_from(quota.window().as_nanos()).unwrap_or(u64::MAX);
     let tat = tat.filter(|t| *t > now).unwrap_or(now);
-    let next = tat + interval;
+    let next = tat.saturating_add(interval);
     // Allowed when the new TAT is no further ahead than the burst window.
-    let ahead = next.saturating_duration_since(now);
+    let ahead = next - now;
     if ahead > window {
-        return (Decision::Deny { retry_after: ahead - window }, None);
+        return (Decision::Deny { retry_after: Duration::from_nanos(ahead - window) }, None);
     }
-    let remaining = u32::try_from((window - ahead).as_nanos() / interval.as_nanos().max(1)).unwrap_or(u32::MAX);
+    let remaining = u32::try_from((window - ahead) / interval).unwrap_or(u32::MAX);
     (Decision::Allow { remaining }, Some(next))
 }
 
 /// A keyed GCRA limiter in memory, bounded to `max_keys` keys.
+///
+/// Each key's state is one atomic: a request to a key seen before takes a
+/// shared read lock and a compare-and-swap, so threads counting requests
+/// never wait for one another (a thread preempted inside a mutex made the
+/// other wait for it; see [`crate::metrics::LatencyHistogram`]). Only a new
+/// key takes the write lock.
 #[derive(Debug)]
 pub struct Limiter<K> {
     quota: Quota,
     max_keys: usize,
-    state: Mutex<HashMap<K, Instant>>,
+    epoch: Instant,
+    /// Each key's TAT in nanoseconds after `epoch`.
+    state: RwLock<HashMap<K, AtomicU64>>,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(quota: Quota) -> Self {
-        Self { quota, max_keys: 100_000, state: Mutex::new(HashMap::new()) }
+        Self { quota, max_keys: 100_000, epoch: Instant::now(), state: RwLock::new(HashMap::new()) }
     }
 
     pub fn quota(&self) -> Quota {
         self.quota
     }
 
+    fn clock(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Would a request for `key` pass now? Counts nothing: for limits that
     /// charge only some outcomes (failed logins), [`Limiter::check`] after.
     pub fn peek(&self, key: &K) -> Decision {
-        let now = Instant::now();
-        let tat = self.state.lock().ok().and_then(|s| s.get(key).copied());
+        let now = self.clock(Instant::now());
+        let tat = self.state.read().ok().and_then(|s| s.get(key).map(|t| t.load(Ordering::Acquire)));
         gcra(&self.quota, tat, now).0
     }
 
@@ -101,29 +115,44 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 
     pub fn check_at(&self, key: &K, now: Instant) -> Decision {
-        let Ok(mut state) = self.state.lock() else {
-            // A poisoned lock means a panic mid-update; limiting nothing is
-            // better than refusing everything.
-            return Decision::Allow { remaining: 0 };
-        };
-        // A key seen before is looked up once.
-        if let Some(slot) = state.get_mut(key) {
-            let (decision, tat) = gcra(&self.quota, Some(*slot), now);
-            if let Some(tat) = tat {
-                *slot = tat;
-            }
-            return decision;
+        let now = self.clock(now);
+        if let Ok(state) = self.state.read()
+            && let Some(tat) = state.get(key)
+        {
+            return self.step(tat, now);
         }
-        let (decision, tat) = gcra(&self.quota, None, now);
-        if let Some(tat) = tat {
+        // A poisoned lock means a panic mid-update; limiting nothing is
+        // better than refusing everything.
+        let Ok(mut state) = self.state.write() else { return Decision::Allow { remaining: 0 } };
+        if !state.contains_key(key) {
             if state.len() >= self.max_keys {
-                state.retain(|_, t| *t > now);
+                // Keys whose TAT is past hold nothing a fresh key would not.
+                state.retain(|_, t| t.load(Ordering::Acquire) > now);
             }
-            if state.len() < self.max_keys {
-                state.insert(key.clone(), tat);
+            if state.len() >= self.max_keys {
+                // Full of live keys: judged as new, not remembered.
+                return gcra(&self.quota, None, now).0;
+            }
+            state.insert(key.clone(), AtomicU64::new(0));
+        }
+        match state.get(key) {
+            Some(tat) => self.step(tat, now),
+            None => gcra(&self.quota, None, now).0,
+        }
+    }
+
+    /// One request against `tat` (0: a fresh key), racing other threads by
+    /// compare-and-swap.
+    fn step(&self, tat: &AtomicU64, now: u64) -> Decision {
+        let mut current = tat.load(Ordering::Acquire);
+        loop {
+            let (decision, next) = gcra(&self.quota, (current != 0).then_some(current), now);
+            let Some(next) = next else { return decision };
+            match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return decision,
+                Err(actual) => current = actual,
             }
         }
-        decision
     }
 }
 
@@ -233,6 +262,25 @@ mod tests {
         // Two windows on, all is forgotten.
         let later = t0 + Duration::from_secs(180);
         assert_eq!((0..5).filter(|_| w.check_at(&"ip", later).is_allowed()).count(), 3);
+    }
+
+    #[test]
+    fn threads_racing_on_one_key_pass_exactly_the_burst() {
+        let limiter = Limiter::new(Quota::per_minute(1, 100));
+        let t0 = Instant::now();
+        let passed = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        if limiter.check_at(&"k", t0).is_allowed() {
+                            passed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(passed.load(Ordering::Relaxed), 100);
     }
 
     #[test]
