@@ -3,7 +3,8 @@
 # verified, rate limits checked) and through nginx `proxy_pass` (same number
 # of workers: 2) to the same constant upstream (nginx `return 200` on 9082);
 # the upstream directly, for the latency each proxy adds; memory per 10,000
-# idle keep-alive connections; the delay before a revoked session is refused.
+# idle keep-alive connections; the delay before a revoked session is refused;
+# then, when Redis answers, the gateway with its rate limits kept there.
 # Usage: bench/gateway.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -48,3 +49,19 @@ echo "gateway (the whole panal up process): $(python3 "$ROOT/bench/gateway_probe
 echo "nginx (its 2 workers): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 9083 10000 $NGINX_WORKERS)"
 echo
 python3 "$ROOT/bench/gateway_probe.py" revoke http://127.0.0.1:8000 "$TOKEN"
+
+# The rate limits kept in Redis (one round trip per request for every rule),
+# when a Redis answers on 6379 (BENCH_REDIS_URL to point elsewhere).
+REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
+if (exec 3<>"/dev/tcp/127.0.0.1/6379") 2>/dev/null || [ -n "${BENCH_REDIS_URL:-}" ]; then
+  stop_panal
+  PANAL_REDIS_URL="$REDIS_URL" PANAL_GATEWAY__RATE_LIMITS__KEY_PREFIX="bench:$$:" \
+    PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" start_panal
+  register bench@example.com
+  TOKEN=$(login_json bench@example.com | json_field access_token)
+  echo
+  echo "| target | requests/s | p50 | p99 | non-2xx |"
+  echo "|---|---|---|---|---|"
+  run_wrk "nginx proxy_pass → upstream" http://127.0.0.1:9083/v1/bench/x -H "authorization: Bearer $TOKEN"
+  run_wrk "**gateway → upstream, rate limits in Redis** ($REDIS_URL)" http://127.0.0.1:8000/v1/bench/x -H "authorization: Bearer $TOKEN"
+fi

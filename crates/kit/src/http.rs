@@ -354,25 +354,46 @@ pub async fn serve(
 
     let threads = settings.threads;
     if threads > 1 {
-        // Thread per core: each thread runs its own single-threaded runtime
-        // accepting on a clone of the listening socket, so a request's tasks
-        // never hop between threads (see docs/benchmarks.md).
-        let std_listener = listener.into_std()?;
+        // Thread per core: each thread runs its own single-threaded runtime,
+        // so a request's tasks never hop between threads (see
+        // docs/benchmarks.md). Connections are dealt to the threads in turn:
+        // had the threads raced to accept, one could end up with more of the
+        // connections than it can serve while the other idles.
         let mut handles = Vec::new();
+        let mut dealt = Vec::new();
         for i in 0..threads {
-            let socket = std_listener.try_clone()?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            dealt.push(tx);
             let (app, settings, tls, shutdown) = (app.clone(), settings.clone(), tls.clone(), shutdown.clone());
             let handle = std::thread::Builder::new().name(format!("{name}-http-{i}")).spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                runtime.block_on(async move {
-                    let listener = TcpListener::from_std(socket)?;
-                    accept_loop(name, listener, app, &settings, tls, shutdown).await;
-                    Ok::<(), std::io::Error>(())
-                })
+                runtime.block_on(accept_loop(name, Connections::Dealt(rx), app, &settings, tls, shutdown));
+                Ok::<(), std::io::Error>(())
             })?;
             handles.push(handle);
         }
-        drop(std_listener);
+        let mut turn = 0;
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        accept_failed(name, &e).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            match stream.into_std() {
+                Ok(stream) => {
+                    let _ = dealt[turn % threads].send((stream, peer));
+                    turn = turn.wrapping_add(1);
+                }
+                Err(e) => tracing::debug!(service = name, error = %e, "a connection could not be handed over"),
+            }
+        }
+        drop(dealt);
+        drop(listener);
         let _ = tokio::task::spawn_blocking(move || {
             for h in handles {
                 match h.join() {
@@ -384,7 +405,7 @@ pub async fn serve(
         })
         .await;
     } else {
-        accept_loop(name, listener, app, settings, tls, shutdown).await;
+        accept_loop(name, Connections::Listener(listener), app, settings, tls, shutdown).await;
     }
     worker_token.cancel();
     for handle in worker_handles {
@@ -401,9 +422,35 @@ pub async fn serve(
 
 /// Accepts and serves connections on `listener` until `shutdown`, then lets
 /// the connections finish their request in flight, up to the grace period.
+/// Where a serving loop gets its connections: its own listener, or the
+/// acceptor dealing them out to threads.
+enum Connections {
+    Listener(TcpListener),
+    Dealt(tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>),
+}
+
+impl Connections {
+    /// The next connection; `None` when no more will come.
+    async fn next(&mut self) -> Option<std::io::Result<(tokio::net::TcpStream, SocketAddr)>> {
+        match self {
+            Connections::Listener(listener) => Some(listener.accept().await),
+            Connections::Dealt(rx) => {
+                let (stream, peer) = rx.recv().await?;
+                Some(tokio::net::TcpStream::from_std(stream).map(|s| (s, peer)))
+            }
+        }
+    }
+}
+
+/// Out of file descriptors and the like: say so, and wait rather than spin.
+async fn accept_failed(name: &'static str, e: &std::io::Error) {
+    tracing::warn!(service = name, error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
 async fn accept_loop(
     name: &'static str,
-    listener: TcpListener,
+    mut incoming: Connections,
     app: App,
     settings: &HttpSettings,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -427,14 +474,13 @@ async fn accept_loop(
     let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!(service = name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+            accepted = incoming.next() => match accepted {
+                Some(Ok(pair)) => pair,
+                Some(Err(e)) => {
+                    accept_failed(name, &e).await;
                     continue;
                 }
+                None => break,
             },
             () = shutdown.cancelled() => break,
         };
@@ -477,7 +523,7 @@ async fn accept_loop(
             }
         }
     }
-    drop(listener);
+    drop(incoming);
     closing.cancel();
     connections.close();
     if tokio::time::timeout(grace, connections.wait()).await.is_err() {

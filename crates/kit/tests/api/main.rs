@@ -58,7 +58,8 @@ fn service() -> Service {
         .route("/greet", post(greet))
         .route("/slow", get(slow))
         .route("/boom", get(boom))
-        .route("/items/{id}", get(|| async { "item" }));
+        .route("/items/{id}", get(|| async { "item" }))
+        .route("/thread", get(|| async { std::thread::current().name().unwrap_or("?").to_owned() }));
     Service::new("test", router, utoipa::openapi::OpenApi::default())
 }
 
@@ -325,4 +326,18 @@ async fn thread_per_core_serving_answers_and_stops_cleanly() {
     assert!(r.status().is_success() || r.status().is_client_error(), "{}", r.status());
     app.stop().await.unwrap();
     assert!(http.get(app.url("/healthz")).send().await.is_err(), "stopped: nothing listens");
+}
+
+#[tokio::test]
+async fn thread_per_core_deals_connections_to_the_threads_in_turn() {
+    let mut app = TestServer::spawn(service(), HttpSettings { threads: 2, ..settings() }).await;
+    let mut served = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..20 {
+        // A client of its own: a connection of its own.
+        let thread = reqwest::get(app.url("/thread")).await.unwrap().text().await.unwrap();
+        *served.entry(thread).or_default() += 1;
+    }
+    assert_eq!(served.values().copied().collect::<Vec<_>>(), [10, 10], "{served:?}");
+    assert!(served.keys().all(|t| t.starts_with("test-http-")), "{served:?}");
+    app.stop().await.unwrap();
 }
