@@ -38,10 +38,21 @@ echo
 echo "| target | requests/s | p50 | p99 | non-2xx |"
 echo "|---|---|---|---|---|"
 run_wrk "upstream directly (nginx return 200)" http://127.0.0.1:9082/v1/bench/x
-run_wrk "nginx proxy_pass → upstream (2 workers)" http://127.0.0.1:9083/v1/bench/x -H "$AUTHZ"
-run_wrk "**gateway → upstream** (token verified, rate limits on)" http://127.0.0.1:8000/v1/bench/x -H "$AUTHZ"
-run_wrk "nginx proxy_pass → upstream (again, for drift)" http://127.0.0.1:9083/v1/bench/x -H "$AUTHZ"
-run_wrk "**gateway → upstream** (again)" http://127.0.0.1:8000/v1/bench/x -H "$AUTHZ"
+# Alternated pairs (ROUNDS, default 5): this machine's speed drifts, and a
+# run's tail depends on how the scheduler places six busy threads on two
+# cores, so one pair proves little; the medians are what to compare.
+RATIOS=() NGINX_P99=() GATEWAY_P99=()
+for round in $(seq 1 "${ROUNDS:-5}"); do
+  run_wrk "nginx proxy_pass → upstream (2 workers), round $round" http://127.0.0.1:9083/v1/bench/x -H "$AUTHZ"
+  nginx_rps=$LAST_RPS
+  NGINX_P99+=("$LAST_P99_MS")
+  run_wrk "**gateway → upstream** (token verified, rate limits on), round $round" http://127.0.0.1:8000/v1/bench/x -H "$AUTHZ"
+  RATIOS+=("$(awk -v g="$LAST_RPS" -v n="$nginx_rps" 'BEGIN{printf "%.3f", g/n}')")
+  GATEWAY_P99+=("$LAST_P99_MS")
+done
+echo
+echo "gateway/nginx requests/s per round: ${RATIOS[*]}; median $(median "${RATIOS[@]}")"
+echo "p99 median: nginx $(median "${NGINX_P99[@]}") ms, gateway $(median "${GATEWAY_P99[@]}") ms"
 echo
 NGINX_WORKERS=$(pgrep -P "$(cat "$NGINX_PREFIX/nginx.pid")" | tr '\n' ' ')
 echo "gateway (the whole panal up process): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 8000 10000 "$PANAL_PID")"
