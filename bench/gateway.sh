@@ -11,17 +11,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 build_release
 machine
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; access logs off on both sides"
-# The upstream is an nginx of its own (its own processes), so both proxies
-# forward across processes; nginx proxying to a server block of its own
-# workers would skip the hop the gateway has to make.
-start_nginx 2 "
-  server { listen 127.0.0.1:9082; location / { default_type application/json; return 200 '{\"ok\":true}'; } }" nginx-upstream
-UPSTREAM_PREFIX="$NGINX_PREFIX"
-start_nginx 2 "
-  upstream bench { server 127.0.0.1:9082; keepalive 64; }
-  server { listen 127.0.0.1:9083; location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
-wait_http http://127.0.0.1:9082/
-wait_http http://127.0.0.1:9083/
+start_proxy_pair
 # The gateway keeps idle connections as long as nginx does (75 s) for the memory test.
 # Thread per core (docs/gateway.md): one single-threaded runtime per core,
 # as nginx has one event loop per worker. BENCH_SHARED_RUNTIME=1 measures the
@@ -30,7 +20,7 @@ if [ -z "${BENCH_SHARED_RUNTIME:-}" ]; then
   export PANAL_HTTP__THREADS=2 TOKIO_WORKER_THREADS=1
 fi
 PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_HTTP__HEADER_READ_TIMEOUT_MS=75000 start_panal
-trap 'stop_panal; stop_nginx; NGINX_PREFIX="$UPSTREAM_PREFIX" stop_nginx' EXIT
+trap 'stop_panal; stop_proxy_pair' EXIT
 register bench@example.com
 TOKEN=$(login_json bench@example.com | json_field access_token)
 AUTHZ="authorization: Bearer $TOKEN"

@@ -82,6 +82,28 @@ stop_nginx() {
   sleep 0.3
 }
 
+# What the gateway benches compare with: a constant upstream (nginx `return
+# 200` on 9082, 2 workers) and nginx `proxy_pass` to it (9083, 2 workers,
+# keep-alive upstream connections). The upstream is an nginx of its own, so
+# both proxies forward across processes; nginx proxying to a server block of
+# its own workers would skip the hop the gateway has to make. Sets
+# NGINX_PREFIX (the proxy's) and UPSTREAM_PREFIX.
+start_proxy_pair() {
+  start_nginx 2 "
+  server { listen 127.0.0.1:9082; location / { default_type application/json; return 200 '{\"ok\":true}'; } }" nginx-upstream
+  UPSTREAM_PREFIX="$NGINX_PREFIX"
+  start_nginx 2 "
+  upstream bench { server 127.0.0.1:9082; keepalive 64; }
+  server { listen 127.0.0.1:9083; location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  wait_http http://127.0.0.1:9082/
+  wait_http http://127.0.0.1:9083/
+}
+
+stop_proxy_pair() {
+  stop_nginx
+  NGINX_PREFIX="$UPSTREAM_PREFIX" stop_nginx
+}
+
 # Runs wrk and prints "label  req/s  p50  p99  errors".
 run_wrk() { # label url [extra wrk args...]
   local label=$1 url=$2

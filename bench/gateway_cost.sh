@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# What a proxied request costs the gateway, beside nginx `proxy_pass`:
+# 1. CPU per request (user and system µs, from /proc/<pid>/stat) of the
+#    gateway process and of nginx's workers, under the same wrk load as
+#    bench/gateway.sh, alternated ROUNDS (3) times;
+# 2. with valgrind installed, instructions per request in the gateway
+#    process under callgrind (a count, not a time: the same build gives the
+#    same count on a busy or idle machine, so two builds compare exactly),
+#    and where they go (the output file is named at the end).
+# Usage: bench/gateway_cost.sh
+source "$(dirname "$0")/lib.sh"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+build_release
+machine
+start_proxy_pair
+export PANAL_HTTP__THREADS=2 TOKIO_WORKER_THREADS=1
+PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" start_panal
+trap 'stop_panal; stop_proxy_pair' EXIT
+register bench@example.com
+TOKEN=$(login_json bench@example.com | json_field access_token)
+AUTHZ="authorization: Bearer $TOKEN"
+NGINX_WORKERS=$(pgrep -P "$(cat "$NGINX_PREFIX/nginx.pid")" | tr '\n' ' ')
+
+ticks() { # pids -> "user system" clock ticks
+  local u=0 s=0 a b p
+  for p in $1; do
+    read -r a b <<<"$(awk '{print $14, $15}' "/proc/$p/stat")"
+    u=$((u + a)) s=$((s + b))
+  done
+  echo "$u $s"
+}
+
+cpu_row() { # label pids url
+  local u0 s0 u1 s1 out n rps hz
+  read -r u0 s0 <<<"$(ticks "$2")"
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -H "$AUTHZ" "$3")
+  read -r u1 s1 <<<"$(ticks "$2")"
+  n=$(awk '/requests in/{print $1}' <<<"$out")
+  rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+  hz=$(getconf CLK_TCK)
+  awk -v l="$1" -v n="$n" -v r="$rps" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$hz" \
+    'BEGIN{printf "| %s | %.0f | %.1f | %.1f | %.1f |\n", l, r, u*1e6/hz/n, s*1e6/hz/n, (u+s)*1e6/hz/n}'
+}
+
+echo
+echo "| process (load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION) | requests/s | user µs/request | system µs/request | total |"
+echo "|---|---|---|---|---|"
+for round in $(seq 1 "${ROUNDS:-3}"); do
+  cpu_row "nginx proxy_pass (its 2 workers), round $round" "$NGINX_WORKERS" http://127.0.0.1:9083/v1/bench/x
+  cpu_row "gateway (the panal up process), round $round" "$PANAL_PID" http://127.0.0.1:8000/v1/bench/x
+done
+
+if ! command -v valgrind >/dev/null; then
+  echo
+  echo "valgrind is not installed: no instruction count (apt-get install valgrind)"
+  exit 0
+fi
+stop_panal
+OUT="$WORK/callgrind.out"
+rm -rf "$WORK/data"
+PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_LOG=warn PANAL_HTTP__ACCESS_LOG=false \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
+  "$PANAL" up --data-dir "$WORK/data" >"$WORK/callgrind.log" 2>&1 &
+PANAL_PID=$!
+for _ in $(seq 1 600); do
+  curl -sf -o /dev/null http://127.0.0.1:8000/readyz && break
+  sleep 0.2
+done
+register bench@example.com
+AUTHZ="authorization: Bearer $(login_json bench@example.com | json_field access_token)"
+# Warm up (connections, caches), then count only the measured requests.
+wrk -t1 -c4 -d2s -H "$AUTHZ" http://127.0.0.1:8000/v1/bench/x >/dev/null
+callgrind_control -i on "$PANAL_PID" >/dev/null
+out=$(wrk -t1 -c4 -d10s -H "$AUTHZ" http://127.0.0.1:8000/v1/bench/x)
+callgrind_control -i off "$PANAL_PID" >/dev/null
+n=$(awk '/requests in/{print $1}' <<<"$out")
+kill -TERM "$PANAL_PID"
+wait "$PANAL_PID" 2>/dev/null || true
+total=$(callgrind_annotate "$OUT" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",", "", $1); print $1}')
+echo
+echo "callgrind: $n requests, $((total / n)) instructions per request in the gateway process"
+echo "(includes the process's background work in those seconds; see: callgrind_annotate --inclusive=yes $OUT)"
