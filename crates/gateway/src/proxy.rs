@@ -224,11 +224,9 @@ async fn forward(state: AppState, req: hyper::Request<Incoming>, ctx: FrontConte
     FrontResponse { response, route: target.route.label.clone() }
 }
 
-/// Idempotent methods (RFC 9110 §9.2.2) without a body may be sent again.
+/// Idempotent requests without a body may be sent again.
 fn retriable<B>(req: &hyper::Request<B>) -> bool {
-    let idempotent =
-        matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE);
-    idempotent && !has_body(req.headers())
+    upstream::is_idempotent(req.method()) && !has_body(req.headers())
 }
 
 /// Whether a request announces a body (RFC 9112 §6.3: a length or a transfer coding).

@@ -189,7 +189,8 @@ async fn open(instance: &Instance, timeout: Duration) -> Result<TcpStream, SendE
     Ok(io)
 }
 
-fn is_idempotent(method: &Method) -> bool {
+/// Idempotent methods (RFC 9110 §9.2.2).
+pub(crate) fn is_idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
 }
 
