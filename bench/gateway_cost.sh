@@ -3,6 +3,9 @@
 # 1. CPU per request (user and system µs, from /proc/<pid>/stat) of the
 #    gateway process and of nginx's workers, under the same wrk load as
 #    bench/gateway.sh, alternated ROUNDS (3) times;
+#    beside them hyper alone (crates/gateway/examples/bare_proxy.rs: hyper's
+#    server and client, thread per core, no features), for how much of the
+#    gap is hyper's;
 # 2. with valgrind installed, instructions per request in the gateway
 #    process under callgrind (a count, not a time: the same build gives the
 #    same count on a busy or idle machine, so two builds compare exactly),
@@ -20,6 +23,10 @@ register bench@example.com
 TOKEN=$(login_json bench@example.com | json_field access_token)
 AUTHZ="authorization: Bearer $TOKEN"
 NGINX_WORKERS=$(pgrep -P "$(cat "$NGINX_PREFIX/nginx.pid")" | tr '\n' ' ')
+"$CARGO_TARGET_DIR/release/examples/bare_proxy" 127.0.0.1:9090 127.0.0.1:9082 2 &
+BARE_PID=$!
+trap 'kill "$BARE_PID" 2>/dev/null; stop_panal; stop_proxy_pair' EXIT
+wait_http http://127.0.0.1:9090/
 
 ticks() { # pids -> "user system" clock ticks
   local u=0 s=0 a b p
@@ -48,7 +55,9 @@ echo "|---|---|---|---|---|"
 for round in $(seq 1 "${ROUNDS:-3}"); do
   cpu_row "nginx proxy_pass (its 2 workers), round $round" "$NGINX_WORKERS" http://127.0.0.1:9083/v1/bench/x
   cpu_row "gateway (the panal up process), round $round" "$PANAL_PID" http://127.0.0.1:8000/v1/bench/x
+  cpu_row "hyper alone (bare_proxy example), round $round" "$BARE_PID" http://127.0.0.1:9090/v1/bench/x
 done
+kill "$BARE_PID" 2>/dev/null || true
 
 if ! command -v valgrind >/dev/null; then
   echo
@@ -70,9 +79,9 @@ register bench@example.com
 AUTHZ="authorization: Bearer $(login_json bench@example.com | json_field access_token)"
 # Warm up (connections, caches), then count only the measured requests.
 wrk -t1 -c4 -d2s -H "$AUTHZ" http://127.0.0.1:8000/v1/bench/x >/dev/null
-callgrind_control -i on "$PANAL_PID" >/dev/null
+callgrind_control -i on "$PANAL_PID" >/dev/null 2>&1
 out=$(wrk -t1 -c4 -d10s -H "$AUTHZ" http://127.0.0.1:8000/v1/bench/x)
-callgrind_control -i off "$PANAL_PID" >/dev/null
+callgrind_control -i off "$PANAL_PID" >/dev/null 2>&1
 n=$(awk '/requests in/{print $1}' <<<"$out")
 kill -TERM "$PANAL_PID"
 wait "$PANAL_PID" 2>/dev/null || true

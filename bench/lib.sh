@@ -11,7 +11,7 @@ THREADS="${THREADS:-2}"
 PASSWORD="correct horse battery staple"
 
 build_release() {
-  (cd "$ROOT" && cargo build --release -p panal -p auth --examples --bins >&2)
+  (cd "$ROOT" && cargo build --release -p panal -p auth -p gateway --examples --bins >&2)
 }
 
 machine() {
