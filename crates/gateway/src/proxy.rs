@@ -408,6 +408,8 @@ enum Attempt {
     Failed(SendError),
     TimedOut,
     BodyTooLarge,
+    /// The client's body was malformed or broke off: no fault of the upstream's.
+    ClientBody(String),
 }
 
 /// Sends `req` to an instance of the target's pool, retrying (idempotent
@@ -447,6 +449,7 @@ async fn send(
         let outcome = match tokio::time::timeout(target.route.timeout, sent).await {
             Err(_) => Attempt::TimedOut,
             Ok(Err(SendError::BodyTooLarge)) => Attempt::BodyTooLarge,
+            Ok(Err(SendError::ClientBody(e))) => Attempt::ClientBody(e),
             Ok(Err(e)) => Attempt::Failed(e),
             Ok(Ok(r)) => Attempt::Answered(r),
         };
@@ -462,6 +465,7 @@ async fn send(
             Attempt::Failed(_) => (true, "failed", true),
             Attempt::TimedOut => (true, "timeout", true),
             Attempt::BodyTooLarge => (false, "body_too_large", false),
+            Attempt::ClientBody(_) => (false, "client_body", false),
         };
         state.metrics.count(pool, i, outcome_label);
         pool.report(i, !failed);
@@ -480,6 +484,7 @@ async fn send(
             // The upstream client left the hop-by-hop fields out.
             Attempt::Answered(r) => Ok(r.map(Body::new)),
             Attempt::BodyTooLarge => Err(Problem::payload_too_large(limit)),
+            Attempt::ClientBody(e) => Err(Problem::bad_request(format!("the request body could not be read: {e}"))),
             Attempt::TimedOut => {
                 tracing::warn!(upstream = %pool.name, instance = %instance.url, "upstream timed out");
                 Err(Problem::new(StatusCode::GATEWAY_TIMEOUT)

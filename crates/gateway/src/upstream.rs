@@ -84,6 +84,9 @@ pub enum SendError {
     Request(String),
     /// The client's body went over the limit while being sent.
     BodyTooLarge,
+    /// The client's body broke off or was malformed (bad chunking): the
+    /// client's fault, not the upstream's.
+    ClientBody(String),
 }
 
 impl std::fmt::Display for SendError {
@@ -92,6 +95,7 @@ impl std::fmt::Display for SendError {
             SendError::Connect(e) => write!(f, "connecting: {e}"),
             SendError::Request(e) => f.write_str(e),
             SendError::BodyTooLarge => f.write_str("the request body is over the limit"),
+            SendError::ClientBody(e) => write!(f, "reading the client's body: {e}"),
         }
     }
 }
@@ -382,11 +386,8 @@ impl Conn {
                     }
                 }
                 Some(Err(e)) => {
-                    let error = if is_body_limit(&*e) {
-                        SendError::BodyTooLarge
-                    } else {
-                        SendError::Request(format!("reading the client's body: {e}"))
-                    };
+                    let error =
+                        if is_body_limit(&*e) { SendError::BodyTooLarge } else { SendError::ClientBody(e.to_string()) };
                     return Err(failed(error, true));
                 }
             }
