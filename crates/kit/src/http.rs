@@ -588,6 +588,7 @@ fn request_id_from(headers: &http::HeaderMap) -> String {
 /// What kit does around every request, on the router's path ([`observe`])
 /// and a front's ([`front_call`]): begun before the handler, finished after.
 struct Observation {
+    shared: Arc<Shared>,
     start: Instant,
     request_id: String,
     /// The request id as the `x-request-id` header of the answer.
@@ -602,7 +603,7 @@ struct Observation {
 impl Observation {
     /// `route` is the matched route, when known before the handler runs (a
     /// front records it in the span itself).
-    fn begin<B>(shared: &Shared, req: &http::Request<B>, route: Option<&str>) -> Self {
+    fn begin<B>(shared: Arc<Shared>, req: &http::Request<B>, route: Option<&str>) -> Self {
         let request_id = request_id_from(req.headers());
         let trace = TraceContext::from_headers(req.headers());
         let span = tracing::info_span!(
@@ -626,6 +627,7 @@ impl Observation {
             method: req.method().clone(),
             path: shared.settings.access_log.then(|| req.uri().path().to_owned()),
             span,
+            shared,
         }
     }
 
@@ -635,15 +637,15 @@ impl Observation {
     }
 
     /// Headers, metrics and the access log of the answer.
-    fn finish(self, shared: &Shared, route: &str, mut response: Response) -> Response {
-        shared.metrics.http.in_flight.dec();
+    fn finish(mut self, route: &str, mut response: Response) -> Response {
+        let shared = &self.shared;
         const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
         response.headers_mut().insert(X_REQUEST_ID, self.id_header.clone());
         security_headers(response.headers_mut());
         let status = response.status();
         let elapsed = self.start.elapsed();
         shared.metrics.http.record(&self.method, route, status.as_u16(), elapsed);
-        if let Some(path) = self.path {
+        if let Some(path) = self.path.take() {
             let bytes = response
                 .headers()
                 .get(header::CONTENT_LENGTH)
@@ -664,6 +666,14 @@ impl Observation {
     }
 }
 
+impl Drop for Observation {
+    /// Answered, or dropped unanswered (the client went away): no longer in
+    /// flight either way.
+    fn drop(&mut self) {
+        self.shared.metrics.http.in_flight.dec();
+    }
+}
+
 /// Every answer of every service: no MIME sniffing, no framing, no referrer.
 fn security_headers(h: &mut http::HeaderMap) {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -675,7 +685,7 @@ fn security_headers(h: &mut http::HeaderMap) {
 /// module documentation.
 async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let obs = Observation::begin(&shared, &req, Some(&route));
+    let obs = Observation::begin(shared.clone(), &req, Some(&route));
     req.extensions_mut().insert(RequestId(obs.request_id.clone()));
     req.extensions_mut().insert(obs.trace);
     let limit = shared
@@ -686,7 +696,7 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
         .unwrap_or(shared.settings.body_limit);
     if content_length_over(req.headers(), limit) {
         let response = obs.scope(async { payload_too_large(limit) }).await;
-        return obs.finish(&shared, &route, response);
+        return obs.finish(&route, response);
     }
     // Bodies sent without a length are cut off as they cross the limit;
     // extractors turn that into a 413.
@@ -704,7 +714,7 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
             }
         })
         .await;
-    obs.finish(&shared, &route, response)
+    obs.finish(&route, response)
 }
 
 /// A request a [`Front`] claimed, observed like the router's.
@@ -715,13 +725,9 @@ async fn front_call(
     peer: SocketAddr,
 ) -> Response {
     use futures_util::FutureExt;
-    let obs = Observation::begin(&shared, &req, None);
-    let ctx = FrontContext {
-        peer,
-        request_id: obs.id_header.clone(),
-        trace: obs.trace,
-        body_limit: shared.body_limits.get(req.uri().path()).copied().unwrap_or(shared.settings.body_limit),
-    };
+    let body_limit = shared.body_limits.get(req.uri().path()).copied().unwrap_or(shared.settings.body_limit);
+    let obs = Observation::begin(shared, &req, None);
+    let ctx = FrontContext { peer, request_id: obs.id_header.clone(), trace: obs.trace, body_limit };
     let call = std::panic::AssertUnwindSafe(front.call(req, ctx)).catch_unwind();
     let answer = obs
         .scope(async {
@@ -731,7 +737,7 @@ async fn front_call(
             }
         })
         .await;
-    obs.finish(&shared, &answer.route, answer.response)
+    obs.finish(&answer.route, answer.response)
 }
 
 /// Error responses produced below the handlers (405 from the router, limits)

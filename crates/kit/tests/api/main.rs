@@ -341,3 +341,19 @@ async fn thread_per_core_deals_connections_to_the_threads_in_turn() {
     assert!(served.keys().all(|t| t.starts_with("test-http-")), "{served:?}");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_request_whose_client_left_is_no_longer_in_flight() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(100)).build().unwrap();
+    assert!(impatient.get(app.url("/slow")).send().await.is_err(), "the client gives up first");
+    // The handler's future is dropped with the connection, not finished.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let in_flight = metrics
+        .lines()
+        .find(|l| l.starts_with("http_requests_in_flight"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<i64>().ok());
+    assert_eq!(in_flight, Some(1), "only the scrape itself is in flight: {metrics}");
+}
