@@ -241,8 +241,7 @@ fn encode_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes all of `data`, on a shared reference so that reading can be
-/// watched at the same time.
+/// Writes all of `data` (the head of a request without a body).
 async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         io.writable().await?;
@@ -330,7 +329,6 @@ impl Conn {
     /// Sends the head and the body. An answer arriving meanwhile ends the
     /// sending; returns whether the connection can still be reused.
     async fn send_body(&mut self, mut body: RequestBody, chunked: bool) -> Result<bool, Failure> {
-        let request_error = |e: &dyn std::fmt::Display| failed(SendError::Request(e.to_string()), true);
         // A small body has usually arrived with the head: one write for both.
         let mut pending = body.frame().now_or_never();
         let mut finished = false;
@@ -338,24 +336,19 @@ impl Conn {
             let step = match pending.take() {
                 Some(step) => step,
                 None => {
-                    if !self.out.is_empty() {
-                        write_all(&self.io, &self.out).await.map_err(|e| request_error(&e))?;
-                        self.out.clear();
+                    if self.write_out().await? {
+                        return Ok(false);
                     }
                     if finished {
                         return Ok(true);
                     }
                     tokio::select! {
                         biased;
-                        readable = self.io.readable() => {
-                            readable.map_err(|e| request_error(&e))?;
-                            match self.io.try_read_buf(&mut self.buf) {
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                                // The upstream answered (or closed) before the
-                                // whole body went: the answer is read as usual,
-                                // and the connection is not reused.
-                                _ => return Ok(false),
+                        answered = answered_early(&self.io, &mut self.buf) => {
+                            if answered? {
+                                return Ok(false);
                             }
+                            continue;
                         }
                         step = body.frame() => step,
                     }
@@ -392,6 +385,33 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Writes what is in `out`, watching for an answer that comes before it
+    /// is all written (an upstream refusing a body may stop reading it).
+    /// Returns whether one came.
+    async fn write_out(&mut self) -> Result<bool, Failure> {
+        let mut at = 0;
+        while at < self.out.len() {
+            tokio::select! {
+                biased;
+                answered = answered_early(&self.io, &mut self.buf) => {
+                    if answered? {
+                        return Ok(true);
+                    }
+                }
+                writable = self.io.writable() => {
+                    writable.map_err(|e| failed(SendError::Request(e.to_string()), true))?;
+                    match self.io.try_write(&self.out[at..]) {
+                        Ok(n) => at += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(failed(SendError::Request(e.to_string()), true)),
+                    }
+                }
+            }
+        }
+        self.out.clear();
+        Ok(false)
     }
 
     /// Reads until an answer's head (interim answers skipped) is complete.
@@ -439,6 +459,14 @@ impl Conn {
             }
         }
     }
+}
+
+/// Waits until the upstream's side of `io` is readable; then whether it sent
+/// something (or closed), which ends the sending of a body. A readiness that
+/// was stale reads nothing, and the sending goes on.
+async fn answered_early(io: &TcpStream, buf: &mut BytesMut) -> Result<bool, Failure> {
+    io.readable().await.map_err(|e| failed(SendError::Request(e.to_string()), true))?;
+    Ok(!matches!(io.try_read_buf(buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock))
 }
 
 /// The response head from httparse's parse of `head` (copied out of the

@@ -40,8 +40,14 @@ impl Raw {
         Self::start_with(script, false).await
     }
 
-    /// `early`: answer as soon as the head is read, without reading the body.
+    /// `early`: answer as soon as the head is read, without reading the body
+    /// (then drain it, or with `stall`, answer half a second later and leave
+    /// the body unread and the connection open).
     async fn start_with(script: Script, early: bool) -> Self {
+        Self::start_mode(script, early, false).await
+    }
+
+    async fn start_mode(script: Script, early: bool, stall: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -52,7 +58,7 @@ impl Raw {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let conn = accepted.fetch_add(1, Ordering::SeqCst);
                 let (g, script) = (g.clone(), script.clone());
-                tokio::spawn(Box::pin(serve(stream, conn, g, script, early)));
+                tokio::spawn(Box::pin(serve(stream, conn, g, script, early, stall)));
             }
         });
         Self { addr, got }
@@ -69,7 +75,14 @@ impl Raw {
     }
 }
 
-async fn serve(mut stream: TcpStream, conn: usize, got: Arc<Mutex<Vec<Got>>>, script: Script, early: bool) {
+async fn serve(
+    mut stream: TcpStream,
+    conn: usize,
+    got: Arc<Mutex<Vec<Got>>>,
+    script: Script,
+    early: bool,
+    stall: bool,
+) {
     let mut buf = Vec::new();
     loop {
         // The head.
@@ -126,7 +139,16 @@ async fn serve(mut stream: TcpStream, conn: usize, got: Arc<Mutex<Vec<Got>>>, sc
         }
         let (answer, close) = script(&g);
         got.lock().unwrap().push(g);
+        if stall {
+            // Answer once the sender has filled every buffer between us.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         if stream.write_all(&answer).await.is_err() {
+            return;
+        }
+        if stall {
+            // Neither reads nor closes: the sender must notice the answer anyway.
+            tokio::time::sleep(Duration::from_secs(5)).await;
             return;
         }
         if early {
@@ -442,4 +464,42 @@ async fn a_client_body_that_breaks_off_is_the_clients_fault_not_the_upstreams() 
     }
     let r = reqwest::Client::new().get(gw.url("/raw/fine")).send().await.unwrap();
     assert_eq!(r.status(), 200, "the upstream is still in rotation, its breaker closed");
+}
+
+#[tokio::test]
+async fn an_early_answer_from_an_upstream_that_stops_reading_is_not_a_timeout() {
+    let raw = Raw::start_mode(
+        Arc::new(|_| (b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 4\r\n\r\nnope".to_vec(), false)),
+        true,
+        true,
+    )
+    .await;
+    let config = Config::from_toml(&format!(
+        "[gateway]\nupstream_timeout_ms = 3000\n[gateway.upload_limits]\n\"/raw/huge\" = 67108864\n[gateway.health]\ninterval_ms = 600000\n[gateway.upstreams]\nraw = [\"http://{}\"]\n\n[[gateway.routes]]\nprefix = \"/raw\"\nupstream = \"raw\"\npublic = true\n",
+        raw.addr
+    ))
+    .unwrap();
+    let ctx = TestContext::new(config).await;
+    let upstreams = vec![Upstream { service: "auth", url: "http://127.0.0.1:9".into() }];
+    let gw = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), HttpSettings::default()).await;
+    // 32 MiB: far more than the sockets between gateway and upstream hold.
+    let size = 32 * 1024 * 1024;
+    let client = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut read, mut write) = client.into_split();
+    let sender = tokio::spawn(async move {
+        let head = format!("POST /raw/huge HTTP/1.1\r\nhost: x\r\ncontent-length: {size}\r\n\r\n");
+        let _ = write.write_all(head.as_bytes()).await;
+        let chunk = vec![b'u'; 64 * 1024];
+        for _ in 0..size / chunk.len() {
+            if write.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut answer)).await.unwrap().unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]);
+    // The upstream's answer, not the gateway's 504 after its timeout.
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    sender.abort();
 }
