@@ -16,7 +16,8 @@
 //!   `Content-Length`, or chunked when the client sent them chunked; an
 //!   answer that arrives while the body is still being sent ends the sending
 //!   (the connection is then not reused);
-//! - answers: interim (1xx) answers are skipped; the body is framed by
+//! - answers: interim (1xx) answers are skipped (a 101 nobody asked for is
+//!   refused); the body is framed by
 //!   `Transfer-Encoding: chunked` (decoded; trailers are dropped), else by a
 //!   `Content-Length` (conflicting or malformed lengths are refused), else by
 //!   the end of the connection; HEAD, 204 and 304 answers have none; heads
@@ -425,7 +426,11 @@ impl Conn {
                 match parsed.parse(&self.buf) {
                     Ok(httparse::Status::Complete(len)) => {
                         let code = parsed.code.unwrap_or(0);
-                        if (100..200).contains(&code) && code != 101 {
+                        if code == 101 {
+                            // Upgrades go through `send_upgrade`; here nobody asked for one.
+                            return Err(failed(SendError::Request("an unasked-for 101 answer".into()), false));
+                        }
+                        if (100..200).contains(&code) {
                             self.buf.advance(len);
                             continue;
                         }

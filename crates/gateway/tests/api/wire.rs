@@ -314,6 +314,9 @@ async fn malformed_answers_are_a_502_never_a_guess() {
             "/raw/two-lengths" => b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd".to_vec(),
             "/raw/bad-length" => b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n".to_vec(),
             "/raw/garbage" => b"SMTP ready\r\n\r\n".to_vec(),
+            "/raw/switch" => {
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n".to_vec()
+            }
             _ => {
                 // A head over 64 KiB (in fewer than 100 fields).
                 let mut v = b"HTTP/1.1 200 OK\r\n".to_vec();
@@ -329,7 +332,7 @@ async fn malformed_answers_are_a_502_never_a_guess() {
     .await;
     let (gw, _ctx) = gateway_to(&raw).await;
     let http = reqwest::Client::new();
-    for path in ["/raw/two-lengths", "/raw/bad-length", "/raw/garbage", "/raw/huge-head"] {
+    for path in ["/raw/two-lengths", "/raw/bad-length", "/raw/garbage", "/raw/switch", "/raw/huge-head"] {
         let r = http.get(gw.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 502, "{path}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
