@@ -315,7 +315,10 @@ impl RateLimits {
         }
         let rules = self.applicable(path, ip.map(Key::Ip), user.map(Key::User));
         let verdict = match &self.redis {
-            None => rules.map(|(rule, key)| local(rule, key)).fold(None, merge),
+            None => {
+                let now = Instant::now();
+                rules.map(|(rule, key)| local(rule, key, now)).fold(None, merge)
+            }
             // Boxed: the Redis call is a large future, and most gateways never make it.
             Some(redis) => Box::pin(self.shared(redis, rules.collect())).await,
         };
@@ -353,7 +356,8 @@ impl RateLimits {
             Ok(verdicts) => verdicts.into_iter().fold(None, merge),
             Err(e) => {
                 self.redis_failed(redis, &e);
-                rules.into_iter().map(|(rule, key)| local(rule, key)).fold(None, merge)
+                let now = Instant::now();
+                rules.into_iter().map(|(rule, key)| local(rule, key, now)).fold(None, merge)
             }
         }
     }
@@ -429,10 +433,10 @@ impl RateLimits {
 }
 
 /// A rule's verdict from this replica's memory.
-fn local(rule: &Rule, key: Key) -> Verdict {
+fn local(rule: &Rule, key: Key, now: Instant) -> Verdict {
     let decision = match rule {
-        Rule::Bucket { local, .. } => local.check(&key),
-        Rule::Window { local, .. } => local.check(&key),
+        Rule::Bucket { local, .. } => local.check_at(&key, now),
+        Rule::Window { local, .. } => local.check_at(&key, now),
     };
     match decision {
         Decision::Allow { remaining } => allowed(rule, remaining),

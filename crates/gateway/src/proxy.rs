@@ -45,6 +45,7 @@ pub fn client(connect_timeout: Duration) -> Client {
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1);
 /// they must not be forwarded.
+/// (Their lengths: 2, 7, 10 and 16 to 19; see [`is_hop_by_hop`].)
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -67,7 +68,8 @@ static IDENTITY_HEADERS: [HeaderName; 4] = [
 ];
 
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+    // Most names are ruled out by their length alone.
+    matches!(name.as_str().len(), 2 | 7 | 10 | 16..=19) && HOP_BY_HOP.contains(name)
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -654,4 +656,19 @@ pub(crate) async fn upstream_readiness(state: &AppState) -> Readiness {
     });
     let results: BTreeMap<String, CheckResult> = futures_util::future::join_all(checks).await.into_iter().collect();
     Readiness::from_checks(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hop_by_hop_name_passes_the_length_filter() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for kept in [header::CONTENT_LENGTH, header::CONTENT_TYPE, header::DATE, header::HOST, header::AUTHORIZATION] {
+            assert!(!is_hop_by_hop(&kept), "{kept}");
+        }
+    }
 }

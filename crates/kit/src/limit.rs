@@ -56,11 +56,26 @@ impl Decision {
     }
 }
 
+/// A quota in nanoseconds: the emission interval and the burst window.
+#[derive(Debug, Clone, Copy)]
+struct Nanos {
+    interval: u64,
+    window: u64,
+}
+
+impl From<Quota> for Nanos {
+    fn from(quota: Quota) -> Self {
+        Self {
+            interval: u64::try_from(quota.interval().as_nanos()).unwrap_or(u64::MAX).max(1),
+            window: u64::try_from(quota.window().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// The GCRA step: given a key's TAT (nanoseconds on the limiter's clock,
 /// `None` for a fresh key), decides and returns the new TAT.
-fn gcra(quota: &Quota, tat: Option<u64>, now: u64) -> (Decision, Option<u64>) {
-    let interval = u64::try_from(quota.interval().as_nanos()).unwrap_or(u64::MAX).max(1);
-    let window = u64::try_from(quota.window().as_nanos()).unwrap_or(u64::MAX);
+fn gcra(quota: Nanos, tat: Option<u64>, now: u64) -> (Decision, Option<u64>) {
+    let Nanos { interval, window } = quota;
     let tat = tat.filter(|t| *t > now).unwrap_or(now);
     let next = tat.saturating_add(interval);
     // Allowed when the new TAT is no further ahead than the burst window.
@@ -82,6 +97,7 @@ fn gcra(quota: &Quota, tat: Option<u64>, now: u64) -> (Decision, Option<u64>) {
 #[derive(Debug)]
 pub struct Limiter<K> {
     quota: Quota,
+    nanos: Nanos,
     max_keys: usize,
     epoch: Instant,
     /// Each key's TAT in nanoseconds after `epoch`.
@@ -90,7 +106,13 @@ pub struct Limiter<K> {
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(quota: Quota) -> Self {
-        Self { quota, max_keys: 100_000, epoch: Instant::now(), state: RwLock::new(HashMap::new()) }
+        Self {
+            quota,
+            nanos: quota.into(),
+            max_keys: 100_000,
+            epoch: Instant::now(),
+            state: RwLock::new(HashMap::new()),
+        }
     }
 
     pub fn quota(&self) -> Quota {
@@ -106,7 +128,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn peek(&self, key: &K) -> Decision {
         let now = self.clock(Instant::now());
         let tat = self.state.read().ok().and_then(|s| s.get(key).map(|t| t.load(Ordering::Acquire)));
-        gcra(&self.quota, tat, now).0
+        gcra(self.nanos, tat, now).0
     }
 
     /// Counts one request for `key`.
@@ -131,13 +153,13 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             }
             if state.len() >= self.max_keys {
                 // Full of live keys: judged as new, not remembered.
-                return gcra(&self.quota, None, now).0;
+                return gcra(self.nanos, None, now).0;
             }
             state.insert(key.clone(), AtomicU64::new(0));
         }
         match state.get(key) {
             Some(tat) => self.step(tat, now),
-            None => gcra(&self.quota, None, now).0,
+            None => gcra(self.nanos, None, now).0,
         }
     }
 
@@ -146,7 +168,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     fn step(&self, tat: &AtomicU64, now: u64) -> Decision {
         let mut current = tat.load(Ordering::Acquire);
         loop {
-            let (decision, next) = gcra(&self.quota, (current != 0).then_some(current), now);
+            let (decision, next) = gcra(self.nanos, (current != 0).then_some(current), now);
             let Some(next) = next else { return decision };
             match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return decision,
