@@ -315,10 +315,7 @@ impl RateLimits {
         }
         let rules = self.applicable(path, ip.map(Key::Ip), user.map(Key::User));
         let verdict = match &self.redis {
-            None => {
-                let now = Instant::now();
-                rules.map(|(rule, key)| local(rule, key, now)).fold(None, merge)
-            }
+            None => in_memory(rules),
             // Boxed: the Redis call is a large future, and most gateways never make it.
             Some(redis) => Box::pin(self.shared(redis, rules.collect())).await,
         };
@@ -356,8 +353,7 @@ impl RateLimits {
             Ok(verdicts) => verdicts.into_iter().fold(None, merge),
             Err(e) => {
                 self.redis_failed(redis, &e);
-                let now = Instant::now();
-                rules.into_iter().map(|(rule, key)| local(rule, key, now)).fold(None, merge)
+                in_memory(rules)
             }
         }
     }
@@ -430,6 +426,12 @@ impl RateLimits {
             tracing::warn!(error, "rate limits: Redis unavailable, counting in this replica's memory meanwhile");
         }
     }
+}
+
+/// The verdict of `rules` counted in this replica's memory, at one instant.
+fn in_memory<'a>(rules: impl IntoIterator<Item = (&'a Rule, Key)>) -> Option<Verdict> {
+    let now = Instant::now();
+    rules.into_iter().map(|(rule, key)| local(rule, key, now)).fold(None, merge)
 }
 
 /// A rule's verdict from this replica's memory.

@@ -338,6 +338,18 @@ struct Shared {
     body_limits: std::collections::HashMap<String, usize>,
 }
 
+impl Shared {
+    /// The largest body a request may carry: its route's limit, else its
+    /// path's, else `http.body_limit`.
+    fn body_limit(&self, route: Option<&str>, path: &str) -> usize {
+        route
+            .and_then(|r| self.body_limits.get(r))
+            .or_else(|| self.body_limits.get(path))
+            .copied()
+            .unwrap_or(self.settings.body_limit)
+    }
+}
+
 /// Runs `service` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -420,8 +432,6 @@ pub async fn serve(
     Ok(())
 }
 
-/// Accepts and serves connections on `listener` until `shutdown`, then lets
-/// the connections finish their request in flight, up to the grace period.
 /// Where a serving loop gets its connections: its own listener, or the
 /// acceptor dealing them out to threads.
 enum Connections {
@@ -448,6 +458,8 @@ async fn accept_failed(name: &'static str, e: &std::io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// Accepts and serves connections from `incoming` until `shutdown`, then lets
+/// the connections finish their request in flight, up to the grace period.
 async fn accept_loop(
     name: &'static str,
     mut incoming: Connections,
@@ -688,12 +700,7 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
     let obs = Observation::begin(shared.clone(), &req, Some(&route));
     req.extensions_mut().insert(RequestId(obs.request_id.clone()));
     req.extensions_mut().insert(obs.trace);
-    let limit = shared
-        .body_limits
-        .get(&route)
-        .or_else(|| shared.body_limits.get(req.uri().path()))
-        .copied()
-        .unwrap_or(shared.settings.body_limit);
+    let limit = shared.body_limit(Some(&route), req.uri().path());
     if content_length_over(req.headers(), limit) {
         let response = obs.scope(async { payload_too_large(limit) }).await;
         return obs.finish(&route, response);
@@ -725,7 +732,7 @@ async fn front_call(
     peer: SocketAddr,
 ) -> Response {
     use futures_util::FutureExt;
-    let body_limit = shared.body_limits.get(req.uri().path()).copied().unwrap_or(shared.settings.body_limit);
+    let body_limit = shared.body_limit(None, req.uri().path());
     let obs = Observation::begin(shared, &req, None);
     let ctx = FrontContext { peer, request_id: obs.id_header.clone(), trace: obs.trace, body_limit };
     let call = std::panic::AssertUnwindSafe(front.call(req, ctx)).catch_unwind();
