@@ -313,17 +313,11 @@ impl Conn {
             Some(body) => reusable = self.send_body(body, chunked).await?,
         }
         let (mut response, framing, keep_alive) = self.read_head(head_request).await?;
-        let framing = if framing == Framing::Length(0) { Framing::Done } else { framing };
-        let reusable = reusable && keep_alive;
-        let conn = if framing != Framing::Done {
-            Some(self)
-        } else {
-            if reusable && self.buf.is_empty() {
-                checkin(self);
-            }
-            None
-        };
-        *response.body_mut() = UpstreamBody { conn, framing, reusable };
+        let mut body = UpstreamBody { conn: Some(self), framing, reusable: reusable && keep_alive };
+        if body.framing == Framing::Done {
+            body.finish();
+        }
+        *response.body_mut() = body;
         Ok(response)
     }
 
@@ -536,7 +530,7 @@ fn build_head(
     }
     let no_body = head_request || matches!(code, 204 | 304) || (100..200).contains(&code);
     let framing = match (no_body, transfer_coding_chunked, length) {
-        (true, _, _) => Framing::Length(0),
+        (true, _, _) | (false, None, Some(0)) => Framing::Done,
         (false, Some(true), _) => {
             // Chunked wins over a length (RFC 9112 §6.3); the length goes,
             // and so does the connection afterwards if it came with one.
@@ -595,15 +589,13 @@ impl UpstreamBody {
         loop {
             match self.framing {
                 Framing::Done => return Ok(None),
-                Framing::Length(0) => {
-                    self.framing = Framing::Done;
-                }
                 Framing::Length(left) => {
                     if buf.is_empty() {
                         return Ok(None);
                     }
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    self.framing = Framing::Length(left - n as u64);
+                    let left = left - n as u64;
+                    self.framing = if left == 0 { Framing::Done } else { Framing::Length(left) };
                     return Ok(Some(take(buf, n)));
                 }
                 Framing::UntilClose => {
@@ -667,6 +659,13 @@ impl UpstreamBody {
         }
     }
 
+    /// The body ends in `error`; the connection, mid-message, is closed.
+    fn broke(&mut self, error: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.conn = None;
+        self.framing = Framing::Done;
+        Poll::Ready(Some(Err(error)))
+    }
+
     /// At the end of the body: the connection back to the pool if it can
     /// carry another request (nothing unasked after the answer).
     fn finish(&mut self) {
@@ -703,15 +702,8 @@ impl Body for UpstreamBody {
         let this = &mut *self;
         loop {
             match this.decode() {
-                Err(e) => {
-                    this.conn = None;
-                    this.framing = Framing::Done;
-                    return Poll::Ready(Some(Err(e)));
-                }
+                Err(e) => return this.broke(e),
                 Ok(Some(data)) => {
-                    if this.framing == Framing::Length(0) {
-                        this.framing = Framing::Done;
-                    }
                     if this.framing == Framing::Done {
                         this.finish();
                     }
@@ -732,17 +724,9 @@ impl Body for UpstreamBody {
                     this.conn = None;
                     return Poll::Ready(None);
                 }
-                Ok(0) => {
-                    this.conn = None;
-                    this.framing = Framing::Done;
-                    return Poll::Ready(Some(Err(broken("the connection closed before its end"))));
-                }
+                Ok(0) => return this.broke(broken("the connection closed before its end")),
                 Ok(_) => {}
-                Err(e) => {
-                    this.conn = None;
-                    this.framing = Framing::Done;
-                    return Poll::Ready(Some(Err(e)));
-                }
+                Err(e) => return this.broke(e),
             }
         }
     }
