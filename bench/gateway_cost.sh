@@ -23,7 +23,7 @@ register bench@example.com
 TOKEN=$(login_json bench@example.com | json_field access_token)
 AUTHZ="authorization: Bearer $TOKEN"
 NGINX_WORKERS=$(pgrep -P "$(cat "$NGINX_PREFIX/nginx.pid")" | tr '\n' ' ')
-"$CARGO_TARGET_DIR/release/examples/bare_proxy" 127.0.0.1:9090 127.0.0.1:9082 2 &
+setsid "$CARGO_TARGET_DIR/release/examples/bare_proxy" 127.0.0.1:9090 127.0.0.1:9082 2 </dev/null &
 BARE_PID=$!
 trap 'kill "$BARE_PID" 2>/dev/null; stop_panal; stop_proxy_pair' EXIT
 wait_http http://127.0.0.1:9090/
@@ -68,7 +68,7 @@ stop_panal
 OUT="$WORK/callgrind.out"
 rm -rf "$WORK/data"
 PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_LOG=warn PANAL_HTTP__ACCESS_LOG=false \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
+  setsid valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
   "$PANAL" up --data-dir "$WORK/data" >"$WORK/callgrind.log" 2>&1 &
 PANAL_PID=$!
 for _ in $(seq 1 600); do

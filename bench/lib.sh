@@ -16,15 +16,27 @@ build_release() {
 
 machine() {
   echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
+  echo "scheduler: autogroup $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo 'n/a') (servers run in sessions of their own)"
   echo "tools: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1), $("$PANAL" --version)"
 }
 
-# Starts `panal up` in $WORK/data with logs quiet; sets PANAL_PID.
+# Servers are started in a session of their own, as nginx's daemon runs. With
+# Linux's autogroup scheduling (kernel.sched_autogroup_enabled, on by default
+# on desktop and many cloud kernels) CPU is shared fairly between sessions
+# first, then between the threads of a session. nginx daemonizes into its own
+# session; a server started from this script would share the script's
+# session, and so its CPU share, with wrk, the load generator: measured on a
+# 2-core machine, that alone cost the gateway a tenth of its requests/s and
+# put 30-90 ms stalls into its tail (docs/benchmarks.md). In a script (no job
+# control) setsid does not fork, so `$!` is the server's pid; scripts call it
+# directly (`setsid cmd &`), not through a function, for the same reason.
+
+# Starts `panal up` in $WORK/data with logs quiet, in its own session; sets PANAL_PID.
 start_panal() {
   rm -rf "$WORK/data"
   mkdir -p "$WORK"
   PANAL_CONFIG="${PANAL_CONFIG:-$ROOT/bench/panal-bench.toml}" PANAL_LOG=warn PANAL_HTTP__ACCESS_LOG=false \
-    "$PANAL" up --data-dir "$WORK/data" >"$WORK/up.out" 2>"$WORK/up.err" &
+    setsid "$PANAL" up --data-dir "$WORK/data" >"$WORK/up.out" 2>"$WORK/up.err" </dev/null &
   PANAL_PID=$!
   wait_http "http://127.0.0.1:8000/readyz"
 }
