@@ -495,11 +495,30 @@ impl Verdict {
         const REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
         const RESET: http::HeaderName = http::HeaderName::from_static("ratelimit-reset");
         [
-            (LIMIT, http::HeaderValue::from(self.limit)),
-            (REMAINING, http::HeaderValue::from(self.remaining)),
-            (RESET, http::HeaderValue::from(self.reset_secs)),
+            (LIMIT, number_value(0, self.limit.into())),
+            (REMAINING, number_value(1, self.remaining.into())),
+            (RESET, number_value(2, self.reset_secs)),
         ]
     }
+}
+
+/// `n` as a header value. The last value made for each of the three headers
+/// is kept per thread and shared (a reference count) when it comes again: a
+/// rule's limit is the same from one request to the next, and so, mostly, is
+/// the reset time; only the remaining count usually changes.
+fn number_value(slot: usize, n: u64) -> http::HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<[Option<(u64, http::HeaderValue)>; 3]> =
+            const { std::cell::RefCell::new([None, None, None]) };
+    }
+    LAST.with_borrow_mut(|last| match &last[slot] {
+        Some((seen, value)) if *seen == n => value.clone(),
+        _ => {
+            let value = http::HeaderValue::from(n);
+            last[slot] = Some((n, value.clone()));
+            value
+        }
+    })
 }
 
 #[cfg(test)]

@@ -81,14 +81,19 @@ pub(crate) fn named_in_connection(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// The fields the `Connection` fields of `headers` name (usually none, which
+/// allocates nothing).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .flat_map(|v| named_in_connection(v.as_bytes()))
         .filter_map(|name| HeaderName::from_bytes(name).ok())
-        .collect();
-    for name in named {
+        .collect()
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in connection_named(headers) {
         headers.remove(name);
     }
     // Only those present are looked up again, to be removed.
@@ -328,41 +333,73 @@ async fn forward_to(
     Ok(response)
 }
 
-/// The headers an upstream gets: hop-by-hop and client identity headers
-/// removed, `x-forwarded-*`, `x-request-id` and `traceparent` set. (`Host`
-/// is the instance's, set when sending.)
+/// What the gateway sets on a request it forwards, in place of anything the
+/// client sent under those names: `x-forwarded-for` (the client's chain,
+/// then its peer), `x-forwarded-proto`, `x-forwarded-host` (the client's
+/// `Host`), `x-request-id` and `traceparent`. (`Host` is the instance's,
+/// set when sending.)
+pub struct Forwarding {
+    fields: [(HeaderName, Option<HeaderValue>); 5],
+    /// The fields the client's `Connection` names, which stay behind too.
+    named: Vec<HeaderName>,
+}
+
+impl Forwarding {
+    fn new(headers: &HeaderMap, ctx: &FrontContext) -> Self {
+        let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", ctx.peer.ip())).ok(),
+            None => Some(ip_header(ctx.peer.ip())),
+        };
+        let named = connection_named(headers);
+        Forwarding {
+            fields: [
+                (X_FORWARDED_FOR, forwarded_for),
+                (X_FORWARDED_PROTO, Some(HeaderValue::from_static("http"))),
+                (X_FORWARDED_HOST, headers.get(header::HOST).cloned()),
+                (X_REQUEST_ID, Some(ctx.request_id.clone())),
+                (TRACEPARENT, Some(ctx.trace.header())),
+            ],
+            named,
+        }
+    }
+
+    /// Whether a client's field goes upstream. Left behind: `Host` (the
+    /// instance's is sent), `Expect` (the gateway answered it: hyper does
+    /// when the body is first read, and the upstream gets the body at
+    /// once), hop-by-hop fields and those named in `Connection`, client
+    /// identity headers, and what the gateway sets itself.
+    pub(crate) fn passes(&self, name: &HeaderName) -> bool {
+        !(name == header::HOST
+            || name == header::EXPECT
+            || is_hop_by_hop(name)
+            || IDENTITY_HEADERS.contains(name)
+            || self.fields.iter().any(|(n, _)| n == name)
+            || self.named.contains(name))
+    }
+
+    /// The fields the gateway adds.
+    pub(crate) fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.fields.iter().filter_map(|(name, value)| Some((name, value.as_ref()?)))
+    }
+}
+
+/// The headers an upstream gets, in the map itself (for the upgrade path,
+/// which goes through hyper's client; [`send`] encodes them straight from
+/// the client's map). An upgrade keeps its `Upgrade` and `Connection`.
 fn upstream_headers(headers: &mut HeaderMap, ctx: &FrontContext, keep_upgrade: bool) {
-    // Room for the fields added below, so the map does not grow twice.
-    headers.reserve(6);
-    let original_host = headers.remove(header::HOST);
-    // The gateway answered any `Expect: 100-continue` itself (hyper does,
-    // when the body is first read); the upstream gets the body right away.
-    headers.remove(header::EXPECT);
-    // Most requests carry none of the headers to remove: one pass tells.
-    if headers.keys().any(|name| is_hop_by_hop(name) || IDENTITY_HEADERS.contains(name)) {
-        let upgrade = headers.get(header::UPGRADE).cloned();
-        strip_hop_by_hop(headers);
-        if keep_upgrade && let Some(u) = upgrade {
-            headers.insert(header::UPGRADE, u);
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
-        for name in &IDENTITY_HEADERS {
-            headers.remove(name);
-        }
+    let forwarding = Forwarding::new(headers, ctx);
+    let upgrade = headers.get(header::UPGRADE).cloned();
+    let left_behind: Vec<HeaderName> = headers.keys().filter(|name| !forwarding.passes(name)).cloned().collect();
+    for name in left_behind {
+        headers.remove(name);
     }
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", ctx.peer.ip())).ok(),
-        None => Some(ip_header(ctx.peer.ip())),
-    };
-    if let Some(v) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, v);
+    for (name, value) in forwarding.added() {
+        headers.insert(name, value.clone());
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = original_host {
-        headers.insert(X_FORWARDED_HOST, host);
+    if keep_upgrade && let Some(u) = upgrade {
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    headers.insert(X_REQUEST_ID, ctx.request_id.clone());
-    headers.insert(TRACEPARENT, ctx.trace.header());
 }
 
 /// `ip` as a header value. A connection's requests all come from one
@@ -437,8 +474,8 @@ async fn send(
     let with_body = has_body(req.headers());
     let permit = pool.breaker.acquire().map_err(|open| breaker_problem(state, pool, open))?;
     pool.budget.deposit();
-    let (mut parts, body) = req.into_parts();
-    upstream_headers(&mut parts.headers, ctx, false);
+    let (parts, body) = req.into_parts();
+    let forwarding = Forwarding::new(&parts.headers, ctx);
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut body = with_body.then(|| Limited::new(body, limit));
     let mut avoid = None;
@@ -451,7 +488,8 @@ async fn send(
         };
         let instance = &pool.instances[i];
         let flight = pool.start(i);
-        let sent = state.upstreams.send(instance, &parts.method, path_and_query, &parts.headers, body.take());
+        let sent =
+            state.upstreams.send(instance, &parts.method, path_and_query, &parts.headers, &forwarding, body.take());
         let outcome = match tokio::time::timeout(target.route.timeout, sent).await {
             Err(_) => Attempt::TimedOut,
             Ok(Err(SendError::BodyTooLarge)) => Attempt::BodyTooLarge,

@@ -48,6 +48,7 @@ use tokio::net::TcpStream;
 use kit::hash::FxBuildHasher;
 
 use crate::balance::Instance;
+use crate::proxy::Forwarding;
 
 /// A client's request body, as it goes upstream.
 pub type RequestBody = Limited<Incoming>;
@@ -131,15 +132,16 @@ fn failed(error: SendError, unanswered: bool) -> Failure {
 }
 
 impl Upstreams {
-    /// Sends a request to `instance`: `target` in origin form, `headers`
-    /// already cleaned of `Host`, hop-by-hop fields and `Expect`; `body` when
-    /// the request has one. Returns once the answer's head has arrived.
+    /// Sends a request to `instance`: `target` in origin form, the client's
+    /// `headers` that `forwarding` lets pass and the fields it adds; `body`
+    /// when the request has one. Returns once the answer's head has arrived.
     pub async fn send(
         &self,
         instance: &Instance,
         method: &Method,
         target: &str,
         headers: &HeaderMap,
+        forwarding: &Forwarding,
         body: Option<RequestBody>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let chunked = body.is_some() && !headers.contains_key(header::CONTENT_LENGTH);
@@ -150,7 +152,7 @@ impl Upstreams {
                 // Boxed: a new connection is the rare path, and its future is large.
                 None => (Box::pin(self.connect(instance)).await?, false),
             };
-            encode_head(&mut conn.out, method, target, headers, &instance.host, chunked);
+            encode_head(&mut conn.out, method, target, headers, forwarding, &instance.host, chunked);
             let resendable = body.is_none() && is_idempotent(method);
             match conn.exchange(body.take(), chunked, method == Method::HEAD).await {
                 Ok(response) => return Ok(response),
@@ -216,6 +218,7 @@ fn encode_head(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    forwarding: &Forwarding,
     host: &HeaderValue,
     chunked: bool,
 ) {
@@ -226,11 +229,10 @@ fn encode_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        // A chunked body's length is unknown; a stray length must not travel with it.
-        if chunked && name == header::CONTENT_LENGTH {
-            continue;
-        }
+    // A chunked body's length is unknown; a stray length must not travel with it.
+    let client =
+        headers.iter().filter(|(name, _)| forwarding.passes(name) && !(chunked && *name == header::CONTENT_LENGTH));
+    for (name, value) in client.chain(forwarding.added()) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
