@@ -6,10 +6,11 @@
 #    beside them hyper alone (crates/gateway/examples/bare_proxy.rs: hyper's
 #    server and client, thread per core, no features), for how much of the
 #    gap is hyper's;
-# 2. with valgrind installed, instructions per request in the gateway
-#    process under callgrind (a count, not a time: the same build gives the
-#    same count on a busy or idle machine, so two builds compare exactly),
-#    and where they go (the output file is named at the end).
+# 2. with valgrind installed, instructions per request under callgrind of
+#    nginx (one worker), hyper alone and the gateway process (a count, not
+#    a time: the same build gives the same count on a busy or idle machine,
+#    so two builds compare exactly), and where the gateway's go (the output
+#    file is named at the end).
 # Usage: bench/gateway_cost.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -65,27 +66,75 @@ if ! command -v valgrind >/dev/null; then
   exit 0
 fi
 stop_panal
-OUT="$WORK/callgrind.out"
-rm -rf "$WORK/data"
-PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_LOG=warn PANAL_HTTP__ACCESS_LOG=false \
-  setsid valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
-  "$PANAL" up --data-dir "$WORK/data" >"$WORK/callgrind.log" 2>&1 &
-PANAL_PID=$!
-for _ in $(seq 1 600); do
-  curl -sf -o /dev/null http://127.0.0.1:8000/readyz && break
-  sleep 0.2
-done
-register bench@example.com
-AUTHZ="authorization: Bearer $(login_json bench@example.com | json_field access_token)"
-# Warm up (connections, caches), then count only the measured requests.
-wrk -t1 -c4 -d2s -H "$AUTHZ" http://127.0.0.1:8000/v1/bench/x >/dev/null
-callgrind_control -i on "$PANAL_PID" >/dev/null 2>&1
-out=$(wrk -t1 -c4 -d10s -H "$AUTHZ" http://127.0.0.1:8000/v1/bench/x)
-callgrind_control -i off "$PANAL_PID" >/dev/null 2>&1
-n=$(awk '/requests in/{print $1}' <<<"$out")
-kill -TERM "$PANAL_PID"
-wait "$PANAL_PID" 2>/dev/null || true
-total=$(callgrind_annotate "$OUT" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",", "", $1); print $1}')
+
+# Instructions per request of one proxy under callgrind: started with the
+# rest of the arguments, warmed up, then 10 s of wrk -t1 -c4 against URL
+# counted; requests answered other than 2xx are reported, since an error
+# path would make the count meaningless. Sets LAST_OUT to the output file.
+count_instructions() { # label url command...
+  local label=$1 url=$2 pid out n total bad
+  shift 2
+  LAST_OUT="$WORK/callgrind.${label%% *}.out"
+  rm -f "$LAST_OUT"
+  setsid valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$LAST_OUT" "$@" \
+    >"$WORK/callgrind.${label%% *}.log" 2>&1 </dev/null &
+  pid=$!
+  for _ in $(seq 1 600); do
+    curl -s -o /dev/null "$url" && break
+    sleep 0.2
+  done
+  [ -n "${ON_START:-}" ] && "$ON_START"
+  wrk -t1 -c4 -d2s -H "$AUTHZ" "$url" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  out=$(wrk -t1 -c4 -d10s -H "$AUTHZ" "$url")
+  callgrind_control -i off "$pid" >/dev/null 2>&1
+  n=$(awk '/requests in/{print $1}' <<<"$out")
+  bad=$(awk '/Non-2xx/{print $NF}' <<<"$out")
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+  total=$(callgrind_annotate "$LAST_OUT" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",", "", $1); print $1}')
+  echo "| $label | $n | ${bad:-0} | $((total / n)) |"
+}
+
+# The gateway needs an account and a token once it is up.
+gateway_token() {
+  for _ in $(seq 1 600); do
+    curl -sf -o /dev/null http://127.0.0.1:8000/readyz && break
+    sleep 0.2
+  done
+  register bench@example.com
+  AUTHZ="authorization: Bearer $(login_json bench@example.com | json_field access_token)"
+}
+
+# nginx as one worker in the foreground (valgrind follows one process).
+NGINX_CG="$WORK/nginx-callgrind"
+mkdir -p "$NGINX_CG/logs"
+cat >"$NGINX_CG/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $NGINX_CG/nginx.pid;
+error_log $NGINX_CG/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  upstream bench { server 127.0.0.1:9082; keepalive 64; }
+  server { listen 127.0.0.1:9091; location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+CONF
+
 echo
-echo "callgrind: $n requests, $((total / n)) instructions per request in the gateway process"
-echo "(includes the process's background work in those seconds; see: callgrind_annotate --inclusive=yes $OUT)"
+echo "| process under callgrind (wrk -t1 -c4 -d10s) | requests counted | non-2xx | instructions per request |"
+echo "|---|---|---|---|"
+count_instructions "nginx proxy_pass (1 worker)" http://127.0.0.1:9091/v1/bench/x \
+  nginx -p "$NGINX_CG" -c "$NGINX_CG/nginx.conf"
+count_instructions "hyper alone (bare_proxy example)" http://127.0.0.1:9090/v1/bench/x \
+  "$CARGO_TARGET_DIR/release/examples/bare_proxy" 127.0.0.1:9090 127.0.0.1:9082 2
+rm -rf "$WORK/data"
+export PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_LOG=warn PANAL_HTTP__ACCESS_LOG=false
+ON_START=gateway_token count_instructions "gateway (panal up)" http://127.0.0.1:8000/v1/bench/x \
+  "$PANAL" up --data-dir "$WORK/data"
+echo
+echo "(each count includes the process's background work in those seconds; where the gateway's go:"
+echo " callgrind_annotate --inclusive=yes $LAST_OUT)"
