@@ -5,12 +5,14 @@
 #    bench/gateway.sh, alternated ROUNDS (3) times;
 #    beside them hyper alone (crates/gateway/examples/bare_proxy.rs: hyper's
 #    server and client, thread per core, no features), for how much of the
-#    gap is hyper's;
+#    gap is hyper's, and a byte-level proxy (lean_proxy.rs: heads parsed in
+#    place by httparse, never turned into header maps), the floor a
+#    byte-level front could reach;
 # 2. with valgrind installed, instructions per request under callgrind of
-#    nginx (one worker), hyper alone and the gateway process (a count, not
-#    a time: the same build gives the same count on a busy or idle machine,
-#    so two builds compare exactly), and where the gateway's go (the output
-#    file is named at the end).
+#    nginx (one worker), hyper alone, the byte-level floor and the gateway
+#    process (a count, not a time: the same build gives the same count on a
+#    busy or idle machine, so two builds compare exactly), and where the
+#    gateway's go (the output file is named at the end).
 # Usage: bench/gateway_cost.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -26,8 +28,11 @@ AUTHZ="authorization: Bearer $TOKEN"
 NGINX_WORKERS=$(pgrep -P "$(cat "$NGINX_PREFIX/nginx.pid")" | tr '\n' ' ')
 setsid "$CARGO_TARGET_DIR/release/examples/bare_proxy" 127.0.0.1:9090 127.0.0.1:9082 2 </dev/null &
 BARE_PID=$!
-trap 'kill "$BARE_PID" 2>/dev/null; stop_panal; stop_proxy_pair' EXIT
+setsid "$CARGO_TARGET_DIR/release/examples/lean_proxy" 127.0.0.1:9092 127.0.0.1:9082 2 </dev/null &
+LEAN_PID=$!
+trap 'kill "$BARE_PID" "$LEAN_PID" 2>/dev/null; stop_panal; stop_proxy_pair' EXIT
 wait_http http://127.0.0.1:9090/
+wait_http http://127.0.0.1:9092/
 
 ticks() { # pids -> "user system" clock ticks
   local u=0 s=0 a b p
@@ -57,8 +62,9 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
   cpu_row "nginx proxy_pass (its 2 workers), round $round" "$NGINX_WORKERS" http://127.0.0.1:9083/v1/bench/x
   cpu_row "gateway (the panal up process), round $round" "$PANAL_PID" http://127.0.0.1:8000/v1/bench/x
   cpu_row "hyper alone (bare_proxy example), round $round" "$BARE_PID" http://127.0.0.1:9090/v1/bench/x
+  cpu_row "byte-level floor (lean_proxy example), round $round" "$LEAN_PID" http://127.0.0.1:9092/v1/bench/x
 done
-kill "$BARE_PID" 2>/dev/null || true
+kill "$BARE_PID" "$LEAN_PID" 2>/dev/null || true
 
 if ! command -v valgrind >/dev/null; then
   echo
@@ -131,6 +137,8 @@ count_instructions "nginx proxy_pass (1 worker)" http://127.0.0.1:9091/v1/bench/
   nginx -p "$NGINX_CG" -c "$NGINX_CG/nginx.conf"
 count_instructions "hyper alone (bare_proxy example)" http://127.0.0.1:9090/v1/bench/x \
   "$CARGO_TARGET_DIR/release/examples/bare_proxy" 127.0.0.1:9090 127.0.0.1:9082 2
+count_instructions "byte-level floor (lean_proxy example)" http://127.0.0.1:9092/v1/bench/x \
+  "$CARGO_TARGET_DIR/release/examples/lean_proxy" 127.0.0.1:9092 127.0.0.1:9082 2
 rm -rf "$WORK/data"
 export PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_LOG=warn PANAL_HTTP__ACCESS_LOG=false
 ON_START=gateway_token count_instructions "gateway (panal up)" http://127.0.0.1:8000/v1/bench/x \

@@ -10,7 +10,10 @@ use std::cell::RefCell;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+#[path = "support/thread_per_core.rs"]
+mod thread_per_core;
 
 thread_local! {
     /// This thread's idle connections to the upstream.
@@ -43,34 +46,9 @@ async fn forward(upstream: &'static str, req: hyper::Request<Incoming>) -> anyho
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let listen = args.next().unwrap_or_else(|| "127.0.0.1:9090".into());
-    let upstream: &'static str = args.next().unwrap_or_else(|| "127.0.0.1:9082".into()).leak();
-    let threads: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(2);
-    let listener = std::net::TcpListener::bind(&listen)?;
-    listener.set_nonblocking(true)?;
-    let mut handles = Vec::new();
-    for _ in 0..threads {
-        let listener = listener.try_clone()?;
-        handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async move {
-                let listener = TcpListener::from_std(listener)?;
-                loop {
-                    let (stream, _) = listener.accept().await?;
-                    stream.set_nodelay(true)?;
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| forward(upstream, req));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            })
-        }));
-    }
-    for handle in handles {
-        handle.join().map_err(|_| anyhow::anyhow!("a proxy thread panicked"))??;
-    }
-    Ok(())
+    let (listen, upstream, threads) = thread_per_core::args("127.0.0.1:9090");
+    thread_per_core::run(&listen, threads, move |stream| async move {
+        let service = hyper::service::service_fn(move |req| forward(upstream, req));
+        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+    })
 }
