@@ -578,10 +578,7 @@ fn tls_acceptor(settings: &HttpSettings) -> std::io::Result<Option<tokio_rustls:
 /// need only be unique.
 fn new_request_id() -> String {
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let mut random = [0u8; 10];
-    random[..8].copy_from_slice(&crate::trace::fast_random().to_le_bytes());
-    random[8..].copy_from_slice(&crate::trace::fast_random().to_le_bytes()[..2]);
-    let id = uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid();
+    let id = uuid::Builder::from_unix_timestamp_millis(ms, &crate::trace::random_bytes()).into_uuid();
     id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()
 }
 

@@ -155,12 +155,11 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
                 // Full of live keys: judged as new, not remembered.
                 return gcra(self.nanos, None, now).0;
             }
-            state.insert(key.clone(), AtomicU64::new(0));
         }
-        match state.get(key) {
-            Some(tat) => self.step(tat, now),
-            None => gcra(self.nanos, None, now).0,
-        }
+        // A thread that took the write lock first may have added the key;
+        // then this request counts against the state it made.
+        let tat = state.entry(key.clone()).or_insert_with(|| AtomicU64::new(0));
+        self.step(tat, now)
     }
 
     /// One request against `tat` (0: a fresh key), racing other threads by

@@ -88,7 +88,7 @@ impl prometheus_client::encoding::EncodeMetric for LatencyHistogram {
     }
 
     fn metric_type(&self) -> prometheus_client::metrics::MetricType {
-        prometheus_client::metrics::MetricType::Histogram
+        <Self as prometheus_client::metrics::TypedMetric>::TYPE
     }
 }
 

@@ -22,10 +22,7 @@ pub struct TraceContext {
 impl TraceContext {
     /// A new trace, for a request that did not carry one.
     pub fn new_root() -> Self {
-        let mut trace_id = [0u8; 16];
-        trace_id[..8].copy_from_slice(&fast_random().to_le_bytes());
-        trace_id[8..].copy_from_slice(&fast_random().to_le_bytes());
-        Self { trace_id: nonzero(trace_id), span_id: new_span_id(), parent_id: None, sampled: true }
+        Self { trace_id: nonzero(random_bytes()), span_id: new_span_id(), parent_id: None, sampled: true }
     }
 
     /// Continues the trace in `headers`, or starts a new one when the header is
@@ -101,13 +98,22 @@ impl fmt::Display for TraceContext {
 }
 
 fn new_span_id() -> [u8; 8] {
-    nonzero(fast_random().to_le_bytes())
+    nonzero(random_bytes())
 }
 
-/// 64 random bits for ids that must be unique, not secret (trace and span
-/// ids, request ids): wyrand, per thread, seeded from the operating system.
-/// A few instructions instead of a CSPRNG's block per request.
-pub fn fast_random() -> u64 {
+/// `N` random bytes for ids that must be unique, not secret (trace and span
+/// ids, request ids).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    for chunk in bytes.chunks_mut(8) {
+        chunk.copy_from_slice(&fast_random().to_le_bytes()[..chunk.len()]);
+    }
+    bytes
+}
+
+/// 64 random bits: wyrand, per thread, seeded from the operating system. A
+/// few instructions instead of a CSPRNG's block per request.
+fn fast_random() -> u64 {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(rand::random());
