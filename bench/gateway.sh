@@ -21,8 +21,7 @@ if [ -z "${BENCH_SHARED_RUNTIME:-}" ]; then
 fi
 PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_HTTP__HEADER_READ_TIMEOUT_MS=75000 start_panal
 trap 'stop_panal; stop_proxy_pair' EXIT
-register bench@example.com
-TOKEN=$(login_json bench@example.com | json_field access_token)
+TOKEN=$(sign_in bench@example.com)
 AUTHZ="authorization: Bearer $TOKEN"
 echo
 echo "| target | requests/s | p50 | p99 | non-2xx |"
@@ -58,8 +57,7 @@ if (exec 3<>"/dev/tcp/127.0.0.1/6379") 2>/dev/null || [ -n "${BENCH_REDIS_URL:-}
   stop_panal
   PANAL_REDIS_URL="$REDIS_URL" PANAL_GATEWAY__RATE_LIMITS__KEY_PREFIX="bench:$$:" \
     PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" start_panal
-  register bench@example.com
-  TOKEN=$(login_json bench@example.com | json_field access_token)
+  TOKEN=$(sign_in bench@example.com)
   echo
   echo "| target | requests/s | p50 | p99 | non-2xx |"
   echo "|---|---|---|---|---|"

@@ -22,8 +22,7 @@ start_proxy_pair
 export PANAL_HTTP__THREADS=2 TOKIO_WORKER_THREADS=1
 PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" start_panal
 trap 'stop_panal; stop_proxy_pair' EXIT
-register bench@example.com
-TOKEN=$(login_json bench@example.com | json_field access_token)
+TOKEN=$(sign_in bench@example.com)
 AUTHZ="authorization: Bearer $TOKEN"
 NGINX_WORKERS=$(pgrep -P "$(cat "$NGINX_PREFIX/nginx.pid")" | tr '\n' ' ')
 setsid "$CARGO_TARGET_DIR/release/examples/bare_proxy" 127.0.0.1:9090 127.0.0.1:9082 2 </dev/null &
@@ -108,8 +107,7 @@ gateway_token() {
     curl -sf -o /dev/null http://127.0.0.1:8000/readyz && break
     sleep 0.2
   done
-  register bench@example.com
-  AUTHZ="authorization: Bearer $(login_json bench@example.com | json_field access_token)"
+  AUTHZ="authorization: Bearer $(sign_in bench@example.com)"
 }
 
 # nginx as one worker in the foreground (valgrind follows one process).

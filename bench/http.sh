@@ -8,8 +8,7 @@ machine
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; access logs off on both sides"
 start_panal
 trap 'stop_panal; stop_nginx' EXIT
-register bench@example.com
-TOKEN=$(login_json bench@example.com | json_field access_token)
+TOKEN=$(sign_in bench@example.com)
 AUTHZ="authorization: Bearer $TOKEN"
 start_nginx 2 "
   server { listen 127.0.0.1:9080; location / { default_type application/json; return 200 '{\"ok\":true}'; } }

@@ -67,6 +67,12 @@ login_json() { # email
     -d "{\"email\":\"$1\",\"password\":\"$PASSWORD\"}"
 }
 
+# Registers `email` and prints an access token for it.
+sign_in() { # email
+  register "$1"
+  login_json "$1" | json_field access_token
+}
+
 # Starts nginx with the given server blocks on a private prefix; sets NGINX_PREFIX.
 # A third argument names the prefix, to run a second nginx beside the first.
 start_nginx() { # workers server-blocks [name]

@@ -7,11 +7,9 @@ machine
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; access logs off"
 start_panal
 trap stop_panal EXIT
-register viewer@example.com
-register target@example.com
-TOKEN=$(login_json viewer@example.com | json_field access_token)
+TOKEN=$(sign_in viewer@example.com)
 AUTHZ="authorization: Bearer $TOKEN"
-TARGET_TOKEN=$(login_json target@example.com | json_field access_token)
+TARGET_TOKEN=$(sign_in target@example.com)
 # Profiles come from auth's event; wait for them.
 for _ in $(seq 1 100); do
   TARGET=$(curl -sf http://127.0.0.1:8000/v1/users/me -H "authorization: Bearer $TARGET_TOKEN" | json_field id 2>/dev/null) && break

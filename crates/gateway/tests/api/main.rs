@@ -127,6 +127,17 @@ impl Platform {
     }
 }
 
+/// Sends `request`, as raw bytes, on a new connection to `addr`; returns the
+/// connection and what the first read brought back (an answer's head).
+async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    (s, String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
 async fn problem(r: reqwest::Response) -> Value {
     assert_eq!(r.headers()["content-type"], "application/problem+json", "status {}", r.status());
     r.json().await.unwrap()

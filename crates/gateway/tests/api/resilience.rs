@@ -344,15 +344,11 @@ async fn websocket_upgrades_are_proxied_both_ways() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let a = Instance::start(None, Arc::default()).await;
     let (gw, _ctx) = gateway(&[&a], "").await;
-    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(
+    let (mut s, head) = raw_request(
+        gw.addr,
         b"GET /svc/ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut buf = vec![0u8; 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    .await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     s.write_all(b"ping through the gateway").await.unwrap();
     let mut echo = vec![0u8; 24];
@@ -362,18 +358,13 @@ async fn websocket_upgrades_are_proxied_both_ways() {
 
 #[tokio::test]
 async fn a_websocket_upgrade_on_a_protected_route_needs_a_token() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let a = Instance::start(None, Arc::default()).await;
     let (gw, _ctx) = gateway(&[&a], "").await;
     for target in ["/private/ws", "/private/ws?access_token=forged.token.value"] {
-        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
         let head = format!(
             "GET {target} HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         );
-        s.write_all(head.as_bytes()).await.unwrap();
-        let mut buf = vec![0u8; 2048];
-        let n = s.read(&mut buf).await.unwrap();
-        let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+        let (_, answer) = raw_request(gw.addr, head.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 401"), "{target}: {answer}");
     }
     assert_eq!(a.hits.get.load(Ordering::SeqCst), 0, "nothing reached the upstream");
