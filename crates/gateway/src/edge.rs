@@ -4,7 +4,7 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use kit::Problem;
 use serde::Deserialize;
@@ -87,8 +87,8 @@ impl Edge {
         })
     }
 
-    fn allows(&self, origin: &str) -> bool {
-        self.any_origin || self.cors.allowed_origins.iter().any(|o| o == origin)
+    fn allows(&self, origin: &[u8]) -> bool {
+        self.any_origin || self.cors.allowed_origins.iter().any(|o| o.as_bytes() == origin)
     }
 
     fn preflight(&self, headers: &http::HeaderMap, origin: &str) -> Response {
@@ -100,8 +100,8 @@ impl Edge {
             .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
             .unwrap_or_default();
         let headers_ok = asked.iter().all(|h| self.cors.allowed_headers.iter().any(|a| a.eq_ignore_ascii_case(h)));
-        if !self.allows(origin) || !method_ok || !headers_ok {
-            let why = if !self.allows(origin) {
+        if !self.allows(origin.as_bytes()) || !method_ok || !headers_ok {
+            let why = if !self.allows(origin.as_bytes()) {
                 format!("origin {origin} is not allowed")
             } else if !method_ok {
                 format!("method {method} is not allowed from a browser")
@@ -114,36 +114,70 @@ impl Edge {
         }
         let mut r = StatusCode::NO_CONTENT.into_response();
         let h = r.headers_mut();
-        self.allow_origin(h, origin);
+        self.allow_origin(origin.as_bytes(), &mut |name, value, mode| apply(h, name, value, mode));
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.methods.clone());
         h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, self.headers.clone());
         h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(self.cors.max_age_secs));
         r
     }
 
-    fn allow_origin(&self, h: &mut http::HeaderMap, origin: &str) {
+    fn allow_origin<'s>(&'s self, origin: &'s [u8], put: &mut impl FnMut(HeaderName, &'s [u8], Mode)) {
         // The answer depends on the Origin, so caches must keep them apart.
-        h.append(header::VARY, HeaderValue::from_static("origin"));
+        put(header::VARY, b"origin", Mode::Append);
         if self.any_origin && !self.cors.allow_credentials {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        } else if let Ok(v) = HeaderValue::from_str(origin) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            put(header::ACCESS_CONTROL_ALLOW_ORIGIN, b"*", Mode::Replace);
+        } else {
+            put(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin, Mode::Replace);
             if self.cors.allow_credentials {
-                h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+                put(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, b"true", Mode::Replace);
             }
         }
     }
 
-    /// Beside kit's `nosniff`, `X-Frame-Options: DENY` and `Referrer-Policy:
-    /// no-referrer` (on every service's answers).
-    fn security_headers(&self, h: &mut http::HeaderMap) {
-        const CORP: header::HeaderName = header::HeaderName::from_static("cross-origin-resource-policy");
-        h.entry(CORP).or_insert(HeaderValue::from_static("same-site"));
-        if self.hsts {
-            h.insert(
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-            );
+    /// The CORS fields of an answer to a request from `origin`, when that
+    /// origin is allowed (a preflight's answer has its own).
+    pub(crate) fn cors_fields<'s>(&'s self, origin: &'s [u8], mut put: impl FnMut(HeaderName, &'s [u8], Mode)) {
+        if self.allows(origin) {
+            self.allow_origin(origin, &mut put);
+            put(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.exposed.as_bytes(), Mode::Replace);
+        }
+    }
+
+    /// What every answer gets from the edge, beside kit's
+    /// [`kit::http::SECURITY_HEADERS`]: `Cross-Origin-Resource-Policy`, and
+    /// HSTS when on.
+    pub(crate) fn fixed_fields(&self) -> impl Iterator<Item = (HeaderName, HeaderValue, Mode)> {
+        const CORP: HeaderName = HeaderName::from_static("cross-origin-resource-policy");
+        const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
+        let hsts = self.hsts.then_some((header::STRICT_TRANSPORT_SECURITY, HSTS, Mode::Replace));
+        [(CORP, HeaderValue::from_static("same-site"), Mode::IfAbsent)].into_iter().chain(hsts)
+    }
+}
+
+/// How a field the gateway sets on an answer meets one of the same name
+/// that the upstream set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Ours instead of theirs.
+    Replace,
+    /// Theirs if they set one.
+    IfAbsent,
+    /// Both.
+    Append,
+}
+
+/// Sets a field on a header map as `mode` says.
+fn apply(h: &mut http::HeaderMap, name: HeaderName, value: &[u8], mode: Mode) {
+    let Ok(value) = HeaderValue::from_bytes(value) else { return };
+    match mode {
+        Mode::Replace => {
+            h.insert(name, value);
+        }
+        Mode::IfAbsent => {
+            h.entry(name).or_insert(value);
+        }
+        Mode::Append => {
+            h.append(name, value);
         }
     }
 }
@@ -166,14 +200,14 @@ impl Edge {
     /// has its own), and the security headers on every answer.
     pub(crate) fn finish(&self, origin: Option<&HeaderValue>, preflight: bool, response: &mut Response) {
         let h = response.headers_mut();
-        if let Some(o) = origin.and_then(|o| o.to_str().ok())
+        if let Some(o) = origin
             && !preflight
-            && self.allows(o)
         {
-            self.allow_origin(h, o);
-            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.exposed.clone());
+            self.cors_fields(o.as_bytes(), |name, value, mode| apply(h, name, value, mode));
         }
-        self.security_headers(h);
+        for (name, value, mode) in self.fixed_fields() {
+            apply(h, name, value.as_bytes(), mode);
+        }
     }
 }
 

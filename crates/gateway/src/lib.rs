@@ -12,7 +12,8 @@
 //! upstream and `/admin/upstreams`.
 //!
 //! - the route table: [`routes`]; pools, health and ejection: [`balance`]
-//! - forwarding: [`proxy`]; rate limits: [`limits`]; CORS and headers: [`edge`]
+//! - forwarding: [`proxy`], [`upstream`], and [`front`] (the byte-level
+//!   path most requests take); rate limits: [`limits`]; CORS and headers: [`edge`]
 //! - revoked sessions: [`denylist`]; API documentation: [`docs`]
 
 pub mod admin;
@@ -20,6 +21,8 @@ pub mod balance;
 pub mod denylist;
 pub mod docs;
 pub mod edge;
+pub mod fields;
+pub mod front;
 pub mod limits;
 pub mod proxy;
 pub mod routes;
@@ -84,6 +87,10 @@ pub struct Settings {
     /// Name of this replica's revocation subscription on the bus; give each
     /// replica its own.
     pub instance_id: String,
+    /// Serve plaintext connections with the byte-level front ([`front`]);
+    /// `false` leaves every request to hyper (for comparison, or should
+    /// the front misbehave).
+    pub byte_front: bool,
 }
 
 impl Default for Settings {
@@ -109,6 +116,7 @@ impl Default for Settings {
             cors: CorsSettings::default(),
             hsts: false,
             instance_id: "gateway".to_owned(),
+            byte_front: true,
         }
     }
 }
@@ -138,6 +146,8 @@ pub(crate) struct State {
     pub metrics: proxy::GatewayMetrics,
     /// The route label of requests no route matches.
     pub unmatched: Arc<str>,
+    /// What `x-forwarded-proto` says: whether this process serves TLS.
+    pub forwarded_proto: &'static [u8],
 }
 
 impl State {
@@ -203,6 +213,7 @@ pub fn service(ctx: &Context, upstreams: Vec<Upstream>) -> anyhow::Result<Servic
         edge,
         metrics: proxy::GatewayMetrics::default(),
         unmatched: Arc::from("unmatched"),
+        forwarded_proto: if config.settings.http.tls() { b"https" } else { b"http" },
         settings,
     });
 
@@ -229,6 +240,9 @@ pub fn service(ctx: &Context, upstreams: Vec<Upstream>) -> anyhow::Result<Servic
         .with_worker(proxy::health_worker(state.clone()))
         .with_worker(admin::reload_on_sighup(state.clone()))
         .with_worker(denylist::worker(state.clone(), ctx.bus.clone()));
+    if state.settings.byte_front {
+        service = service.with_connection_front(Arc::new(front::ByteFront::new(state.clone())));
+    }
     // Uploads may be larger than `http.body_limit` on their own paths.
     for (path, bytes) in &state.settings.upload_limits {
         service = service.with_body_limit(path, *bytes);

@@ -24,8 +24,10 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use crate::balance::Pool;
 use crate::edge;
+use crate::fields::{Field, named_in_connection};
+use crate::limits::Verdict;
 use crate::routes::{RouteTable, Target};
-use crate::upstream::{self, SendError, UpstreamBody};
+use crate::upstream::{self, Answer, MapAnswer, Outgoing, RequestBody, SendError, UpstreamBody};
 use crate::{AppState, State as GatewayState};
 
 /// The pooled HTTP/1.1 client of the health checks (requests go through
@@ -43,62 +45,20 @@ pub fn client(connect_timeout: Duration) -> Client {
         .build(connector)
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1);
-/// they must not be forwarded.
-/// (Their lengths: 2, 7, 10 and 16 to 19; see [`is_hop_by_hop`].)
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Identity headers only the platform may set. A client that sends them is
-/// trying to pass for someone else; they are dropped.
-static IDENTITY_HEADERS: [HeaderName; 4] = [
-    HeaderName::from_static("x-user-id"),
-    HeaderName::from_static("x-user-roles"),
-    HeaderName::from_static("x-session-id"),
-    HeaderName::from_static("x-authenticated-user"),
-];
-
-pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    // Most names are ruled out by their length alone.
-    matches!(name.as_str().len(), 2 | 7 | 10 | 16..=19) && HOP_BY_HOP.contains(name)
+/// The fields the `Connection` fields of `headers` name (usually none,
+/// which allocates nothing).
+fn connection_named(headers: &HeaderMap) -> Vec<&[u8]> {
+    headers.get_all(header::CONNECTION).iter().flat_map(|v| named_in_connection(v.as_bytes())).collect()
 }
 
-/// The fields a `Connection` value names, which are hop-by-hop too
-/// (RFC 9110 §7.6.1); `keep-alive` and `close`, the usual values, name none.
-pub(crate) fn named_in_connection(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
-}
-
-/// The fields the `Connection` fields of `headers` name (usually none, which
-/// allocates nothing).
-fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| named_in_connection(v.as_bytes()))
-        .filter_map(|name| HeaderName::from_bytes(name).ok())
-        .collect()
-}
-
+/// Removes the fields that describe one connection, not the message
+/// (RFC 9110 §7.6.1): hop-by-hop fields and those `Connection` names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in connection_named(headers) {
-        headers.remove(name);
-    }
-    // Only those present are looked up again, to be removed.
-    let present: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
-    for name in present {
+    let named = connection_named(headers).into_iter().filter_map(|n| HeaderName::from_bytes(n).ok());
+    let named: Vec<HeaderName> = named.collect();
+    let present = headers.keys().filter(|n| Field::of(n.as_str().as_bytes()).is_hop_by_hop()).cloned();
+    let present: Vec<HeaderName> = present.collect();
+    for name in named.into_iter().chain(present) {
         headers.remove(name);
     }
 }
@@ -195,7 +155,7 @@ fn labels(pool: &Pool, instance: Option<&str>, outcome: Option<&str>) -> Vec<(St
 }
 
 /// The gateway's own paths, served by its router; the proxy takes every other.
-fn is_own_path(path: &str) -> bool {
+pub(crate) fn is_own_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/docs")
         || path.starts_with("/docs/")
         || path.starts_with("/admin/")
@@ -215,17 +175,27 @@ impl Front for Proxy {
     }
 }
 
+/// The answer to a path no route takes.
+pub(crate) fn no_route(path: &str) -> Problem {
+    Problem::not_found(format!("no service serves {path}"))
+}
+
+/// Names the request's route and upstream in its span (and access log line).
+pub(crate) fn record_target(target: Target<'_>) {
+    let span = tracing::Span::current();
+    span.record("route", &*target.route.label);
+    span.record("upstream", target.route.pool.name.as_str());
+}
+
 /// Proxies one request to the upstream its path belongs to.
 async fn forward(state: AppState, req: hyper::Request<Incoming>, ctx: FrontContext) -> FrontResponse {
     let table = state.table();
     let Some(target) = table.resolve(req.uri().path()) else {
-        let mut response = Problem::not_found(format!("no service serves {}", req.uri().path())).into_response();
+        let mut response = no_route(req.uri().path()).into_response();
         state.edge.finish(edge::origin(&req).as_ref(), false, &mut response);
         return FrontResponse { response, route: state.unmatched.clone() };
     };
-    let span = tracing::Span::current();
-    span.record("route", &*target.route.label);
-    span.record("upstream", target.route.pool.name.as_str());
+    record_target(target);
     let origin = edge::origin(&req);
     let (mut response, preflight) = match state.edge.preflight_answer(&req) {
         Some(answer) => (answer, true),
@@ -288,24 +258,26 @@ pub(crate) async fn verify(state: &GatewayState, token: &str) -> Result<Arc<Acce
     Ok(claims)
 }
 
-async fn forward_to(
+/// What a request must pass before it goes upstream: on a protected route
+/// a valid access token (`token`, the one it carries) of a session not
+/// revoked; then the rate limits. Returns the verdict whose `RateLimit-*`
+/// fields its answer carries.
+pub(crate) async fn admit(
     state: &AppState,
     target: Target<'_>,
-    req: hyper::Request<Incoming>,
-    ctx: FrontContext,
-) -> Result<Response, Problem> {
-    let websocket = is_websocket(&req);
+    path: &str,
+    token: Option<&str>,
+    client_ip: std::net::IpAddr,
+) -> Result<Option<Verdict>, Problem> {
     let mut user = None;
     if !target.public {
-        let token = token_of(&req, websocket)?
+        let token = token
             .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
-        let claims = verify(state, &token).await?;
+        let claims = verify(state, token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
         user = Some(claims.sub);
     }
-
-    let client_ip = kit::http::client_ip_from(req.headers(), ctx.peer.ip());
-    let verdict = state.limits.check(req.uri().path(), Some(client_ip), user).await;
+    let verdict = state.limits.check(path, Some(client_ip), user).await;
     if let Some(v) = verdict
         && !v.allowed
     {
@@ -318,12 +290,25 @@ async fn forward_to(
         }
         return Err(problem);
     }
+    Ok(verdict)
+}
+
+async fn forward_to(
+    state: &AppState,
+    target: Target<'_>,
+    req: hyper::Request<Incoming>,
+    ctx: FrontContext,
+) -> Result<Response, Problem> {
+    let websocket = is_websocket(&req);
+    let token = if target.public { None } else { token_of(&req, websocket)? };
+    let client_ip = kit::http::client_ip_from(req.headers(), ctx.peer.ip());
+    let verdict = admit(state, target, req.uri().path(), token.as_deref(), client_ip).await?;
 
     let mut response = if websocket {
         // Boxed: upgrades are rare, and their future is large.
         Box::pin(upgrade(state, target, req, &ctx)).await?
     } else {
-        send(state, target, req, &ctx).await?
+        send_request(state, target, req, &ctx).await?
     };
     if let Some(v) = verdict {
         for (name, value) in v.headers() {
@@ -336,65 +321,113 @@ async fn forward_to(
 /// What the gateway sets on a request it forwards, in place of anything the
 /// client sent under those names: `x-forwarded-for` (the client's chain,
 /// then its peer), `x-forwarded-proto`, `x-forwarded-host` (the client's
-/// `Host`), `x-request-id` and `traceparent`. (`Host` is the instance's,
-/// set when sending.)
-pub struct Forwarding {
-    fields: [(HeaderName, Option<HeaderValue>); 5],
+/// `Host`), `x-request-id` and `traceparent`; and which of the client's
+/// fields go with them. (`Host` is the instance's, set when sending.) Both
+/// ways in — hyper's header map and the byte-level front — forward by it.
+pub(crate) struct Forwarding<'a> {
+    /// The client's own `x-forwarded-for`, which its peer's address extends.
+    prior_for: Option<&'a [u8]>,
+    peer: HeaderValue,
+    proto: &'static [u8],
+    host: Option<&'a [u8]>,
+    request_id: &'a HeaderValue,
+    trace: [u8; 55],
     /// The fields the client's `Connection` names, which stay behind too.
-    named: Vec<HeaderName>,
+    named: Vec<&'a [u8]>,
 }
 
-impl Forwarding {
-    fn new(headers: &HeaderMap, ctx: &FrontContext) -> Self {
-        let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", ctx.peer.ip())).ok(),
-            None => Some(ip_header(ctx.peer.ip())),
-        };
+impl<'a> Forwarding<'a> {
+    /// `prior_for` and `host`: the client's `x-forwarded-for` and `Host`;
+    /// `named`: what its `Connection` names.
+    pub(crate) fn new(
+        prior_for: Option<&'a [u8]>,
+        host: Option<&'a [u8]>,
+        named: Vec<&'a [u8]>,
+        peer: std::net::IpAddr,
+        proto: &'static [u8],
+        request_id: &'a HeaderValue,
+        trace: &kit::trace::TraceContext,
+    ) -> Self {
+        Forwarding { prior_for, peer: ip_header(peer), proto, host, request_id, trace: trace.encode(), named }
+    }
+
+    fn of_map(headers: &'a HeaderMap, ctx: &'a FrontContext, proto: &'static [u8]) -> Self {
+        let value = |name| headers.get(name).map(HeaderValue::as_bytes);
         let named = connection_named(headers);
-        Forwarding {
-            fields: [
-                (X_FORWARDED_FOR, forwarded_for),
-                (X_FORWARDED_PROTO, Some(HeaderValue::from_static("http"))),
-                (X_FORWARDED_HOST, headers.get(header::HOST).cloned()),
-                (X_REQUEST_ID, Some(ctx.request_id.clone())),
-                (TRACEPARENT, Some(ctx.trace.header())),
-            ],
-            named,
+        Self::new(value(X_FORWARDED_FOR), value(header::HOST), named, ctx.peer.ip(), proto, &ctx.request_id, &ctx.trace)
+    }
+
+    /// Whether a client's field goes upstream: see [`Field::forwarded`];
+    /// those its `Connection` names stay behind too.
+    pub(crate) fn passes(&self, kind: Field, name: &[u8]) -> bool {
+        kind.forwarded() && !self.named.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The fields the gateway adds, each a name and its value in pieces.
+    fn added(&self, mut put: impl FnMut(&'static str, &[&[u8]])) {
+        match self.prior_for {
+            Some(prior) => put("x-forwarded-for", &[prior, b", ", self.peer.as_bytes()]),
+            None => put("x-forwarded-for", &[self.peer.as_bytes()]),
         }
+        put("x-forwarded-proto", &[self.proto]);
+        if let Some(host) = self.host {
+            put("x-forwarded-host", &[host]);
+        }
+        put("x-request-id", &[self.request_id.as_bytes()]);
+        put("traceparent", &[&self.trace]);
     }
 
-    /// Whether a client's field goes upstream. Left behind: `Host` (the
-    /// instance's is sent), `Expect` (the gateway answered it: hyper does
-    /// when the body is first read, and the upstream gets the body at
-    /// once), hop-by-hop fields and those named in `Connection`, client
-    /// identity headers, and what the gateway sets itself.
-    pub(crate) fn passes(&self, name: &HeaderName) -> bool {
-        !(name == header::HOST
-            || name == header::EXPECT
-            || is_hop_by_hop(name)
-            || IDENTITY_HEADERS.contains(name)
-            || self.fields.iter().any(|(n, _)| n == name)
-            || self.named.contains(name))
+    /// Writes the fields the gateway adds.
+    pub(crate) fn write_added(&self, out: &mut Vec<u8>) {
+        self.added(|name, pieces| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            for piece in pieces {
+                out.extend_from_slice(piece);
+            }
+            out.extend_from_slice(b"\r\n");
+        });
     }
 
-    /// The fields the gateway adds.
-    pub(crate) fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.fields.iter().filter_map(|(name, value)| Some((name, value.as_ref()?)))
+    /// Writes the client's fields in `headers` that pass, then the
+    /// gateway's. A chunked body's length is unknown: a stray length does
+    /// not travel with it.
+    fn write_map(&self, headers: &HeaderMap, chunked: bool, out: &mut Vec<u8>) {
+        for (name, value) in headers {
+            let kind = Field::of(name.as_str().as_bytes());
+            if self.passes(kind, name.as_str().as_bytes()) && !(chunked && kind == Field::ContentLength) {
+                upstream::put_field(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        self.write_added(out);
     }
 }
 
 /// The headers an upstream gets, in the map itself (for the upgrade path,
-/// which goes through hyper's client; [`send`] encodes them straight from
-/// the client's map). An upgrade keeps its `Upgrade` and `Connection`.
-fn upstream_headers(headers: &mut HeaderMap, ctx: &FrontContext, keep_upgrade: bool) {
-    let forwarding = Forwarding::new(headers, ctx);
+/// which goes through hyper's client; other requests are encoded from the
+/// client's fields). An upgrade keeps its `Upgrade` and `Connection`.
+fn upstream_headers(headers: &mut HeaderMap, ctx: &FrontContext, proto: &'static [u8], keep_upgrade: bool) {
     let upgrade = headers.get(header::UPGRADE).cloned();
-    let left_behind: Vec<HeaderName> = headers.keys().filter(|name| !forwarding.passes(name)).cloned().collect();
+    let (left_behind, mut added) = (Vec::new(), Vec::new());
+    let mut left_behind: Vec<HeaderName> = left_behind;
+    {
+        let forwarding = Forwarding::of_map(headers, ctx, proto);
+        for name in headers.keys() {
+            if !forwarding.passes(Field::of(name.as_str().as_bytes()), name.as_str().as_bytes()) {
+                left_behind.push(name.clone());
+            }
+        }
+        forwarding.added(|name, pieces| {
+            if let Ok(value) = HeaderValue::from_bytes(&pieces.concat()) {
+                added.push((HeaderName::from_static(name), value));
+            }
+        });
+    }
     for name in left_behind {
         headers.remove(name);
     }
-    for (name, value) in forwarding.added() {
-        headers.insert(name, value.clone());
+    for (name, value) in added {
+        headers.insert(name, value);
     }
     if keep_upgrade && let Some(u) = upgrade {
         headers.insert(header::UPGRADE, u);
@@ -419,10 +452,6 @@ fn ip_header(ip: std::net::IpAddr) -> HeaderValue {
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The request target as upstreams get it: origin-form (`/path?query`).
 fn origin_form(uri: &Uri) -> Uri {
@@ -446,8 +475,8 @@ fn breaker_problem(state: &AppState, pool: &Pool, open: kit::resilience::Breaker
 // Lives on the stack for one attempt; boxing the answer would cost an
 // allocation per request.
 #[allow(clippy::large_enum_variant)]
-enum Attempt {
-    Answered(hyper::Response<UpstreamBody>),
+enum Attempt<H> {
+    Answered(u16, H, UpstreamBody),
     Failed(SendError),
     TimedOut,
     BodyTooLarge,
@@ -455,10 +484,19 @@ enum Attempt {
     ClientBody(String),
 }
 
-/// Sends `req` to an instance of the target's pool, retrying (idempotent
-/// requests without a body, within the pool's retry budget) on another
-/// instance when one cannot be reached or answers 502/503/504.
-async fn send(
+/// A request to send upstream, whichever way it came in.
+pub(crate) struct Forward<'a> {
+    pub(crate) req: Outgoing<'a>,
+    pub(crate) body: Option<RequestBody<'a>>,
+    /// Idempotent and without a body: another attempt may send it again.
+    pub(crate) may_retry: bool,
+    /// The body limit, for the 413 of a body that goes over it on the way.
+    pub(crate) limit: usize,
+}
+
+/// Sends a request hyper read to the target's pool; the answer comes back
+/// as a response for hyper to send on.
+async fn send_request(
     state: &AppState,
     target: Target<'_>,
     req: hyper::Request<Incoming>,
@@ -468,16 +506,41 @@ async fn send(
     if kit::http::content_length_over(req.headers(), limit) {
         return Ok(kit::http::payload_too_large(limit));
     }
-    let pool = &target.route.pool;
     let may_retry = retriable(&req);
-    // A body-less request sends nothing, so another attempt can send it again.
     let with_body = has_body(req.headers());
+    let (parts, body) = req.into_parts();
+    let chunked = with_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let mut fields = Vec::with_capacity(1024);
+    Forwarding::of_map(&parts.headers, ctx, state.forwarded_proto).write_map(&parts.headers, chunked, &mut fields);
+    let target_bytes = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).as_bytes();
+    let forward = Forward {
+        req: Outgoing { method: &parts.method, target: target_bytes, fields: &fields, chunked },
+        body: with_body.then(|| RequestBody::Streamed(Limited::new(body, limit))),
+        may_retry,
+        limit,
+    };
+    let ((status, version, headers), body) = send(state, target, forward, &mut MapAnswer).await?;
+    // The upstream client left the hop-by-hop fields out.
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+/// Sends `forward` to an instance of the target's pool, retrying
+/// (idempotent requests without a body, within the pool's retry budget) on
+/// another instance when one cannot be reached or answers 502/503/504.
+pub(crate) async fn send<A: Answer>(
+    state: &AppState,
+    target: Target<'_>,
+    forward: Forward<'_>,
+    answer: &mut A,
+) -> Result<(A::Head, UpstreamBody), Problem> {
+    let pool = &target.route.pool;
     let permit = pool.breaker.acquire().map_err(|open| breaker_problem(state, pool, open))?;
     pool.budget.deposit();
-    let (parts, body) = req.into_parts();
-    let forwarding = Forwarding::new(&parts.headers, ctx);
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut body = with_body.then(|| Limited::new(body, limit));
+    let Forward { req, mut body, may_retry, limit } = forward;
     let mut avoid = None;
     let mut attempt = 0;
     loop {
@@ -488,22 +551,20 @@ async fn send(
         };
         let instance = &pool.instances[i];
         let flight = pool.start(i);
-        let sent =
-            state.upstreams.send(instance, &parts.method, path_and_query, &parts.headers, &forwarding, body.take());
+        let sent = state.upstreams.send(instance, &req, body.take(), answer);
         let outcome = match tokio::time::timeout(target.route.timeout, sent).await {
             Err(_) => Attempt::TimedOut,
             Ok(Err(SendError::BodyTooLarge)) => Attempt::BodyTooLarge,
             Ok(Err(SendError::ClientBody(e))) => Attempt::ClientBody(e),
             Ok(Err(e)) => Attempt::Failed(e),
-            Ok(Ok(r)) => Attempt::Answered(r),
+            Ok(Ok((head, body))) => Attempt::Answered(A::status(&head), head, body),
         };
         drop(flight);
         let (failed, outcome_label, retry_worthy) = match &outcome {
-            Attempt::Answered(r) => {
-                let s = r.status().as_u16();
+            Attempt::Answered(s, _, _) => {
                 let class =
                     ["1xx", "2xx", "3xx", "4xx", "5xx"].get(usize::from(s / 100).saturating_sub(1)).unwrap_or(&"5xx");
-                (s >= 500, *class, matches!(s, 502..=504))
+                (*s >= 500, *class, matches!(s, 502..=504))
             }
             Attempt::Failed(SendError::Connect(_)) => (true, "connect_error", true),
             Attempt::Failed(_) => (true, "failed", true),
@@ -525,8 +586,7 @@ async fn send(
             pool.breaker.success(permit);
         }
         return match outcome {
-            // The upstream client left the hop-by-hop fields out.
-            Attempt::Answered(r) => Ok(r.map(Body::new)),
+            Attempt::Answered(_, head, body) => Ok((head, body)),
             Attempt::BodyTooLarge => Err(Problem::payload_too_large(limit)),
             Attempt::ClientBody(e) => Err(Problem::bad_request(format!("the request body could not be read: {e}"))),
             Attempt::TimedOut => {
@@ -576,7 +636,7 @@ async fn upgrade(
     let permit = pool.breaker.acquire().map_err(|open| breaker_problem(state, pool, open))?;
     let client_side = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
-    upstream_headers(&mut parts.headers, ctx, true);
+    upstream_headers(&mut parts.headers, ctx, state.forwarded_proto, true);
     let Some(i) = pool.pick(None) else {
         pool.breaker.failure(permit);
         return Err(unavailable(pool));
@@ -698,19 +758,4 @@ pub(crate) async fn upstream_readiness(state: &AppState) -> Readiness {
     });
     let results: BTreeMap<String, CheckResult> = futures_util::future::join_all(checks).await.into_iter().collect();
     Readiness::from_checks(results)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_hop_by_hop_name_passes_the_length_filter() {
-        for name in &HOP_BY_HOP {
-            assert!(is_hop_by_hop(name), "{name}");
-        }
-        for kept in [header::CONTENT_LENGTH, header::CONTENT_TYPE, header::DATE, header::HOST, header::AUTHORIZATION] {
-            assert!(!is_hop_by_hop(&kept), "{kept}");
-        }
-    }
 }

@@ -48,10 +48,171 @@ use tokio::net::TcpStream;
 use kit::hash::FxBuildHasher;
 
 use crate::balance::Instance;
-use crate::proxy::Forwarding;
+use crate::fields::{Field, named_in_connection, says_close};
 
-/// A client's request body, as it goes upstream.
-pub type RequestBody = Limited<Incoming>;
+/// A client's request body, as it goes upstream: streamed as hyper reads
+/// it, or read whole already (the byte-level front's).
+pub enum RequestBody<'a> {
+    Streamed(Limited<Incoming>),
+    Buffered(&'a [u8]),
+}
+
+/// A request as it goes upstream, but for the `Host` line (the instance's).
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub method: &'a Method,
+    /// In origin form, as the client sent it.
+    pub target: &'a [u8],
+    /// The header fields, each `name: value\r\n`, the gateway's own included.
+    pub fields: &'a [u8],
+    /// The body goes chunked (it came so): no length was forwarded.
+    pub chunked: bool,
+}
+
+/// What becomes of an upstream's answer head: a header map for hyper, or
+/// the client's answer head written at once, for the byte-level front.
+pub trait Answer {
+    type Head;
+    fn head(&mut self, head: &UpstreamHead<'_>) -> Result<Self::Head, String>;
+    /// The status of a head built, for the retry and breaker decisions.
+    fn status(head: &Self::Head) -> u16;
+}
+
+/// An upstream's answer head as parsed, its framing decided.
+pub struct UpstreamHead<'a> {
+    pub code: u16,
+    pub http11: bool,
+    /// The head's bytes; the fields' names and values are slices of it.
+    pub raw: &'a [u8],
+    fields: &'a [httparse::Header<'a>],
+    kinds: [Field; MAX_HEADERS],
+    /// The fields its `Connection` names (usually none).
+    named: Vec<&'a [u8]>,
+    /// Its `Content-Length` does not describe the body the client gets.
+    drop_length: bool,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+impl<'a> UpstreamHead<'a> {
+    /// The head of `parsed` (`raw`, complete), or why it cannot be passed on.
+    fn of(parsed: &'a httparse::Response<'_, 'a>, raw: &'a [u8], head_request: bool) -> Result<Self, String> {
+        let code = parsed.code.unwrap_or(0);
+        if !(100..=999).contains(&code) {
+            return Err(format!("status {code}"));
+        }
+        let http11 = parsed.version == Some(1);
+        let fields: &'a [httparse::Header<'a>] = parsed.headers;
+        let mut kinds = [Field::Other; MAX_HEADERS];
+        let mut named = Vec::new();
+        let mut length: Option<u64> = None;
+        let mut transfer_coding_chunked: Option<bool> = None;
+        let mut close = !http11;
+        for (h, kind) in fields.iter().zip(kinds.iter_mut()) {
+            *kind = Field::of(h.name.as_bytes());
+            match *kind {
+                Field::ContentLength => {
+                    for part in h.value.split(|b| *b == b',') {
+                        let n = std::str::from_utf8(part.trim_ascii())
+                            .ok()
+                            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                            .and_then(|d| d.parse::<u64>().ok())
+                            .ok_or_else(|| format!("content-length {:?}", String::from_utf8_lossy(h.value)))?;
+                        if length.is_some_and(|l| l != n) {
+                            return Err("conflicting content-length".into());
+                        }
+                        length = Some(n);
+                    }
+                }
+                Field::TransferEncoding => {
+                    let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"").trim_ascii();
+                    transfer_coding_chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+                }
+                Field::Connection => {
+                    close |= says_close(h.value);
+                    named.extend(named_in_connection(h.value));
+                }
+                _ => {}
+            }
+        }
+        let no_body = head_request || matches!(code, 204 | 304) || (100..200).contains(&code);
+        let mut drop_length = false;
+        let framing = match (no_body, transfer_coding_chunked, length) {
+            (true, _, _) | (false, None, Some(0)) => Framing::Done,
+            (false, Some(true), _) => {
+                // Chunked wins over a length (RFC 9112 §6.3); the length goes,
+                // and so does the connection afterwards if it came with one.
+                if length.is_some() {
+                    drop_length = true;
+                    close = true;
+                }
+                Framing::Chunked(Chunk::Size)
+            }
+            (false, Some(false), _) => {
+                drop_length = true;
+                close = true;
+                Framing::UntilClose
+            }
+            (false, None, Some(n)) => Framing::Length(n),
+            (false, None, None) => {
+                close = true;
+                Framing::UntilClose
+            }
+        };
+        Ok(Self { code, http11, raw, fields, kinds, named, drop_length, framing, keep_alive: !close })
+    }
+
+    /// The fields that describe the message, with their kind: not those
+    /// that describe this connection (RFC 9110 §7.6.1) — hop-by-hop fields
+    /// and those its `Connection` names —, nor a length the body does not have.
+    pub fn message_fields(&self) -> impl Iterator<Item = (Field, &'a httparse::Header<'a>)> + '_ {
+        self.fields.iter().zip(self.kinds).map(|(h, kind)| (kind, h)).filter(|(kind, h)| {
+            !(kind.is_hop_by_hop()
+                || (self.drop_length && *kind == Field::ContentLength)
+                || self.named.iter().any(|n| n.eq_ignore_ascii_case(h.name.as_bytes())))
+        })
+    }
+
+    /// Whether a body follows whose length is not known ahead: it reaches
+    /// an HTTP/1.1 client chunked.
+    pub fn length_unknown(&self) -> bool {
+        matches!(self.framing, Framing::Chunked(_) | Framing::UntilClose)
+    }
+}
+
+/// The answer as a header map, for hyper to send on.
+pub struct MapAnswer;
+
+impl Answer for MapAnswer {
+    type Head = (StatusCode, Version, HeaderMap);
+
+    fn head(&mut self, up: &UpstreamHead<'_>) -> Result<Self::Head, String> {
+        let status = StatusCode::from_u16(up.code).map_err(|e| e.to_string())?;
+        // Values are shared slices of one copy of the head.
+        let head = Bytes::copy_from_slice(up.raw);
+        let base = up.raw.as_ptr() as usize;
+        // Room for what the gateway adds (request id, security, rate limits, CORS).
+        let mut headers = HeaderMap::with_capacity(up.fields.len() + 12);
+        for (_, h) in up.message_fields() {
+            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| e.to_string())?;
+            let start = (h.value.as_ptr() as usize).wrapping_sub(base);
+            let range = start..start.saturating_add(h.value.len());
+            let value = if h.value.is_empty() {
+                HeaderValue::from_static("")
+            } else if range.end <= head.len() {
+                HeaderValue::from_maybe_shared(head.slice(range)).map_err(|e| format!("{name}: {e}"))?
+            } else {
+                HeaderValue::from_bytes(h.value).map_err(|e| format!("{name}: {e}"))?
+            };
+            headers.append(name, value);
+        }
+        Ok((status, if up.http11 { Version::HTTP_11 } else { Version::HTTP_10 }, headers))
+    }
+
+    fn status(head: &Self::Head) -> u16 {
+        head.0.as_u16()
+    }
+}
 
 /// The longest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -132,19 +293,15 @@ fn failed(error: SendError, unanswered: bool) -> Failure {
 }
 
 impl Upstreams {
-    /// Sends a request to `instance`: `target` in origin form, the client's
-    /// `headers` that `forwarding` lets pass and the fields it adds; `body`
-    /// when the request has one. Returns once the answer's head has arrived.
-    pub async fn send(
+    /// Sends `req` to `instance`, with `body` when it has one. Returns once
+    /// the answer's head has arrived, as `answer` makes it, and its body.
+    pub async fn send<A: Answer>(
         &self,
         instance: &Instance,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
-        forwarding: &Forwarding,
-        body: Option<RequestBody>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
-        let chunked = body.is_some() && !headers.contains_key(header::CONTENT_LENGTH);
+        req: &Outgoing<'_>,
+        body: Option<RequestBody<'_>>,
+        answer: &mut A,
+    ) -> Result<(A::Head, UpstreamBody), SendError> {
         let mut body = body;
         loop {
             let (mut conn, reused) = match self.checkout(instance.id) {
@@ -152,10 +309,10 @@ impl Upstreams {
                 // Boxed: a new connection is the rare path, and its future is large.
                 None => (Box::pin(self.connect(instance)).await?, false),
             };
-            encode_head(&mut conn.out, method, target, headers, forwarding, &instance.host, chunked);
-            let resendable = body.is_none() && is_idempotent(method);
-            match conn.exchange(body.take(), chunked, method == Method::HEAD).await {
-                Ok(response) => return Ok(response),
+            encode_head(&mut conn.out, req, &instance.host);
+            let resendable = body.is_none() && is_idempotent(req.method);
+            match conn.exchange(body.take(), req.chunked, *req.method == Method::HEAD, answer).await {
+                Ok(answered) => return Ok(answered),
                 // A pooled connection the upstream had closed: nothing came
                 // back, and the request can be sent again as it was.
                 Err(f) if reused && f.unanswered && resendable => continue,
@@ -211,53 +368,34 @@ fn checkin(conn: Conn) {
     });
 }
 
-/// The request line and header fields. Method, target and fields come from
-/// hyper's parse of the client's request (no CR or LF can be in them).
-fn encode_head(
-    out: &mut Vec<u8>,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    forwarding: &Forwarding,
-    host: &HeaderValue,
-    chunked: bool,
-) {
+/// The request line, the instance's `Host` and the request's fields. Method,
+/// target and fields come from a parse of the client's request (hyper's or
+/// the byte-level front's): no CR or LF can be in them.
+fn encode_head(out: &mut Vec<u8>, req: &Outgoing<'_>, host: &HeaderValue) {
     out.clear();
-    out.extend_from_slice(method.as_str().as_bytes());
+    out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(req.target);
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    // A chunked body's length is unknown; a stray length must not travel with it.
-    let client =
-        headers.iter().filter(|(name, _)| forwarding.passes(name) && !(chunked && *name == header::CONTENT_LENGTH));
-    for (name, value) in client.chain(forwarding.added()) {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if chunked {
+    out.extend_from_slice(req.fields);
+    if req.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes all of `data` (the head of a request without a body).
-async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        io.writable().await?;
-        match io.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// Writes `name: value` and the line's end.
+pub(crate) fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
-fn chunk_header(out: &mut Vec<u8>, len: usize) {
+/// A chunk's size line (RFC 9112 §7.1).
+pub(crate) fn chunk_header(out: &mut Vec<u8>, len: usize) {
     use std::io::Write;
     let _ = write!(out, "{len:x}\r\n");
 }
@@ -300,32 +438,35 @@ impl Conn {
 
     /// Writes the request (head in `out`, then the body) and reads the
     /// answer's head.
-    async fn exchange(
+    async fn exchange<A: Answer>(
         mut self,
-        body: Option<RequestBody>,
+        body: Option<RequestBody<'_>>,
         chunked: bool,
         head_request: bool,
-    ) -> Result<Response<UpstreamBody>, Failure> {
+        answer: &mut A,
+    ) -> Result<(A::Head, UpstreamBody), Failure> {
         self.buf.clear();
-        let mut reusable = true;
-        match body {
-            None => {
-                write_all(&self.io, &self.out).await.map_err(|e| failed(SendError::Request(e.to_string()), true))?
+        // An answer that came before the request was all written leaves
+        // the connection in no state to carry another.
+        let reusable = match body {
+            None => !self.write_out().await?,
+            Some(RequestBody::Buffered(data)) => {
+                self.out.extend_from_slice(data);
+                !self.write_out().await?
             }
-            Some(body) => reusable = self.send_body(body, chunked).await?,
-        }
-        let (mut response, framing, keep_alive) = self.read_head(head_request).await?;
+            Some(RequestBody::Streamed(body)) => self.send_body(body, chunked).await?,
+        };
+        let (head, framing, keep_alive) = self.read_head(head_request, answer).await?;
         let mut body = UpstreamBody { conn: Some(self), framing, reusable: reusable && keep_alive };
         if body.framing == Framing::Done {
             body.finish();
         }
-        *response.body_mut() = body;
-        Ok(response)
+        Ok((head, body))
     }
 
     /// Sends the head and the body. An answer arriving meanwhile ends the
     /// sending; returns whether the connection can still be reused.
-    async fn send_body(&mut self, mut body: RequestBody, chunked: bool) -> Result<bool, Failure> {
+    async fn send_body(&mut self, mut body: Limited<Incoming>, chunked: bool) -> Result<bool, Failure> {
         // A small body has usually arrived with the head: one write for both.
         let mut pending = body.frame().now_or_never();
         let mut finished = false;
@@ -388,7 +529,12 @@ impl Conn {
     /// is all written (an upstream refusing a body may stop reading it).
     /// Returns whether one came.
     async fn write_out(&mut self) -> Result<bool, Failure> {
-        let mut at = 0;
+        // Usually the socket takes it all at once, with no wait.
+        let mut at = match self.io.try_write(&self.out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(failed(SendError::Request(e.to_string()), true)),
+        };
         while at < self.out.len() {
             tokio::select! {
                 biased;
@@ -412,9 +558,13 @@ impl Conn {
     }
 
     /// Reads until an answer's head (interim answers skipped) is complete.
-    /// Returns the response (body still to be set), its framing, and
-    /// whether the upstream keeps the connection open after it.
-    async fn read_head(&mut self, head_request: bool) -> Result<(Response<UpstreamBody>, Framing, bool), Failure> {
+    /// Returns the head as `answer` made it, its framing, and whether the
+    /// upstream keeps the connection open after it.
+    async fn read_head<A: Answer>(
+        &mut self,
+        head_request: bool,
+        answer: &mut A,
+    ) -> Result<(A::Head, Framing, bool), Failure> {
         loop {
             if !self.buf.is_empty() {
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -430,12 +580,11 @@ impl Conn {
                             self.buf.advance(len);
                             continue;
                         }
-                        let head = Bytes::copy_from_slice(&self.buf[..len]);
-                        let base = self.buf.as_ptr() as usize;
-                        let answer = build_head(&parsed, &head, base, head_request)
+                        let built = UpstreamHead::of(&parsed, &self.buf[..len], head_request)
+                            .and_then(|head| Ok((answer.head(&head)?, head.framing, head.keep_alive)))
                             .map_err(|e| failed(SendError::Request(format!("invalid answer: {e}")), false))?;
                         self.buf.advance(len);
-                        return Ok(answer);
+                        return Ok(built);
                     }
                     Ok(httparse::Status::Partial) if self.buf.len() < MAX_HEAD => {}
                     Ok(httparse::Status::Partial) => {
@@ -470,96 +619,6 @@ async fn answered_early(io: &TcpStream, buf: &mut BytesMut) -> Result<bool, Fail
     Ok(!matches!(io.try_read_buf(buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock))
 }
 
-/// The response head from httparse's parse of `head` (copied out of the
-/// buffer at `base`), its body's framing, and whether the connection stays
-/// open after it.
-fn build_head(
-    parsed: &httparse::Response<'_, '_>,
-    head: &Bytes,
-    base: usize,
-    head_request: bool,
-) -> Result<(Response<UpstreamBody>, Framing, bool), String> {
-    let code = parsed.code.unwrap_or(0);
-    let status = StatusCode::from_u16(code).map_err(|e| e.to_string())?;
-    let http11 = parsed.version == Some(1);
-    // Room for what the gateway adds (request id, security, rate limits, CORS).
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 12);
-    // Usually empty, which costs no allocation.
-    let listed: Vec<&[u8]> = parsed
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| crate::proxy::named_in_connection(h.value))
-        .collect();
-    let mut length: Option<u64> = None;
-    let mut transfer_coding_chunked: Option<bool> = None;
-    let mut close = !http11;
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| e.to_string())?;
-        // The value as a slice of the copied head, found by its offset in the buffer.
-        let start = (h.value.as_ptr() as usize).wrapping_sub(base);
-        let range = start..start.saturating_add(h.value.len());
-        let value = if h.value.is_empty() {
-            HeaderValue::from_static("")
-        } else if range.end <= head.len() {
-            HeaderValue::from_maybe_shared(head.slice(range)).map_err(|e| format!("{name}: {e}"))?
-        } else {
-            HeaderValue::from_bytes(h.value).map_err(|e| format!("{name}: {e}"))?
-        };
-        if name == header::CONTENT_LENGTH {
-            for part in value.to_str().map_err(|e| e.to_string())?.split(',') {
-                let n: u64 = part.trim().parse().map_err(|_| format!("content-length {value:?}"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err("conflicting content-length".into());
-                }
-                length = Some(n);
-            }
-        } else if name == header::TRANSFER_ENCODING {
-            let last = value.to_str().map_err(|e| e.to_string())?.rsplit(',').next().unwrap_or("").trim();
-            transfer_coding_chunked = Some(last.eq_ignore_ascii_case("chunked"));
-        } else if name == header::CONNECTION {
-            let tokens = value.to_str().unwrap_or("");
-            if tokens.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")) {
-                close = true;
-            }
-        }
-        // What describes this connection stays here (RFC 9110 §7.6.1).
-        if crate::proxy::is_hop_by_hop(&name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name.as_str().as_bytes()))
-        {
-            continue;
-        }
-        headers.append(name, value);
-    }
-    let no_body = head_request || matches!(code, 204 | 304) || (100..200).contains(&code);
-    let framing = match (no_body, transfer_coding_chunked, length) {
-        (true, _, _) | (false, None, Some(0)) => Framing::Done,
-        (false, Some(true), _) => {
-            // Chunked wins over a length (RFC 9112 §6.3); the length goes,
-            // and so does the connection afterwards if it came with one.
-            if length.is_some() {
-                headers.remove(header::CONTENT_LENGTH);
-                close = true;
-            }
-            Framing::Chunked(Chunk::Size)
-        }
-        (false, Some(false), _) => {
-            headers.remove(header::CONTENT_LENGTH);
-            close = true;
-            Framing::UntilClose
-        }
-        (false, None, Some(n)) => Framing::Length(n),
-        (false, None, None) => {
-            close = true;
-            Framing::UntilClose
-        }
-    };
-    let mut response = Response::new(UpstreamBody { conn: None, framing: Framing::Done, reusable: false });
-    *response.status_mut() = status;
-    *response.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
-    *response.headers_mut() = headers;
-    Ok((response, framing, !close))
-}
-
 fn is_body_limit(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
@@ -584,8 +643,9 @@ fn broken(what: &str) -> io::Error {
 }
 
 impl UpstreamBody {
-    /// The next piece of body data in the buffer, if any is there yet.
-    fn decode(&mut self) -> Result<Option<Bytes>, io::Error> {
+    /// How much body data is at the front of the connection's buffer, if
+    /// any is there yet; the caller takes exactly that much out of it.
+    fn decode(&mut self) -> Result<Option<usize>, io::Error> {
         let Some(conn) = self.conn.as_mut() else { return Ok(None) };
         let buf = &mut conn.buf;
         loop {
@@ -598,10 +658,10 @@ impl UpstreamBody {
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
                     let left = left - n as u64;
                     self.framing = if left == 0 { Framing::Done } else { Framing::Length(left) };
-                    return Ok(Some(take(buf, n)));
+                    return Ok(Some(n));
                 }
                 Framing::UntilClose => {
-                    return Ok((!buf.is_empty()).then(|| take(buf, buf.len())));
+                    return Ok((!buf.is_empty()).then_some(buf.len()));
                 }
                 Framing::Chunked(Chunk::Size) => {
                     let Some(end) = find_crlf(buf) else {
@@ -633,7 +693,7 @@ impl UpstreamBody {
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
                     let left = left - n as u64;
                     self.framing = Framing::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
-                    return Ok(Some(take(buf, n)));
+                    return Ok(Some(n));
                 }
                 Framing::Chunked(Chunk::DataEnd) => {
                     if buf.len() < 2 {
@@ -659,6 +719,67 @@ impl UpstreamBody {
                 }
             }
         }
+    }
+
+    /// Reads more of the body from the upstream. The end of the connection
+    /// ends a body framed by it; any other body it breaks.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(conn) = self.conn.as_mut() else { return Poll::Ready(Ok(())) };
+        conn.buf.reserve(READ_SIZE);
+        match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)) {
+            Ok(0) if self.framing == Framing::UntilClose => {
+                self.framing = Framing::Done;
+                self.conn = None;
+                Poll::Ready(Ok(()))
+            }
+            Ok(0) => Poll::Ready(Err(broken("the connection closed before its end"))),
+            Ok(_) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Moves the body data already read into `out` — in chunks when
+    /// `chunked` (the terminating one too) — and says whether the body has
+    /// ended. A body that breaks is an error, and its connection closed.
+    pub fn drain_into(&mut self, out: &mut Vec<u8>, chunked: bool) -> io::Result<bool> {
+        loop {
+            match self.decode() {
+                Err(e) => {
+                    self.conn = None;
+                    self.framing = Framing::Done;
+                    return Err(e);
+                }
+                Ok(Some(n)) => {
+                    let Some(conn) = self.conn.as_mut() else { continue };
+                    if chunked {
+                        chunk_header(out, n);
+                    }
+                    out.extend_from_slice(&conn.buf[..n]);
+                    conn.buf.advance(n);
+                    if chunked {
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+                Ok(None) if self.framing == Framing::Done => {
+                    self.finish();
+                    if chunked {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    return Ok(true);
+                }
+                Ok(None) => return Ok(false),
+            }
+        }
+    }
+
+    /// Waits for more of the body (see [`UpstreamBody::drain_into`]).
+    pub async fn fill(&mut self) -> io::Result<()> {
+        let read = std::future::poll_fn(|cx| self.poll_fill(cx)).await;
+        if read.is_err() {
+            self.conn = None;
+            self.framing = Framing::Done;
+        }
+        read
     }
 
     /// The body ends in `error`; the connection, mid-message, is closed.
@@ -705,7 +826,8 @@ impl Body for UpstreamBody {
         loop {
             match this.decode() {
                 Err(e) => return this.broke(e),
-                Ok(Some(data)) => {
+                Ok(Some(n)) => {
+                    let data = this.conn.as_mut().map_or_else(Bytes::new, |conn| take(&mut conn.buf, n));
                     if this.framing == Framing::Done {
                         this.finish();
                     }
@@ -717,18 +839,8 @@ impl Body for UpstreamBody {
                 }
                 Ok(None) => {}
             }
-            let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
-            conn.buf.reserve(READ_SIZE);
-            let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf));
-            match read {
-                Ok(0) if this.framing == Framing::UntilClose => {
-                    this.framing = Framing::Done;
-                    this.conn = None;
-                    return Poll::Ready(None);
-                }
-                Ok(0) => return this.broke(broken("the connection closed before its end")),
-                Ok(_) => {}
-                Err(e) => return this.broke(e),
+            if let Err(e) = ready!(this.poll_fill(cx)) {
+                return this.broke(e);
             }
         }
     }

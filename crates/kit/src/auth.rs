@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::extract::FromRequestParts;
 use futures_util::future::BoxFuture;
 use http::request::Parts;
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -357,14 +357,19 @@ impl TokenVerifier {
 
 /// The bearer token of a request, if it has one.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    bearer_token_in(headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
+}
+
+/// [`bearer_token`] from the `Authorization` value itself.
+pub fn bearer_token_in(value: Option<&[u8]>) -> Result<Option<&str>, Problem> {
+    let Some(value) = value else {
         return Ok(None);
     };
     // UTF-8 is checked in bulk, faster than `to_str`'s byte-by-byte check
     // on a 400-byte token (every request through the gateway has one);
     // anything but ASCII then fails verification as malformed.
-    let value = std::str::from_utf8(value.as_bytes())
-        .map_err(|_| Problem::invalid_token("the Authorization header is not valid text"))?;
+    let value =
+        std::str::from_utf8(value).map_err(|_| Problem::invalid_token("the Authorization header is not valid text"))?;
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
             Ok(Some(token.trim()))

@@ -28,7 +28,7 @@ use axum::routing::get;
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -81,6 +81,128 @@ pub struct FrontContext {
 pub struct FrontResponse {
     pub response: Response,
     pub route: Arc<str>,
+}
+
+/// A service's own serving of whole plaintext connections, ahead of hyper.
+///
+/// The gateway reads request heads in place and forwards them without
+/// building header maps (docs/gateway.md); a connection it cannot or will
+/// not serve that way — a request of a kind it leaves to hyper, anything
+/// malformed or oversized — it gives back, with what it has read, and hyper
+/// serves the rest of that connection's life through the service's
+/// [`Front`] and router as usual. TLS connections always go to hyper.
+pub trait ConnectionFront: Send + Sync + 'static {
+    /// Serves `conn` until it closes (`None`) or is handed back.
+    fn serve(&self, conn: FrontConnection) -> BoxFuture<'static, Option<Handoff>>;
+}
+
+/// A plaintext connection given to a [`ConnectionFront`].
+pub struct FrontConnection {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Says when the service shuts down: the request in flight is
+    /// finished, then the connection closed.
+    pub closing: Closing,
+    pub observer: Observer,
+}
+
+/// The shutdown signal of one serving loop's connections. Cheaper to watch
+/// than a [`CancellationToken`] (whose every poll takes a lock shared by
+/// all threads): a flag, and a wake-up per serving thread.
+#[derive(Clone, Default)]
+pub struct Closing(Arc<ClosingState>);
+
+#[derive(Default)]
+struct ClosingState {
+    closed: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Closing {
+    pub fn is_closing(&self) -> bool {
+        self.0.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Returns once shutdown has begun.
+    pub async fn wait(&self) {
+        let notified = self.0.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so no wake-up is lost.
+        notified.as_mut().enable();
+        if !self.is_closing() {
+            notified.await;
+        }
+    }
+
+    fn close(&self) {
+        self.0.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+}
+
+/// A connection a [`ConnectionFront`] gives back: hyper serves it from here,
+/// reading `read` (the bytes the front had read and not used) first.
+pub struct Handoff {
+    pub stream: TcpStream,
+    pub read: bytes::Bytes,
+}
+
+/// What kit does around a request, for a [`ConnectionFront`] that parses
+/// requests itself: ids, trace context, span, metrics and access log.
+#[derive(Clone)]
+pub struct Observer(Arc<Shared>);
+
+impl Observer {
+    pub fn settings(&self) -> &HttpSettings {
+        &self.0.settings
+    }
+
+    /// The largest body a request to `path` may carry.
+    pub fn body_limit(&self, path: &str) -> usize {
+        self.0.body_limit(None, path)
+    }
+
+    /// Begins observing a request: the client's `x-request-id` and
+    /// `traceparent` values, when it sent them, are kept if sane.
+    pub fn begin(
+        &self,
+        method: &Method,
+        path: &str,
+        request_id: Option<&[u8]>,
+        traceparent: Option<&[u8]>,
+    ) -> Exchange {
+        Exchange(Observation::begin(self.0.clone(), method, path, request_id, traceparent, None))
+    }
+}
+
+/// One request observed by kit on behalf of a [`ConnectionFront`].
+pub struct Exchange(Observation);
+
+impl Exchange {
+    /// The request id, as the `x-request-id` value to send on.
+    pub fn request_id(&self) -> &HeaderValue {
+        &self.0.id_header
+    }
+
+    pub fn trace(&self) -> &TraceContext {
+        &self.0.trace
+    }
+
+    /// Runs `handler` in the request's span, with its id for problem documents.
+    pub async fn scope<T, F: Future<Output = T>>(&self, handler: F) -> T {
+        self.0.scope(handler).await
+    }
+
+    /// Finishes an answer built as a response: kit's fields (`x-request-id`,
+    /// [`SECURITY_HEADERS`]) are added, and it is counted and logged.
+    pub fn finish(self, route: &str, response: Response) -> Response {
+        self.0.finish(route, response)
+    }
+
+    /// Counts and logs an answer the front wrote itself, with kit's fields.
+    pub fn finished(self, route: &str, status: u16, bytes: Option<u64>) {
+        self.0.record(route, StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), bytes);
+    }
 }
 
 /// Whether `headers` announce a body longer than `limit`.
@@ -157,6 +279,7 @@ pub struct Service {
     own_fallback: bool,
     body_limits: std::collections::HashMap<String, usize>,
     front: Option<Arc<dyn Front>>,
+    connection_front: Option<Arc<dyn ConnectionFront>>,
 }
 
 impl Service {
@@ -176,12 +299,19 @@ impl Service {
             own_fallback: false,
             body_limits: std::collections::HashMap::new(),
             front: None,
+            connection_front: None,
         }
     }
 
     /// Requests `front` claims skip the router (see [`Front`]).
     pub fn with_front(mut self, front: Arc<dyn Front>) -> Self {
         self.front = Some(front);
+        self
+    }
+
+    /// Plaintext connections go to `front` first (see [`ConnectionFront`]).
+    pub fn with_connection_front(mut self, front: Arc<dyn ConnectionFront>) -> Self {
+        self.connection_front = Some(front);
         self
     }
 
@@ -284,6 +414,7 @@ impl Service {
             ops = ops.route("/openapi.json", get(openapi));
         }
         let front = self.front.map(|front| (front, state.clone()));
+        let connection_front = self.connection_front.map(|front| (front, Observer(state.clone())));
         let ops = ops.with_state(state.clone());
         let mut router = self.router.merge(ops);
         if !self.own_fallback {
@@ -297,7 +428,7 @@ impl Service {
             // The limit is applied by `observe` (per route), on the body itself.
             .layer(DefaultBodyLimit::disable())
             .layer(middleware::from_fn_with_state(state, observe));
-        (App { router, front }, self.workers, self.db)
+        (App { router, front, connection_front }, self.workers, self.db)
     }
 }
 
@@ -307,6 +438,7 @@ impl Service {
 struct App {
     router: Router,
     front: Option<(Arc<dyn Front>, Arc<Shared>)>,
+    connection_front: Option<(Arc<dyn ConnectionFront>, Observer)>,
 }
 
 impl App {
@@ -482,7 +614,7 @@ async fn accept_loop(
         .keep_alive(true);
     // Each connection watches `closing`: at shutdown it finishes the request
     // in flight and closes; `connections` waits for them, up to the grace.
-    let closing = CancellationToken::new();
+    let closing = Closing::default();
     let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -497,6 +629,7 @@ async fn accept_loop(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        let connection_front = app.connection_front.clone();
         let app = app.clone();
         let svc = hyper::service::service_fn(move |req| app.call(req, peer));
         let http1 = http1.clone();
@@ -507,7 +640,7 @@ async fn accept_loop(
                 tokio::pin!(conn);
                 let result = tokio::select! {
                     r = conn.as_mut() => r,
-                    () = closing.cancelled() => {
+                    () = closing.wait() => {
                         conn.as_mut().graceful_shutdown();
                         conn.await
                     }
@@ -517,11 +650,19 @@ async fn accept_loop(
                 }
             }};
         }
-        match &tls {
-            None => {
+        match (&tls, connection_front) {
+            (None, Some((front, observer))) => {
+                let conn = FrontConnection { stream, peer, closing: closing.clone(), observer };
+                connections.spawn(async move {
+                    if let Some(Handoff { stream, read }) = front.serve(conn).await {
+                        drive!(Rewind { read, stream })
+                    }
+                });
+            }
+            (None, None) => {
                 connections.spawn(async move { drive!(stream) });
             }
-            Some(acceptor) => {
+            (Some(acceptor), _) => {
                 let acceptor = acceptor.clone();
                 let handshake_timeout = settings.header_read_timeout();
                 connections.spawn(async move {
@@ -536,7 +677,7 @@ async fn accept_loop(
         }
     }
     drop(incoming);
-    closing.cancel();
+    closing.close();
     connections.close();
     if tokio::time::timeout(grace, connections.wait()).await.is_err() {
         tracing::warn!(
@@ -544,6 +685,64 @@ async fn accept_loop(
             grace_ms = grace.as_millis() as u64,
             "in-flight requests did not finish within the shutdown grace period; closing them"
         );
+    }
+}
+
+/// A connection handed back by a [`ConnectionFront`]: what it had read comes
+/// first, then the socket.
+struct Rewind {
+    read: bytes::Bytes,
+    stream: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Rewind {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.read.is_empty() {
+            return std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        }
+        let n = self.read.len().min(buf.remaining());
+        buf.put_slice(&self.read.split_to(n));
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -585,11 +784,12 @@ fn new_request_id() -> String {
 /// Longest request id accepted from a client; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-fn request_id_from(headers: &http::HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
+/// The client's `x-request-id` value when it is sane (printable ASCII, at
+/// most [`MAX_REQUEST_ID_LEN`] bytes), else a new id.
+fn request_id_in(value: Option<&[u8]>) -> String {
+    value
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.iter().all(u8::is_ascii_graphic))
+        .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_owned)
         .unwrap_or_else(new_request_id)
 }
@@ -610,15 +810,31 @@ struct Observation {
 }
 
 impl Observation {
+    /// Begins observing `req`.
+    fn of<B>(shared: Arc<Shared>, req: &http::Request<B>, route: Option<&str>) -> Self {
+        let h = req.headers();
+        let value = |name: &str| h.get(name).map(HeaderValue::as_bytes);
+        let (id, parent) = (value("x-request-id"), value("traceparent"));
+        Self::begin(shared, req.method(), req.uri().path(), id, parent, route)
+    }
+
     /// `route` is the matched route, when known before the handler runs (a
-    /// front records it in the span itself).
-    fn begin<B>(shared: Arc<Shared>, req: &http::Request<B>, route: Option<&str>) -> Self {
-        let request_id = request_id_from(req.headers());
-        let trace = TraceContext::from_headers(req.headers());
+    /// front records it in the span itself); `request_id` and `traceparent`
+    /// are the client's values, if any.
+    fn begin(
+        shared: Arc<Shared>,
+        method: &Method,
+        path: &str,
+        request_id: Option<&[u8]>,
+        traceparent: Option<&[u8]>,
+        route: Option<&str>,
+    ) -> Self {
+        let request_id = request_id_in(request_id);
+        let trace = TraceContext::from_value(traceparent);
         let span = tracing::info_span!(
             "request",
             service = shared.name,
-            method = %req.method(),
+            method = %method,
             route = route,
             request_id = %request_id,
             trace_id = %trace.trace_id_hex(),
@@ -633,8 +849,8 @@ impl Observation {
             id_header: HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("-")),
             request_id,
             trace,
-            method: req.method().clone(),
-            path: shared.settings.access_log.then(|| req.uri().path().to_owned()),
+            method: method.clone(),
+            path: shared.settings.access_log.then(|| path.to_owned()),
             span,
             shared,
         }
@@ -646,20 +862,24 @@ impl Observation {
     }
 
     /// Headers, metrics and the access log of the answer.
-    fn finish(mut self, route: &str, mut response: Response) -> Response {
-        let shared = &self.shared;
+    fn finish(self, route: &str, mut response: Response) -> Response {
         const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
         response.headers_mut().insert(X_REQUEST_ID, self.id_header.clone());
         security_headers(response.headers_mut());
-        let status = response.status();
+        let bytes = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        self.record(route, response.status(), bytes);
+        response
+    }
+
+    /// Metrics and the access log of an answer of `bytes` (when known).
+    fn record(mut self, route: &str, status: StatusCode, bytes: Option<u64>) {
         let elapsed = self.start.elapsed();
-        shared.metrics.http.record(&self.method, route, status.as_u16(), elapsed);
+        self.shared.metrics.http.record(&self.method, route, status.as_u16(), elapsed);
         if let Some(path) = self.path.take() {
-            let bytes = response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
             let _enter = self.span.enter();
             let duration_ms = elapsed.as_secs_f64() * 1000.0;
             let quiet = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
@@ -671,7 +891,6 @@ impl Observation {
                 tracing::info!(status = status.as_u16(), path, duration_ms, bytes, "request");
             }
         }
-        response
     }
 }
 
@@ -683,18 +902,30 @@ impl Drop for Observation {
     }
 }
 
-/// Every answer of every service: no MIME sniffing, no framing, no referrer.
+/// What every answer of every service carries: no MIME sniffing, no
+/// framing, no referrer. Each with whether it replaces a value the handler
+/// set (`false`: the handler's own is kept).
+pub const SECURITY_HEADERS: [(http::HeaderName, HeaderValue, bool); 3] = [
+    (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"), true),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"), false),
+    (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"), false),
+];
+
 fn security_headers(h: &mut http::HeaderMap) {
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.entry(header::X_FRAME_OPTIONS).or_insert(HeaderValue::from_static("DENY"));
-    h.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("no-referrer"));
+    for (name, value, replaces) in SECURITY_HEADERS {
+        if replaces {
+            h.insert(name, value);
+        } else {
+            h.entry(name).or_insert(value);
+        }
+    }
 }
 
 /// The middleware every request on the router's path goes through; see the
 /// module documentation.
 async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let obs = Observation::begin(shared.clone(), &req, Some(&route));
+    let obs = Observation::of(shared.clone(), &req, Some(&route));
     req.extensions_mut().insert(RequestId(obs.request_id.clone()));
     req.extensions_mut().insert(obs.trace);
     let limit = shared.body_limit(Some(&route), req.uri().path());
@@ -730,7 +961,7 @@ async fn front_call(
 ) -> Response {
     use futures_util::FutureExt;
     let body_limit = shared.body_limit(None, req.uri().path());
-    let obs = Observation::begin(shared, &req, None);
+    let obs = Observation::of(shared, &req, None);
     let ctx = FrontContext { peer, request_id: obs.id_header.clone(), trace: obs.trace, body_limit };
     let call = std::panic::AssertUnwindSafe(front.call(req, ctx)).catch_unwind();
     let answer = obs
@@ -881,14 +1112,17 @@ pub fn client_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
 
 /// [`client_ip`] from the headers and the peer address.
 pub fn client_ip_from(headers: &http::HeaderMap, peer: std::net::IpAddr) -> std::net::IpAddr {
+    client_ip_in(headers.get_all("x-forwarded-for").iter().map(HeaderValue::as_bytes), peer)
+}
+
+/// [`client_ip`] from the `x-forwarded-for` values, in order, and the peer address.
+pub fn client_ip_in<'a>(forwarded_for: impl Iterator<Item = &'a [u8]>, peer: std::net::IpAddr) -> std::net::IpAddr {
     if peer.is_loopback() {
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        let forwarded = forwarded_for
+            .filter_map(|v| std::str::from_utf8(v).ok())
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse().ok())
-            .next_back();
+            .last();
         if let Some(ip) = forwarded {
             return ip;
         }
@@ -918,10 +1152,11 @@ mod tests {
     fn a_client_request_id_is_kept_only_when_sane() {
         let mut h = http::HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("req-42"));
-        assert_eq!(request_id_from(&h), "req-42");
+        let id = |h: &http::HeaderMap| request_id_in(h.get("x-request-id").map(HeaderValue::as_bytes));
+        assert_eq!(id(&h), "req-42");
         h.insert("x-request-id", HeaderValue::from_static("has space"));
-        assert_ne!(request_id_from(&h), "has space");
+        assert_ne!(id(&h), "has space");
         h.insert("x-request-id", HeaderValue::from_str(&"a".repeat(129)).unwrap());
-        assert_eq!(request_id_from(&h).len(), 36);
+        assert_eq!(id(&h).len(), 36);
     }
 }

@@ -28,11 +28,12 @@ impl TraceContext {
     /// Continues the trace in `headers`, or starts a new one when the header is
     /// missing or malformed (as the specification asks).
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(Self::parse_parent)
-            .unwrap_or_else(Self::new_root)
+        Self::from_value(headers.get("traceparent").map(http::HeaderValue::as_bytes))
+    }
+
+    /// [`TraceContext::from_headers`] from the `traceparent` value itself.
+    pub fn from_value(value: Option<&[u8]>) -> Self {
+        value.and_then(|v| std::str::from_utf8(v).ok()).and_then(Self::parse_parent).unwrap_or_else(Self::new_root)
     }
 
     /// Parses `00-<trace-id>-<parent-id>-<flags>` into a child context.
@@ -67,7 +68,7 @@ impl TraceContext {
 
     /// `00-<trace id>-<span id>-<flags>`, without formatting machinery: the
     /// gateway writes one per request.
-    fn encode(&self) -> [u8; 55] {
+    pub fn encode(&self) -> [u8; 55] {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
         let mut put = |at: usize, bytes: &[u8]| {
