@@ -44,9 +44,17 @@ echo "gateway/nginx requests/s per round: ${RATIOS[*]}; median $(median "${RATIO
 echo "p99 median: nginx $(median "${NGINX_P99[@]}") ms, gateway $(median "${GATEWAY_P99[@]}") ms"
 echo
 NGINX_WORKERS=$(pgrep -P "$(cat "$NGINX_PREFIX/nginx.pid")" | tr '\n' ' ')
-echo "gateway (the whole panal up process): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 8000 10000 "$PANAL_PID")"
+# Each connection makes one proxied request (token included), then idles.
+echo "gateway (the whole panal up process): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 8000 10000 /v1/bench/x "$AUTHZ" "$PANAL_PID")"
 # shellcheck disable=SC2086
-echo "nginx (its 2 workers): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 9083 10000 $NGINX_WORKERS)"
+echo "nginx (its 2 workers): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 9083 10000 /v1/bench/x "$AUTHZ" $NGINX_WORKERS)"
+# The same through the gateway's hyper path (its own /healthz: the byte-level
+# front hands such connections over), in a fresh process (one that served
+# connections before would reuse the memory they left).
+stop_panal
+PANAL_CONFIG="$ROOT/bench/panal-gateway-bench.toml" PANAL_HTTP__HEADER_READ_TIMEOUT_MS=75000 start_panal
+echo "gateway, connections served by hyper (GET /healthz): $(python3 "$ROOT/bench/gateway_probe.py" idle 127.0.0.1 8000 10000 /healthz "" "$PANAL_PID")"
+TOKEN=$(sign_in bench@example.com)
 echo
 python3 "$ROOT/bench/gateway_probe.py" revoke http://127.0.0.1:8000 "$TOKEN"
 

@@ -29,7 +29,7 @@ setsid "$CARGO_TARGET_DIR/release/examples/bare_proxy" 127.0.0.1:9090 127.0.0.1:
 BARE_PID=$!
 setsid "$CARGO_TARGET_DIR/release/examples/lean_proxy" 127.0.0.1:9092 127.0.0.1:9082 2 </dev/null &
 LEAN_PID=$!
-trap 'kill "$BARE_PID" "$LEAN_PID" 2>/dev/null; stop_panal; stop_proxy_pair' EXIT
+trap 'kill "$BARE_PID" "$LEAN_PID" 2>/dev/null || true; stop_panal; stop_proxy_pair' EXIT
 wait_http http://127.0.0.1:9090/
 wait_http http://127.0.0.1:9092/
 

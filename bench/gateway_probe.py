@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Helpers for bench/gateway.sh, standard library only.
 
-idle HOST PORT N PID...   open N keep-alive connections (one request each),
-                          print the RSS growth of the PIDs (KiB per 10,000)
+idle HOST PORT N PATH HEADER PID...
+                          open N keep-alive connections (one GET PATH each,
+                          with HEADER, "name: value", if not empty), print
+                          the RSS growth of the PIDs (MiB per 10,000)
 revoke BASE TOKEN         log out with TOKEN, then time until the gateway
                           refuses it (ms)
 """
@@ -23,10 +25,11 @@ def rss_kib(pids):
     return total
 
 
-async def idle(host, port, n, pids):
+async def idle(host, port, n, path, header, pids):
     before = rss_kib(pids)
     conns = []
-    request = f"GET /healthz HTTP/1.1\r\nhost: {host}\r\n\r\n".encode()
+    extra = f"{header}\r\n" if header else ""
+    request = f"GET {path} HTTP/1.1\r\nhost: {host}\r\n{extra}\r\n".encode()
     sem = asyncio.Semaphore(500)
 
     async def one():
@@ -34,7 +37,9 @@ async def idle(host, port, n, pids):
             r, w = await asyncio.open_connection(host, port)
             w.write(request)
             await w.drain()
-            await r.readuntil(b"\r\n\r\n")
+            head = await r.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise SystemExit(f"GET {path} was answered {head.splitlines()[0]!r}")
             conns.append((r, w))
 
     await asyncio.gather(*(one() for _ in range(n)))
@@ -73,6 +78,7 @@ def revoke(base, token):
 
 if __name__ == "__main__":
     if sys.argv[1] == "idle":
-        asyncio.run(idle(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), [int(p) for p in sys.argv[5:]]))
+        asyncio.run(idle(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6],
+                         [int(p) for p in sys.argv[7:]]))
     elif sys.argv[1] == "revoke":
         revoke(sys.argv[2], sys.argv[3])

@@ -115,14 +115,15 @@ const BY_LEN: [u8; 34] = {
 };
 
 impl Field {
-    /// The field `name` is (any ASCII case).
+    /// The field `name` is (any ASCII case; `name` a token, as parsers
+    /// leave it).
     pub fn of(name: &[u8]) -> Field {
         let len = name.len();
         if len + 1 >= BY_LEN.len() {
             return Other;
         }
         let candidates = &NAMES[usize::from(BY_LEN[len])..usize::from(BY_LEN[len + 1])];
-        candidates.iter().find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes())).map_or(Other, |(_, f)| *f)
+        candidates.iter().find(|(n, _)| same_name(name, n.as_bytes())).map_or(Other, |(_, f)| *f)
     }
 
     /// The name in lower case (`""` for [`Field::Other`]).
@@ -173,6 +174,16 @@ impl Field {
     }
 }
 
+/// Whether the token `name` is `lower` (lower-case letters and `-`, of the
+/// same length) in any case. Setting bit 5 lower-cases a letter; of the
+/// bytes it maps onto a letter or `-`, the only others are control bytes,
+/// which a token cannot hold. Without an early exit the loop runs in a few
+/// wide instructions: faster, on names this short, than comparing byte by
+/// byte and stopping at the first difference.
+fn same_name(name: &[u8], lower: &[u8]) -> bool {
+    name.iter().zip(lower).fold(0, |diff, (a, b)| diff | ((a | 0x20) ^ b)) == 0
+}
+
 /// The tokens a `Connection` value names besides `close` and `keep-alive`
 /// (the usual values, which name no field): fields that are hop-by-hop too.
 pub fn named_in_connection(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -200,8 +211,24 @@ mod tests {
             assert_eq!(Field::of(name.to_ascii_uppercase().as_bytes()), *field, "{name}");
             assert_eq!(field.name(), *name);
         }
-        for other in ["", "h", "hosts", "content-type", "x-forwarded-fox", "accept", &"a".repeat(200)] {
+        for other in ["", "h", "hosts", "content-type", "x-forwarded-fox", "accept", "x_user-id", &"a".repeat(200)] {
             assert_eq!(Field::of(other.as_bytes()), Other, "{other}");
+        }
+    }
+
+    #[test]
+    fn only_letters_change_case() {
+        // Every byte a token may hold, in place of each byte of each name.
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        for (name, field) in NAMES {
+            for at in 0..name.len() {
+                for b in (0..=255u8).filter(|b| token(*b)) {
+                    let mut other = name.as_bytes().to_vec();
+                    other[at] = b;
+                    let same = b.eq_ignore_ascii_case(&name.as_bytes()[at]);
+                    assert_eq!(Field::of(&other) == *field, same, "{:?}", String::from_utf8_lossy(&other));
+                }
+            }
         }
     }
 

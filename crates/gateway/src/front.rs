@@ -82,6 +82,8 @@ struct Inner {
     /// What every answer gets (kit's security headers and the edge's),
     /// each line written once.
     fixed: Vec<Fixed>,
+    /// The fields of an upstream's answer that those replace.
+    fixed_replaced: u64,
 }
 
 struct Fixed {
@@ -103,8 +105,9 @@ impl ByteFront {
                 put_field(&mut line, name.as_str().as_bytes(), value.as_bytes());
                 Fixed { kind: Field::of(name.as_str().as_bytes()), line: line.into(), mode }
             })
-            .collect();
-        ByteFront(Arc::new(Inner { state, fixed }))
+            .collect::<Vec<_>>();
+        let fixed_replaced = fixed.iter().filter(|f| f.mode == Mode::Replace).fold(0, |set, f| set | f.kind.bit());
+        ByteFront(Arc::new(Inner { state, fixed, fixed_replaced }))
     }
 }
 
@@ -168,26 +171,24 @@ enum Next {
 async fn serve(front: Arc<Inner>, conn: FrontConnection) -> Option<Handoff> {
     let FrontConnection { stream: mut io, peer, closing, observer } = conn;
     let head_timeout = observer.settings().header_read_timeout();
+    let timer = tokio::time::sleep(head_timeout);
+    let closed = closing.wait();
+    tokio::pin!(timer, closed);
+    let mut waits = Waits { timer, closed, deadline: Instant::now() };
     let mut held: Option<Buffers> = None;
     loop {
-        let deadline = Instant::now() + head_timeout;
+        waits.start(head_timeout);
         if held.as_ref().is_none_or(|b| b.read.is_empty()) {
             // Idle: no buffers are kept while the client thinks.
             if let Some(b) = held.take() {
                 b.give_back();
             }
-            tokio::select! {
-                biased;
-                ready = tokio::time::timeout_at(deadline, io.readable()) => {
-                    if !matches!(ready, Ok(Ok(()))) {
-                        return None;
-                    }
-                }
-                () = closing.wait() => return None,
+            if !waits.readable(&io).await {
+                return None;
             }
         }
         let buffers = held.get_or_insert_with(Buffers::take);
-        match Box::pin(request(&front, &observer, &closing, &mut io, peer, buffers, deadline)).await {
+        match Box::pin(request(&front, &observer, &closing, &mut io, peer, buffers, &mut waits)).await {
             Next::Again => {}
             Next::Close => {
                 let _ = io.shutdown().await;
@@ -201,15 +202,78 @@ async fn serve(front: Arc<Inner>, conn: FrontConnection) -> Option<Handoff> {
     }
 }
 
-/// Reads more from the client into `read`; false when it closed, failed,
-/// was too slow, or the service is shutting down.
-async fn read_more(io: &mut TcpStream, read: &mut BytesMut, deadline: Instant, closing: &Closing) -> bool {
-    use tokio::io::AsyncReadExt;
-    read.reserve(READ_SIZE);
-    tokio::select! {
-        biased;
-        got = tokio::time::timeout_at(deadline, io.read_buf(read)) => matches!(got, Ok(Ok(n)) if n > 0),
-        () = closing.wait() => false,
+/// What waiting for a client ends: its data, its deadline (a head and a
+/// buffered body must arrive within `http.header_read_timeout_ms` of the
+/// wait's start), or shutdown.
+///
+/// One timer serves the connection's whole life and is moved on lazily:
+/// arming a timer per request cost more than parsing the request. When it
+/// goes off before the deadline (it lags behind), it is set to the deadline.
+struct Waits<'a, C> {
+    timer: std::pin::Pin<&'a mut tokio::time::Sleep>,
+    /// The connection's wait for shutdown, made once.
+    closed: std::pin::Pin<&'a mut C>,
+    deadline: Instant,
+}
+
+/// How far the timer may lag behind the deadline before it is set again.
+const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl<C: Future<Output = ()>> Waits<'_, C> {
+    /// A new wait, of `timeout` from now.
+    fn start(&mut self, timeout: std::time::Duration) {
+        self.deadline = Instant::now() + timeout;
+        self.arm();
+    }
+
+    /// Sets the timer to the deadline, unless it is due a little before.
+    fn arm(&mut self) {
+        let due = self.timer.deadline();
+        if due > self.deadline || due + TIMER_SLACK < self.deadline || self.timer.is_elapsed() {
+            self.timer.as_mut().reset(self.deadline);
+        }
+    }
+
+    /// Waits for `wait` (on the socket) to end; `None` on the deadline or,
+    /// if `at_shutdown`, at shutdown.
+    async fn until<T>(&mut self, wait: impl Future<Output = T>, at_shutdown: bool) -> Option<T> {
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                biased;
+                done = wait.as_mut() => return Some(done),
+                () = self.timer.as_mut() => {
+                    if Instant::now() >= self.deadline {
+                        return None;
+                    }
+                    self.timer.as_mut().reset(self.deadline);
+                }
+                () = self.closed.as_mut(), if at_shutdown => return None,
+            }
+        }
+    }
+
+    /// Waits for the idle client to send something.
+    async fn readable(&mut self, io: &TcpStream) -> bool {
+        matches!(self.until(io.readable(), true).await, Some(Ok(())))
+    }
+
+    /// Reads more from the client into `read`; false when it closed, failed,
+    /// was too slow, or the service is shutting down.
+    async fn read(&mut self, io: &mut TcpStream, read: &mut BytesMut) -> bool {
+        use tokio::io::AsyncReadExt;
+        read.reserve(READ_SIZE);
+        matches!(self.until(io.read_buf(read), true).await, Some(Ok(n)) if n > 0)
+    }
+}
+
+/// The upstream's answer is waited for with the same timer (shutdown does
+/// not end it: a request in hand is finished).
+impl<C: Future<Output = ()>> proxy::Timer for Waits<'_, C> {
+    async fn within<F: Future>(&mut self, limit: std::time::Duration, work: F) -> Option<F::Output> {
+        self.deadline = Instant::now() + limit;
+        self.arm();
+        self.until(work, false).await
     }
 }
 
@@ -221,7 +285,7 @@ async fn request(
     io: &mut TcpStream,
     peer: SocketAddr,
     b: &mut Buffers,
-    deadline: Instant,
+    waits: &mut Waits<'_, impl Future<Output = ()>>,
 ) -> Next {
     let max_head = observer.settings().max_header_bytes;
     let head = loop {
@@ -230,7 +294,7 @@ async fn request(
             Parsed::Hyper => return Next::Hyper,
             Parsed::Partial => {}
         }
-        if !read_more(io, &mut b.read, deadline, closing).await {
+        if !waits.read(io, &mut b.read).await {
             return Next::Close;
         }
     };
@@ -240,12 +304,12 @@ async fn request(
     }
     let end = head.len + head.length as usize;
     while b.read.len() < end {
-        if !read_more(io, &mut b.read, deadline, closing).await {
+        if !waits.read(io, &mut b.read).await {
             return Next::Close;
         }
     }
     let close = head.close || closing.is_closing();
-    let next = answer(front, observer, io, peer, b, &head, close, limit).await;
+    let next = answer(front, observer, io, peer, b, &head, close, limit, waits).await;
     b.read.advance(end);
     next
 }
@@ -437,6 +501,7 @@ async fn answer(
     head: &Head,
     close: bool,
     limit: usize,
+    waits: &mut Waits<'_, impl Future<Output = ()>>,
 ) -> Next {
     let Buffers { read, out, up, slots } = b;
     let buf: &[u8] = read;
@@ -448,14 +513,16 @@ async fn answer(
     let head_request = head.method == Method::HEAD;
     let table = state.table();
     let Some(target) = table.resolve(path) else {
-        let response = exchange.scope(async { proxy::no_route(path).into_response() }).await;
+        let response = exchange.in_scope(|| proxy::no_route(path).into_response());
         let response = finish_problem(state, origin, response);
         let response = exchange.finish(&state.unmatched, response);
         return write_response(io, out, response, head_request, close).await;
     };
     let route = target.route.label.clone();
-    let proxied = exchange
-        .scope(async {
+    let proxied = {
+        // Pinned here and passed by reference: moved into kit's wrappers, a
+        // future this size would be copied at each.
+        let handler = std::pin::pin!(async {
             proxy::record_target(target);
             let verdict = admit(state, target, path, head, buf, slots, peer).await?;
             let forwarding = Forwarding::new(
@@ -485,17 +552,20 @@ async fn answer(
             let limits = verdict.map(|v| v.headers());
             let mut ours = Ours::new(front, exchange.request_id(), limits.as_ref());
             if let Some(origin) = origin {
-                state.edge.cors_fields(origin, |name, value, mode| ours.push(name.as_str().as_bytes(), value, mode));
+                state.edge.cors_fields(origin, |name, value, mode| {
+                    ours.push(Field::of(name.as_str().as_bytes()), value, mode)
+                });
             }
             let mut sink = ByteAnswer { out, ours: &ours, head_request, close, chunked: false };
-            let (status, body) = proxy::send(state, target, forward, &mut sink).await?;
+            let (status, body) = proxy::send(state, target, forward, &mut sink, waits).await?;
             Ok::<_, Problem>((status, body, sink.chunked))
-        })
-        .await;
+        });
+        exchange.scope(handler).await
+    };
     let (status, mut body, chunked) = match proxied {
         Ok(answered) => answered,
         Err(problem) => {
-            let response = exchange.scope(async { problem.into_response() }).await;
+            let response = exchange.in_scope(|| problem.into_response());
             let response = finish_problem(state, origin, response);
             let response = exchange.finish(&route, response);
             return write_response(io, out, response, head_request, close).await;
@@ -566,19 +636,18 @@ impl<'a> Ours<'a> {
         request_id: &'a HeaderValue,
         limits: Option<&'a [(http::HeaderName, HeaderValue); 3]>,
     ) -> Self {
-        let replaced = front.fixed.iter().filter(|f| f.mode == Mode::Replace).fold(0, |set, f| set | f.kind.bit());
+        let replaced = front.fixed_replaced;
         let mut ours = Ours { fixed: &front.fixed, dynamic: [(Field::Other, &[], Mode::Append); 8], len: 0, replaced };
-        ours.push(b"x-request-id", request_id.as_bytes(), Mode::Replace);
+        ours.push(Field::XRequestId, request_id.as_bytes(), Mode::Replace);
         for (name, value) in limits.into_iter().flatten() {
-            ours.push(name.as_str().as_bytes(), value.as_bytes(), Mode::Replace);
+            ours.push(Field::of(name.as_str().as_bytes()), value.as_bytes(), Mode::Replace);
         }
         ours
     }
 
     /// One more field, which must be one [`Field`] knows (they all are).
-    fn push(&mut self, name: &[u8], value: &'a [u8], mode: Mode) {
-        let kind = Field::of(name);
-        debug_assert!(kind != Field::Other, "{}", String::from_utf8_lossy(name));
+    fn push(&mut self, kind: Field, value: &'a [u8], mode: Mode) {
+        debug_assert!(kind != Field::Other);
         if let Some(slot) = self.dynamic.get_mut(self.len) {
             *slot = (kind, value, mode);
             self.len += 1;
@@ -688,8 +757,10 @@ async fn write_response(
     head_request: bool,
     close: bool,
 ) -> Next {
+    use futures_util::FutureExt;
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    // The gateway's own answers have their body in memory: ready at once.
+    let body = body.collect().now_or_never().and_then(Result::ok).map(|b| b.to_bytes()).unwrap_or_default();
     // An answer that asks for the connection to close gets it closed.
     let close = close || parts.headers.get_all(http::header::CONNECTION).iter().any(|v| says_close(v.as_bytes()));
     out.clear();

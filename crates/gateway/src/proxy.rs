@@ -519,13 +519,28 @@ async fn send_request(
         may_retry,
         limit,
     };
-    let ((status, version, headers), body) = send(state, target, forward, &mut MapAnswer).await?;
+    let ((status, version, headers), body) = send(state, target, forward, &mut MapAnswer, &mut EachAttempt).await?;
     // The upstream client left the hop-by-hop fields out.
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.version_mut() = version;
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// How [`send`] holds each attempt to its route's timeout.
+pub(crate) trait Timer {
+    /// `work`'s output, or `None` if `limit` passes first.
+    async fn within<F: Future>(&mut self, limit: Duration, work: F) -> Option<F::Output>;
+}
+
+/// A timer of tokio's for each attempt.
+pub(crate) struct EachAttempt;
+
+impl Timer for EachAttempt {
+    async fn within<F: Future>(&mut self, limit: Duration, work: F) -> Option<F::Output> {
+        tokio::time::timeout(limit, work).await.ok()
+    }
 }
 
 /// Sends `forward` to an instance of the target's pool, retrying
@@ -536,6 +551,7 @@ pub(crate) async fn send<A: Answer>(
     target: Target<'_>,
     forward: Forward<'_>,
     answer: &mut A,
+    timer: &mut impl Timer,
 ) -> Result<(A::Head, UpstreamBody), Problem> {
     let pool = &target.route.pool;
     let permit = pool.breaker.acquire().map_err(|open| breaker_problem(state, pool, open))?;
@@ -551,14 +567,15 @@ pub(crate) async fn send<A: Answer>(
         };
         let instance = &pool.instances[i];
         let flight = pool.start(i);
-        let sent = state.upstreams.send(instance, &req, body.take(), answer);
-        let outcome = match tokio::time::timeout(target.route.timeout, sent).await {
-            Err(_) => Attempt::TimedOut,
-            Ok(Err(SendError::BodyTooLarge)) => Attempt::BodyTooLarge,
-            Ok(Err(SendError::ClientBody(e))) => Attempt::ClientBody(e),
-            Ok(Err(e)) => Attempt::Failed(e),
-            Ok(Ok((head, body))) => Attempt::Answered(A::status(&head), head, body),
-        };
+        // Not kept in a variable first: the future would be stored twice.
+        let outcome =
+            match timer.within(target.route.timeout, state.upstreams.send(instance, &req, body.take(), answer)).await {
+                None => Attempt::TimedOut,
+                Some(Err(SendError::BodyTooLarge)) => Attempt::BodyTooLarge,
+                Some(Err(SendError::ClientBody(e))) => Attempt::ClientBody(e),
+                Some(Err(e)) => Attempt::Failed(e),
+                Some(Ok((head, body))) => Attempt::Answered(A::status(&head), head, body),
+            };
         drop(flight);
         let (failed, outcome_label, retry_worthy) = match &outcome {
             Attempt::Answered(s, _, _) => {

@@ -189,8 +189,15 @@ impl Exchange {
     }
 
     /// Runs `handler` in the request's span, with its id for problem documents.
-    pub async fn scope<T, F: Future<Output = T>>(&self, handler: F) -> T {
-        self.0.scope(handler).await
+    pub fn scope<F: Future>(&self, handler: F) -> impl Future<Output = F::Output> + use<F> {
+        self.0.scope(handler)
+    }
+
+    /// [`Exchange::scope`] for work that does not wait (building a problem
+    /// document, say).
+    pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _entered = self.0.span.enter();
+        REQUEST_ID.sync_scope(self.0.request_id.clone(), f)
     }
 
     /// Finishes an answer built as a response: kit's fields (`x-request-id`,
@@ -655,7 +662,10 @@ async fn accept_loop(
                 let conn = FrontConnection { stream, peer, closing: closing.clone(), observer };
                 connections.spawn(async move {
                     if let Some(Handoff { stream, read }) = front.serve(conn).await {
-                        drive!(Rewind { read, stream })
+                        // Boxed: hyper's connection is large, and most
+                        // connections never get here (an idle one's task
+                        // would hold that room all the same).
+                        Box::pin(async move { drive!(Rewind { read, stream }) }).await
                     }
                 });
             }
@@ -706,6 +716,10 @@ impl tokio::io::AsyncRead for Rewind {
         }
         let n = self.read.len().min(buf.remaining());
         buf.put_slice(&self.read.split_to(n));
+        if self.read.is_empty() {
+            // An empty slice would still keep the front's whole buffer alive.
+            self.read = bytes::Bytes::new();
+        }
         std::task::Poll::Ready(Ok(()))
     }
 }
@@ -856,9 +870,11 @@ impl Observation {
         }
     }
 
-    /// Runs `handler` in the request's span, with its id for problem documents.
-    async fn scope<T, F: Future<Output = T>>(&self, handler: F) -> T {
-        REQUEST_ID.scope(self.request_id.clone(), handler.instrument(self.span.clone())).await
+    /// Runs `handler` in the request's span, with its id for problem
+    /// documents. (Not an `async fn`: one would keep a second copy of
+    /// `handler` in its state, and handlers' futures are large.)
+    fn scope<F: Future>(&self, handler: F) -> impl Future<Output = F::Output> + use<F> {
+        REQUEST_ID.scope(self.request_id.clone(), handler.instrument(self.span.clone()))
     }
 
     /// Headers, metrics and the access log of the answer.
