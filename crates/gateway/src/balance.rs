@@ -4,12 +4,15 @@
 //! after consecutive errors — with a circuit breaker and a retry budget per
 //! upstream (from `kit::resilience`).
 
+use std::cell::Cell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use kit::local::{Padded, Tally};
 use kit::resilience::{BreakerSettings, CircuitBreaker, RetryBudget, RetrySettings};
 use serde::{Deserialize, Serialize};
+use thread_local::ThreadLocal;
 
 /// How a pool picks an instance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -88,8 +91,9 @@ pub struct Instance {
     /// The `Host` header of requests to it.
     pub host: http::HeaderValue,
     /// Its `gateway_upstream_requests` counters, by outcome (set on first use).
-    pub counters: std::sync::OnceLock<[prometheus_client::metrics::counter::Counter; 8]>,
-    in_flight: AtomicUsize,
+    pub counters: std::sync::OnceLock<[kit::metrics::LocalCounter; 8]>,
+    /// Counted per thread (see [`kit::local`]): every request moves these.
+    in_flight: Tally,
     healthy: AtomicBool,
     /// (failed checks in a row, passed checks in a row)
     checks: Mutex<(u32, u32)>,
@@ -100,7 +104,7 @@ pub struct Instance {
     ejected_until_ms: AtomicU64,
     failing: AtomicBool,
     created: Instant,
-    requests: AtomicU64,
+    requests: Tally,
     failures: AtomicU64,
 }
 
@@ -120,14 +124,14 @@ impl Instance {
             address,
             host,
             counters: std::sync::OnceLock::new(),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Tally::new(),
             healthy: AtomicBool::new(true),
             checks: Mutex::new((0, 0)),
             passive: Mutex::new(Passive::default()),
             ejected_until_ms: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             created: Instant::now(),
-            requests: AtomicU64::new(0),
+            requests: Tally::new(),
             failures: AtomicU64::new(0),
         }
     }
@@ -161,7 +165,7 @@ pub struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.instance.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.instance.in_flight.dec();
     }
 }
 
@@ -170,7 +174,8 @@ pub struct Pool {
     pub name: String,
     pub instances: Vec<Instance>,
     strategy: Strategy,
-    next: AtomicUsize,
+    /// Where each thread's next round starts.
+    next: ThreadLocal<Padded<Cell<usize>>>,
     pub breaker: CircuitBreaker,
     pub budget: RetryBudget,
     outlier: OutlierSettings,
@@ -214,7 +219,7 @@ impl Pool {
             name: name.to_owned(),
             instances: urls.iter().map(|u| Instance::new(u)).collect(),
             strategy,
-            next: AtomicUsize::new(0),
+            next: ThreadLocal::new(),
             breaker: CircuitBreaker::new(breaker),
             budget: RetryBudget::new(retry),
             outlier,
@@ -240,7 +245,9 @@ impl Pool {
         let now = Instant::now();
         // Instances are visited from a rotating start, so ties and equal
         // candidates share the load (round robin), without allocating.
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let next = self.next.get_or_default();
+        let start = next.get();
+        next.set(start.wrapping_add(1));
         let in_rotation =
             |i: usize| Some(i) != avoid && self.instances[i].healthy() && !self.instances[i].ejected_at(now);
         let any_in_rotation = (0..n).any(in_rotation);
@@ -248,16 +255,14 @@ impl Pool {
         let order = (0..n).map(|k| (start + k) % n);
         match self.strategy {
             Strategy::RoundRobin => order.clone().find(candidate),
-            Strategy::LeastInFlight => {
-                order.filter(candidate).min_by_key(|i| self.instances[*i].in_flight.load(Ordering::Relaxed))
-            }
+            Strategy::LeastInFlight => order.filter(candidate).min_by_key(|i| self.instances[*i].in_flight.get()),
         }
     }
 
     pub fn start(&self, i: usize) -> InFlight<'_> {
         let instance = &self.instances[i];
-        instance.in_flight.fetch_add(1, Ordering::Relaxed);
-        instance.requests.fetch_add(1, Ordering::Relaxed);
+        instance.in_flight.inc();
+        instance.requests.inc();
         InFlight { instance }
     }
 
@@ -334,8 +339,8 @@ impl Pool {
                     url: i.url.clone(),
                     healthy: i.healthy(),
                     ejected: i.ejected_at(now),
-                    in_flight: i.in_flight.load(Ordering::Relaxed),
-                    requests: i.requests.load(Ordering::Relaxed),
+                    in_flight: usize::try_from(i.in_flight.get()).unwrap_or(0),
+                    requests: u64::try_from(i.requests.get()).unwrap_or(0),
                     failures: i.failures.load(Ordering::Relaxed),
                 })
                 .collect(),

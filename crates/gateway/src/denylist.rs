@@ -12,27 +12,56 @@
 //! later loads the revocations that still matter; a new RabbitMQ queue only
 //! gets what is published after it is declared.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use contracts::Event;
 use contracts::auth::SessionRevoked;
 use futures_util::StreamExt;
 use kit::bus::Bus;
+use thread_local::ThreadLocal;
 use uuid::Uuid;
 
 use crate::AppState;
 
+/// The revoked sessions, each until its tokens have all expired.
+///
+/// Every request asks; revocations are rare. So the list is a log that only
+/// grows (until it is compacted), and each serving thread keeps a map of
+/// its own that it brings up to date when the log's version moved on: a
+/// request reads one atomic and its thread's map, and takes no lock (see
+/// [`kit::local`]). A revocation is seen by the next request on any thread.
 #[derive(Debug)]
 pub struct DenyList {
     keep: Duration,
-    sessions: RwLock<HashMap<Uuid, Instant>>,
+    log: RwLock<Log>,
+    /// Moves on with every change of `log` (made while holding its lock).
+    version: AtomicU64,
+    local: ThreadLocal<RefCell<Local>>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    /// Moves on when the log is compacted: threads' maps are then rebuilt.
+    epoch: u64,
+    entries: Vec<(Uuid, Instant)>,
+}
+
+#[derive(Debug, Default)]
+struct Local {
+    version: u64,
+    epoch: u64,
+    /// How much of the log the map holds.
+    applied: usize,
+    map: HashMap<Uuid, Instant>,
 }
 
 impl DenyList {
     pub fn new(keep: Duration) -> Self {
-        Self { keep, sessions: RwLock::new(HashMap::new()) }
+        Self { keep, log: RwLock::new(Log::default()), version: AtomicU64::new(0), local: ThreadLocal::new() }
     }
 
     /// Records a session revoked at `revoked_at`, for what remains of the
@@ -47,22 +76,53 @@ impl DenyList {
 
     fn insert_for(&self, session: Uuid, keep: Duration) {
         let now = Instant::now();
-        if let Ok(mut s) = self.sessions.write() {
-            // Pruned on insert: entries past their time hold nothing a token
-            // could still use.
-            if s.len() % 1024 == 1023 {
-                s.retain(|_, until| *until > now);
+        if let Ok(mut log) = self.log.write() {
+            // Compacted when mostly past: entries past their time hold
+            // nothing a token could still use.
+            if log.entries.len() % 1024 == 1023 {
+                let live = log.entries.iter().filter(|(_, until)| *until > now).count();
+                if live * 2 < log.entries.len() {
+                    log.entries.retain(|(_, until)| *until > now);
+                    log.epoch += 1;
+                }
             }
-            s.insert(session, now + keep);
+            log.entries.push((session, now + keep));
+            self.version.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     pub fn contains(&self, session: Uuid) -> bool {
-        self.sessions.read().ok().and_then(|s| s.get(&session).copied()).is_some_and(|until| until > Instant::now())
+        let version = self.version.load(Ordering::Acquire);
+        let mut local = self.local.get_or_default().borrow_mut();
+        if local.version != version {
+            self.catch_up(&mut local);
+        }
+        local.map.get(&session).is_some_and(|until| *until > Instant::now())
     }
 
+    /// Brings a thread's map up to the log.
+    fn catch_up(&self, local: &mut Local) {
+        let Ok(log) = self.log.read() else { return };
+        if local.epoch != log.epoch || local.applied > log.entries.len() {
+            *local = Local { epoch: log.epoch, ..Local::default() };
+        }
+        for (session, until) in &log.entries[local.applied..] {
+            local.map.insert(*session, *until);
+        }
+        local.applied = log.entries.len();
+        // Read under the lock: writers move it on while holding the write lock.
+        local.version = self.version.load(Ordering::Acquire);
+    }
+
+    /// Sessions refused now.
     pub fn len(&self) -> usize {
-        self.sessions.read().map(|s| s.len()).unwrap_or(0)
+        let now = Instant::now();
+        let Ok(log) = self.log.read() else { return 0 };
+        let mut live: HashMap<Uuid, Instant> = HashMap::new();
+        for (session, until) in &log.entries {
+            live.insert(*session, *until);
+        }
+        live.values().filter(|until| **until > now).count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,5 +189,42 @@ mod tests {
         assert!(!list.contains(old), "its tokens have all expired");
         assert!(list.contains(recent));
         assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn every_thread_sees_a_revocation_at_once_and_compaction_keeps_the_live_ones() {
+        let list = std::sync::Arc::new(DenyList::new(Duration::from_secs(3600)));
+        let first = Uuid::now_v7();
+        // A thread that has read the list before, and reads it again after.
+        let (ask, asked) = std::sync::mpsc::channel::<Uuid>();
+        let (answer, answers) = std::sync::mpsc::channel::<bool>();
+        let reader = {
+            let list = list.clone();
+            std::thread::spawn(move || {
+                for session in asked {
+                    let _ = answer.send(list.contains(session));
+                }
+            })
+        };
+        let contains = |session| {
+            ask.send(session).unwrap();
+            answers.recv().unwrap()
+        };
+        assert!(!contains(first));
+        list.insert_for(first, Duration::from_secs(60));
+        assert!(contains(first), "a thread whose map was built before the revocation");
+        // Many short-lived entries, then more: the log is compacted, and what
+        // still matters stays refused on every thread.
+        for _ in 0..2000 {
+            list.insert_for(Uuid::now_v7(), Duration::ZERO);
+        }
+        let last = Uuid::now_v7();
+        list.insert_for(last, Duration::from_secs(60));
+        assert!(list.log.read().unwrap().epoch > 0, "compacted");
+        assert!(contains(first) && contains(last));
+        assert!(list.contains(first) && list.contains(last));
+        assert_eq!(list.len(), 2);
+        drop(ask);
+        reader.join().unwrap();
     }
 }

@@ -42,6 +42,7 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BytesMut};
@@ -60,7 +61,7 @@ use crate::edge::Mode;
 use crate::fields::{Field, named_in_connection, says_close};
 use crate::limits::Verdict;
 use crate::proxy::{self, Forward, Forwarding};
-use crate::routes::Target;
+use crate::routes::{RouteTable, Target};
 use crate::upstream::{Answer, Outgoing, RequestBody, UpstreamHead, is_idempotent, put_field};
 
 /// The most header fields a request may have here; one with more goes to
@@ -176,6 +177,9 @@ async fn serve(front: Arc<Inner>, conn: FrontConnection) -> Option<Handoff> {
     tokio::pin!(timer, closed);
     let mut waits = Waits { timer, closed, deadline: Instant::now() };
     let mut held: Option<Buffers> = None;
+    // The route table, kept while it is current: taking the shared one
+    // costs a lock and a reference count per request.
+    let mut table = (front.state.routes_version.load(Ordering::Acquire), front.state.table());
     loop {
         waits.start(head_timeout);
         if held.as_ref().is_none_or(|b| b.read.is_empty()) {
@@ -188,7 +192,11 @@ async fn serve(front: Arc<Inner>, conn: FrontConnection) -> Option<Handoff> {
             }
         }
         let buffers = held.get_or_insert_with(Buffers::take);
-        match Box::pin(request(&front, &observer, &closing, &mut io, peer, buffers, &mut waits)).await {
+        let version = front.state.routes_version.load(Ordering::Acquire);
+        if version != table.0 {
+            table = (version, front.state.table());
+        }
+        match Box::pin(request(&front, &table.1, &observer, &closing, &mut io, peer, buffers, &mut waits)).await {
             Next::Again => {}
             Next::Close => {
                 let _ = io.shutdown().await;
@@ -278,8 +286,10 @@ impl<C: Future<Output = ()>> proxy::Timer for Waits<'_, C> {
 }
 
 /// One request at the front of `b.read`: read whole, answered, consumed.
+#[allow(clippy::too_many_arguments)]
 async fn request(
     front: &Inner,
+    table: &RouteTable,
     observer: &Observer,
     closing: &Closing,
     io: &mut TcpStream,
@@ -309,7 +319,7 @@ async fn request(
         }
     }
     let close = head.close || closing.is_closing();
-    let next = answer(front, observer, io, peer, b, &head, close, limit, waits).await;
+    let next = answer(front, table, observer, io, peer, b, &head, close, limit, waits).await;
     b.read.advance(end);
     next
 }
@@ -494,6 +504,7 @@ fn origin_form(target: &[u8]) -> Option<usize> {
 #[allow(clippy::too_many_arguments)]
 async fn answer(
     front: &Inner,
+    table: &RouteTable,
     observer: &Observer,
     io: &mut TcpStream,
     peer: SocketAddr,
@@ -511,14 +522,13 @@ async fn answer(
     let exchange = observer.begin(&head.method, path, value(head.request_id), value(head.traceparent));
     let origin = value(head.origin);
     let head_request = head.method == Method::HEAD;
-    let table = state.table();
     let Some(target) = table.resolve(path) else {
         let response = exchange.in_scope(|| proxy::no_route(path).into_response());
         let response = finish_problem(state, origin, response);
         let response = exchange.finish(&state.unmatched, response);
         return write_response(io, out, response, head_request, close).await;
     };
-    let route = target.route.label.clone();
+    let route: &str = &target.route.label;
     let proxied = {
         // Pinned here and passed by reference: moved into kit's wrappers, a
         // future this size would be copied at each.
@@ -567,7 +577,7 @@ async fn answer(
         Err(problem) => {
             let response = exchange.in_scope(|| problem.into_response());
             let response = finish_problem(state, origin, response);
-            let response = exchange.finish(&route, response);
+            let response = exchange.finish(route, response);
             return write_response(io, out, response, head_request, close).await;
         }
     };
@@ -589,7 +599,7 @@ async fn answer(
         }
     };
     let written = io.write_all(out).await.is_ok();
-    exchange.finished(&route, status, bytes);
+    exchange.finished(route, status, bytes);
     // A body that broke off ends the connection: the client sees it cut,
     // never a short answer passed for a whole one.
     if written && ended && !close { Next::Again } else { Next::Close }

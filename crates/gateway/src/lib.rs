@@ -132,6 +132,9 @@ pub struct Upstream {
 pub(crate) struct State {
     /// Swapped whole on reload; requests in flight keep the table they began with.
     pub routes: RwLock<Arc<RouteTable>>,
+    /// Moves on with every swap of `routes`, for whoever keeps a table of
+    /// its own (the byte-level front, per connection) to see it changed.
+    pub routes_version: std::sync::atomic::AtomicU64,
     pub defaults: Vec<Upstream>,
     pub config: RwLock<Config>,
     /// The health checks' client.
@@ -162,6 +165,7 @@ impl State {
         let settings: Settings = fresh.section("gateway")?;
         let table = RouteTable::build(&self.defaults, &settings, Some(&self.table()))?;
         *self.routes.write().map_err(|_| anyhow::anyhow!("route table lock poisoned"))? = Arc::new(table);
+        self.routes_version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if let Ok(mut c) = self.config.write() {
             *c = fresh;
         }
@@ -199,6 +203,7 @@ pub fn service(ctx: &Context, upstreams: Vec<Upstream>) -> anyhow::Result<Servic
     let deny_for = Duration::from_secs(3600 + tokens.leeway_secs);
     let state = Arc::new(State {
         routes: RwLock::new(Arc::new(routes)),
+        routes_version: std::sync::atomic::AtomicU64::new(0),
         defaults: upstreams,
         config: RwLock::new(config.clone()),
         client: proxy::client(Duration::from_millis(settings.connect_timeout_ms)),

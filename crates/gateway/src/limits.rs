@@ -129,7 +129,8 @@ impl std::fmt::Display for Key {
 }
 
 enum Rule {
-    Bucket { name: String, quota: Quota, local: Limiter<Key> },
+    // Boxed: a limiter's per-thread maps take some 600 bytes in place.
+    Bucket { name: String, quota: Quota, local: Box<Limiter<Key>> },
     Window { name: String, limit: u32, window: Duration, local: SlidingWindow<Key> },
 }
 
@@ -137,7 +138,7 @@ impl Rule {
     fn bucket(name: String, q: QuotaSettings) -> Option<Self> {
         (q.rate > 0).then(|| {
             let quota = Quota { burst: q.burst.max(1), rate: q.rate, period: Duration::from_secs(q.per_secs.max(1)) };
-            Rule::Bucket { name, quota, local: Limiter::new(quota) }
+            Rule::Bucket { name, quota, local: Box::new(Limiter::new(quota)) }
         })
     }
 }

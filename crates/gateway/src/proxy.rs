@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use kit::Problem;
 use kit::auth::{AccessClaims, TokenError, bearer_token};
 use kit::http::{CheckResult, Front, FrontContext, FrontResponse, Readiness};
+use kit::metrics::LocalCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -69,7 +70,7 @@ pub struct GatewayMetrics {
     /// Upstream calls by upstream, instance and outcome (`2xx` … `5xx`,
     /// `connect_error`, `failed` (the exchange broke, or the answer was
     /// malformed), `timeout`).
-    pub upstream: Family<Vec<(String, String)>, Counter>,
+    pub upstream: Family<Vec<(String, String)>, LocalCounter>,
     pub retries: Family<Vec<(String, String)>, Counter>,
     /// Requests refused at once by an open breaker.
     pub breaker_rejections: Family<Vec<(String, String)>, Counter>,

@@ -170,8 +170,19 @@ pub struct TokenVerifier {
     leeway: i64,
     /// Tokens already verified, so a token's signature is checked once, not on
     /// every request that carries it. Cleared whenever the key set changes.
-    verified: RwLock<HashMap<Box<str>, Arc<AccessClaims>, BuildHasherDefault<SignatureHasher>>>,
+    verified: RwLock<Verified>,
+    /// Each thread's own copy of what it used of `verified`: a look-up there
+    /// takes no lock and touches no reference count another thread touches
+    /// (see [`crate::local`]). Forgotten when `generation` moves on.
+    local: thread_local::ThreadLocal<std::cell::RefCell<(u64, Verified)>>,
+    /// Moves on whenever the key set changes.
+    generation: std::sync::atomic::AtomicU64,
 }
+
+type Verified = HashMap<Box<str>, Arc<AccessClaims>, BuildHasherDefault<SignatureHasher>>;
+
+/// Most tokens a thread's copy of the cache keeps.
+const LOCAL_CACHE_CAPACITY: usize = 4096;
 
 /// Hashes a token by its last 16 bytes: the signature's, which are as good
 /// as random, so the cache's look-up costs no pass over the whole token.
@@ -222,6 +233,8 @@ impl TokenVerifier {
             validation,
             leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
             verified: RwLock::new(HashMap::default()),
+            local: thread_local::ThreadLocal::new(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -252,6 +265,7 @@ impl TokenVerifier {
         if let Ok(mut cache) = self.verified.write() {
             cache.clear();
         }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     fn key(&self, kid: &str) -> Option<DecodingKey> {
@@ -278,7 +292,10 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
-        let cached = self.verified.read().ok().and_then(|cache| cache.get(token).cloned());
+        let cached = self.local_get(token).or_else(|| {
+            let shared = self.verified.read().ok().and_then(|cache| cache.get(token).cloned())?;
+            Some(self.local_put(token, &shared))
+        });
         if let Some(claims) = cached {
             // The signature was checked; time moves on, so expiry is checked again.
             if claims.exp + self.leeway < chrono::Utc::now().timestamp() {
@@ -298,7 +315,29 @@ impl TokenVerifier {
             }
             cache.insert(token.into(), claims.clone());
         }
-        Ok(claims)
+        Ok(self.local_put(token, &claims))
+    }
+
+    /// This thread's copy of a verified token's claims.
+    fn local_get(&self, token: &str) -> Option<Arc<AccessClaims>> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let mut local = self.local.get_or_default().borrow_mut();
+        if local.0 != generation {
+            *local = (generation, HashMap::default());
+        }
+        local.1.get(token).cloned()
+    }
+
+    /// Keeps a copy of `claims` of this thread's own (its reference count
+    /// is touched by this thread alone), and returns it.
+    fn local_put(&self, token: &str, claims: &AccessClaims) -> Arc<AccessClaims> {
+        let own = Arc::new(claims.clone());
+        let mut local = self.local.get_or_default().borrow_mut();
+        if local.1.len() >= LOCAL_CACHE_CAPACITY {
+            local.1.clear();
+        }
+        local.1.insert(token.into(), own.clone());
+        own
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenError> {

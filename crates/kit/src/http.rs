@@ -170,15 +170,15 @@ impl Observer {
         path: &str,
         request_id: Option<&[u8]>,
         traceparent: Option<&[u8]>,
-    ) -> Exchange {
-        Exchange(Observation::begin(self.0.clone(), method, path, request_id, traceparent, None))
+    ) -> Exchange<'_> {
+        Exchange(Observation::begin(SharedRef::Borrowed(&self.0), method, path, request_id, traceparent, None))
     }
 }
 
 /// One request observed by kit on behalf of a [`ConnectionFront`].
-pub struct Exchange(Observation);
+pub struct Exchange<'a>(Observation<'a>);
 
-impl Exchange {
+impl Exchange<'_> {
     /// The request id, as the `x-request-id` value to send on.
     pub fn request_id(&self) -> &HeaderValue {
         &self.0.id_header
@@ -810,8 +810,8 @@ fn request_id_in(value: Option<&[u8]>) -> String {
 
 /// What kit does around every request, on the router's path ([`observe`])
 /// and a front's ([`front_call`]): begun before the handler, finished after.
-struct Observation {
-    shared: Arc<Shared>,
+struct Observation<'a> {
+    shared: SharedRef<'a>,
     start: Instant,
     request_id: String,
     /// The request id as the `x-request-id` header of the answer.
@@ -823,20 +823,39 @@ struct Observation {
     span: tracing::Span,
 }
 
-impl Observation {
+/// The service an observation belongs to: owned by a request handed to a
+/// task of its own, borrowed by a front's (no reference count touched).
+enum SharedRef<'a> {
+    Owned(Arc<Shared>),
+    Borrowed(&'a Shared),
+}
+
+impl std::ops::Deref for SharedRef<'_> {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        match self {
+            SharedRef::Owned(shared) => shared,
+            SharedRef::Borrowed(shared) => shared,
+        }
+    }
+}
+
+impl Observation<'static> {
     /// Begins observing `req`.
     fn of<B>(shared: Arc<Shared>, req: &http::Request<B>, route: Option<&str>) -> Self {
         let h = req.headers();
         let value = |name: &str| h.get(name).map(HeaderValue::as_bytes);
         let (id, parent) = (value("x-request-id"), value("traceparent"));
-        Self::begin(shared, req.method(), req.uri().path(), id, parent, route)
+        Self::begin(SharedRef::Owned(shared), req.method(), req.uri().path(), id, parent, route)
     }
+}
 
+impl<'a> Observation<'a> {
     /// `route` is the matched route, when known before the handler runs (a
     /// front records it in the span itself); `request_id` and `traceparent`
     /// are the client's values, if any.
     fn begin(
-        shared: Arc<Shared>,
+        shared: SharedRef<'a>,
         method: &Method,
         path: &str,
         request_id: Option<&[u8]>,
@@ -910,7 +929,7 @@ impl Observation {
     }
 }
 
-impl Drop for Observation {
+impl Drop for Observation<'_> {
     /// Answered, or dropped unanswered (the client went away): no longer in
     /// flight either way.
     fn drop(&mut self) {

@@ -17,6 +17,7 @@ pub mod hash;
 pub mod http;
 pub mod json;
 pub mod limit;
+pub mod local;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;

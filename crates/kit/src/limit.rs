@@ -7,11 +7,16 @@
 //! emission interval further. Keys whose TAT is in the past hold nothing a
 //! fresh key would not, so they are dropped when the table is pruned.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use thread_local::ThreadLocal;
+
+use crate::hash::FxBuildHasher;
 
 /// `burst` requests at once, refilled at `rate` per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,29 +94,41 @@ fn gcra(quota: Nanos, tat: Option<u64>, now: u64) -> (Decision, Option<u64>) {
 
 /// A keyed GCRA limiter in memory, bounded to `max_keys` keys.
 ///
-/// Each key's state is one atomic: a request to a key seen before takes a
-/// shared read lock and a compare-and-swap, so threads counting requests
-/// never wait for one another (a thread preempted inside a mutex made the
-/// other wait for it; see [`crate::metrics::LatencyHistogram`]). Only a new
-/// key takes the write lock.
+/// Each key's state is one atomic, counted by compare-and-swap, so threads
+/// counting requests never wait for one another (a thread preempted inside
+/// a mutex made the other wait for it; see
+/// [`crate::metrics::LatencyHistogram`]). Each thread finds a key's atomic
+/// in a map of its own, so a request costs that one shared write and no
+/// lock (see [`crate::local`]); only a key new to a thread takes the shared
+/// map's lock, and only a key new to the limiter its write lock.
 #[derive(Debug)]
-pub struct Limiter<K> {
+pub struct Limiter<K: Send> {
     quota: Quota,
     nanos: Nanos,
     max_keys: usize,
     epoch: Instant,
     /// Each key's TAT in nanoseconds after `epoch`.
-    state: RwLock<HashMap<K, AtomicU64>>,
+    state: RwLock<Cells<K>>,
+    /// Each thread's keys so far, with the `pruned` count they were found at.
+    local: ThreadLocal<RefCell<(u64, Cells<K>)>>,
+    /// How often keys were dropped from `state`: threads forget theirs then,
+    /// so that a key dropped and made again is one atomic for all.
+    pruned: AtomicU64,
 }
 
-impl<K: Hash + Eq + Clone> Limiter<K> {
+/// Keys and their atomics.
+type Cells<K> = HashMap<K, Arc<AtomicU64>, FxBuildHasher>;
+
+impl<K: Hash + Eq + Clone + Send> Limiter<K> {
     pub fn new(quota: Quota) -> Self {
         Self {
             quota,
             nanos: quota.into(),
             max_keys: 100_000,
             epoch: Instant::now(),
-            state: RwLock::new(HashMap::new()),
+            state: RwLock::new(HashMap::default()),
+            local: ThreadLocal::new(),
+            pruned: AtomicU64::new(0),
         }
     }
 
@@ -138,28 +155,54 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 
     pub fn check_at(&self, key: &K, now: Instant) -> Decision {
         let now = self.clock(now);
+        let pruned = self.pruned.load(Ordering::Acquire);
+        let local = self.local.get_or_default();
+        {
+            let mut local = local.borrow_mut();
+            if local.0 != pruned {
+                *local = (pruned, HashMap::default());
+            }
+            if let Some(tat) = local.1.get(key) {
+                return self.step(tat, now);
+            }
+        }
+        let Some(tat) = self.shared_cell(key, now) else {
+            // Full of live keys: judged as new, not remembered.
+            return gcra(self.nanos, None, now).0;
+        };
+        let decision = self.step(&tat, now);
+        let mut local = local.borrow_mut();
+        if local.1.len() >= self.max_keys {
+            local.1.clear();
+        }
+        local.1.insert(key.clone(), tat);
+        decision
+    }
+
+    /// The atomic of `key` in the shared map, made if it is new and there
+    /// is room.
+    fn shared_cell(&self, key: &K, now: u64) -> Option<Arc<AtomicU64>> {
         if let Ok(state) = self.state.read()
             && let Some(tat) = state.get(key)
         {
-            return self.step(tat, now);
+            return Some(tat.clone());
         }
         // A poisoned lock means a panic mid-update; limiting nothing is
         // better than refusing everything.
-        let Ok(mut state) = self.state.write() else { return Decision::Allow { remaining: 0 } };
+        let Ok(mut state) = self.state.write() else { return None };
         if !state.contains_key(key) {
             if state.len() >= self.max_keys {
                 // Keys whose TAT is past hold nothing a fresh key would not.
                 state.retain(|_, t| t.load(Ordering::Acquire) > now);
+                self.pruned.fetch_add(1, Ordering::AcqRel);
             }
             if state.len() >= self.max_keys {
-                // Full of live keys: judged as new, not remembered.
-                return gcra(self.nanos, None, now).0;
+                return None;
             }
         }
         // A thread that took the write lock first may have added the key;
         // then this request counts against the state it made.
-        let tat = state.entry(key.clone()).or_insert_with(|| AtomicU64::new(0));
-        self.step(tat, now)
+        Some(state.entry(key.clone()).or_insert_with(|| Arc::new(AtomicU64::new(0))).clone())
     }
 
     /// One request against `tat` (0: a fresh key), racing other threads by

@@ -201,11 +201,18 @@ struct Floor {
 #[derive(Debug)]
 pub struct RetryBudget {
     settings: RetrySettings,
-    /// Saved retries, in millionths: one atomic add per first attempt.
+    /// Saved retries, in millionths.
     balance: AtomicU64,
+    /// First attempts each thread has not yet paid into `balance`: it pays
+    /// them in batches of [`DEPOSIT_BATCH`], so the shared balance is not
+    /// written on every request (see [`crate::local`]).
+    pending: thread_local::ThreadLocal<crate::local::Padded<std::cell::Cell<u64>>>,
     /// The retries always allowed, per second.
     floor: Mutex<Floor>,
 }
+
+/// First attempts a thread counts before paying them into the balance.
+const DEPOSIT_BATCH: u64 = 16;
 
 /// A whole retry, in the balance's unit.
 const RETRY: u64 = 1_000_000;
@@ -215,7 +222,12 @@ const MAX_BALANCE: u64 = 100;
 
 impl RetryBudget {
     pub fn new(settings: RetrySettings) -> Self {
-        Self { settings, balance: AtomicU64::new(0), floor: Mutex::new(Floor { second: Instant::now(), used: 0 }) }
+        Self {
+            settings,
+            balance: AtomicU64::new(0),
+            pending: thread_local::ThreadLocal::new(),
+            floor: Mutex::new(Floor { second: Instant::now(), used: 0 }),
+        }
     }
 
     pub fn max_attempts(&self) -> u32 {
@@ -225,10 +237,20 @@ impl RetryBudget {
     /// Records a first attempt. The balance may run past the most that can
     /// be saved; withdrawals cap it.
     pub fn deposit(&self) {
-        let share = (self.settings.ratio.clamp(0.0, 1.0) * RETRY as f64) as u64;
-        if self.balance.load(Ordering::Relaxed) < MAX_BALANCE * RETRY {
-            self.balance.fetch_add(share, Ordering::Relaxed);
+        let pending = self.pending.get_or_default();
+        pending.set(pending.get() + 1);
+        if pending.get() >= DEPOSIT_BATCH {
+            self.pay(pending);
         }
+    }
+
+    /// Pays this thread's pending first attempts into the balance.
+    fn pay(&self, pending: &std::cell::Cell<u64>) {
+        let share = (self.settings.ratio.clamp(0.0, 1.0) * RETRY as f64) as u64;
+        if pending.get() > 0 && self.balance.load(Ordering::Relaxed) < MAX_BALANCE * RETRY {
+            self.balance.fetch_add(share * pending.get(), Ordering::Relaxed);
+        }
+        pending.set(0);
     }
 
     /// May a retry go ahead? Withdraws it if so.
@@ -237,6 +259,8 @@ impl RetryBudget {
     }
 
     pub fn try_retry_at(&self, now: Instant) -> bool {
+        // What this thread has counted so far is saved for it.
+        self.pay(self.pending.get_or_default());
         let withdrawn = self.balance.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
             b.checked_sub(RETRY).map(|left| left.min((MAX_BALANCE - 1) * RETRY))
         });
