@@ -541,7 +541,7 @@ async fn answer(
                 Vec::new(),
                 peer.ip(),
                 state.forwarded_proto,
-                exchange.request_id(),
+                exchange.request_id().as_bytes(),
                 exchange.trace(),
             );
             up.clear();
@@ -560,7 +560,7 @@ async fn answer(
                 limit,
             };
             let limits = verdict.map(|v| v.headers());
-            let mut ours = Ours::new(front, exchange.request_id(), limits.as_ref());
+            let mut ours = Ours::new(front, exchange.request_id().as_bytes(), limits.as_ref());
             if let Some(origin) = origin {
                 state.edge.cors_fields(origin, |name, value, mode| {
                     ours.push(Field::of(name.as_str().as_bytes()), value, mode)
@@ -641,14 +641,10 @@ struct Ours<'a> {
 }
 
 impl<'a> Ours<'a> {
-    fn new(
-        front: &'a Inner,
-        request_id: &'a HeaderValue,
-        limits: Option<&'a [(http::HeaderName, HeaderValue); 3]>,
-    ) -> Self {
+    fn new(front: &'a Inner, request_id: &'a [u8], limits: Option<&'a [(http::HeaderName, HeaderValue); 3]>) -> Self {
         let replaced = front.fixed_replaced;
         let mut ours = Ours { fixed: &front.fixed, dynamic: [(Field::Other, &[], Mode::Append); 8], len: 0, replaced };
-        ours.push(Field::XRequestId, request_id.as_bytes(), Mode::Replace);
+        ours.push(Field::XRequestId, request_id, Mode::Replace);
         for (name, value) in limits.into_iter().flatten() {
             ours.push(Field::of(name.as_str().as_bytes()), value.as_bytes(), Mode::Replace);
         }

@@ -331,7 +331,7 @@ pub(crate) struct Forwarding<'a> {
     peer: HeaderValue,
     proto: &'static [u8],
     host: Option<&'a [u8]>,
-    request_id: &'a HeaderValue,
+    request_id: &'a [u8],
     trace: [u8; 55],
     /// The fields the client's `Connection` names, which stay behind too.
     named: Vec<&'a [u8]>,
@@ -346,7 +346,7 @@ impl<'a> Forwarding<'a> {
         named: Vec<&'a [u8]>,
         peer: std::net::IpAddr,
         proto: &'static [u8],
-        request_id: &'a HeaderValue,
+        request_id: &'a [u8],
         trace: &kit::trace::TraceContext,
     ) -> Self {
         Forwarding { prior_for, peer: ip_header(peer), proto, host, request_id, trace: trace.encode(), named }
@@ -355,7 +355,8 @@ impl<'a> Forwarding<'a> {
     fn of_map(headers: &'a HeaderMap, ctx: &'a FrontContext, proto: &'static [u8]) -> Self {
         let value = |name| headers.get(name).map(HeaderValue::as_bytes);
         let named = connection_named(headers);
-        Self::new(value(X_FORWARDED_FOR), value(header::HOST), named, ctx.peer.ip(), proto, &ctx.request_id, &ctx.trace)
+        let id = ctx.request_id.as_bytes();
+        Self::new(value(X_FORWARDED_FOR), value(header::HOST), named, ctx.peer.ip(), proto, id, &ctx.trace)
     }
 
     /// Whether a client's field goes upstream: see [`Field::forwarded`];
@@ -374,7 +375,7 @@ impl<'a> Forwarding<'a> {
         if let Some(host) = self.host {
             put("x-forwarded-host", &[host]);
         }
-        put("x-request-id", &[self.request_id.as_bytes()]);
+        put("x-request-id", &[self.request_id]);
         put("traceparent", &[&self.trace]);
     }
 
@@ -568,15 +569,18 @@ pub(crate) async fn send<A: Answer>(
         };
         let instance = &pool.instances[i];
         let flight = pool.start(i);
-        // Not kept in a variable first: the future would be stored twice.
-        let outcome =
-            match timer.within(target.route.timeout, state.upstreams.send(instance, &req, body.take(), answer)).await {
+        // Pinned in place and passed by reference: moved into the timer's
+        // future, the attempt's (a request's largest) would be copied.
+        let outcome = {
+            let sent = std::pin::pin!(state.upstreams.send(instance, &req, body.take(), answer));
+            match timer.within(target.route.timeout, sent).await {
                 None => Attempt::TimedOut,
                 Some(Err(SendError::BodyTooLarge)) => Attempt::BodyTooLarge,
                 Some(Err(SendError::ClientBody(e))) => Attempt::ClientBody(e),
                 Some(Err(e)) => Attempt::Failed(e),
                 Some(Ok((head, body))) => Attempt::Answered(A::status(&head), head, body),
-            };
+            }
+        };
         drop(flight);
         let (failed, outcome_label, retry_worthy) = match &outcome {
             Attempt::Answered(s, _, _) => {

@@ -43,7 +43,7 @@ use crate::trace::TraceContext;
 
 /// The request id of the request being handled (also in the extensions).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub Arc<str>);
 
 /// A service's own handling of the requests it claims, ahead of its router.
 ///
@@ -179,9 +179,10 @@ impl Observer {
 pub struct Exchange<'a>(Observation<'a>);
 
 impl Exchange<'_> {
-    /// The request id, as the `x-request-id` value to send on.
-    pub fn request_id(&self) -> &HeaderValue {
-        &self.0.id_header
+    /// The request id, as the `x-request-id` value to send on (printable
+    /// ASCII).
+    pub fn request_id(&self) -> &str {
+        &self.0.request_id
     }
 
     pub fn trace(&self) -> &TraceContext {
@@ -789,10 +790,10 @@ fn tls_acceptor(settings: &HttpSettings) -> std::io::Result<Option<tokio_rustls:
 
 /// A UUIDv7 (time-ordered, so ids sort by arrival in logs) whose random bits
 /// need only be unique.
-fn new_request_id() -> String {
+fn new_request_id() -> Arc<str> {
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let id = uuid::Builder::from_unix_timestamp_millis(ms, &crate::trace::random_bytes()).into_uuid();
-    id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()
+    Arc::from(&*id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
 }
 
 /// Longest request id accepted from a client; longer ones are replaced.
@@ -800,11 +801,11 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The client's `x-request-id` value when it is sane (printable ASCII, at
 /// most [`MAX_REQUEST_ID_LEN`] bytes), else a new id.
-fn request_id_in(value: Option<&[u8]>) -> String {
+fn request_id_in(value: Option<&[u8]>) -> Arc<str> {
     value
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.iter().all(u8::is_ascii_graphic))
         .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_owned)
+        .map(Arc::from)
         .unwrap_or_else(new_request_id)
 }
 
@@ -813,9 +814,9 @@ fn request_id_in(value: Option<&[u8]>) -> String {
 struct Observation<'a> {
     shared: SharedRef<'a>,
     start: Instant,
-    request_id: String,
-    /// The request id as the `x-request-id` header of the answer.
-    id_header: HeaderValue,
+    /// Printable ASCII (checked or generated). One allocation, shared by
+    /// reference count with the request's task-local scope.
+    request_id: Arc<str>,
     trace: TraceContext,
     method: Method,
     /// Kept for the access log, when it is on.
@@ -878,8 +879,6 @@ impl<'a> Observation<'a> {
         shared.metrics.http.in_flight.inc();
         Self {
             start: Instant::now(),
-            // The id is printable ASCII (checked or generated).
-            id_header: HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("-")),
             request_id,
             trace,
             method: method.clone(),
@@ -899,7 +898,7 @@ impl<'a> Observation<'a> {
     /// Headers, metrics and the access log of the answer.
     fn finish(self, route: &str, mut response: Response) -> Response {
         const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-        response.headers_mut().insert(X_REQUEST_ID, self.id_header.clone());
+        response.headers_mut().insert(X_REQUEST_ID, self.id_header());
         security_headers(response.headers_mut());
         let bytes = response
             .headers()
@@ -908,6 +907,11 @@ impl<'a> Observation<'a> {
             .and_then(|v| v.parse::<u64>().ok());
         self.record(route, response.status(), bytes);
         response
+    }
+
+    /// The request id as a header value.
+    fn id_header(&self) -> HeaderValue {
+        HeaderValue::from_str(&self.request_id).unwrap_or(HeaderValue::from_static("-"))
     }
 
     /// Metrics and the access log of an answer of `bytes` (when known).
@@ -997,7 +1001,7 @@ async fn front_call(
     use futures_util::FutureExt;
     let body_limit = shared.body_limit(None, req.uri().path());
     let obs = Observation::of(shared, &req, None);
-    let ctx = FrontContext { peer, request_id: obs.id_header.clone(), trace: obs.trace, body_limit };
+    let ctx = FrontContext { peer, request_id: obs.id_header(), trace: obs.trace, body_limit };
     let call = std::panic::AssertUnwindSafe(front.call(req, ctx)).catch_unwind();
     let answer = obs
         .scope(async {
@@ -1172,8 +1176,8 @@ mod tests {
 
     #[test]
     fn generated_request_ids_are_unique_time_ordered_uuids() {
-        let ids: Vec<String> = (0..2000).map(|_| new_request_id()).collect();
-        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        let ids: Vec<Arc<str>> = (0..2000).map(|_| new_request_id()).collect();
+        let distinct: std::collections::BTreeSet<&Arc<str>> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
         for id in &ids {
             let uuid = uuid::Uuid::parse_str(id).unwrap();
@@ -1188,9 +1192,9 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("req-42"));
         let id = |h: &http::HeaderMap| request_id_in(h.get("x-request-id").map(HeaderValue::as_bytes));
-        assert_eq!(id(&h), "req-42");
+        assert_eq!(&*id(&h), "req-42");
         h.insert("x-request-id", HeaderValue::from_static("has space"));
-        assert_ne!(id(&h), "has space");
+        assert_ne!(&*id(&h), "has space");
         h.insert("x-request-id", HeaderValue::from_str(&"a".repeat(129)).unwrap());
         assert_eq!(id(&h).len(), 36);
     }

@@ -18,7 +18,7 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 tokio::task_local! {
     /// The id of the request being handled, set by the HTTP middleware so that
     /// problem documents can carry it wherever they are built.
-    pub static REQUEST_ID: String;
+    pub static REQUEST_ID: std::sync::Arc<str>;
 }
 
 /// One invalid field of a request.
@@ -182,7 +182,7 @@ impl std::error::Error for Problem {}
 impl IntoResponse for Problem {
     fn into_response(mut self) -> Response {
         if self.request_id.is_none() {
-            self.request_id = REQUEST_ID.try_with(Clone::clone).ok();
+            self.request_id = REQUEST_ID.try_with(|id| id.to_string()).ok();
         }
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status(), body).into_response();
@@ -257,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn a_problem_renders_as_problem_json_with_the_request_id() {
         let resp = REQUEST_ID
-            .scope("req-1".to_owned(), async { Problem::conflict("email already registered").into_response() })
+            .scope("req-1".into(), async { Problem::conflict("email already registered").into_response() })
             .await;
         assert_eq!(resp.status(), StatusCode::CONFLICT);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
