@@ -17,6 +17,7 @@ use kit::db::Db;
 use kit::testing::{TestContext, TestDb, TestServer};
 use serde_json::{Value, json};
 
+mod front;
 mod resilience;
 mod wire;
 

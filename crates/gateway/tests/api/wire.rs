@@ -11,32 +11,32 @@ use super::*;
 
 /// A request as the raw upstream read it.
 #[derive(Debug, Clone)]
-struct Got {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Got {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
     /// Which connection (in accept order) carried it.
-    conn: usize,
+    pub(crate) conn: usize,
 }
 
 impl Got {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
 /// What the script answers: the bytes to write, and whether to close the
 /// connection afterwards.
-type Script = Arc<dyn Fn(&Got) -> (Vec<u8>, bool) + Send + Sync>;
+pub(crate) type Script = Arc<dyn Fn(&Got) -> (Vec<u8>, bool) + Send + Sync>;
 
-struct Raw {
-    addr: std::net::SocketAddr,
+pub(crate) struct Raw {
+    pub(crate) addr: std::net::SocketAddr,
     got: Arc<Mutex<Vec<Got>>>,
 }
 
 impl Raw {
-    async fn start(script: Script) -> Self {
+    pub(crate) async fn start(script: Script) -> Self {
         Self::start_with(script, false).await
     }
 
@@ -64,8 +64,13 @@ impl Raw {
         Self { addr, got }
     }
 
+    /// An upstream served by someone else at `addr` (nothing recorded).
+    pub(crate) fn elsewhere(addr: std::net::SocketAddr) -> Self {
+        Self { addr, got: Arc::default() }
+    }
+
     /// The proxied requests (not the gateway's health checks).
-    fn got(&self) -> Vec<Got> {
+    pub(crate) fn got(&self) -> Vec<Got> {
         self.got.lock().unwrap().iter().filter(|g| g.path.starts_with("/raw")).cloned().collect()
     }
 
@@ -188,18 +193,24 @@ fn decode_chunked(mut b: &[u8]) -> Option<Vec<u8>> {
 
 /// A gateway with the public route `/raw` to `raw`.
 async fn gateway_to(raw: &Raw) -> (TestServer, TestContext) {
+    gateway_with(raw, "", HttpSettings::default()).await
+}
+
+/// [`gateway_to`], with more `[gateway]` settings (`toml`, lines of the
+/// section) and the given HTTP settings.
+pub(crate) async fn gateway_with(raw: &Raw, toml: &str, http: HttpSettings) -> (TestServer, TestContext) {
     let config = Config::from_toml(&format!(
-        "[gateway]\nupstream_timeout_ms = 2000\n[gateway.health]\ninterval_ms = 600000\n[gateway.upstreams]\nraw = [\"http://{}\"]\n\n[[gateway.routes]]\nprefix = \"/raw\"\nupstream = \"raw\"\npublic = true\n",
+        "[gateway]\nupstream_timeout_ms = 2000\n{toml}\n[gateway.health]\ninterval_ms = 600000\n[gateway.upstreams]\nraw = [\"http://{}\"]\n\n[[gateway.routes]]\nprefix = \"/raw\"\nupstream = \"raw\"\npublic = true\n",
         raw.addr
     ))
     .unwrap();
     let ctx = TestContext::new(config).await;
     let upstreams = vec![Upstream { service: "auth", url: "http://127.0.0.1:9".into() }];
-    let server = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), HttpSettings::default()).await;
+    let server = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), http).await;
     (server, ctx)
 }
 
-fn answer(bytes: &'static [u8]) -> Script {
+pub(crate) fn answer(bytes: &'static [u8]) -> Script {
     Arc::new(move |_| (bytes.to_vec(), false))
 }
 
