@@ -662,7 +662,10 @@ async fn accept_loop(
             (None, Some((front, observer))) => {
                 let conn = FrontConnection { stream, peer, closing: closing.clone(), observer };
                 connections.spawn(async move {
-                    if let Some(Handoff { stream, read }) = front.serve(conn).await {
+                    // Awaited apart: a temporary in the `if let` would keep
+                    // the front's whole connection state alive under hyper.
+                    let handoff = front.serve(conn).await;
+                    if let Some(Handoff { stream, read }) = handoff {
                         // Boxed: hyper's connection is large, and most
                         // connections never get here (an idle one's task
                         // would hold that room all the same).
