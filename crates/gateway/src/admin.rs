@@ -13,7 +13,7 @@ use crate::balance::PoolView;
 async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
     let token = bearer_token(headers)?
         .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
-    let claims = crate::proxy::verify(state, token).await?;
+    let claims = crate::proxy::verify(state, token, std::time::Instant::now()).await?;
     if !claims.roles.iter().any(|r| r == "admin") {
         return Err(Problem::forbidden("this action needs the `admin` role"));
     }

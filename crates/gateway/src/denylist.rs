@@ -92,12 +92,17 @@ impl DenyList {
     }
 
     pub fn contains(&self, session: Uuid) -> bool {
+        self.contains_at(session, Instant::now())
+    }
+
+    /// Whether `session` is refused at `now`.
+    pub fn contains_at(&self, session: Uuid, now: Instant) -> bool {
         let version = self.version.load(Ordering::Acquire);
         let mut local = self.local.get_or_default().borrow_mut();
         if local.version != version {
             self.catch_up(&mut local);
         }
-        local.map.get(&session).is_some_and(|until| *until > Instant::now())
+        local.map.get(&session).is_some_and(|until| *until > now)
     }
 
     /// Brings a thread's map up to the log.

@@ -61,8 +61,8 @@ use crate::edge::Mode;
 use crate::fields::{Field, named_in_connection, says_close};
 use crate::limits::Verdict;
 use crate::proxy::{self, Forward, Forwarding};
-use crate::routes::{RouteTable, Target};
-use crate::upstream::{Answer, Outgoing, RequestBody, UpstreamHead, is_idempotent, put_field};
+use crate::routes::RouteTable;
+use crate::upstream::{self, Answer, Outgoing, RequestBody, UpstreamHead, is_idempotent, put_field};
 
 /// The most header fields a request may have here; one with more goes to
 /// hyper (which takes 100).
@@ -124,8 +124,6 @@ struct Buffers {
     read: BytesMut,
     /// The answer on its way to the client.
     out: Vec<u8>,
-    /// The fields of the request on its way upstream.
-    up: Vec<u8>,
     /// The fields of the request head, as parsed.
     slots: Vec<Slot>,
 }
@@ -139,7 +137,6 @@ impl Buffers {
         SPARE.with_borrow_mut(Vec::pop).unwrap_or_else(|| Buffers {
             read: BytesMut::with_capacity(READ_SIZE),
             out: Vec::with_capacity(2048),
-            up: Vec::with_capacity(2048),
             slots: Vec::with_capacity(MAX_FIELDS),
         })
     }
@@ -151,7 +148,6 @@ impl Buffers {
         }
         self.read.clear();
         self.out.clear();
-        self.up.clear();
         self.slots.clear();
         SPARE.with_borrow_mut(|spare| {
             if spare.len() < SPARES {
@@ -514,7 +510,7 @@ async fn answer(
     limit: usize,
     waits: &mut Waits<'_, impl Future<Output = ()>>,
 ) -> Next {
-    let Buffers { read, out, up, slots } = b;
+    let Buffers { read, out, slots } = b;
     let buf: &[u8] = read;
     let value = |at: Option<usize>| at.map(|i| slots[i].value(buf));
     let path = head.path(buf);
@@ -534,7 +530,11 @@ async fn answer(
         // future this size would be copied at each.
         let handler = std::pin::pin!(async {
             proxy::record_target(target);
-            let verdict = admit(state, target, path, head, buf, slots, peer).await?;
+            // What `proxy::admit` checks, from the head's fields.
+            let token = if target.public { None } else { kit::auth::bearer_token_in(value(head.authorization))? };
+            let forwarded_for = slots.iter().filter(|s| s.kind == Field::XForwardedFor).map(|s| s.value(buf));
+            let client_ip = kit::http::client_ip_in(forwarded_for, peer.ip());
+            let verdict = proxy::admit(state, target, path, token, client_ip, exchange.started()).await?;
             let forwarding = Forwarding::new(
                 value(head.forwarded_for),
                 value(head.host),
@@ -544,23 +544,20 @@ async fn answer(
                 exchange.request_id().as_bytes(),
                 exchange.trace(),
             );
-            up.clear();
-            for slot in slots.iter() {
-                let name = slot.name(buf);
-                if forwarding.passes(slot.kind, name) {
-                    put_field(up, name, slot.value(buf));
-                }
-            }
-            forwarding.write_added(up);
+            let fields = ClientFields { buf, slots, forwarding };
             let body = &buf[head.len..head.len + head.length as usize];
             let forward = Forward {
-                req: Outgoing { method: &head.method, target: &buf[head.target.clone()], fields: up, chunked: false },
+                req: Outgoing {
+                    method: &head.method,
+                    target: &buf[head.target.clone()],
+                    fields: &fields,
+                    chunked: false,
+                },
                 body: (!body.is_empty()).then_some(RequestBody::Buffered(body)),
                 may_retry: is_idempotent(&head.method) && body.is_empty(),
                 limit,
             };
-            let limits = verdict.map(|v| v.headers());
-            let mut ours = Ours::new(front, exchange.request_id().as_bytes(), limits.as_ref());
+            let mut ours = Ours::new(front, exchange.request_id().as_bytes(), verdict);
             if let Some(origin) = origin {
                 state.edge.cors_fields(origin, |name, value, mode| {
                     ours.push(Field::of(name.as_str().as_bytes()), value, mode)
@@ -605,21 +602,24 @@ async fn answer(
     if written && ended && !close { Next::Again } else { Next::Close }
 }
 
-/// The checks before forwarding (see [`proxy::admit`]), on the head's fields.
-async fn admit(
-    state: &AppState,
-    target: Target<'_>,
-    path: &str,
-    head: &Head,
-    buf: &[u8],
-    slots: &[Slot],
-    peer: SocketAddr,
-) -> Result<Option<Verdict>, Problem> {
-    let token =
-        if target.public { None } else { kit::auth::bearer_token_in(head.authorization.map(|i| slots[i].value(buf)))? };
-    let forwarded_for = slots.iter().filter(|s| s.kind == Field::XForwardedFor).map(|s| s.value(buf));
-    let client_ip = kit::http::client_ip_in(forwarded_for, peer.ip());
-    proxy::admit(state, target, path, token, client_ip).await
+/// The fields of a request the front read, as they go upstream: the
+/// client's that pass, then the gateway's.
+struct ClientFields<'a> {
+    buf: &'a [u8],
+    slots: &'a [Slot],
+    forwarding: Forwarding<'a>,
+}
+
+impl upstream::Fields for ClientFields<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        for slot in self.slots {
+            let name = slot.name(self.buf);
+            if self.forwarding.passes(slot.kind, name) {
+                put_field(out, name, slot.value(self.buf));
+            }
+        }
+        self.forwarding.write_added(out);
+    }
 }
 
 /// The edge's fields on an answer the gateway made itself, as on hyper's path.
@@ -636,18 +636,21 @@ struct Ours<'a> {
     /// Each its kind, value and mode (its name is the kind's).
     dynamic: [(Field, &'a [u8], Mode); 8],
     len: usize,
+    /// The `RateLimit-*` fields' numbers.
+    limits: Option<Verdict>,
     /// The fields of the upstream's answer that ours replace.
     replaced: u64,
 }
 
 impl<'a> Ours<'a> {
-    fn new(front: &'a Inner, request_id: &'a [u8], limits: Option<&'a [(http::HeaderName, HeaderValue); 3]>) -> Self {
-        let replaced = front.fixed_replaced;
-        let mut ours = Ours { fixed: &front.fixed, dynamic: [(Field::Other, &[], Mode::Append); 8], len: 0, replaced };
-        ours.push(Field::XRequestId, request_id, Mode::Replace);
-        for (name, value) in limits.into_iter().flatten() {
-            ours.push(Field::of(name.as_str().as_bytes()), value.as_bytes(), Mode::Replace);
+    fn new(front: &'a Inner, request_id: &'a [u8], limits: Option<Verdict>) -> Self {
+        let mut replaced = front.fixed_replaced;
+        for (name, _) in limits.iter().flat_map(Verdict::fields) {
+            replaced |= Field::of(name.as_bytes()).bit();
         }
+        let dynamic = [(Field::Other, &[][..], Mode::Append); 8];
+        let mut ours = Ours { fixed: &front.fixed, dynamic, len: 0, limits, replaced };
+        ours.push(Field::XRequestId, request_id, Mode::Replace);
         ours
     }
 
@@ -673,6 +676,22 @@ impl<'a> Ours<'a> {
             if !skip(*kind, *mode) {
                 put_field(out, kind.name().as_bytes(), value);
             }
+        }
+        for (name, n) in self.limits.iter().flat_map(Verdict::fields) {
+            put_field(out, name.as_bytes(), decimal(n, &mut [0; 20]));
+        }
+    }
+}
+
+/// `n` in decimal, written at the end of `room`.
+fn decimal(mut n: u64, room: &mut [u8; 20]) -> &[u8] {
+    let mut at = room.len();
+    loop {
+        at -= 1;
+        room[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &room[at..];
         }
     }
 }
@@ -830,6 +849,13 @@ mod tests {
             Parsed::Complete(head) => head,
             Parsed::Partial => panic!("partial: {raw:?}"),
             Parsed::Hyper => panic!("left to hyper: {raw:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_in_decimal() {
+        for n in [0, 7, 10, 99, 100, 123_456, u64::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
         }
     }
 

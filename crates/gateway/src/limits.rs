@@ -311,14 +311,19 @@ impl RateLimits {
     /// Counts a request to `path` from `ip` by `user` against every rule that
     /// applies; refused if any refuses.
     pub async fn check(&self, path: &str, ip: Option<IpAddr>, user: Option<Uuid>) -> Option<Verdict> {
+        self.check_at(path, ip, user, Instant::now()).await
+    }
+
+    /// [`RateLimits::check`] of a request that arrived at `now`.
+    pub async fn check_at(&self, path: &str, ip: Option<IpAddr>, user: Option<Uuid>, now: Instant) -> Option<Verdict> {
         if !self.settings.enabled {
             return None;
         }
         let rules = self.applicable(path, ip.map(Key::Ip), user.map(Key::User));
         let verdict = match &self.redis {
-            None => in_memory(rules),
+            None => in_memory(rules, now),
             // Boxed: the Redis call is a large future, and most gateways never make it.
-            Some(redis) => Box::pin(self.shared(redis, rules.collect())).await,
+            Some(redis) => Box::pin(self.shared(redis, rules.collect(), now)).await,
         };
         if verdict.is_some_and(|v| !v.allowed) {
             self.limited.inc();
@@ -349,12 +354,12 @@ impl RateLimits {
     }
 
     /// Every rule in one round trip to Redis; on failure, in this replica's memory.
-    async fn shared(&self, redis: &Redis, rules: Vec<(&Rule, Key)>) -> Option<Verdict> {
+    async fn shared(&self, redis: &Redis, rules: Vec<(&Rule, Key)>, now: Instant) -> Option<Verdict> {
         match self.remote(redis, &rules).await {
             Ok(verdicts) => verdicts.into_iter().fold(None, merge),
             Err(e) => {
                 self.redis_failed(redis, &e);
-                in_memory(rules)
+                in_memory(rules, now)
             }
         }
     }
@@ -430,8 +435,7 @@ impl RateLimits {
 }
 
 /// The verdict of `rules` counted in this replica's memory, at one instant.
-fn in_memory<'a>(rules: impl IntoIterator<Item = (&'a Rule, Key)>) -> Option<Verdict> {
-    let now = Instant::now();
+fn in_memory<'a>(rules: impl IntoIterator<Item = (&'a Rule, Key)>, now: Instant) -> Option<Verdict> {
     rules.into_iter().map(|(rule, key)| local(rule, key, now)).fold(None, merge)
 }
 
@@ -490,16 +494,23 @@ fn unix_ms() -> u128 {
 }
 
 impl Verdict {
-    /// The `RateLimit-*` headers (draft-ietf-httpapi-ratelimit-headers).
-    pub fn headers(&self) -> [(http::HeaderName, http::HeaderValue); 3] {
-        const LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit-limit");
-        const REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
-        const RESET: http::HeaderName = http::HeaderName::from_static("ratelimit-reset");
+    /// The `RateLimit-*` fields (draft-ietf-httpapi-ratelimit-headers), each
+    /// its name and number.
+    pub fn fields(&self) -> [(&'static str, u64); 3] {
         [
-            (LIMIT, number_value(0, self.limit.into())),
-            (REMAINING, number_value(1, self.remaining.into())),
-            (RESET, number_value(2, self.reset_secs)),
+            ("ratelimit-limit", self.limit.into()),
+            ("ratelimit-remaining", self.remaining.into()),
+            ("ratelimit-reset", self.reset_secs),
         ]
+    }
+
+    /// [`Verdict::fields`] as headers.
+    pub fn headers(&self) -> [(http::HeaderName, http::HeaderValue); 3] {
+        let mut slot = 0;
+        self.fields().map(|(name, n)| {
+            slot += 1;
+            (http::HeaderName::from_static(name), number_value(slot - 1, n))
+        })
     }
 }
 

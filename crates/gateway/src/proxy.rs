@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -248,10 +248,10 @@ fn token_of<B>(req: &hyper::Request<B>, websocket: bool) -> Result<Option<Cow<'_
 }
 
 /// An access token's claims, if it verifies and its session was not revoked.
-pub(crate) async fn verify(state: &GatewayState, token: &str) -> Result<Arc<AccessClaims>, Problem> {
+pub(crate) async fn verify(state: &GatewayState, token: &str, now: Instant) -> Result<Arc<AccessClaims>, Problem> {
     let claims = state.verifier.verify(token).await?;
     if let Some(sid) = claims.sid
-        && state.denied.contains(sid)
+        && state.denied.contains_at(sid, now)
     {
         state.metrics.denied_tokens.inc();
         return Err(TokenError::Revoked.into());
@@ -261,24 +261,25 @@ pub(crate) async fn verify(state: &GatewayState, token: &str) -> Result<Arc<Acce
 
 /// What a request must pass before it goes upstream: on a protected route
 /// a valid access token (`token`, the one it carries) of a session not
-/// revoked; then the rate limits. Returns the verdict whose `RateLimit-*`
-/// fields its answer carries.
+/// revoked; then the rate limits, at `now` (the request's arrival). Returns
+/// the verdict whose `RateLimit-*` fields its answer carries.
 pub(crate) async fn admit(
     state: &AppState,
     target: Target<'_>,
     path: &str,
     token: Option<&str>,
     client_ip: std::net::IpAddr,
+    now: Instant,
 ) -> Result<Option<Verdict>, Problem> {
     let mut user = None;
     if !target.public {
         let token = token
             .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))?;
-        let claims = verify(state, token).await?;
+        let claims = verify(state, token, now).await?;
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
         user = Some(claims.sub);
     }
-    let verdict = state.limits.check(path, Some(client_ip), user).await;
+    let verdict = state.limits.check_at(path, Some(client_ip), user, now).await;
     if let Some(v) = verdict
         && !v.allowed
     {
@@ -303,7 +304,7 @@ async fn forward_to(
     let websocket = is_websocket(&req);
     let token = if target.public { None } else { token_of(&req, websocket)? };
     let client_ip = kit::http::client_ip_from(req.headers(), ctx.peer.ip());
-    let verdict = admit(state, target, req.uri().path(), token.as_deref(), client_ip).await?;
+    let verdict = admit(state, target, req.uri().path(), token.as_deref(), client_ip, Instant::now()).await?;
 
     let mut response = if websocket {
         // Boxed: upgrades are rare, and their future is large.
@@ -390,18 +391,27 @@ impl<'a> Forwarding<'a> {
             out.extend_from_slice(b"\r\n");
         });
     }
+}
 
-    /// Writes the client's fields in `headers` that pass, then the
-    /// gateway's. A chunked body's length is unknown: a stray length does
-    /// not travel with it.
-    fn write_map(&self, headers: &HeaderMap, chunked: bool, out: &mut Vec<u8>) {
-        for (name, value) in headers {
+/// The fields of a request hyper read, as they go upstream: the client's
+/// that pass, then the gateway's. A chunked body's length is unknown: a
+/// stray length does not travel with it.
+struct MapFields<'a> {
+    headers: &'a HeaderMap,
+    forwarding: Forwarding<'a>,
+    chunked: bool,
+}
+
+impl upstream::Fields for MapFields<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        for (name, value) in self.headers {
             let kind = Field::of(name.as_str().as_bytes());
-            if self.passes(kind, name.as_str().as_bytes()) && !(chunked && kind == Field::ContentLength) {
+            if self.forwarding.passes(kind, name.as_str().as_bytes()) && !(self.chunked && kind == Field::ContentLength)
+            {
                 upstream::put_field(out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
-        self.write_added(out);
+        self.forwarding.write_added(out);
     }
 }
 
@@ -512,8 +522,8 @@ async fn send_request(
     let with_body = has_body(req.headers());
     let (parts, body) = req.into_parts();
     let chunked = with_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
-    let mut fields = Vec::with_capacity(1024);
-    Forwarding::of_map(&parts.headers, ctx, state.forwarded_proto).write_map(&parts.headers, chunked, &mut fields);
+    let forwarding = Forwarding::of_map(&parts.headers, ctx, state.forwarded_proto);
+    let fields = MapFields { headers: &parts.headers, forwarding, chunked };
     let target_bytes = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).as_bytes();
     let forward = Forward {
         req: Outgoing { method: &parts.method, target: target_bytes, fields: &fields, chunked },

@@ -58,15 +58,21 @@ pub enum RequestBody<'a> {
 }
 
 /// A request as it goes upstream, but for the `Host` line (the instance's).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Outgoing<'a> {
     pub method: &'a Method,
     /// In origin form, as the client sent it.
     pub target: &'a [u8],
-    /// The header fields, each `name: value\r\n`, the gateway's own included.
-    pub fields: &'a [u8],
+    /// Writes the header fields, each `name: value\r\n`, the gateway's own
+    /// included, straight into the head being built (again for each attempt).
+    pub fields: &'a (dyn Fields + Sync),
     /// The body goes chunked (it came so): no length was forwarded.
     pub chunked: bool,
+}
+
+/// A request's header fields, written where its head is built.
+pub trait Fields {
+    fn write(&self, out: &mut Vec<u8>);
 }
 
 /// What becomes of an upstream's answer head: a header map for hyper, or
@@ -379,7 +385,7 @@ fn encode_head(out: &mut Vec<u8>, req: &Outgoing<'_>, host: &HeaderValue) {
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(req.fields);
+    req.fields.write(out);
     if req.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -454,7 +460,9 @@ impl Conn {
                 self.out.extend_from_slice(data);
                 !self.write_out().await?
             }
-            Some(RequestBody::Streamed(body)) => self.send_body(body, chunked).await?,
+            // Boxed: streamed uploads are hyper's rare path, and in place
+            // their state would make every exchange's future larger.
+            Some(RequestBody::Streamed(body)) => Box::pin(self.send_body(body, chunked)).await?,
         };
         let (head, framing, keep_alive) = self.read_head(head_request, answer).await?;
         let mut body = UpstreamBody { conn: Some(self), framing, reusable: reusable && keep_alive };

@@ -189,6 +189,12 @@ impl Exchange<'_> {
         &self.0.trace
     }
 
+    /// When kit began observing it: the request's arrival, for whatever
+    /// else wants the time (one clock read for all).
+    pub fn started(&self) -> Instant {
+        self.0.start
+    }
+
     /// Runs `handler` in the request's span, with its id for problem documents.
     pub fn scope<F: Future>(&self, handler: F) -> impl Future<Output = F::Output> + use<F> {
         self.0.scope(handler)
