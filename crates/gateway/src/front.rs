@@ -62,7 +62,7 @@ use crate::fields::{Field, named_in_connection, says_close};
 use crate::limits::Verdict;
 use crate::proxy::{self, Forward, Forwarding};
 use crate::routes::RouteTable;
-use crate::upstream::{self, Answer, Outgoing, RequestBody, UpstreamHead, is_idempotent, put_field};
+use crate::upstream::{self, Answer, Outgoing, RequestBody, UpstreamHead, is_idempotent, put_field, put_line};
 
 /// The most header fields a request may have here; one with more goes to
 /// hyper (which takes 100).
@@ -552,6 +552,7 @@ async fn answer(
                     target: &buf[head.target.clone()],
                     fields: &fields,
                     chunked: false,
+                    at: exchange.started(),
                 },
                 body: (!body.is_empty()).then_some(RequestBody::Buffered(body)),
                 may_retry: is_idempotent(&head.method) && body.is_empty(),
@@ -615,7 +616,7 @@ impl upstream::Fields for ClientFields<'_> {
         for slot in self.slots {
             let name = slot.name(self.buf);
             if self.forwarding.passes(slot.kind, name) {
-                put_field(out, name, slot.value(self.buf));
+                put_line(out, upstream::field_line(self.buf, name, slot.value(self.buf)));
             }
         }
         self.forwarding.write_added(out);
@@ -717,7 +718,7 @@ impl Answer for ByteAnswer<'_, '_> {
         for (kind, field) in up.message_fields() {
             present |= kind.bit();
             if self.ours.replaced & kind.bit() == 0 {
-                put_field(out, field.name.as_bytes(), field.value);
+                put_line(out, upstream::field_line(up.raw, field.name.as_bytes(), field.value));
             }
         }
         self.ours.write(out, present);

@@ -249,7 +249,7 @@ fn token_of<B>(req: &hyper::Request<B>, websocket: bool) -> Result<Option<Cow<'_
 
 /// An access token's claims, if it verifies and its session was not revoked.
 pub(crate) async fn verify(state: &GatewayState, token: &str, now: Instant) -> Result<Arc<AccessClaims>, Problem> {
-    let claims = state.verifier.verify(token).await?;
+    let claims = state.verifier.verify_at(token, now).await?;
     if let Some(sid) = claims.sid
         && state.denied.contains_at(sid, now)
     {
@@ -526,7 +526,7 @@ async fn send_request(
     let fields = MapFields { headers: &parts.headers, forwarding, chunked };
     let target_bytes = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).as_bytes();
     let forward = Forward {
-        req: Outgoing { method: &parts.method, target: target_bytes, fields: &fields, chunked },
+        req: Outgoing { method: &parts.method, target: target_bytes, fields: &fields, chunked, at: Instant::now() },
         body: with_body.then(|| RequestBody::Streamed(Limited::new(body, limit))),
         may_retry,
         limit,

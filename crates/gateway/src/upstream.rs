@@ -68,6 +68,11 @@ pub struct Outgoing<'a> {
     pub fields: &'a (dyn Fields + Sync),
     /// The body goes chunked (it came so): no length was forwarded.
     pub chunked: bool,
+    /// When the request arrived. A pooled connection is reckoned idle from
+    /// the arrival of the last request it carried (a little earlier than
+    /// its end: idle connections are closed a little early, never late),
+    /// which saves reading the clock twice per request.
+    pub at: Instant,
 }
 
 /// A request's header fields, written where its head is built.
@@ -310,10 +315,10 @@ impl Upstreams {
     ) -> Result<(A::Head, UpstreamBody), SendError> {
         let mut body = body;
         loop {
-            let (mut conn, reused) = match self.checkout(instance.id) {
+            let (mut conn, reused) = match self.checkout(instance.id, req.at) {
                 Some(conn) => (conn, true),
                 // Boxed: a new connection is the rare path, and its future is large.
-                None => (Box::pin(self.connect(instance)).await?, false),
+                None => (Box::pin(self.connect(instance, req.at)).await?, false),
             };
             encode_head(&mut conn.out, req, &instance.host);
             let resendable = body.is_none() && is_idempotent(req.method);
@@ -327,24 +332,26 @@ impl Upstreams {
         }
     }
 
-    /// An idle connection of this thread to `instance` that is still open.
-    fn checkout(&self, instance: u64) -> Option<Conn> {
+    /// An idle connection of this thread to `instance` that is still open,
+    /// for a request that arrived `at`.
+    fn checkout(&self, instance: u64, at: Instant) -> Option<Conn> {
         loop {
             let mut conn = IDLE.with_borrow_mut(|pool| pool.get_mut(&instance).and_then(Vec::pop))?;
-            if conn.since.elapsed() <= self.idle_timeout && conn.still_open() {
+            if at.saturating_duration_since(conn.since) <= self.idle_timeout && conn.still_open() {
+                conn.since = at;
                 return Some(conn);
             }
         }
     }
 
-    async fn connect(&self, instance: &Instance) -> Result<Conn, SendError> {
+    async fn connect(&self, instance: &Instance, at: Instant) -> Result<Conn, SendError> {
         let io = open(instance, self.connect_timeout).await?;
         Ok(Conn {
             io,
             buf: BytesMut::with_capacity(READ_SIZE),
             out: Vec::with_capacity(512),
             instance: instance.id,
-            since: Instant::now(),
+            since: at,
         })
     }
 }
@@ -365,11 +372,10 @@ pub(crate) fn is_idempotent(method: &Method) -> bool {
 }
 
 fn checkin(conn: Conn) {
-    let now = Instant::now();
     IDLE.with_borrow_mut(|pool| {
         let idle = pool.entry(conn.instance).or_default();
         if idle.len() < MAX_IDLE {
-            idle.push(Conn { since: now, ..conn });
+            idle.push(conn);
         }
     });
 }
@@ -389,6 +395,23 @@ fn encode_head(out: &mut Vec<u8>, req: &Outgoing<'_>, host: &HeaderValue) {
     if req.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed field's line as it stands in `raw` (the head it was parsed
+/// from, `name` and `value` slices of it): from its name to its value's
+/// end, the colon and whatever space the sender put around the value
+/// included. Passed on whole, it is one copy instead of three.
+pub(crate) fn field_line<'a>(raw: &'a [u8], name: &[u8], value: &[u8]) -> &'a [u8] {
+    let at = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+    let start = at(name);
+    let end = (at(value) + value.len()).max(start + name.len());
+    raw.get(start..end).unwrap_or_default()
+}
+
+/// Writes a field line and its end.
+pub(crate) fn put_line(out: &mut Vec<u8>, line: &[u8]) {
+    out.extend_from_slice(line);
     out.extend_from_slice(b"\r\n");
 }
 

@@ -289,6 +289,12 @@ impl TokenVerifier {
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
+        self.verify_at(token, Instant::now()).await
+    }
+
+    /// [`TokenVerifier::verify`] for a request that arrived `at` (a cached
+    /// token's expiry is checked against that time).
+    pub async fn verify_at(&self, token: &str, at: Instant) -> Result<Arc<AccessClaims>, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
@@ -298,7 +304,8 @@ impl TokenVerifier {
         });
         if let Some(claims) = cached {
             // The signature was checked; time moves on, so expiry is checked again.
-            if claims.exp + self.leeway < chrono::Utc::now().timestamp() {
+            let now = i64::try_from(crate::local::unix_ms_at(at) / 1000).unwrap_or(i64::MAX);
+            if claims.exp + self.leeway < now {
                 return Err(TokenError::Expired);
             }
             return Ok(claims);

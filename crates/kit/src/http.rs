@@ -799,8 +799,8 @@ fn tls_acceptor(settings: &HttpSettings) -> std::io::Result<Option<tokio_rustls:
 
 /// A UUIDv7 (time-ordered, so ids sort by arrival in logs) whose random bits
 /// need only be unique.
-fn new_request_id() -> Arc<str> {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+fn new_request_id(at: Instant) -> Arc<str> {
+    let ms = crate::local::unix_ms_at(at);
     let id = uuid::Builder::from_unix_timestamp_millis(ms, &crate::trace::random_bytes()).into_uuid();
     Arc::from(&*id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
 }
@@ -810,12 +810,12 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The client's `x-request-id` value when it is sane (printable ASCII, at
 /// most [`MAX_REQUEST_ID_LEN`] bytes), else a new id.
-fn request_id_in(value: Option<&[u8]>) -> Arc<str> {
+fn request_id_in(value: Option<&[u8]>, at: Instant) -> Arc<str> {
     value
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.iter().all(u8::is_ascii_graphic))
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(Arc::from)
-        .unwrap_or_else(new_request_id)
+        .unwrap_or_else(|| new_request_id(at))
 }
 
 /// What kit does around every request, on the router's path ([`observe`])
@@ -872,7 +872,8 @@ impl<'a> Observation<'a> {
         traceparent: Option<&[u8]>,
         route: Option<&str>,
     ) -> Self {
-        let request_id = request_id_in(request_id);
+        let start = Instant::now();
+        let request_id = request_id_in(request_id, start);
         let trace = TraceContext::from_value(traceparent);
         let span = tracing::info_span!(
             "request",
@@ -887,7 +888,7 @@ impl<'a> Observation<'a> {
         );
         shared.metrics.http.in_flight.inc();
         Self {
-            start: Instant::now(),
+            start,
             request_id,
             trace,
             method: method.clone(),
@@ -1185,7 +1186,7 @@ mod tests {
 
     #[test]
     fn generated_request_ids_are_unique_time_ordered_uuids() {
-        let ids: Vec<Arc<str>> = (0..2000).map(|_| new_request_id()).collect();
+        let ids: Vec<Arc<str>> = (0..2000).map(|_| new_request_id(Instant::now())).collect();
         let distinct: std::collections::BTreeSet<&Arc<str>> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
         for id in &ids {
@@ -1200,7 +1201,7 @@ mod tests {
     fn a_client_request_id_is_kept_only_when_sane() {
         let mut h = http::HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("req-42"));
-        let id = |h: &http::HeaderMap| request_id_in(h.get("x-request-id").map(HeaderValue::as_bytes));
+        let id = |h: &http::HeaderMap| request_id_in(h.get("x-request-id").map(HeaderValue::as_bytes), Instant::now());
         assert_eq!(&*id(&h), "req-42");
         h.insert("x-request-id", HeaderValue::from_static("has space"));
         assert_ne!(&*id(&h), "has space");

@@ -58,9 +58,53 @@ impl Tally {
     }
 }
 
+/// Unix time in milliseconds at `at`, without reading the wall clock each
+/// time: from an instant and wall-clock reading of this thread's, taken
+/// again when `at` is a second or more away from it. (For request ids and
+/// token expiry, which need no more than that; a clock step shows within a
+/// second.)
+pub fn unix_ms_at(at: std::time::Instant) -> u64 {
+    use std::cell::Cell;
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static ANCHOR: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+    }
+    ANCHOR.with(|anchor| {
+        let near = |(when, _): (Instant, u64)| at.checked_duration_since(when).is_some_and(|d| d.as_secs() == 0);
+        let (when, ms) = match anchor.get().filter(|a| near(*a)) {
+            Some(a) => a,
+            None => {
+                let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let fresh = (Instant::now(), wall);
+                anchor.set(Some(fresh));
+                fresh
+            }
+        };
+        // `at` may come a moment before a fresh anchor.
+        match at.checked_duration_since(when) {
+            Some(after) => ms + after.as_millis() as u64,
+            None => ms.saturating_sub(when.duration_since(at).as_millis() as u64),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wall_milliseconds_from_an_instant_track_the_clock() {
+        let wall =
+            || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let before = wall();
+        let at = unix_ms_at(std::time::Instant::now());
+        let later = unix_ms_at(std::time::Instant::now() + std::time::Duration::from_millis(1500));
+        let after = wall();
+        assert!(before <= at && at <= after + 1, "{before} {at} {after}");
+        assert!((1499..=1502 + after - before).contains(&(later - at)), "{}", later - at);
+        let earlier = unix_ms_at(std::time::Instant::now() - std::time::Duration::from_millis(300));
+        assert!(earlier + 299 <= wall() && earlier + 305 + (after - before) >= wall(), "{earlier}");
+    }
 
     #[test]
     fn a_tally_sums_what_every_thread_added() {
