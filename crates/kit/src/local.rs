@@ -2,8 +2,9 @@
 //!
 //! On the request path of a thread-per-core server, any write to memory
 //! another core also writes costs a cache-line transfer between the cores
-//! (measured on this project's 2-core machine: 36 ns for a contended
-//! atomic add against 5 ns for one of its own, docs/benchmarks.md); a
+//! (measured on this project's 2-core machine by the gateway's
+//! `shared_writes` example: 40–45 ns for an atomic add to a counter the
+//! other core also adds to, against 6 ns for one of its own); a
 //! proxied request used to make some thirty of them (counters, lock words,
 //! reference counts). A [`Tally`] is one number kept as a cell per thread:
 //! each thread adds to its own, in its own cache line, and readers sum the
