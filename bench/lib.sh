@@ -3,7 +3,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/panal-target}"
-PANAL="$CARGO_TARGET_DIR/release/panal"
+# BENCH_PANAL: another build of panal to measure (a previous one, say).
+PANAL="${BENCH_PANAL:-$CARGO_TARGET_DIR/release/panal}"
 WORK="${BENCH_WORK:-/tmp/panal-bench}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-50}"

@@ -171,7 +171,7 @@ async fn serve(front: Arc<Inner>, conn: FrontConnection) -> Option<Handoff> {
     let timer = tokio::time::sleep(head_timeout);
     let closed = closing.wait();
     tokio::pin!(timer, closed);
-    let mut waits = Waits { timer, closed, deadline: Instant::now() };
+    let mut waits = Waits { timer, closed, deadline: Instant::now(), now: None };
     let mut held: Option<Buffers> = None;
     // The route table, kept while it is current: taking the shared one
     // costs a lock and a reference count per request.
@@ -218,6 +218,10 @@ struct Waits<'a, C> {
     /// The connection's wait for shutdown, made once.
     closed: std::pin::Pin<&'a mut C>,
     deadline: Instant,
+    /// A clock reading of a moment ago (the request's arrival, the end of
+    /// its answer), for the next deadline: a clock read costs more than
+    /// the few microseconds it is off by.
+    now: Option<Instant>,
 }
 
 /// How far the timer may lag behind the deadline before it is set again.
@@ -226,7 +230,7 @@ const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(250);
 impl<C: Future<Output = ()>> Waits<'_, C> {
     /// A new wait, of `timeout` from now.
     fn start(&mut self, timeout: std::time::Duration) {
-        self.deadline = Instant::now() + timeout;
+        self.deadline = self.now.take().unwrap_or_else(Instant::now) + timeout;
         self.arm();
     }
 
@@ -275,7 +279,7 @@ impl<C: Future<Output = ()>> Waits<'_, C> {
 /// not end it: a request in hand is finished).
 impl<C: Future<Output = ()>> proxy::Timer for Waits<'_, C> {
     async fn within<F: Future>(&mut self, limit: std::time::Duration, work: F) -> Option<F::Output> {
-        self.deadline = Instant::now() + limit;
+        self.deadline = self.now.take().unwrap_or_else(Instant::now) + limit;
         self.arm();
         self.until(work, false).await
     }
@@ -565,7 +569,11 @@ async fn answer(
                 });
             }
             let mut sink = ByteAnswer { out, ours: &ours, head_request, close, chunked: false };
-            let (status, body) = proxy::send(state, target, forward, &mut sink, waits).await?;
+            // The route's timeout counts from the request's arrival.
+            waits.now = Some(Instant::from_std(exchange.started()));
+            let sent = proxy::send(state, target, forward, &mut sink, waits).await;
+            waits.now = None;
+            let (status, body) = sent?;
             Ok::<_, Problem>((status, body, sink.chunked))
         });
         exchange.scope(handler).await
@@ -597,7 +605,8 @@ async fn answer(
         }
     };
     let written = io.write_all(out).await.is_ok();
-    exchange.finished(route, status, bytes);
+    // The next request's head is waited for from here.
+    waits.now = Some(Instant::from_std(exchange.finished(route, status, bytes)));
     // A body that broke off ends the connection: the client sees it cut,
     // never a short answer passed for a whole one.
     if written && ended && !close { Next::Again } else { Next::Close }

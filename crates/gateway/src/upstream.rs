@@ -229,6 +229,8 @@ impl Answer for MapAnswer {
 const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields in a response head.
 const MAX_HEADERS: usize = 100;
+/// The fields parsed for at first; a head with more is parsed again.
+const FEW_HEADERS: usize = 24;
 /// The longest chunk-size line, and the most trailer bytes, accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
@@ -598,9 +600,19 @@ impl Conn {
     ) -> Result<(A::Head, Framing, bool), Failure> {
         loop {
             if !self.buf.is_empty() {
-                let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut parsed = httparse::Response::new(&mut slots);
-                match parsed.parse(&self.buf) {
+                // Few answers have more than a handful of fields, and the
+                // slots are written before parsing: 3 KiB for every answer
+                // cost more than the parse. A second try takes the rest.
+                let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+                let mut many;
+                let mut parsed = httparse::Response::new(&mut few);
+                let mut status = parsed.parse(&self.buf);
+                if matches!(status, Err(httparse::Error::TooManyHeaders)) {
+                    many = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    parsed = httparse::Response::new(&mut many);
+                    status = parsed.parse(&self.buf);
+                }
+                match status {
                     Ok(httparse::Status::Complete(len)) => {
                         let code = parsed.code.unwrap_or(0);
                         if code == 101 {

@@ -214,8 +214,9 @@ impl Exchange<'_> {
     }
 
     /// Counts and logs an answer the front wrote itself, with kit's fields.
-    pub fn finished(self, route: &str, status: u16, bytes: Option<u64>) {
-        self.0.record(route, StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), bytes);
+    /// Returns the time it took as done (a clock read the caller may reuse).
+    pub fn finished(self, route: &str, status: u16, bytes: Option<u64>) -> Instant {
+        self.0.record(route, StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), bytes)
     }
 }
 
@@ -924,9 +925,11 @@ impl<'a> Observation<'a> {
         HeaderValue::from_str(&self.request_id).unwrap_or(HeaderValue::from_static("-"))
     }
 
-    /// Metrics and the access log of an answer of `bytes` (when known).
-    fn record(mut self, route: &str, status: StatusCode, bytes: Option<u64>) {
-        let elapsed = self.start.elapsed();
+    /// Metrics and the access log of an answer of `bytes` (when known);
+    /// returns the clock reading its duration was taken from.
+    fn record(mut self, route: &str, status: StatusCode, bytes: Option<u64>) -> Instant {
+        let end = Instant::now();
+        let elapsed = end.saturating_duration_since(self.start);
         self.shared.metrics.http.record(&self.method, route, status.as_u16(), elapsed);
         if let Some(path) = self.path.take() {
             let _enter = self.span.enter();
@@ -940,6 +943,7 @@ impl<'a> Observation<'a> {
                 tracing::info!(status = status.as_u16(), path, duration_ms, bytes, "request");
             }
         }
+        end
     }
 }
 

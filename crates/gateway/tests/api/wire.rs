@@ -351,6 +351,32 @@ async fn malformed_answers_are_a_502_never_a_guess() {
 }
 
 #[tokio::test]
+async fn answers_with_many_fields_pass_whole_up_to_a_hundred() {
+    let raw = Raw::start(Arc::new(|g: &Got| {
+        // 60 fields: more than the parser's first try holds; 120: over the limit.
+        let n = if g.path.ends_with("/sixty") { 60 } else { 120 };
+        let mut v = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..n {
+            v.extend_from_slice(format!("x-field-{i}: value {i}\r\n").as_bytes());
+        }
+        v.extend_from_slice(b"content-length: 2\r\n\r\nok");
+        (v, true)
+    }))
+    .await;
+    let (gw, _ctx) = gateway_to(&raw).await;
+    let http = reqwest::Client::new();
+    let r = http.get(gw.url("/raw/sixty")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    for i in 0..60 {
+        assert_eq!(r.headers()[format!("x-field-{i}").as_str()], format!("value {i}").as_str());
+    }
+    assert_eq!(r.text().await.unwrap(), "ok");
+    let r = http.get(gw.url("/raw/too-many")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
 async fn chunked_wins_over_a_length_and_the_connection_is_not_reused() {
     let raw = Raw::start(answer(
         b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
