@@ -214,7 +214,8 @@ impl Exchange<'_> {
     }
 
     /// Counts and logs an answer the front wrote itself, with kit's fields.
-    /// Returns the time it took as done (a clock read the caller may reuse).
+    /// Returns when it was done: the clock reading its duration was taken
+    /// from, for the caller to reuse.
     pub fn finished(self, route: &str, status: u16, bytes: Option<u64>) -> Instant {
         self.0.record(route, StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), bytes)
     }
