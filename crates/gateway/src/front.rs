@@ -228,7 +228,7 @@ struct Waits<'a, C> {
 const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl<C: Future<Output = ()>> Waits<'_, C> {
-    /// A new wait, of `timeout` from now.
+    /// A new wait, of `timeout` from now (or from the reading in `now`).
     fn start(&mut self, timeout: std::time::Duration) {
         self.deadline = self.now.take().unwrap_or_else(Instant::now) + timeout;
         self.arm();
@@ -279,8 +279,7 @@ impl<C: Future<Output = ()>> Waits<'_, C> {
 /// not end it: a request in hand is finished).
 impl<C: Future<Output = ()>> proxy::Timer for Waits<'_, C> {
     async fn within<F: Future>(&mut self, limit: std::time::Duration, work: F) -> Option<F::Output> {
-        self.deadline = self.now.take().unwrap_or_else(Instant::now) + limit;
-        self.arm();
+        self.start(limit);
         self.until(work, false).await
     }
 }
