@@ -26,11 +26,13 @@ use std::time::Duration;
 
 use key_source::DbKeySource;
 use kit::Context;
-use kit::auth::TokenVerifier;
-use kit::bus::{OutboxSignal, Relay};
+use kit::auth::KeySource;
+use kit::bus::Handlers;
 use kit::db::{Db, Migrations};
-use kit::http::Service;
+use kit::http::Server;
+use kit::service::Setup;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::mail::Mailer;
 use crate::oauth::{ProviderSettings, Providers};
@@ -52,26 +54,19 @@ pub const MIGRATIONS: Migrations = Migrations {
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 
-/// The event types auth consumes.
-pub const CONSUMES: &[&str] = &[
-    <contracts::users::UserErased as contracts::Event>::TYPE,
-    <contracts::users::UserBanned as contracts::Event>::TYPE,
-];
-
 /// Auth's event handlers: an erased user's account is erased, a banned one's
 /// disabled.
-pub fn consumer(db: Db, settings: kit::bus::ConsumerSettings) -> kit::bus::Consumer {
-    let handlers = kit::bus::Handlers::new()
+fn handlers() -> Handlers {
+    Handlers::new()
         .on::<contracts::users::UserErased, _>(|tx, e, _meta| {
             Box::pin(async move { Ok(Store::erase_account(tx, e.user_id, e.erased_at).await?) })
         })
         .on::<contracts::users::UserBanned, _>(|tx, e, _meta| {
             Box::pin(async move {
-                Store::disable_account(tx, e.user_id, "banned", None, e.banned_at, None).await?;
+                Store::disable_account(tx, e.user_id, "banned", None, e.banned_at).await?;
                 Ok(())
             })
-        });
-    kit::bus::Consumer::new("auth", db, handlers).with_settings(settings)
+        })
 }
 
 /// Auth's settings: `[auth]` in `panal.toml`, `PANAL_AUTH__*` in the environment.
@@ -137,25 +132,23 @@ impl Default for Settings {
 impl Settings {
     fn validate(&self) -> anyhow::Result<()> {
         if !(60..=3600).contains(&self.access_token_ttl_secs) {
-            anyhow::bail!("invalid configuration: auth.access_token_ttl_secs must be between 60 and 3600");
+            anyhow::bail!("access_token_ttl_secs must be between 60 and 3600");
         }
         if self.refresh_token_ttl_secs < 60 || self.session_max_age_secs < self.refresh_token_ttl_secs.min(3600) {
-            anyhow::bail!(
-                "invalid configuration: auth.refresh_token_ttl_secs and auth.session_max_age_secs are too short"
-            );
+            anyhow::bail!("refresh_token_ttl_secs and session_max_age_secs are too short");
         }
         if !(300..=3600).contains(&self.reset_password_ttl_secs) {
-            anyhow::bail!("invalid configuration: auth.reset_password_ttl_secs must be between 300 and 3600");
+            anyhow::bail!("reset_password_ttl_secs must be between 300 and 3600");
         }
         if !(60..=3600).contains(&self.client_token_ttl_secs) {
-            anyhow::bail!("invalid configuration: auth.client_token_ttl_secs must be between 60 and 3600");
+            anyhow::bail!("client_token_ttl_secs must be between 60 and 3600");
         }
         Ok(())
     }
 }
 
 /// Everything the handlers share.
-pub(crate) struct State {
+pub struct State {
     pub store: Store,
     pub hasher: Hasher,
     pub settings: Settings,
@@ -169,8 +162,6 @@ pub(crate) struct State {
     pub app_url: String,
     /// Leeway verifiers allow on expiry, in seconds.
     pub leeway_secs: u64,
-    /// Wakes the outbox relay after a commit that wrote events.
-    pub outbox: OutboxSignal,
 }
 
 /// What a process running auth can reach besides its HTTP API.
@@ -182,61 +173,67 @@ pub struct Handle {
 
 pub(crate) type AppState = Arc<State>;
 
-/// Builds the auth service on `db`, applying its migrations and making sure a
-/// signing key exists. Its events go to `ctx.bus` through the outbox relay.
-pub async fn service(ctx: &Context, db: Db) -> anyhow::Result<Service> {
-    Ok(build(ctx, db).await?.0)
+/// The auth service.
+pub struct Auth;
+
+impl kit::Service for Auth {
+    const NAME: &'static str = "auth";
+    const MIGRATIONS: Option<&'static Migrations> = Some(&MIGRATIONS);
+    const PERSONAL_DATA: bool = true;
+    type Settings = Settings;
+    type State = State;
+
+    fn validate(settings: &Settings) -> anyhow::Result<()> {
+        settings.validate()
+    }
+
+    /// Auth verifies its own tokens with the keys in its own database.
+    fn key_source(_ctx: &Context, db: Option<&Db>) -> anyhow::Result<Box<dyn KeySource>> {
+        let db = db.ok_or_else(|| anyhow::anyhow!("auth needs its database"))?;
+        Ok(Box::new(DbKeySource { store: Store::new(db.clone()) }))
+    }
+
+    async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
+        let config = &setup.ctx.config;
+        let store = Store::new(setup.db()?);
+        let settings = setup.settings;
+        // A signing key exists from here on, so the verifier can load it.
+        let keys = KeyRing::load(store.clone(), Duration::from_secs(settings.key_reload_secs)).await?;
+        setup.verifier.refresh(true).await?;
+        let tokens = &config.settings.tokens;
+        let hasher = Hasher::new(&settings.password)?;
+        let mailer = Mailer::new(config.settings.smtp_url.as_ref().map(|s| s.expose().as_str()), &settings.mail_from)?;
+        let providers = Providers::new(&settings.providers, &config.settings.public_url)?;
+        let app_url = settings.app_url.clone().unwrap_or_else(|| config.settings.public_url.clone());
+        Ok(State {
+            store,
+            hasher,
+            throttle: Throttle::new(settings.throttle.clone()),
+            settings,
+            issuer: config.issuer(),
+            audience: tokens.audience.clone(),
+            keys,
+            mailer,
+            providers,
+            app_url: app_url.trim_end_matches('/').to_owned(),
+            leeway_secs: tokens.leeway_secs,
+        })
+    }
+
+    fn routes(state: &Arc<State>) -> OpenApiRouter {
+        api::router(state.clone())
+    }
+
+    fn handlers() -> Handlers {
+        handlers()
+    }
 }
 
-/// [`service`], with a [`Handle`] on what it sends.
-pub async fn build(ctx: &Context, db: Db) -> anyhow::Result<(Service, Handle)> {
-    let config = &ctx.config;
-    let settings: Settings = config.section("auth")?;
-    settings.validate()?;
-    db.migrate(&MIGRATIONS).await?;
-    db.migrate(&kit::bus::store::MIGRATIONS).await?;
-    let store = Store::new(db.clone());
-    let relay = Relay::new("auth", db.clone(), ctx.bus.clone());
-
-    let keys = KeyRing::load(store.clone(), Duration::from_secs(settings.key_reload_secs)).await?;
-
-    let tokens = &config.settings.tokens;
-    let verifier = Arc::new(TokenVerifier::new(
-        DbKeySource { store: store.clone() },
-        &config.issuer(),
-        &tokens.audience,
-        Duration::from_secs(tokens.jwks_refetch_interval_secs),
-        Duration::from_secs(tokens.leeway_secs),
-    ));
-    verifier.refresh(true).await?;
-
-    let hasher = Hasher::new(&settings.password)?;
-    let mailer = Mailer::new(config.settings.smtp_url.as_ref().map(|s| s.expose().as_str()), &settings.mail_from)?;
-    let providers = Providers::new(&settings.providers, &config.settings.public_url)?;
-    let app_url = settings.app_url.clone().unwrap_or_else(|| config.settings.public_url.clone());
-    let state = Arc::new(State {
-        store,
-        hasher,
-        throttle: Throttle::new(settings.throttle.clone()),
-        settings,
-        issuer: config.issuer(),
-        audience: tokens.audience.clone(),
-        keys,
-        mailer: mailer.clone(),
-        providers,
-        app_url: app_url.trim_end_matches('/').to_owned(),
-        leeway_secs: tokens.leeway_secs,
-        outbox: relay.signal(),
-    });
-    let (router, openapi) = api::router(state).split_for_parts();
-    let bus_settings: kit::bus::ConsumerSettings = config.section("bus")?;
-    let service = Service::new("auth", router, openapi)
-        .with_db(db.clone())
-        .with_bus(ctx.bus.clone())
-        .with_verifier(verifier)
-        .with_relay(relay)
-        .with_consumer(consumer(db, bus_settings), ctx.bus.clone());
-    Ok((service, Handle { mailer }))
+/// Builds auth on `db` with a [`Handle`] on what it sends (tests read the
+/// mail it would have sent).
+pub async fn build(ctx: &Context, db: Db) -> anyhow::Result<(Server, Handle)> {
+    let (server, state) = kit::service::build::<Auth>(ctx, Some(db)).await?;
+    Ok((server, Handle { mailer: state.mailer.clone() }))
 }
 
 mod key_source {

@@ -48,7 +48,7 @@ pub async fn create_admin(
         identity: None,
         now,
     };
-    match store.create_user(&new, None).await {
+    match store.create_user(&new).await {
         Ok(()) => Ok(id),
         Err(StoreError::EmailTaken) => {
             anyhow::bail!("an account with this email exists; make it an administrator with `panal admin grant`")
@@ -65,7 +65,7 @@ pub async fn grant_admin(db: &Db, email: &str) -> anyhow::Result<Uuid> {
         store.user_by_email(email.as_str()).await?.ok_or_else(|| anyhow::anyhow!("no account has this email"))?;
     let mut roles = user.roles.clone();
     roles.push(ROLE_ADMIN.to_owned());
-    match store.set_roles(user.id, &roles, user.id, Utc::now(), None).await? {
+    match store.set_roles(user.id, &roles, user.id, Utc::now()).await? {
         RolesOutcome::Changed { .. } | RolesOutcome::Unchanged => Ok(user.id),
         other => anyhow::bail!("could not grant the role: {other:?}"),
     }

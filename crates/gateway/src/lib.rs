@@ -33,20 +33,18 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use kit::Context;
-use kit::auth::{HttpKeySource, TokenVerifier};
+use kit::auth::TokenVerifier;
 use kit::config::Config;
-use kit::http::Service;
+use kit::http::{Server, Worker};
 use kit::resilience::{BreakerSettings, RetrySettings};
+use kit::service::Setup;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::balance::{HealthSettings, OutlierSettings, Strategy};
 use crate::edge::CorsSettings;
 use crate::limits::{RateLimitSettings, RateLimits};
 use crate::routes::{RouteSettings, RouteTable};
-
-/// The event types the gateway follows (without an inbox: see [`denylist`]).
-pub const CONSUMES: &[&str] = &[<contracts::auth::SessionRevoked as contracts::Event>::TYPE];
 
 /// Gateway settings: `[gateway]` in `panal.toml`, `PANAL_GATEWAY__*`.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,7 +62,8 @@ pub struct Settings {
     pub upstream_idle_ms: u64,
     /// How long the merged OpenAPI document is cached, in seconds.
     pub docs_cache_secs: u64,
-    /// Paths allowed bodies bigger than `http.body_limit` (uploads), in bytes.
+    /// Paths allowed bodies bigger than `http.body_limit` (uploads), in
+    /// bytes, besides those the services declare (users' avatars).
     pub upload_limits: std::collections::BTreeMap<String, usize>,
     /// Instances per upstream: a service of the map (replacing its one
     /// address) or a new name for routes and the fallback.
@@ -95,15 +94,12 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        let mut upload_limits = std::collections::BTreeMap::new();
-        // Avatars: 5 MiB of image plus the multipart envelope.
-        upload_limits.insert("/v1/users/me/avatar".to_owned(), 5 * 1024 * 1024 + 64 * 1024);
         Self {
             upstream_timeout_ms: 10_000,
             connect_timeout_ms: 2_000,
             upstream_idle_ms: 8_000,
             docs_cache_secs: 10,
-            upload_limits,
+            upload_limits: Default::default(),
             upstreams: Default::default(),
             routes: Vec::new(),
             fallback: None,
@@ -129,7 +125,8 @@ pub struct Upstream {
     pub url: String,
 }
 
-pub(crate) struct State {
+/// What the gateway's handlers and its front share.
+pub struct State {
     /// Swapped whole on reload; requests in flight keep the table they began with.
     pub routes: RwLock<Arc<RouteTable>>,
     /// Moves on with every swap of `routes`, for whoever keeps a table of
@@ -141,6 +138,8 @@ pub(crate) struct State {
     pub client: proxy::Client,
     pub upstreams: upstream::Upstreams,
     pub verifier: Arc<TokenVerifier>,
+    /// Where the revocations come from.
+    pub bus: kit::bus::Bus,
     pub settings: Settings,
     pub docs: docs::DocsCache,
     pub limits: RateLimits,
@@ -176,82 +175,106 @@ impl State {
 
 pub(crate) type AppState = Arc<State>;
 
-/// Builds the gateway for `upstreams` (the service map). Tokens are verified
-/// with the keys published by the `auth` upstream; revoked sessions arrive as
-/// auth's `session_revoked` events on `ctx.bus`.
-pub fn service(ctx: &Context, upstreams: Vec<Upstream>) -> anyhow::Result<Service> {
-    let config = &ctx.config;
-    let settings: Settings = config.section("gateway")?;
-    let auth = upstreams
-        .iter()
-        .find(|u| u.service == "auth")
-        .ok_or_else(|| anyhow::anyhow!("the gateway needs an auth upstream to verify tokens"))?;
-    let tokens = &config.settings.tokens;
-    let verifier = Arc::new(TokenVerifier::new(
-        HttpKeySource::new(format!("{}/.well-known/jwks.json", auth.url)),
-        &config.issuer(),
-        &tokens.audience,
-        Duration::from_secs(tokens.jwks_refetch_interval_secs),
-        Duration::from_secs(tokens.leeway_secs),
-    ));
-    let routes = RouteTable::build(&upstreams, &settings, None)?;
-    let limits =
-        RateLimits::new(settings.rate_limits.clone(), config.settings.redis_url.as_ref().map(|s| s.expose().as_str()))?;
-    let edge = edge::Edge::new(&settings.cors, settings.hsts || config.settings.http.tls())?;
-    // A revoked session's tokens stay valid (by signature) until they expire:
-    // the deny-list keeps them that long, plus leeway.
-    let deny_for = Duration::from_secs(3600 + tokens.leeway_secs);
-    let state = Arc::new(State {
-        routes: RwLock::new(Arc::new(routes)),
-        routes_version: std::sync::atomic::AtomicU64::new(0),
-        defaults: upstreams,
-        config: RwLock::new(config.clone()),
-        client: proxy::client(Duration::from_millis(settings.connect_timeout_ms)),
-        upstreams: upstream::Upstreams {
-            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
-            idle_timeout: Duration::from_millis(settings.upstream_idle_ms),
-        },
-        verifier,
-        docs: docs::DocsCache::new(Duration::from_secs(settings.docs_cache_secs)),
-        limits,
-        denied: denylist::DenyList::new(deny_for),
-        edge,
-        metrics: proxy::GatewayMetrics::default(),
-        unmatched: Arc::from("unmatched"),
-        forwarded_proto: if config.settings.http.tls() { b"https" } else { b"http" },
-        settings,
-    });
+/// The gateway. It routes to the other services the process knows
+/// ([`kit::Context::peers`]): `/v1/<service>` to each by default. Tokens are
+/// verified with the keys auth publishes; revoked sessions arrive as auth's
+/// `session_revoked` events on the bus.
+pub struct Gateway;
 
-    // The gateway's own routes; every other request goes to the proxy
-    // (`proxy::Proxy`, ahead of this router).
-    let router = Router::new()
-        .route("/openapi.json", get(docs::merged_openapi))
-        .route("/docs", get(docs::ui))
-        .route("/docs/", get(docs::ui))
-        .route("/docs/{file}", get(docs::asset))
-        .route("/admin/upstreams", get(admin::upstreams))
-        .route("/admin/reload", post(admin::reload))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::layer))
-        .with_state(state.clone());
+impl kit::Service for Gateway {
+    const NAME: &'static str = "gateway";
+    type Settings = Settings;
+    type State = State;
 
-    let ready_state = state.clone();
-    let mut service = Service::new("gateway", router, utoipa::openapi::OpenApi::default())
-        .without_openapi_route()
-        .with_front(Arc::new(proxy::Proxy(state.clone())))
-        .with_readiness(Arc::new(move || {
-            let state = ready_state.clone();
-            Box::pin(async move { proxy::upstream_readiness(&state).await })
-        }))
-        .with_worker(proxy::health_worker(state.clone()))
-        .with_worker(admin::reload_on_sighup(state.clone()))
-        .with_worker(denylist::worker(state.clone(), ctx.bus.clone()));
-    if state.settings.byte_front {
-        service = service.with_connection_front(Arc::new(front::ByteFront::new(state.clone())));
+    async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
+        let config = &setup.ctx.config;
+        let mut settings = setup.settings;
+        let upstreams: Vec<Upstream> = setup
+            .ctx
+            .peers
+            .iter()
+            .filter(|p| p.name != Self::NAME)
+            .map(|p| Upstream { service: p.name, url: p.url.clone() })
+            .collect();
+        // What the services take, the gateway lets through.
+        for peer in setup.ctx.peers.iter() {
+            for (path, bytes) in peer.body_limits {
+                settings.upload_limits.entry((*path).to_owned()).or_insert(*bytes);
+            }
+        }
+        let tokens = &config.settings.tokens;
+        let routes = RouteTable::build(&upstreams, &settings, None)?;
+        let limits = RateLimits::new(
+            settings.rate_limits.clone(),
+            config.settings.redis_url.as_ref().map(|s| s.expose().as_str()),
+        )?;
+        let edge = edge::Edge::new(&settings.cors, settings.hsts || config.settings.http.tls())?;
+        // A revoked session's tokens stay valid (by signature) until they expire:
+        // the deny-list keeps them that long, plus leeway.
+        let deny_for = Duration::from_secs(3600 + tokens.leeway_secs);
+        Ok(State {
+            routes: RwLock::new(Arc::new(routes)),
+            routes_version: std::sync::atomic::AtomicU64::new(0),
+            defaults: upstreams,
+            config: RwLock::new(config.clone()),
+            client: proxy::client(Duration::from_millis(settings.connect_timeout_ms)),
+            upstreams: upstream::Upstreams {
+                connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+                idle_timeout: Duration::from_millis(settings.upstream_idle_ms),
+            },
+            verifier: setup.verifier.clone(),
+            bus: setup.ctx.bus.clone(),
+            docs: docs::DocsCache::new(Duration::from_secs(settings.docs_cache_secs)),
+            limits,
+            denied: denylist::DenyList::new(deny_for),
+            edge,
+            metrics: proxy::GatewayMetrics::default(),
+            unmatched: Arc::from("unmatched"),
+            forwarded_proto: if config.settings.http.tls() { b"https" } else { b"http" },
+            settings,
+        })
     }
-    // Uploads may be larger than `http.body_limit` on their own paths.
-    for (path, bytes) in &state.settings.upload_limits {
-        service = service.with_body_limit(path, *bytes);
+
+    /// The gateway's own routes; every other request goes to the proxy
+    /// (`proxy::Proxy`, ahead of this router).
+    fn routes(state: &Arc<State>) -> OpenApiRouter {
+        let router = Router::new()
+            .route("/openapi.json", get(docs::merged_openapi))
+            .route("/docs", get(docs::ui))
+            .route("/docs/", get(docs::ui))
+            .route("/docs/{file}", get(docs::asset))
+            .route("/admin/upstreams", get(admin::upstreams))
+            .route("/admin/reload", post(admin::reload))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), edge::layer))
+            .with_state(state.clone());
+        OpenApiRouter::from(router)
     }
-    state.metrics.register(service.metrics_mut().registry_mut(), &state);
-    Ok(service)
+
+    fn workers(state: &Arc<State>) -> Vec<Worker> {
+        vec![
+            proxy::health_worker(state.clone()),
+            admin::reload_on_sighup(state.clone()),
+            denylist::worker(state.clone(), state.bus.clone()),
+        ]
+    }
+
+    fn finish(server: Server, state: &Arc<State>) -> anyhow::Result<Server> {
+        let ready_state = state.clone();
+        let mut server = server
+            .without_openapi_route()
+            .with_front(Arc::new(proxy::Proxy(state.clone())))
+            .with_readiness(Arc::new(move || {
+                let state = ready_state.clone();
+                Box::pin(async move { proxy::upstream_readiness(&state).await })
+            }));
+        if state.settings.byte_front {
+            server = server.with_connection_front(Arc::new(front::ByteFront::new(state.clone())));
+        }
+        // Uploads may be larger than `http.body_limit` on their own paths.
+        for (path, bytes) in &state.settings.upload_limits {
+            server = server.with_body_limit(path, *bytes);
+        }
+        state.metrics.register(server.metrics_mut().registry_mut(), state);
+        Ok(server)
+    }
 }

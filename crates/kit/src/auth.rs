@@ -124,6 +124,12 @@ pub trait KeySource: Send + Sync + 'static {
     fn fetch(&self) -> BoxFuture<'_, Result<Jwks, KeySourceError>>;
 }
 
+impl KeySource for Box<dyn KeySource> {
+    fn fetch(&self) -> BoxFuture<'_, Result<Jwks, KeySourceError>> {
+        (**self).fetch()
+    }
+}
+
 /// Keys fetched from a JWKS URL (auth's `/.well-known/jwks.json`).
 pub struct HttpKeySource {
     url: String,

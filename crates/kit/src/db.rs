@@ -11,6 +11,12 @@
 //! connections for reads, and one for writes, whose queue is first come, first
 //! served. Stores run writes with `with_db!(write …)`; on PostgreSQL both forms
 //! use the same pool.
+//!
+//! A change is a [`Tx`] ([`Db::begin`]): the statements, and the events they
+//! cause recorded with [`Tx::record`] in the same transaction (the outbox).
+//! An event takes the trace of the request or event being handled by itself,
+//! and committing wakes the outbox relay, so nothing above the store passes
+//! trace context or signals anything by hand.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -22,13 +28,16 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+use contracts::{Envelope, Event};
+
+use crate::bus::OutboxSignal;
 use crate::config::DbSettings;
 
 /// A connection pool on one of the supported backends.
 #[derive(Debug, Clone)]
 pub enum Db {
     Sqlite(SqliteDb),
-    Postgres(PgPool),
+    Postgres(PgDb),
 }
 
 /// SQLite's pools: reads on many connections, writes on one.
@@ -36,6 +45,14 @@ pub enum Db {
 pub struct SqliteDb {
     pub read: SqlitePool,
     pub write: SqlitePool,
+    outbox: OutboxSignal,
+}
+
+/// PostgreSQL's pool.
+#[derive(Debug, Clone)]
+pub struct PgDb {
+    pub pool: PgPool,
+    outbox: OutboxSignal,
 }
 
 /// Which backend a [`Db`] runs on.
@@ -68,7 +85,10 @@ macro_rules! with_db {
                 let $pool = &sqlite.write;
                 $body
             }
-            $crate::db::Db::Postgres($pool) => $body,
+            $crate::db::Db::Postgres(pg) => {
+                let $pool = &pg.pool;
+                $body
+            }
         }
     };
     ($db:expr, $pool:ident => $body:expr) => {
@@ -77,7 +97,10 @@ macro_rules! with_db {
                 let $pool = &sqlite.read;
                 $body
             }
-            $crate::db::Db::Postgres($pool) => $body,
+            $crate::db::Db::Postgres(pg) => {
+                let $pool = &pg.pool;
+                $body
+            }
         }
     };
 }
@@ -141,7 +164,7 @@ impl Db {
                 .connect_with(options)
                 .await
                 .map_err(DbError::Connect)?;
-            Ok(Db::Sqlite(SqliteDb { read, write }))
+            Ok(Db::Sqlite(SqliteDb { read, write, outbox: OutboxSignal::default() }))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(DbError::Connect)?;
             let pool = PgPoolOptions::new()
@@ -150,7 +173,7 @@ impl Db {
                 .connect_with(options)
                 .await
                 .map_err(DbError::Connect)?;
-            Ok(Db::Postgres(pool))
+            Ok(Db::Postgres(PgDb { pool, outbox: OutboxSignal::default() }))
         } else {
             Err(DbError::UnsupportedUrl)
         }
@@ -191,13 +214,31 @@ impl Db {
         with_db!(write self, pool => migrator.run(pool).await).map_err(DbError::Migrate)
     }
 
-    /// Begins a write transaction (on SQLite, on the writer connection, taking
-    /// the write lock at once).
+    /// Begins a change: a write transaction (on SQLite, on the writer
+    /// connection, taking the write lock at once) that may record events.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            Db::Sqlite(s) => Tx::Sqlite(s.write.begin_write().await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin_write().await?),
-        })
+        let conn = match self {
+            Db::Sqlite(s) => TxConn::Sqlite(s.write.begin_write().await?),
+            Db::Postgres(p) => TxConn::Postgres(p.pool.begin_write().await?),
+        };
+        Ok(Tx { conn, outbox: self.outbox_signal(), recorded: false })
+    }
+
+    /// Wakes this database's outbox relay; [`Tx::commit`] rings it after a
+    /// change that recorded events.
+    pub fn outbox_signal(&self) -> OutboxSignal {
+        match self {
+            Db::Sqlite(s) => s.outbox.clone(),
+            Db::Postgres(p) => p.outbox.clone(),
+        }
+    }
+
+    /// The PostgreSQL pool, on that backend.
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match self {
+            Db::Postgres(p) => Some(&p.pool),
+            Db::Sqlite(_) => None,
+        }
     }
 
     /// Checks that the database answers.
@@ -215,7 +256,7 @@ impl Db {
                 let (r, w) = (stats(&s.read), stats(&s.write));
                 PoolStats { open: r.open + w.open, idle: r.idle + w.idle, max: r.max + w.max }
             }
-            Db::Postgres(p) => stats(p),
+            Db::Postgres(p) => stats(&p.pool),
         }
     }
 
@@ -226,7 +267,7 @@ impl Db {
                 s.write.close().await;
                 s.read.close().await;
             }
-            Db::Postgres(p) => p.close().await,
+            Db::Postgres(p) => p.pool.close().await,
         }
     }
 }
@@ -272,41 +313,68 @@ impl BeginWrite for PgPool {
     }
 }
 
-/// A write transaction on either backend, for code that is handed one (event
-/// handlers). Run statements in it with [`with_tx!`](crate::with_tx).
-pub enum Tx {
+/// A change in progress: a write transaction on either backend, and the
+/// events it records. Run statements in it with [`with_tx!`](crate::with_tx);
+/// record events with [`Tx::record`]; [`Tx::commit`] makes both durable at
+/// once and wakes the relay. Dropped without a commit, it rolls back.
+pub struct Tx {
+    #[doc(hidden)]
+    pub conn: TxConn,
+    outbox: OutboxSignal,
+    recorded: bool,
+}
+
+/// The transaction of a [`Tx`], per backend (for [`with_tx!`](crate::with_tx)).
+#[doc(hidden)]
+pub enum TxConn {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Tx::Sqlite(_) => "Tx::Sqlite",
-            Tx::Postgres(_) => "Tx::Postgres",
-        })
+        f.debug_struct("Tx").field("backend", &self.backend()).field("recorded", &self.recorded).finish()
     }
 }
 
 impl Tx {
+    /// Records `event` in the outbox, in this transaction. Its `traceparent`
+    /// is the current request's or event's ([`crate::scope`]).
+    pub async fn record<E: Event>(&mut self, event: &E) -> Result<(), sqlx::Error> {
+        self.record_envelope(&Envelope::new(event, crate::scope::traceparent())).await
+    }
+
+    /// Records an envelope built elsewhere (a replayed or forwarded event).
+    pub async fn record_envelope(&mut self, envelope: &Envelope) -> Result<(), sqlx::Error> {
+        crate::with_tx!(self, conn => crate::outbox_append!(conn, envelope).map(|_| ()))?;
+        self.recorded = true;
+        Ok(())
+    }
+
+    /// Commits the change and its events; wakes the relay when there are
+    /// events, so they leave at once rather than at its next poll.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::Postgres(t) => t.commit().await,
+        match self.conn {
+            TxConn::Sqlite(t) => t.commit().await?,
+            TxConn::Postgres(t) => t.commit().await?,
         }
+        if self.recorded {
+            self.outbox.notify();
+        }
+        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(t) => t.rollback().await,
-            Tx::Postgres(t) => t.rollback().await,
+        match self.conn {
+            TxConn::Sqlite(t) => t.rollback().await,
+            TxConn::Postgres(t) => t.rollback().await,
         }
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
-            Tx::Postgres(_) => Backend::Postgres,
+        match self.conn {
+            TxConn::Sqlite(_) => Backend::Sqlite,
+            TxConn::Postgres(_) => Backend::Postgres,
         }
     }
 }
@@ -320,12 +388,12 @@ impl Tx {
 #[macro_export]
 macro_rules! with_tx {
     ($tx:expr, $conn:ident => $body:expr) => {
-        match $tx {
-            $crate::db::Tx::Sqlite(t) => {
+        match &mut ($tx).conn {
+            $crate::db::TxConn::Sqlite(t) => {
                 let $conn = &mut **t;
                 $body
             }
-            $crate::db::Tx::Postgres(t) => {
+            $crate::db::TxConn::Postgres(t) => {
                 let $conn = &mut **t;
                 $body
             }

@@ -1,6 +1,6 @@
 //! HTTP plumbing shared by every service.
 //!
-//! A service is a value ([`Service`]): its router, its OpenAPI document, its
+//! A service, built ([`Server`]): its router, its OpenAPI document, its
 //! database, its background workers. [`serve`] runs it on a bound listener until
 //! a shutdown token fires, adding what every service shares:
 //!
@@ -38,7 +38,8 @@ use crate::auth::TokenVerifier;
 use crate::config::HttpSettings;
 use crate::db::Db;
 use crate::metrics::Metrics;
-use crate::problem::{Problem, REQUEST_ID};
+use crate::problem::Problem;
+use crate::scope::Scope;
 use crate::trace::TraceContext;
 
 /// The request id of the request being handled (also in the extensions).
@@ -204,7 +205,7 @@ impl Exchange<'_> {
     /// document, say).
     pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
         let _entered = self.0.span.enter();
-        REQUEST_ID.sync_scope(self.0.request_id.clone(), f)
+        self.0.scope_value().run_sync(f)
     }
 
     /// Finishes an answer built as a response: kit's fields (`x-request-id`,
@@ -280,8 +281,8 @@ impl Readiness {
     }
 }
 
-/// A service, ready to be served or mounted.
-pub struct Service {
+/// A service, built: ready to be served or mounted.
+pub struct Server {
     pub name: &'static str,
     router: Router,
     openapi: OpenApi,
@@ -298,7 +299,7 @@ pub struct Service {
     connection_front: Option<Arc<dyn ConnectionFront>>,
 }
 
-impl Service {
+impl Server {
     /// A service from its API router and the OpenAPI document describing it.
     pub fn new(name: &'static str, router: Router, openapi: OpenApi) -> Self {
         Self {
@@ -501,7 +502,7 @@ impl Shared {
 /// Runs `service` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn serve(
     listener: TcpListener,
-    service: Service,
+    service: Server,
     settings: &HttpSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -904,7 +905,11 @@ impl<'a> Observation<'a> {
     /// documents. (Not an `async fn`: one would keep a second copy of
     /// `handler` in its state, and handlers' futures are large.)
     fn scope<F: Future>(&self, handler: F) -> impl Future<Output = F::Output> + use<F> {
-        REQUEST_ID.scope(self.request_id.clone(), handler.instrument(self.span.clone()))
+        self.scope_value().run(handler.instrument(self.span.clone()))
+    }
+
+    fn scope_value(&self) -> Scope {
+        Scope { request_id: self.request_id.clone(), trace: self.trace }
     }
 
     /// Headers, metrics and the access log of the answer.

@@ -15,12 +15,6 @@ use utoipa::ToSchema;
 /// The media type of problem documents.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-tokio::task_local! {
-    /// The id of the request being handled, set by the HTTP middleware so that
-    /// problem documents can carry it wherever they are built.
-    pub static REQUEST_ID: std::sync::Arc<str>;
-}
-
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
@@ -182,7 +176,7 @@ impl std::error::Error for Problem {}
 impl IntoResponse for Problem {
     fn into_response(mut self) -> Response {
         if self.request_id.is_none() {
-            self.request_id = REQUEST_ID.try_with(|id| id.to_string()).ok();
+            self.request_id = crate::scope::request_id().map(|id| id.to_string());
         }
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status(), body).into_response();
@@ -256,9 +250,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_problem_renders_as_problem_json_with_the_request_id() {
-        let resp = REQUEST_ID
-            .scope("req-1".into(), async { Problem::conflict("email already registered").into_response() })
-            .await;
+        let scope = crate::scope::Scope { request_id: "req-1".into(), trace: crate::trace::TraceContext::new_root() };
+        let resp = scope.run(async { Problem::conflict("email already registered").into_response() }).await;
         assert_eq!(resp.status(), StatusCode::CONFLICT);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
         let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();

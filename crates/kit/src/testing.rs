@@ -16,7 +16,7 @@ use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpSettings;
-use crate::http::Service;
+use crate::http::Server;
 
 /// The variable naming the PostgreSQL server tests may create databases on.
 pub const POSTGRES_ENV: &str = "PANAL_TEST_POSTGRES_URL";
@@ -138,14 +138,20 @@ impl TestContext {
         crate::install_crypto();
         let path = std::env::temp_dir().join(format!("panal-test-bus-{}.db", uuid::Uuid::new_v4().simple()));
         let bus = crate::bus::embedded::Embedded::open(&path).await.expect("open the embedded bus");
-        Self { ctx: crate::Context { config, bus: std::sync::Arc::new(bus), services: Default::default() }, path }
+        Self { ctx: crate::Context { config, bus: std::sync::Arc::new(bus), peers: Default::default() }, path }
     }
 
     /// Tells services where `service` answers.
-    pub fn with_service(mut self, service: &'static str, url: String) -> Self {
-        let mut services = (*self.ctx.services).clone();
-        services.insert(service, url);
-        self.ctx.services = std::sync::Arc::new(services);
+    pub fn with_service(self, service: &dyn crate::service::Mount, url: String) -> Self {
+        self.with_peer(crate::service::Peer::of(service, url))
+    }
+
+    /// Tells services where `peer` answers, and what it declared.
+    pub fn with_peer(mut self, peer: crate::service::Peer) -> Self {
+        let mut peers = (*self.ctx.peers).clone();
+        peers.retain(|p| p.name != peer.name);
+        peers.push(peer);
+        self.ctx.peers = std::sync::Arc::new(peers);
         self
     }
 
@@ -172,6 +178,15 @@ impl Drop for TestContext {
     }
 }
 
+/// Builds `S` as kit does for `panal` (migrations, verifier, relay,
+/// consumer), on `db` when it has a database.
+pub async fn server<S: crate::Service>(ctx: &crate::Context, db: Option<crate::db::Db>) -> Server {
+    match crate::service::build::<S>(ctx, db).await {
+        Ok((server, _)) => server,
+        Err(e) => panic!("building {}: {e:#}", S::NAME),
+    }
+}
+
 /// A service running on a port of its own for one test.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -181,7 +196,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Serves `service` on 127.0.0.1 port 0.
-    pub async fn spawn(service: Service, settings: HttpSettings) -> Self {
+    pub async fn spawn(service: Server, settings: HttpSettings) -> Self {
         crate::install_crypto();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");

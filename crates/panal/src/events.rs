@@ -68,8 +68,11 @@ pub async fn run(config: Config, command: EventsCommand) -> anyhow::Result<()> {
 fn types(json: bool) {
     let mut all = Vec::new();
     for info in contracts::catalogue() {
-        let consumers: Vec<&str> =
-            crate::IMPLEMENTED.iter().copied().filter(|s| crate::consumed_by(s).contains(&info.kind)).collect();
+        let consumers: Vec<&str> = crate::SERVICES
+            .iter()
+            .filter(|s| s.consumes().iter().any(|kind| kind == info.kind))
+            .map(|s| s.name())
+            .collect();
         let fields: Vec<String> = info
             .schema
             .get("properties")
@@ -130,7 +133,7 @@ async fn databases(config: &Config, only: Option<&str>) -> anyhow::Result<Vec<(&
         anyhow::bail!("PANAL_DATABASE_URL names one database; choose its service with --service");
     }
     let mut out = Vec::new();
-    for service in services {
+    for service in services.into_iter().map(|s| s.name()) {
         let url = explicit.clone().unwrap_or_else(|| crate::sqlite_file(config, service));
         let db =
             Db::connect(&url, &config.settings.db).await.with_context(|| format!("opening the {service} database"))?;
@@ -207,5 +210,6 @@ async fn replay(config: &Config, id: Option<Uuid>, only: Option<&str>) -> anyhow
 
 /// The consumer `name` of `service`, as built into this binary.
 fn consumer_of(service: &str, name: &str, db: &Db) -> Option<Consumer> {
-    crate::consumers_of(service, db).into_iter().find(|c| c.name() == name)
+    let settings = kit::bus::ConsumerSettings::default();
+    crate::mounted(service)?.consumer(db.clone(), settings).filter(|c| c.name() == name)
 }

@@ -16,12 +16,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kit::catalog;
 use kit::config::Config;
-use kit::db::{Db, Migrations};
-use kit::http::Service;
+use kit::db::Db;
+use kit::service::{Mount, Peer};
 use tokio_util::sync::CancellationToken;
 
-/// The services this build of Panal implements, in start order.
-const IMPLEMENTED: &[&str] = &["auth", "users", "gateway"];
+/// The services this build of Panal mounts, in start order: the one list
+/// `up`, `serve`, `migrate`, `events` and `services` read. Adding a service
+/// to the binary is one line here.
+pub(crate) const SERVICES: &[&dyn Mount] = &[&auth::Auth, &users::Users, &gateway::Gateway];
 
 #[derive(Debug, Parser)]
 #[command(name = "panal", version, about = "Panal: a microservices backend in one binary", long_about = None)]
@@ -143,17 +145,14 @@ fn main() -> ExitCode {
 fn print_services() {
     println!("{:<11} {:>5}  {:<12} owns", "SERVICE", "PORT", "STATUS");
     for s in catalog::SERVICES {
-        let status = if IMPLEMENTED.contains(&s.name) { "implemented" } else { "planned" };
+        let status = if mounted(s.name).is_some() { "implemented" } else { "planned" };
         println!("{:<11} {:>5}  {:<12} {}", s.name, s.port, status, s.owns);
     }
 }
 
-fn migrations_of(service: &str) -> Option<&'static Migrations> {
-    match service {
-        "auth" => Some(&auth::MIGRATIONS),
-        "users" => Some(&users::MIGRATIONS),
-        _ => None,
-    }
+/// The mounted service called `name`.
+pub(crate) fn mounted(name: &str) -> Option<&'static dyn Mount> {
+    SERVICES.iter().copied().find(|s| s.name() == name)
 }
 
 fn port_of(service: &str) -> anyhow::Result<u16> {
@@ -163,90 +162,50 @@ fn port_of(service: &str) -> anyhow::Result<u16> {
     })
 }
 
-fn check_implemented(service: &str) -> anyhow::Result<()> {
+/// The mounted service `service`, or an error that says what exists.
+fn implemented(service: &str) -> anyhow::Result<&'static dyn Mount> {
     port_of(service)?;
-    if !IMPLEMENTED.contains(&service) {
-        anyhow::bail!(
-            "service {service:?} is not implemented in this build yet (implemented: {})",
-            IMPLEMENTED.join(", ")
-        );
-    }
-    Ok(())
+    mounted(service).ok_or_else(|| {
+        let names: Vec<_> = SERVICES.iter().map(|s| s.name()).collect();
+        anyhow::anyhow!("service {service:?} is not implemented in this build yet (implemented: {})", names.join(", "))
+    })
 }
 
-/// The implemented services that have a database, or just `only`.
-fn services_with_db(only: Option<&str>) -> anyhow::Result<Vec<&'static str>> {
+/// The mounted services that have a database, or just `only`.
+pub(crate) fn services_with_db(only: Option<&str>) -> anyhow::Result<Vec<&'static dyn Mount>> {
     match only {
-        Some(s) => {
-            check_implemented(s)?;
-            let name = IMPLEMENTED.iter().copied().find(|n| *n == s).unwrap_or("unknown");
-            if migrations_of(name).is_none() {
-                anyhow::bail!("service {s:?} has no database");
+        Some(name) => {
+            let service = implemented(name)?;
+            if service.migrations().is_none() {
+                anyhow::bail!("service {name:?} has no database");
             }
-            Ok(vec![name])
+            Ok(vec![service])
         }
-        None => Ok(IMPLEMENTED.iter().copied().filter(|s| migrations_of(s).is_some()).collect()),
+        None => Ok(SERVICES.iter().copied().filter(|s| s.migrations().is_some()).collect()),
     }
 }
 
-/// The event types `service` consumes.
-fn consumed_by(service: &str) -> Vec<&'static str> {
-    match service {
-        "auth" => auth::CONSUMES.to_vec(),
-        "users" => users::CONSUMES.to_vec(),
-        "gateway" => gateway::CONSUMES.to_vec(),
-        _ => Vec::new(),
-    }
-}
-
-/// The event consumers `service` runs on `db`, for replaying their dead
-/// letters.
-fn consumers_of(service: &str, db: &Db) -> Vec<kit::bus::Consumer> {
-    let settings = kit::bus::ConsumerSettings::default();
-    match service {
-        "auth" => vec![auth::consumer(db.clone(), settings)],
-        "users" => vec![users::consumer(db.clone(), settings)],
-        _ => Vec::new(),
-    }
-}
-
-fn sqlite_file(config: &Config, service: &str) -> String {
+pub(crate) fn sqlite_file(config: &Config, service: &str) -> String {
     Db::sqlite_url(&config.settings.data_dir.join(format!("{service}.db")))
 }
 
 /// Connects to the configured broker (the embedded one by default).
-async fn connect_bus(config: &Config) -> anyhow::Result<kit::bus::Bus> {
+pub(crate) async fn connect_bus(config: &Config) -> anyhow::Result<kit::bus::Bus> {
     let url = config.settings.bus_url.as_ref().map(|s| s.expose().as_str());
     let settings: kit::bus::ConsumerSettings = config.section("bus")?;
     kit::bus::connect(url, &config.settings.data_dir, &settings).await.context("connecting to the event bus")
 }
 
-/// Builds one service. `upstreams` is only used by the gateway.
-async fn build(
-    ctx: &kit::Context,
-    service: &str,
-    database_url: Option<String>,
-    upstreams: Vec<gateway::Upstream>,
-) -> anyhow::Result<Service> {
-    let config = &ctx.config;
-    match service {
-        "gateway" => gateway::service(ctx, upstreams),
-        "auth" => {
-            let url = database_url.unwrap_or_else(|| sqlite_file(config, service));
-            let db = Db::connect(&url, &config.settings.db)
-                .await
-                .with_context(|| format!("opening the {service} database"))?;
-            auth::service(ctx, db).await
-        }
-        "users" => {
-            let url = database_url.unwrap_or_else(|| sqlite_file(config, service));
-            let db = Db::connect(&url, &config.settings.db)
-                .await
-                .with_context(|| format!("opening the {service} database"))?;
-            users::service(ctx, db).await
-        }
-        other => anyhow::bail!("service {other:?} is not implemented in this build yet"),
+/// Opens `service`'s database when it declares one: `database_url`, else
+/// its SQLite file under the data directory.
+async fn open_db(config: &Config, service: &dyn Mount, database_url: Option<String>) -> anyhow::Result<Option<Db>> {
+    if service.migrations().is_none() {
+        return Ok(None);
     }
+    let name = service.name();
+    let url = database_url.unwrap_or_else(|| sqlite_file(config, name));
+    let db = Db::connect(&url, &config.settings.db).await.with_context(|| format!("opening the {name} database"))?;
+    Ok(Some(db))
 }
 
 #[allow(clippy::print_stdout)]
@@ -265,28 +224,26 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, sta
     let shutdown = CancellationToken::new();
     let mut running = Vec::new();
     let mut rows = Vec::new();
-    let mut upstreams = Vec::new();
 
     // Bind every port first, so each service knows where the others answer.
     let mut listeners = Vec::new();
-    let mut services = std::collections::BTreeMap::new();
-    for &name in IMPLEMENTED {
-        let port = port_of(name)?.checked_add(port_offset).context("--port-offset pushes a port past 65535")?;
+    let mut peers = Vec::new();
+    for &service in SERVICES {
+        let port =
+            port_of(service.name())?.checked_add(port_offset).context("--port-offset pushes a port past 65535")?;
         let listener = kit::http::bind(SocketAddr::new(host, port)).await?;
         let addr = listener.local_addr()?;
-        let name = catalog::find(name).map(|s| s.name).unwrap_or("unknown");
-        services.insert(name, format!("http://{addr}"));
-        if name != "gateway" {
-            upstreams.push(gateway::Upstream { service: name, url: format!("http://{addr}") });
-        }
-        listeners.push((name, listener, addr));
+        peers.push(Peer::of(service, format!("http://{addr}")));
+        listeners.push((service, listener, addr));
     }
-    let ctx = kit::Context { config: config.clone(), bus, services: std::sync::Arc::new(services) };
+    let ctx = kit::Context { config: config.clone(), bus, peers: std::sync::Arc::new(peers) };
 
-    for (name, listener, addr) in listeners {
-        let service = build(&ctx, name, None, upstreams.clone()).await?;
-        let db = if migrations_of(name).is_some() { sqlite_file(&config, name) } else { "-".to_owned() };
-        rows.push((name, format!("http://{addr}"), db));
+    for (service, listener, addr) in listeners {
+        let name = service.name();
+        let db = open_db(&config, service, None).await?;
+        let db_label = if db.is_some() { sqlite_file(&config, name) } else { "-".to_owned() };
+        let service = service.build(&ctx, db).await.with_context(|| format!("starting {name}"))?;
+        rows.push((name, format!("http://{addr}"), db_label));
         let http = config.settings.http.clone();
         let token = shutdown.clone();
         running.push((name, tokio::spawn(async move { kit::http::serve(listener, service, &http, token).await })));
@@ -332,24 +289,23 @@ async fn first_exit(running: &mut [(&str, tokio::task::JoinHandle<std::io::Resul
 }
 
 async fn serve(config: Config, service: &str, port: Option<u16>) -> anyhow::Result<()> {
-    check_implemented(service)?;
+    let mount = implemented(service)?;
     let port = match port.or(config.settings.port) {
         Some(p) => p,
         None => port_of(service)?,
     };
-    let mut upstreams = Vec::new();
-    if service == "gateway" {
-        for &name in IMPLEMENTED.iter().filter(|n| **n != "gateway") {
-            let service_name = catalog::find(name).map(|s| s.name).unwrap_or("unknown");
-            upstreams.push(gateway::Upstream { service: service_name, url: config.service_url(name)? });
-        }
+    // The others, where the configuration says they answer.
+    let mut peers = Vec::new();
+    for &other in SERVICES.iter().filter(|s| s.name() != service) {
+        peers.push(Peer::of(other, config.service_url(other.name())?));
     }
     let database_url = config.settings.database_url.as_ref().map(|s| s.expose().clone());
+    let db = open_db(&config, mount, database_url).await?;
     let listener = kit::http::bind(SocketAddr::new(config.settings.host, port)).await?;
     let addr = listener.local_addr()?;
     let bus = connect_bus(&config).await?;
-    let ctx = kit::Context { config: config.clone(), bus, services: Default::default() };
-    let built = build(&ctx, service, database_url, upstreams).await?;
+    let ctx = kit::Context { config: config.clone(), bus, peers: std::sync::Arc::new(peers) };
+    let built = mount.build(&ctx, db).await?;
     tracing::info!(service, %addr, "serving");
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
@@ -373,17 +329,11 @@ async fn migrate(mut config: Config, only: Option<String>, data_dir: Option<Path
         anyhow::bail!("PANAL_DATABASE_URL names one database; choose its service with --service");
     }
     for service in services {
-        let url = explicit.clone().unwrap_or_else(|| sqlite_file(&config, service));
-        let db =
-            Db::connect(&url, &config.settings.db).await.with_context(|| format!("opening the {service} database"))?;
-        if let Some(m) = migrations_of(service) {
-            db.migrate(m).await.with_context(|| format!("migrating {service}"))?;
-            db.migrate(&kit::bus::store::MIGRATIONS)
-                .await
-                .with_context(|| format!("migrating {service}'s bus tables"))?;
-        }
+        let name = service.name();
+        let Some(db) = open_db(&config, service, explicit.clone()).await? else { continue };
+        kit::service::migrate(service, &db).await.with_context(|| format!("migrating {name}"))?;
         db.close().await;
-        println!("{service}: migrations applied");
+        println!("{name}: migrations applied");
     }
     Ok(())
 }

@@ -1,6 +1,5 @@
 //! Users' HTTP API: where each request lands.
 
-use axum::Extension;
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{FromRequestParts, Multipart, State};
@@ -9,11 +8,13 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use contracts::users::FriendshipState;
+use contracts::users::{
+    AvatarChanged, FriendshipChanged, FriendshipState, UserBanned, UserBlocked, UserErased, UserUnblocked,
+};
 use kit::auth::{Admin, Authorized, Caller};
 use kit::extract::{Path, Query};
-use kit::trace::TraceContext;
-use kit::{FieldErrors, Json, Problem};
+use kit::peer::Credentials;
+use kit::{Fail, FieldErrors, Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -69,15 +70,15 @@ impl FromRequestParts<AppState> for Me {
     async fn from_request_parts(parts: &mut http::request::Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let profile = state.store.profile(caller.user_id).await?.ok_or_else(|| {
-            UsersError::Request(
+            UsersError::from(
                 Problem::not_found("your profile is being created; retry in a moment")
                     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
             )
         })?;
         match profile.status {
             Status::Active => {}
-            Status::Banned => return Err(UsersError::Forbidden("this account is banned".to_owned())),
-            Status::Erased => return Err(UsersError::Request(Problem::invalid_token("this account was erased"))),
+            Status::Banned => return Err(UsersError::forbidden("this account is banned".to_owned())),
+            Status::Erased => return Err(UsersError::from(Problem::invalid_token("this account was erased"))),
         }
         // Seen within the minute: nothing to write (the hot path stays read-only).
         let now = Utc::now();
@@ -87,10 +88,6 @@ impl FromRequestParts<AppState> for Me {
         }
         Ok(Me { caller, profile })
     }
-}
-
-fn trace_of(trace: &Option<Extension<TraceContext>>) -> Option<String> {
-    trace.as_ref().map(|t| t.0.header_value())
 }
 
 fn avatar_url(p: &Profile) -> String {
@@ -225,7 +222,6 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 async fn update_me(
     State(state): State<AppState>,
     me: Me,
-    trace: Option<Extension<TraceContext>>,
     Json(req): Json<UpdateProfile>,
 ) -> Result<Json<MyProfile>, UsersError> {
     let mut errors = FieldErrors::new();
@@ -258,14 +254,11 @@ async fn update_me(
             friend_requests,
         });
     }
-    let trace = trace_of(&trace);
-    let make = |p: &Profile| Some(events::profile_updated(p, trace.as_deref()));
     let updated = state
         .store
-        .update_profile(me.caller.user_id, &changes, Utc::now(), &make)
+        .update_profile(me.caller.user_id, &changes, Utc::now())
         .await?
-        .ok_or(UsersError::NotFound)?;
-    state.outbox.notify();
+        .ok_or_else(UsersError::no_such_user)?;
     Ok(Json(MyProfile::from(&updated)))
 }
 
@@ -276,13 +269,9 @@ async fn update_me(
 #[utoipa::path(delete, path = "/v1/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 202, description = "Erased here; other services follow through the event bus"),
         (status = 401, description = "Sign in again first", body = Problem, content_type = "application/problem+json")))]
-async fn erase_me(
-    State(state): State<AppState>,
-    me: Me,
-    trace: Option<Extension<TraceContext>>,
-) -> Result<StatusCode, UsersError> {
+async fn erase_me(State(state): State<AppState>, me: Me) -> Result<StatusCode, UsersError> {
     if Utc::now().timestamp() - me.caller.issued_at > FRESH_LOGIN_SECS {
-        return Err(UsersError::Request(
+        return Err(UsersError::from(
             Problem::new(StatusCode::UNAUTHORIZED)
                 .with_type("login-required", "Recent sign-in required")
                 .with_detail("erasing an account needs a sign-in from the last 10 minutes; sign in again and retry"),
@@ -290,9 +279,7 @@ async fn erase_me(
     }
     let now = Utc::now();
     let id = me.caller.user_id;
-    let event = events::user_erased(id, now, trace_of(&trace).as_deref());
-    let avatar = state.store.erase(id, now, &event).await?;
-    state.outbox.notify();
+    let avatar = state.store.erase(id, now, &UserErased { user_id: id, erased_at: now }).await?;
     if let Some(etag) = avatar
         && let Err(e) = state.avatars.delete(id, &etag).await
     {
@@ -321,38 +308,23 @@ async fn export_me(State(state): State<AppState>, me: Me, headers: HeaderMap) ->
     });
     let mut services = serde_json::Map::new();
     services.insert("users".to_owned(), users_part);
-    for (service, url) in &state.exporters {
-        let call = || {
-            let mut request = state.http.get(format!("{url}/v1/{service}/me/export"));
-            if let Some(auth) = headers.get(header::AUTHORIZATION) {
-                request = request.header(header::AUTHORIZATION, auth.clone());
-            }
-            request.send()
-        };
-        // A GET: retried once within the budget; a failing service trips the
-        // breaker, and exports answer 503 at once rather than pile up.
-        let failed =
-            |r: &Result<reqwest::Response, reqwest::Error>| !r.as_ref().is_ok_and(|r| !r.status().is_server_error());
-        let sent = state.export_guard.run(true, failed, call).await.map_err(|open| {
-            UsersError::Request(Problem::unavailable(
-                format!("{service} is failing; the export is not possible right now"),
-                open.retry_after.as_secs().max(1),
-            ))
-        })?;
-        let part = match sent {
-            Ok(r) if r.status().is_success() => {
-                r.json::<serde_json::Value>().await.map_err(|e| UsersError::Internal(e.into()))?
-            }
-            Ok(r) => {
-                return Err(UsersError::Internal(anyhow::anyhow!("{service} answered {} to the export", r.status())));
-            }
-            Err(e) => {
-                return Err(UsersError::Internal(anyhow::anyhow!(
-                    "{service} could not be reached for the export: {e}"
-                )));
-            }
-        };
-        services.insert((*service).to_owned(), part);
+    // The caller's own token goes on: each service exports what it holds
+    // about whoever the token names, and nobody else.
+    let credentials = match headers.get(header::AUTHORIZATION) {
+        Some(value) => Credentials::Forward(value),
+        None => Credentials::None,
+    };
+    for peer in &state.exporters {
+        let service = peer.name();
+        let response = peer.get(&format!("/v1/{service}/me/export"), credentials).await.map_err(kit::Error::from)?;
+        if !response.status().is_success() {
+            return Err(UsersError::internal(anyhow::anyhow!(
+                "{service} answered {} to the export",
+                response.status()
+            )));
+        }
+        let part = response.json::<serde_json::Value>().await.map_err(UsersError::internal)?;
+        services.insert(service.to_owned(), part);
     }
     let archive = serde_json::json!({
         "format": "panal-export/1",
@@ -379,11 +351,10 @@ async fn export_me(State(state): State<AppState>, me: Me, headers: HeaderMap) ->
 async fn upload_avatar(
     State(state): State<AppState>,
     me: Me,
-    trace: Option<Extension<TraceContext>>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<MyProfile>, UsersError> {
     let mut multipart = multipart.map_err(|_| {
-        UsersError::Request(
+        UsersError::from(
             Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
                 .with_type("unsupported-media-type", "Unsupported media type")
                 .with_detail("send the image as multipart/form-data in a field named `avatar`"),
@@ -413,55 +384,49 @@ async fn upload_avatar(
         }
     }
     if too_large {
-        return Err(UsersError::Request(Problem::payload_too_large(MAX_UPLOAD_BYTES)));
+        return Err(UsersError::from(Problem::payload_too_large(MAX_UPLOAD_BYTES)));
     }
     let upload = upload.ok_or_else(|| {
-        UsersError::Request(FieldErrors::single("avatar", "is required (a multipart field named `avatar`)"))
+        UsersError::from(FieldErrors::single("avatar", "is required (a multipart field named `avatar`)"))
     })?;
-    let processed = tokio::task::spawn_blocking(move || avatars::process(&upload))
-        .await
-        .map_err(|e| UsersError::Internal(e.into()))??;
+    let processed =
+        tokio::task::spawn_blocking(move || avatars::process(&upload)).await.map_err(UsersError::internal)??;
     let id = me.caller.user_id;
     state.avatars.put(id, &processed).await?;
     let now = Utc::now();
-    let event = events::avatar_changed(id, &processed.etag, now, trace_of(&trace).as_deref());
+    let event = AvatarChanged { user_id: id, avatar_url: events::avatar_url(id, &processed.etag), changed_at: now };
     let previous = state.store.set_avatar(id, Some(&processed.etag), now, &event).await?;
-    state.outbox.notify();
     if let Some(old) = previous.filter(|old| *old != processed.etag)
         && let Err(e) = state.avatars.delete(id, &old).await
     {
         tracing::warn!(error = %e, "the replaced avatar could not be deleted");
     }
-    let profile = state.store.profile(id).await?.ok_or(UsersError::NotFound)?;
+    let profile = state.store.profile(id).await?.ok_or_else(UsersError::no_such_user)?;
     Ok(Json(MyProfile::from(&profile)))
 }
 
 fn multipart_problem(e: &axum::extract::multipart::MultipartError) -> UsersError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        UsersError::Request(Problem::payload_too_large(MAX_UPLOAD_BYTES))
+        UsersError::from(Problem::payload_too_large(MAX_UPLOAD_BYTES))
     } else {
-        UsersError::Request(Problem::bad_request(format!("the multipart body is malformed: {}", e.body_text())))
+        UsersError::from(Problem::bad_request(format!("the multipart body is malformed: {}", e.body_text())))
     }
 }
 
 /// Goes back to the generated avatar.
 #[utoipa::path(delete, path = "/v1/users/me/avatar", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = MyProfile)))]
-async fn remove_avatar(
-    State(state): State<AppState>,
-    me: Me,
-    trace: Option<Extension<TraceContext>>,
-) -> Result<Json<MyProfile>, UsersError> {
+async fn remove_avatar(State(state): State<AppState>, me: Me) -> Result<Json<MyProfile>, UsersError> {
     let id = me.caller.user_id;
     let now = Utc::now();
-    let event = events::avatar_changed(id, &avatars::default_etag(id), now, trace_of(&trace).as_deref());
-    if let Some(old) = state.store.set_avatar(id, None, now, &event).await? {
-        state.outbox.notify();
-        if let Err(e) = state.avatars.delete(id, &old).await {
-            tracing::warn!(error = %e, "the removed avatar could not be deleted");
-        }
+    let event =
+        AvatarChanged { user_id: id, avatar_url: events::avatar_url(id, &avatars::default_etag(id)), changed_at: now };
+    if let Some(old) = state.store.set_avatar(id, None, now, &event).await?
+        && let Err(e) = state.avatars.delete(id, &old).await
+    {
+        tracing::warn!(error = %e, "the removed avatar could not be deleted");
     }
-    let profile = state.store.profile(id).await?.ok_or(UsersError::NotFound)?;
+    let profile = state.store.profile(id).await?.ok_or_else(UsersError::no_such_user)?;
     Ok(Json(MyProfile::from(&profile)))
 }
 
@@ -487,16 +452,17 @@ async fn get_avatar(
     let size = match query.and_then(|q| q.0.size) {
         None | Some(FULL) => FULL,
         Some(THUMB) => THUMB,
-        Some(_) => return Err(UsersError::Invalid(format!("size must be {FULL} or {THUMB}"))),
+        Some(_) => return Err(UsersError::invalid(format!("size must be {FULL} or {THUMB}"))),
     };
-    let profile = state.store.profile(id).await?.filter(|p| p.status == Status::Active).ok_or(UsersError::NotFound)?;
+    let profile =
+        state.store.profile(id).await?.filter(|p| p.status == Status::Active).ok_or_else(UsersError::no_such_user)?;
     let (etag, body, content_type) = match &profile.avatar_etag {
         Some(etag) => {
             let tag = format!("\"{etag}-{size}\"");
             if not_modified(&headers, &tag) {
                 return Ok(not_modified_response(&tag));
             }
-            let body = state.avatars.get(id, etag, size).await?.ok_or(UsersError::NotFound)?;
+            let body = state.avatars.get(id, etag, size).await?.ok_or_else(UsersError::no_such_user)?;
             (tag, body, "image/jpeg")
         }
         None => {
@@ -506,7 +472,7 @@ async fn get_avatar(
             }
             let body = tokio::task::spawn_blocking(move || avatars::default_avatar(id, size))
                 .await
-                .map_err(|e| UsersError::Internal(e.into()))??;
+                .map_err(UsersError::internal)??;
             (tag, body, "image/png")
         }
     };
@@ -552,10 +518,11 @@ async fn get_profile(
     Path(id): Path<Uuid>,
 ) -> Result<Json<PublicProfile>, UsersError> {
     let viewer = me.caller.user_id;
-    let profile = state.store.profile(id).await?.filter(|p| p.status == Status::Active).ok_or(UsersError::NotFound)?;
+    let profile =
+        state.store.profile(id).await?.filter(|p| p.status == Status::Active).ok_or_else(UsersError::no_such_user)?;
     let (friends, rel, blocked_viewer) = relationship(&state, viewer, id).await?;
     if id != viewer && blocked_viewer {
-        return Err(UsersError::NotFound);
+        return Err(UsersError::no_such_user());
     }
     Ok(Json(public_view(&profile, viewer, friends, (id != viewer).then_some(rel))))
 }
@@ -629,7 +596,7 @@ async fn search(
     let (limit, after) = page_params(q.limit, q.cursor.as_deref())?;
     let prefix = key_of(q.q.as_deref().unwrap_or("").trim());
     if prefix.chars().count() > 32 {
-        return Err(UsersError::Invalid("q must be at most 32 characters".to_owned()));
+        return Err(UsersError::invalid("q must be at most 32 characters".to_owned()));
     }
     let rows = state.store.search(&prefix, Some(me.caller.user_id), &[Status::Active], after, limit).await?;
     let next = next_cursor(&rows, limit);
@@ -730,48 +697,39 @@ pub struct RequestResult {
 async fn send_request(
     State(state): State<AppState>,
     me: Me,
-    trace: Option<Extension<TraceContext>>,
     Json(req): Json<NewRequest>,
 ) -> Result<(StatusCode, Json<RequestResult>), UsersError> {
     let id = me.caller.user_id;
     let Some(other) = req.user_id else {
-        return Err(UsersError::Request(FieldErrors::single("user_id", "is required")));
+        return Err(UsersError::from(FieldErrors::single("user_id", "is required")));
     };
     if other == id {
-        return Err(UsersError::Invalid("you cannot send a friend request to yourself".to_owned()));
+        return Err(UsersError::invalid("you cannot send a friend request to yourself".to_owned()));
     }
-    let target =
-        state.store.profile(other).await?.filter(|p| p.status == Status::Active).ok_or(UsersError::NotFound)?;
+    let target = state
+        .store
+        .profile(other)
+        .await?
+        .filter(|p| p.status == Status::Active)
+        .ok_or_else(UsersError::no_such_user)?;
     if state.store.blocked(other, id).await? {
-        return Err(UsersError::Forbidden("this user does not accept friend requests from you".to_owned()));
+        return Err(UsersError::forbidden("this user does not accept friend requests from you".to_owned()));
     }
     if state.store.blocked(id, other).await? {
-        return Err(UsersError::Conflict("you have blocked this user; unblock them first".to_owned()));
+        return Err(UsersError::conflict("you have blocked this user; unblock them first".to_owned()));
     }
     let pending_from_them = state.store.relation(id, other).await?.is_some_and(|(s, by)| s == "pending" && by == other);
     if target.privacy.friend_requests != Audience::Everyone && !pending_from_them {
-        return Err(UsersError::Forbidden("this user does not accept friend requests".to_owned()));
+        return Err(UsersError::forbidden("this user does not accept friend requests".to_owned()));
     }
-    let now = Utc::now();
-    let trace = trace_of(&trace);
-    let make = |o: RequestOutcome| match o {
-        RequestOutcome::Requested => {
-            Some(events::friendship_changed(id, other, FriendshipState::Requested, now, trace.as_deref()))
-        }
-        RequestOutcome::Accepted => {
-            Some(events::friendship_changed(id, other, FriendshipState::Accepted, now, trace.as_deref()))
-        }
-        _ => None,
-    };
-    let outcome = state.store.request_friend(id, other, now, &make).await?;
-    state.outbox.notify();
+    let outcome = state.store.request_friend(id, other, Utc::now()).await?;
     match outcome {
         RequestOutcome::Requested => Ok((StatusCode::CREATED, Json(RequestResult { state: "requested" }))),
         RequestOutcome::Accepted => Ok((StatusCode::OK, Json(RequestResult { state: "friends" }))),
-        RequestOutcome::AlreadyRequested => Err(UsersError::Conflict("you have already asked this user".to_owned())),
-        RequestOutcome::AlreadyFriends => Err(UsersError::Conflict("you are already friends".to_owned())),
+        RequestOutcome::AlreadyRequested => Err(UsersError::conflict("you have already asked this user".to_owned())),
+        RequestOutcome::AlreadyFriends => Err(UsersError::conflict("you are already friends".to_owned())),
         RequestOutcome::Blocked => {
-            Err(UsersError::Forbidden("this user does not accept friend requests from you".to_owned()))
+            Err(UsersError::forbidden("this user does not accept friend requests from you".to_owned()))
         }
     }
 }
@@ -782,16 +740,14 @@ async fn send_request(
 async fn accept_request(
     State(state): State<AppState>,
     me: Me,
-    trace: Option<Extension<TraceContext>>,
     Path(other): Path<Uuid>,
 ) -> Result<Json<RequestResult>, UsersError> {
     let id = me.caller.user_id;
     let now = Utc::now();
-    let event = events::friendship_changed(id, other, FriendshipState::Accepted, now, trace_of(&trace).as_deref());
+    let event = FriendshipChanged { actor: id, other, state: FriendshipState::Accepted, changed_at: now };
     if !state.store.accept_friend(id, other, now, &event).await? {
-        return Err(UsersError::Request(Problem::not_found("no pending request from this user")));
+        return Err(UsersError::not_found("no pending request from this user"));
     }
-    state.outbox.notify();
     Ok(Json(RequestResult { state: "friends" }))
 }
 
@@ -806,18 +762,11 @@ struct Ending {
     missing: &'static str,
 }
 
-async fn end(
-    state: &AppState,
-    me: Uuid,
-    other: Uuid,
-    ending: Ending,
-    trace: Option<String>,
-) -> Result<StatusCode, UsersError> {
-    let event = events::friendship_changed(me, other, ending.event, Utc::now(), trace.as_deref());
+async fn end(state: &AppState, me: Uuid, other: Uuid, ending: Ending) -> Result<StatusCode, UsersError> {
+    let event = FriendshipChanged { actor: me, other, state: ending.event, changed_at: Utc::now() };
     if !state.store.end_relation(me, other, ending.row_state, ending.requested_by, &event).await? {
-        return Err(UsersError::Request(Problem::not_found(ending.missing)));
+        return Err(UsersError::not_found(ending.missing));
     }
-    state.outbox.notify();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -827,7 +776,6 @@ async fn end(
 async fn decline_request(
     State(state): State<AppState>,
     me: Me,
-    trace: Option<Extension<TraceContext>>,
     Path(other): Path<Uuid>,
 ) -> Result<StatusCode, UsersError> {
     let ending = Ending {
@@ -836,7 +784,7 @@ async fn decline_request(
         event: FriendshipState::Declined,
         missing: "no pending request from this user",
     };
-    end(&state, me.caller.user_id, other, ending, trace_of(&trace)).await
+    end(&state, me.caller.user_id, other, ending).await
 }
 
 /// Withdraws a request the caller sent.
@@ -845,7 +793,6 @@ async fn decline_request(
 async fn cancel_request(
     State(state): State<AppState>,
     me: Me,
-    trace: Option<Extension<TraceContext>>,
     Path(other): Path<Uuid>,
 ) -> Result<StatusCode, UsersError> {
     let id = me.caller.user_id;
@@ -855,7 +802,7 @@ async fn cancel_request(
         event: FriendshipState::Cancelled,
         missing: "no pending request to this user",
     };
-    end(&state, id, other, ending, trace_of(&trace)).await
+    end(&state, id, other, ending).await
 }
 
 /// Ends a friendship.
@@ -864,7 +811,6 @@ async fn cancel_request(
 async fn remove_friend(
     State(state): State<AppState>,
     me: Me,
-    trace: Option<Extension<TraceContext>>,
     Path(other): Path<Uuid>,
 ) -> Result<StatusCode, UsersError> {
     let ending = Ending {
@@ -873,7 +819,7 @@ async fn remove_friend(
         event: FriendshipState::Removed,
         missing: "you are not friends with this user",
     };
-    end(&state, me.caller.user_id, other, ending, trace_of(&trace)).await
+    end(&state, me.caller.user_id, other, ending).await
 }
 
 /// Someone the caller blocked.
@@ -904,38 +850,24 @@ async fn list_blocks(State(state): State<AppState>, me: Me) -> Result<Json<Vec<B
 /// `user_blocked`.
 #[utoipa::path(put, path = "/v1/users/me/blocks/{id}", tag = "blocks", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn block(
-    State(state): State<AppState>,
-    me: Me,
-    trace: Option<Extension<TraceContext>>,
-    Path(other): Path<Uuid>,
-) -> Result<StatusCode, UsersError> {
+async fn block(State(state): State<AppState>, me: Me, Path(other): Path<Uuid>) -> Result<StatusCode, UsersError> {
     let id = me.caller.user_id;
     if other == id {
-        return Err(UsersError::Invalid("you cannot block yourself".to_owned()));
+        return Err(UsersError::invalid("you cannot block yourself".to_owned()));
     }
-    state.store.profile(other).await?.filter(|p| p.status != Status::Erased).ok_or(UsersError::NotFound)?;
-    let event = events::user_blocked(id, other, Utc::now(), trace_of(&trace).as_deref());
-    if state.store.block(id, other, Utc::now(), &event).await? {
-        state.outbox.notify();
-    }
+    state.store.profile(other).await?.filter(|p| p.status != Status::Erased).ok_or_else(UsersError::no_such_user)?;
+    let now = Utc::now();
+    state.store.block(id, other, now, &UserBlocked { blocker: id, blocked: other, blocked_at: now }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Lifts a block.
 #[utoipa::path(delete, path = "/v1/users/me/blocks/{id}", tag = "blocks", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204)))]
-async fn unblock(
-    State(state): State<AppState>,
-    me: Me,
-    trace: Option<Extension<TraceContext>>,
-    Path(other): Path<Uuid>,
-) -> Result<StatusCode, UsersError> {
+async fn unblock(State(state): State<AppState>, me: Me, Path(other): Path<Uuid>) -> Result<StatusCode, UsersError> {
     let id = me.caller.user_id;
-    let event = events::user_unblocked(id, other, Utc::now(), trace_of(&trace).as_deref());
-    if state.store.unblock(id, other, &event).await? {
-        state.outbox.notify();
-    }
+    let event = UserUnblocked { blocker: id, blocked: other, unblocked_at: Utc::now() };
+    state.store.unblock(id, other, &event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -965,7 +897,7 @@ async fn admin_list(
         Some("banned") => vec![Status::Banned],
         Some("erased") => vec![Status::Erased],
         Some(other) => {
-            return Err(UsersError::Invalid(format!("status must be active, banned, erased or all, not {other:?}")));
+            return Err(UsersError::invalid(format!("status must be active, banned, erased or all, not {other:?}")));
         }
     };
     let rows = state.store.search(&key_of(q.q.as_deref().unwrap_or("").trim()), None, &statuses, after, limit).await?;
@@ -981,7 +913,7 @@ async fn admin_get(
     _admin: Authorized<Admin>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<MyProfile>, UsersError> {
-    let p = state.store.profile(id).await?.ok_or(UsersError::NotFound)?;
+    let p = state.store.profile(id).await?.ok_or_else(UsersError::no_such_user)?;
     Ok(Json(MyProfile::from(&p)))
 }
 
@@ -1000,25 +932,23 @@ pub struct BanRequest {
 async fn admin_ban(
     State(state): State<AppState>,
     Authorized(admin, _): Authorized<Admin>,
-    trace: Option<Extension<TraceContext>>,
     Path(id): Path<Uuid>,
     Json(req): Json<BanRequest>,
 ) -> Result<Json<MyProfile>, UsersError> {
     let reason = req.reason.unwrap_or_default().trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(UsersError::Request(FieldErrors::single("reason", "is required, at most 500 characters")));
+        return Err(UsersError::from(FieldErrors::single("reason", "is required, at most 500 characters")));
     }
     if id == admin.user_id {
-        return Err(UsersError::Invalid("you cannot ban yourself".to_owned()));
+        return Err(UsersError::invalid("you cannot ban yourself".to_owned()));
     }
     let now = Utc::now();
-    let event = events::user_banned(id, admin.user_id, &reason, now, trace_of(&trace).as_deref());
+    let event = UserBanned { user_id: id, banned_by: admin.user_id, reason: reason.clone(), banned_at: now };
     if !state.store.set_ban(id, Some(&reason), now, Some(&event)).await? {
-        return Err(UsersError::NotFound);
+        return Err(UsersError::no_such_user());
     }
-    state.outbox.notify();
     tracing::info!(user_id = %id, admin = %admin.user_id, "user banned");
-    let p = state.store.profile(id).await?.ok_or(UsersError::NotFound)?;
+    let p = state.store.profile(id).await?.ok_or_else(UsersError::no_such_user)?;
     Ok(Json(MyProfile::from(&p)))
 }
 
@@ -1030,9 +960,9 @@ async fn admin_unban(
     _admin: Authorized<Admin>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<MyProfile>, UsersError> {
-    if !state.store.set_ban(id, None, Utc::now(), None).await? {
-        return Err(UsersError::NotFound);
+    if !state.store.set_ban(id, None, Utc::now(), None::<&UserBanned>).await? {
+        return Err(UsersError::no_such_user());
     }
-    let p = state.store.profile(id).await?.ok_or(UsersError::NotFound)?;
+    let p = state.store.profile(id).await?.ok_or_else(UsersError::no_such_user)?;
     Ok(Json(MyProfile::from(&p)))
 }

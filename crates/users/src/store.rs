@@ -2,9 +2,10 @@
 //! change is one transaction (`Tx`) that also writes its event to the outbox.
 
 use chrono::{DateTime, Utc};
-use contracts::Envelope;
+use contracts::Event;
+use contracts::users::{FriendshipChanged, FriendshipState};
 use kit::db::{Db, Tx, is_unique_violation};
-use kit::{outbox_append, with_db, with_tx};
+use kit::{with_db, with_tx};
 use uuid::Uuid;
 
 use crate::domain::{Audience, DisplayName, Privacy, Profile, Status, pair};
@@ -117,16 +118,9 @@ pub struct Between {
     pub blocked_viewer: bool,
 }
 
-/// Builds the event of an outcome inside the transaction that causes it.
-pub type EventFor<'a, T> = &'a (dyn Fn(T) -> Option<Envelope> + Send + Sync);
-
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
-}
-
-async fn append(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
-    with_tx!(tx, conn => outbox_append!(conn, event).map(|_| ()))
 }
 
 impl Store {
@@ -196,13 +190,12 @@ impl Store {
         Ok(row.map(profile_from))
     }
 
-    /// Applies `changes` and records `event` (built from the result).
+    /// Applies `changes` and records `profile_updated`.
     pub async fn update_profile(
         &self,
         user: Uuid,
         changes: &ProfileChanges,
         now: DateTime<Utc>,
-        event: &(dyn Fn(&Profile) -> Option<Envelope> + Send + Sync),
     ) -> Result<Option<Profile>, StoreError> {
         let Some(mut p) = self.profile(user).await? else { return Ok(None) };
         let mut key = None;
@@ -244,9 +237,7 @@ impl Store {
             .execute(conn)
             .await
             .map(|_| ()))?;
-            if let Some(e) = event(&p) {
-                append(&mut tx, &e).await?;
-            }
+            tx.record(&crate::events::profile_updated(&p)).await?;
             tx.commit().await
         }
         .await;
@@ -257,13 +248,14 @@ impl Store {
         }
     }
 
-    /// Sets (or with `None` clears) the avatar version; returns the previous one.
+    /// Sets (or with `None` clears) the avatar version and records `event`;
+    /// returns the previous version.
     pub async fn set_avatar(
         &self,
         user: Uuid,
         etag: Option<&str>,
         now: DateTime<Utc>,
-        event: &Envelope,
+        event: &impl Event,
     ) -> Result<Option<String>, StoreError> {
         let mut tx = self.db.begin().await?;
         let previous: Option<Option<String>> = with_tx!(&mut tx, conn => sqlx::query_scalar("SELECT avatar_etag FROM profiles WHERE user_id = $1")
@@ -277,7 +269,7 @@ impl Store {
             .execute(conn)
             .await
             .map(|_| ()))?;
-        append(&mut tx, event).await?;
+        tx.record(event).await?;
         tx.commit().await?;
         Ok(previous.flatten())
     }
@@ -340,13 +332,13 @@ impl Store {
         .await)?)
     }
 
-    /// `me` asks `other` to be friends (or accepts their pending request).
+    /// `me` asks `other` to be friends (or accepts their pending request),
+    /// recording `friendship_changed` when something changed.
     pub async fn request_friend(
         &self,
         me: Uuid,
         other: Uuid,
         now: DateTime<Utc>,
-        event: EventFor<'_, RequestOutcome>,
     ) -> Result<RequestOutcome, StoreError> {
         let (low, high) = pair(me, other);
         let mut tx = self.db.begin().await?;
@@ -398,8 +390,13 @@ impl Store {
             Some((state, _)) if state == "pending" => RequestOutcome::AlreadyRequested,
             Some(_) => RequestOutcome::AlreadyFriends,
         };
-        if let Some(e) = event(outcome) {
-            append(&mut tx, &e).await?;
+        let state = match outcome {
+            RequestOutcome::Requested => Some(FriendshipState::Requested),
+            RequestOutcome::Accepted => Some(FriendshipState::Accepted),
+            _ => None,
+        };
+        if let Some(state) = state {
+            tx.record(&FriendshipChanged { actor: me, other, state, changed_at: now }).await?;
         }
         tx.commit().await?;
         Ok(outcome)
@@ -411,7 +408,7 @@ impl Store {
         me: Uuid,
         requester: Uuid,
         now: DateTime<Utc>,
-        event: &Envelope,
+        event: &impl Event,
     ) -> Result<bool, StoreError> {
         let (low, high) = pair(me, requester);
         let mut tx = self.db.begin().await?;
@@ -427,7 +424,7 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         if changed == 1 {
-            append(&mut tx, event).await?;
+            tx.record(event).await?;
         }
         tx.commit().await?;
         Ok(changed == 1)
@@ -441,7 +438,7 @@ impl Store {
         other: Uuid,
         state: &str,
         requested_by: Option<Uuid>,
-        event: &Envelope,
+        event: &impl Event,
     ) -> Result<bool, StoreError> {
         let (low, high) = pair(me, other);
         let mut tx = self.db.begin().await?;
@@ -457,7 +454,7 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         if deleted == 1 {
-            append(&mut tx, event).await?;
+            tx.record(event).await?;
         }
         tx.commit().await?;
         Ok(deleted == 1)
@@ -483,7 +480,13 @@ impl Store {
 
     /// `me` blocks `other`: any friendship or request between them ends.
     /// Returns `false` when the block already existed.
-    pub async fn block(&self, me: Uuid, other: Uuid, now: DateTime<Utc>, event: &Envelope) -> Result<bool, StoreError> {
+    pub async fn block(
+        &self,
+        me: Uuid,
+        other: Uuid,
+        now: DateTime<Utc>,
+        event: &impl Event,
+    ) -> Result<bool, StoreError> {
         let (low, high) = pair(me, other);
         let mut tx = self.db.begin().await?;
         let inserted = with_tx!(&mut tx, conn => sqlx::query(
@@ -502,13 +505,13 @@ impl Store {
             .await
             .map(|_| ()))?;
         if inserted == 1 {
-            append(&mut tx, event).await?;
+            tx.record(event).await?;
         }
         tx.commit().await?;
         Ok(inserted == 1)
     }
 
-    pub async fn unblock(&self, me: Uuid, other: Uuid, event: &Envelope) -> Result<bool, StoreError> {
+    pub async fn unblock(&self, me: Uuid, other: Uuid, event: &impl Event) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
         let deleted = with_tx!(&mut tx, conn => sqlx::query("DELETE FROM blocks WHERE blocker = $1 AND blocked = $2")
             .bind(me)
@@ -517,7 +520,7 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         if deleted == 1 {
-            append(&mut tx, event).await?;
+            tx.record(event).await?;
         }
         tx.commit().await?;
         Ok(deleted == 1)
@@ -611,7 +614,7 @@ impl Store {
         user: Uuid,
         reason: Option<&str>,
         now: DateTime<Utc>,
-        event: Option<&Envelope>,
+        event: Option<&impl Event>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
         let status = if reason.is_some() { "banned" } else { "active" };
@@ -628,7 +631,7 @@ impl Store {
         if changed == 1
             && let Some(e) = event
         {
-            append(&mut tx, e).await?;
+            tx.record(e).await?;
         }
         tx.commit().await?;
         Ok(changed == 1)
@@ -637,7 +640,12 @@ impl Store {
     /// Erases a user: the profile is anonymised, friendships and blocks go,
     /// and the bus tables forget what they held about them. Returns the avatar
     /// version to delete from storage.
-    pub async fn erase(&self, user: Uuid, now: DateTime<Utc>, event: &Envelope) -> Result<Option<String>, StoreError> {
+    pub async fn erase(
+        &self,
+        user: Uuid,
+        now: DateTime<Utc>,
+        event: &impl Event,
+    ) -> Result<Option<String>, StoreError> {
         let placeholder = DisplayName::parse(&format!("erased {}", &user.simple().to_string()[..12]))
             .map_err(|e| StoreError::Database(sqlx::Error::Protocol(e)))?;
         let mut tx = self.db.begin().await?;
@@ -668,7 +676,7 @@ impl Store {
             .await
             .map(|_| ()))?;
         kit::bus::store::forget_subject(&mut tx, &user.to_string()).await?;
-        append(&mut tx, event).await?;
+        tx.record(event).await?;
         tx.commit().await?;
         Ok(avatar.flatten())
     }

@@ -1,13 +1,11 @@
 //! What a signed-in user does with their own account: sessions, password,
 //! email verification; and the signed-out flows of forgetting a password.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use kit::auth::Caller;
 use kit::extract::Path;
-use kit::trace::TraceContext;
 use kit::{FieldErrors, Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Accepted, RequestMeta, live_account, seconds, trace_of};
+use super::{Accepted, RequestMeta, live_account, seconds};
 use crate::AppState;
 use crate::domain::{Email, Password};
 use crate::error::AuthError;
@@ -89,16 +87,13 @@ async fn list_sessions(State(state): State<AppState>, caller: Caller) -> Result<
 async fn revoke_session(
     State(state): State<AppState>,
     caller: Caller,
-    trace: Option<Extension<TraceContext>>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, AuthError> {
     live_account(&state, &caller).await?;
-    let ended =
-        state.store.revoke_sessions(caller.user_id, Which::One(id), "revoked", Utc::now(), trace_of(trace)).await?;
+    let ended = state.store.revoke_sessions(caller.user_id, Which::One(id), "revoked", Utc::now()).await?;
     if ended.is_empty() {
         return Err(Problem::not_found("you have no live session with this id").into());
     }
-    state.outbox.notify();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -112,17 +107,10 @@ pub struct Revoked {
 #[utoipa::path(post, path = "/v1/auth/sessions/revoke-others", tag = "sessions",
     security(("bearer" = [])),
     responses((status = 200, body = Revoked), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn revoke_other_sessions(
-    State(state): State<AppState>,
-    caller: Caller,
-    trace: Option<Extension<TraceContext>>,
-) -> Result<Json<Revoked>, AuthError> {
+async fn revoke_other_sessions(State(state): State<AppState>, caller: Caller) -> Result<Json<Revoked>, AuthError> {
     live_account(&state, &caller).await?;
-    let ended = state
-        .store
-        .revoke_sessions(caller.user_id, Which::AllBut(caller.session_id), "revoked", Utc::now(), trace_of(trace))
-        .await?;
-    state.outbox.notify();
+    let ended =
+        state.store.revoke_sessions(caller.user_id, Which::AllBut(caller.session_id), "revoked", Utc::now()).await?;
     Ok(Json(Revoked { revoked: ended.len() }))
 }
 
@@ -151,7 +139,6 @@ async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
     meta: RequestMeta,
-    trace: Option<Extension<TraceContext>>,
     Json(req): Json<ChangePasswordRequest>,
 ) -> Result<StatusCode, AuthError> {
     let user = live_account(&state, &caller).await?;
@@ -168,8 +155,7 @@ async fn change_password(
     let Some(new) = new else { return Err(Problem::bad_request("invalid request").into()) };
     super::check_password(&state, &user.email, &current, meta.ip).await?;
     let hash = state.hasher.hash(new.expose()).await?;
-    state.store.change_password(user.id, &hash, Some(caller.session_id), "change", Utc::now(), trace_of(trace)).await?;
-    state.outbox.notify();
+    state.store.change_password(user.id, &hash, Some(caller.session_id), "change", Utc::now()).await?;
     tracing::info!(user_id = %user.id, "password changed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -197,16 +183,11 @@ fn link_token(token: Option<String>) -> Result<String, AuthError> {
         (status = 204, description = "Verified"),
         (status = 400, description = "Unknown, used or expired link", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn verify_email(
-    State(state): State<AppState>,
-    trace: Option<Extension<TraceContext>>,
-    Json(req): Json<TokenRequest>,
-) -> Result<StatusCode, AuthError> {
+async fn verify_email(State(state): State<AppState>, Json(req): Json<TokenRequest>) -> Result<StatusCode, AuthError> {
     let token = link_token(req.token)?;
     let hash = tokens::hash_refresh_token(&token);
-    match state.store.verify_email(&hash, Utc::now(), trace_of(trace)).await? {
+    match state.store.verify_email(&hash, Utc::now()).await? {
         Some(user) => {
-            state.outbox.notify();
             tracing::info!(user_id = %user, "email verified");
             Ok(StatusCode::NO_CONTENT)
         }
@@ -352,7 +333,6 @@ pub struct ResetRequest {
 async fn reset_password(
     State(state): State<AppState>,
     meta: RequestMeta,
-    trace: Option<Extension<TraceContext>>,
     Json(req): Json<ResetRequest>,
 ) -> Result<StatusCode, AuthError> {
     let token = link_token(req.token)?;
@@ -371,9 +351,8 @@ async fn reset_password(
         return Err(FieldErrors::single("new_password", m).into());
     }
     let password_hash = state.hasher.hash(password.expose()).await?;
-    match state.store.reset_password(&hash, &password_hash, now, trace_of(trace)).await? {
+    match state.store.reset_password(&hash, &password_hash, now).await? {
         Some(user) => {
-            state.outbox.notify();
             tracing::info!(user_id = %user, "password reset; every session ended");
             Ok(StatusCode::NO_CONTENT)
         }

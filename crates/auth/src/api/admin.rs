@@ -2,12 +2,10 @@
 //! enable. Every call checks the caller's session and that the database still
 //! makes them an administrator (their token's roles may be minutes old).
 
-use axum::Extension;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use kit::auth::{Admin, Authorized, Caller};
 use kit::extract::{Path, Query};
-use kit::trace::TraceContext;
 use kit::{FieldErrors, Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{live_account, trace_of};
+use super::live_account;
 use crate::AppState;
 use crate::domain::{ROLE_ADMIN, ROLES, parse_roles};
 use crate::error::AuthError;
@@ -181,7 +179,6 @@ pub struct RolesRequest {
 async fn set_roles(
     State(state): State<AppState>,
     Authorized(caller, _): Authorized<Admin>,
-    trace: Option<Extension<TraceContext>>,
     Path(id): Path<Uuid>,
     Json(req): Json<RolesRequest>,
 ) -> Result<Json<AdminAccount>, AuthError> {
@@ -200,13 +197,12 @@ async fn set_roles(
     errors.finish()?;
     let Some(roles) = roles else { return Err(Problem::bad_request("invalid request").into()) };
     let by = admin(&state, &caller).await?;
-    match state.store.set_roles(id, &roles, by, Utc::now(), trace_of(trace)).await? {
+    match state.store.set_roles(id, &roles, by, Utc::now()).await? {
         RolesOutcome::NotFound => return Err(Problem::not_found("no account has this id").into()),
         RolesOutcome::LastAdmin => {
             return Err(Problem::conflict("this is the last enabled administrator; make another one first").into());
         }
         RolesOutcome::Changed { .. } => {
-            state.outbox.notify();
             tracing::info!(user_id = %id, by = %by, roles = ?roles, "roles changed");
         }
         RolesOutcome::Unchanged => {}
@@ -217,7 +213,6 @@ async fn set_roles(
 async fn set_disabled(
     state: AppState,
     caller: Caller,
-    trace: Option<Extension<TraceContext>>,
     id: Uuid,
     disabled: bool,
 ) -> Result<Json<AdminAccount>, AuthError> {
@@ -225,13 +220,12 @@ async fn set_disabled(
     if disabled && id == by {
         return Err(Problem::conflict("administrators cannot disable their own account").into());
     }
-    match state.store.set_disabled(id, disabled, by, Utc::now(), trace_of(trace)).await? {
+    match state.store.set_disabled(id, disabled, by, Utc::now()).await? {
         None => return Err(Problem::not_found("no account has this id").into()),
         Some(RolesOutcome::LastAdmin) => {
             return Err(Problem::conflict("this is the last enabled administrator; make another one first").into());
         }
         Some(RolesOutcome::Changed { .. }) => {
-            state.outbox.notify();
             tracing::info!(user_id = %id, by = %by, disabled, "account disabled state changed");
         }
         Some(_) => {}
@@ -251,10 +245,9 @@ async fn set_disabled(
 async fn disable(
     State(state): State<AppState>,
     Authorized(caller, _): Authorized<Admin>,
-    trace: Option<Extension<TraceContext>>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<AdminAccount>, AuthError> {
-    set_disabled(state, caller, trace, id, true).await
+    set_disabled(state, caller, id, true).await
 }
 
 /// Enables a disabled account again.
@@ -265,8 +258,7 @@ async fn disable(
 async fn enable(
     State(state): State<AppState>,
     Authorized(caller, _): Authorized<Admin>,
-    trace: Option<Extension<TraceContext>>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<AdminAccount>, AuthError> {
-    set_disabled(state, caller, trace, id, false).await
+    set_disabled(state, caller, id, false).await
 }

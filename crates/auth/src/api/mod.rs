@@ -6,15 +6,12 @@ mod mfa;
 mod oauth2;
 mod providers;
 
-use axum::Extension;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use contracts::Envelope;
 use contracts::auth::UserLoggedIn;
 use kit::auth::{AccessClaims, Caller, Jwks, TokenError};
-use kit::trace::TraceContext;
 use kit::{FieldErrors, Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -149,7 +146,6 @@ const REGISTER_ACCEPTED: Accepted = Accepted {
 #[tracing::instrument(skip_all)]
 async fn register(
     State(state): State<AppState>,
-    trace: Option<Extension<TraceContext>>,
     Json(req): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), AuthError> {
     let mut errors = FieldErrors::new();
@@ -169,7 +165,6 @@ async fn register(
     let password_hash = state.hasher.hash(password.expose()).await?;
     let now = Utc::now();
     let id = Uuid::now_v7();
-    let trace = trace_of(trace);
     let new = NewUser {
         id,
         email: email.as_str(),
@@ -180,9 +175,8 @@ async fn register(
         identity: None,
         now,
     };
-    match state.store.create_user(&new, trace).await {
+    match state.store.create_user(&new).await {
         Ok(()) => {
-            state.outbox.notify();
             tracing::info!(user_id = %id, "account registered");
             account::send_verification(&state, id, email.as_str(), now).await?;
         }
@@ -250,7 +244,6 @@ async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
     meta: RequestMeta,
-    trace: Option<Extension<TraceContext>>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<LoginResponse>, AuthError> {
     let mut errors = FieldErrors::new();
@@ -266,11 +259,10 @@ async fn login(
         return Err(Problem::bad_request("invalid request").into());
     };
     let user = check_password(&state, email.as_str(), &password, meta.ip).await?;
-    let trace = trace_of(trace);
     if state.store.totp(user.id).await?.is_some_and(|f| f.confirmed) {
         return Ok(Json(LoginResponse::MfaRequired(mfa::challenge(&state, user.id).await?)));
     }
-    let tokens = open_session(&state, &user, &meta.device(&headers), "password", trace).await?;
+    let tokens = open_session(&state, &user, &meta.device(&headers), "password").await?;
     Ok(Json(LoginResponse::Tokens(tokens)))
 }
 
@@ -336,7 +328,6 @@ async fn login_second_factor(
     State(state): State<AppState>,
     headers: HeaderMap,
     meta: RequestMeta,
-    trace: Option<Extension<TraceContext>>,
     Json(req): Json<SecondFactorRequest>,
 ) -> Result<Json<TokenResponse>, AuthError> {
     let token = req
@@ -344,7 +335,7 @@ async fn login_second_factor(
         .filter(|t| !t.is_empty() && t.len() <= 128)
         .ok_or_else(|| AuthError::from(FieldErrors::single("mfa_token", "is required (at most 128 characters)")))?;
     let (user, method) = mfa::answer_challenge(&state, &token, req.code, req.recovery_code, meta.ip).await?;
-    let tokens = open_session(&state, &user, &meta.device(&headers), method, trace_of(trace)).await?;
+    let tokens = open_session(&state, &user, &meta.device(&headers), method).await?;
     Ok(Json(tokens))
 }
 
@@ -355,17 +346,13 @@ pub(crate) async fn open_session(
     user: &User,
     device: &crate::domain::Device,
     method: &str,
-    trace: Option<String>,
 ) -> Result<TokenResponse, AuthError> {
     let now = Utc::now();
     let session_id = Uuid::now_v7();
     let refresh = tokens::new_refresh_token();
     let refresh_hash = tokens::hash_refresh_token(&refresh);
     let expires_at = now + seconds(state.settings.session_max_age_secs);
-    let event = Envelope::new(
-        &UserLoggedIn { user_id: user.id, session_id, method: method.to_owned(), logged_in_at: now },
-        trace,
-    );
+    let event = UserLoggedIn { user_id: user.id, session_id, method: method.to_owned(), logged_in_at: now };
     state
         .store
         .create_session(
@@ -381,14 +368,8 @@ pub(crate) async fn open_session(
             &event,
         )
         .await?;
-    state.outbox.notify();
     tracing::info!(user_id = %user.id, session_id = %session_id, method, "signed in");
     issue(state, user, session_id, refresh, now).await
-}
-
-/// The `traceparent` to carry into events.
-pub(crate) fn trace_of(trace: Option<Extension<TraceContext>>) -> Option<String> {
-    trace.map(|t| t.0.header_value())
 }
 
 /// The caller's account, if their session is live and the account enabled.
@@ -460,11 +441,7 @@ async fn refresh(
         (status = 401, description = "Neither a valid access token nor a refresh token", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-async fn logout(
-    State(state): State<AppState>,
-    trace: Option<Extension<TraceContext>>,
-    req: Request,
-) -> Result<StatusCode, AuthError> {
+async fn logout(State(state): State<AppState>, req: Request) -> Result<StatusCode, AuthError> {
     let now = Utc::now();
     let session_id = if req.headers().contains_key(header::AUTHORIZATION) {
         let (mut parts, _) = req.into_parts();
@@ -483,8 +460,7 @@ async fn logout(
             None => return Ok(StatusCode::NO_CONTENT),
         }
     };
-    if state.store.revoke_session(session_id, "logout", now, trace_of(trace)).await? {
-        state.outbox.notify();
+    if state.store.revoke_session(session_id, "logout", now).await? {
         tracing::info!(session_id = %session_id, "signed out");
     }
     Ok(StatusCode::NO_CONTENT)

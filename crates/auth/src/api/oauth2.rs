@@ -15,7 +15,6 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use kit::auth::{AccessClaims, TokenVerifier};
 use kit::extract::Form;
-use kit::trace::TraceContext;
 use kit::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,7 +22,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::trace_of;
 use crate::AppState;
 use crate::error::AuthError;
 use crate::store::ClientRow;
@@ -307,7 +305,6 @@ async fn revoke(
     State(state): State<AppState>,
     Extension(verifier): Extension<Arc<TokenVerifier>>,
     headers: HeaderMap,
-    trace: Option<Extension<TraceContext>>,
     Form(form): Form<TokenHintForm>,
 ) -> Result<StatusCode, AuthError> {
     if let Some((id, secret)) = credentials(&headers, form.client_id.as_deref(), form.client_secret.as_deref())? {
@@ -316,13 +313,12 @@ async fn revoke(
     let token =
         form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("token is required", "invalid_request"))?;
     let now = Utc::now();
-    let trace = trace_of(trace);
     if token.len() <= 16 * 1024
         && let Ok(claims) = verifier.verify(&token).await
     {
         match claims.sid {
             Some(sid) => {
-                state.store.revoke_session(sid, "revoked", now, trace).await?;
+                state.store.revoke_session(sid, "revoked", now).await?;
             }
             None => {
                 let expires = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(now)
@@ -333,8 +329,7 @@ async fn revoke(
     } else if token.len() <= 128
         && let Some(sid) = state.store.session_of_refresh_token(&tokens::hash_refresh_token(&token)).await?
     {
-        state.store.revoke_session(sid, "revoked", now, trace).await?;
+        state.store.revoke_session(sid, "revoked", now).await?;
     }
-    state.outbox.notify();
     Ok(StatusCode::OK)
 }

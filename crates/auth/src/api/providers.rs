@@ -2,14 +2,12 @@
 //! for an authorization URL, sends the browser there, receives it back on one
 //! of its registered pages with `code` and `state`, and posts both here.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use kit::auth::Caller;
 use kit::extract::Path;
-use kit::trace::TraceContext;
 use kit::{FieldErrors, Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{LoginResponse, RequestMeta, live_account, open_session, seconds, trace_of};
+use super::{LoginResponse, RequestMeta, live_account, open_session, seconds};
 use crate::AppState;
 use crate::domain::{DisplayName, Email, ROLE_USER};
 use crate::error::AuthError;
@@ -180,7 +178,6 @@ async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
     meta: RequestMeta,
-    trace: Option<Extension<TraceContext>>,
     Path(name): Path<String>,
     Json(req): Json<CallbackRequest>,
 ) -> Result<Response, AuthError> {
@@ -209,7 +206,6 @@ async fn callback(
         .into());
     };
     let external = state.providers.identify(p, &code, &verifier, &redirect_uri).await?;
-    let trace = trace_of(trace);
     let method = format!("oauth:{}", p.name);
 
     if let Some(user_id) = state.store.identity(&p.name, &external.subject).await? {
@@ -217,7 +213,7 @@ async fn callback(
         if user.disabled_at.is_some() {
             return Err(AuthError::Disabled);
         }
-        return signed_in(&state, &user, &headers, &meta, &method, trace).await;
+        return signed_in(&state, &user, &headers, &meta, &method).await;
     }
 
     let email = external.email.as_deref().and_then(|e| Email::parse(e).ok()).ok_or_else(|| {
@@ -278,16 +274,15 @@ async fn callback(
         identity: Some((&p.name, &external.subject)),
         now,
     };
-    match state.store.create_user(&new, trace.clone()).await {
+    match state.store.create_user(&new).await {
         Ok(()) => {}
         // Registered meanwhile by someone else: refuse rather than guess.
         Err(StoreError::EmailTaken) => return Err(Problem::conflict("an account already uses this email").into()),
         Err(e) => return Err(e.into()),
     }
-    state.outbox.notify();
     tracing::info!(user_id = %id, provider = %p.name, "account created through an identity provider");
     let user = state.store.user_by_id(id).await?.ok_or(AuthError::InvalidCredentials)?;
-    signed_in(&state, &user, &headers, &meta, &method, trace).await
+    signed_in(&state, &user, &headers, &meta, &method).await
 }
 
 async fn signed_in(
@@ -296,14 +291,13 @@ async fn signed_in(
     headers: &HeaderMap,
     meta: &RequestMeta,
     method: &str,
-    trace: Option<String>,
 ) -> Result<Response, AuthError> {
     // A second factor is asked whichever way the first was proven.
     if state.store.totp(user.id).await?.is_some_and(|f| f.confirmed) {
         let challenge = super::mfa::challenge(state, user.id).await?;
         return Ok(Json(LoginResponse::MfaRequired(challenge)).into_response());
     }
-    let tokens = open_session(state, user, &meta.device(headers), method, trace).await?;
+    let tokens = open_session(state, user, &meta.device(headers), method).await?;
     Ok(Json(LoginResponse::Tokens(tokens)).into_response())
 }
 

@@ -2,13 +2,12 @@
 //! passwords, email verification.
 
 use chrono::{DateTime, Utc};
-use contracts::Envelope;
 use contracts::auth::{EmailVerified, PasswordChanged, RoleChanged, UserDisabled};
 use kit::db::Tx;
 use kit::with_tx;
 use uuid::Uuid;
 
-use super::{Store, StoreError, Which, append, revoke_in};
+use super::{Store, StoreError, Which, revoke_in};
 use crate::domain::ROLE_ADMIN;
 
 /// An account as administrators list it.
@@ -53,7 +52,7 @@ fn like_escape(s: &str) -> String {
 /// demoting each other cannot both succeed and leave none (PostgreSQL runs
 /// them concurrently; SQLite has one writer already).
 async fn lock_admins(tx: &mut Tx) -> Result<(), sqlx::Error> {
-    if let Tx::Postgres(t) = tx {
+    if let kit::db::TxConn::Postgres(t) = &mut tx.conn {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('panal.auth.admins')::bigint)").execute(&mut **t).await?;
     }
     Ok(())
@@ -135,7 +134,6 @@ impl Store {
         roles: &[String],
         by: Uuid,
         now: DateTime<Utc>,
-        trace: Option<String>,
     ) -> Result<RolesOutcome, StoreError> {
         let mut tx = self.db.begin().await?;
         lock_admins(&mut tx).await?;
@@ -174,9 +172,9 @@ impl Store {
         }
         with_tx!(&mut tx, conn => sqlx::query("UPDATE users SET updated_at = $1 WHERE id = $2").bind(now).bind(user).execute(conn).await.map(|_| ()))?;
         let event = RoleChanged { user_id: user, roles: wanted, changed_by: Some(by), changed_at: now };
-        append(&mut tx, &Envelope::new(&event, trace.clone())).await?;
+        tx.record(&event).await?;
         if removed_any {
-            revoke_in(&mut tx, user, Which::All, "roles_changed", now, trace).await?;
+            revoke_in(&mut tx, user, Which::All, "roles_changed", now).await?;
         }
         tx.commit().await?;
         Ok(RolesOutcome::Changed { removed_any })
@@ -191,7 +189,6 @@ impl Store {
         disabled: bool,
         by: Uuid,
         now: DateTime<Utc>,
-        trace: Option<String>,
     ) -> Result<Option<RolesOutcome>, StoreError> {
         let mut tx = self.db.begin().await?;
         lock_admins(&mut tx).await?;
@@ -206,7 +203,7 @@ impl Store {
             if is_admin(&mut tx, user).await? && enabled_admins_other_than(&mut tx, user).await? == 0 {
                 return Ok(Some(RolesOutcome::LastAdmin));
             }
-            let changed = Store::disable_account(&mut tx, user, "account_disabled", Some(by), now, trace).await?;
+            let changed = Store::disable_account(&mut tx, user, "account_disabled", Some(by), now).await?;
             tx.commit().await?;
             return Ok(Some(if changed {
                 RolesOutcome::Changed { removed_any: true }
@@ -224,7 +221,7 @@ impl Store {
         .map(|r| r.rows_affected()))?;
         if changed > 0 {
             let event = UserDisabled { user_id: user, disabled: false, by: Some(by), at: now };
-            append(&mut tx, &Envelope::new(&event, trace)).await?;
+            tx.record(&event).await?;
         }
         tx.commit().await?;
         Ok(Some(if changed > 0 { RolesOutcome::Changed { removed_any: false } } else { RolesOutcome::Unchanged }))
@@ -239,10 +236,9 @@ impl Store {
         keep: Option<Uuid>,
         how: &str,
         now: DateTime<Utc>,
-        trace: Option<String>,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
-        password_changed_in(&mut tx, user, hash, keep, how, now, trace).await?;
+        password_changed_in(&mut tx, user, hash, keep, how, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -255,14 +251,13 @@ impl Store {
         token_hash: &[u8],
         hash: &str,
         now: DateTime<Utc>,
-        trace: Option<String>,
     ) -> Result<Option<Uuid>, StoreError> {
         let mut tx = self.db.begin().await?;
         let Some((user, _email)) = super::secrets::take_email_token(&mut tx, token_hash, PURPOSE_RESET, now).await?
         else {
             return Ok(None);
         };
-        password_changed_in(&mut tx, user, hash, None, "reset", now, trace).await?;
+        password_changed_in(&mut tx, user, hash, None, "reset", now).await?;
         tx.commit().await?;
         Ok(Some(user))
     }
@@ -270,12 +265,7 @@ impl Store {
     /// Uses an email-verification token: the address it was sent to is now
     /// verified (if it is still the account's). `None` if the token is
     /// unknown, used or expired.
-    pub async fn verify_email(
-        &self,
-        token_hash: &[u8],
-        now: DateTime<Utc>,
-        trace: Option<String>,
-    ) -> Result<Option<Uuid>, StoreError> {
+    pub async fn verify_email(&self, token_hash: &[u8], now: DateTime<Utc>) -> Result<Option<Uuid>, StoreError> {
         let mut tx = self.db.begin().await?;
         let Some((user, email)) = super::secrets::take_email_token(&mut tx, token_hash, PURPOSE_VERIFY, now).await?
         else {
@@ -294,7 +284,7 @@ impl Store {
         .map(|r| r.rows_affected()))?;
         if changed > 0 {
             let event = EmailVerified { user_id: user, email, verified_at: now };
-            append(&mut tx, &Envelope::new(&event, trace)).await?;
+            tx.record(&event).await?;
         }
         tx.commit().await?;
         Ok(Some(user))
@@ -311,7 +301,6 @@ async fn password_changed_in(
     keep: Option<Uuid>,
     how: &str,
     now: DateTime<Utc>,
-    trace: Option<String>,
 ) -> Result<(), sqlx::Error> {
     with_tx!(tx, conn => sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
         .bind(hash)
@@ -329,7 +318,7 @@ async fn password_changed_in(
     .await.map(|_| ()))?;
     let which = keep.map_or(Which::All, Which::AllBut);
     let reason = if how == "reset" { "password_reset" } else { "password_changed" };
-    revoke_in(tx, user, which, reason, now, trace.clone()).await?;
+    revoke_in(tx, user, which, reason, now).await?;
     let event = PasswordChanged { user_id: user, how: how.to_owned(), changed_at: now };
-    append(tx, &Envelope::new(&event, trace)).await
+    tx.record(&event).await
 }

@@ -14,10 +14,10 @@ pub use clients::{ClientRow, KeyRecord};
 pub use secrets::{Challenge, PendingLink, TotpFactor};
 
 use chrono::{DateTime, Utc};
-use contracts::Envelope;
+use contracts::Event;
 use contracts::auth::SessionRevoked;
-use kit::db::{BeginWrite, Db, Tx, is_unique_violation};
-use kit::{outbox_append, with_db, with_tx};
+use kit::db::{Db, Tx, is_unique_violation};
+use kit::{with_db, with_tx};
 use uuid::Uuid;
 
 use crate::domain::{Device, Session, User};
@@ -117,19 +117,18 @@ impl Store {
     }
 
     /// Creates the account, its roles and its `user_registered` event (made
-    /// from the account, carrying `trace`) in one transaction.
+    /// from the account) in one transaction.
     #[tracing::instrument(skip_all, fields(user_id = %user.id))]
-    pub async fn create_user(&self, user: &NewUser<'_>, trace: Option<String>) -> Result<(), StoreError> {
+    pub async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError> {
         let registered = contracts::auth::UserRegistered {
             user_id: user.id,
             email: user.email.to_owned(),
             display_name: user.display_name.to_owned(),
             registered_at: user.now,
         };
-        let event = &Envelope::new(&registered, trace);
-        let result: Result<(), sqlx::Error> = with_db!(write &self.db, pool => async {
-            let mut tx = pool.begin_write().await?;
-            sqlx::query(
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = self.db.begin().await?;
+            with_tx!(&mut tx, conn => sqlx::query(
                 "INSERT INTO users (id, email, display_name, password_hash, email_verified, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $6)",
             )
@@ -139,10 +138,11 @@ impl Store {
             .bind(user.password_hash)
             .bind(user.email_verified)
             .bind(user.now)
-            .execute(&mut *tx)
-            .await?;
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
             if let Some((provider, subject)) = user.identity {
-                sqlx::query(
+                with_tx!(&mut tx, conn => sqlx::query(
                     "INSERT INTO external_identities (provider, subject, user_id, email, linked_at) VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(provider)
@@ -150,20 +150,23 @@ impl Store {
                 .bind(user.id)
                 .bind(user.email)
                 .bind(user.now)
-                .execute(&mut *tx)
-                .await?;
+                .execute(conn)
+                .await
+                .map(|_| ()))?;
             }
             for role in user.roles {
-                sqlx::query("INSERT INTO user_roles (user_id, role, granted_at) VALUES ($1, $2, $3)")
+                with_tx!(&mut tx, conn => sqlx::query("INSERT INTO user_roles (user_id, role, granted_at) VALUES ($1, $2, $3)")
                     .bind(user.id)
                     .bind(*role)
                     .bind(user.now)
-                    .execute(&mut *tx)
-                    .await?;
+                    .execute(conn)
+                    .await
+                    .map(|_| ()))?;
             }
-            outbox_append!(&mut *tx, event)?;
+            tx.record(&registered).await?;
             tx.commit().await
-        }.await);
+        }
+        .await;
         match result {
             Err(e) if is_unique_violation(&e) => Err(StoreError::EmailTaken),
             other => Ok(other?),
@@ -210,31 +213,33 @@ impl Store {
 
     /// Opens a session with its first refresh token.
     #[tracing::instrument(skip_all, fields(session_id = %s.id))]
-    pub async fn create_session(&self, s: &NewSession<'_>, event: &Envelope) -> Result<(), StoreError> {
-        with_db!(write &self.db, pool => async {
-            let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
-                 VALUES ($1, $2, $3, $3, $4, $5, $6)",
-            )
-            .bind(s.id)
-            .bind(s.user_id)
-            .bind(s.now)
-            .bind(s.expires_at)
-            .bind(s.device.user_agent.as_deref())
-            .bind(s.device.ip.as_deref())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(s.refresh_hash)
-                .bind(s.id)
-                .bind(s.now)
-                .bind(s.refresh_expires_at)
-                .execute(&mut *tx)
-                .await?;
-            outbox_append!(&mut *tx, event)?;
-            tx.commit().await
-        }.await)?;
+    pub async fn create_session(&self, s: &NewSession<'_>, event: &impl Event) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        with_tx!(&mut tx, conn => sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
+             VALUES ($1, $2, $3, $3, $4, $5, $6)",
+        )
+        .bind(s.id)
+        .bind(s.user_id)
+        .bind(s.now)
+        .bind(s.expires_at)
+        .bind(s.device.user_agent.as_deref())
+        .bind(s.device.ip.as_deref())
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+        with_tx!(&mut tx, conn => sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(s.refresh_hash)
+        .bind(s.id)
+        .bind(s.now)
+        .bind(s.refresh_expires_at)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+        tx.record(event).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -260,20 +265,14 @@ impl Store {
 
     /// Ends one session unless it already ended, with its `session_revoked`
     /// event. Returns whether it changed.
-    pub async fn revoke_session(
-        &self,
-        id: Uuid,
-        reason: &str,
-        now: DateTime<Utc>,
-        trace: Option<String>,
-    ) -> Result<bool, StoreError> {
+    pub async fn revoke_session(&self, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.db.begin().await?;
         let user: Option<Uuid> = with_tx!(&mut tx, conn => sqlx::query_scalar("SELECT user_id FROM sessions WHERE id = $1")
             .bind(id)
             .fetch_optional(conn)
             .await)?;
         let Some(user) = user else { return Ok(false) };
-        let ended = revoke_in(&mut tx, user, Which::One(id), reason, now, trace).await?;
+        let ended = revoke_in(&mut tx, user, Which::One(id), reason, now).await?;
         tx.commit().await?;
         Ok(!ended.is_empty())
     }
@@ -285,10 +284,9 @@ impl Store {
         which: Which,
         reason: &str,
         now: DateTime<Utc>,
-        trace: Option<String>,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.db.begin().await?;
-        let ended = revoke_in(&mut tx, user, which, reason, now, trace).await?;
+        let ended = revoke_in(&mut tx, user, which, reason, now).await?;
         tx.commit().await?;
         Ok(ended)
     }
@@ -319,16 +317,16 @@ impl Store {
         refresh_ttl: chrono::Duration,
     ) -> Result<Rotation, StoreError> {
         type Row = (Uuid, DateTime<Utc>, Option<DateTime<Utc>>, Uuid, DateTime<Utc>, Option<DateTime<Utc>>);
-        let outcome: Result<Result<Session, Rotation>, sqlx::Error> = with_db!(write &self.db, pool => async {
-            let mut tx = pool.begin_write().await?;
-            let row: Option<Row> = sqlx::query_as(
+        let outcome: Result<Result<Session, Rotation>, sqlx::Error> = async {
+            let mut tx = self.db.begin().await?;
+            let row: Option<Row> = with_tx!(&mut tx, conn => sqlx::query_as(
                 "SELECT rt.session_id, rt.expires_at, rt.used_at, s.user_id, s.expires_at, s.revoked_at
                  FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
                  WHERE rt.token_hash = $1",
             )
             .bind(old)
-            .fetch_optional(&mut *tx)
-            .await?;
+            .fetch_optional(conn)
+            .await)?;
             let Some((session_id, token_expires, used_at, user_id, session_expires, revoked_at)) = row else {
                 return Ok(Err(Rotation::Unknown));
             };
@@ -340,46 +338,52 @@ impl Store {
             // uses of the same token: the second finds the row already used.
             let claimed = match used_at {
                 Some(_) => 0,
-                None => sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
-                    .bind(now)
-                    .bind(old)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected(),
+                None => with_tx!(&mut tx, conn => sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(old)
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected()))?,
             };
             if claimed != 1 {
-                let ended = sqlx::query(
+                let ended = with_tx!(&mut tx, conn => sqlx::query(
                     "UPDATE sessions SET revoked_at = $1, revoked_reason = 'refresh_token_reuse'
                      WHERE id = $2 AND revoked_at IS NULL",
                 )
                 .bind(now)
                 .bind(session_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected()))?;
                 if ended > 0 {
-                    let event = revoked_event(user_id, session_id, "refresh_token_reuse", now, None);
-                    outbox_append!(&mut *tx, &event)?;
+                    tx.record(&revoked_event(user_id, session_id, "refresh_token_reuse", now)).await?;
                 }
                 tx.commit().await?;
                 return Ok(Err(Rotation::Reused));
             }
             let new_expires = std::cmp::min(now + refresh_ttl, session_expires);
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(new)
-                .bind(session_id)
+            with_tx!(&mut tx, conn => sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(new)
+            .bind(session_id)
+            .bind(now)
+            .bind(new_expires)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+            with_tx!(&mut tx, conn => sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
-                .bind(new_expires)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
-                .bind(now)
                 .bind(session_id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(conn)
+                .await
+                .map(|_| ()))?;
             tx.commit().await?;
             Ok(Ok(session))
-        }.await);
+        }
+        .await;
         match outcome? {
             Ok(session) => match self.user_by_id(session.user_id).await? {
                 Some(user) => Ok(Rotation::Rotated { session, user }),
@@ -429,7 +433,7 @@ impl Store {
         }
         kit::bus::store::forget_subject(tx, &user.to_string()).await?;
         // Services watching revocations hear of these sessions before they go.
-        revoke_in(tx, user, Which::All, "erased", now, None).await?;
+        revoke_in(tx, user, Which::All, "erased", now).await?;
         with_tx!(tx, conn => sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user).execute(conn).await.map(|_| ()))
     }
 
@@ -442,7 +446,6 @@ impl Store {
         reason: &str,
         by: Option<Uuid>,
         now: DateTime<Utc>,
-        trace: Option<String>,
     ) -> Result<bool, sqlx::Error> {
         let changed = with_tx!(tx, conn => sqlx::query(
             "UPDATE users SET disabled_at = $1, updated_at = $1 WHERE id = $2 AND disabled_at IS NULL",
@@ -454,9 +457,9 @@ impl Store {
         .map(|r| r.rows_affected()))?;
         if changed > 0 {
             let event = contracts::auth::UserDisabled { user_id: user, disabled: true, by, at: now };
-            append(tx, &Envelope::new(&event, trace.clone())).await?;
+            tx.record(&event).await?;
         }
-        revoke_in(tx, user, Which::All, reason, now, trace).await?;
+        revoke_in(tx, user, Which::All, reason, now).await?;
         Ok(changed > 0)
     }
 }
@@ -469,16 +472,8 @@ pub enum Which {
     All,
 }
 
-fn revoked_event(user: Uuid, session: Uuid, reason: &str, now: DateTime<Utc>, trace: Option<String>) -> Envelope {
-    Envelope::new(
-        &SessionRevoked { user_id: user, session_id: session, reason: reason.to_owned(), revoked_at: now },
-        trace,
-    )
-}
-
-/// Appends an event to the outbox in `tx`.
-pub(crate) async fn append(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
-    with_tx!(tx, conn => outbox_append!(conn, event).map(|_| ()))
+fn revoked_event(user: Uuid, session: Uuid, reason: &str, now: DateTime<Utc>) -> SessionRevoked {
+    SessionRevoked { user_id: user, session_id: session, reason: reason.to_owned(), revoked_at: now }
 }
 
 /// Ends `which` of `user`'s live sessions in `tx`, appending a
@@ -490,7 +485,6 @@ pub(crate) async fn revoke_in(
     which: Which,
     reason: &str,
     now: DateTime<Utc>,
-    trace: Option<String>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     const LIVE: &str = "UPDATE sessions SET revoked_at = $1, revoked_reason = $2
          WHERE user_id = $3 AND revoked_at IS NULL AND expires_at > $1";
@@ -505,7 +499,7 @@ pub(crate) async fn revoke_in(
         q.fetch_all(conn).await
     })?;
     for session in &ended {
-        append(tx, &revoked_event(user, *session, reason, now, trace.clone())).await?;
+        tx.record(&revoked_event(user, *session, reason, now)).await?;
     }
     Ok(ended)
 }

@@ -23,6 +23,12 @@ mod wire;
 
 const PASSWORD: &str = "correct horse battery staple";
 
+/// The gateway as kit builds it, routing to `upstreams`.
+async fn build_gateway(ctx: &kit::Context, upstreams: &[Upstream]) -> anyhow::Result<kit::http::Server> {
+    let peers = upstreams.iter().map(|u| kit::service::Peer::at(u.service, u.url.clone())).collect();
+    kit::service::build::<gateway::Gateway>(&ctx.with_peers(peers), None).await.map(|(server, _)| server)
+}
+
 /// What the recording upstream saw.
 #[derive(Default)]
 struct Seen {
@@ -61,11 +67,13 @@ impl Platform {
         let ctx = TestContext::new(config.clone()).await;
         let pool = Db::connect(&db.url, &config.settings.db).await.unwrap();
         let auth_db = pool.clone();
-        let auth = TestServer::spawn(auth::service(&ctx, pool).await.unwrap(), HttpSettings::default()).await;
+        let auth =
+            TestServer::spawn(kit::testing::server::<auth::Auth>(&ctx, Some(pool)).await, HttpSettings::default())
+                .await;
 
         let seen = Arc::new(Seen::default());
         let recorder = Router::new().route("/{*path}", any(record)).with_state(seen.clone());
-        let recorder = kit::http::Service::new("users", recorder, Default::default());
+        let recorder = kit::http::Server::new("users", recorder, Default::default());
         let users = TestServer::spawn(recorder, HttpSettings::default()).await;
 
         let upstreams = vec![
@@ -73,7 +81,7 @@ impl Platform {
             Upstream { service: "users", url: format!("http://{}", users.addr) },
         ];
         let settings = HttpSettings { body_limit: 64 * 1024, ..HttpSettings::default() };
-        let gateway = TestServer::spawn(gateway::service(&ctx, upstreams.clone()).unwrap(), settings).await;
+        let gateway = TestServer::spawn(build_gateway(&ctx, &upstreams).await.unwrap(), settings).await;
         std::mem::forget(users); // lives as long as the test's runtime
         Self { gateway, auth, auth_db, upstreams, seen, http: reqwest::Client::new(), _ctx: ctx }
     }
@@ -381,8 +389,8 @@ kit::backend_tests! {
     async fn the_route_table_reloads_without_dropping_connections(db) {
         let legacy_a = Router::new().route("/{*p}", any(|| async { "a" }));
         let legacy_b = Router::new().route("/{*p}", any(|| async { "b" }));
-        let a = TestServer::spawn(kit::http::Service::new("legacy", legacy_a, Default::default()), HttpSettings::default()).await;
-        let b = TestServer::spawn(kit::http::Service::new("legacy", legacy_b, Default::default()), HttpSettings::default()).await;
+        let a = TestServer::spawn(kit::http::Server::new("legacy", legacy_a, Default::default()), HttpSettings::default()).await;
+        let b = TestServer::spawn(kit::http::Server::new("legacy", legacy_b, Default::default()), HttpSettings::default()).await;
         let file = std::env::temp_dir().join(format!("panal-gw-{}.toml", uuid::Uuid::new_v4().simple()));
         let write = |to: &TestServer| {
             std::fs::write(&file, format!("[gateway]\nfallback = \"legacy\"\n[gateway.upstreams]\nlegacy = [\"http://{}\"]\n", to.addr)).unwrap();
@@ -411,8 +419,8 @@ kit::backend_tests! {
         assert_eq!(r.status(), 204);
         // A second replica, on the same bus, with its own subscription.
         let config = Config::from_toml("[gateway]\ninstance_id = \"gateway-2\"\n").unwrap();
-        let ctx = kit::Context { config, bus: p._ctx.bus.clone(), services: Default::default() };
-        let second = TestServer::spawn(gateway::service(&ctx, p.upstreams.clone()).unwrap(), HttpSettings::default()).await;
+        let ctx = kit::Context { config, bus: p._ctx.bus.clone(), peers: Default::default() };
+        let second = TestServer::spawn(build_gateway(&ctx, &p.upstreams).await.unwrap(), HttpSettings::default()).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let r = p.http.get(second.url("/v1/users/me")).bearer_auth(&token).send().await.unwrap();

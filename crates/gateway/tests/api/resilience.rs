@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use kit::http::Service;
+use kit::http::Server;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -81,7 +81,7 @@ impl Instance {
             )
             .with_state(hits.clone());
         // The instance's own /readyz (kit's) is replaced by the route above via the health path.
-        let service = Service::new("instance", router, Default::default());
+        let service = Server::new("instance", router, Default::default());
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task =
@@ -112,7 +112,7 @@ async fn gateway(instances: &[&Instance], toml: &str) -> (TestServer, TestContex
     let ctx = TestContext::new(config).await;
     // Tokens are not used here; auth's address only has to parse.
     let upstreams = vec![Upstream { service: "auth", url: "http://127.0.0.1:9".into() }];
-    let server = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), HttpSettings::default()).await;
+    let server = TestServer::spawn(build_gateway(&ctx, &upstreams).await.unwrap(), HttpSettings::default()).await;
     (server, ctx)
 }
 
@@ -315,7 +315,7 @@ async fn cors_preflights_are_answered_for_listed_origins_and_refused_otherwise()
     // `*` with credentials is refused at start.
     let config = Config::from_toml("[gateway.cors]\nallowed_origins = [\"*\"]\nallow_credentials = true\n").unwrap();
     let ctx = TestContext::new(config).await;
-    let Err(e) = gateway::service(&ctx, vec![Upstream { service: "auth", url: "http://127.0.0.1:9".into() }]) else {
+    let Err(e) = build_gateway(&ctx, &[Upstream { service: "auth", url: "http://127.0.0.1:9".into() }]).await else {
         panic!("a wildcard origin with credentials must be refused");
     };
     assert!(e.to_string().contains("any origin"), "{e}");

@@ -206,7 +206,7 @@ pub(crate) async fn gateway_with(raw: &Raw, toml: &str, http: HttpSettings) -> (
     .unwrap();
     let ctx = TestContext::new(config).await;
     let upstreams = vec![Upstream { service: "auth", url: "http://127.0.0.1:9".into() }];
-    let server = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), http).await;
+    let server = TestServer::spawn(build_gateway(&ctx, &upstreams).await.unwrap(), http).await;
     (server, ctx)
 }
 
@@ -517,7 +517,7 @@ async fn an_early_answer_from_an_upstream_that_stops_reading_is_not_a_timeout() 
     .unwrap();
     let ctx = TestContext::new(config).await;
     let upstreams = vec![Upstream { service: "auth", url: "http://127.0.0.1:9".into() }];
-    let gw = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), HttpSettings::default()).await;
+    let gw = TestServer::spawn(build_gateway(&ctx, &upstreams).await.unwrap(), HttpSettings::default()).await;
     // 32 MiB: far more than the sockets between gateway and upstream hold.
     let size = 32 * 1024 * 1024;
     let client = TcpStream::connect(gw.addr).await.unwrap();

@@ -122,6 +122,10 @@ impl Handlers {
         self
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.by_type.is_empty()
+    }
+
     /// The event types handled, sorted.
     pub fn types(&self) -> Vec<String> {
         let mut types: Vec<String> = self.by_type.keys().cloned().collect();
@@ -167,6 +171,12 @@ impl ConsumerSettings {
         let ms = self.backoff_base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(16));
         Duration::from_millis(ms.min(self.backoff_max_ms))
     }
+}
+
+/// The scope a handler runs in: events it records continue the trace of the
+/// event it handles, and its problems and logs quote the event id.
+fn handler_scope(envelope: &Envelope, trace: &TraceContext) -> crate::scope::Scope {
+    crate::scope::Scope { request_id: Arc::from(envelope.id.to_string()), trace: *trace }
 }
 
 /// Days inbox records are kept: far longer than any broker redelivers.
@@ -532,7 +542,8 @@ impl Consumer {
                     trace: c.trace,
                     attempt: 1,
                 };
-                match AssertUnwindSafe((c.handler)(tx, &c.envelope, &meta)).catch_unwind().await {
+                let handled = AssertUnwindSafe((c.handler)(tx, &c.envelope, &meta)).catch_unwind();
+                match handler_scope(&c.envelope, &c.trace).run(handled).await {
                     Ok(Ok(())) => Ok(Outcome::Applied),
                     _ => Err(()),
                 }
@@ -602,7 +613,9 @@ impl Consumer {
             trace: *trace,
             attempt,
         };
-        let result = AssertUnwindSafe(handler(&mut tx, envelope, &meta)).catch_unwind().await;
+        let result = handler_scope(envelope, trace)
+            .run(AssertUnwindSafe(handler(&mut tx, envelope, &meta)).catch_unwind())
+            .await;
         match result {
             Ok(Ok(())) => {
                 if let Some(dl) = dead_letter {

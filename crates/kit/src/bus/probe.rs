@@ -37,7 +37,7 @@ pub async fn prepare(db: &Db) -> anyhow::Result<()> {
     db.migrate(&super::store::MIGRATIONS).await?;
     match db {
         Db::Sqlite(s) => sqlx::query(DDL_SQLITE).execute(&s.write).await.map(|_| ())?,
-        Db::Postgres(p) => sqlx::query(DDL_POSTGRES).execute(p).await.map(|_| ())?,
+        Db::Postgres(p) => sqlx::query(DDL_POSTGRES).execute(&p.pool).await.map(|_| ())?,
     }
     // `record` reads MAX(position) on every insert.
     with_db!(write db, pool => sqlx::query("CREATE INDEX IF NOT EXISTS probe_applied_position ON probe_applied (position)")
@@ -54,13 +54,13 @@ pub async fn record(tx: &mut Tx, envelope: &Envelope, poisoned: &AtomicBool) -> 
         anyhow::bail!("13 is unlucky");
     }
     let latency = (Utc::now() - envelope.time).num_microseconds().unwrap_or(i64::MAX);
-    let sql = match tx {
-        Tx::Sqlite(_) => {
+    let sql = match tx.backend() {
+        crate::db::Backend::Sqlite => {
             "INSERT INTO probe_applied (event_id, subject, n, times, position, latency_us)
              VALUES ($1, $2, $3, 1, (SELECT COALESCE(MAX(position), 0) + 1 FROM probe_applied), $4)
              ON CONFLICT (event_id) DO UPDATE SET times = probe_applied.times + 1"
         }
-        Tx::Postgres(_) => {
+        crate::db::Backend::Postgres => {
             "INSERT INTO probe_applied (event_id, subject, n, times, latency_us)
              VALUES ($1, $2, $3, 1, $4)
              ON CONFLICT (event_id) DO UPDATE SET times = probe_applied.times + 1"
@@ -116,7 +116,7 @@ pub async fn applied_count(db: &Db) -> Result<i64, sqlx::Error> {
         Db::Sqlite(s) => {
             sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM probe_applied").fetch_one(&s.read).await
         }
-        Db::Postgres(p) => sqlx::query_scalar("SELECT count(*) FROM probe_applied").fetch_one(p).await,
+        Db::Postgres(p) => sqlx::query_scalar("SELECT count(*) FROM probe_applied").fetch_one(&p.pool).await,
     }
 }
 

@@ -23,7 +23,8 @@ use crate::db::Db;
 use crate::http::Worker;
 
 /// Wakes the relay once a transaction that wrote to the outbox has committed,
-/// so events leave at once instead of at the next poll.
+/// so events leave at once instead of at the next poll. Each [`Db`] has one;
+/// [`Tx::commit`](crate::db::Tx::commit) rings it.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxSignal(Arc<Notify>);
 
@@ -66,9 +67,9 @@ impl Relay {
     pub fn new(service: &'static str, db: Db, bus: Bus) -> Self {
         Self {
             service,
+            signal: db.outbox_signal(),
             db,
             bus,
-            signal: OutboxSignal::default(),
             published: Counter::default(),
             failures: Counter::default(),
         }
@@ -135,7 +136,7 @@ impl Relay {
             if shutdown.is_cancelled() {
                 break;
             }
-            if let Db::Postgres(pool) = &self.db
+            if let Some(pool) = self.db.postgres()
                 && leader.is_none()
             {
                 leader = try_lead(pool).await;

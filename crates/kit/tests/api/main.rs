@@ -11,7 +11,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use kit::config::{Config, HttpSettings};
 use kit::db::Db;
-use kit::http::{RequestId, Service};
+use kit::http::{RequestId, Server};
 use kit::testing::TestServer;
 use kit::trace::TraceContext;
 use kit::{FieldErrors, Json, Problem};
@@ -52,7 +52,7 @@ async fn boom() -> &'static str {
     panic!("secret internal detail")
 }
 
-fn service() -> Service {
+fn service() -> Server {
     let router = Router::new()
         .route("/ids", get(echo_ids))
         .route("/greet", post(greet))
@@ -60,7 +60,7 @@ fn service() -> Service {
         .route("/boom", get(boom))
         .route("/items/{id}", get(|| async { "item" }))
         .route("/thread", get(|| async { std::thread::current().name().unwrap_or("?").to_owned() }));
-    Service::new("test", router, utoipa::openapi::OpenApi::default())
+    Server::new("test", router, utoipa::openapi::OpenApi::default())
 }
 
 fn settings() -> HttpSettings {

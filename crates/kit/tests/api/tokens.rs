@@ -16,7 +16,7 @@ use kit::auth::{
     AccessClaims, Admin, Authorized, Caller, Jwk, Jwks, KeySource, KeySourceError, TokenError, TokenVerifier,
 };
 use kit::config::HttpSettings;
-use kit::http::Service;
+use kit::http::Server;
 use kit::testing::TestServer;
 use uuid::Uuid;
 
@@ -165,7 +165,7 @@ async fn the_role_guard_admits_only_callers_with_the_role() {
     let source = CountingSource::default();
     source.keys.lock().unwrap().push(key.jwk());
     let router = Router::new().route("/admin", get(admin_only)).route("/me", get(anyone));
-    let service = Service::new("test", router, Default::default())
+    let service = Server::new("test", router, Default::default())
         .with_verifier(Arc::new(verifier(source, Duration::from_secs(30))));
     let app = TestServer::spawn(service, HttpSettings::default()).await;
     let c = reqwest::Client::new();

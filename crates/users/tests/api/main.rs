@@ -54,17 +54,15 @@ impl Platform {
         let config = kit::config::Config::from_toml(&toml).unwrap();
         let ctx = TestContext::new(config.clone()).await;
         let auth_db = Db::connect(&db.url, &config.settings.db).await.unwrap();
-        let auth =
-            TestServer::spawn(auth::service(&ctx, auth_db.clone()).await.unwrap(), HttpSettings::default()).await;
-        let ctx = ctx.with_service("auth", format!("http://{}", auth.addr));
+        let auth = kit::testing::server::<auth::Auth>(&ctx, Some(auth_db.clone())).await;
+        let auth = TestServer::spawn(auth, HttpSettings::default()).await;
+        let ctx = ctx.with_service(&auth::Auth, format!("http://{}", auth.addr));
         let users_db = Db::connect(&users_test_db.url, &config.settings.db).await.unwrap();
-        let users =
-            TestServer::spawn(users::service(&ctx, users_db.clone()).await.unwrap(), HttpSettings::default()).await;
-        let upstreams = vec![
-            gateway::Upstream { service: "auth", url: format!("http://{}", auth.addr) },
-            gateway::Upstream { service: "users", url: format!("http://{}", users.addr) },
-        ];
-        let gateway = TestServer::spawn(gateway::service(&ctx, upstreams).unwrap(), HttpSettings::default()).await;
+        let users = kit::testing::server::<users::Users>(&ctx, Some(users_db.clone())).await;
+        let users = TestServer::spawn(users, HttpSettings::default()).await;
+        let ctx = ctx.with_service(&users::Users, format!("http://{}", users.addr));
+        let gateway = kit::testing::server::<gateway::Gateway>(&ctx, None).await;
+        let gateway = TestServer::spawn(gateway, HttpSettings::default()).await;
         Self {
             ctx,
             _auth: auth,
