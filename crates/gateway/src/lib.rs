@@ -183,6 +183,8 @@ pub struct Gateway;
 
 impl kit::Service for Gateway {
     const NAME: &'static str = "gateway";
+    // Revocations, into the deny-list (see [`denylist`]).
+    const FOLLOWS: &'static [&'static str] = &[<contracts::auth::SessionRevoked as contracts::Event>::TYPE];
     type Settings = Settings;
     type State = State;
 

@@ -63,6 +63,11 @@ pub trait Service: Send + Sync + 'static {
     /// with their own limit in bytes: uploads. The gateway allows the same.
     const BODY_LIMITS: &'static [(&'static str, usize)] = &[];
 
+    /// Event types it follows without an inbox, from a worker of its own
+    /// (the gateway's revocation list); listed as consumed beside those of
+    /// [`Service::handlers`].
+    const FOLLOWS: &'static [&'static str] = &[];
+
     /// Its section of the configuration (`[name]`, `PANAL_<NAME>__*`).
     type Settings: DeserializeOwned + Default + Send + Sync + 'static;
 
@@ -213,7 +218,9 @@ impl<S: Service> Mount for S {
     }
 
     fn consumes(&self) -> Vec<String> {
-        S::handlers().types()
+        let mut types = S::handlers().types();
+        types.extend(S::FOLLOWS.iter().map(|t| (*t).to_owned()));
+        types
     }
 
     fn consumer(&self, db: Db, settings: ConsumerSettings) -> Option<Consumer> {
