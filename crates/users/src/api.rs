@@ -5,14 +5,13 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{FromRequestParts, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use contracts::users::{
     AvatarChanged, FriendshipChanged, FriendshipState, UserBanned, UserBlocked, UserErased, UserUnblocked,
 };
 use kit::auth::{Admin, Authorized, Caller};
 use kit::extract::{Path, Query};
+use kit::page::{Page, PageRequest};
 use kit::peer::Credentials;
 use kit::{Fail, FieldErrors, Json, Problem};
 use serde::{Deserialize, Serialize};
@@ -28,8 +27,6 @@ use crate::error::UsersError;
 use crate::events;
 use crate::store::{ProfileChanges, RequestOutcome};
 
-/// Largest page of search results.
-pub const MAX_PAGE: u32 = 50;
 /// How recently a caller must have signed in to erase their account.
 pub const FRESH_LOGIN_SECS: i64 = 600;
 /// Last seen within this long counts as online.
@@ -539,15 +536,6 @@ pub struct SearchQuery {
     pub cursor: Option<String>,
 }
 
-/// One page of results.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; absent on the last one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
 /// A search result.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserSummary {
@@ -556,32 +544,9 @@ pub struct UserSummary {
     pub avatar_url: String,
 }
 
-fn page_params(limit: Option<u32>, cursor: Option<&str>) -> Result<(i64, Option<(String, Uuid)>), UsersError> {
-    let mut errors = FieldErrors::new();
-    let limit = limit.unwrap_or(20);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        errors.add("limit", format!("must be between 1 and {MAX_PAGE}"));
-    }
-    let after = match cursor {
-        None => None,
-        Some(c) => {
-            let decoded =
-                URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| serde_json::from_slice::<(String, Uuid)>(&b).ok());
-            if decoded.is_none() {
-                errors.add("cursor", "is not a cursor this API returned");
-            }
-            decoded
-        }
-    };
-    errors.finish()?;
-    Ok((i64::from(limit), after))
-}
-
-fn next_cursor(items: &[(Profile, String)], limit: i64) -> Option<String> {
-    if (items.len() as i64) < limit {
-        return None;
-    }
-    items.last().and_then(|(p, key)| serde_json::to_vec(&(key, p.user_id)).ok()).map(|b| URL_SAFE_NO_PAD.encode(b))
+/// The sort key of a search result: the lower-cased name, then the id.
+fn search_key((p, name): &(Profile, String)) -> (String, Uuid) {
+    (name.clone(), p.user_id)
 }
 
 /// Finds users by the beginning of their display name.
@@ -593,18 +558,20 @@ async fn search(
     query: Option<Query<SearchQuery>>,
 ) -> Result<Json<Page<UserSummary>>, UsersError> {
     let q = query.map(|q| q.0).unwrap_or(SearchQuery { q: None, limit: None, cursor: None });
-    let (limit, after) = page_params(q.limit, q.cursor.as_deref())?;
+    let page = PageRequest::<(String, Uuid)>::parse(q.limit, q.cursor.as_deref())?;
     let prefix = key_of(q.q.as_deref().unwrap_or("").trim());
     if prefix.chars().count() > 32 {
         return Err(UsersError::invalid("q must be at most 32 characters".to_owned()));
     }
-    let rows = state.store.search(&prefix, Some(me.caller.user_id), &[Status::Active], after, limit).await?;
-    let next = next_cursor(&rows, limit);
-    let items = rows
-        .iter()
-        .map(|(p, _)| UserSummary { id: p.user_id, display_name: p.display_name.clone(), avatar_url: avatar_url(p) })
-        .collect();
-    Ok(Json(Page { items, next_cursor: next }))
+    let rows = state
+        .store
+        .search(&prefix, Some(me.caller.user_id), &[Status::Active], page.after.clone(), page.sql_limit())
+        .await?;
+    Ok(Json(Page::of(rows, &page, search_key, |(p, _)| UserSummary {
+        id: p.user_id,
+        display_name: p.display_name.clone(),
+        avatar_url: avatar_url(&p),
+    })))
 }
 
 /// A friend, with their online status when they share it with friends.
@@ -890,7 +857,7 @@ async fn admin_list(
     query: Option<Query<AdminQuery>>,
 ) -> Result<Json<Page<MyProfile>>, UsersError> {
     let q = query.map(|q| q.0).unwrap_or(AdminQuery { q: None, status: None, limit: None, cursor: None });
-    let (limit, after) = page_params(q.limit, q.cursor.as_deref())?;
+    let page = PageRequest::<(String, Uuid)>::parse(q.limit, q.cursor.as_deref())?;
     let statuses = match q.status.as_deref() {
         None | Some("all") => vec![Status::Active, Status::Banned, Status::Erased],
         Some("active") => vec![Status::Active],
@@ -900,9 +867,9 @@ async fn admin_list(
             return Err(UsersError::invalid(format!("status must be active, banned, erased or all, not {other:?}")));
         }
     };
-    let rows = state.store.search(&key_of(q.q.as_deref().unwrap_or("").trim()), None, &statuses, after, limit).await?;
-    let next = next_cursor(&rows, limit);
-    Ok(Json(Page { items: rows.iter().map(|(p, _)| MyProfile::from(p)).collect(), next_cursor: next }))
+    let prefix = key_of(q.q.as_deref().unwrap_or("").trim());
+    let rows = state.store.search(&prefix, None, &statuses, page.after.clone(), page.sql_limit()).await?;
+    Ok(Json(Page::of(rows, &page, search_key, |(p, _)| MyProfile::from(&p))))
 }
 
 /// Any profile, whole (administrators).
