@@ -42,7 +42,7 @@ run() {
   local backend=$1 count=$2 per_tx=$3 pace=$4
   rm -f "$WORK/bus.db"*
   local out
-  out=$(PANAL_BUS_URL=$(bus_url "$backend") "$PANAL" dev bus-pipeline --producer-db "$(db_url producer)" \
+  out=$(PANAL_BUS_URL=$(bus_url "$backend") "$PANAL_DEV" bus-pipeline --producer-db "$(db_url producer)" \
     --consumer-db "$(db_url consumer)" --count "$count" --per-tx "$per_tx" --pace-us "$pace")
   python3 -c "
 import json
@@ -54,7 +54,7 @@ print(f\"{r['per_second']:,.0f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms\")
 commit_rate() { # count per_tx
   local db
   db=$(db_url commits)
-  "$PANAL" dev bus-produce --db "$db" --kind panal.bench.commit.v1 --count "$1" --per-tx "$2" --no-relay \
+  "$PANAL_DEV" bus-produce --db "$db" --kind panal.bench.commit.v1 --count "$1" --per-tx "$2" --no-relay \
     | python3 -c "import sys,re; m=re.search(r'committed (\d+) events in ([\d.]+) s', sys.stdin.read()); print(f'{int(m[1])/float(m[2]):,.0f}')"
 }
 
@@ -75,7 +75,7 @@ echo "| broker alone (same client, confirms + acks, no database) | messages/s | 
 echo "|---|---|---|---|"
 for b in "${BACKENDS[@]}"; do
   [ "$b" = embedded ] && continue
-  r=$("$PANAL" dev bus-raw --url "$(bus_url "$b")" --count 20000)
+  r=$("$PANAL_DEV" bus-raw --url "$(bus_url "$b")" --count 20000)
   python3 -c "import json; r=json.loads('$r'); print(f\"| $b | {r['per_second']:,.0f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms |\")"
 done
 

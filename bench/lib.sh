@@ -5,6 +5,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/panal-target}"
 # BENCH_PANAL: another build of panal to measure (a previous one, say).
 PANAL="${BENCH_PANAL:-$CARGO_TARGET_DIR/release/panal}"
+# The drill and benchmark tools (bus-produce, bus-pipeline, bus-raw, …).
+PANAL_DEV="${BENCH_PANAL_DEV:-$CARGO_TARGET_DIR/release/panal-dev}"
 WORK="${BENCH_WORK:-/tmp/panal-bench}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-50}"

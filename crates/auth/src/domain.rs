@@ -13,8 +13,6 @@ pub const MAX_EMAIL_LEN: usize = 254;
 /// are accepted whole: nothing is truncated.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
-/// Display name bounds, in characters.
-pub const MAX_DISPLAY_NAME_CHARS: usize = 32;
 
 /// The role every account has.
 pub const ROLE_USER: &str = "user";
@@ -104,31 +102,9 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A display name: trimmed, 1 to 32 characters, no control or invisible
-/// characters (which let two names look the same).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DisplayName(String);
-
-impl DisplayName {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let trimmed = raw.trim();
-        let chars = trimmed.chars().count();
-        if chars == 0 {
-            return Err("is required".to_owned());
-        }
-        if chars > MAX_DISPLAY_NAME_CHARS {
-            return Err(format!("must be at most {MAX_DISPLAY_NAME_CHARS} characters"));
-        }
-        if let Some(c) = trimmed.chars().find(|c| kit::text::is_invisible(*c)) {
-            return Err(format!("must not contain control or invisible characters (found U+{:04X})", u32::from(c)));
-        }
-        Ok(Self(trimmed.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+/// Auth checks a new account's display name by the rule users keeps it by
+/// (one rule, so an account never gets a profile under another name).
+pub use kit::text::DisplayName;
 
 /// An account as auth keeps it.
 #[derive(Debug, Clone)]
@@ -198,14 +174,5 @@ mod tests {
         assert_eq!(r(&["user", "admin", "user"]).unwrap(), vec!["admin", "user"]);
         assert!(r(&["admin"]).is_err());
         assert!(r(&["user", "root"]).is_err());
-    }
-
-    #[test]
-    fn display_names_refuse_invisible_characters() {
-        assert_eq!(DisplayName::parse("  Ada  ").unwrap().as_str(), "Ada");
-        assert!(DisplayName::parse("Ada\u{200B}").is_err());
-        assert!(DisplayName::parse("A\nda").is_err());
-        assert!(DisplayName::parse("   ").is_err());
-        assert!(DisplayName::parse(&"x".repeat(33)).is_err());
     }
 }

@@ -24,9 +24,11 @@ impl std::fmt::Debug for KeyMaterial {
 }
 
 impl KeyMaterial {
-    /// A fresh Ed25519 key from the operating system's CSPRNG.
+    /// A fresh Ed25519 key.
     pub fn generate() -> anyhow::Result<Self> {
-        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+        // Any 32 bytes are an Ed25519 secret key; these come from rand's
+        // thread generator, a ChaCha CSPRNG seeded and reseeded by the OS.
+        let signing = SigningKey::from_bytes(&rand::random());
         let der = signing.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding a new signing key: {e}"))?;
         let public_x = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
         Ok(Self { kid: thumbprint(&public_x), private_pkcs8: der.as_bytes().to_vec(), public_x })

@@ -73,9 +73,18 @@ impl Event for FriendshipChanged {
     const TYPE: &'static str = "panal.users.friendship_changed.v1";
     const SOURCE: &'static str = "users";
     const SUMMARY: &'static str = "a friend request was made, accepted, declined or cancelled, or a friend removed";
+    /// The pair, `<smaller id>:<larger id>`, whoever acted: events about one
+    /// friendship share a subject, so the bus keeps them in order (a request
+    /// and its acceptance by the other side never arrive swapped).
     fn subject(&self) -> String {
-        self.actor.to_string()
+        let (low, high) = pair(self.actor, self.other);
+        format!("{low}:{high}")
     }
+}
+
+/// Two users' ids in a fixed order, smaller first: the key of what they share.
+pub fn pair(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
+    if a < b { (a, b) } else { (b, a) }
 }
 
 /// `blocker` blocked `blocked`: chat and game refuse contact between them.

@@ -51,7 +51,7 @@ use http::{HeaderValue, Method};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use kit::Problem;
-use kit::http::{Closing, ConnectionFront, FrontConnection, Handoff, Observer};
+use kit::http::front::{Closing, ConnectionFront, FrontConnection, Handoff, Observer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -165,17 +165,39 @@ enum Next {
     Hyper,
 }
 
+/// One client connection as the front serves it: what every request on it
+/// shares.
+struct Conn<'a> {
+    front: &'a Inner,
+    observer: &'a Observer,
+    closing: &'a Closing,
+    io: TcpStream,
+    peer: SocketAddr,
+    /// The route table and its version, kept while it is current: taking the
+    /// shared one costs a lock and a reference count per request.
+    table: (u64, Arc<RouteTable>),
+}
+
+impl Conn<'_> {
+    /// The current route table.
+    fn refresh_table(&mut self) {
+        let version = self.front.state.routes_version.load(Ordering::Acquire);
+        if version != self.table.0 {
+            self.table = (version, self.front.state.table());
+        }
+    }
+}
+
 async fn serve(front: Arc<Inner>, conn: FrontConnection) -> Option<Handoff> {
-    let FrontConnection { stream: mut io, peer, closing, observer } = conn;
+    let FrontConnection { stream, peer, closing, observer } = conn;
     let head_timeout = observer.settings().header_read_timeout();
     let timer = tokio::time::sleep(head_timeout);
     let closed = closing.wait();
     tokio::pin!(timer, closed);
     let mut waits = Waits { timer, closed, deadline: Instant::now(), now: None };
     let mut held: Option<Buffers> = None;
-    // The route table, kept while it is current: taking the shared one
-    // costs a lock and a reference count per request.
-    let mut table = (front.state.routes_version.load(Ordering::Acquire), front.state.table());
+    let table = (front.state.routes_version.load(Ordering::Acquire), front.state.table());
+    let mut conn = Conn { front: &front, observer: &observer, closing: &closing, io: stream, peer, table };
     loop {
         waits.start(head_timeout);
         if held.as_ref().is_none_or(|b| b.read.is_empty()) {
@@ -183,24 +205,21 @@ async fn serve(front: Arc<Inner>, conn: FrontConnection) -> Option<Handoff> {
             if let Some(b) = held.take() {
                 b.give_back();
             }
-            if !waits.readable(&io).await {
+            if !waits.readable(&conn.io).await {
                 return None;
             }
         }
         let buffers = held.get_or_insert_with(Buffers::take);
-        let version = front.state.routes_version.load(Ordering::Acquire);
-        if version != table.0 {
-            table = (version, front.state.table());
-        }
-        match Box::pin(request(&front, &table.1, &observer, &closing, &mut io, peer, buffers, &mut waits)).await {
+        conn.refresh_table();
+        match Box::pin(request(&mut conn, buffers, &mut waits)).await {
             Next::Again => {}
             Next::Close => {
-                let _ = io.shutdown().await;
+                let _ = conn.io.shutdown().await;
                 return None;
             }
             Next::Hyper => {
                 let read = held.take().map(|b| b.read.freeze()).unwrap_or_default();
-                return Some(Handoff { stream: io, read });
+                return Some(Handoff { stream: conn.io, read });
             }
         }
     }
@@ -285,40 +304,30 @@ impl<C: Future<Output = ()>> proxy::Timer for Waits<'_, C> {
 }
 
 /// One request at the front of `b.read`: read whole, answered, consumed.
-#[allow(clippy::too_many_arguments)]
-async fn request(
-    front: &Inner,
-    table: &RouteTable,
-    observer: &Observer,
-    closing: &Closing,
-    io: &mut TcpStream,
-    peer: SocketAddr,
-    b: &mut Buffers,
-    waits: &mut Waits<'_, impl Future<Output = ()>>,
-) -> Next {
-    let max_head = observer.settings().max_header_bytes;
+async fn request(conn: &mut Conn<'_>, b: &mut Buffers, waits: &mut Waits<'_, impl Future<Output = ()>>) -> Next {
+    let max_head = conn.observer.settings().max_header_bytes;
     let head = loop {
         match parse(&b.read, &mut b.slots, max_head) {
             Parsed::Complete(head) => break head,
             Parsed::Hyper => return Next::Hyper,
             Parsed::Partial => {}
         }
-        if !waits.read(io, &mut b.read).await {
+        if !waits.read(&mut conn.io, &mut b.read).await {
             return Next::Close;
         }
     };
-    let limit = observer.body_limit(head.path(&b.read));
+    let limit = conn.observer.body_limit(head.path(&b.read));
     if head.length > limit.min(MAX_BUFFERED_BODY) as u64 {
         return Next::Hyper;
     }
     let end = head.len + head.length as usize;
     while b.read.len() < end {
-        if !waits.read(io, &mut b.read).await {
+        if !waits.read(&mut conn.io, &mut b.read).await {
             return Next::Close;
         }
     }
-    let close = head.close || closing.is_closing();
-    let next = answer(front, table, observer, io, peer, b, &head, close, limit, waits).await;
+    let close = head.close || conn.closing.is_closing();
+    let next = answer(conn, b, &head, close, limit, waits).await;
     b.read.advance(end);
     next
 }
@@ -500,19 +509,17 @@ fn origin_form(target: &[u8]) -> Option<usize> {
 
 /// Answers the request `head` (in `b.read`): forwarded, or refused by the
 /// gateway with a problem document.
-#[allow(clippy::too_many_arguments)]
 async fn answer(
-    front: &Inner,
-    table: &RouteTable,
-    observer: &Observer,
-    io: &mut TcpStream,
-    peer: SocketAddr,
+    conn: &mut Conn<'_>,
     b: &mut Buffers,
     head: &Head,
     close: bool,
     limit: usize,
     waits: &mut Waits<'_, impl Future<Output = ()>>,
 ) -> Next {
+    let Conn { front, observer, io, peer, table, .. } = conn;
+    let (front, observer, peer, table): (&Inner, &Observer, SocketAddr, &RouteTable) =
+        (front, observer, *peer, &table.1);
     let Buffers { read, out, slots } = b;
     let buf: &[u8] = read;
     let value = |at: Option<usize>| at.map(|i| slots[i].value(buf));
@@ -814,6 +821,9 @@ async fn write_response(
     }
     if io.write_all(out).await.is_err() || close { Next::Close } else { Next::Again }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

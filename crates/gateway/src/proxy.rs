@@ -17,7 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kit::Problem;
 use kit::auth::{AccessClaims, TokenError, bearer_token};
-use kit::http::{CheckResult, Front, FrontContext, FrontResponse, Readiness};
+use kit::http::front::{Front, FrontContext, FrontResponse};
+use kit::http::{CheckResult, Readiness};
 use kit::metrics::LocalCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -163,7 +164,7 @@ pub(crate) fn is_own_path(path: &str) -> bool {
 }
 
 /// The proxy, as kit's [`Front`]: every request but the gateway's own goes
-/// straight from hyper to here, without axum's router (see [`kit::http::Front`]).
+/// straight from hyper to here, without axum's router (see [`kit::http::front::Front`]).
 pub(crate) struct Proxy(pub AppState);
 
 impl Front for Proxy {
@@ -515,8 +516,8 @@ async fn send_request(
     ctx: &FrontContext,
 ) -> Result<Response, Problem> {
     let limit = ctx.body_limit;
-    if kit::http::content_length_over(req.headers(), limit) {
-        return Ok(kit::http::payload_too_large(limit));
+    if kit::http::front::content_length_over(req.headers(), limit) {
+        return Ok(kit::http::front::payload_too_large(limit));
     }
     let may_retry = retriable(&req);
     let with_body = has_body(req.headers());

@@ -6,6 +6,13 @@
 //! request is allowed when `TAT - now <= burst_window`, and pushes TAT one
 //! emission interval further. Keys whose TAT is in the past hold nothing a
 //! fresh key would not, so they are dropped when the table is pruned.
+//!
+//! Written here rather than taken from `governor` (the well-kept GCRA crate)
+//! for two things it does not do: [`Limiter::peek`] (auth asks whether an
+//! address is already over its limit before spending a password hash on it,
+//! without using up a request), and the same arithmetic as the Redis script
+//! the gateway's shared limits run (`gateway::limits`), so a limit means the
+//! same thing in memory and across replicas.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

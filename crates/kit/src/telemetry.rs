@@ -11,6 +11,15 @@ use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::LogFormat;
 
+/// What a command-line program does first: reads the configuration
+/// (`file`, else `./panal.toml` when it exists, then `PANAL_*`) and starts
+/// logging by it. The error is for the operator, printed as it is.
+pub fn start(file: Option<&std::path::Path>) -> Result<crate::config::Config, String> {
+    let config = crate::config::Config::load(file).map_err(|e| e.to_string())?;
+    init(&config.settings.log, config.settings.log_format).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
 /// Installs the global subscriber. `filter` uses `tracing`'s syntax
 /// (`info,sqlx=warn`). Call once, from `main`.
 pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {

@@ -257,6 +257,167 @@ macro_rules! backend_tests {
     )*};
 }
 
+/// Signs access tokens for a test and serves their public key as a JWKS on
+/// port 0, in auth's place: a service under test verifies its tokens exactly
+/// as it verifies auth's (fetching the key over HTTP), and a test gets a user
+/// or an administrator without an auth process or an Argon2 hash.
+/// [`TestContext::with_issuer`] points the services at it.
+pub struct TestIssuer {
+    url: String,
+    kid: String,
+    key: jsonwebtoken::EncodingKey,
+    issuer: String,
+    audience: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestIssuer {
+    /// A fresh Ed25519 key, published at `<url>/.well-known/jwks.json`;
+    /// tokens carry `config`'s issuer and audience.
+    pub async fn start(config: &crate::config::Config) -> Self {
+        use base64::Engine;
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+        let der = signing.to_pkcs8_der().expect("encode the test signing key");
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
+        let kid = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let jwks = crate::auth::Jwks {
+            keys: vec![crate::auth::Jwk {
+                kty: "OKP".to_owned(),
+                crv: Some("Ed25519".to_owned()),
+                x: Some(x),
+                kid: kid.clone(),
+                alg: Some("EdDSA".to_owned()),
+                use_: Some("sig".to_owned()),
+            }],
+        };
+        let app = axum::Router::new()
+            .route("/.well-known/jwks.json", axum::routing::get(move || async move { axum::Json(jwks) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the test issuer");
+        let addr = listener.local_addr().expect("the test issuer's address");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url: format!("http://{addr}"),
+            kid,
+            key: jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
+            issuer: config.issuer(),
+            audience: config.settings.tokens.audience.clone(),
+            server,
+        }
+    }
+
+    /// Where its JWKS is served (as auth's would be).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The claims of a fresh five-minute token for `user` with `roles`
+    /// (`user` is always among them), to adjust before [`sign`](Self::sign).
+    pub fn claims(&self, user: uuid::Uuid, roles: &[&str]) -> crate::auth::AccessClaims {
+        let now = chrono::Utc::now().timestamp();
+        let mut roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        if !roles.iter().any(|r| r == "user") {
+            roles.push("user".to_owned());
+        }
+        crate::auth::AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user,
+            sid: Some(uuid::Uuid::now_v7()),
+            exp: now + 300,
+            iat: now,
+            jti: uuid::Uuid::now_v7(),
+            roles,
+            client_id: None,
+            scope: None,
+        }
+    }
+
+    pub fn sign(&self, claims: &crate::auth::AccessClaims) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.typ = Some(crate::auth::ACCESS_TOKEN_TYP.to_owned());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).expect("sign a test token")
+    }
+
+    /// A token for `user` with `roles`.
+    pub fn token(&self, user: uuid::Uuid, roles: &[&str]) -> String {
+        self.sign(&self.claims(user, roles))
+    }
+}
+
+impl Drop for TestIssuer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestContext {
+    /// Services verify tokens with `issuer`'s key, as if it were auth.
+    pub fn with_issuer(self, issuer: &TestIssuer) -> Self {
+        self.with_peer(crate::service::Peer::at("auth", issuer.url()))
+    }
+
+    /// Publishes `event` on the test's bus, as the service that owns it would:
+    /// the way to feed a service under test the events of services that are
+    /// not running.
+    pub async fn publish<E: contracts::Event>(&self, event: &E) {
+        let envelope = contracts::Envelope::new(event, None);
+        let sent = self.bus.publish(std::slice::from_ref(&envelope)).await.expect("publish on the test bus");
+        assert_eq!(sent, 1, "the test bus did not take {}", E::TYPE);
+    }
+
+    /// Starts watching the bus for events of type `E`: every one published
+    /// from now on (by a service's relay, say) can be read with
+    /// [`Published::next`].
+    pub async fn watch<E: contracts::Event>(&self) -> Published<E> {
+        let consumer = format!("test-watch-{}", uuid::Uuid::new_v4().simple());
+        let deliveries = self.bus.subscribe(&consumer, &[E::TYPE.to_owned()]).await.expect("subscribe on the test bus");
+        Published { deliveries, kind: std::marker::PhantomData }
+    }
+}
+
+/// Events of one type published on a test's bus ([`TestContext::watch`]).
+pub struct Published<E> {
+    deliveries: crate::bus::Deliveries,
+    kind: std::marker::PhantomData<E>,
+}
+
+impl<E: contracts::Event> Published<E> {
+    /// The next event and its envelope; fails the test after 10 seconds.
+    pub async fn next(&mut self) -> (contracts::Envelope, E) {
+        use futures_util::StreamExt;
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), self.deliveries.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {} was published within 10 s", E::TYPE))
+            .expect("the test bus ended")
+            .expect("a delivery from the test bus");
+        let envelope: contracts::Envelope = serde_json::from_slice(&delivery.payload).expect("a CloudEvents envelope");
+        let event = serde_json::from_value(envelope.data.clone()).expect("the event's data");
+        delivery.ack().await.expect("acknowledge the delivery");
+        (envelope, event)
+    }
+}
+
+/// Asserts that `response` is a problem document with `status` and, when
+/// given, the problem type `urn:panal:problem:<kind>`; returns the document.
+pub async fn assert_problem(response: reqwest::Response, status: u16, kind: Option<&str>) -> serde_json::Value {
+    let got = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let body = response.text().await.expect("the problem's body");
+    assert_eq!(got, status, "status (body: {body})");
+    assert_eq!(content_type, "application/problem+json", "content type (body: {body})");
+    let problem: serde_json::Value = serde_json::from_str(&body).expect("a JSON problem document");
+    assert_eq!(problem["status"], status, "the document's status: {body}");
+    if let Some(kind) = kind {
+        assert_eq!(problem["type"], format!("urn:panal:problem:{kind}"), "problem type: {body}");
+    }
+    problem
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

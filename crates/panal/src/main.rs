@@ -3,8 +3,6 @@
 //! the event bus (`panal events`).
 
 mod authcli;
-mod dev;
-mod dev_raw;
 mod events;
 
 use std::net::SocketAddr;
@@ -76,12 +74,6 @@ enum Command {
         #[command(subcommand)]
         command: authcli::AuthCommand,
     },
-    /// Tools for drills and benchmarks.
-    #[command(hide = true)]
-    Dev {
-        #[command(subcommand)]
-        command: dev::DevCommand,
-    },
     /// Apply database migrations and exit, without serving.
     Migrate {
         /// Only this service (default: every implemented service with a database).
@@ -101,17 +93,13 @@ fn main() -> ExitCode {
         print_services();
         return ExitCode::SUCCESS;
     }
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(c) => c,
+    let config = match kit::telemetry::start(cli.config.as_deref()) {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = kit::telemetry::init(&config.settings.log, config.settings.log_format) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -127,7 +115,6 @@ fn main() -> ExitCode {
             Command::Events { command } => events::run(config, command).await,
             Command::Admin { command } => authcli::admin(config, command).await,
             Command::Auth { command } => authcli::auth(config, command).await,
-            Command::Dev { command } => dev::run(config, command).await,
             Command::Services => Ok(()),
         }
     });
@@ -191,9 +178,7 @@ pub(crate) fn sqlite_file(config: &Config, service: &str) -> String {
 
 /// Connects to the configured broker (the embedded one by default).
 pub(crate) async fn connect_bus(config: &Config) -> anyhow::Result<kit::bus::Bus> {
-    let url = config.settings.bus_url.as_ref().map(|s| s.expose().as_str());
-    let settings: kit::bus::ConsumerSettings = config.section("bus")?;
-    kit::bus::connect(url, &config.settings.data_dir, &settings).await.context("connecting to the event bus")
+    kit::bus::connect_configured(config).await
 }
 
 /// Opens `service`'s database when it declares one: `database_url`, else

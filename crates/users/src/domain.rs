@@ -1,76 +1,16 @@
 //! Users' types and rules, without I/O.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
+use contracts::users::FriendshipState;
 use serde::{Deserialize, Serialize};
-use unicode_normalization::UnicodeNormalization;
-use unicode_security::MixedScript;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub const MAX_DISPLAY_NAME_CHARS: usize = 32;
+/// Display names follow one rule on every service that takes them (auth
+/// checks a new account's by it): [`kit::text::DisplayName`].
+pub use kit::text::{DisplayName, MAX_DISPLAY_NAME_CHARS, key_of};
+
 pub const MAX_BIO_CHARS: usize = 500;
-
-/// A display name: NFKC-normalised, trimmed, 1 to 32 characters, no control or
-/// invisible characters, one script (so `Аda` with a Cyrillic А is refused).
-/// Its [`key`](Self::key) decides uniqueness.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DisplayName {
-    name: String,
-    key: String,
-}
-
-impl DisplayName {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let name: String = raw.nfkc().collect::<String>().trim().to_owned();
-        let chars = name.chars().count();
-        if chars == 0 {
-            return Err("is required".to_owned());
-        }
-        if chars > MAX_DISPLAY_NAME_CHARS {
-            return Err(format!("must be at most {MAX_DISPLAY_NAME_CHARS} characters"));
-        }
-        if let Some(c) = name.chars().find(|c| kit::text::is_invisible(*c)) {
-            return Err(format!("must not contain control or invisible characters (found U+{:04X})", u32::from(c)));
-        }
-        if !name.as_str().is_single_script() {
-            return Err("must not mix writing systems (for example Latin and Cyrillic letters)".to_owned());
-        }
-        Ok(Self { key: key_of(&name), name })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.name
-    }
-
-    /// The name as compared: lower-cased, then reduced to the UTS #39 skeleton,
-    /// so names that look alike (`ada`, `ADA`, `аda`, `ａｄａ`) share a key.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// A name derived from a taken one: `Ada 2`, `Ada 3`, … (trimmed to fit).
-    pub fn with_suffix(&self, n: u32) -> Self {
-        let suffix = format!(" {n}");
-        let room = MAX_DISPLAY_NAME_CHARS - suffix.chars().count();
-        let base: String = self.name.chars().take(room).collect();
-        let name = format!("{}{suffix}", base.trim_end());
-        Self { key: key_of(&name), name }
-    }
-}
-
-/// The comparison key of a name or of a search prefix.
-pub fn key_of(s: &str) -> String {
-    let folded: String = s.nfkc().collect::<String>().to_lowercase();
-    unicode_security::skeleton(&folded).collect::<String>().to_lowercase()
-}
-
-impl fmt::Display for DisplayName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
-    }
-}
 
 /// A bio: up to 500 characters, no control characters except line breaks.
 pub fn parse_bio(raw: &str) -> Result<String, String> {
@@ -113,8 +53,9 @@ pub fn parse_timezone(raw: &str) -> Result<String, String> {
 }
 
 /// Who may see or do something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Audience {
     Everyone,
     Friends,
@@ -122,22 +63,6 @@ pub enum Audience {
 }
 
 impl Audience {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Audience::Everyone => "everyone",
-            Audience::Friends => "friends",
-            Audience::Nobody => "nobody",
-        }
-    }
-
-    pub fn parse(s: &str) -> Audience {
-        match s {
-            "everyone" => Audience::Everyone,
-            "friends" => Audience::Friends,
-            _ => Audience::Nobody,
-        }
-    }
-
     /// Whether a viewer with this relationship is in the audience.
     pub fn admits(self, is_self: bool, is_friend: bool) -> bool {
         is_self
@@ -150,14 +75,17 @@ impl Audience {
 }
 
 /// A profile's privacy settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Privacy {
     /// Who sees the bio, locale and timezone. The display name and avatar are
     /// always visible.
+    #[sqlx(rename = "profile_audience")]
     pub profile: Audience,
     /// Who sees when the user was last online.
+    #[sqlx(rename = "status_audience")]
     pub online_status: Audience,
     /// Who may send friend requests (`friends` means nobody new).
+    #[sqlx(rename = "requests_audience")]
     pub friend_requests: Audience,
 }
 
@@ -168,8 +96,9 @@ impl Default for Privacy {
 }
 
 /// Where a profile stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Status {
     Active,
     Banned,
@@ -184,24 +113,17 @@ impl Status {
             Status::Erased => "erased",
         }
     }
-
-    pub fn parse(s: &str) -> Status {
-        match s {
-            "active" => Status::Active,
-            "banned" => Status::Banned,
-            _ => Status::Erased,
-        }
-    }
 }
 
-/// A profile as users keeps it.
-#[derive(Debug, Clone)]
+/// A profile as users keeps it (a row of `profiles`).
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Profile {
     pub user_id: Uuid,
     pub display_name: String,
     pub bio: String,
     pub locale: Option<String>,
     pub timezone: Option<String>,
+    #[sqlx(flatten)]
     pub privacy: Privacy,
     pub avatar_etag: Option<String>,
     pub status: Status,
@@ -211,42 +133,209 @@ pub struct Profile {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The pair key of a friendship: smaller id first.
-pub fn pair(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
-    if a < b { (a, b) } else { (b, a) }
+/// The pair key of a friendship: smaller id first (the same key orders its
+/// events on the bus: [`contracts::users::FriendshipChanged`]).
+pub use contracts::users::pair;
+
+/// A row of `friendships`: a request waiting for an answer, or a friendship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Friendship {
+    Pending,
+    Accepted,
+}
+
+/// Who sent a pending request, seen from one side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// They asked the viewer.
+    Incoming,
+    /// The viewer asked them.
+    Outgoing,
+}
+
+/// Everything between a viewer and another user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Between {
+    /// The friendship row and who sent its request, when there is one.
+    pub friendship: Option<(Friendship, Uuid)>,
+    /// The viewer blocked the other.
+    pub viewer_blocked: bool,
+    /// The other blocked the viewer.
+    pub blocked_viewer: bool,
+}
+
+impl Between {
+    pub fn friends(&self) -> bool {
+        matches!(self.friendship, Some((Friendship::Accepted, _)))
+    }
+
+    /// The pending request between them, from `viewer`'s side.
+    pub fn request(&self, viewer: Uuid) -> Option<Direction> {
+        match self.friendship {
+            Some((Friendship::Pending, by)) => Some(direction(viewer, by)),
+            _ => None,
+        }
+    }
+}
+
+/// Which way a request sent by `requested_by` goes, seen by `viewer`.
+pub fn direction(viewer: Uuid, requested_by: Uuid) -> Direction {
+    if requested_by == viewer { Direction::Outgoing } else { Direction::Incoming }
+}
+
+/// What asking someone to be friends does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// A new pending request.
+    Requested,
+    /// They had asked first: now friends.
+    Accepted,
+}
+
+/// Why a friend request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Yourself,
+    NoSuchUser,
+    /// The target blocked the asker (told as "does not accept requests from you").
+    BlockedByThem,
+    /// The asker blocked the target.
+    YouBlockedThem,
+    /// The target's privacy admits no new requests.
+    NotAccepting,
+    AlreadyAsked,
+    AlreadyFriends,
+}
+
+/// The friend-request rule: whether `me` may ask `other`, given the target's
+/// profile (`None` when it does not exist) and what is between them, and what
+/// the request does. The store gathers these facts and applies the answer in
+/// one transaction, so two requests crossing cannot both insert.
+pub fn friend_request(me: Uuid, other: Uuid, target: Option<&Profile>, between: &Between) -> Result<Asked, Refusal> {
+    if me == other {
+        return Err(Refusal::Yourself);
+    }
+    let target = target.filter(|p| p.status == Status::Active).ok_or(Refusal::NoSuchUser)?;
+    if between.blocked_viewer {
+        return Err(Refusal::BlockedByThem);
+    }
+    if between.viewer_blocked {
+        return Err(Refusal::YouBlockedThem);
+    }
+    let they_asked = between.request(me) == Some(Direction::Incoming);
+    if target.privacy.friend_requests != Audience::Everyone && !they_asked {
+        return Err(Refusal::NotAccepting);
+    }
+    match between.friendship {
+        None => Ok(Asked::Requested),
+        Some((Friendship::Pending, _)) if they_asked => Ok(Asked::Accepted),
+        Some((Friendship::Pending, _)) => Err(Refusal::AlreadyAsked),
+        Some((Friendship::Accepted, _)) => Err(Refusal::AlreadyFriends),
+    }
+}
+
+/// What one user does to an existing request or friendship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Accept the request they sent.
+    Accept,
+    /// Decline the request they sent.
+    Decline,
+    /// Withdraw the request `me` sent.
+    Cancel,
+    /// End the friendship.
+    Remove,
+}
+
+impl Answer {
+    /// The row this acts on: its state and, for requests, who must have sent it.
+    pub fn acts_on(self, me: Uuid, other: Uuid) -> (Friendship, Option<Uuid>) {
+        match self {
+            Answer::Accept | Answer::Decline => (Friendship::Pending, Some(other)),
+            Answer::Cancel => (Friendship::Pending, Some(me)),
+            Answer::Remove => (Friendship::Accepted, None),
+        }
+    }
+
+    /// What the event says happened.
+    pub fn outcome(self) -> FriendshipState {
+        match self {
+            Answer::Accept => FriendshipState::Accepted,
+            Answer::Decline => FriendshipState::Declined,
+            Answer::Cancel => FriendshipState::Cancelled,
+            Answer::Remove => FriendshipState::Removed,
+        }
+    }
+
+    /// Why nothing happened, when there is no such row.
+    pub fn missing(self) -> &'static str {
+        match self {
+            Answer::Accept | Answer::Decline => "no pending request from this user",
+            Answer::Cancel => "no pending request to this user",
+            Answer::Remove => "you are not friends with this user",
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_that_look_alike_share_a_key() {
-        let plain = DisplayName::parse("Ada").unwrap();
-        for alike in ["ada", "ADA", "ａｄａ", " Ada "] {
-            assert_eq!(DisplayName::parse(alike).unwrap().key(), plain.key(), "{alike}");
+    fn someone(audience: Audience) -> Profile {
+        let now = Utc::now();
+        Profile {
+            user_id: Uuid::now_v7(),
+            display_name: "Ada".to_owned(),
+            bio: String::new(),
+            locale: None,
+            timezone: None,
+            privacy: Privacy { friend_requests: audience, ..Privacy::default() },
+            avatar_etag: None,
+            status: Status::Active,
+            banned_reason: None,
+            last_seen_at: None,
+            created_at: now,
+            updated_at: now,
         }
-        assert_ne!(DisplayName::parse("Adam").unwrap().key(), plain.key());
-        // Cyrillic а (U+0430) alone is one script, and still collides with Latin.
-        assert_eq!(DisplayName::parse("\u{0430}").unwrap().key(), DisplayName::parse("a").unwrap().key());
     }
 
     #[test]
-    fn invisible_and_mixed_script_names_are_refused() {
-        assert!(DisplayName::parse("Ad\u{200B}a").unwrap_err().contains("invisible"));
-        assert!(DisplayName::parse("\u{0410}da").unwrap_err().contains("writing systems"));
-        assert!(DisplayName::parse("   ").is_err());
-        assert!(DisplayName::parse(&"x".repeat(33)).is_err());
-        assert!(DisplayName::parse("山田 花子").is_ok());
-        assert!(DisplayName::parse("やまだ ヤマダ 山田").is_ok(), "Japanese mixes Han and kana as one script set");
+    fn friend_requests_follow_blocks_privacy_and_what_exists() {
+        let me = Uuid::now_v7();
+        let them = someone(Audience::Everyone);
+        let other = them.user_id;
+        let ask = |target: Option<&Profile>, between: Between| friend_request(me, other, target, &between);
+        let nothing = Between::default();
+        assert_eq!(ask(Some(&them), nothing), Ok(Asked::Requested));
+        assert_eq!(friend_request(me, me, Some(&them), &nothing), Err(Refusal::Yourself));
+        assert_eq!(ask(None, nothing), Err(Refusal::NoSuchUser));
+        let banned = Profile { status: Status::Banned, ..them.clone() };
+        assert_eq!(ask(Some(&banned), nothing), Err(Refusal::NoSuchUser));
+        assert_eq!(ask(Some(&them), Between { blocked_viewer: true, ..nothing }), Err(Refusal::BlockedByThem));
+        assert_eq!(ask(Some(&them), Between { viewer_blocked: true, ..nothing }), Err(Refusal::YouBlockedThem));
+        let theirs = Between { friendship: Some((Friendship::Pending, other)), ..nothing };
+        let mine = Between { friendship: Some((Friendship::Pending, me)), ..nothing };
+        let friends = Between { friendship: Some((Friendship::Accepted, me)), ..nothing };
+        assert_eq!(ask(Some(&them), theirs), Ok(Asked::Accepted));
+        assert_eq!(ask(Some(&them), mine), Err(Refusal::AlreadyAsked));
+        assert_eq!(ask(Some(&them), friends), Err(Refusal::AlreadyFriends));
+        // Closed to new requests, yet a request they sent can still be answered.
+        let closed = someone(Audience::Friends);
+        let ask_closed = |between: Between| friend_request(me, closed.user_id, Some(&closed), &between);
+        assert_eq!(ask_closed(nothing), Err(Refusal::NotAccepting));
+        let theirs = Between { friendship: Some((Friendship::Pending, closed.user_id)), ..nothing };
+        assert_eq!(ask_closed(theirs), Ok(Asked::Accepted));
     }
 
     #[test]
-    fn suffixes_fit_the_length_limit() {
-        let long = DisplayName::parse(&"x".repeat(32)).unwrap();
-        let s = long.with_suffix(12);
-        assert_eq!(s.as_str().chars().count(), 32);
-        assert!(s.as_str().ends_with(" 12"));
+    fn answers_act_on_the_right_row() {
+        let (me, them) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(Answer::Accept.acts_on(me, them), (Friendship::Pending, Some(them)));
+        assert_eq!(Answer::Decline.acts_on(me, them), (Friendship::Pending, Some(them)));
+        assert_eq!(Answer::Cancel.acts_on(me, them), (Friendship::Pending, Some(me)));
+        assert_eq!(Answer::Remove.acts_on(me, them), (Friendship::Accepted, None));
     }
 
     #[test]

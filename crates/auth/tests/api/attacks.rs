@@ -65,7 +65,7 @@ kit::backend_tests! {
             let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
             header.typ = Some("at+jwt".into());
             header.kid = Some(kid.clone());
-            let forged = jsonwebtoken::encode(&header, &payload(&t), &jsonwebtoken::EncodingKey::from_secret(&secret)).unwrap();
+            let forged = jsonwebtoken::encode(&header, &payload(&t), &jsonwebtoken::EncodingKey::from_secret(&secret).unwrap()).unwrap();
             refused(&app, "HS256 with the public key", &forged).await;
         }
     }

@@ -124,6 +124,15 @@ pub trait Broker: Send + Sync + 'static {
 /// A handle on the configured broker, shared by every service of a process.
 pub type Bus = Arc<dyn Broker>;
 
+/// Connects to the broker `config` names (`bus_url`; the embedded bus under
+/// the data directory by default).
+pub async fn connect_configured(config: &crate::config::Config) -> anyhow::Result<Bus> {
+    use anyhow::Context as _;
+    let url = config.settings.bus_url.as_ref().map(|s| s.expose().as_str());
+    let settings: ConsumerSettings = config.section("bus")?;
+    connect(url, &config.settings.data_dir, &settings).await.context("connecting to the event bus")
+}
+
 /// Connects to the broker named by `url`: `nats://…`, `amqp://…`, or `None` for
 /// the embedded bus kept in `<data_dir>/bus.db`.
 pub async fn connect(

@@ -175,19 +175,24 @@ pub async fn dead_letter_failed_again(db: &Db, id: Uuid, error: &str, now: DateT
     .map(|_| ()))
 }
 
-/// Forgets what the bus tables hold about `subject` (an erased user): sent
-/// outbox rows and dead letters about it. Unsent rows stay: they still have
+/// Forgets what the bus tables hold about `id` (an erased user): sent outbox
+/// rows and dead letters whose subject names it, alone or in a pair
+/// (`<id>:<id>`, as friendships are keyed). Unsent rows stay: they still have
 /// to reach their consumers.
-pub async fn forget_subject(tx: &mut Tx, subject: &str) -> Result<(), sqlx::Error> {
-    with_tx!(tx, conn => sqlx::query("DELETE FROM outbox WHERE aggregate_id = $1 AND published_at IS NOT NULL")
-        .bind(subject)
+pub async fn forget_subject(tx: &mut Tx, id: &str) -> Result<(), sqlx::Error> {
+    let id = id.replace(['%', '_', '\\'], "");
+    if id.is_empty() {
+        // `%%` would match every row.
+        return Ok(());
+    }
+    with_tx!(tx, conn => sqlx::query("DELETE FROM outbox WHERE aggregate_id LIKE $1 AND published_at IS NOT NULL")
+        .bind(format!("%{id}%"))
         .execute(conn)
         .await
         .map(|_| ()))?;
     // Dead letters keep the whole message, whose JSON names the subject.
-    let pattern = format!("%\"subject\":\"{}\"%", subject.replace(['%', '_', '\\'], ""));
     with_tx!(tx, conn => sqlx::query("DELETE FROM dead_letters WHERE payload LIKE $1")
-        .bind(pattern)
+        .bind(format!("%\"subject\":\"%{id}%"))
         .execute(conn)
         .await
         .map(|_| ()))

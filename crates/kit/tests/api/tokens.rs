@@ -136,7 +136,8 @@ async fn unsigned_and_hmac_tokens_are_refused_whatever_the_case_of_alg() {
     header.typ = Some("at+jwt".into());
     header.kid = Some("k1".into());
     let forged =
-        jsonwebtoken::encode(&header, &claims(&["admin"]), &EncodingKey::from_secret(key.x.as_bytes())).unwrap();
+        jsonwebtoken::encode(&header, &claims(&["admin"]), &EncodingKey::from_secret(key.x.as_bytes()).unwrap())
+            .unwrap();
     assert_eq!(v.verify(&forged).await, Err(TokenError::UnsupportedAlgorithm));
 
     // A plain JWT `typ` is not an access token.

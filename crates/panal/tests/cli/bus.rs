@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{PANAL, Running, temp_dir};
+use super::{PANAL, PANAL_DEV, Running, temp_dir};
 
 /// Drills take the brokers down and time their kills; one at a time.
 static DRILL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -63,12 +63,12 @@ impl Drill {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(PANAL);
+        let mut cmd = Command::new(PANAL_DEV);
         cmd.env_remove("PANAL_DATABASE_URL").env_remove("PANAL_CONFIG");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.arg("dev").args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
         cmd
     }
 

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub(crate) const PANAL: &str = env!("CARGO_BIN_EXE_panal");
+/// The drill and benchmark tools, a binary of their own.
+pub(crate) const PANAL_DEV: &str = env!("CARGO_BIN_EXE_panal-dev");
 const PASSWORD: &str = "correct horse battery staple";
 
 pub(crate) fn temp_dir() -> PathBuf {

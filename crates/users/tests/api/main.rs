@@ -1,5 +1,11 @@
-//! Users over real HTTP, with the real auth service and the event bus between
-//! them, on SQLite and (with `PANAL_TEST_POSTGRES_URL`) PostgreSQL.
+//! Users over real HTTP, on SQLite and (with `PANAL_TEST_POSTGRES_URL`)
+//! PostgreSQL.
+//!
+//! Most tests run users alone ([`Platform::start`]): accounts arrive as
+//! `user_registered` events published on the test bus, and tokens come from a
+//! test issuer in auth's place. The walk-throughs across services (auth
+//! following a ban, the GDPR export and erasure) run auth, users and the
+//! gateway together ([`Platform::walkthrough`]), in `walkthrough.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,25 +13,33 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use contracts::auth::UserRegistered;
 use kit::auth::AccessClaims;
 use kit::config::HttpSettings;
 use kit::db::Db;
-use kit::testing::{TestContext, TestDb, TestServer};
+use kit::testing::{TestContext, TestDb, TestIssuer, TestServer};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const PASSWORD: &str = "correct horse battery staple";
 
+/// Auth and the gateway, when a walk-through runs them.
+struct Others {
+    _auth: TestServer,
+    auth_db: Db,
+    gateway: TestServer,
+}
+
 struct Platform {
     ctx: TestContext,
-    _auth: TestServer,
-    _users: TestServer,
-    gateway: TestServer,
-    auth_db: Db,
+    /// Signs tokens when users runs alone.
+    issuer: Option<TestIssuer>,
+    others: Option<Others>,
+    users: TestServer,
     users_db: Db,
     http: reqwest::Client,
-    _dbs: (TestDb, TestDb),
-    _avatars: TempDir,
+    _dbs: Vec<TestDb>,
+    avatars: TempDir,
 }
 
 struct TempDir(std::path::PathBuf);
@@ -43,57 +57,114 @@ struct User {
     email: String,
 }
 
+async fn context() -> (TestContext, TempDir) {
+    let avatars = TempDir(std::env::temp_dir().join(format!("panal-avatars-{}", Uuid::new_v4().simple())));
+    let toml = format!(
+        "[users.avatars]\nbackend = \"local\"\ndir = \"{}\"\n[bus]\nbackoff_base_ms = 20\n",
+        avatars.0.display()
+    );
+    let config = kit::config::Config::from_toml(&toml).unwrap();
+    (TestContext::new(config).await, avatars)
+}
+
+async fn spawn_users(ctx: &TestContext, db: &TestDb) -> (TestServer, Db) {
+    let users_db = Db::connect(&db.url, &ctx.config.settings.db).await.unwrap();
+    let users = kit::testing::server::<users::Users>(ctx, Some(users_db.clone())).await;
+    (TestServer::spawn(users, HttpSettings::default()).await, users_db)
+}
+
 impl Platform {
+    /// Users alone, with a test issuer in auth's place.
     async fn start(db: TestDb) -> Self {
+        let (ctx, avatars) = context().await;
+        let issuer = TestIssuer::start(&ctx.config).await;
+        let ctx = ctx.with_issuer(&issuer);
+        let (users, users_db) = spawn_users(&ctx, &db).await;
+        Self {
+            ctx,
+            issuer: Some(issuer),
+            others: None,
+            users,
+            users_db,
+            http: reqwest::Client::new(),
+            _dbs: vec![db],
+            avatars,
+        }
+    }
+
+    /// Auth, users and the gateway, as `panal up` runs them.
+    async fn walkthrough(db: TestDb) -> Self {
         let users_test_db = db.another().await;
-        let avatars = TempDir(std::env::temp_dir().join(format!("panal-avatars-{}", Uuid::new_v4().simple())));
-        let toml = format!(
-            "[users.avatars]\nbackend = \"local\"\ndir = \"{}\"\n[bus]\nbackoff_base_ms = 20\n",
-            avatars.0.display()
-        );
-        let config = kit::config::Config::from_toml(&toml).unwrap();
-        let ctx = TestContext::new(config.clone()).await;
-        let auth_db = Db::connect(&db.url, &config.settings.db).await.unwrap();
+        let (ctx, avatars) = context().await;
+        let auth_db = Db::connect(&db.url, &ctx.config.settings.db).await.unwrap();
         let auth = kit::testing::server::<auth::Auth>(&ctx, Some(auth_db.clone())).await;
         let auth = TestServer::spawn(auth, HttpSettings::default()).await;
         let ctx = ctx.with_service(&auth::Auth, format!("http://{}", auth.addr));
-        let users_db = Db::connect(&users_test_db.url, &config.settings.db).await.unwrap();
-        let users = kit::testing::server::<users::Users>(&ctx, Some(users_db.clone())).await;
-        let users = TestServer::spawn(users, HttpSettings::default()).await;
+        let (users, users_db) = spawn_users(&ctx, &users_test_db).await;
         let ctx = ctx.with_service(&users::Users, format!("http://{}", users.addr));
         let gateway = kit::testing::server::<gateway::Gateway>(&ctx, None).await;
         let gateway = TestServer::spawn(gateway, HttpSettings::default()).await;
         Self {
             ctx,
-            _auth: auth,
-            _users: users,
-            gateway,
-            auth_db,
+            issuer: None,
+            others: Some(Others { _auth: auth, auth_db, gateway }),
+            users,
             users_db,
             http: reqwest::Client::new(),
-            _dbs: (db, users_test_db),
-            _avatars: avatars,
+            _dbs: vec![db, users_test_db],
+            avatars,
         }
     }
 
+    /// Where requests go: the gateway when it runs, users otherwise.
     fn url(&self, path: &str) -> String {
-        self.gateway.url(path)
+        match &self.others {
+            Some(others) => others.gateway.url(path),
+            None => self.users.url(path),
+        }
     }
 
-    /// Registers, signs in, and waits for the profile users builds from the event.
+    fn addr(&self) -> std::net::SocketAddr {
+        match &self.others {
+            Some(others) => others.gateway.addr,
+            None => self.users.addr,
+        }
+    }
+
+    fn auth_db(&self) -> &Db {
+        &self.others.as_ref().expect("a walk-through").auth_db
+    }
+
+    /// A new account with a profile: registered with auth in a walk-through,
+    /// announced by a `user_registered` event otherwise.
     async fn signup(&self, name: &str) -> User {
         let email = format!("{}@example.com", Uuid::new_v4().simple());
-        let r = self
-            .http
-            .post(self.url("/v1/auth/register"))
-            .json(&json!({"email": email, "password": PASSWORD, "display_name": name}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-        self.login(&email).await
+        let Some(issuer) = &self.issuer else {
+            let r = self
+                .http
+                .post(self.url("/v1/auth/register"))
+                .json(&json!({"email": email, "password": PASSWORD, "display_name": name}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+            return self.login(&email).await;
+        };
+        let id = Uuid::now_v7();
+        self.ctx
+            .publish(&UserRegistered {
+                user_id: id,
+                email: email.clone(),
+                display_name: name.to_owned(),
+                registered_at: Utc::now(),
+            })
+            .await;
+        let user = User { id, token: issuer.token(id, &[]), email };
+        self.wait_for_profile(&user).await;
+        user
     }
 
+    /// Signs in with auth (walk-throughs).
     async fn login(&self, email: &str) -> User {
         let r = self
             .http
@@ -105,13 +176,16 @@ impl Platform {
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         let token = v["access_token"].as_str().unwrap().to_owned();
+        let claims = claims_of(&token);
+        let user = User { id: claims.sub, token, email: email.to_owned() };
+        self.wait_for_profile(&user).await;
+        user
+    }
+
+    /// Waits for users to build the profile from the event.
+    async fn wait_for_profile(&self, user: &User) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = self.get("/v1/users/me", &token).await;
-            if r.status() == 200 {
-                let me: Value = r.json().await.unwrap();
-                return User { id: me["id"].as_str().unwrap().parse().unwrap(), token, email: email.to_owned() };
-            }
+        while self.get("/v1/users/me", &user.token).await.status() != 200 {
             assert!(Instant::now() < deadline, "the profile was never created");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -148,45 +222,37 @@ impl Platform {
         self.http.put(self.url("/v1/users/me/avatar")).bearer_auth(token).multipart(form).send().await.unwrap()
     }
 
-    /// Gives `user` the admin role (auth's role API is a later issue) and
-    /// signs them in again for a token that carries it.
+    /// `user` as an administrator: a token with the role from the test
+    /// issuer, or (walk-throughs) the role granted by auth's own operation
+    /// and a new sign-in.
     async fn make_admin(&self, user: &User) -> User {
-        kit::with_db!(write &self.auth_db, pool => sqlx::query("INSERT INTO user_roles (user_id, role, granted_at) VALUES ($1, 'admin', $2)")
-            .bind(user.id)
-            .bind(Utc::now())
-            .execute(pool)
-            .await
-            .map(|_| ()))
-        .unwrap();
-        self.login(&user.email).await
+        match &self.issuer {
+            Some(issuer) => User { token: issuer.token(user.id, &["admin"]), ..user.clone() },
+            None => {
+                auth::ops::grant_admin(self.auth_db(), &user.email).await.unwrap();
+                self.login(&user.email).await
+            }
+        }
     }
 
-    /// A token for `user` issued `age` ago, signed with auth's real key.
+    /// A token for `user` issued `age` ago, signed with the real key.
     async fn old_token(&self, user: &User, age: chrono::Duration) -> String {
-        let key = auth::store::Store::new(self.auth_db.clone()).keys().await.unwrap().remove(0).material;
-        let session: Uuid = {
-            use base64::Engine;
-            let payload = user.token.split('.').nth(1).unwrap();
-            let claims: Value =
-                serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
-                    .unwrap();
-            claims["sid"].as_str().unwrap().parse().unwrap()
-        };
-        let iat = (Utc::now() - age).timestamp();
-        let claims = AccessClaims {
-            iss: "http://localhost:8000".into(),
-            aud: "panal".into(),
-            sub: user.id,
-            sid: Some(session),
-            iat,
-            exp: Utc::now().timestamp() + 300,
-            jti: Uuid::now_v7(),
-            roles: vec!["user".into()],
-            client_id: None,
-            scope: None,
-        };
-        auth::tokens::sign_access_token(&key, &claims).unwrap()
+        let claims = AccessClaims { iat: (Utc::now() - age).timestamp(), ..claims_of(&user.token) };
+        match &self.issuer {
+            Some(issuer) => issuer.sign(&claims),
+            None => {
+                let key = auth::store::Store::new(self.auth_db().clone()).keys().await.unwrap().remove(0).material;
+                auth::tokens::sign_access_token(&key, &claims).unwrap()
+            }
+        }
     }
+}
+
+/// The claims a token carries (read, not verified).
+fn claims_of(token: &str) -> AccessClaims {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 async fn problem(r: reqwest::Response) -> Value {
@@ -240,7 +306,7 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-mod gdpr;
 mod media;
 mod profiles;
 mod social;
+mod walkthrough;

@@ -70,7 +70,7 @@ kit::backend_tests! {
             ada.token,
             6 * 1024 * 1024
         );
-        assert_eq!(raw_status(p.gateway.addr, &head).await, 413);
+        assert_eq!(raw_status(p.addr(), &head).await, 413);
         // Under the announced limit but over the image limit once read: 413 too.
         // Sent raw, whole, then the answer read: client libraries differ on
         // what they do when an answer arrives while they still write.
@@ -82,7 +82,7 @@ kit::backend_tests! {
             ada.token,
             body.len()
         );
-        assert_eq!(raw_upload_status(p.gateway.addr, &head, &body).await, 413);
+        assert_eq!(raw_upload_status(p.addr(), &head, &body).await, 413);
         let r = p.http.put(p.url("/v1/users/me/avatar")).bearer_auth(&ada.token).body(png(10, 10)).send().await.unwrap();
         assert_eq!(r.status(), 415, "not multipart");
         let form = reqwest::multipart::Form::new().text("picture", "wrong field");

@@ -1,5 +1,5 @@
-//! `panal dev`: tools for drills and benchmarks, hidden from `--help`. They
-//! drive the real bus code (outbox, relay, consumer) against any broker.
+//! `panal-dev`'s commands: tools for drills and benchmarks. They drive the
+//! real bus code (outbox, relay, consumer) against any broker.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -102,7 +102,7 @@ pub async fn run(config: Config, command: DevCommand) -> anyhow::Result<()> {
             let relay = if no_relay {
                 None
             } else {
-                let relay = Relay::new("dev", db.clone(), crate::connect_bus(&config).await?);
+                let relay = Relay::new("dev", db.clone(), kit::bus::connect_configured(&config).await?);
                 let signal = relay.signal();
                 let token = CancellationToken::new();
                 let task = tokio::spawn(relay.run(token.clone()));
@@ -130,7 +130,7 @@ pub async fn run(config: Config, command: DevCommand) -> anyhow::Result<()> {
         }
         DevCommand::BusConsume { db, name, kind } => {
             let db = open(&db, &config).await?;
-            let bus = crate::connect_bus(&config).await?;
+            let bus = kit::bus::connect_configured(&config).await?;
             let settings: ConsumerSettings = config.section("bus")?;
             let consumer = probe::consumer(&name, &[kind], &db, Arc::new(AtomicBool::new(false)), settings);
             let token = CancellationToken::new();
@@ -146,7 +146,7 @@ pub async fn run(config: Config, command: DevCommand) -> anyhow::Result<()> {
         DevCommand::BusPipeline { producer_db, consumer_db, count, per_tx, pace_us } => {
             let producer = open(&producer_db, &config).await?;
             let consumer_db = open(&consumer_db, &config).await?;
-            let bus = crate::connect_bus(&config).await?;
+            let bus = kit::bus::connect_configured(&config).await?;
             let tag = uuid::Uuid::new_v4().simple().to_string();
             let kind = format!("panal.pipe{tag}.tick.v1");
             let settings: ConsumerSettings = config.section("bus")?;
@@ -261,7 +261,7 @@ async fn commit_events(
 /// Runs a relay until the outbox is empty.
 #[allow(clippy::print_stdout)]
 async fn relay_all(config: &Config, db: &Db) -> anyhow::Result<()> {
-    let bus = crate::connect_bus(config).await?;
+    let bus = kit::bus::connect_configured(config).await?;
     let relay = Relay::new("dev", db.clone(), bus);
     let started = Instant::now();
     let mut published = 0;

@@ -1,4 +1,6 @@
-//! GDPR: export everything, erase everything.
+//! Walk-throughs across services: auth, users and the gateway together.
+//! Auth follows a ban; the GDPR export gathers every service's part, and
+//! erasure leaves nothing personal in any of them.
 
 use super::*;
 
@@ -38,7 +40,7 @@ async fn all_text(db: &Db) -> String {
 
 kit::backend_tests! {
     async fn the_export_holds_what_users_and_auth_know(db) {
-        let p = Platform::start(db).await;
+        let p = Platform::walkthrough(db).await;
         let ada = p.signup("Ada").await;
         let bob = p.signup("Bob").await;
         p.put("/v1/users/me", &ada.token, json!({"bio": "Engines."})).await;
@@ -55,7 +57,7 @@ kit::backend_tests! {
     }
 
     async fn erasure_leaves_nothing_personal_in_users_or_auth(db) {
-        let p = Platform::start(db).await;
+        let p = Platform::walkthrough(db).await;
         let ada = p.signup("Adelaide").await;
         let bob = p.signup("Bob").await;
         p.put("/v1/users/me", &ada.token, json!({"bio": "Loves-Analytical-Engines", "timezone": "Europe/London"})).await;
@@ -63,7 +65,7 @@ kit::backend_tests! {
         p.post("/v1/users/me/friends/requests", &ada.token, Some(json!({"user_id": bob.id}))).await;
         p.http.post(p.url("/v1/auth/login")).header("user-agent", "Adelaide-Phone/1.0")
             .json(&json!({"email": ada.email, "password": PASSWORD})).send().await.unwrap();
-        let avatar_dir = p._avatars.0.join("avatars").join(ada.id.to_string());
+        let avatar_dir = p.avatars.0.join("avatars").join(ada.id.to_string());
         assert!(avatar_dir.exists());
 
         // An old sign-in is not enough.
@@ -84,12 +86,26 @@ kit::backend_tests! {
         assert_eq!(files, 0, "the avatar files are deleted");
 
         let users_text = all_text(&p.users_db).await;
-        let auth_text = all_text(&p.auth_db).await;
+        let auth_text = all_text(p.auth_db()).await;
         for personal in ["Adelaide", "Loves-Analytical-Engines", "Europe/London", ada.email.as_str(), "Adelaide-Phone"] {
             assert!(!users_text.contains(personal), "users still holds {personal:?}");
             assert!(!auth_text.contains(personal), "auth still holds {personal:?}");
         }
         // Bob is untouched.
         assert_eq!(p.get("/v1/users/me", &bob.token).await.status(), 200);
+    }
+
+    async fn auth_follows_a_ban(db) {
+        let p = Platform::walkthrough(db).await;
+        let root = p.signup("Root").await;
+        let user = p.signup("Mallory").await;
+        let admin = p.make_admin(&root).await;
+        let r = p.post(&format!("/v1/users/admin/users/{}/ban", user.id), &admin.token, Some(json!({"reason": "spam"}))).await;
+        assert_eq!(r.status(), 200);
+        // Auth disables the account when user_banned reaches it.
+        eventually("auth refuses the banned user's sign-in", || async {
+            p.http.post(p.url("/v1/auth/login")).json(&json!({"email": user.email, "password": PASSWORD})).send().await.unwrap().status() == 403
+        }).await;
+        assert_eq!(p.get("/v1/auth/me", &user.token).await.status(), 401, "and ends the sessions");
     }
 }
