@@ -120,7 +120,7 @@ pub struct User {
 }
 
 /// A session: one sign-in, one family of refresh tokens.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Session {
     pub id: Uuid,
     pub user_id: Uuid,

@@ -401,6 +401,17 @@ impl<E: contracts::Event> Published<E> {
     }
 }
 
+/// Asserts that `response` is a problem document (RFC 9457, served as
+/// `application/problem+json`) and returns it.
+pub async fn problem(response: reqwest::Response) -> serde_json::Value {
+    let status = response.status();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let body = response.text().await.expect("the problem's body");
+    assert_eq!(content_type, "application/problem+json", "status {status}, body {body}");
+    serde_json::from_str(&body).expect("a JSON problem document")
+}
+
 /// Asserts that `response` is a problem document with `status` and, when
 /// given, the problem type `urn:panal:problem:<kind>`; returns the document.
 pub async fn assert_problem(response: reqwest::Response, status: u16, kind: Option<&str>) -> serde_json::Value {

@@ -62,15 +62,15 @@ async fn list_sessions(State(state): State<AppState>, caller: Caller) -> Result<
         .sessions_of(caller.user_id)
         .await?
         .into_iter()
-        .filter(|(_, _, _, expires_at, revoked_at, ..)| revoked_at.is_none() && *expires_at > now)
-        .map(|(id, created_at, last_used_at, expires_at, _, _, user_agent, ip)| SessionInfo {
-            id,
-            current: id == caller.session_id,
-            created_at,
-            last_used_at,
-            expires_at,
-            user_agent,
-            ip,
+        .filter(|s| s.revoked_at.is_none() && s.expires_at > now)
+        .map(|s| SessionInfo {
+            id: s.id,
+            current: s.id == caller.session_id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            user_agent: s.user_agent,
+            ip: s.ip,
         })
         .collect();
     Ok(Json(sessions))

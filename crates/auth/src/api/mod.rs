@@ -478,19 +478,6 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Accoun
     Ok(Json(Account::from(live_account(&state, &caller).await?)))
 }
 
-/// One of the caller's sessions, as stored.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SessionRecord {
-    pub id: Uuid,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub revoked_reason: Option<String>,
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
-}
-
 /// An external identity linked to the account.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkedIdentity {
@@ -503,7 +490,7 @@ pub struct LinkedIdentity {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthExport {
     pub account: Account,
-    pub sessions: Vec<SessionRecord>,
+    pub sessions: Vec<crate::store::SessionRecord>,
     pub identities: Vec<LinkedIdentity>,
     pub two_factor_enabled: bool,
 }
@@ -515,16 +502,7 @@ pub struct AuthExport {
     responses((status = 200, body = AuthExport), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn export(State(state): State<AppState>, caller: Caller) -> Result<Json<AuthExport>, AuthError> {
     let user = live_account(&state, &caller).await?;
-    let sessions =
-        state
-            .store
-            .sessions_of(caller.user_id)
-            .await?
-            .into_iter()
-            .map(|(id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, user_agent, ip)| {
-                SessionRecord { id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, user_agent, ip }
-            })
-            .collect();
+    let sessions = state.store.sessions_of(caller.user_id).await?;
     let identities = state
         .store
         .identities_of(caller.user_id)

@@ -23,7 +23,18 @@ pub struct AccountRow {
     pub mfa_enabled: bool,
 }
 
-type Row = (Uuid, String, String, bool, Option<DateTime<Utc>>, DateTime<Utc>, Option<String>, bool);
+/// An [`AccountRow`] as read: the roles as one space-separated column.
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    email_verified: bool,
+    disabled_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    roles: Option<String>,
+    mfa_enabled: bool,
+}
 
 /// What a change of roles led to.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,8 +101,9 @@ impl Store {
     ) -> Result<Vec<AccountRow>, StoreError> {
         let roles = self.role_list();
         let sql = format!(
-            "SELECT u.id, u.email, u.display_name, u.email_verified, u.disabled_at, u.created_at, {roles},
+            "SELECT u.id, u.email, u.display_name, u.email_verified, u.disabled_at, u.created_at, {roles} AS roles,
                     EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)
+                      AS mfa_enabled
              FROM users u
              WHERE ($1 IS NULL OR u.email LIKE $2 ESCAPE '\\' OR LOWER(u.display_name) LIKE $3 ESCAPE '\\')
                AND ($4 IS NULL OR EXISTS (SELECT 1 FROM user_roles r WHERE r.user_id = u.id AND r.role = $4))
@@ -112,15 +124,15 @@ impl Store {
             .await)?;
         Ok(rows
             .into_iter()
-            .map(|(id, email, display_name, email_verified, disabled_at, created_at, roles, mfa_enabled)| AccountRow {
-                id,
-                email,
-                display_name,
-                email_verified,
-                disabled_at,
-                created_at,
-                roles: roles.unwrap_or_default().split_whitespace().map(str::to_owned).collect(),
-                mfa_enabled,
+            .map(|r| AccountRow {
+                id: r.id,
+                email: r.email,
+                display_name: r.display_name,
+                email_verified: r.email_verified,
+                disabled_at: r.disabled_at,
+                created_at: r.created_at,
+                roles: r.roles.unwrap_or_default().split_whitespace().map(str::to_owned).collect(),
+                mfa_enabled: r.mfa_enabled,
             })
             .collect())
     }

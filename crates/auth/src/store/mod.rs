@@ -70,40 +70,54 @@ pub enum Rotation {
     Inactive,
 }
 
-/// A session row for its owner: id, created, last used, expires, revoked,
-/// reason, user agent, IP.
-pub type SessionView = (
-    Uuid,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// One of a user's sessions, as stored (and as its owner's export shows it).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
 
-type UserRow = (Uuid, String, String, String, bool, Option<DateTime<Utc>>, DateTime<Utc>, Option<String>);
-type SessionRow = (Uuid, Uuid, DateTime<Utc>, Option<DateTime<Utc>>);
+/// An account row with its roles as one space-separated column.
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    password_hash: String,
+    email_verified: bool,
+    disabled_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    roles: Option<String>,
+}
 
 /// An account with its roles, in one query: sign-in takes the same path for
 /// every account, and known and unknown emails cost the same round trips.
 fn user_select(roles: &str, by: &str) -> String {
     format!(
-        "SELECT u.id, u.email, u.display_name, u.password_hash, u.email_verified, u.disabled_at, u.created_at, {roles}
+        "SELECT u.id, u.email, u.display_name, u.password_hash, u.email_verified, u.disabled_at, u.created_at,
+           {roles} AS roles
          FROM users u WHERE u.{by} = $1"
     )
 }
 
-fn user_from(row: UserRow) -> User {
-    let (id, email, display_name, password_hash, email_verified, disabled_at, created_at, roles) = row;
-    let roles = roles.unwrap_or_default().split_whitespace().map(str::to_owned).collect();
-    User { id, email, display_name, password_hash, email_verified, disabled_at, created_at, roles }
-}
-
-fn session_from(row: SessionRow) -> Session {
-    let (id, user_id, expires_at, revoked_at) = row;
-    Session { id, user_id, expires_at, revoked_at }
+fn user_from(r: UserRow) -> User {
+    let roles = r.roles.unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+    User {
+        id: r.id,
+        email: r.email,
+        display_name: r.display_name,
+        password_hash: r.password_hash,
+        email_verified: r.email_verified,
+        disabled_at: r.disabled_at,
+        created_at: r.created_at,
+        roles,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -244,13 +258,12 @@ impl Store {
     }
 
     pub async fn session(&self, id: Uuid) -> Result<Option<Session>, StoreError> {
-        let row: Option<SessionRow> = with_db!(&self.db, pool => sqlx::query_as(
+        Ok(with_db!(&self.db, pool => sqlx::query_as(
             "SELECT id, user_id, expires_at, revoked_at FROM sessions WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(pool)
-        .await)?;
-        Ok(row.map(session_from))
+        .await)?)
     }
 
     /// The session a refresh token belongs to.
@@ -393,9 +406,8 @@ impl Store {
         }
     }
 
-    /// A session as its owner may see it: `(id, created, last used, expires,
-    /// revoked, reason, user agent, ip)`.
-    pub async fn sessions_of(&self, user: Uuid) -> Result<Vec<SessionView>, StoreError> {
+    /// The user's sessions, newest first.
+    pub async fn sessions_of(&self, user: Uuid) -> Result<Vec<SessionRecord>, StoreError> {
         Ok(with_db!(&self.db, pool => sqlx::query_as(
             "SELECT id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, user_agent, ip
              FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",

@@ -10,7 +10,7 @@ use contracts::Event;
 use kit::auth::AccessClaims;
 use kit::config::HttpSettings;
 use kit::db::Db;
-use kit::testing::{TestContext, TestDb, TestServer};
+use kit::testing::{TestContext, TestDb, TestServer, problem};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -137,11 +137,6 @@ async fn tokens_of(r: reqwest::Response) -> Tokens {
         refresh: v["refresh_token"].as_str().unwrap().to_owned(),
         session: v["session_id"].as_str().unwrap().to_owned(),
     }
-}
-
-async fn problem(r: reqwest::Response) -> Value {
-    assert_eq!(r.headers()["content-type"], "application/problem+json", "status {}", r.status());
-    r.json().await.unwrap()
 }
 
 fn claims_for(sub: Uuid, sid: Uuid) -> AccessClaims {

@@ -14,7 +14,7 @@ use axum::routing::any;
 use gateway::Upstream;
 use kit::config::{Config, HttpSettings};
 use kit::db::Db;
-use kit::testing::{TestContext, TestDb, TestServer};
+use kit::testing::{TestContext, TestDb, TestServer, problem};
 use serde_json::{Value, json};
 
 mod front;
@@ -145,11 +145,6 @@ async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> (tokio::net:
     let mut buf = vec![0u8; 4096];
     let n = s.read(&mut buf).await.unwrap();
     (s, String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
-async fn problem(r: reqwest::Response) -> Value {
-    assert_eq!(r.headers()["content-type"], "application/problem+json", "status {}", r.status());
-    r.json().await.unwrap()
 }
 
 kit::backend_tests! {

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use kit::config::{Config, HttpSettings};
 use kit::db::Db;
 use kit::http::{RequestId, Server};
-use kit::testing::TestServer;
+use kit::testing::{TestServer, problem};
 use kit::trace::TraceContext;
 use kit::{FieldErrors, Json, Problem};
 use serde::Deserialize;
@@ -71,11 +71,6 @@ fn settings() -> HttpSettings {
         access_log: true,
         ..Default::default()
     }
-}
-
-async fn problem(resp: reqwest::Response) -> serde_json::Value {
-    assert_eq!(resp.headers()["content-type"], "application/problem+json");
-    resp.json().await.unwrap()
 }
 
 #[tokio::test]

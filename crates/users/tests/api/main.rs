@@ -17,7 +17,7 @@ use contracts::auth::UserRegistered;
 use kit::auth::AccessClaims;
 use kit::config::HttpSettings;
 use kit::db::Db;
-use kit::testing::{TestContext, TestDb, TestIssuer, TestServer};
+use kit::testing::{TestContext, TestDb, TestIssuer, TestServer, problem};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -253,11 +253,6 @@ fn claims_of(token: &str) -> AccessClaims {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-async fn problem(r: reqwest::Response) -> Value {
-    assert_eq!(r.headers()["content-type"], "application/problem+json", "status {}", r.status());
-    r.json().await.unwrap()
 }
 
 async fn eventually<F, Fut>(what: &str, mut f: F)
