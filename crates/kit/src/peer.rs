@@ -102,8 +102,8 @@ impl PeerClient {
         credentials: Credentials<'_>,
         json: Option<&serde_json::Value>,
     ) -> Result<reqwest::Response, PeerError> {
-        let idempotent = matches!(method, reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::PUT)
-            || method == reqwest::Method::DELETE;
+        let idempotent = [reqwest::Method::GET, reqwest::Method::HEAD, reqwest::Method::PUT, reqwest::Method::DELETE]
+            .contains(&method);
         let url = format!("{}{path}", self.base);
         let call = || {
             let mut request = self.http.request(method.clone(), &url);
