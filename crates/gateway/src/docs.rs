@@ -107,6 +107,16 @@ pub(crate) async fn merged_openapi(State(state): State<AppState>) -> Response {
             }
         }
     }
+    // What the gateway answers for any operation, besides the service's own.
+    kit::openapi::add_answers(
+        &mut merged,
+        &[
+            (StatusCode::TOO_MANY_REQUESTS, "Over a rate limit (see Retry-After and RateLimit-*)"),
+            (StatusCode::BAD_GATEWAY, "The service behind the gateway failed to answer"),
+            (StatusCode::SERVICE_UNAVAILABLE, "The service behind the gateway is down or shedding load"),
+            (StatusCode::GATEWAY_TIMEOUT, "The service behind the gateway took too long"),
+        ],
+    );
     let Ok(body) = serde_json::to_vec(&merged) else {
         return Problem::new(StatusCode::INTERNAL_SERVER_ERROR).into_response();
     };

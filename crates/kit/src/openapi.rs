@@ -1,8 +1,20 @@
 //! OpenAPI documents: each service's is generated from its handlers (utoipa) and
 //! completed here with what every service shares.
+//!
+//! **The answers kit gives.** A handler's annotation lists what its own code
+//! answers (200, and 404 or 409 where its rules say so). What kit answers for
+//! it, a service cannot forget: [`finish`] adds them to every operation from
+//! the operation's shape — 401 where a token is declared, 400, 413, 415 and
+//! 422 where there is a body, 400 for path and query parameters kit parses,
+//! 500 and 503 everywhere — each a problem document, and gives every answer
+//! its description. The gateway adds its own the same way ([`add_answers`]:
+//! 429, 502, 503, 504) to the document it merges.
 
+use http::StatusCode;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi};
+use utoipa::openapi::{ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::problem::{FieldError, Problem};
@@ -31,5 +43,143 @@ pub fn finish(service: &str, mut doc: OpenApi) -> OpenApi {
         }
         None => doc.components = Some(shared),
     }
+    for operation in operations(&mut doc) {
+        complete(operation);
+    }
     doc
+}
+
+/// The content type of every error answer.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every operation of `doc`.
+pub fn operations(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item: &mut PathItem| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// Adds `answers` (status, description) as problem documents to every
+/// operation of `doc` that does not document them already.
+pub fn add_answers(doc: &mut OpenApi, answers: &[(StatusCode, &str)]) {
+    for operation in operations(doc) {
+        for (status, description) in answers {
+            add_problem(operation, *status, description);
+        }
+    }
+}
+
+/// The answers kit gives for `operation`, from its shape; then a description
+/// for every answer that has none (the status's reason phrase).
+fn complete(operation: &mut Operation) {
+    let mut answers: Vec<(StatusCode, &str)> = Vec::new();
+    if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+        answers.push((StatusCode::UNAUTHORIZED, "Missing, invalid, expired or revoked access token"));
+    }
+    let takes = |place: ParameterIn| {
+        operation.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
+    };
+    if takes(ParameterIn::Path) {
+        answers.push((StatusCode::BAD_REQUEST, "A path parameter is malformed"));
+    }
+    if takes(ParameterIn::Query) {
+        answers.push((StatusCode::BAD_REQUEST, "A query parameter is malformed"));
+        answers.push((StatusCode::UNPROCESSABLE_ENTITY, "A query parameter is out of bounds"));
+    }
+    if operation.request_body.is_some() {
+        answers.push((StatusCode::BAD_REQUEST, "The body is malformed"));
+        answers.push((StatusCode::PAYLOAD_TOO_LARGE, "The body is over the limit"));
+        answers.push((StatusCode::UNSUPPORTED_MEDIA_TYPE, "The body is not of a type this operation takes"));
+        answers.push((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The body is well-formed but invalid (each field's error listed)",
+        ));
+    }
+    answers.push((StatusCode::INTERNAL_SERVER_ERROR, "An unexpected failure (the request id is in the document)"));
+    answers.push((StatusCode::SERVICE_UNAVAILABLE, "Overloaded, too slow, or a dependency is down (see Retry-After)"));
+    for (status, description) in answers {
+        add_problem(operation, status, description);
+    }
+    for (status, response) in operation.responses.responses.iter_mut() {
+        if let RefOr::T(response) = response
+            && response.description.is_empty()
+        {
+            response.description = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("The answer")
+                .to_owned();
+        }
+    }
+}
+
+fn add_problem(operation: &mut Operation, status: StatusCode, description: &str) {
+    operation.responses.responses.entry(status.as_u16().to_string()).or_insert_with(|| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    PROBLEM_JSON,
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name(Problem::name()))).build(),
+                )
+                .build(),
+        )
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, PathItem};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{PathsBuilder, ResponseBuilder, ResponsesBuilder};
+
+    use super::*;
+
+    fn statuses(doc: &mut OpenApi) -> Vec<String> {
+        operations(doc).next().map(|o| o.responses.responses.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn kits_answers_follow_the_operations_shape() {
+        let protected_with_body = OperationBuilder::new()
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .parameter(ParameterBuilder::new().name("id").parameter_in(ParameterIn::Path))
+            .request_body(Some(RequestBodyBuilder::new().build()))
+            .responses(ResponsesBuilder::new().response("200", ResponseBuilder::new().build()));
+        let doc = OpenApi::builder()
+            .paths(PathsBuilder::new().path("/v1/x/{id}", PathItem::new(HttpMethod::Put, protected_with_body)))
+            .build();
+        let mut doc = finish("x", doc);
+        assert_eq!(statuses(&mut doc), ["200", "400", "401", "413", "415", "422", "500", "503"]);
+        let op = operations(&mut doc).next().unwrap_or_else(|| unreachable!());
+        let RefOr::T(ok) = &op.responses.responses["200"] else { unreachable!() };
+        assert_eq!(ok.description, "OK", "an answer without a description gets its reason phrase");
+        let RefOr::T(unauthorized) = &op.responses.responses["401"] else { unreachable!() };
+        assert!(unauthorized.content.contains_key(PROBLEM_JSON));
+
+        let public_read = OperationBuilder::new()
+            .parameter(ParameterBuilder::new().name("q").parameter_in(ParameterIn::Query))
+            .responses(ResponsesBuilder::new().response("200", ResponseBuilder::new().description("Found").build()));
+        let doc = OpenApi::builder()
+            .paths(PathsBuilder::new().path("/v1/x", PathItem::new(HttpMethod::Get, public_read)))
+            .build();
+        let mut doc = finish("x", doc);
+        assert_eq!(statuses(&mut doc), ["200", "400", "422", "500", "503"], "no token, no body: no 401, 413 or 415");
+        add_answers(&mut doc, &[(StatusCode::TOO_MANY_REQUESTS, "Slow down")]);
+        assert!(statuses(&mut doc).contains(&"429".to_owned()));
+    }
 }

@@ -53,7 +53,7 @@ pub struct SessionInfo {
 /// The caller's live sessions, newest first.
 #[utoipa::path(get, path = "/v1/auth/sessions", tag = "sessions",
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<SessionInfo>)))]
 async fn list_sessions(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<SessionInfo>>, AuthError> {
     live_account(&state, &caller).await?;
     let now = Utc::now();
@@ -106,7 +106,7 @@ pub struct Revoked {
 /// Ends every session of the caller but this one.
 #[utoipa::path(post, path = "/v1/auth/sessions/revoke-others", tag = "sessions",
     security(("bearer" = [])),
-    responses((status = 200, body = Revoked), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Revoked)))]
 async fn revoke_other_sessions(State(state): State<AppState>, caller: Caller) -> Result<Json<Revoked>, AuthError> {
     live_account(&state, &caller).await?;
     let ended =

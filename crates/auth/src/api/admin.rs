@@ -27,8 +27,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_accounts))
         .routes(routes!(get_account))
         .routes(routes!(set_roles))
-        .routes(routes!(disable))
-        .routes(routes!(enable))
+        .routes(routes!(disable_account))
+        .routes(routes!(enable_account))
 }
 
 /// An account as administrators see it.
@@ -68,6 +68,7 @@ pub struct AccountPage {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Email prefix or part of the display name, case-insensitive.
@@ -242,7 +243,7 @@ async fn set_disabled(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Yourself, or the last administrator", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn disable(
+async fn disable_account(
     State(state): State<AppState>,
     Authorized(caller, _): Authorized<Admin>,
     Path(id): Path<Uuid>,
@@ -255,7 +256,7 @@ async fn disable(
     security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = AdminAccount), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn enable(
+async fn enable_account(
     State(state): State<AppState>,
     Authorized(caller, _): Authorized<Admin>,
     Path(id): Path<Uuid>,

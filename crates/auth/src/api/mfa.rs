@@ -27,7 +27,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(status))
         .routes(routes!(enrol))
         .routes(routes!(confirm))
-        .routes(routes!(disable))
+        .routes(routes!(disable_totp))
         .routes(routes!(new_recovery_codes))
 }
 
@@ -41,7 +41,7 @@ pub struct MfaStatus {
 /// Whether the caller has two-factor authentication.
 #[utoipa::path(get, path = "/v1/auth/mfa", tag = "mfa",
     security(("bearer" = [])),
-    responses((status = 200, body = MfaStatus), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = MfaStatus)))]
 async fn status(State(state): State<AppState>, caller: Caller) -> Result<Json<MfaStatus>, AuthError> {
     live_account(&state, &caller).await?;
     let totp_enabled = state.store.totp(caller.user_id).await?.is_some_and(|f| f.confirmed);
@@ -210,7 +210,7 @@ async fn prove_both(
         (status = 204, description = "Disabled"),
         (status = 401, description = "Wrong password or code", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn disable(
+async fn disable_totp(
     State(state): State<AppState>,
     caller: Caller,
     meta: RequestMeta,
@@ -226,7 +226,7 @@ async fn disable(
 #[utoipa::path(post, path = "/v1/auth/mfa/recovery-codes", tag = "mfa",
     security(("bearer" = [])),
     request_body = PasswordAndCode,
-    responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RecoveryCodes)))]
 async fn new_recovery_codes(
     State(state): State<AppState>,
     caller: Caller,

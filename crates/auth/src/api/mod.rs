@@ -499,7 +499,7 @@ pub struct AuthExport {
 /// the archive at `/v1/users/me/export`).
 #[utoipa::path(get, path = "/v1/auth/me/export", tag = "auth",
     security(("bearer" = [])),
-    responses((status = 200, body = AuthExport), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = AuthExport)))]
 async fn export(State(state): State<AppState>, caller: Caller) -> Result<Json<AuthExport>, AuthError> {
     let user = live_account(&state, &caller).await?;
     let sessions = state.store.sessions_of(caller.user_id).await?;

@@ -19,6 +19,7 @@ use crate::error::UsersError;
 use crate::store::Ban;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AdminQuery {
     pub q: Option<String>,

@@ -24,7 +24,6 @@ use crate::error::UsersError;
 #[utoipa::path(put, path = "/v1/users/me/avatar", tag = "users", security(("bearer" = [])),
     request_body(content_type = "multipart/form-data", description = "field `avatar`: the image"),
     responses((status = 200, body = MyProfile),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn upload_avatar(
     State(state): State<AppState>,
@@ -104,6 +103,7 @@ pub(super) async fn remove_avatar(State(state): State<AppState>, me: Me) -> Resu
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AvatarQuery {
     /// 256 (default) or 64.
@@ -116,7 +116,11 @@ pub struct AvatarQuery {
 /// A user's avatar (no token needed, so it works in `<img>`). Answers 304 to a
 /// matching `If-None-Match`.
 #[utoipa::path(get, path = "/v1/users/{id}/avatar", tag = "users", params(("id" = Uuid, Path), AvatarQuery),
-    responses((status = 200, description = "The image", content_type = "image/jpeg"), (status = 304), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 200, description = "The image: the upload as JPEG, or the generated avatar as PNG",
+            content(("image/jpeg"), ("image/png"))),
+        (status = 304, description = "Not modified: the `If-None-Match` version is current"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn get_avatar(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,

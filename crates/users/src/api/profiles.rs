@@ -17,7 +17,7 @@ use crate::store::{Hit, ProfileChanges};
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/v1/users/me", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = MyProfile), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = MyProfile)))]
 pub(super) async fn get_me(me: Me) -> Json<MyProfile> {
     Json(MyProfile::from(&me.profile))
 }
@@ -122,6 +122,7 @@ pub(super) async fn get_profile(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// The beginning of a display name (compared without regard to case or
