@@ -4,7 +4,8 @@
 //! **The answers kit gives.** A handler's annotation lists what its own code
 //! answers (200, and 404 or 409 where its rules say so). What kit answers for
 //! it, a service cannot forget: [`finish`] adds them to every operation from
-//! the operation's shape — 401 where a token is declared, 400, 413, 415 and
+//! the operation's shape — 401 where a token is declared, 403 where the
+//! requirement names a role (`security(("bearer" = ["admin"]))`), 400, 413, 415 and
 //! 422 where there is a body, 400 for path and query parameters kit parses,
 //! 500 and 503 everywhere — each a problem document, and gives every answer
 //! its description. The gateway adds its own the same way ([`add_answers`]:
@@ -86,6 +87,19 @@ fn complete(operation: &mut Operation) {
     let mut answers: Vec<(StatusCode, &str)> = Vec::new();
     if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
         answers.push((StatusCode::UNAUTHORIZED, "Missing, invalid, expired or revoked access token"));
+    }
+    // Roles named in the requirement (`security(("bearer" = ["admin"]))`,
+    // as OpenAPI 3.1 allows for bearer schemes): a token without one is 403.
+    let needs_role = operation.security.iter().flatten().any(|requirement| {
+        serde_json::to_value(requirement)
+            .ok()
+            .and_then(|v| {
+                v.as_object().map(|o| o.values().any(|roles| roles.as_array().is_some_and(|r| !r.is_empty())))
+            })
+            .unwrap_or(false)
+    });
+    if needs_role {
+        answers.push((StatusCode::FORBIDDEN, "The token does not carry the role this operation needs"));
     }
     let takes = |place: ParameterIn| {
         operation.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
@@ -181,5 +195,14 @@ mod tests {
         assert_eq!(statuses(&mut doc), ["200", "400", "422", "500", "503"], "no token, no body: no 401, 413 or 415");
         add_answers(&mut doc, &[(StatusCode::TOO_MANY_REQUESTS, "Slow down")]);
         assert!(statuses(&mut doc).contains(&"429".to_owned()));
+
+        let admin_only = OperationBuilder::new()
+            .security(SecurityRequirement::new("bearer", ["admin"]))
+            .responses(ResponsesBuilder::new().response("200", ResponseBuilder::new().description("Done").build()));
+        let doc = OpenApi::builder()
+            .paths(PathsBuilder::new().path("/v1/x/admin", PathItem::new(HttpMethod::Post, admin_only)))
+            .build();
+        let mut doc = finish("x", doc);
+        assert_eq!(statuses(&mut doc), ["200", "401", "403", "500", "503"], "a named role: 403 too");
     }
 }

@@ -92,7 +92,7 @@ async fn admin(state: &AppState, caller: &Caller) -> Result<Uuid, AuthError> {
 
 /// Lists and searches accounts, in creation order.
 #[utoipa::path(get, path = "/v1/auth/admin/accounts", tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     params(ListParams),
     responses(
         (status = 200, body = AccountPage),
@@ -143,7 +143,7 @@ async fn account_view(state: &AppState, id: Uuid) -> Result<AdminAccount, AuthEr
 
 /// One account.
 #[utoipa::path(get, path = "/v1/auth/admin/accounts/{id}", tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = AdminAccount), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn get_account(
@@ -168,7 +168,7 @@ pub struct RolesRequest {
 /// (their tokens carry the old roles); the last enabled administrator cannot
 /// lose the role.
 #[utoipa::path(put, path = "/v1/auth/admin/accounts/{id}/roles", tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     params(("id" = Uuid, Path)),
     request_body = RolesRequest,
     responses(
@@ -236,7 +236,7 @@ async fn set_disabled(
 
 /// Disables an account: it cannot sign in, and every session ends.
 #[utoipa::path(post, path = "/v1/auth/admin/accounts/{id}/disable", tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = AdminAccount),
@@ -253,7 +253,7 @@ async fn disable_account(
 
 /// Enables a disabled account again.
 #[utoipa::path(post, path = "/v1/auth/admin/accounts/{id}/enable", tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = AdminAccount), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn enable_account(

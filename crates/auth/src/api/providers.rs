@@ -171,6 +171,7 @@ pub struct LinkRequired {
         (status = 200, description = "Signed in (tokens), or a second factor is needed", body = LoginResponse),
         (status = 202, description = "Confirm linking to the existing account", body = LinkRequired),
         (status = 400, description = "Unknown, used or expired state; code refused by the provider", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such provider", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The email belongs to an account that cannot be linked", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider failed", body = Problem, content_type = "application/problem+json"),
     ))]

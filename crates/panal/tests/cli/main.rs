@@ -5,6 +5,7 @@
 mod bus;
 mod contracts;
 mod docs;
+mod schemathesis;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -82,7 +83,13 @@ fn terminate(running: &mut Running) -> std::process::ExitStatus {
 
 /// Starts `panal up` and waits for its table.
 fn up(data_dir: &PathBuf, offset: u16) -> (Running, Vec<String>) {
+    up_with(data_dir, offset, &[])
+}
+
+/// `panal up` with more environment (settings), until it says it is serving.
+fn up_with(data_dir: &PathBuf, offset: u16, env: &[(&str, &str)]) -> (Running, Vec<String>) {
     let mut child = panal()
+        .envs(env.iter().copied())
         .args(["up", "--data-dir"])
         .arg(data_dir)
         .args(["--port-offset", &offset.to_string()])

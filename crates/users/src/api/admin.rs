@@ -30,7 +30,7 @@ pub struct AdminQuery {
 }
 
 /// Lists and searches every profile (administrators).
-#[utoipa::path(get, path = "/v1/users/admin/users", tag = "admin", security(("bearer" = [])), params(AdminQuery),
+#[utoipa::path(get, path = "/v1/users/admin/users", tag = "admin", security(("bearer" = ["admin"])), params(AdminQuery),
     responses((status = 200, body = Page<MyProfile>), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn admin_list(
     State(state): State<AppState>,
@@ -54,7 +54,7 @@ pub(super) async fn admin_list(
 }
 
 /// Any profile, whole (administrators).
-#[utoipa::path(get, path = "/v1/users/admin/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/users/admin/users/{id}", tag = "admin", security(("bearer" = ["admin"])), params(("id" = Uuid, Path)),
     responses((status = 200, body = MyProfile), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn admin_get(
     State(state): State<AppState>,
@@ -75,7 +75,7 @@ pub struct BanRequest {
 
 /// Bans a user: their profile disappears for others, and auth disables the
 /// account (through `user_banned`).
-#[utoipa::path(post, path = "/v1/users/admin/users/{id}/ban", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = BanRequest,
+#[utoipa::path(post, path = "/v1/users/admin/users/{id}/ban", tag = "admin", security(("bearer" = ["admin"])), params(("id" = Uuid, Path)), request_body = BanRequest,
     responses((status = 200, body = MyProfile), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn admin_ban(
     State(state): State<AppState>,
@@ -100,7 +100,7 @@ pub(super) async fn admin_ban(
 }
 
 /// Lifts a ban (the account must be re-enabled in auth separately).
-#[utoipa::path(post, path = "/v1/users/admin/users/{id}/unban", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
+#[utoipa::path(post, path = "/v1/users/admin/users/{id}/unban", tag = "admin", security(("bearer" = ["admin"])), params(("id" = Uuid, Path)),
     responses((status = 200, body = MyProfile), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn admin_unban(
     State(state): State<AppState>,

@@ -71,9 +71,13 @@ impl FromRequestParts<AppState> for Me {
 
     async fn from_request_parts(parts: &mut http::request::Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
+        // Profiles are made from auth's `user_registered`, a moment after
+        // sign-up: until then the service is, for this caller, not ready yet.
         let profile = state.store.profile(caller.user_id).await?.ok_or_else(|| {
             UsersError::from(
-                Problem::not_found("your profile is being created; retry in a moment")
+                Problem::new(http::StatusCode::SERVICE_UNAVAILABLE)
+                    .with_type("profile-pending", "Profile not ready")
+                    .with_detail("your profile is being created; retry in a moment")
                     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
             )
         })?;
