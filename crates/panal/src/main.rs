@@ -130,10 +130,18 @@ fn main() -> ExitCode {
 
 #[allow(clippy::print_stdout)]
 fn print_services() {
-    println!("{:<11} {:>5}  {:<12} owns", "SERVICE", "PORT", "STATUS");
+    println!("{:<11} {:>5}  {:<12} {:<8} owns", "SERVICE", "PORT", "STATUS", "PERSONAL");
     for s in catalog::SERVICES {
-        let status = if mounted(s.name).is_some() { "implemented" } else { "planned" };
-        println!("{:<11} {:>5}  {:<12} {}", s.name, s.port, status, s.owns);
+        let service = mounted(s.name);
+        let status = if service.is_some() { "implemented" } else { "planned" };
+        // Whether it holds data about users: the GDPR export and erasure
+        // reach it (`GET /v1/<service>/me/export`, `user_erased`).
+        let personal = match service {
+            Some(m) if m.personal_data() => "yes",
+            Some(_) => "no",
+            None => "-",
+        };
+        println!("{:<11} {:>5}  {:<12} {:<8} {}", s.name, s.port, status, personal, s.owns);
     }
 }
 

@@ -3,6 +3,11 @@
 //! described, the answers kit gives present, operation ids unique, query
 //! parameters in the query) and, with `PANAL_TEST_OPENAPI_VALIDATOR` naming
 //! `openapi-spec-validator` (CI installs it from PyPI), by the validator too.
+//!
+//! And the contracts between services: every call one service makes to
+//! another must be an operation of the provider's document, with the
+//! credentials and answer the caller relies on — so a provider that renames,
+//! drops or changes such an operation fails here, not in production.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -60,6 +65,56 @@ fn shape_problems(name: &str, doc: &Value) -> Vec<String> {
     problems
 }
 
+/// A call one service makes to another, as the caller relies on it.
+struct Call {
+    caller: &'static str,
+    provider: String,
+    method: &'static str,
+    path: String,
+    /// The caller sends the user's token on.
+    bearer: bool,
+    /// The content type of the success the caller reads.
+    reads: &'static str,
+}
+
+/// The calls services make to each other. Users' GDPR export asks every
+/// service that holds personal data (`panal services`, column PERSONAL) for
+/// its part, with the caller's token, and reads JSON.
+fn calls() -> Vec<Call> {
+    let out = super::panal().arg("services").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.get(3) == Some(&"yes") && cols[0] != "users").then(|| cols[0].to_owned())
+        })
+        .map(|provider| Call {
+            caller: "users",
+            path: format!("/v1/{provider}/me/export"),
+            provider,
+            method: "get",
+            bearer: true,
+            reads: "application/json",
+        })
+        .collect()
+}
+
+fn contract_problems(call: &Call, doc: &Value) -> Vec<String> {
+    let at = format!("{} → {} {} {}", call.caller, call.provider, call.method.to_uppercase(), call.path);
+    let Some(op) = doc["paths"].get(&call.path).and_then(|item| item.get(call.method)) else {
+        return vec![format!("{at}: not an operation of {}'s document", call.provider)];
+    };
+    let mut problems = Vec::new();
+    if call.bearer && !op["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some())) {
+        problems.push(format!("{at}: does not take the caller's bearer token"));
+    }
+    if op["responses"]["200"]["content"].get(call.reads).is_none() {
+        problems.push(format!("{at}: its 200 is not {}", call.reads));
+    }
+    problems
+}
+
 #[tokio::test]
 async fn every_api_document_is_valid_and_complete() {
     let dir = temp_dir();
@@ -68,17 +123,30 @@ async fn every_api_document_is_valid_and_complete() {
     let http = reqwest::Client::new();
     let mut problems = Vec::new();
     let mut files = Vec::new();
+    let mut docs = std::collections::BTreeMap::new();
     for (name, port) in [("merged", 8000), ("auth", 8001), ("users", 8002)] {
         let url = format!("http://127.0.0.1:{}/openapi.json", port + offset);
         let doc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         assert_eq!(doc["openapi"], "3.1.0", "{name}");
         problems.extend(shape_problems(name, &doc));
+        docs.insert(name, doc.clone());
         let file = dir.join(format!("{name}.json"));
         std::fs::write(&file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
         files.push(file);
     }
     terminate(&mut running);
     assert!(problems.is_empty(), "the API documents are incomplete:\n{}", problems.join("\n"));
+
+    let calls = calls();
+    assert!(calls.iter().any(|c| c.provider == "auth"), "users' export reaches auth");
+    for call in &calls {
+        let Some(doc) = docs.get(call.provider.as_str()) else {
+            problems.push(format!("{}: no document fetched for {}", call.caller, call.provider));
+            continue;
+        };
+        problems.extend(contract_problems(call, doc));
+    }
+    assert!(problems.is_empty(), "calls between services break their contract:\n{}", problems.join("\n"));
 
     let Ok(validator) = std::env::var("PANAL_TEST_OPENAPI_VALIDATOR") else {
         let _ = writeln!(
