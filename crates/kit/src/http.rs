@@ -840,9 +840,21 @@ pub async fn check_db(db: &Db) -> CheckResult {
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], shared.metrics.render())
-        .into_response()
+/// `/metrics`: OpenMetrics to a scraper that asks for it (Prometheus does),
+/// the Prometheus text format 0.0.4 otherwise (curl, promtool, older agents).
+async fn metrics(State(shared): State<Arc<Shared>>, headers: http::HeaderMap) -> Response {
+    let text = shared.metrics.render();
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)], text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, crate::metrics::PROMETHEUS_TEXT)], crate::metrics::prometheus_text(&text))
+            .into_response()
+    }
 }
 
 async fn openapi(State(shared): State<Arc<Shared>>) -> Response {

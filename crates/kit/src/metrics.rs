@@ -311,6 +311,65 @@ impl Metrics {
     }
 }
 
+/// The content type of [`Metrics::render`]'s output.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`prometheus_text`]'s output.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites an OpenMetrics exposition (what the registry writes) in the
+/// Prometheus text format 0.0.4, for scrapers and tools that ask for it
+/// (`promtool check metrics` reads only that): a counter family `x` is named
+/// `x_total` in its `HELP` and `TYPE` lines, as its samples are; `_created`
+/// samples, `UNIT` lines, exemplars and the `EOF` marker go; OpenMetrics-only
+/// types become `gauge` (info, stateset) or `histogram` (gaugehistogram).
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // The family's HELP line waits for its TYPE line, which says whether the
+    // name needs `_total`.
+    let mut help: Option<(&str, &str)> = None;
+    let mut counters: Vec<&str> = Vec::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            help = Some((name, text));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (exposed, kind) = match kind {
+                "counter" => {
+                    counters.push(name);
+                    (format!("{name}_total"), "counter")
+                }
+                "gauge" | "histogram" | "summary" => (name.to_owned(), kind),
+                "info" => (format!("{name}_info"), "gauge"),
+                "stateset" => (name.to_owned(), "gauge"),
+                "gaugehistogram" => (name.to_owned(), "histogram"),
+                _ => (name.to_owned(), "untyped"),
+            };
+            if let Some((help_name, text)) = help.take()
+                && help_name == name
+            {
+                out.push_str(&format!("# HELP {exposed} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {exposed} {kind}\n"));
+            continue;
+        }
+        if line.starts_with('#') {
+            // `# UNIT`, `# EOF`.
+            continue;
+        }
+        let sample = line.split_once(" # ").map_or(line, |(sample, _exemplar)| sample);
+        let name = sample.split(['{', ' ']).next().unwrap_or("");
+        if counters.iter().any(|c| name.strip_prefix(c) == Some("_created")) {
+            continue;
+        }
+        out.push_str(sample);
+        out.push('\n');
+    }
+    out
+}
+
 /// A counter a service can register, re-exported so services need not depend on
 /// `prometheus-client` themselves.
 pub type CounterU64 = Counter<u64, AtomicU64>;
@@ -345,5 +404,21 @@ mod tests {
         assert!((sum - 20.044).abs() < 1e-6, "{sum}");
         assert!(text.contains("method=\"other\""), "made-up methods share one label: {text}");
         assert!(line("http_requests_total{").contains("svc"));
+    }
+
+    #[test]
+    fn the_prometheus_text_format_names_counters_as_their_samples() {
+        let om = "# HELP http_requests Requests.\n# TYPE http_requests counter\n\
+                  http_requests_total{route=\"/a\"} 3\nhttp_requests_created{route=\"/a\"} 1.7e9\n\
+                  # HELP up Whether it is up.\n# TYPE up gauge\n# UNIT up seconds\nup 1\n\
+                  # HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"+Inf\"} 2 # {trace_id=\"a\"} 0.5\n\
+                  lat_sum 1\nlat_count 2\n# EOF\n";
+        assert_eq!(
+            prometheus_text(om),
+            "# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\n\
+             http_requests_total{route=\"/a\"} 3\n\
+             # HELP up Whether it is up.\n# TYPE up gauge\nup 1\n\
+             # HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"+Inf\"} 2\nlat_sum 1\nlat_count 2\n"
+        );
     }
 }

@@ -200,9 +200,21 @@ async fn metrics_count_requests_by_route_template_and_status() {
         reqwest::get(app.url(&format!("/items/{id}"))).await.unwrap();
     }
     reqwest::get(app.url("/nope")).await.unwrap();
+    // A scraper that asks for OpenMetrics gets it; anyone else the
+    // Prometheus text format, counters named as their samples.
+    let om = reqwest::Client::new()
+        .get(app.url("/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert!(om.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let om = om.text().await.unwrap();
+    assert!(om.contains("# TYPE http_requests counter") && om.ends_with("# EOF\n"), "{om}");
     let r = reqwest::get(app.url("/metrics")).await.unwrap();
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = r.text().await.unwrap();
+    assert!(text.contains("# TYPE http_requests_total counter") && !text.contains("# EOF"), "{text}");
     assert!(
         text.contains(r#"http_requests_total{service="test",method="GET",route="/items/{id}",status="200"} 3"#),
         "{text}"

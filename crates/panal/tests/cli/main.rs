@@ -5,6 +5,7 @@
 mod bus;
 mod contracts;
 mod docs;
+mod observability;
 mod schemathesis;
 
 use std::io::{BufRead, BufReader};

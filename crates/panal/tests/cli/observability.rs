@@ -1,0 +1,49 @@
+//! What a monitoring stack reads from `panal up`: every service's `/metrics`
+//! passes `promtool check metrics` (Prometheus's own linter; Debian's
+//! `prometheus` package ships it, and CI installs it) when
+//! `PANAL_TEST_PROMTOOL` names it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use super::{free_offset, temp_dir, terminate, up};
+
+#[tokio::test]
+async fn every_metrics_endpoint_passes_promtool() {
+    let Ok(promtool) = std::env::var("PANAL_TEST_PROMTOOL") else {
+        let _ = writeln!(std::io::stderr(), "SKIPPED (promtool): set PANAL_TEST_PROMTOOL=promtool to run it");
+        return;
+    };
+    let dir = temp_dir();
+    let offset = free_offset();
+    let (mut running, _) = up(&dir, offset);
+    let http = reqwest::Client::new();
+    let mut failures = Vec::new();
+    for (service, port) in [("gateway", 8000), ("auth", 8001), ("users", 8002)] {
+        let base = format!("http://127.0.0.1:{}", port + offset);
+        // Some traffic first, so that every family has samples to check.
+        for path in ["/healthz", "/readyz", "/openapi.json", "/no-such-path"] {
+            http.get(format!("{base}{path}")).send().await.unwrap();
+        }
+        let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let mut check = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run promtool");
+        check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = check.wait_with_output().unwrap();
+        if !out.status.success() {
+            failures.push(format!(
+                "{service}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    terminate(&mut running);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "promtool check metrics failed:\n{}", failures.join("\n"));
+}
