@@ -843,6 +843,7 @@ pub async fn check_db(db: &Db) -> CheckResult {
 /// `/metrics`: OpenMetrics to a scraper that asks for it (Prometheus does),
 /// the Prometheus text format 0.0.4 otherwise (curl, promtool, older agents).
 async fn metrics(State(shared): State<Arc<Shared>>, headers: http::HeaderMap) -> Response {
+    shared.metrics.refresh().await;
     let text = shared.metrics.render();
     let openmetrics = headers
         .get_all(header::ACCEPT)

@@ -251,6 +251,41 @@ struct PoolMetrics {
     open: Gauge<i64, std::sync::atomic::AtomicI64>,
     idle: Gauge<i64, std::sync::atomic::AtomicI64>,
     max: Gauge<i64, std::sync::atomic::AtomicI64>,
+    backlog: Gauge<i64, std::sync::atomic::AtomicI64>,
+    oldest_age: Gauge<f64, AtomicU64>,
+    dead_letters: Gauge<i64, std::sync::atomic::AtomicI64>,
+}
+
+/// The process's resources, read from `/proc` at each scrape (Linux; zero
+/// elsewhere). In `panal up` every service reports the one process.
+#[derive(Default)]
+struct ProcessMetrics {
+    resident: Gauge<i64, std::sync::atomic::AtomicI64>,
+    open_fds: Gauge<i64, std::sync::atomic::AtomicI64>,
+    start_time: Gauge<f64, AtomicU64>,
+}
+
+/// When the process started serving (the first registry made).
+static STARTED: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+});
+
+impl ProcessMetrics {
+    fn refresh(&self) {
+        // `VmRSS:   12345 kB` in /proc/self/status.
+        let resident_kb = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            })
+            .unwrap_or(0);
+        self.resident.set(resident_kb * 1024);
+        let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64);
+        self.open_fds.set(fds);
+        self.start_time.set(*STARTED);
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -260,6 +295,7 @@ pub struct Metrics {
     registry: Registry,
     pub http: HttpMetrics,
     pool: Option<(Db, PoolMetrics)>,
+    process: ProcessMetrics,
 }
 
 impl Metrics {
@@ -279,16 +315,54 @@ impl Metrics {
             http.duration.clone(),
         );
         registry.register("http_requests_in_flight", "HTTP requests being handled now", http.in_flight.clone());
-        Self { registry, http, pool: None }
+        let process = ProcessMetrics::default();
+        registry.register("process_resident_memory_bytes", "Resident memory of the process", process.resident.clone());
+        registry.register("process_open_fds", "File descriptors the process holds open", process.open_fds.clone());
+        registry.register(
+            "process_start_time_seconds",
+            "When the process started serving, seconds since the epoch",
+            process.start_time.clone(),
+        );
+        Self { registry, http, pool: None, process }
     }
 
-    /// Adds the pool gauges of `db`.
+    /// Adds the gauges of `db`: its pool, and its bus tables (outbox
+    /// backlog and age, dead letters).
     pub fn watch_pool(&mut self, db: Db) {
         let pool = PoolMetrics::default();
         self.registry.register("db_pool_connections_open", "Connections the pool holds", pool.open.clone());
         self.registry.register("db_pool_connections_idle", "Open connections not in use", pool.idle.clone());
         self.registry.register("db_pool_connections_max", "Most connections the pool may open", pool.max.clone());
+        self.registry.register("bus_outbox_backlog", "Events committed and not yet published", pool.backlog.clone());
+        self.registry.register(
+            "bus_outbox_oldest_age_seconds",
+            "Age of the oldest event waiting in the outbox (0 when none waits)",
+            pool.oldest_age.clone(),
+        );
+        self.registry.register(
+            "bus_dead_letters",
+            "Deliveries the consumer gave up on, waiting for replay",
+            pool.dead_letters.clone(),
+        );
         self.pool = Some((db, pool));
+    }
+
+    /// Reads what is sampled rather than counted (bus tables, the process),
+    /// before [`render`](Self::render). A database that does not answer leaves
+    /// the last values.
+    pub async fn refresh(&self) {
+        self.process.refresh();
+        if let Some((db, pool)) = &self.pool {
+            match crate::bus::store::health(db).await {
+                Ok(health) => {
+                    pool.backlog.set(health.backlog);
+                    pool.dead_letters.set(health.dead_letters);
+                    let age = health.oldest.map_or(0.0, |t| (chrono::Utc::now() - t).as_seconds_f64().max(0.0));
+                    pool.oldest_age.set(age);
+                }
+                Err(e) => tracing::debug!(error = %e, "bus gauges not refreshed"),
+            }
+        }
     }
 
     /// The registry, for a service's own metrics.

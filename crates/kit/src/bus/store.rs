@@ -54,6 +54,29 @@ pub async fn prune_published(db: &Db, before: DateTime<Utc>) -> Result<u64, sqlx
         .map(|r| r.rows_affected()))
 }
 
+/// What the bus tables say about a service's bus, for its metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BusHealth {
+    /// Events waiting in the outbox.
+    pub backlog: i64,
+    /// When the oldest of them was committed.
+    pub oldest: Option<DateTime<Utc>>,
+    /// Deliveries its consumer gave up on.
+    pub dead_letters: i64,
+}
+
+/// The outbox backlog and dead letters, in two small queries.
+pub async fn health(db: &Db) -> Result<BusHealth, sqlx::Error> {
+    let (backlog, oldest): (i64, Option<DateTime<Utc>>) = with_db!(db, pool => sqlx::query_as(
+        "SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await)?;
+    let dead_letters: i64 =
+        with_db!(db, pool => sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(pool).await)?;
+    Ok(BusHealth { backlog, oldest, dead_letters })
+}
+
 /// How many events wait in the outbox.
 pub async fn outbox_backlog(db: &Db) -> Result<i64, sqlx::Error> {
     with_db!(db, pool => sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(pool).await)
