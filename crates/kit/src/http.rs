@@ -809,7 +809,14 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let report = match &shared.readiness {
+    let report = readiness(&shared).await;
+    let status = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(report)).into_response()
+}
+
+/// What `/readyz` reports: the service's own check, or its database and bus.
+async fn readiness(shared: &Shared) -> Readiness {
+    match &shared.readiness {
         Some(check) => check().await,
         None => {
             let mut checks = BTreeMap::new();
@@ -826,9 +833,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
             }
             Readiness::from_checks(checks)
         }
-    };
-    let status = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(report)).into_response()
+    }
 }
 
 /// Pings `db` with a short timeout.
@@ -843,7 +848,10 @@ pub async fn check_db(db: &Db) -> CheckResult {
 /// `/metrics`: OpenMetrics to a scraper that asks for it (Prometheus does),
 /// the Prometheus text format 0.0.4 otherwise (curl, promtool, older agents).
 async fn metrics(State(shared): State<Arc<Shared>>, headers: http::HeaderMap) -> Response {
-    shared.metrics.refresh().await;
+    // Readiness as a series too, for alerting on an instance that serves but
+    // cannot do its work.
+    let ready = readiness(&shared).await.status == "ready";
+    shared.metrics.refresh(ready).await;
     let text = shared.metrics.render();
     let openmetrics = headers
         .get_all(header::ACCEPT)

@@ -263,6 +263,7 @@ struct ProcessMetrics {
     resident: Gauge<i64, std::sync::atomic::AtomicI64>,
     open_fds: Gauge<i64, std::sync::atomic::AtomicI64>,
     start_time: Gauge<f64, AtomicU64>,
+    ready: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 /// When the process started serving (the first registry made).
@@ -323,6 +324,11 @@ impl Metrics {
             "When the process started serving, seconds since the epoch",
             process.start_time.clone(),
         );
+        registry.register(
+            "service_ready",
+            "1 when the service's /readyz says ready (its database, bus or upstreams answer), else 0",
+            process.ready.clone(),
+        );
         Self { registry, http, pool: None, process }
     }
 
@@ -347,11 +353,12 @@ impl Metrics {
         self.pool = Some((db, pool));
     }
 
-    /// Reads what is sampled rather than counted (bus tables, the process),
-    /// before [`render`](Self::render). A database that does not answer leaves
+    /// Reads what is sampled rather than counted (readiness, as `/readyz`
+    /// found it; bus tables; the process), before [`render`](Self::render). A database that does not answer leaves
     /// the last values.
-    pub async fn refresh(&self) {
+    pub async fn refresh(&self, ready: bool) {
         self.process.refresh();
+        self.process.ready.set(i64::from(ready));
         if let Some((db, pool)) = &self.pool {
             match crate::bus::store::health(db).await {
                 Ok(health) => {

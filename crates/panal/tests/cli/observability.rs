@@ -34,6 +34,7 @@ async fn every_metrics_endpoint_reports_the_process_and_the_bus_and_passes_promt
         };
         assert!(value("process_resident_memory_bytes").is_some_and(|v| v > 1e6), "{service}: {text}");
         assert!(value("process_open_fds").is_some_and(|v| v > 3.0), "{service}: {text}");
+        assert_eq!(value("service_ready"), Some(1.0), "{service} says it is ready: {text}");
         if service != "gateway" {
             // Services with a database report their bus tables.
             for family in ["bus_outbox_backlog", "bus_outbox_oldest_age_seconds", "bus_dead_letters"] {
