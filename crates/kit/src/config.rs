@@ -122,6 +122,9 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// Largest request head (request line and headers), in bytes (431 above it).
     pub max_header_bytes: usize,
+    /// Most header fields a request may carry (431, with a problem document,
+    /// above it; hyper itself refuses more than 100 with a bare 431).
+    pub max_header_fields: usize,
     /// Longest a client may take to send a request head, in milliseconds
     /// (slow clients are disconnected); also the idle keep-alive limit.
     pub header_read_timeout_ms: u64,
@@ -145,6 +148,7 @@ impl Default for HttpSettings {
         Self {
             body_limit: 64 * 1024,
             max_header_bytes: 16 * 1024,
+            max_header_fields: 64,
             header_read_timeout_ms: 10_000,
             tls_cert: None,
             tls_key: None,

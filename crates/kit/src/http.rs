@@ -740,6 +740,10 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
     let obs = Observation::of(shared.clone(), &req, Some(&route));
     req.extensions_mut().insert(RequestId(obs.request_id.clone()));
     req.extensions_mut().insert(obs.trace);
+    if let Some(problem) = head_problem(&req, shared.settings.max_header_fields) {
+        let response = obs.scope(async { problem.into_response() }).await;
+        return obs.finish(&route, response);
+    }
     let limit = shared.body_limit(Some(&route), req.uri().path());
     if content_length_over(req.headers(), limit) {
         let response = obs.scope(async { payload_too_large(limit) }).await;
@@ -762,6 +766,32 @@ async fn observe(State(shared): State<Arc<Shared>>, mut req: Request, next: Next
         })
         .await;
     obs.finish(&route, response)
+}
+
+/// What is wrong with a request head that hyper let through: a missing Host
+/// on HTTP/1.1 or more than one (RFC 9112 §3.2 asks for a 400: which host
+/// is meant is ambiguous), or more header fields than `max_fields`.
+pub(crate) fn head_problem<B>(req: &http::Request<B>, max_fields: usize) -> Option<Problem> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && req.version() == http::Version::HTTP_11) {
+        return Some(
+            Problem::bad_request(format!(
+                "a request carries exactly one Host field (RFC 9112 §3.2); this one has {hosts}"
+            ))
+            .with_type("bad-host", "Missing or repeated Host")
+            .with_header(header::CONNECTION, HeaderValue::from_static("close")),
+        );
+    }
+    let fields = req.headers().len();
+    if fields > max_fields {
+        return Some(
+            Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                .with_type("too-many-fields", "Too many header fields")
+                .with_detail(format!("the request has {fields} header fields; at most {max_fields} are accepted"))
+                .with_header(header::CONNECTION, HeaderValue::from_static("close")),
+        );
+    }
+    None
 }
 
 /// Error responses produced below the handlers (405 from the router, limits)

@@ -278,6 +278,21 @@ async fn requests_that_could_be_read_two_ways_never_carry_a_hidden_one_upstream(
 }
 
 #[tokio::test]
+async fn a_request_without_one_host_is_refused_at_the_edge() {
+    let raw = Raw::start(answer(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")).await;
+    for byte_front in [true, false] {
+        let (gw, _ctx) = gateway_with(&raw, &format!("byte_front = {byte_front}"), HttpSettings::default()).await;
+        for case in [&b"GET /raw/x HTTP/1.1\r\n\r\n"[..], b"GET /raw/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"] {
+            let before = raw.got().len();
+            let (answers, _) = exchange(gw.addr, case, &[]).await;
+            assert_eq!(answers.first().map(|a| a.status), Some(400), "byte_front = {byte_front}: {answers:?}");
+            assert_eq!(answers[0].header("content-type"), Some("application/problem+json"));
+            assert_eq!(raw.got().len(), before, "nothing reached the upstream");
+        }
+    }
+}
+
+#[tokio::test]
 async fn pipelined_requests_are_answered_in_order_even_when_hyper_takes_over() {
     let raw = Raw::start(rich_answer()).await;
     let (gw, _ctx) = gateway_with(&raw, "", HttpSettings::default()).await;

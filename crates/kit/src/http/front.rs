@@ -219,7 +219,12 @@ pub(super) async fn front_call(
 ) -> Response {
     use futures_util::FutureExt;
     let body_limit = shared.body_limit(None, req.uri().path());
+    let head_problem = super::head_problem(&req, shared.settings.max_header_fields);
     let obs = Observation::of(shared, &req, None);
+    if let Some(problem) = head_problem {
+        let response = obs.scope(async { problem.into_response() }).await;
+        return obs.finish("unmatched", response);
+    }
     let ctx = FrontContext { peer, request_id: obs.id_header(), trace: obs.trace, body_limit };
     let call = std::panic::AssertUnwindSafe(front.call(req, ctx)).catch_unwind();
     let answer = obs

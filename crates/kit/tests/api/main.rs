@@ -294,6 +294,34 @@ async fn oversized_request_heads_get_431() {
     assert_eq!(raw_exchange(app.addr, fine.as_bytes(), std::time::Duration::from_secs(5)).await, Some(200));
 }
 
+/// The whole answer to `bytes` on a raw connection, as text.
+async fn raw_answer(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_missing_or_repeated_host_is_400_and_too_many_fields_431_with_a_problem() {
+    let app = TestServer::spawn(service(), settings()).await;
+    let no_host = raw_answer(app.addr, b"GET /healthz HTTP/1.1\r\nconnection: close\r\n\r\n").await;
+    assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+    assert!(no_host.contains("urn:panal:problem:bad-host"), "{no_host}");
+    let two = raw_answer(app.addr, b"GET /healthz HTTP/1.1\r\nhost: a\r\nhost: b\r\nconnection: close\r\n\r\n").await;
+    assert!(two.starts_with("HTTP/1.1 400") && two.contains("has 2"), "{two}");
+    // HTTP/1.0 had no Host field: a 1.0 request without one is fine.
+    let old = raw_answer(app.addr, b"GET /healthz HTTP/1.0\r\n\r\n").await;
+    assert!(old.starts_with("HTTP/1.0 200") || old.starts_with("HTTP/1.1 200"), "{old}");
+
+    let fields: String = (0..70).map(|i| format!("x-field-{i}: v\r\n")).collect();
+    let many = raw_answer(app.addr, format!("GET /healthz HTTP/1.1\r\nhost: a\r\n{fields}\r\n").as_bytes()).await;
+    assert!(many.starts_with("HTTP/1.1 431"), "{many}");
+    assert!(many.contains("urn:panal:problem:too-many-fields") && many.contains("at most 64"), "{many}");
+}
+
 #[tokio::test]
 async fn a_client_too_slow_to_send_its_request_head_is_cut_off() {
     let app = TestServer::spawn(service(), HttpSettings { header_read_timeout_ms: 300, ..settings() }).await;
