@@ -113,7 +113,11 @@ impl kit::Service for Auth {
         setup.verifier.refresh(true).await?;
         let tokens = &config.settings.tokens;
         let hasher = Hasher::new(&settings.password)?;
-        let mailer = Mailer::new(config.settings.smtp_url.as_ref().map(|s| s.expose().as_str()), &settings.mail_from)?;
+        let mailer = Mailer::new(
+            config.settings.smtp_url.as_ref().map(|s| s.expose().as_str()),
+            &settings.mail_from,
+            &config.settings.data_dir,
+        )?;
         let providers = Providers::new(&settings.providers, &config.settings.public_url)?;
         let app_url = settings.app_url.clone().unwrap_or_else(|| config.settings.public_url.clone());
         Ok(State {

@@ -1,6 +1,8 @@
 //! Mail from auth (verification and reset links) until the notify service
 //! takes the job: through SMTP when `PANAL_SMTP_URL` is set, otherwise written
-//! to the log (and kept in memory, last 50, for the process that sent them).
+//! as a file to `<data_dir>/mail/` (and kept in memory, last 50, for the
+//! process that sent them). Never to the log: a mail holds an address and a
+//! link that signs its reader in, and logs are shipped and kept.
 //!
 //! Sending never holds up the request: the answer must not take longer for an
 //! address that exists (a mail goes out) than for one that does not.
@@ -23,6 +25,8 @@ pub struct Mail {
 pub struct Mailer {
     smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Mailbox,
+    /// Where mail goes without SMTP.
+    drop_dir: std::path::PathBuf,
     recent: Arc<Mutex<VecDeque<Mail>>>,
 }
 
@@ -38,7 +42,8 @@ impl Mailer {
     /// `smtp_url`: `smtp://host:port` (plain, for a relay on the same host),
     /// `smtp://host:port?tls=required` (STARTTLS) or `smtps://host:port`, with
     /// `user:password@` when the relay wants a login.
-    pub fn new(smtp_url: Option<&str>, from: &str) -> anyhow::Result<Self> {
+    /// Without `smtp_url`, mail is written to `<data_dir>/mail/`.
+    pub fn new(smtp_url: Option<&str>, from: &str, data_dir: &std::path::Path) -> anyhow::Result<Self> {
         let from: Mailbox =
             from.parse().map_err(|e| anyhow::anyhow!("invalid configuration: auth.mail_from {from:?}: {e}"))?;
         let smtp = match smtp_url {
@@ -49,7 +54,7 @@ impl Mailer {
             ),
             None => None,
         };
-        Ok(Self { smtp, from, recent: Arc::new(Mutex::new(VecDeque::new())) })
+        Ok(Self { smtp, from, drop_dir: data_dir.join("mail"), recent: Arc::new(Mutex::new(VecDeque::new())) })
     }
 
     pub fn uses_smtp(&self) -> bool {
@@ -59,10 +64,16 @@ impl Mailer {
     /// Sends `mail` in the background.
     pub fn send(&self, mail: Mail) {
         let Some(smtp) = self.smtp.clone() else {
-            tracing::info!(
-                to = %mail.to, subject = %mail.subject, body = %mail.body,
-                "mail not sent (PANAL_SMTP_URL is not set); its text is logged instead"
-            );
+            let path = self.drop_dir.join(format!("{}.txt", uuid::Uuid::now_v7()));
+            let text = format!("From: {}\nTo: {}\nSubject: {}\n\n{}", self.from, mail.to, mail.subject, mail.body);
+            let written = std::fs::create_dir_all(&self.drop_dir).and_then(|()| std::fs::write(&path, text));
+            match written {
+                Ok(()) => tracing::info!(
+                    subject = %mail.subject, path = %path.display(),
+                    "mail written to a file (PANAL_SMTP_URL is not set)"
+                ),
+                Err(e) => tracing::warn!(error = %e, dir = %self.drop_dir.display(), "mail not sent: cannot write it"),
+            }
             if let Ok(mut recent) = self.recent.lock() {
                 if recent.len() == KEPT {
                     recent.pop_front();
@@ -90,7 +101,7 @@ impl Mailer {
         });
     }
 
-    /// The mails logged instead of sent, oldest first (without SMTP).
+    /// The mails written to files instead of sent, oldest first (without SMTP).
     pub fn logged(&self) -> Vec<Mail> {
         self.recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
     }

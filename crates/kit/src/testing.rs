@@ -131,14 +131,28 @@ impl Drop for TestDb {
 pub struct TestContext {
     pub ctx: crate::Context,
     path: PathBuf,
+    /// The data directory made for the test, removed with it.
+    data_dir: Option<PathBuf>,
 }
 
 impl TestContext {
-    pub async fn new(config: crate::config::Config) -> Self {
+    pub async fn new(mut config: crate::config::Config) -> Self {
         crate::install_crypto();
-        let path = std::env::temp_dir().join(format!("panal-test-bus-{}.db", uuid::Uuid::new_v4().simple()));
+        let id = uuid::Uuid::new_v4().simple();
+        let path = std::env::temp_dir().join(format!("panal-test-bus-{id}.db"));
+        // What services keep on disk (mail written without SMTP, local
+        // avatars) goes to a directory of the test's, not the crate's.
+        let data_dir = (config.settings.data_dir == std::path::Path::new("./data"))
+            .then(|| std::env::temp_dir().join(format!("panal-test-data-{id}")));
+        if let Some(dir) = &data_dir {
+            config.settings.data_dir = dir.clone();
+        }
         let bus = crate::bus::embedded::Embedded::open(&path).await.expect("open the embedded bus");
-        Self { ctx: crate::Context { config, bus: std::sync::Arc::new(bus), peers: Default::default() }, path }
+        Self {
+            ctx: crate::Context { config, bus: std::sync::Arc::new(bus), peers: Default::default() },
+            path,
+            data_dir,
+        }
     }
 
     /// Tells services where `service` answers.
@@ -170,6 +184,9 @@ impl std::ops::Deref for TestContext {
 
 impl Drop for TestContext {
     fn drop(&mut self) {
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         for suffix in ["", "-wal", "-shm"] {
             let mut p = self.path.clone().into_os_string();
             p.push(suffix);

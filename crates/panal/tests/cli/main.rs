@@ -5,6 +5,7 @@
 mod bus;
 mod contracts;
 mod docs;
+mod logs;
 mod observability;
 mod schemathesis;
 
@@ -84,18 +85,18 @@ fn terminate(running: &mut Running) -> std::process::ExitStatus {
 
 /// Starts `panal up` and waits for its table.
 fn up(data_dir: &PathBuf, offset: u16) -> (Running, Vec<String>) {
-    up_with(data_dir, offset, &[])
+    up_with(data_dir, offset, &[], Stdio::null())
 }
 
 /// `panal up` with more environment (settings), until it says it is serving.
-fn up_with(data_dir: &PathBuf, offset: u16, env: &[(&str, &str)]) -> (Running, Vec<String>) {
+fn up_with(data_dir: &PathBuf, offset: u16, env: &[(&str, &str)], logs: Stdio) -> (Running, Vec<String>) {
     let mut child = panal()
         .envs(env.iter().copied())
         .args(["up", "--data-dir"])
         .arg(data_dir)
         .args(["--port-offset", &offset.to_string()])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(logs)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

@@ -41,7 +41,7 @@ fn every_operation_answers_as_its_document_says() {
     let offset = free_offset();
     // The gateway's rate limits would answer most generated requests with a
     // (documented) 429 and leave the operations behind them untested.
-    let (mut running, _) = up_with(&dir, offset, &[("PANAL_GATEWAY__RATE_LIMITS__ENABLED", "false")]);
+    let (mut running, _) = up_with(&dir, offset, &[("PANAL_GATEWAY__RATE_LIMITS__ENABLED", "false")], Stdio::null());
     let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
     let hooks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/schemathesis");
     let out = Command::new(&schemathesis)
