@@ -14,6 +14,11 @@ pub const MAX_EMAIL_LEN: usize = 254;
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 128;
 
+/// The `client_id` of users' access tokens (RFC 9068): Panal's own apps
+/// (web, terminal), through which users sign in. Service clients' tokens carry
+/// their own id; a token is a user's when it has a session (`sid`).
+pub const FIRST_PARTY_CLIENT: &str = "panal";
+
 /// The role every account has.
 pub const ROLE_USER: &str = "user";
 /// Administers accounts (and, in other services, whatever they keep).

@@ -30,7 +30,7 @@ pub const PUBLIC_PATHS: &[&str] = &[
     "/v1/auth/introspect",
     "/v1/auth/revoke",
     "/.well-known/jwks.json",
-    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
 ];
 
 /// Paths reachable without an access token, each `prefix*suffix` with `*`

@@ -347,7 +347,7 @@ impl TestIssuer {
             iat: now,
             jti: uuid::Uuid::now_v7(),
             roles,
-            client_id: None,
+            client_id: Some("panal".to_owned()),
             scope: None,
         }
     }

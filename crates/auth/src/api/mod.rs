@@ -43,7 +43,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(me))
         .routes(routes!(export))
         .routes(routes!(jwks))
-        .routes(routes!(openid_configuration))
+        .routes(routes!(authorization_server_metadata))
         .with_state(state)
 }
 
@@ -522,25 +522,28 @@ async fn jwks(State(state): State<AppState>) -> Result<Response, AuthError> {
     Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(set)).into_response())
 }
 
-/// OpenID Provider metadata (what of it auth implements today).
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
-    responses((status = 200, description = "Provider metadata", body = Object)))]
-async fn openid_configuration(State(state): State<AppState>) -> Response {
+/// Authorization-server metadata (RFC 8414): how a generic OAuth client
+/// finds the token, introspection and revocation endpoints and the keys.
+/// Auth issues no ID tokens, so it publishes no OpenID Connect discovery
+/// document: it does not claim to be an OpenID provider. `response_types`
+/// is `none`: there is no authorization endpoint (only client credentials
+/// and refresh tokens reach the token endpoint).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
+    responses((status = 200, description = "Authorization-server metadata (RFC 8414)", body = Object)))]
+async fn authorization_server_metadata(State(state): State<AppState>) -> Response {
     let iss = &state.issuer;
     let body = serde_json::json!({
         "issuer": iss,
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "userinfo_endpoint": format!("{iss}/v1/auth/me"),
         "token_endpoint": format!("{iss}/v1/auth/token"),
         "introspection_endpoint": format!("{iss}/v1/auth/introspect"),
         "revocation_endpoint": format!("{iss}/v1/auth/revoke"),
+        "response_types_supported": ["none"],
         "grant_types_supported": ["client_credentials", "refresh_token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["EdDSA"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "claims_supported": ["iss", "aud", "sub", "sid", "exp", "iat", "jti", "roles", "client_id", "scope"],
+        "service_documentation": format!("{iss}/docs"),
     });
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body)).into_response()
 }
@@ -588,7 +591,9 @@ async fn issue(
         exp: now.timestamp() + i64::try_from(ttl).unwrap_or(900),
         jti: Uuid::now_v7(),
         roles: user.roles.clone(),
-        client_id: None,
+        // RFC 9068 §2.2 asks every access token to name the client that got
+        // it: a user's, signed in through Panal's own apps, names Panal's.
+        client_id: Some(crate::domain::FIRST_PARTY_CLIENT.to_owned()),
         scope: None,
     };
     let key = state.keys.signing_key().await.map_err(AuthError::Internal)?;

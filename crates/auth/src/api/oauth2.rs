@@ -2,20 +2,21 @@
 //! client-credentials grant (RFC 6749 §4.4) so services get their own tokens,
 //! token introspection (RFC 7662) and revocation (RFC 7009) for clients that
 //! cannot verify JWTs. Bodies are form-encoded, as the RFCs say; errors are
-//! problem documents carrying the OAuth `error` code.
+//! answered as RFC 6749 §5.2 says (JSON `error` and `error_description`), the
+//! shape every OAuth client library reads.
 
 use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
+use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
+use kit::Json;
 use kit::auth::{AccessClaims, TokenVerifier};
-use kit::extract::Form;
-use kit::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,17 +32,87 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(token)).routes(routes!(introspect)).routes(routes!(revoke))
 }
 
-fn invalid_client() -> AuthError {
-    Problem::new(StatusCode::UNAUTHORIZED)
-        .with_type("invalid-client", "Invalid client")
-        .with_detail("client authentication failed (unknown client, wrong secret, or disabled)")
-        .with_oauth_error("invalid_client")
-        .with_header(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Basic realm=\"panal\""))
-        .into()
+/// An error of the OAuth endpoints (RFC 6749 §5.2).
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
 }
 
-fn invalid_request(detail: &str, code: &'static str) -> AuthError {
-    Problem::bad_request(detail.to_owned()).with_oauth_error(code).into()
+/// Its body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`,
+    /// `invalid_scope`, `server_error` or `temporarily_unavailable`.
+    pub error: &'static str,
+    pub error_description: String,
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+            Json(OAuthErrorBody { error: self.error, error_description: self.description }),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6749 §5.2: a 401 names the scheme the client may use.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Basic realm=\"panal\""));
+        }
+        response
+    }
+}
+
+/// What went wrong below (the database, the key ring), in OAuth's words.
+impl From<AuthError> for OAuthError {
+    fn from(e: AuthError) -> Self {
+        let response = e.into_response();
+        let (status, error) = match response.status() {
+            StatusCode::SERVICE_UNAVAILABLE => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            StatusCode::TOO_MANY_REQUESTS => (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        };
+        Self { status, error, description: "the request could not be handled now; retry later".to_owned() }
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AuthError::from(e).into()
+    }
+}
+
+impl From<jsonwebtoken::errors::Error> for OAuthError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        AuthError::from(e).into()
+    }
+}
+
+fn invalid_client() -> OAuthError {
+    OAuthError {
+        status: StatusCode::UNAUTHORIZED,
+        error: "invalid_client",
+        description: "client authentication failed (unknown client, wrong secret, or disabled)".to_owned(),
+    }
+}
+
+fn invalid_request(detail: &str, code: &'static str) -> OAuthError {
+    OAuthError { status: StatusCode::BAD_REQUEST, error: code, description: detail.to_owned() }
+}
+
+/// The form, or `invalid_request` (a missing or malformed body, another
+/// content type).
+fn form<T>(form: Result<axum::Form<T>, FormRejection>) -> Result<T, OAuthError> {
+    form.map(|f| f.0).map_err(|e| {
+        invalid_request(
+            &format!("the body must be application/x-www-form-urlencoded fields: {}", e.body_text()),
+            "invalid_request",
+        )
+    })
 }
 
 /// The client's credentials, from `Authorization: Basic` or the form.
@@ -49,13 +120,20 @@ fn credentials(
     headers: &HeaderMap,
     id: Option<&str>,
     secret: Option<&str>,
-) -> Result<Option<(String, String)>, AuthError> {
+) -> Result<Option<(String, String)>, OAuthError> {
     // A bearer token is not client authentication (a web app revoking its own
     // tokens may send one): as if no credentials were sent.
     let basic = headers
         .get(header::AUTHORIZATION)
         .filter(|v| v.to_str().is_ok_and(|s| !s.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("bearer "))));
     if let Some(value) = basic {
+        // RFC 6749 §2.3: one authentication method per request.
+        if secret.is_some() {
+            return Err(invalid_request(
+                "send the client's credentials once: in Authorization: Basic or in the form, not both",
+                "invalid_request",
+            ));
+        }
         let value = value.to_str().map_err(|_| invalid_client())?;
         let Some(("Basic" | "basic", encoded)) = value.split_once(' ') else { return Err(invalid_client()) };
         let decoded = STANDARD.decode(encoded.trim()).map_err(|_| invalid_client())?;
@@ -74,7 +152,7 @@ fn credentials(
 }
 
 /// The enabled client these credentials prove, compared in constant time.
-async fn authenticate(state: &AppState, id: &str, secret: &str) -> Result<ClientRow, AuthError> {
+async fn authenticate(state: &AppState, id: &str, secret: &str) -> Result<ClientRow, OAuthError> {
     use subtle::ConstantTimeEq;
     if id.len() > 64 || secret.len() > 128 {
         return Err(invalid_client());
@@ -114,14 +192,17 @@ pub struct ClientToken {
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = ClientToken),
-        (status = 400, description = "`unsupported_grant_type`, `invalid_scope`, `invalid_request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`invalid_client`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`unsupported_grant_type`, `invalid_scope`, `invalid_request` (a missing or malformed body, two authentication methods)", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
+        (status = 500, description = "`server_error`", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody),
     ))]
 async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
-) -> Result<Response, AuthError> {
+    body: Result<axum::Form<TokenForm>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let form = form(body)?;
     match form.grant_type.as_deref() {
         Some("client_credentials") => {}
         Some(_) => {
@@ -240,14 +321,18 @@ async fn live_access_token(
     request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = Introspection),
-        (status = 401, description = "`invalid_client`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`: no token, a missing or malformed body, two authentication methods", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
+        (status = 500, description = "`server_error`", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody),
     ))]
 async fn introspect(
     State(state): State<AppState>,
     Extension(verifier): Extension<Arc<TokenVerifier>>,
     headers: HeaderMap,
-    Form(form): Form<TokenHintForm>,
-) -> Result<Response, AuthError> {
+    body: Result<axum::Form<TokenHintForm>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let form = form(body)?;
     let (id, secret) =
         credentials(&headers, form.client_id.as_deref(), form.client_secret.as_deref())?.ok_or_else(invalid_client)?;
     authenticate(&state, &id, &secret).await?;
@@ -299,14 +384,18 @@ async fn introspect(
     request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or was not valid"),
-        (status = 401, description = "`invalid_client` (wrong credentials sent)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_request`: no token, a missing or malformed body, two authentication methods", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client` (wrong credentials sent)", body = OAuthErrorBody),
+        (status = 500, description = "`server_error`", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = OAuthErrorBody),
     ))]
 async fn revoke(
     State(state): State<AppState>,
     Extension(verifier): Extension<Arc<TokenVerifier>>,
     headers: HeaderMap,
-    Form(form): Form<TokenHintForm>,
-) -> Result<StatusCode, AuthError> {
+    body: Result<axum::Form<TokenHintForm>, FormRejection>,
+) -> Result<StatusCode, OAuthError> {
+    let form = form(body)?;
     if let Some((id, secret)) = credentials(&headers, form.client_id.as_deref(), form.client_secret.as_deref())? {
         authenticate(&state, &id, &secret).await?;
     }

@@ -200,9 +200,11 @@ kit::backend_tests! {
         assert_eq!(claims.sid.unwrap().to_string(), tokens.session);
         assert_eq!(claims.exp - claims.iat, 900, "access tokens live 15 minutes");
 
-        let oidc: Value = reqwest::get(app.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
-        assert_eq!(oidc["issuer"], "http://localhost:8000");
-        assert_eq!(oidc["jwks_uri"], "http://localhost:8000/.well-known/jwks.json");
+        let meta: Value = reqwest::get(app.url("/.well-known/oauth-authorization-server")).await.unwrap().json().await.unwrap();
+        assert_eq!(meta["issuer"], "http://localhost:8000");
+        assert_eq!(meta["jwks_uri"], "http://localhost:8000/.well-known/jwks.json");
+        // No ID tokens, so no OpenID Connect discovery: auth is not an OpenID provider.
+        assert_eq!(reqwest::get(app.url("/.well-known/openid-configuration")).await.unwrap().status(), 404);
     }
 
     async fn a_taken_email_gets_the_same_answer_and_its_owner_a_mail(db) {

@@ -13,6 +13,18 @@ async fn form(app: &TestApp, path: &str, basic: Option<(&str, &str)>, fields: &[
     req.send().await.unwrap()
 }
 
+/// The `error` of an RFC 6749 §5.2 answer, after checking its shape.
+async fn oauth_error(r: reqwest::Response) -> String {
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    if r.status() == 401 {
+        assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    }
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error_description"].is_string(), "{body}");
+    body["error"].as_str().unwrap().to_owned()
+}
+
 kit::backend_tests! {
     async fn a_service_client_gets_a_scoped_token(db) {
         let app = TestApp::spawn(&db).await;
@@ -48,10 +60,20 @@ kit::backend_tests! {
         ] {
             let r = form(&app, "/v1/auth/token", basic, &fields).await;
             assert_eq!(r.status(), status, "{fields:?}");
-            assert_eq!(problem(r).await["error"], error, "{fields:?}");
+            assert_eq!(oauth_error(r).await, error, "{fields:?}");
         }
+        // RFC 6749 §5.2 and §2.3: a JSON body, no body, or two ways of
+        // authenticating are all `invalid_request`, answered in OAuth's shape.
         let r = app.post("/v1/auth/token", json!({"grant_type": "client_credentials"})).await;
-        assert_eq!(r.status(), 415, "the token endpoint speaks forms");
+        assert_eq!(r.status(), 400, "the token endpoint speaks forms");
+        assert_eq!(oauth_error(r).await, "invalid_request");
+        let r = app.http.post(app.url("/v1/auth/token")).basic_auth(&id, Some(&secret)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "no body at all");
+        assert_eq!(oauth_error(r).await, "invalid_request");
+        let two = [("grant_type", "client_credentials"), ("client_id", id.as_str()), ("client_secret", secret.as_str())];
+        let r = form(&app, "/v1/auth/token", Some((&id, &secret)), &two).await;
+        assert_eq!(r.status(), 400, "Basic and the form at once");
+        assert_eq!(oauth_error(r).await, "invalid_request");
 
         assert!(auth::ops::disable_client(&app.db, &id).await.unwrap());
         let r = form(&app, "/v1/auth/token", Some((&id, &secret)), &[("grant_type", "client_credentials")]).await;

@@ -37,7 +37,12 @@ fn shape_problems(name: &str, doc: &Value) -> Vec<String> {
                 if response["description"].as_str().is_none_or(str::is_empty) {
                     problems.push(format!("{at}: {status} has no description"));
                 }
-                let problem = response["content"].get("application/problem+json").is_some();
+                // Errors are problem documents, but for the OAuth endpoints,
+                // which answer as RFC 6749 §5.2 says.
+                let oauth = response["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("/OAuthErrorBody"));
+                let problem = response["content"].get("application/problem+json").is_some() || oauth;
                 if status.starts_with('4') && !problem && response.get("$ref").is_none() {
                     problems.push(format!("{at}: {status} is not a problem document"));
                 }

@@ -8,6 +8,7 @@ mod docs;
 mod logs;
 mod observability;
 mod schemathesis;
+mod standards;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
