@@ -224,9 +224,13 @@ async fn serve_runs_auth_alone_on_postgresql() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    // What auth keeps on disk besides its database (mail, without SMTP)
+    // goes to a directory of the test's.
+    let data_dir = temp_dir();
     let mut child = Running(
         panal()
             .env("PANAL_DATABASE_URL", &db.url)
+            .env("PANAL_DATA_DIR", &data_dir)
             .args(["serve", "auth", "--port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -253,6 +257,8 @@ async fn serve_runs_auth_alone_on_postgresql() {
         kit::with_db!(&pool, p => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await).unwrap();
     assert_eq!(n, 1);
     pool.close().await;
+    assert_eq!(std::fs::read_dir(data_dir.join("mail")).unwrap().count(), 1, "the verification mail, as a file");
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
 
 /// One rate limit, two gateway processes: the burst is shared through Redis.
