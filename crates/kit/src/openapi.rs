@@ -142,15 +142,18 @@ fn complete(operation: &mut Operation) {
 
 fn add_problem(operation: &mut Operation, status: StatusCode, description: &str) {
     operation.responses.responses.entry(status.as_u16().to_string()).or_insert_with(|| {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    PROBLEM_JSON,
-                    ContentBuilder::new().schema(Some(Ref::from_schema_name(Problem::name()))).build(),
-                )
-                .build(),
-        )
+        // An example of the document, so a reader (or a generated client's
+        // docs) sees the shape of this very answer.
+        let example = serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": description,
+            "request_id": "01a23ce5-3f4f-7d4b-8ada-5bdc3de59327",
+        });
+        let content =
+            ContentBuilder::new().schema(Some(Ref::from_schema_name(Problem::name()))).example(Some(example)).build();
+        RefOr::T(ResponseBuilder::new().description(description).content(PROBLEM_JSON, content).build())
     });
 }
 
@@ -183,7 +186,9 @@ mod tests {
         let RefOr::T(ok) = &op.responses.responses["200"] else { unreachable!() };
         assert_eq!(ok.description, "OK", "an answer without a description gets its reason phrase");
         let RefOr::T(unauthorized) = &op.responses.responses["401"] else { unreachable!() };
-        assert!(unauthorized.content.contains_key(PROBLEM_JSON));
+        let RefOr::T(content) = &unauthorized.content[PROBLEM_JSON] else { unreachable!() };
+        let example = content.example.clone().unwrap_or_default();
+        assert_eq!(example["status"], 401, "each added answer shows an example of itself");
 
         let public_read = OperationBuilder::new()
             .parameter(ParameterBuilder::new().name("q").parameter_in(ParameterIn::Query))
