@@ -121,7 +121,7 @@ pub struct ChangePasswordRequest {
     #[schema(required = true)]
     pub current_password: Option<String>,
     /// 8 to 128 characters, not a common password, not containing the email or name.
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 8, max_length = 128)]
     pub new_password: Option<String>,
 }
 

@@ -52,13 +52,13 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// An email address; stored lower-cased.
-    #[schema(required = true, example = "ada@example.com")]
+    #[schema(required = true, example = "ada@example.com", format = Email, max_length = 254)]
     pub email: Option<String>,
     /// 8 to 128 characters.
-    #[schema(required = true, example = "correct horse battery staple")]
+    #[schema(required = true, example = "correct horse battery staple", min_length = 8, max_length = 128)]
     pub password: Option<String>,
-    /// 1 to 32 characters, no invisible characters.
-    #[schema(required = true, example = "Ada")]
+    /// 1 to 32 characters, no invisible characters, one writing system.
+    #[schema(required = true, example = "Ada", min_length = 1, max_length = 32)]
     pub display_name: Option<String>,
 }
 

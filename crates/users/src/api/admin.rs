@@ -69,7 +69,8 @@ pub(super) async fn admin_get(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BanRequest {
-    #[schema(required = true)]
+    /// 1 to 500 characters.
+    #[schema(required = true, min_length = 1, max_length = 500, example = "spam")]
     pub reason: Option<String>,
 }
 

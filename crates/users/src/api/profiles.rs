@@ -36,7 +36,11 @@ pub struct PrivacyUpdate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfile {
+    /// 1 to 32 characters, no invisible characters, one writing system.
+    #[schema(min_length = 1, max_length = 32, example = "Ada L")]
     pub display_name: Option<String>,
+    /// Up to 500 characters.
+    #[schema(max_length = 500, example = "Engines and poetry.")]
     pub bio: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
