@@ -244,6 +244,8 @@ pub struct Consumer {
     handlers: Handlers,
     settings: ConsumerSettings,
     outcomes: prometheus_client::metrics::family::Family<OutcomeLabels, prometheus_client::metrics::counter::Counter>,
+    /// How old the last event it applied was when applied (commit to apply).
+    lag: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -254,7 +256,14 @@ impl std::fmt::Debug for Consumer {
 
 impl Consumer {
     pub fn new(name: impl Into<String>, db: Db, handlers: Handlers) -> Self {
-        Self { name: name.into(), db, handlers, settings: ConsumerSettings::default(), outcomes: Default::default() }
+        Self {
+            name: name.into(),
+            db,
+            handlers,
+            settings: ConsumerSettings::default(),
+            outcomes: Default::default(),
+            lag: Default::default(),
+        }
     }
 
     /// Adds `bus_consumed_total{consumer,outcome}` to a service's registry.
@@ -263,6 +272,11 @@ impl Consumer {
             "bus_consumed",
             "Deliveries handled, by outcome (applied, duplicate, ignored, dead_lettered, deferred)",
             self.outcomes.clone(),
+        );
+        registry.register(
+            "bus_consumer_lag_seconds",
+            "Age of the last event applied, from its commit to its handling (how far behind the consumer is)",
+            self.lag.clone(),
         );
     }
 
@@ -482,7 +496,8 @@ impl Consumer {
             let (done, failed_at) = self.apply_batch(&batch).await;
             let mut batch = batch.into_iter();
             for outcome in done {
-                if let Some((delivery, _)) = batch.next() {
+                if let Some((delivery, c)) = batch.next() {
+                    self.note_lag(&c, &outcome);
                     outcomes.push(self.settle(delivery, outcome).await);
                 }
             }
@@ -490,6 +505,7 @@ impl Consumer {
                 && let Some((delivery, c)) = batch.next()
             {
                 let outcome = self.apply_with_retries(&delivery, &c).await;
+                self.note_lag(&c, &outcome);
                 outcomes.push(self.settle(delivery, outcome).await);
             }
             pending.extend(batch);
@@ -559,6 +575,14 @@ impl Consumer {
                 let _ = exec(tx, "RELEASE SAVEPOINT panal_event").await;
                 Err(())
             }
+        }
+    }
+
+    /// The consumer's lag, from an event it applied.
+    fn note_lag(&self, c: &Candidate, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Applied) {
+            let age = (chrono::Utc::now() - c.envelope.time).as_seconds_f64().max(0.0);
+            self.lag.set(age);
         }
     }
 

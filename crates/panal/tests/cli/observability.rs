@@ -36,9 +36,12 @@ async fn every_metrics_endpoint_reports_the_process_and_the_bus_and_passes_promt
         assert!(value("process_open_fds").is_some_and(|v| v > 3.0), "{service}: {text}");
         assert_eq!(value("service_ready"), Some(1.0), "{service} says it is ready: {text}");
         if service != "gateway" {
-            // Services with a database report their bus tables.
-            for family in ["bus_outbox_backlog", "bus_outbox_oldest_age_seconds", "bus_dead_letters"] {
-                assert!(value(family).is_some(), "{service} has no {family}: {text}");
+            // Services with a database report their bus tables, and those
+            // that consume, how far behind they are.
+            let mut families = vec!["bus_outbox_backlog", "bus_outbox_oldest_age_seconds", "bus_dead_letters"];
+            families.push("bus_consumer_lag_seconds");
+            for family in families {
+                assert!(text.contains(&format!("# TYPE {family} ")), "{service} has no {family}: {text}");
             }
         }
         let Some(promtool) = &promtool else { continue };
