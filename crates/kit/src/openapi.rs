@@ -53,6 +53,12 @@ pub fn finish(service: &str, mut doc: OpenApi) -> OpenApi {
 /// The content type of every error answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The operation extension by which a handler says it answers the errors of
+/// its own body and parameters itself, in another shape
+/// (`extensions(("x-panal-errors" = json!("own")))`): kit then adds no 400,
+/// 415 or 422 of its own to it.
+pub const OWN_ERRORS: &str = "x-panal-errors";
+
 /// Every operation of `doc`.
 pub fn operations(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
     doc.paths.paths.values_mut().flat_map(|item: &mut PathItem| {
@@ -107,13 +113,19 @@ fn complete(operation: &mut Operation) {
     if takes(ParameterIn::Path) {
         answers.push((StatusCode::BAD_REQUEST, "A path parameter is malformed"));
     }
-    if takes(ParameterIn::Query) {
+    // An operation that reads its own body and parameters and answers their
+    // errors in another shape (the OAuth endpoints) gets only what kit
+    // answers before it runs: the body limit.
+    let own_errors = operation.extensions.as_ref().and_then(|e| e.get(OWN_ERRORS)).is_some_and(|v| v == "own");
+    if takes(ParameterIn::Query) && !own_errors {
         answers.push((StatusCode::BAD_REQUEST, "A query parameter is malformed"));
         answers.push((StatusCode::UNPROCESSABLE_ENTITY, "A query parameter is out of bounds"));
     }
     if operation.request_body.is_some() {
-        answers.push((StatusCode::BAD_REQUEST, "The body is malformed"));
         answers.push((StatusCode::PAYLOAD_TOO_LARGE, "The body is over the limit"));
+    }
+    if operation.request_body.is_some() && !own_errors {
+        answers.push((StatusCode::BAD_REQUEST, "The body is malformed"));
         answers.push((StatusCode::UNSUPPORTED_MEDIA_TYPE, "The body is not of a type this operation takes"));
         answers.push((
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -209,5 +221,17 @@ mod tests {
             .build();
         let mut doc = finish("x", doc);
         assert_eq!(statuses(&mut doc), ["200", "401", "403", "500", "503"], "a named role: 403 too");
+
+        let mut extensions = utoipa::openapi::extensions::Extensions::default();
+        extensions.insert(OWN_ERRORS.to_owned(), serde_json::json!("own"));
+        let oauth = OperationBuilder::new()
+            .request_body(Some(RequestBodyBuilder::new().build()))
+            .extensions(Some(extensions))
+            .responses(ResponsesBuilder::new().response("200", ResponseBuilder::new().description("Token").build()));
+        let doc = OpenApi::builder()
+            .paths(PathsBuilder::new().path("/v1/x/token", PathItem::new(HttpMethod::Post, oauth)))
+            .build();
+        let mut doc = finish("x", doc);
+        assert_eq!(statuses(&mut doc), ["200", "413", "500", "503"], "its own body errors: only the limit added");
     }
 }

@@ -190,6 +190,8 @@ pub struct ClientToken {
 /// Issues an access token to a service client (client-credentials grant).
 #[utoipa::path(post, path = "/v1/auth/token", tag = "oauth2",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    // Its errors are RFC 6749's, not problem documents: see OAuthError.
+    extensions(("x-panal-errors" = json!("own"))),
     responses(
         (status = 200, body = ClientToken),
         (status = 400, description = "`unsupported_grant_type`, `invalid_scope`, `invalid_request` (a missing or malformed body, two authentication methods)", body = OAuthErrorBody),
@@ -319,6 +321,7 @@ async fn live_access_token(
 /// Needs client authentication.
 #[utoipa::path(post, path = "/v1/auth/introspect", tag = "oauth2",
     request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    extensions(("x-panal-errors" = json!("own"))),
     responses(
         (status = 200, body = Introspection),
         (status = 400, description = "`invalid_request`: no token, a missing or malformed body, two authentication methods", body = OAuthErrorBody),
@@ -382,6 +385,7 @@ async fn introspect(
 /// are optional (holding a token is the right to end it), checked if sent.
 #[utoipa::path(post, path = "/v1/auth/revoke", tag = "oauth2",
     request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    extensions(("x-panal-errors" = json!("own"))),
     responses(
         (status = 200, description = "Revoked, or was not valid"),
         (status = 400, description = "`invalid_request`: no token, a missing or malformed body, two authentication methods", body = OAuthErrorBody),

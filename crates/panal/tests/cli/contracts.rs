@@ -52,7 +52,19 @@ fn shape_problems(name: &str, doc: &Value) -> Vec<String> {
                 needed.push("401");
             }
             if op.get("requestBody").is_some() {
-                needed.extend(["400", "413", "415", "422"]);
+                // An operation answering its own body's errors (the OAuth
+                // endpoints) is held to the body limit only; and it must not
+                // claim kit's 415 and 422, which it never answers.
+                if op["x-panal-errors"] == "own" {
+                    needed.push("413");
+                    for status in ["415", "422"] {
+                        if responses.contains_key(status) {
+                            problems.push(format!("{at}: documents a {status} it never answers"));
+                        }
+                    }
+                } else {
+                    needed.extend(["400", "413", "415", "422"]);
+                }
             }
             for status in needed {
                 if !responses.contains_key(status) {
