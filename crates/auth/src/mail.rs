@@ -64,16 +64,23 @@ impl Mailer {
     /// Sends `mail` in the background.
     pub fn send(&self, mail: Mail) {
         let Some(smtp) = self.smtp.clone() else {
-            let path = self.drop_dir.join(format!("{}.txt", uuid::Uuid::now_v7()));
+            let dir = self.drop_dir.clone();
+            let path = dir.join(format!("{}.txt", uuid::Uuid::now_v7()));
             let text = format!("From: {}\nTo: {}\nSubject: {}\n\n{}", self.from, mail.to, mail.subject, mail.body);
-            let written = std::fs::create_dir_all(&self.drop_dir).and_then(|()| std::fs::write(&path, text));
-            match written {
-                Ok(()) => tracing::info!(
-                    subject = %mail.subject, path = %path.display(),
-                    "mail written to a file (PANAL_SMTP_URL is not set)"
-                ),
-                Err(e) => tracing::warn!(error = %e, dir = %self.drop_dir.display(), "mail not sent: cannot write it"),
-            }
+            let subject = mail.subject.clone();
+            // Off the request, as SMTP is: the answer takes no longer when a
+            // mail goes out (a known address) than when none does.
+            let span = tracing::Span::current();
+            tokio::task::spawn_blocking(move || {
+                let _in_request = span.enter();
+                match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
+                    Ok(()) => tracing::info!(
+                        subject = %subject, path = %path.display(),
+                        "mail written to a file (PANAL_SMTP_URL is not set)"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "mail not sent: cannot write it"),
+                }
+            });
             if let Ok(mut recent) = self.recent.lock() {
                 if recent.len() == KEPT {
                     recent.pop_front();

@@ -517,9 +517,7 @@ async fn answer(
     limit: usize,
     waits: &mut Waits<'_, impl Future<Output = ()>>,
 ) -> Next {
-    let Conn { front, observer, io, peer, table, .. } = conn;
-    let (front, observer, peer, table): (&Inner, &Observer, SocketAddr, &RouteTable) =
-        (front, observer, *peer, &table.1);
+    let &mut Conn { front, observer, ref mut io, peer, table: (_, ref table), .. } = conn;
     let Buffers { read, out, slots } = b;
     let buf: &[u8] = read;
     let value = |at: Option<usize>| at.map(|i| slots[i].value(buf));

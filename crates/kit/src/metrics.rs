@@ -245,9 +245,10 @@ impl HttpMetrics {
     }
 }
 
-/// Database pool gauges, read from the pool at scrape time.
+/// A database's gauges: its pool (read from the pool at render) and its bus
+/// tables (read at [`Metrics::refresh`]).
 #[derive(Clone, Default)]
-struct PoolMetrics {
+struct DbMetrics {
     open: Gauge<i64, std::sync::atomic::AtomicI64>,
     idle: Gauge<i64, std::sync::atomic::AtomicI64>,
     max: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -295,7 +296,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 pub struct Metrics {
     registry: Registry,
     pub http: HttpMetrics,
-    pool: Option<(Db, PoolMetrics)>,
+    pool: Option<(Db, DbMetrics)>,
     process: ProcessMetrics,
 }
 
@@ -335,7 +336,7 @@ impl Metrics {
     /// Adds the gauges of `db`: its pool, and its bus tables (outbox
     /// backlog and age, dead letters).
     pub fn watch_pool(&mut self, db: Db) {
-        let pool = PoolMetrics::default();
+        let pool = DbMetrics::default();
         self.registry.register("db_pool_connections_open", "Connections the pool holds", pool.open.clone());
         self.registry.register("db_pool_connections_idle", "Open connections not in use", pool.idle.clone());
         self.registry.register("db_pool_connections_max", "Most connections the pool may open", pool.max.clone());

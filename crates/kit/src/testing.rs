@@ -433,15 +433,11 @@ pub async fn problem(response: reqwest::Response) -> serde_json::Value {
 /// given, the problem type `urn:panal:problem:<kind>`; returns the document.
 pub async fn assert_problem(response: reqwest::Response, status: u16, kind: Option<&str>) -> serde_json::Value {
     let got = response.status().as_u16();
-    let content_type =
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let body = response.text().await.expect("the problem's body");
-    assert_eq!(got, status, "status (body: {body})");
-    assert_eq!(content_type, "application/problem+json", "content type (body: {body})");
-    let problem: serde_json::Value = serde_json::from_str(&body).expect("a JSON problem document");
-    assert_eq!(problem["status"], status, "the document's status: {body}");
+    let problem = problem(response).await;
+    assert_eq!(got, status, "status (document: {problem})");
+    assert_eq!(problem["status"], status, "the document's status: {problem}");
     if let Some(kind) = kind {
-        assert_eq!(problem["type"], format!("urn:panal:problem:{kind}"), "problem type: {body}");
+        assert_eq!(problem["type"], format!("urn:panal:problem:{kind}"), "problem type: {problem}");
     }
     problem
 }

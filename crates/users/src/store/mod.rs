@@ -28,6 +28,10 @@ pub enum StoreError {
 const PROFILE_COLUMNS: &str = "p.user_id, p.display_name, p.bio, p.locale, p.timezone, p.profile_audience, p.status_audience, \
      p.requests_audience, p.avatar_etag, p.status, p.banned_reason, p.last_seen_at, p.created_at, p.updated_at";
 
+/// One profile by its user id (`$1`); every read of a single profile.
+static PROFILE_BY_ID: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {PROFILE_COLUMNS} FROM profiles p WHERE p.user_id = $1"));
+
 /// A friendship or request, seen from one side, with the other side's profile.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Relation {

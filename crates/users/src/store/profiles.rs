@@ -7,7 +7,7 @@ use kit::db::{Db, Tx, is_unique_violation};
 use kit::{with_db, with_tx};
 use uuid::Uuid;
 
-use super::{Hit, PROFILE_COLUMNS, Store, StoreError};
+use super::{Hit, PROFILE_BY_ID, PROFILE_COLUMNS, Store, StoreError};
 use crate::domain::{DisplayName, Privacy, Profile, Status};
 use crate::events;
 
@@ -78,9 +78,7 @@ impl Store {
     }
 
     pub async fn profile(&self, user: Uuid) -> Result<Option<Profile>, StoreError> {
-        Ok(with_db!(&self.db, pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PROFILE_COLUMNS} FROM profiles p WHERE p.user_id = $1"
-        )))
+        Ok(with_db!(&self.db, pool => sqlx::query_as(sqlx::AssertSqlSafe(PROFILE_BY_ID.as_str()))
         .bind(user)
         .fetch_optional(pool)
         .await)?)

@@ -6,7 +6,7 @@ use kit::db::Tx;
 use kit::{with_db, with_tx};
 use uuid::Uuid;
 
-use super::{BlockedUser, PROFILE_COLUMNS, Relation, Store, StoreError};
+use super::{BlockedUser, PROFILE_BY_ID, PROFILE_COLUMNS, Relation, Store, StoreError};
 use crate::domain::{self, Answer, Asked, Between, Friendship, Profile, Refusal, pair};
 
 /// The friendship row and the blocks between `$3` (viewer) and `$4` (other);
@@ -65,9 +65,7 @@ impl Store {
     ) -> Result<Option<Result<Asked, Refusal>>, StoreError> {
         let (low, high) = pair(me, other);
         let mut tx = self.db.begin().await?;
-        let target: Option<Profile> = with_tx!(&mut tx, conn => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PROFILE_COLUMNS} FROM profiles p WHERE p.user_id = $1"
-        )))
+        let target: Option<Profile> = with_tx!(&mut tx, conn => sqlx::query_as(sqlx::AssertSqlSafe(PROFILE_BY_ID.as_str()))
         .bind(other)
         .fetch_optional(conn)
         .await)?;

@@ -71,8 +71,7 @@ kit::backend_tests! {
         // An old sign-in is not enough.
         let stale = p.old_token(&ada, chrono::Duration::minutes(20)).await;
         let r = p.delete("/v1/users/me", &stale).await;
-        assert_eq!(r.status(), 401);
-        assert_eq!(problem(r).await["type"], "urn:panal:problem:login-required");
+        kit::testing::assert_problem(r, 401, Some("login-required")).await;
 
         assert_eq!(p.delete("/v1/users/me", &ada.token).await.status(), 202);
         eventually("auth erased the account", || async {
