@@ -109,7 +109,13 @@ impl kit::Service for Auth {
         let store = Store::new(setup.db()?);
         let settings = setup.settings;
         // A signing key exists from here on, so the verifier can load it.
-        let keys = KeyRing::load(store.clone(), Duration::from_secs(settings.key_reload_secs)).await?;
+        let keys = KeyRing::load(
+            store.clone(),
+            Duration::from_secs(settings.key_reload_secs),
+            settings.signing_algorithm,
+            settings.key_grace(config.settings.tokens.leeway_secs),
+        )
+        .await?;
         setup.verifier.refresh(true).await?;
         let tokens = &config.settings.tokens;
         let hasher = Hasher::new(&settings.password)?;

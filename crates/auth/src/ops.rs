@@ -85,13 +85,8 @@ pub async fn rotate_keys(
     let delay = activate_in.unwrap_or(settings.key_publish_delay_secs);
     let now = Utc::now();
     let signs_from = now + chrono::Duration::seconds(i64::try_from(delay).unwrap_or(600));
-    let grace = chrono::Duration::seconds(
-        i64::try_from(
-            settings.access_token_ttl_secs.max(settings.client_token_ttl_secs) + config.settings.tokens.leeway_secs,
-        )
-        .unwrap_or(3600),
-    );
-    let key = KeyMaterial::generate()?;
+    let grace = settings.key_grace(config.settings.tokens.leeway_secs);
+    let key = KeyMaterial::generate(settings.signing_algorithm)?;
     store.add_key(&key, now, signs_from, grace).await?;
     Ok((key, signs_from, store.keys().await?))
 }

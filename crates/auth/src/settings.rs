@@ -5,6 +5,7 @@ use serde::Deserialize;
 use crate::oauth::ProviderSettings;
 use crate::password::HashSettings;
 use crate::throttle::ThrottleSettings;
+use crate::tokens::SigningAlgorithm;
 
 /// Auth's settings: `[auth]` in `panal.toml`, `PANAL_AUTH__*` in the environment.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +30,11 @@ pub struct Settings {
     /// How long `panal auth rotate-keys` publishes a new key before it signs,
     /// in seconds: longer than verifiers cache the JWKS (5 minutes).
     pub key_publish_delay_secs: u64,
+    /// The algorithm new signing keys use: `EdDSA` (default) or `RS256`.
+    /// Changing it takes effect at the next start: a key of the new algorithm
+    /// signs from then on, and the old keys stay published until the tokens
+    /// they signed have expired.
+    pub signing_algorithm: SigningAlgorithm,
     /// How often auth re-reads its keys (to see rotations made by the CLI).
     pub key_reload_secs: u64,
     /// Lifetime of service clients' access tokens, in seconds.
@@ -56,6 +62,7 @@ impl Default for Settings {
             verify_email_ttl_secs: 24 * 3600,
             reset_password_ttl_secs: 30 * 60,
             key_publish_delay_secs: 600,
+            signing_algorithm: SigningAlgorithm::default(),
             key_reload_secs: 30,
             client_token_ttl_secs: 15 * 60,
             app_url: None,
@@ -67,6 +74,13 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// How long a key stays published after it stops signing: past the
+    /// expiry of the last token it signed.
+    pub(crate) fn key_grace(&self, leeway_secs: u64) -> chrono::Duration {
+        let secs = self.access_token_ttl_secs.max(self.client_token_ttl_secs) + leeway_secs;
+        chrono::Duration::seconds(i64::try_from(secs).unwrap_or(3600))
+    }
+
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
         if !(60..=3600).contains(&self.access_token_ttl_secs) {
             anyhow::bail!("access_token_ttl_secs must be between 60 and 3600");

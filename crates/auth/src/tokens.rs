@@ -1,4 +1,5 @@
-//! Token material: Ed25519 signing keys, access tokens (JWT) and refresh tokens.
+//! Token material: signing keys (Ed25519, or RSA for RS256), access tokens
+//! (JWT) and refresh tokens.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -6,36 +7,120 @@ use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kit::auth::{ACCESS_TOKEN_TYP, AccessClaims, Jwk};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::traits::PublicKeyParts;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// A signing key as stored: PKCS#8 private key and the raw public key.
+/// The algorithm auth's new keys sign with (`auth.signing_algorithm`).
+/// EdDSA (Ed25519) is the default: small, fast, deterministic. RS256 is the
+/// one every JWT library accepts out of the box (RFC 9068 requires it of
+/// access-token verifiers), for resource servers built on one without EdDSA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum SigningAlgorithm {
+    #[default]
+    EdDSA,
+    RS256,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE name, as stored beside the key and published in the JWKS.
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningAlgorithm::EdDSA => "EdDSA",
+            SigningAlgorithm::RS256 => "RS256",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "EdDSA" => Some(SigningAlgorithm::EdDSA),
+            "RS256" => Some(SigningAlgorithm::RS256),
+            _ => None,
+        }
+    }
+}
+
+/// RSA keys auth generates: 2048 bits, the size RFC 7518 §3.3 requires at least.
+const RSA_BITS: usize = 2048;
+
+/// A signing key as stored: the private key (DER: PKCS#8 for Ed25519,
+/// PKCS#1 for RSA) and the public key's JWK members, base64url (`x` for
+/// Ed25519; `n.e` for RSA, joined by a dot, which base64url never holds).
 #[derive(Clone)]
 pub struct KeyMaterial {
     pub kid: String,
-    pub private_pkcs8: Vec<u8>,
-    /// The public key, base64url (the JWK `x`).
-    pub public_x: String,
+    pub algorithm: SigningAlgorithm,
+    pub private_der: Vec<u8>,
+    pub public: String,
 }
 
 impl std::fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyMaterial").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("KeyMaterial")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
     }
 }
 
 impl KeyMaterial {
-    /// A fresh Ed25519 key.
-    pub fn generate() -> anyhow::Result<Self> {
-        // Any 32 bytes are an Ed25519 secret key; these come from rand's
-        // thread generator, a ChaCha CSPRNG seeded and reseeded by the OS.
-        let signing = SigningKey::from_bytes(&rand::random());
-        let der = signing.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding a new signing key: {e}"))?;
-        let public_x = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
-        Ok(Self { kid: thumbprint(&public_x), private_pkcs8: der.as_bytes().to_vec(), public_x })
+    /// A fresh key for `algorithm`.
+    pub fn generate(algorithm: SigningAlgorithm) -> anyhow::Result<Self> {
+        let (private_der, public) = match algorithm {
+            SigningAlgorithm::EdDSA => {
+                // Any 32 bytes are an Ed25519 secret key; these come from rand's
+                // thread generator, a ChaCha CSPRNG seeded and reseeded by the OS.
+                let signing = SigningKey::from_bytes(&rand::random());
+                let der = signing.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding a new signing key: {e}"))?;
+                (der.as_bytes().to_vec(), URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes()))
+            }
+            SigningAlgorithm::RS256 => {
+                let key = rsa::PrivateKey::new(&mut rand::rng(), RSA_BITS)
+                    .map_err(|e| anyhow::anyhow!("generating an RSA key: {e}"))?;
+                let der = key.to_pkcs1_der().map_err(|e| anyhow::anyhow!("encoding a new signing key: {e}"))?;
+                let (n, e) = (key.n_bytes(), key.e_bytes());
+                (der.as_bytes().to_vec(), format!("{}.{}", URL_SAFE_NO_PAD.encode(n), URL_SAFE_NO_PAD.encode(e)))
+            }
+        };
+        let mut key = Self { kid: String::new(), algorithm, private_der, public };
+        key.kid = thumbprint(&key.jwk());
+        Ok(key)
     }
 
+    /// The published form of the public key.
     pub fn jwk(&self) -> Jwk {
-        public_jwk(&self.kid, &self.public_x)
+        let mut jwk = Jwk {
+            kty: String::new(),
+            crv: None,
+            x: None,
+            n: None,
+            e: None,
+            kid: self.kid.clone(),
+            alg: Some(self.algorithm.name().to_owned()),
+            use_: Some("sig".to_owned()),
+        };
+        match self.algorithm {
+            SigningAlgorithm::EdDSA => {
+                jwk.kty = "OKP".to_owned();
+                jwk.crv = Some("Ed25519".to_owned());
+                jwk.x = Some(self.public.clone());
+            }
+            SigningAlgorithm::RS256 => {
+                let (n, e) = self.public.split_once('.').unwrap_or((&self.public, ""));
+                jwk.kty = "RSA".to_owned();
+                jwk.n = Some(n.to_owned());
+                jwk.e = Some(e.to_owned());
+            }
+        }
+        jwk
+    }
+
+    fn encoding_key(&self) -> EncodingKey {
+        match self.algorithm {
+            SigningAlgorithm::EdDSA => EncodingKey::from_ed_der(&self.private_der),
+            SigningAlgorithm::RS256 => EncodingKey::from_rsa_der(&self.private_der),
+        }
     }
 }
 
@@ -49,14 +134,23 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Loads the keys, creating the first one if there is none.
-    pub async fn load(store: crate::store::Store, reload: std::time::Duration) -> anyhow::Result<Self> {
+    /// Loads the keys. When none signs (or is due to sign) with `algorithm`
+    /// — a new database, or `auth.signing_algorithm` changed — a new key of
+    /// it signs from now on; the keys it replaces stay published `grace`
+    /// longer.
+    pub async fn load(
+        store: crate::store::Store,
+        reload: std::time::Duration,
+        algorithm: SigningAlgorithm,
+        grace: chrono::Duration,
+    ) -> anyhow::Result<Self> {
+        let now = chrono::Utc::now();
         let mut keys = store.keys().await?;
-        if keys.is_empty() {
-            let key = KeyMaterial::generate()?;
-            let now = chrono::Utc::now();
-            store.add_key(&key, now, now, chrono::Duration::zero()).await?;
-            tracing::info!(kid = %key.kid, "generated the first signing key");
+        let current = keys.iter().any(|k| k.material.algorithm == algorithm && k.retired_at.is_none_or(|r| r > now));
+        if !current {
+            let key = KeyMaterial::generate(algorithm)?;
+            store.add_key(&key, now, now, grace).await?;
+            tracing::info!(kid = %key.kid, algorithm = algorithm.name(), "generated a signing key");
             keys = store.keys().await?;
         }
         Ok(Self { store, cache: tokio::sync::RwLock::new((std::time::Instant::now(), keys)), reload })
@@ -84,30 +178,27 @@ impl KeyRing {
     }
 }
 
-/// The published form of a public key.
-pub fn public_jwk(kid: &str, x: &str) -> Jwk {
-    Jwk {
-        kty: "OKP".to_owned(),
-        crv: Some("Ed25519".to_owned()),
-        x: Some(x.to_owned()),
-        kid: kid.to_owned(),
-        alg: Some("EdDSA".to_owned()),
-        use_: Some("sig".to_owned()),
-    }
-}
-
-/// The RFC 7638 thumbprint of an Ed25519 public key, used as its key id.
-pub fn thumbprint(x: &str) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+/// The RFC 7638 thumbprint of a public key (its required members, in
+/// lexicographic order), used as its key id.
+pub fn thumbprint(jwk: &Jwk) -> String {
+    let member = |v: &Option<String>| v.clone().unwrap_or_default();
+    let canonical = match jwk.kty.as_str() {
+        "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, member(&jwk.e), member(&jwk.n)),
+        _ => format!(r#"{{"crv":"{}","kty":"{}","x":"{}"}}"#, member(&jwk.crv), jwk.kty, member(&jwk.x)),
+    };
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
 /// Signs `claims` as an access token with `key`.
 pub fn sign_access_token(key: &KeyMaterial, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
-    let mut header = Header::new(Algorithm::EdDSA);
+    let algorithm = match key.algorithm {
+        SigningAlgorithm::EdDSA => Algorithm::EdDSA,
+        SigningAlgorithm::RS256 => Algorithm::RS256,
+    };
+    let mut header = Header::new(algorithm);
     header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
     header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&key.private_pkcs8))
+    jsonwebtoken::encode(&header, claims, &key.encoding_key())
 }
 
 /// A new refresh token: 256 random bits, base64url. Only its hash is stored.
@@ -135,12 +226,27 @@ mod tests {
 
     #[test]
     fn key_ids_are_rfc7638_thumbprints() {
+        let jwk = |kty: &str, crv: Option<&str>, x: Option<&str>, n: Option<&str>, e: Option<&str>| Jwk {
+            kty: kty.to_owned(),
+            crv: crv.map(str::to_owned),
+            x: x.map(str::to_owned),
+            n: n.map(str::to_owned),
+            e: e.map(str::to_owned),
+            kid: String::new(),
+            alg: None,
+            use_: None,
+        };
         // RFC 8037 appendix A.3: the thumbprint of its example Ed25519 key.
-        assert_eq!(
-            thumbprint("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
-            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
-        );
-        let k = KeyMaterial::generate().unwrap();
-        assert_eq!(k.kid, thumbprint(&k.public_x));
+        let ed = jwk("OKP", Some("Ed25519"), Some("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"), None, None);
+        assert_eq!(thumbprint(&ed), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        // RFC 7638 section 3.1: its example RSA key.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let rsa = jwk("RSA", None, None, Some(n), Some("AQAB"));
+        assert_eq!(thumbprint(&rsa), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        for algorithm in [SigningAlgorithm::EdDSA, SigningAlgorithm::RS256] {
+            let k = KeyMaterial::generate(algorithm).unwrap();
+            assert_eq!(k.kid, thumbprint(&k.jwk()));
+            assert_eq!(k.jwk().alg.as_deref(), Some(algorithm.name()));
+        }
     }
 }

@@ -25,6 +25,10 @@ use crate::problem::Problem;
 /// The `typ` header of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
+/// The algorithms access tokens may be signed with: EdDSA (auth's default)
+/// and RS256 (`auth.signing_algorithm = "RS256"`).
+pub const SIGNING_ALGORITHMS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::RS256];
+
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
@@ -58,13 +62,14 @@ pub struct AccessClaims {
     pub scope: Option<String>,
 }
 
-/// A JSON Web Key Set holding Ed25519 public keys.
+/// A JSON Web Key Set holding auth's public keys (Ed25519 and RSA).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
-/// One public key (RFC 8037 `OKP`).
+/// One public key: `OKP` with `crv`/`x` (RFC 8037, for EdDSA) or `RSA`
+/// with `n`/`e` (RFC 7518, for RS256).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwk {
     pub kty: String,
@@ -72,6 +77,12 @@ pub struct Jwk {
     pub crv: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x: Option<String>,
+    /// RSA modulus, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// RSA public exponent, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
     pub kid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alg: Option<String>,
@@ -167,12 +178,16 @@ impl KeySource for HttpKeySource {
 /// Verifies access tokens against a cached key set.
 pub struct TokenVerifier {
     source: Box<dyn KeySource>,
-    keys: RwLock<Arc<HashMap<String, DecodingKey>>>,
+    /// By key id: the key, and the one algorithm its tokens may name.
+    keys: RwLock<Arc<HashMap<String, (Algorithm, DecodingKey)>>>,
     /// When keys were last fetched; the lock also makes concurrent fetches wait
     /// for one another instead of each calling the source.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     refetch_interval: Duration,
-    validation: Validation,
+    /// One per algorithm of [`SIGNING_ALGORITHMS`], in its order
+    /// (jsonwebtoken checks that every algorithm a validation allows is of
+    /// the key's family).
+    validations: Vec<Validation>,
     leeway: i64,
     /// Tokens already verified, so a token's signature is checked once, not on
     /// every request that carries it. Cleared whenever the key set changes.
@@ -225,18 +240,24 @@ impl TokenVerifier {
         refetch_interval: Duration,
         leeway: Duration,
     ) -> Self {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = leeway.as_secs();
+        let validations = SIGNING_ALGORITHMS
+            .iter()
+            .map(|algorithm| {
+                let mut validation = Validation::new(*algorithm);
+                validation.set_issuer(&[issuer]);
+                validation.set_audience(&[audience]);
+                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                validation.validate_nbf = true;
+                validation.leeway = leeway.as_secs();
+                validation
+            })
+            .collect();
         Self {
             source: Box::new(source),
             keys: RwLock::new(Arc::new(HashMap::new())),
             last_fetch: tokio::sync::Mutex::new(None),
             refetch_interval,
-            validation,
+            validations,
             leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
             verified: RwLock::new(HashMap::default()),
             local: thread_local::ThreadLocal::new(),
@@ -248,14 +269,26 @@ impl TokenVerifier {
     pub fn set_keys(&self, jwks: &Jwks) {
         let mut map = HashMap::new();
         for key in &jwks.keys {
-            if key.kty != "OKP" || key.crv.as_deref() != Some("Ed25519") {
+            if key.use_.as_deref().is_some_and(|u| u != "sig") {
                 continue;
             }
-            if key.alg.as_deref().is_some_and(|a| a != "EdDSA") || key.use_.as_deref().is_some_and(|u| u != "sig") {
-                continue;
-            }
-            let Some(x) = key.x.as_deref() else { continue };
-            match DecodingKey::from_ed_components(x) {
+            let decoded = match (key.kty.as_str(), key.alg.as_deref()) {
+                ("OKP", None | Some("EdDSA")) if key.crv.as_deref() == Some("Ed25519") => {
+                    let Some(x) = key.x.as_deref() else { continue };
+                    DecodingKey::from_ed_components(x).map(|k| (Algorithm::EdDSA, k))
+                }
+                ("RSA", None | Some("RS256")) => {
+                    let (Some(n), Some(e)) = (key.n.as_deref(), key.e.as_deref()) else { continue };
+                    // RFC 7518 §3.3: 2048 bits at least (342 base64url characters).
+                    if n.len() < 342 {
+                        tracing::warn!(kid = %key.kid, "ignoring an RSA key shorter than 2048 bits");
+                        continue;
+                    }
+                    DecodingKey::from_rsa_components(n, e).map(|k| (Algorithm::RS256, k))
+                }
+                _ => continue,
+            };
+            match decoded {
                 Ok(k) => {
                     map.insert(key.kid.clone(), k);
                 }
@@ -274,7 +307,7 @@ impl TokenVerifier {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    fn key(&self, kid: &str) -> Option<DecodingKey> {
+    fn key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
         self.keys.read().ok().and_then(|keys| keys.get(kid).cloned())
     }
 
@@ -366,7 +399,7 @@ impl TokenVerifier {
         if !typ_ok {
             return Err(TokenError::WrongType);
         }
-        if header.alg != Algorithm::EdDSA {
+        if !SIGNING_ALGORITHMS.contains(&header.alg) {
             return Err(TokenError::UnsupportedAlgorithm);
         }
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
@@ -378,7 +411,7 @@ impl TokenVerifier {
         {
             return Err(TokenError::UnknownKey);
         }
-        let key = match self.key(kid) {
+        let (algorithm, key) = match self.key(kid) {
             Some(k) => k,
             None => {
                 if let Err(e) = self.refresh(false).await {
@@ -387,7 +420,17 @@ impl TokenVerifier {
                 self.key(kid).ok_or(TokenError::UnknownKey)?
             }
         };
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map_err(|e| {
+        // A token names the algorithm its key is for, or it is refused (no
+        // algorithm confusion between a key's family and the header's claim).
+        if header.alg != algorithm {
+            return Err(TokenError::UnsupportedAlgorithm);
+        }
+        let validation = SIGNING_ALGORITHMS
+            .iter()
+            .position(|a| *a == algorithm)
+            .and_then(|i| self.validations.get(i))
+            .ok_or(TokenError::UnsupportedAlgorithm)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::InvalidSignature => TokenError::BadSignature,

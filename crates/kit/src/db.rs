@@ -62,6 +62,16 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The name OpenTelemetry's conventions give the database system.
+    pub fn system(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
+}
+
 /// Pool usage, for metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolStats {
@@ -83,11 +93,11 @@ macro_rules! with_db {
         match $db {
             $crate::db::Db::Sqlite(sqlite) => {
                 let $pool = &sqlite.write;
-                $body
+                $crate::db::traced($crate::db::Backend::Sqlite, async { $body }).await
             }
             $crate::db::Db::Postgres(pg) => {
                 let $pool = &pg.pool;
-                $body
+                $crate::db::traced($crate::db::Backend::Postgres, async { $body }).await
             }
         }
     };
@@ -95,14 +105,38 @@ macro_rules! with_db {
         match $db {
             $crate::db::Db::Sqlite(sqlite) => {
                 let $pool = &sqlite.read;
-                $body
+                $crate::db::traced($crate::db::Backend::Sqlite, async { $body }).await
             }
             $crate::db::Db::Postgres(pg) => {
                 let $pool = &pg.pool;
-                $body
+                $crate::db::traced($crate::db::Backend::Postgres, async { $body }).await
             }
         }
     };
+}
+
+/// Runs a database call in a span of its own (exported as a client span of
+/// the database when traces are on), named for the call site. Calls made
+/// outside any span — the relay's and consumers' polling — get none, so idle
+/// loops do not fill a trace store.
+#[doc(hidden)]
+#[track_caller]
+pub fn traced<F: std::future::Future>(backend: Backend, call: F) -> tracing::instrument::Instrumented<F> {
+    use tracing::Instrument;
+    let span = if crate::telemetry::exporting() && !tracing::Span::current().is_none() {
+        let at = std::panic::Location::caller();
+        let span = tracing::debug_span!(
+            "db",
+            db.system.name = backend.system(),
+            code.file.path = at.file(),
+            code.line.number = at.line()
+        );
+        crate::telemetry::describe(&span, || format!("{} {}:{}", backend.system(), at.file(), at.line()), Vec::new);
+        span
+    } else {
+        tracing::Span::none()
+    };
+    call.instrument(span)
 }
 
 /// A set of migrations, one list per backend, embedded in the binary.
@@ -391,11 +425,11 @@ macro_rules! with_tx {
         match &mut ($tx).conn {
             $crate::db::TxConn::Sqlite(t) => {
                 let $conn = &mut **t;
-                $body
+                $crate::db::traced($crate::db::Backend::Sqlite, async { $body }).await
             }
             $crate::db::TxConn::Postgres(t) => {
                 let $conn = &mut **t;
-                $body
+                $crate::db::traced($crate::db::Backend::Postgres, async { $body }).await
             }
         }
     };

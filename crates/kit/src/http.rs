@@ -630,7 +630,7 @@ impl<'a> Observation<'a> {
     ) -> Self {
         let start = Instant::now();
         let request_id = request_id_in(request_id, start);
-        let trace = TraceContext::from_value(traceparent);
+        let mut trace = TraceContext::from_value(traceparent);
         let span = tracing::info_span!(
             "request",
             service = shared.name,
@@ -642,6 +642,7 @@ impl<'a> Observation<'a> {
             user_id = tracing::field::Empty,
             upstream = tracing::field::Empty,
         );
+        crate::telemetry::adopt(&span, &mut trace);
         shared.metrics.http.in_flight.inc();
         Self {
             start,
@@ -690,6 +691,7 @@ impl<'a> Observation<'a> {
         let end = Instant::now();
         let elapsed = end.saturating_duration_since(self.start);
         self.shared.metrics.http.record(&self.method, route, status.as_u16(), elapsed);
+        crate::telemetry::describe_request(&self.span, &self.method, route, status.as_u16());
         if let Some(path) = self.path.take() {
             let _enter = self.span.enter();
             let duration_ms = elapsed.as_secs_f64() * 1000.0;

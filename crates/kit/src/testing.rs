@@ -303,6 +303,8 @@ impl TestIssuer {
                 kty: "OKP".to_owned(),
                 crv: Some("Ed25519".to_owned()),
                 x: Some(x),
+                n: None,
+                e: None,
                 kid: kid.clone(),
                 alg: Some("EdDSA".to_owned()),
                 use_: Some("sig".to_owned()),

@@ -1,8 +1,8 @@
 //! W3C Trace Context (`traceparent`), the part Panal needs: keep the caller's
 //! trace id, give each hop its own span id, and pass it on.
 //!
-//! Exporting spans (OTLP) is not wired yet; ids are already on every log line,
-//! so logs of one request can be joined across services.
+//! These ids are on every log line, and they are the ids of the spans
+//! exported over OTLP when that is on ([`crate::telemetry`]).
 
 use std::fmt;
 
@@ -22,7 +22,7 @@ pub struct TraceContext {
 impl TraceContext {
     /// A new trace, for a request that did not carry one.
     pub fn new_root() -> Self {
-        Self { trace_id: nonzero(random_bytes()), span_id: new_span_id(), parent_id: None, sampled: true }
+        Self { trace_id: random_id(), span_id: new_span_id(), parent_id: None, sampled: true }
     }
 
     /// Continues the trace in `headers`, or starts a new one when the header is
@@ -99,6 +99,12 @@ impl fmt::Display for TraceContext {
 }
 
 fn new_span_id() -> [u8; 8] {
+    random_id()
+}
+
+/// A random id that is not all zeros (which W3C and OpenTelemetry reserve
+/// for "no id").
+pub(crate) fn random_id<const N: usize>() -> [u8; N] {
     nonzero(random_bytes())
 }
 

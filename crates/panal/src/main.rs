@@ -93,18 +93,23 @@ fn main() -> ExitCode {
         print_services();
         return ExitCode::SUCCESS;
     }
-    let config = match kit::telemetry::start(cli.config.as_deref()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    // Traces name the process after the one service it serves, else "panal".
+    let process = match &cli.command {
+        Command::Serve { service, .. } => service.as_str(),
+        _ => "panal",
+    };
+    let (config, telemetry) = match kit::telemetry::start(cli.config.as_deref(), process, runtime.handle()) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
     };
     let result = runtime.block_on(async move {
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
             Command::Services => Ok(()),
         }
     });
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -26,7 +26,7 @@ use crate::mail::Mail;
 use crate::password::Verified;
 use crate::store::{NewSession, NewUser, Rotation, Store, StoreError};
 use crate::throttle::Guarded;
-use crate::tokens::{self, public_jwk};
+use crate::tokens;
 
 pub(crate) fn router(state: AppState) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -551,13 +551,7 @@ async fn authorization_server_metadata(State(state): State<AppState>) -> Respons
 /// Every key whose tokens may still be valid.
 pub(crate) async fn published_jwks(store: &Store) -> Result<Jwks, crate::store::StoreError> {
     let now = Utc::now();
-    let keys = store
-        .keys()
-        .await?
-        .into_iter()
-        .filter(|k| k.published_at(now))
-        .map(|k| public_jwk(&k.material.kid, &k.material.public_x))
-        .collect();
+    let keys = store.keys().await?.into_iter().filter(|k| k.published_at(now)).map(|k| k.material.jwk()).collect();
     Ok(Jwks { keys })
 }
 

@@ -5,7 +5,7 @@ use kit::{with_db, with_tx};
 use uuid::Uuid;
 
 use super::{Store, StoreError};
-use crate::tokens::KeyMaterial;
+use crate::tokens::{KeyMaterial, SigningAlgorithm};
 
 /// A service client as stored.
 #[derive(Debug, Clone)]
@@ -52,8 +52,17 @@ fn client_from((client_id, name, secret_hash, scopes, created_at, disabled_at): 
     }
 }
 
-type KeyTuple =
-    (String, Vec<u8>, String, DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    kid: String,
+    algorithm: String,
+    private_key: Vec<u8>,
+    public_key: String,
+    created_at: DateTime<Utc>,
+    signs_from: Option<DateTime<Utc>>,
+    retired_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+}
 
 impl Store {
     pub async fn insert_client(
@@ -140,20 +149,33 @@ impl Store {
 
     /// Every signing key, newest first.
     pub async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows: Vec<KeyTuple> = with_db!(&self.db, pool => sqlx::query_as(
-            "SELECT kid, private_key, public_key, created_at, signs_from, retired_at, expires_at
+        let rows: Vec<KeyRow> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT kid, algorithm, private_key, public_key, created_at, signs_from, retired_at, expires_at
              FROM signing_keys ORDER BY created_at DESC",
         )
         .fetch_all(pool)
         .await)?;
         Ok(rows
             .into_iter()
-            .map(|(kid, private_pkcs8, public_x, created_at, signs_from, retired_at, expires_at)| KeyRecord {
-                material: KeyMaterial { kid, private_pkcs8, public_x },
-                created_at,
-                signs_from: signs_from.unwrap_or(created_at),
-                retired_at,
-                expires_at,
+            .filter_map(|row| {
+                // Only auth writes this table; a key of an algorithm this build
+                // does not know (a newer version's) is left out, not fatal.
+                let Some(algorithm) = SigningAlgorithm::from_name(&row.algorithm) else {
+                    tracing::warn!(kid = %row.kid, algorithm = %row.algorithm, "ignoring a signing key of an unknown algorithm");
+                    return None;
+                };
+                Some(KeyRecord {
+                    material: KeyMaterial {
+                        kid: row.kid,
+                        algorithm,
+                        private_der: row.private_key,
+                        public: row.public_key,
+                    },
+                    created_at: row.created_at,
+                    signs_from: row.signs_from.unwrap_or(row.created_at),
+                    retired_at: row.retired_at,
+                    expires_at: row.expires_at,
+                })
             })
             .collect())
     }
@@ -178,11 +200,12 @@ impl Store {
         .await.map(|_| ()))?;
         with_tx!(&mut tx, conn => sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, signs_from)
-             VALUES ($1, 'EdDSA', $2, $3, $4, $5)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&key.kid)
-        .bind(&key.private_pkcs8)
-        .bind(&key.public_x)
+        .bind(key.algorithm.name())
+        .bind(&key.private_der)
+        .bind(&key.public)
         .bind(now)
         .bind(signs_from)
         .execute(conn)

@@ -20,7 +20,7 @@ async fn raw_token(app: &TestApp, header: Value, payload: Value, sign: bool) -> 
     let key = auth::ops::keys(&app.db).await.unwrap().remove(0).material;
     use ed25519_dalek::Signer;
     use ed25519_dalek::pkcs8::DecodePrivateKey;
-    let signing = ed25519_dalek::SigningKey::from_pkcs8_der(&key.private_pkcs8).unwrap();
+    let signing = ed25519_dalek::SigningKey::from_pkcs8_der(&key.private_der).unwrap();
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signing.sign(input.as_bytes()).to_bytes()))
 }
 
@@ -60,7 +60,7 @@ kit::backend_tests! {
             refused(&app, alg, &token).await;
             refused(&app, alg, token.trim_end_matches('.')).await;
         }
-        let x = auth::ops::keys(&app.db).await.unwrap().remove(0).material.public_x;
+        let x = auth::ops::keys(&app.db).await.unwrap().remove(0).material.public;
         for secret in [x.as_bytes().to_vec(), URL_SAFE_NO_PAD.decode(&x).unwrap()] {
             let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
             header.typ = Some("at+jwt".into());

@@ -157,4 +157,38 @@ kit::backend_tests! {
         let jwks: Value = reqwest::get(app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
     }
+
+    async fn switching_to_rs256_signs_with_an_rsa_key_and_earlier_tokens_stay_valid(db) {
+        let app = TestApp::spawn(&db).await;
+        let before = app.signed_in("ada@example.com").await;
+        assert_eq!(jsonwebtoken::decode_header(&before.access).unwrap().alg, jsonwebtoken::Algorithm::EdDSA);
+
+        // Restarted with RS256 on the same database.
+        let app = TestApp::spawn_with(&db, "[auth]\nsigning_algorithm = \"RS256\"\n").await;
+        let after = tokens_of(app.login("ada@example.com", PASSWORD).await).await;
+        let header = jsonwebtoken::decode_header(&after.access).unwrap();
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+        let jwks: Value = reqwest::get(app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+        let keys = jwks["keys"].as_array().unwrap();
+        let rsa = keys.iter().find(|k| k["kid"] == json!(header.kid.clone().unwrap())).expect("the new key is published");
+        assert_eq!((rsa["kty"].as_str(), rsa["alg"].as_str(), rsa["e"].as_str()), (Some("RSA"), Some("RS256"), Some("AQAB")));
+        assert!(rsa["n"].as_str().unwrap().len() >= 342, "2048 bits at least");
+        assert!(keys.iter().any(|k| k["kty"] == "OKP"), "the Ed25519 key stays published for the tokens it signed");
+        assert_eq!(app.me(&after.access).await.status(), 200);
+        assert_eq!(app.me(&before.access).await.status(), 200, "tokens of the EdDSA key still verify");
+
+        // A token must name its key's algorithm: an RS256 header on the
+        // Ed25519 key's id, or EdDSA on the RSA key's, is refused.
+        let ed_kid = jsonwebtoken::decode_header(&before.access).unwrap().kid.unwrap();
+        let [h, p, sig]: [&str; 3] = before.access.split('.').collect::<Vec<_>>().try_into().unwrap();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for (alg, kid) in [("RS256", ed_kid.as_str()), ("EdDSA", header.kid.as_deref().unwrap())] {
+            let mut head: Value = serde_json::from_slice(&b64.decode(h).unwrap()).unwrap();
+            head["alg"] = json!(alg);
+            head["kid"] = json!(kid);
+            let forged = format!("{}.{p}.{sig}", b64.encode(serde_json::to_vec(&head).unwrap()));
+            assert_eq!(app.me(&forged).await.status(), 401, "{alg} on {kid}");
+        }
+    }
 }

@@ -435,15 +435,34 @@ impl Consumer {
         Screened::Apply(Box::new(Candidate { envelope, handler, trace }))
     }
 
+    /// The span an event is handled in: exported, when traces are, as a
+    /// child of the span that published it.
     fn span(&self, c: &Candidate) -> tracing::Span {
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "event",
             consumer = %self.name,
             event_id = %c.envelope.id,
             event_type = %c.envelope.kind,
             trace_id = %c.trace.trace_id_hex(),
             span_id = %c.trace.span_id_hex(),
-        )
+        );
+        // The sampling decision stays the envelope's, which is the
+        // publisher's: the handler's own calls carry that.
+        crate::telemetry::adopt(&span, &mut c.trace.clone());
+        crate::telemetry::describe(
+            &span,
+            || format!("{} process", c.envelope.kind),
+            || {
+                use opentelemetry::KeyValue;
+                vec![
+                    KeyValue::new("messaging.operation.type", "process"),
+                    KeyValue::new("messaging.message.id", c.envelope.id.to_string()),
+                    KeyValue::new("messaging.destination.name", c.envelope.kind.clone()),
+                    KeyValue::new("messaging.consumer.group.name", self.name.clone()),
+                ]
+            },
+        );
+        span
     }
 
     /// Tries one event up to `max_attempts` times, then dead-letters it.

@@ -116,7 +116,12 @@ impl Relay {
         if events.is_empty() {
             return Err(RelayError::Partial { confirmed: 0, sent: 0 });
         }
+        // One span per event while the broker confirms the batch: each a
+        // child of the request (or event) that recorded it, and the parent
+        // its consumers' spans name in the `traceparent` sent on.
+        let spans = publish_spans(&mut events);
         let confirmed = self.bus.publish(&events).await?;
+        drop(spans);
         self.published.inc_by(confirmed as u64);
         if confirmed > 0 {
             store::mark_published(&self.db, seqs[confirmed - 1], Utc::now()).await?;
@@ -191,6 +196,36 @@ impl Relay {
     pub fn worker(self) -> Worker {
         Box::new(move |shutdown| Box::pin(self.run(shutdown)))
     }
+}
+
+/// The spans of `events`' publication, when traces are exported; each
+/// event's `traceparent` becomes its span's.
+fn publish_spans(events: &mut [Envelope]) -> Vec<tracing::Span> {
+    if !crate::telemetry::exporting() {
+        return Vec::new();
+    }
+    events
+        .iter_mut()
+        .map(|event| {
+            let span = tracing::debug_span!("publish", event_id = %event.id, event_type = %event.kind);
+            let mut trace = crate::trace::TraceContext::from_value(event.traceparent.as_deref().map(str::as_bytes));
+            crate::telemetry::adopt(&span, &mut trace);
+            crate::telemetry::describe(
+                &span,
+                || format!("{} publish", event.kind),
+                || {
+                    use opentelemetry::KeyValue;
+                    vec![
+                        KeyValue::new("messaging.operation.type", "send"),
+                        KeyValue::new("messaging.message.id", event.id.to_string()),
+                        KeyValue::new("messaging.destination.name", event.kind.clone()),
+                    ]
+                },
+            );
+            event.traceparent = Some(trace.header_value());
+            span
+        })
+        .collect()
 }
 
 /// Takes the relay's advisory lock on a connection kept for as long as this

@@ -43,6 +43,8 @@ impl TestKey {
             kty: "OKP".into(),
             crv: Some("Ed25519".into()),
             x: Some(self.x.clone()),
+            n: None,
+            e: None,
             kid: self.kid.clone(),
             alg: Some("EdDSA".into()),
             use_: Some("sig".into()),

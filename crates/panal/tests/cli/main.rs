@@ -9,6 +9,7 @@ mod logs;
 mod observability;
 mod schemathesis;
 mod standards;
+mod traces;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

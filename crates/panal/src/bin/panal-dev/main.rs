@@ -26,18 +26,22 @@ struct Cli {
 fn main() -> ExitCode {
     kit::install_crypto();
     let cli = Cli::parse();
-    let config = match kit::telemetry::start(cli.config.as_deref()) {
-        Ok(config) => config,
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (config, telemetry) = match kit::telemetry::start(cli.config.as_deref(), "panal-dev", runtime.handle()) {
+        Ok(started) => started,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(dev::run(config, cli.command)));
+    let result = runtime.block_on(dev::run(config, cli.command));
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
