@@ -72,10 +72,13 @@ pub struct Jwks {
 /// with `n`/`e` (RFC 7518, for RS256).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Jwk {
+    #[schema(example = "OKP")]
     pub kty: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Ed25519")]
     pub crv: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")]
     pub x: Option<String>,
     /// RSA modulus, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,10 +86,13 @@ pub struct Jwk {
     /// RSA public exponent, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e: Option<String>,
+    #[schema(example = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")]
     pub kid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "EdDSA")]
     pub alg: Option<String>,
     #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "sig")]
     pub use_: Option<String>,
 }
 

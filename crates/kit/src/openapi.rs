@@ -10,6 +10,12 @@
 //! 500 and 503 everywhere — each a problem document, and gives every answer
 //! its description. The gateway adds its own the same way ([`add_answers`]:
 //! 429, 502, 503, 504) to the document it merges.
+//!
+//! **Examples.** Every request body and success answer gets an example
+//! composed from its schema ([`add_examples`]): the `example` of each field
+//! (`#[schema(example = …)]`), a format's canonical value (a UUID, a
+//! timestamp, an address), an enum's first value. A body whose required
+//! field has none gets no example, and the contract test names it.
 
 use http::StatusCode;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
@@ -47,7 +53,130 @@ pub fn finish(service: &str, mut doc: OpenApi) -> OpenApi {
     for operation in operations(&mut doc) {
         complete(operation);
     }
-    doc
+    add_examples(doc)
+}
+
+/// Media types whose examples kit composes: JSON, and forms (whose fields
+/// are a flat object).
+const EXAMPLE_MEDIA: [&str; 2] = ["application/json", "application/x-www-form-urlencoded"];
+
+/// Gives every request body and 2xx answer of `doc` without an example one
+/// composed from its schema, where every required field has a value to
+/// show. (Worked on the document's JSON: once per start, and utoipa's typed
+/// schema tree would take five times the code.)
+pub fn add_examples(doc: OpenApi) -> OpenApi {
+    let Ok(mut value) = serde_json::to_value(&doc) else { return doc };
+    let schemas = value.pointer("/components/schemas").cloned().unwrap_or_default();
+    let Some(paths) = value.get_mut("paths").and_then(serde_json::Value::as_object_mut) else { return doc };
+    for operation in paths.values_mut().filter_map(serde_json::Value::as_object_mut).flat_map(|item| item.values_mut())
+    {
+        let Some(operation) = operation.as_object_mut() else { continue };
+        let mut bodies: Vec<&mut serde_json::Value> = Vec::new();
+        for (key, part) in operation.iter_mut() {
+            match key.as_str() {
+                "requestBody" => bodies.extend(part.get_mut("content")),
+                "responses" => bodies.extend(
+                    part.as_object_mut()
+                        .into_iter()
+                        .flat_map(|responses| responses.iter_mut())
+                        .filter(|(status, _)| status.starts_with('2'))
+                        .filter_map(|(_, response)| response.get_mut("content")),
+                ),
+                _ => {}
+            }
+        }
+        for content in bodies.into_iter().filter_map(serde_json::Value::as_object_mut) {
+            for (_, body) in content.iter_mut().filter(|(media, _)| EXAMPLE_MEDIA.contains(&media.as_str())) {
+                if body.get("example").is_some() || body.get("examples").is_some() {
+                    continue;
+                }
+                if let Some(example) = body.get("schema").and_then(|schema| example_of(schema, &schemas, 0)) {
+                    body["example"] = example;
+                }
+            }
+        }
+    }
+    serde_json::from_value(value).unwrap_or(doc)
+}
+
+/// An example of a value of `schema`, if every required part has one.
+fn example_of(schema: &serde_json::Value, schemas: &serde_json::Value, depth: u8) -> Option<serde_json::Value> {
+    use serde_json::{Value, json};
+    if depth > 12 {
+        return None;
+    }
+    let first = |key: &str| schema.get(key).and_then(Value::as_array).and_then(|a| a.first()).cloned();
+    if let Some(example) = schema.get("example").cloned().or_else(|| first("examples")) {
+        return Some(example);
+    }
+    if let Some(name) = schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
+        return example_of(schemas.get(name)?, schemas, depth + 1);
+    }
+    if let Some(value) =
+        schema.get("const").cloned().or_else(|| schema.get("default").cloned()).or_else(|| first("enum"))
+    {
+        return Some(value);
+    }
+    // A union: its first variant that is not null and has an example.
+    for key in ["oneOf", "anyOf"] {
+        if let Some(variants) = schema.get(key).and_then(Value::as_array) {
+            return variants
+                .iter()
+                .filter(|v| v.get("type").and_then(Value::as_str) != Some("null"))
+                .find_map(|v| example_of(v, schemas, depth + 1));
+        }
+    }
+    if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+        let mut merged = serde_json::Map::new();
+        for part in parts {
+            match example_of(part, schemas, depth + 1)? {
+                Value::Object(fields) => merged.extend(fields),
+                other if parts.len() == 1 => return Some(other),
+                _ => return None,
+            }
+        }
+        return Some(Value::Object(merged));
+    }
+    // `type` is a name, or a list of them (`["string", "null"]`).
+    let kind = match schema.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(Value::Array(kinds)) => kinds.iter().filter_map(Value::as_str).find(|k| *k != "null")?,
+        _ if schema.get("properties").is_some() => "object",
+        _ => return None,
+    };
+    match kind {
+        "object" => {
+            let required: Vec<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut fields = serde_json::Map::new();
+            for (name, property) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+                match example_of(property, schemas, depth + 1) {
+                    Some(value) => {
+                        fields.insert(name.clone(), value);
+                    }
+                    None if required.contains(&name.as_str()) => return None,
+                    None => {}
+                }
+            }
+            Some(Value::Object(fields))
+        }
+        "array" => Some(json!([example_of(schema.get("items")?, schemas, depth + 1)?])),
+        "boolean" => Some(json!(false)),
+        "integer" | "number" => Some(schema.get("minimum").cloned().unwrap_or(json!(0))),
+        "string" => match schema.get("format").and_then(Value::as_str)? {
+            "uuid" => Some(json!("01a23ce5-3f4f-7d4b-8ada-5bdc3de59327")),
+            "date-time" => Some(json!("2026-12-03T17:13:06Z")),
+            "date" => Some(json!("2026-12-03")),
+            "email" => Some(json!("ada@example.com")),
+            "uri" | "url" => Some(json!("https://panal.example/")),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The content type of every error answer.
@@ -233,5 +362,48 @@ mod tests {
             .build();
         let mut doc = finish("x", doc);
         assert_eq!(statuses(&mut doc), ["200", "413", "500", "503"], "its own body errors: only the limit added");
+    }
+
+    #[test]
+    fn examples_are_composed_from_the_fields_and_only_when_every_required_one_has_one() {
+        use serde_json::json;
+        let doc: OpenApi = serde_json::from_value(json!({
+            "openapi": "3.1.0",
+            "info": {"title": "x", "version": "1"},
+            "paths": {"/v1/x": {"post": {
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/In"}}}},
+                "responses": {
+                    "200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Out"}}}},
+                    "201": {"description": "made", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Bare"}}}}
+                }
+            }}},
+            "components": {"schemas": {
+                "In": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string", "example": "Ada"},
+                    "note": {"type": ["string", "null"]}
+                }},
+                "Out": {"type": "object", "required": ["id", "tags", "kind", "at"], "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "tags": {"type": "array", "items": {"type": "string", "example": "pong"}},
+                    "kind": {"type": "string", "enum": ["human", "bot"]},
+                    "at": {"type": "string", "format": "date-time"},
+                    "owner": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/In"}]}
+                }},
+                "Bare": {"type": "object", "required": ["secret"], "properties": {"secret": {"type": "string"}}}
+            }}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let doc = serde_json::to_value(add_examples(doc)).unwrap_or_default();
+        let op = &doc["paths"]["/v1/x"]["post"];
+        assert_eq!(op["requestBody"]["content"]["application/json"]["example"], json!({"name": "Ada"}));
+        assert_eq!(
+            op["responses"]["200"]["content"]["application/json"]["example"],
+            json!({"id": "01a23ce5-3f4f-7d4b-8ada-5bdc3de59327", "tags": ["pong"], "kind": "human",
+                   "at": "2026-12-03T17:13:06Z", "owner": {"name": "Ada"}})
+        );
+        assert!(
+            op["responses"]["201"]["content"]["application/json"].get("example").is_none(),
+            "a required field without an example: no example, for the contract test to name"
+        );
     }
 }

@@ -118,10 +118,10 @@ async fn revoke_other_sessions(State(state): State<AppState>, caller: Caller) ->
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
-    #[schema(required = true)]
+    #[schema(example = "correct horse battery staple", required = true)]
     pub current_password: Option<String>,
     /// 8 to 128 characters, not a common password, not containing the email or name.
-    #[schema(required = true, min_length = 8, max_length = 128)]
+    #[schema(example = "a longer and newer passphrase", required = true, min_length = 8, max_length = 128)]
     pub new_password: Option<String>,
 }
 
@@ -164,7 +164,7 @@ async fn change_password(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    #[schema(required = true)]
+    #[schema(example = "mQ5b0Yq3uX8sF1kP7wZ2dR9tL4vN6cH0aJeGiBoUyEx", required = true)]
     pub token: Option<String>,
 }
 
@@ -314,9 +314,9 @@ async fn forgot_password(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
-    #[schema(required = true)]
+    #[schema(example = "mQ5b0Yq3uX8sF1kP7wZ2dR9tL4vN6cH0aJeGiBoUyEx", required = true)]
     pub token: Option<String>,
-    #[schema(required = true)]
+    #[schema(example = "a longer and newer passphrase", required = true)]
     pub new_password: Option<String>,
 }
 

@@ -35,9 +35,12 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AdminAccount {
     pub id: Uuid,
+    #[schema(example = "ada@example.com")]
     pub email: String,
+    #[schema(example = "Ada")]
     pub display_name: String,
     pub email_verified: bool,
+    #[schema(example = json!(["user", "admin"]))]
     pub roles: Vec<String>,
     pub disabled_at: Option<DateTime<Utc>>,
     pub two_factor_enabled: bool,

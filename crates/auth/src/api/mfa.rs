@@ -53,7 +53,7 @@ async fn status(State(state): State<AppState>, caller: Caller) -> Result<Json<Mf
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
-    #[schema(required = true)]
+    #[schema(example = "correct horse battery staple", required = true)]
     pub password: Option<String>,
 }
 
@@ -61,10 +61,15 @@ pub struct PasswordRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Enrolment {
     /// The secret in base32, for typing in.
+    #[schema(example = "JBSWY3DPEHPK3PXP")]
     pub secret: String,
     /// The `otpauth://` URI the QR code holds.
+    #[schema(
+        example = "otpauth://totp/Panal:ada%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=Panal&algorithm=SHA1&digits=6&period=30"
+    )]
     pub otpauth_uri: String,
     /// The QR code, an SVG image.
+    #[schema(example = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 45 45\">…</svg>")]
     pub qr_svg: String,
 }
 
@@ -114,6 +119,7 @@ pub struct CodeRequest {
 /// Recovery codes: each works once in place of a code. Shown only now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecoveryCodes {
+    #[schema(example = json!(["7hq2-mx4k", "p9dz-3rwa", "b6tn-8ycs"]))]
     pub recovery_codes: Vec<String>,
 }
 
@@ -177,8 +183,9 @@ async fn confirm(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordAndCode {
-    #[schema(required = true)]
+    #[schema(example = "correct horse battery staple", required = true)]
     pub password: Option<String>,
+    #[schema(example = "492039")]
     pub code: Option<String>,
     pub recovery_code: Option<String>,
 }
@@ -209,6 +216,7 @@ async fn prove_both(
     responses(
         (status = 204, description = "Disabled"),
         (status = 401, description = "Wrong password or code", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Two-factor authentication is not enabled", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn disable_totp(
     State(state): State<AppState>,
@@ -226,7 +234,11 @@ async fn disable_totp(
 #[utoipa::path(post, path = "/v1/auth/mfa/recovery-codes", tag = "mfa",
     security(("bearer" = [])),
     request_body = PasswordAndCode,
-    responses((status = 200, body = RecoveryCodes)))]
+    responses(
+        (status = 200, body = RecoveryCodes),
+        (status = 401, description = "Wrong password or code", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Two-factor authentication is not enabled", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn new_recovery_codes(
     State(state): State<AppState>,
     caller: Caller,

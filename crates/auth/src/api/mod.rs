@@ -76,7 +76,7 @@ pub struct LoginRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    #[schema(required = true)]
+    #[schema(example = "mQ5b0Yq3uX8sF1kP7wZ2dR9tL4vN6cH0aJeGiBoUyEx", required = true)]
     pub refresh_token: Option<String>,
 }
 
@@ -84,9 +84,12 @@ pub struct RefreshRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Account {
     pub id: Uuid,
+    #[schema(example = "ada@example.com")]
     pub email: String,
+    #[schema(example = "Ada")]
     pub display_name: String,
     pub email_verified: bool,
+    #[schema(example = json!(["user"]))]
     pub roles: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -108,12 +111,18 @@ impl From<User> for Account {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     /// A JWT to send as `Authorization: Bearer …`.
+    #[schema(
+        example = "eyJhbGciOiJFZERTQSIsImtpZCI6ImtQcksiLCJ0eXAiOiJhdCtqd3QifQ.eyJzdWIiOiIwMWEyM2NlNSJ9.c2lnbmF0dXJl"
+    )]
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
+    #[schema(example = 900)]
     pub expires_in: u64,
     /// Exchange at `/v1/auth/refresh` for new tokens; usable once.
+    #[schema(example = "mQ5b0Yq3uX8sF1kP7wZ2dR9tL4vN6cH0aJeGiBoUyEx")]
     pub refresh_token: String,
     /// The session these tokens belong to.
     pub session_id: Uuid,
@@ -124,7 +133,9 @@ pub struct TokenResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
     /// Always `accepted`.
+    #[schema(example = "accepted")]
     pub status: &'static str,
+    #[schema(example = "If the address can receive mail, a message is on its way.")]
     pub detail: &'static str,
 }
 
@@ -211,10 +222,13 @@ pub struct MfaRequired {
     /// Always `true`.
     pub mfa_required: bool,
     /// Send back to `/v1/auth/login/mfa` with a code; usable once.
+    #[schema(example = "mQ5b0Yq3uX8sF1kP7wZ2dR9tL4vN6cH0aJeGiBoUyEx")]
     pub mfa_token: String,
     /// Seconds the challenge stays valid.
+    #[schema(example = 300)]
     pub expires_in: u64,
     /// What the code may be: `totp` or `recovery_code`.
+    #[schema(example = json!(["totp", "recovery_code"]))]
     pub methods: Vec<&'static str>,
 }
 
@@ -306,9 +320,10 @@ pub(crate) async fn check_password(
 #[serde(deny_unknown_fields)]
 pub struct SecondFactorRequest {
     /// From the first step's answer.
-    #[schema(required = true)]
+    #[schema(example = "mQ5b0Yq3uX8sF1kP7wZ2dR9tL4vN6cH0aJeGiBoUyEx", required = true)]
     pub mfa_token: Option<String>,
     /// Six digits from the authenticator app…
+    #[schema(example = "492039")]
     pub code: Option<String>,
     /// …or one of the recovery codes (each works once).
     pub recovery_code: Option<String>,
@@ -481,7 +496,9 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Accoun
 /// An external identity linked to the account.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkedIdentity {
+    #[schema(example = "42")]
     pub provider: String,
+    #[schema(example = "ada@student.42.fr")]
     pub email: Option<String>,
     pub linked_at: DateTime<Utc>,
 }

@@ -180,10 +180,16 @@ pub struct TokenForm {
 /// A service client's access token.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClientToken {
+    #[schema(
+        example = "eyJhbGciOiJFZERTQSIsImtpZCI6ImtQcksiLCJ0eXAiOiJhdCtqd3QifQ.eyJzdWIiOiIwMWEyM2NlNSJ9.c2lnbmF0dXJl"
+    )]
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     pub token_type: &'static str,
+    #[schema(example = 900)]
     pub expires_in: u64,
+    #[schema(example = "users:read")]
     pub scope: String,
 }
 

@@ -61,7 +61,9 @@ fn provider<'a>(state: &'a AppState, name: &str) -> Result<&'a Provider, AuthErr
 /// A configured provider.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderInfo {
+    #[schema(example = "42")]
     pub name: String,
+    #[schema(example = "42 Intra")]
     pub display_name: String,
 }
 
@@ -90,8 +92,12 @@ pub struct StartRequest {
 /// Where to send the browser.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StartResponse {
+    #[schema(
+        example = "https://api.intra.42.fr/oauth/authorize?response_type=code&client_id=u-s4t2ud&redirect_uri=http%3A%2F%2Flocalhost%3A8000%2Foauth%2F42%2Fcallback&state=Jx8fQ2mZk4LrT0vW&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
+    )]
     pub authorization_url: String,
     /// Keep it (e.g. in session storage) and check it comes back unchanged.
+    #[schema(example = "Jx8fQ2mZk4LrT0vW")]
     pub state: String,
 }
 
@@ -142,9 +148,9 @@ async fn start(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackRequest {
-    #[schema(required = true)]
+    #[schema(example = "7c1a9e3f5b", required = true)]
     pub code: Option<String>,
-    #[schema(required = true)]
+    #[schema(example = "Jx8fQ2mZk4LrT0vW", required = true)]
     pub state: Option<String>,
 }
 
@@ -154,9 +160,13 @@ pub struct LinkRequired {
     /// Always `true`.
     pub link_required: bool,
     /// Send to `POST /v1/auth/oauth/link`, signed in to the account.
+    #[schema(example = "mQ5b0Yq3uX8sF1kP7wZ2dR9tL4vN6cH0aJeGiBoUyEx")]
     pub link_token: String,
+    #[schema(example = "42")]
     pub provider: String,
+    #[schema(example = "ada@student.42.fr")]
     pub email: String,
+    #[schema(example = 600)]
     pub expires_in: u64,
 }
 
@@ -306,7 +316,7 @@ async fn signed_in(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
-    #[schema(required = true)]
+    #[schema(example = "mQ5b0Yq3uX8sF1kP7wZ2dR9tL4vN6cH0aJeGiBoUyEx", required = true)]
     pub link_token: Option<String>,
 }
 

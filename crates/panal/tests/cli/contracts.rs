@@ -1,7 +1,8 @@
 //! The API documents `panal up` serves tell the truth about their shape: each
 //! service's and the gateway's merged one. Checked here in Rust (every answer
 //! described, the answers kit gives present, operation ids unique, query
-//! parameters in the query) and, with `PANAL_TEST_OPENAPI_VALIDATOR` naming
+//! parameters in the query, an example that fits its schema on every request
+//! body and success) and, with `PANAL_TEST_OPENAPI_VALIDATOR` naming
 //! `openapi-spec-validator` (CI installs it from PyPI), by the validator too.
 //!
 //! And the contracts between services: every call one service makes to
@@ -71,6 +72,31 @@ fn shape_problems(name: &str, doc: &Value) -> Vec<String> {
                     problems.push(format!("{at}: {status} is not documented"));
                 }
             }
+            // Request bodies and successes show an example, and the example
+            // fits the schema it illustrates.
+            let bodies = op["requestBody"]["content"].as_object().into_iter().flatten().map(|b| ("request", b)).chain(
+                responses
+                    .iter()
+                    .filter(|(status, _)| status.starts_with('2'))
+                    .flat_map(|(_, r)| r["content"].as_object().into_iter().flatten())
+                    .map(|b| ("answer", b)),
+            );
+            for (which, (media, body)) in bodies {
+                if !["application/json", "application/x-www-form-urlencoded"].contains(&media.as_str()) {
+                    continue;
+                }
+                match body.get("example") {
+                    None if body.get("examples").is_none() => {
+                        problems.push(format!("{at}: its {which} ({media}) has no example"))
+                    }
+                    None => {}
+                    Some(example) => {
+                        if let Some(why) = misfit(example, &body["schema"], doc, "") {
+                            problems.push(format!("{at}: the example of its {which} does not fit its schema: {why}"));
+                        }
+                    }
+                }
+            }
             for param in op["parameters"].as_array().into_iter().flatten() {
                 let (pname, place) = (param["name"].as_str().unwrap_or(""), param["in"].as_str().unwrap_or(""));
                 if place == "path" && !path.contains(&format!("{{{pname}}}")) {
@@ -80,6 +106,72 @@ fn shape_problems(name: &str, doc: &Value) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Why `value` does not fit `schema` (types, required fields, enums; the
+/// subset of JSON Schema Panal's documents use), or `None`.
+fn misfit(value: &Value, schema: &Value, doc: &Value, at: &str) -> Option<String> {
+    if let Some(name) = schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+        return misfit(value, &doc["components"]["schemas"][name], doc, at);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(variants) = schema[key].as_array() {
+            return variants
+                .iter()
+                .all(|v| misfit(value, v, doc, at).is_some())
+                .then(|| format!("{at}: fits none of the {key} variants"));
+        }
+    }
+    if let Some(parts) = schema["allOf"].as_array() {
+        return parts.iter().find_map(|p| misfit(value, p, doc, at));
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        return Some(format!("{at}: {value} is not one of {options:?}"));
+    }
+    let kinds: Vec<&str> = match &schema["type"] {
+        Value::String(kind) => vec![kind.as_str()],
+        Value::Array(kinds) => kinds.iter().filter_map(Value::as_str).collect(),
+        _ => return None,
+    };
+    let fits = kinds.iter().any(|kind| match *kind {
+        "null" => value.is_null(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "string" => value.is_string(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        _ => true,
+    });
+    if !fits {
+        return Some(format!("{at}: {value} is not {kinds:?}"));
+    }
+    if let Some(items) = value.as_array() {
+        return items.iter().enumerate().find_map(|(i, v)| misfit(v, &schema["items"], doc, &format!("{at}[{i}]")));
+    }
+    if let Some(fields) = value.as_object() {
+        for required in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            if !fields.contains_key(required) {
+                return Some(format!("{at}: required field `{required}` is missing"));
+            }
+        }
+        for (name, v) in fields {
+            match schema["properties"].get(name) {
+                Some(property) => {
+                    if let Some(why) = misfit(v, property, doc, &format!("{at}.{name}")) {
+                        return Some(why);
+                    }
+                }
+                None if schema["additionalProperties"] == false => {
+                    return Some(format!("{at}: `{name}` is not a field of the schema"));
+                }
+                None => {}
+            }
+        }
+    }
+    None
 }
 
 /// A call one service makes to another, as the caller relies on it.

@@ -104,11 +104,16 @@ fn avatar_url(p: &Profile) -> String {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MyProfile {
     pub id: Uuid,
+    #[schema(example = "Ada")]
     pub display_name: String,
+    #[schema(example = "Pong since 1972.")]
     pub bio: String,
+    #[schema(example = "en")]
     pub locale: Option<String>,
+    #[schema(example = "Europe/Madrid")]
     pub timezone: Option<String>,
     pub privacy: Privacy,
+    #[schema(example = "/v1/users/01a23ce5-3f4f-7d4b-8ada-5bdc3de59327/avatar?v=3")]
     pub avatar_url: String,
     pub status: Status,
     pub last_seen_at: Option<DateTime<Utc>>,
@@ -154,7 +159,9 @@ impl Relationship {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserSummary {
     pub id: Uuid,
+    #[schema(example = "Ada")]
     pub display_name: String,
+    #[schema(example = "/v1/users/01a23ce5-3f4f-7d4b-8ada-5bdc3de59327/avatar?v=3")]
     pub avatar_url: String,
 }
 
@@ -173,13 +180,18 @@ fn active(profile: Option<Profile>) -> Result<Profile, UsersError> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PublicProfile {
     pub id: Uuid,
+    #[schema(example = "Ada")]
     pub display_name: String,
+    #[schema(example = "/v1/users/01a23ce5-3f4f-7d4b-8ada-5bdc3de59327/avatar?v=3")]
     pub avatar_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Pong since 1972.")]
     pub bio: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "en")]
     pub locale: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Europe/Madrid")]
     pub timezone: Option<String>,
     /// Present when the owner lets the viewer see it.
     #[serde(skip_serializing_if = "Option::is_none")]
