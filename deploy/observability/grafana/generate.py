@@ -135,6 +135,8 @@ def bus():
         panel("Dead letters", ["sum by (service) (bus_dead_letters)"], "short",
               description="Replay with `panal events replay` once the cause is fixed."),
         panel("Relay failures per second", ["sum by (service) (rate(bus_relay_failures_total[$__rate_interval]))"], "ops"),
+        panel("Handler retries per second", ["sum by (service) (rate(bus_handler_retries_total[$__rate_interval]))"], "ops",
+              description="Transient handler failures tried again; dead letters follow when they keep failing."),
         panel("Consumer lag", ["max by (service) (bus_consumer_lag_seconds)"], "s",
               description="Age of the last event each consumer applied, from its commit."),
     ])

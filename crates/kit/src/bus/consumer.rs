@@ -236,6 +236,12 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// The labels of `bus_handler_retries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RetryLabels {
+    consumer: String,
+}
+
 /// A durable consumer: a name, a database with the bus tables, handlers.
 #[derive(Clone)]
 pub struct Consumer {
@@ -244,6 +250,9 @@ pub struct Consumer {
     handlers: Handlers,
     settings: ConsumerSettings,
     outcomes: prometheus_client::metrics::family::Family<OutcomeLabels, prometheus_client::metrics::counter::Counter>,
+    /// Handler failures that were tried again (the attempt after a
+    /// transient error), by consumer.
+    retries: prometheus_client::metrics::family::Family<RetryLabels, prometheus_client::metrics::counter::Counter>,
     /// How old the last event it applied was when applied (commit to apply).
     lag: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
 }
@@ -262,16 +271,23 @@ impl Consumer {
             handlers,
             settings: ConsumerSettings::default(),
             outcomes: Default::default(),
+            retries: Default::default(),
             lag: Default::default(),
         }
     }
 
-    /// Adds `bus_consumed_total{consumer,outcome}` to a service's registry.
+    /// Adds `bus_consumed_total{consumer,outcome}`, `bus_handler_retries_total`
+    /// and `bus_consumer_lag_seconds` to a service's registry.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register(
             "bus_consumed",
             "Deliveries handled, by outcome (applied, duplicate, ignored, dead_lettered, deferred)",
             self.outcomes.clone(),
+        );
+        registry.register(
+            "bus_handler_retries",
+            "Handler attempts that failed transiently and were tried again",
+            self.retries.clone(),
         );
         registry.register(
             "bus_consumer_lag_seconds",
@@ -483,6 +499,7 @@ impl Consumer {
                         last = format!("{e:#}");
                         tracing::warn!(attempt, error = %last, "event handler failed");
                         if attempt < self.settings.max_attempts {
+                            self.retries.get_or_create(&RetryLabels { consumer: self.name.clone() }).inc();
                             tokio::time::sleep(self.settings.backoff(attempt)).await;
                         }
                     }

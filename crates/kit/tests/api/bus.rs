@@ -317,6 +317,11 @@ conformance! {
         let letter = &letters[0];
         assert_eq!(letter.attempts, 5, "tried max_attempts times");
         assert!(letter.error.contains("13 is unlucky"), "{}", letter.error);
+        let mut registry = prometheus_client::registry::Registry::default();
+        cons.register_metrics(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains(&format!("bus_handler_retries_total{{consumer=\"{name}\"}} 4")), "four retries after the first try:\n{text}");
         assert_eq!(letter.event_type, kind);
 
         // Still broken: the replay fails and the letter stays, with the new error.
