@@ -97,17 +97,18 @@ pub fn init(filter: &str, format: LogFormat, traces: Option<TraceExport>) -> any
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_span_events(FmtSpan::NONE);
-    let logs = if json {
-        logs.json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()
-    } else {
-        logs.compact().with_ansi(std::io::stderr().is_terminal()).boxed()
-    };
-    let (otel, provider) = match traces {
+    let provider = match traces {
+        // Without export, the filter is global, as it always was: callsites
+        // it turns off cost nothing (per-layer filters keep some state per
+        // span and event even then).
+        None => {
+            tracing_subscriber::registry().with(filter).with(log_lines(json)).try_init().map_err(already)?;
+            None
+        }
         Some(export) => {
             let provider = export.provider;
             let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "panal");
-            let layer = tracing_opentelemetry::layer()
+            let otel = tracing_opentelemetry::layer()
                 .with_tracer(tracer)
                 // kit's spans carry what matters; thread ids, source lines of
                 // kit's own span sites and busy/idle times are noise.
@@ -117,17 +118,33 @@ pub fn init(filter: &str, format: LogFormat, traces: Option<TraceExport>) -> any
                 // Nothing here reads `opentelemetry::Context::current()`.
                 .with_context_activation(false)
                 .with_filter(tracing_subscriber::filter::filter_fn(exported));
-            (Some(layer), Some(provider))
+            tracing_subscriber::registry()
+                .with(log_lines(json).with_filter(filter))
+                .with(otel)
+                .try_init()
+                .map_err(already)?;
+            Some(provider)
         }
-        None => (None, None),
     };
-    tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
-        .with(otel)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
     EXPORTING.store(provider.is_some(), Ordering::Relaxed);
     Ok(Telemetry { traces: provider })
+}
+
+/// The log-line layer: JSON, or the compact human format.
+fn log_lines<S>(json: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_span_events(FmtSpan::NONE);
+    if json {
+        logs.json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()
+    } else {
+        logs.compact().with_ansi(std::io::stderr().is_terminal()).boxed()
+    }
+}
+
+fn already(e: tracing_subscriber::util::TryInitError) -> anyhow::Error {
+    anyhow::anyhow!("logging already initialised: {e}")
 }
 
 /// Which spans and events become trace data: spans at INFO and above from
