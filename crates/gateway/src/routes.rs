@@ -167,6 +167,17 @@ impl RouteTable {
                 public: false,
             }));
         }
+        // Clients' one socket (realtime authenticates it by the token in its
+        // connect command: browsers cannot put a token on a WebSocket).
+        if pools.contains_key("realtime") {
+            routes.push(Arc::new(Route {
+                prefix: "/v1/ws".into(),
+                pool: pool_of("realtime")?,
+                label: "/v1/ws".into(),
+                timeout: default_timeout,
+                public: true,
+            }));
+        }
         for r in &settings.routes {
             if !r.prefix.starts_with('/') || r.prefix.len() < 2 || r.prefix.ends_with('/') {
                 anyhow::bail!(

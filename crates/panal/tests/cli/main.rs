@@ -298,6 +298,7 @@ async fn two_gateway_processes_share_one_rate_limit_through_redis() {
             .env("PANAL_DATA_DIR", dir.join(format!("g{n}")))
             .env("PANAL_AUTH_URL", format!("http://{upstream}"))
             .env("PANAL_USERS_URL", format!("http://{upstream}"))
+            .env("PANAL_REALTIME_URL", format!("http://{upstream}"))
             .args(["serve", "gateway", "--port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,101 @@
+//! Realtime's HTTP side: the clients' socket, and publishing for services.
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::response::Response;
+use kit::Json;
+use kit::Problem;
+use kit::auth::ServiceClient;
+use kit::problem::FieldErrors;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::domain::Channel;
+use crate::{AppState, MAX_MESSAGE_BYTES};
+
+/// The scope a service client needs to publish.
+pub const PUBLISH_SCOPE: &str = "realtime:publish";
+
+pub fn router(state: AppState) -> OpenApiRouter {
+    OpenApiRouter::new().routes(routes!(socket)).routes(routes!(publish)).with_state(state)
+}
+
+/// The clients' WebSocket: the Centrifugo client protocol v2, JSON format
+/// (docs/realtime.md). The access token goes in the first command
+/// (`connect`), not in the request.
+#[utoipa::path(get, path = "/v1/ws", tag = "realtime",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade", body = Problem, content_type = "application/problem+json"),
+        (status = 426, description = "Upgrade required", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn socket(
+    State(state): State<AppState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Problem> {
+    // Not an upgrade (a plain GET, a missing header): said as a problem
+    // document, like every other refusal.
+    let upgrade = upgrade.map_err(|rejection| Problem::new(rejection.status()).with_detail(rejection.body_text()))?;
+    let shutdown = state.shutdown.clone();
+    Ok(upgrade
+        // The socket reads up to four times the limit, so that a message a
+        // little over it is refused with its own close code (3511) rather
+        // than a torn connection; beyond that the socket is cut.
+        .max_message_size(4 * MAX_MESSAGE_BYTES)
+        .max_frame_size(4 * MAX_MESSAGE_BYTES)
+        // Small buffers: most connections are idle most of the time.
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| crate::session::run(socket, state, shutdown)))
+}
+
+/// A publication a service makes.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PublishRequest {
+    /// `user:<id>`, `chat:<room>`, `game:<match>`, `tournament:<id>`.
+    #[schema(example = "user:01a23ce5-3f4f-7d4b-8ada-5bdc3de59327")]
+    pub channel: String,
+    /// Any JSON, delivered as it is.
+    #[schema(value_type = Object, example = json!({"type": "friend_request", "from": "Ada"}))]
+    pub data: Box<RawValue>,
+}
+
+/// Where the publication landed in the channel's stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Published {
+    #[schema(example = 42)]
+    pub offset: u64,
+    #[schema(example = "9f3c1a2b7d4e")]
+    pub epoch: String,
+    /// Subscribers it was queued to on this replica.
+    #[schema(example = 2)]
+    pub delivered: usize,
+}
+
+/// Publishes to a channel (a service client with the `realtime:publish` scope).
+#[utoipa::path(post, path = "/v1/realtime/publish", tag = "realtime",
+    security(("bearer" = [])),
+    request_body = PublishRequest,
+    responses(
+        (status = 200, body = Published),
+        (status = 403, description = "The token is not a service client's with the realtime:publish scope", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn publish(
+    State(state): State<AppState>,
+    client: ServiceClient,
+    Json(request): Json<PublishRequest>,
+) -> Result<Json<Published>, Problem> {
+    client.require_scope(PUBLISH_SCOPE)?;
+    let channel = Channel::parse(&request.channel)
+        .map_err(|_| FieldErrors::single("channel", "is not a channel name (`user:<id>`, `chat:<room>`, …)"))?;
+    if request.data.get().len() > MAX_MESSAGE_BYTES {
+        return Err(FieldErrors::single("data", "is over the 64 KiB message limit"));
+    }
+    let (position, delivered) = state.hub.publish(channel.as_str(), request.data, None);
+    state.metrics.publications.inc();
+    state.metrics.deliveries.inc_by(delivered as u64);
+    Ok(Json(Published { offset: position.offset, epoch: position.epoch, delivered }))
+}

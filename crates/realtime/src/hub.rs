@@ -1,0 +1,347 @@
+//! Channels in memory: who is subscribed, each channel's stream position and
+//! bounded history, and fan-out.
+//!
+//! A publication is numbered (the channel's next offset, within its epoch),
+//! kept in the history and encoded once; the same encoded line goes into
+//! every subscriber's send queue. A queue that is full belongs to a client
+//! that reads too slowly: it is told to go ([`Link::slow`]), never buffered
+//! without bound, and the others are not held up. Subscribing reads the
+//! history under the same lock that publishing takes, so a subscriber
+//! misses nothing between its recovered publications and the live ones.
+//!
+//! This is the broker of `panal up` (one process). Several replicas share
+//! channels through Redis instead (docs/realtime.md says what is built).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{self, ClientInfo, ProtocolError, Publication, PushBody, StreamPosition};
+
+/// An encoded line for a connection's socket, shared by every subscriber.
+pub type Frame = Arc<str>;
+
+/// How a hub keeps history.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryLimits {
+    /// Publications kept per channel.
+    pub size: usize,
+    /// How long a publication is kept.
+    pub ttl: Duration,
+}
+
+/// The hub's end of a connection: its send queue, and the signal that it
+/// fell behind.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub id: u64,
+    pub info: ClientInfo,
+    pub queue: mpsc::Sender<Frame>,
+    pub slow: CancellationToken,
+}
+
+impl Link {
+    /// Queues `frame`; a full queue marks the connection slow (it is then
+    /// closed by its session) and drops the frame.
+    pub fn offer(&self, frame: Frame) -> bool {
+        match self.queue.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.slow.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+struct Stored {
+    publication: Publication,
+    at: Instant,
+}
+
+struct ChannelState {
+    epoch: String,
+    offset: u64,
+    history: VecDeque<Stored>,
+    subscribers: HashMap<u64, Link>,
+}
+
+impl ChannelState {
+    fn new() -> Self {
+        Self { epoch: new_epoch(), offset: 0, history: VecDeque::new(), subscribers: HashMap::new() }
+    }
+
+    fn trim(&mut self, limits: HistoryLimits, now: Instant) {
+        while self.history.len() > limits.size {
+            self.history.pop_front();
+        }
+        while self.history.front().is_some_and(|s| now.duration_since(s.at) > limits.ttl) {
+            self.history.pop_front();
+        }
+    }
+}
+
+/// A short random epoch: a channel whose state was lost (a restart, or
+/// history that expired while nobody listened) starts a new one, and clients
+/// recovering from the old one learn they cannot.
+fn new_epoch() -> String {
+    let bytes: [u8; 6] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a subscription starts from.
+#[derive(Debug)]
+pub struct Subscribed {
+    pub position: StreamPosition,
+    /// The publications missed since the client's position, when asked.
+    pub publications: Vec<Publication>,
+    /// Whether they are all of them (`false`: the client must reload).
+    pub recovered: bool,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// The channels of one process.
+pub struct Hub {
+    shards: Vec<Mutex<HashMap<String, ChannelState>>>,
+    limits: HistoryLimits,
+}
+
+const SHARDS: usize = 16;
+
+impl Hub {
+    pub fn new(limits: HistoryLimits) -> Self {
+        Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), limits }
+    }
+
+    fn shard(&self, channel: &str) -> std::sync::MutexGuard<'_, HashMap<String, ChannelState>> {
+        // Channel names are the clients' to choose, but a crafted name can at
+        // worst crowd one shard; each shard's map keeps std's keyed hash.
+        let index = std::hash::BuildHasher::hash_one(&kit::hash::FxBuildHasher, channel) as usize % SHARDS;
+        // A poisoned shard means a panic while holding it; the maps hold
+        // no invariant a panic can break halfway, so carry on.
+        self.shards[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds `link` to `channel` and says where the stream is; with
+    /// `recover`, also the publications after that position, or
+    /// `recovered: false` when the history no longer holds them all or the
+    /// epoch changed (or, with `reject_unrecovered`, error 112 and no
+    /// subscription). A position ahead of the stream is refused.
+    pub fn subscribe(
+        &self,
+        channel: &str,
+        link: Link,
+        recover: Option<&StreamPosition>,
+        reject_unrecovered: bool,
+    ) -> Result<Subscribed, ProtocolError> {
+        let now = Instant::now();
+        let mut shard = self.shard(channel);
+        let state = shard.entry(channel.to_owned()).or_insert_with(ChannelState::new);
+        state.trim(self.limits, now);
+        let position = StreamPosition { offset: state.offset, epoch: state.epoch.clone() };
+        let (publications, recovered) = match recover {
+            None => (Vec::new(), false),
+            Some(since) if since.epoch != state.epoch => (Vec::new(), false),
+            Some(since) if since.offset > state.offset => return Err(ProtocolError::UnrecoverablePosition),
+            Some(since) => {
+                let first_kept = state.history.front().map_or(state.offset + 1, |s| s.publication.offset);
+                if since.offset + 1 < first_kept {
+                    (Vec::new(), false)
+                } else {
+                    let missed = state
+                        .history
+                        .iter()
+                        .filter(|s| s.publication.offset > since.offset)
+                        .map(|s| s.publication.clone());
+                    (missed.collect(), true)
+                }
+            }
+        };
+        if recover.is_some() && !recovered && reject_unrecovered {
+            return Err(ProtocolError::UnrecoverablePosition);
+        }
+        state.subscribers.insert(link.id, link);
+        Ok(Subscribed { position, publications, recovered })
+    }
+
+    pub fn unsubscribe(&self, channel: &str, link: u64) {
+        let mut shard = self.shard(channel);
+        if let Some(state) = shard.get_mut(channel) {
+            state.subscribers.remove(&link);
+            if state.subscribers.is_empty() && state.history.is_empty() {
+                shard.remove(channel);
+            }
+        }
+    }
+
+    /// Publishes `data` to `channel`: numbered, kept, and offered to every
+    /// subscriber. Returns its position and how many subscribers it reached.
+    pub fn publish(&self, channel: &str, data: Box<RawValue>, info: Option<ClientInfo>) -> (StreamPosition, usize) {
+        let now = Instant::now();
+        let mut shard = self.shard(channel);
+        let state = shard.entry(channel.to_owned()).or_insert_with(ChannelState::new);
+        state.offset += 1;
+        let publication = Publication { data, offset: state.offset, info, time: chrono::Utc::now().timestamp_millis() };
+        let frame: Frame = protocol::push(channel, PushBody::Pub(&publication)).into();
+        let reached = state.subscribers.values().filter(|link| link.offer(frame.clone())).count();
+        if self.limits.size > 0 {
+            state.history.push_back(Stored { publication, at: now });
+        }
+        state.trim(self.limits, now);
+        (StreamPosition { offset: state.offset, epoch: state.epoch.clone() }, reached)
+    }
+
+    /// Up to `limit` publications after `since` (or the latest `limit`),
+    /// oldest first unless `reverse`, and the stream's position.
+    pub fn history(
+        &self,
+        channel: &str,
+        since: Option<&StreamPosition>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<(Vec<Publication>, StreamPosition), ProtocolError> {
+        let now = Instant::now();
+        let mut shard = self.shard(channel);
+        let Some(state) = shard.get_mut(channel) else {
+            return Ok((Vec::new(), StreamPosition { offset: 0, epoch: String::new() }));
+        };
+        state.trim(self.limits, now);
+        let position = StreamPosition { offset: state.offset, epoch: state.epoch.clone() };
+        if let Some(since) = since {
+            if since.epoch != state.epoch {
+                return Err(ProtocolError::UnrecoverablePosition);
+            }
+            if since.offset > state.offset {
+                return Err(ProtocolError::UnrecoverablePosition);
+            }
+        }
+        let after = since.map_or(0, |s| s.offset);
+        let mut found: Vec<Publication> =
+            state.history.iter().filter(|s| s.publication.offset > after).map(|s| s.publication.clone()).collect();
+        if reverse {
+            found.reverse();
+        }
+        found.truncate(limit);
+        Ok((found, position))
+    }
+
+    /// Who is subscribed to `channel` here, by client id.
+    pub fn presence(&self, channel: &str) -> Vec<ClientInfo> {
+        self.shard(channel)
+            .get(channel)
+            .map(|s| s.subscribers.values().map(|l| l.info.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Drops channels nobody listens to whose history has expired.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            shard.retain(|_, state| {
+                state.trim(self.limits, now);
+                !(state.subscribers.is_empty() && state.history.is_empty())
+            });
+        }
+    }
+
+    /// Channels held, and subscriptions across them (for metrics).
+    pub fn counts(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(channels, subs), shard| {
+            let shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (channels + shard.len(), subs + shard.values().map(|s| s.subscribers.len()).sum::<usize>())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(id: u64, capacity: usize) -> (Link, mpsc::Receiver<Frame>) {
+        let (queue, rx) = mpsc::channel(capacity);
+        let info = ClientInfo { user: "u".into(), client: format!("c{id}") };
+        (Link { id, info, queue, slow: CancellationToken::new() }, rx)
+    }
+
+    fn data(n: u64) -> Box<RawValue> {
+        RawValue::from_string(format!("{{\"n\":{n}}}")).unwrap_or_else(|_| unreachable!())
+    }
+
+    const LIMITS: HistoryLimits = HistoryLimits { size: 10, ttl: Duration::from_secs(60) };
+
+    #[test]
+    fn a_subscriber_that_comes_back_gets_exactly_what_it_missed_or_is_told_it_cannot() {
+        let hub = Hub::new(LIMITS);
+        let (a, mut rx) = link(1, 64);
+        let start = hub.subscribe("chat:1", a, None, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(start.position.offset, 0);
+        for n in 1..=3 {
+            hub.publish("chat:1", data(n), None);
+        }
+        let first: serde_json::Value =
+            serde_json::from_str(&rx.try_recv().unwrap_or_else(|_| unreachable!())).unwrap_or_default();
+        assert_eq!(
+            (first["push"]["channel"].as_str(), first["push"]["pub"]["offset"].as_u64()),
+            (Some("chat:1"), Some(1))
+        );
+        assert_eq!(first["push"]["pub"]["data"], serde_json::json!({"n": 1}), "data goes out as it came in");
+        hub.unsubscribe("chat:1", 1);
+        for n in 4..=8 {
+            hub.publish("chat:1", data(n), None);
+        }
+        let (b, _rx) = link(2, 64);
+        let back = StreamPosition { offset: 3, epoch: start.position.epoch.clone() };
+        let again = hub.subscribe("chat:1", b, Some(&back), false).unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.recovered);
+        assert_eq!(again.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [4, 5, 6, 7, 8]);
+
+        // Beyond the history (10 kept): not recoverable.
+        for n in 9..=30 {
+            hub.publish("chat:1", data(n), None);
+        }
+        let (c, _rx) = link(3, 64);
+        let lost = hub.subscribe("chat:1", c, Some(&back), false).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!lost.recovered && lost.publications.is_empty());
+        // Another epoch: not recoverable; a position from the future: refused.
+        let (d, _rx) = link(4, 64);
+        let other = StreamPosition { offset: 3, epoch: "elsewhere".into() };
+        assert!(!hub.subscribe("chat:1", d.clone(), Some(&other), false).unwrap_or_else(|e| panic!("{e}")).recovered);
+        let future = StreamPosition { offset: 31, epoch: start.position.epoch };
+        assert_eq!(
+            hub.subscribe("chat:1", d.clone(), Some(&future), false).err(),
+            Some(ProtocolError::UnrecoverablePosition)
+        );
+        // Asked to: a lost position is error 112 rather than `recovered: false`.
+        assert_eq!(hub.subscribe("chat:1", d, Some(&back), true).err(), Some(ProtocolError::UnrecoverablePosition));
+    }
+
+    #[test]
+    fn a_slow_subscriber_is_marked_and_the_others_keep_receiving() {
+        let hub = Hub::new(LIMITS);
+        let (slow, _never_read) = link(1, 2);
+        let (fast, mut rx) = link(2, 64);
+        let slow_signal = slow.slow.clone();
+        hub.subscribe("chat:1", slow, None, false).unwrap_or_else(|e| panic!("{e}"));
+        hub.subscribe("chat:1", fast, None, false).unwrap_or_else(|e| panic!("{e}"));
+        for n in 1..=5 {
+            hub.publish("chat:1", data(n), None);
+        }
+        assert!(slow_signal.is_cancelled(), "its queue of 2 filled up");
+        let mut received = 0;
+        while rx.try_recv().is_ok() {
+            received += 1;
+        }
+        assert_eq!(received, 5);
+    }
+}

@@ -1,0 +1,163 @@
+//! Realtime: every client's one WebSocket, and the channels services push to.
+//!
+//! Clients speak the Centrifugo client protocol (v2, JSON), so its SDKs —
+//! `centrifuge` on npm, `centrifuge-python` on PyPI, and the Go, Dart,
+//! Swift, Java and C# ones — work unchanged. A client connects with its
+//! access token, subscribes to channels it may read (its own `user:<id>`;
+//! `chat:`, `game:` and `tournament:` channels as their owners grant), and
+//! receives publications in order, recovering what it missed across a
+//! reconnect. Services publish with `POST /v1/realtime/publish`.
+//! See `docs/realtime.md`.
+//!
+//! - the wire format: [`protocol`]; channel names and permissions: [`domain`]
+//! - channels, history and fan-out: [`hub`]; one connection: [`session`]
+//! - asking a channel's owner: [`grants`]; HTTP: [`api`]
+
+pub mod api;
+pub mod domain;
+pub mod grants;
+pub mod hub;
+pub mod metrics;
+pub mod protocol;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kit::http::{Server, Worker};
+use kit::service::Setup;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::grants::Grants;
+use crate::hub::{HistoryLimits, Hub};
+use crate::metrics::Metrics;
+use crate::session::Limits;
+
+/// Largest message a client may send, and largest publication: 64 KiB.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Realtime's settings: `[realtime]` in `panal.toml`, `PANAL_REALTIME__*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Time a new socket has to send its connect command, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Seconds between the server's pings (the SDKs expect 25).
+    pub ping_interval_secs: u64,
+    /// Seconds a client has to answer a ping.
+    pub pong_timeout_secs: u64,
+    /// Frames queued for one connection before it counts as too slow and is closed.
+    pub send_queue: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// Commands per second one connection may send (bursts of twice that).
+    pub commands_per_second: u32,
+    /// Publications kept per channel for recovery and history.
+    pub history_size: usize,
+    /// Seconds a publication is kept.
+    pub history_ttl_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            ping_interval_secs: 25,
+            pong_timeout_secs: 10,
+            send_queue: 256,
+            max_subscriptions: 128,
+            commands_per_second: 50,
+            history_size: 100,
+            history_ttl_secs: 300,
+        }
+    }
+}
+
+/// What realtime's connections and handlers share.
+pub struct State {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) verifier: Arc<kit::auth::TokenVerifier>,
+    pub(crate) grants: Grants,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Metrics,
+    /// Cancelled when the service stops: every connection closes with 3001.
+    pub(crate) shutdown: CancellationToken,
+}
+
+pub(crate) type AppState = Arc<State>;
+
+/// The realtime service.
+pub struct Realtime;
+
+impl kit::Service for Realtime {
+    const NAME: &'static str = "realtime";
+    type Settings = Settings;
+    type State = State;
+
+    fn validate(s: &Settings) -> anyhow::Result<()> {
+        if s.ping_interval_secs == 0 || s.pong_timeout_secs == 0 || s.send_queue == 0 || s.commands_per_second == 0 {
+            anyhow::bail!(
+                "invalid configuration: realtime's ping_interval_secs, pong_timeout_secs, send_queue and commands_per_second must be above 0"
+            );
+        }
+        Ok(())
+    }
+
+    async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
+        let s = &setup.settings;
+        let limits = Limits {
+            connect_timeout: Duration::from_millis(s.connect_timeout_ms),
+            ping_interval: Duration::from_secs(s.ping_interval_secs),
+            pong_timeout: Duration::from_secs(s.pong_timeout_secs),
+            send_queue: s.send_queue,
+            max_subscriptions: s.max_subscriptions,
+            commands_per_second: s.commands_per_second,
+        };
+        let history = HistoryLimits { size: s.history_size, ttl: Duration::from_secs(s.history_ttl_secs) };
+        Ok(State {
+            hub: Arc::new(Hub::new(history)),
+            verifier: setup.verifier.clone(),
+            grants: Grants::new(&setup.ctx)?,
+            limits,
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    fn routes(state: &Arc<State>) -> OpenApiRouter {
+        api::router(state.clone())
+    }
+
+    fn workers(state: &Arc<State>) -> Vec<Worker> {
+        let sweeper = state.clone();
+        let closer = state.clone();
+        vec![
+            // Channels nobody listens to whose history expired are dropped.
+            Box::new(move |stop: CancellationToken| {
+                Box::pin(async move {
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(10)) => sweeper.hub.sweep(),
+                        }
+                    }
+                })
+            }),
+            // Upgraded sockets outlive the HTTP server's graceful stop: they
+            // are told to go (3001, the SDKs reconnect elsewhere).
+            Box::new(move |stop: CancellationToken| {
+                Box::pin(async move {
+                    stop.cancelled().await;
+                    closer.shutdown.cancel();
+                })
+            }),
+        ]
+    }
+
+    fn finish(mut server: Server, state: &Arc<State>) -> anyhow::Result<Server> {
+        state.metrics.register(server.metrics_mut().registry_mut(), &state.hub);
+        Ok(server)
+    }
+}

@@ -1,0 +1,162 @@
+"""Realtime through the real Centrifugo SDK for Python (centrifuge-python,
+PyPI), driven by crates/realtime/tests/api/main.rs.
+
+Arguments: the socket URL, the publish URL, a service token that may
+publish, then pairs of (user id, access token) for two users. Each scenario
+prints what failed; the script exits 1 on any failure, else prints `ok`.
+"""
+
+import asyncio
+import json
+import sys
+import urllib.request
+
+from centrifuge import (
+    Client,
+    ClientEventHandler,
+    PublicationContext,
+    SubscribedContext,
+    SubscriptionErrorContext,
+    SubscriptionEventHandler,
+    SubscriptionState,
+    UnsubscribedContext,
+)
+
+WS, PUBLISH, SERVICE, ME, MY_TOKEN, OTHER, OTHER_TOKEN = sys.argv[1:8]
+failures = []
+
+
+def check(ok, what):
+    if not ok:
+        failures.append(what)
+
+
+def publish(channel, data):
+    body = json.dumps({"channel": channel, "data": data}).encode()
+    request = urllib.request.Request(
+        PUBLISH,
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {SERVICE}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.load(r)
+
+
+class Recorder(SubscriptionEventHandler):
+    def __init__(self):
+        self.publications = asyncio.Queue()
+        self.subscribed = []
+        self.errors = []
+        self.unsubscribed = []
+
+    async def on_publication(self, ctx: PublicationContext) -> None:
+        await self.publications.put((ctx.pub.offset, ctx.pub.data))
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:
+        self.subscribed.append(ctx)
+
+    async def on_error(self, ctx: SubscriptionErrorContext) -> None:
+        self.errors.append(ctx.code)
+
+    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
+        self.unsubscribed.append(ctx.code)
+
+
+async def take(queue, n):
+    got = []
+    for _ in range(n):
+        got.append(await asyncio.wait_for(queue.get(), timeout=10))
+    return got
+
+
+async def wait_until(predicate, what, seconds=10):
+    for _ in range(seconds * 20):
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    failures.append(f"timed out: {what}")
+    return False
+
+
+async def own_channel_live_then_recovered_after_a_reconnect():
+    client = Client(WS, token=MY_TOKEN, events=ClientEventHandler())
+    events = Recorder()
+    sub = client.new_subscription(f"user:{ME}", events=events, recoverable=True, positioned=True)
+    await client.connect()
+    await sub.subscribe()
+    await wait_until(lambda: sub.state == SubscriptionState.SUBSCRIBED, "subscribed to my channel")
+
+    for n in range(1, 4):
+        publish(f"user:{ME}", {"n": n})
+    live = await take(events.publications, 3)
+    check([d["n"] for _, d in live] == [1, 2, 3], f"live publications in order: {live}")
+    check([o for o, _ in live] == [1, 2, 3], f"offsets 1..3: {live}")
+
+    # Away while 50 are published; back, the SDK recovers exactly those.
+    await client.disconnect()
+    for n in range(4, 54):
+        publish(f"user:{ME}", {"n": n})
+    await client.connect()
+    await wait_until(lambda: len(events.subscribed) >= 2, "subscribed again")
+    missed = await take(events.publications, 50)
+    check([d["n"] for _, d in missed] == list(range(4, 54)), f"exactly the 50 missed, in order: {missed[:3]}…")
+    again = events.subscribed[-1]
+    check(again.was_recovering and again.recovered, f"recovered: {again}")
+    check(events.publications.empty(), "nothing twice")
+
+    publish(f"user:{ME}", {"n": 54})
+    after = await take(events.publications, 1)
+    check(after[0][1]["n"] == 54, f"live again after the recovery: {after}")
+    await client.disconnect()
+
+
+async def strangers_and_unknown_channels_are_refused():
+    client = Client(WS, token=MY_TOKEN)
+    await client.connect()
+    for channel, code in [(f"user:{OTHER}", 103), ("news:1", 102), ("chat:lobby", 103)]:
+        events = Recorder()
+        sub = client.new_subscription(channel, events=events)
+        await sub.subscribe()
+        await wait_until(lambda: events.errors or events.unsubscribed, f"{channel} answered")
+        check(code in events.errors + events.unsubscribed, f"{channel}: expected {code}, got {events.errors} {events.unsubscribed}")
+        check(sub.state != SubscriptionState.SUBSCRIBED, f"{channel}: not subscribed")
+    await client.disconnect()
+
+
+async def two_users_each_get_their_own():
+    mine, theirs = Client(WS, token=MY_TOKEN), Client(WS, token=OTHER_TOKEN)
+    me, them = Recorder(), Recorder()
+    a = mine.new_subscription(f"user:{ME}", events=me)
+    b = theirs.new_subscription(f"user:{OTHER}", events=them)
+    await mine.connect()
+    await theirs.connect()
+    await a.subscribe()
+    await b.subscribe()
+    await wait_until(lambda: a.state == b.state == SubscriptionState.SUBSCRIBED, "both subscribed")
+    publish(f"user:{OTHER}", {"for": "other"})
+    got = await take(them.publications, 1)
+    check(got[0][1] == {"for": "other"}, f"the other user's publication: {got}")
+    await asyncio.sleep(0.3)
+    check(me.publications.empty(), "nothing of the other user's reaches me")
+    await mine.disconnect()
+    await theirs.disconnect()
+
+
+async def main():
+    for scenario in [
+        own_channel_live_then_recovered_after_a_reconnect,
+        strangers_and_unknown_channels_are_refused,
+        two_users_each_get_their_own,
+    ]:
+        try:
+            await asyncio.wait_for(scenario(), timeout=60)
+        except Exception as e:  # a scenario that crashes is a failure, said
+            failures.append(f"{scenario.__name__}: {type(e).__name__}: {e}")
+    if failures:
+        print("\n".join(failures))
+        sys.exit(1)
+    print("ok")
+
+
+asyncio.run(main())

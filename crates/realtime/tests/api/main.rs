@@ -1,0 +1,136 @@
+//! Realtime over a real socket: the Centrifugo SDK for Python
+//! (centrifuge-python, PyPI) as the client, and a raw WebSocket client for
+//! what no SDK sends. Runs when `PANAL_TEST_PYTHON_CLIENTS=1` (CI installs
+//! the clients and sets it); without it the test says it skipped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::Command;
+
+use kit::config::{Config, HttpSettings};
+use kit::testing::{TestContext, TestIssuer, TestServer, assert_problem};
+use serde_json::json;
+use uuid::Uuid;
+
+struct Realtime {
+    server: TestServer,
+    issuer: TestIssuer,
+    _ctx: TestContext,
+}
+
+impl Realtime {
+    async fn start() -> Self {
+        let config = Config::from_toml("[realtime]\nconnect_timeout_ms = 1000\n").unwrap();
+        let ctx = TestContext::new(config).await;
+        let issuer = TestIssuer::start(&ctx.config).await;
+        let ctx = ctx.with_issuer(&issuer);
+        let service = kit::testing::server::<realtime::Realtime>(&ctx, None).await;
+        let server = TestServer::spawn(service, HttpSettings::default()).await;
+        Self { server, issuer, _ctx: ctx }
+    }
+
+    fn ws(&self) -> String {
+        format!("ws://{}/v1/ws", self.server.addr)
+    }
+
+    /// A service client's token, with `scope`.
+    fn service_token(&self, scope: &str) -> String {
+        let mut claims = self.issuer.claims(Uuid::new_v4(), &[]);
+        claims.sid = None;
+        claims.roles = Vec::new();
+        claims.client_id = Some("chat".to_owned());
+        claims.scope = Some(scope.to_owned());
+        self.issuer.sign(&claims)
+    }
+}
+
+fn python_clients() -> bool {
+    if std::env::var("PANAL_TEST_PYTHON_CLIENTS").is_ok() {
+        return true;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED (centrifuge-python): set PANAL_TEST_PYTHON_CLIENTS=1 with `pip install centrifuge-python` to run it"
+    );
+    false
+}
+
+fn run(script: &str, args: &[&str]) {
+    let path = format!("{}/tests/api/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3").arg(&path).args(args).output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "{script}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_subscribes_receives_in_order_and_recovers_what_it_missed() {
+    if !python_clients() {
+        return;
+    }
+    let rt = Realtime::start().await;
+    let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let (my_token, other_token) = (rt.issuer.token(me, &[]), rt.issuer.token(other, &[]));
+    let service = rt.service_token("realtime:publish");
+    let publish = rt.server.url("/v1/realtime/publish");
+    let (me, other) = (me.to_string(), other.to_string());
+    let ws = rt.ws();
+    tokio::task::spawn_blocking(move || {
+        run("sdk.py", &[&ws, &publish, &service, &me, &my_token, &other, &other_token]);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_the_socket_is_a_coded_error_or_a_documented_close() {
+    if !python_clients() {
+        return;
+    }
+    let rt = Realtime::start().await;
+    let token = rt.issuer.token(Uuid::now_v7(), &[]);
+    let mut expired = rt.issuer.claims(Uuid::now_v7(), &[]);
+    expired.iat -= 3600;
+    expired.exp = chrono::Utc::now().timestamp() - 600;
+    let expired = rt.issuer.sign(&expired);
+    let ws = rt.ws();
+    tokio::task::spawn_blocking(move || run("raw.py", &[&ws, &token, &expired])).await.unwrap();
+}
+
+#[tokio::test]
+async fn only_a_service_client_with_the_scope_publishes_and_only_to_real_channels() {
+    let rt = Realtime::start().await;
+    let http = reqwest::Client::new();
+    let url = rt.server.url("/v1/realtime/publish");
+    let body = json!({"channel": format!("user:{}", Uuid::now_v7()), "data": {"hello": "world"}});
+    let post = |token: Option<String>, body: serde_json::Value| {
+        let mut request = http.post(&url).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_problem(post(None, body.clone()).await.unwrap(), 401, None).await;
+    let user = rt.issuer.token(Uuid::now_v7(), &["admin"]);
+    assert_problem(post(Some(user), body.clone()).await.unwrap(), 403, None).await;
+    assert_problem(post(Some(rt.service_token("users:read")), body.clone()).await.unwrap(), 403, None).await;
+    let token = rt.service_token("realtime:publish");
+    let ok: serde_json::Value = post(Some(token.clone()), body.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(ok["offset"], 1);
+    assert_eq!(ok["delivered"], 0);
+    for bad in
+        [json!({"channel": "nope:1", "data": 1}), json!({"channel": "user:x", "data": 1}), json!({"channel": "user:1"})]
+    {
+        let r = post(Some(token.clone()), bad.clone()).await.unwrap();
+        assert!(r.status() == 422 || r.status() == 400, "{bad}: {}", r.status());
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{bad}");
+    }
+    // Not an upgrade: a problem document too.
+    let r = http.get(rt.server.url("/v1/ws")).send().await.unwrap();
+    assert!(r.status() == 400 || r.status() == 426, "{}", r.status());
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
