@@ -19,6 +19,7 @@ pub mod grants;
 pub mod hub;
 pub mod metrics;
 pub mod protocol;
+pub mod revocations;
 pub mod session;
 
 use std::sync::Arc;
@@ -58,6 +59,9 @@ pub struct Settings {
     pub history_size: usize,
     /// Seconds a publication is kept.
     pub history_ttl_secs: u64,
+    /// This process's name on the bus, for following revocations: every
+    /// replica needs its own (each must hear every revocation).
+    pub instance_id: String,
 }
 
 impl Default for Settings {
@@ -71,6 +75,7 @@ impl Default for Settings {
             commands_per_second: 50,
             history_size: 100,
             history_ttl_secs: 300,
+            instance_id: "realtime".to_owned(),
         }
     }
 }
@@ -82,6 +87,10 @@ pub struct State {
     pub(crate) grants: Grants,
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
+    /// Open connections by session, for revocations.
+    pub(crate) sessions: revocations::Sessions,
+    pub(crate) bus: kit::bus::Bus,
+    pub(crate) instance_id: String,
     /// Cancelled when the service stops: every connection closes with 3001.
     pub(crate) shutdown: CancellationToken,
 }
@@ -93,6 +102,7 @@ pub struct Realtime;
 
 impl kit::Service for Realtime {
     const NAME: &'static str = "realtime";
+    const FOLLOWS: &'static [&'static str] = &[<contracts::auth::SessionRevoked as contracts::Event>::TYPE];
     type Settings = Settings;
     type State = State;
 
@@ -122,6 +132,9 @@ impl kit::Service for Realtime {
             grants: Grants::new(&setup.ctx)?,
             limits,
             metrics: Metrics::default(),
+            sessions: revocations::Sessions::default(),
+            bus: setup.ctx.bus.clone(),
+            instance_id: s.instance_id.clone(),
             shutdown: CancellationToken::new(),
         })
     }
@@ -133,7 +146,9 @@ impl kit::Service for Realtime {
     fn workers(state: &Arc<State>) -> Vec<Worker> {
         let sweeper = state.clone();
         let closer = state.clone();
+        let consumer = format!("{}-revocations", state.instance_id);
         vec![
+            revocations::worker(state.clone(), state.bus.clone(), consumer),
             // Channels nobody listens to whose history expired are dropped.
             Box::new(move |stop: CancellationToken| {
                 Box::pin(async move {

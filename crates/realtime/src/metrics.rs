@@ -61,7 +61,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-
     pub fn command(&self, outcome: &Outcome, took: Duration) {
         let (method, result) = match outcome {
             Outcome::Connect(_) => ("connect", "ok"),

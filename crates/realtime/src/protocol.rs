@@ -477,6 +477,9 @@ pub enum Disconnect {
     Stale,
     /// Too many subscriptions on one connection.
     ChannelLimit,
+    /// The session behind the connection was revoked (logout, password
+    /// change, ban): not to be reconnected.
+    Revoked,
 }
 
 impl Disconnect {
@@ -492,6 +495,7 @@ impl Disconnect {
             Disconnect::MessageTooBig => 3511,
             Disconnect::Stale => 3502,
             Disconnect::ChannelLimit => 3505,
+            Disconnect::Revoked => 3503,
         }
     }
 
@@ -507,6 +511,7 @@ impl Disconnect {
             Disconnect::MessageTooBig => "message too big",
             Disconnect::Stale => "stale",
             Disconnect::ChannelLimit => "channel limit",
+            Disconnect::Revoked => "session revoked",
         }
     }
 }

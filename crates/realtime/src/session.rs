@@ -91,6 +91,7 @@ pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationTok
     });
 
     let mut session = Session {
+        revoked: CancellationToken::new(),
         state: state.clone(),
         link_id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
         queue,
@@ -119,6 +120,8 @@ pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationTok
 }
 
 struct Session {
+    /// Cancelled when the session behind the connection is revoked.
+    revoked: CancellationToken,
     state: Arc<State>,
     link_id: u64,
     queue: mpsc::Sender<Frame>,
@@ -150,6 +153,7 @@ impl Session {
             tokio::select! {
                 () = shutdown.cancelled() => return Some(Disconnect::Shutdown),
                 () = self.slow.cancelled() => return Some(Disconnect::Slow),
+                () = self.revoked.cancelled() => return Some(Disconnect::Revoked),
                 () = tokio::time::sleep_until(deadline) => {
                     let now = Instant::now();
                     let Some(connected) = &self.connected else { return Some(Disconnect::Stale) };
@@ -318,6 +322,9 @@ impl Session {
         let claims = self.verify(token).await?;
         let client = Uuid::new_v4();
         let (expires, ttl) = self.expiry(&claims);
+        if let Some(session) = claims.sid {
+            self.state.sessions.open(session, self.link_id, self.revoked.clone());
+        }
         self.connected = Some(Connected {
             user: claims.sub,
             token: token.to_owned(),
@@ -344,7 +351,15 @@ impl Session {
             return Err(Handled::Close(Disconnect::InvalidToken));
         }
         connected.expires_at = expires_at;
-        connected.session = claims.sid;
+        if connected.session != claims.sid {
+            if let Some(old) = connected.session {
+                self.state.sessions.close(old, self.link_id);
+            }
+            if let Some(new) = claims.sid {
+                self.state.sessions.open(new, self.link_id, self.revoked.clone());
+            }
+            connected.session = claims.sid;
+        }
         token.clone_into(&mut connected.token);
         Ok(Outcome::Refresh(RefreshResult {
             client: connected.client.to_string(),
@@ -424,6 +439,9 @@ impl Session {
     }
 
     fn leave_all(&mut self) {
+        if let Some(session) = self.connected.as_ref().and_then(|c| c.session) {
+            self.state.sessions.close(session, self.link_id);
+        }
         for channel in self.subscriptions.drain() {
             self.state.hub.unsubscribe(&channel, self.link_id);
         }

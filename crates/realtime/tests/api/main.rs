@@ -8,15 +8,18 @@
 use std::io::Write;
 use std::process::Command;
 
+use contracts::auth::SessionRevoked;
+use futures_util::{SinkExt, StreamExt};
 use kit::config::{Config, HttpSettings};
 use kit::testing::{TestContext, TestIssuer, TestServer, assert_problem};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 struct Realtime {
     server: TestServer,
     issuer: TestIssuer,
-    _ctx: TestContext,
+    ctx: TestContext,
 }
 
 impl Realtime {
@@ -27,7 +30,7 @@ impl Realtime {
         let ctx = ctx.with_issuer(&issuer);
         let service = kit::testing::server::<realtime::Realtime>(&ctx, None).await;
         let server = TestServer::spawn(service, HttpSettings::default()).await;
-        Self { server, issuer, _ctx: ctx }
+        Self { server, issuer, ctx }
     }
 
     fn ws(&self) -> String {
@@ -133,4 +136,59 @@ async fn only_a_service_client_with_the_scope_publishes_and_only_to_real_channel
     let r = http.get(rt.server.url("/v1/ws")).send().await.unwrap();
     assert!(r.status() == 400 || r.status() == 426, "{}", r.status());
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw socket, connected with `token`; the connect reply is checked.
+async fn connected(rt: &Realtime, token: &str) -> Socket {
+    let (mut ws, _) = tokio_tungstenite::connect_async(rt.ws()).await.unwrap();
+    let connect = json!({"id": 1, "connect": {"token": token}}).to_string();
+    ws.send(Message::text(connect)).await.unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert!(reply["connect"]["client"].is_string(), "{reply}");
+    ws
+}
+
+/// The close code the server ends `ws` with, within 15 seconds.
+async fn close_code(ws: &mut Socket) -> Option<u16> {
+    let read = async {
+        while let Some(message) = ws.next().await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(15), read).await.expect("the server closes the socket")
+}
+
+#[tokio::test]
+async fn a_revoked_sessions_socket_is_closed_and_an_expired_token_without_refresh_too() {
+    let rt = Realtime::start().await;
+    // Revoked: auth's event closes the socket (3503, no reconnect).
+    let claims = rt.issuer.claims(Uuid::now_v7(), &[]);
+    let mut ws = connected(&rt, &rt.issuer.sign(&claims)).await;
+    let other = rt.issuer.claims(Uuid::now_v7(), &[]);
+    let mut bystander = connected(&rt, &rt.issuer.sign(&other)).await;
+    rt.ctx
+        .publish(&SessionRevoked {
+            user_id: claims.sub,
+            session_id: claims.sid.unwrap(),
+            reason: "logout".to_owned(),
+            revoked_at: chrono::Utc::now(),
+        })
+        .await;
+    assert_eq!(close_code(&mut ws).await, Some(3503));
+    // Another session is left alone: it still answers.
+    bystander.send(Message::text(json!({"id": 2, "ping": {}}).to_string())).await.unwrap();
+    let pong = bystander.next().await.unwrap().unwrap();
+    assert!(pong.to_text().unwrap().contains("\"id\":2"), "{pong:?}");
+
+    // Expired: a token with two seconds left and no refresh (3005, the SDK reconnects with a new one).
+    let mut short = rt.issuer.claims(Uuid::now_v7(), &[]);
+    short.exp = chrono::Utc::now().timestamp() + 2;
+    let mut ws = connected(&rt, &rt.issuer.sign(&short)).await;
+    assert_eq!(close_code(&mut ws).await, Some(3005));
 }
