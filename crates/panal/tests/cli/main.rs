@@ -7,6 +7,7 @@ mod contracts;
 mod docs;
 mod logs;
 mod observability;
+mod realtime;
 mod schemathesis;
 mod standards;
 mod traces;
