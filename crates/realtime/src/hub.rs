@@ -40,6 +40,8 @@ pub struct HistoryLimits {
 pub struct Link {
     pub id: u64,
     pub info: ClientInfo,
+    /// It asked for join and leave pushes.
+    pub join_leave: bool,
     pub queue: mpsc::Sender<Frame>,
     pub slow: CancellationToken,
 }
@@ -92,6 +94,12 @@ impl ChannelState {
 fn new_epoch() -> String {
     let bytes: [u8; 6] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `channel` tells its subscribers who joins and leaves: not a
+/// user's own channel (nobody else is in it).
+fn presence_of(channel: &str) -> bool {
+    !channel.starts_with("user:")
 }
 
 /// What a subscription starts from.
@@ -170,6 +178,12 @@ impl Hub {
         if recover.is_some() && !recovered && reject_unrecovered {
             return Err(ProtocolError::UnrecoverablePosition);
         }
+        if presence_of(channel) {
+            let frame: Frame = protocol::push(channel, PushBody::Join { info: &link.info }).into();
+            for other in state.subscribers.values().filter(|l| l.join_leave && l.id != link.id) {
+                other.offer(frame.clone());
+            }
+        }
         state.subscribers.insert(link.id, link);
         Ok(Subscribed { position, publications, recovered })
     }
@@ -177,7 +191,14 @@ impl Hub {
     pub fn unsubscribe(&self, channel: &str, link: u64) {
         let mut shard = self.shard(channel);
         if let Some(state) = shard.get_mut(channel) {
-            state.subscribers.remove(&link);
+            if let Some(left) = state.subscribers.remove(&link)
+                && presence_of(channel)
+            {
+                let frame: Frame = protocol::push(channel, PushBody::Leave { info: &left.info }).into();
+                for other in state.subscribers.values().filter(|l| l.join_leave) {
+                    other.offer(frame.clone());
+                }
+            }
             if state.subscribers.is_empty() && state.history.is_empty() {
                 shard.remove(channel);
             }
@@ -271,7 +292,7 @@ mod tests {
     fn link(id: u64, capacity: usize) -> (Link, mpsc::Receiver<Frame>) {
         let (queue, rx) = mpsc::channel(capacity);
         let info = ClientInfo { user: "u".into(), client: format!("c{id}") };
-        (Link { id, info, queue, slow: CancellationToken::new() }, rx)
+        (Link { id, info, join_leave: true, queue, slow: CancellationToken::new() }, rx)
     }
 
     fn data(n: u64) -> Box<RawValue> {

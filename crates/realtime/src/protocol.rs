@@ -129,6 +129,9 @@ pub struct SubscribeRequest {
     /// Feature bits; [`REJECT_UNRECOVERED`] is the one Panal honours.
     #[serde(default)]
     pub flag: i64,
+    /// Asks for join and leave pushes (in namespaces that keep presence).
+    #[serde(default)]
+    pub join_leave: bool,
 }
 
 /// Subscribe flag: answer error 112 instead of `recovered: false` (an SDK

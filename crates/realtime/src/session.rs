@@ -248,8 +248,13 @@ impl Session {
                     return Err(Handled::Error(ProtocolError::LimitExceeded));
                 }
                 self.allowed(user, &connected.token.clone(), &channel).await?;
-                let link =
-                    Link { id: self.link_id, info: self.info(), queue: self.queue.clone(), slow: self.slow.clone() };
+                let link = Link {
+                    id: self.link_id,
+                    info: self.info(),
+                    join_leave: subscribe.join_leave,
+                    queue: self.queue.clone(),
+                    slow: self.slow.clone(),
+                };
                 let recover = subscribe
                     .recover
                     .then(|| StreamPosition { offset: subscribe.offset, epoch: subscribe.epoch.clone() });

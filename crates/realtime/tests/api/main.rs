@@ -192,3 +192,49 @@ async fn a_revoked_sessions_socket_is_closed_and_an_expired_token_without_refres
     let mut ws = connected(&rt, &rt.issuer.sign(&short)).await;
     assert_eq!(close_code(&mut ws).await, Some(3005));
 }
+
+/// Stands in for chat: grants `chat:` channels to the holders of `members`'
+/// tokens (204), refuses everyone else (403), as chat's grant endpoint will.
+async fn owner(members: Vec<String>) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    let app = axum::Router::new().route(
+        "/v1/chat/realtime/channels/{channel}",
+        axum::routing::get(move |headers: HeaderMap| {
+            let members = members.clone();
+            async move {
+                let token =
+                    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+                if token.is_some_and(|t| members.iter().any(|m| m == t)) {
+                    StatusCode::NO_CONTENT
+                } else {
+                    StatusCode::FORBIDDEN
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_grants_its_channels_members_see_each_other_join_and_leave_and_strangers_are_refused() {
+    if !python_clients() {
+        return;
+    }
+    // The issuer first, then the owner knowing the members' tokens, then
+    // realtime knowing the owner.
+    let config = Config::from_toml("[realtime]\nconnect_timeout_ms = 1000\n").unwrap();
+    let ctx = TestContext::new(config).await;
+    let issuer = TestIssuer::start(&ctx.config).await;
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (ta, tb, tc) = (issuer.token(a, &[]), issuer.token(b, &[]), issuer.token(c, &[]));
+    let owner = owner(vec![ta.clone(), tb.clone()]).await;
+    let ctx = ctx.with_issuer(&issuer).with_peer(kit::service::Peer::at("chat", owner));
+    let service = kit::testing::server::<realtime::Realtime>(&ctx, None).await;
+    let server = TestServer::spawn(service, HttpSettings::default()).await;
+    let ws = format!("ws://{}/v1/ws", server.addr);
+    let (a, b) = (a.to_string(), b.to_string());
+    tokio::task::spawn_blocking(move || run("room.py", &[&ws, "chat:room-1", &ta, &a, &tb, &b, &tc])).await.unwrap();
+}
