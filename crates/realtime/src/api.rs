@@ -47,7 +47,11 @@ async fn socket(
         // than a torn connection; beyond that the socket is cut.
         .max_message_size(4 * MAX_MESSAGE_BYTES)
         .max_frame_size(4 * MAX_MESSAGE_BYTES)
-        // Small buffers: most connections are idle most of the time.
+        // Small buffers: most connections are idle most of the time, and
+        // tungstenite's default read buffer alone is 128 KiB per connection
+        // (measured: 136 KiB per idle connection with it, 10 KiB with 1 KiB;
+        // docs/benchmarks.md). It grows while a larger frame is read.
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| crate::session::run(socket, state, shutdown)))
 }

@@ -31,7 +31,8 @@ pub(crate) fn temp_dir() -> PathBuf {
     dir
 }
 
-/// A port offset under which the gateway's and auth's ports are both free.
+/// A port offset under which every service's port (8000 to 8016 in the
+/// catalog, offset) is free: `panal up` binds each service it mounts.
 fn free_offset() -> u16 {
     for _ in 0..50 {
         let probe = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -41,7 +42,7 @@ fn free_offset() -> u16 {
             continue;
         }
         let offset = port - 8000;
-        let ok = (0..=1).all(|i| TcpListener::bind(("127.0.0.1", 8000 + offset + i)).is_ok());
+        let ok = kit::catalog::SERVICES.iter().all(|s| TcpListener::bind(("127.0.0.1", s.port + offset)).is_ok());
         if ok {
             return offset;
         }
