@@ -18,9 +18,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use contracts::Event;
 use contracts::auth::SessionRevoked;
-use futures_util::StreamExt;
 use kit::bus::Bus;
 use thread_local::ThreadLocal;
 use uuid::Uuid;
@@ -135,49 +133,12 @@ impl DenyList {
     }
 }
 
-/// Follows `session_revoked` on the bus for as long as the gateway runs,
-/// resubscribing after a broker failure.
+/// Follows `session_revoked` on the bus for as long as the gateway runs.
 pub(crate) fn worker(state: AppState, bus: Bus) -> kit::http::Worker {
-    Box::new(move |stop: tokio_util::sync::CancellationToken| {
-        Box::pin(async move {
-            let types = [SessionRevoked::TYPE.to_owned()];
-            let consumer = format!("{}-revocations", state.settings.instance_id);
-            loop {
-                let mut deliveries = match bus.subscribe(&consumer, &types).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot follow session revocations; retrying");
-                        tokio::select! {
-                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                            () = stop.cancelled() => return,
-                        }
-                    }
-                };
-                loop {
-                    let next = tokio::select! {
-                        n = deliveries.next() => n,
-                        () = stop.cancelled() => return,
-                    };
-                    let Some(Ok(delivery)) = next else { break };
-                    match serde_json::from_slice::<contracts::Envelope>(&delivery.payload)
-                        .map(|e| e.decode::<SessionRevoked>())
-                    {
-                        Ok(Some(Ok(event))) => {
-                            state.denied.insert_revoked_at(event.session_id, event.revoked_at);
-                            tracing::debug!(session_id = %event.session_id, "session revoked: its tokens are refused");
-                        }
-                        _ => tracing::warn!(kind = %delivery.kind, "ignored an unreadable session_revoked event"),
-                    }
-                    if let Err(e) = delivery.ack().await {
-                        tracing::warn!(error = %e, "could not acknowledge a revocation");
-                    }
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = stop.cancelled() => return,
-                }
-            }
-        })
+    let consumer = format!("{}-revocations", state.settings.instance_id);
+    kit::bus::follow(bus, consumer, move |event: SessionRevoked| {
+        state.denied.insert_revoked_at(event.session_id, event.revoked_at);
+        tracing::debug!(session_id = %event.session_id, "session revoked: its tokens are refused");
     })
 }
 

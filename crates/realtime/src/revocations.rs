@@ -10,11 +10,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use contracts::Event;
 use contracts::auth::SessionRevoked;
-use futures_util::StreamExt;
 use kit::bus::Bus;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -56,49 +53,12 @@ impl Sessions {
     }
 }
 
-/// Follows `session_revoked` for as long as realtime runs, resubscribing
-/// after a broker failure.
+/// Follows `session_revoked` for as long as realtime runs.
 pub fn worker(state: crate::AppState, bus: Bus, consumer: String) -> kit::http::Worker {
-    Box::new(move |stop: CancellationToken| {
-        Box::pin(async move {
-            let types = [SessionRevoked::TYPE.to_owned()];
-            loop {
-                let mut deliveries = match bus.subscribe(&consumer, &types).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot follow session revocations; retrying");
-                        tokio::select! {
-                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                            () = stop.cancelled() => return,
-                        }
-                    }
-                };
-                loop {
-                    let next = tokio::select! {
-                        n = deliveries.next() => n,
-                        () = stop.cancelled() => return,
-                    };
-                    let Some(Ok(delivery)) = next else { break };
-                    match serde_json::from_slice::<contracts::Envelope>(&delivery.payload)
-                        .map(|e| e.decode::<SessionRevoked>())
-                    {
-                        Ok(Some(Ok(event))) => {
-                            let closed = state.sessions.revoke(event.session_id);
-                            if closed > 0 {
-                                tracing::info!(session_id = %event.session_id, closed, "session revoked: its sockets are closed");
-                            }
-                        }
-                        _ => tracing::warn!(kind = %delivery.kind, "ignored an unreadable session_revoked event"),
-                    }
-                    if let Err(e) = delivery.ack().await {
-                        tracing::warn!(error = %e, "could not acknowledge a revocation");
-                    }
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = stop.cancelled() => return,
-                }
-            }
-        })
+    kit::bus::follow(bus, consumer, move |event: SessionRevoked| {
+        let closed = state.sessions.revoke(event.session_id);
+        if closed > 0 {
+            tracing::info!(session_id = %event.session_id, closed, "session revoked: its sockets are closed");
+        }
     })
 }

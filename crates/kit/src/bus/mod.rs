@@ -26,6 +26,7 @@
 pub mod amqp;
 pub mod consumer;
 pub mod embedded;
+pub mod follow;
 pub mod nats;
 pub mod probe;
 pub mod relay;
@@ -39,6 +40,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
 pub use consumer::{Consumer, ConsumerSettings, EventMeta, Handlers, Outcome, Replay, Tx};
+pub use follow::follow;
 pub use relay::{OutboxSignal, Relay};
 
 /// A broker failure. Brokers are retried; nothing here is a client error.
