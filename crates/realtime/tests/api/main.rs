@@ -1,7 +1,8 @@
-//! Realtime over a real socket: the Centrifugo SDK for Python
-//! (centrifuge-python, PyPI) as the client, and a raw WebSocket client for
-//! what no SDK sends. Runs when `PANAL_TEST_PYTHON_CLIENTS=1` (CI installs
-//! the clients and sets it); without it the test says it skipped.
+//! Realtime over a real socket: the Centrifugo SDKs for Python
+//! (centrifuge-python, PyPI) and JavaScript (npm `centrifuge`, in Node) as
+//! clients, and raw WebSocket clients for what no SDK sends. The SDK tests
+//! run when `PANAL_TEST_PYTHON_CLIENTS=1` / `PANAL_TEST_NODE_CLIENTS=1` (CI
+//! installs the clients and sets both); without them they say they skipped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -237,4 +238,35 @@ async fn an_owner_grants_its_channels_members_see_each_other_join_and_leave_and_
     let ws = format!("ws://{}/v1/ws", server.addr);
     let (a, b) = (a.to_string(), b.to_string());
     tokio::task::spawn_blocking(move || run("room.py", &[&ws, "chat:room-1", &ta, &a, &tb, &b, &tc])).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_javascript_sdk_receives_in_order_and_recovers_what_it_missed() {
+    // The SDK browsers use (npm `centrifuge`), in Node; CI installs it with
+    // `npm ci` in tests/api/clients/js and sets the variable.
+    if std::env::var("PANAL_TEST_NODE_CLIENTS").is_err() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (centrifuge-js): set PANAL_TEST_NODE_CLIENTS=1 after `npm ci` in crates/realtime/tests/api/clients/js"
+        );
+        return;
+    }
+    let rt = Realtime::start().await;
+    let me = Uuid::now_v7();
+    let token = rt.issuer.token(me, &[]);
+    let service = rt.service_token("realtime:publish");
+    let publish = rt.server.url("/v1/realtime/publish");
+    let (ws, me) = (rt.ws(), me.to_string());
+    let script = format!("{}/tests/api/clients/js/sdk.mjs", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node").args([&script, &ws, &publish, &service, &me, &token]).output().expect("run node")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "sdk.mjs:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
