@@ -148,6 +148,11 @@ impl kit::Service for Auth {
     fn handlers() -> Handlers {
         events::handlers()
     }
+
+    fn finish(mut server: Server, state: &Arc<State>) -> anyhow::Result<Server> {
+        state.hasher.register_metrics(server.metrics_mut().registry_mut());
+        Ok(server)
+    }
 }
 
 /// Builds auth on `db` with a [`Handle`] on what it sends (tests read the

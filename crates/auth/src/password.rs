@@ -65,6 +65,9 @@ pub struct Hasher {
     /// A hash of a random password, verified when the account does not exist so
     /// that the answer takes as long as for a wrong password.
     dummy: Arc<String>,
+    /// Argon2id computations done (hashes and checks, dummy ones included):
+    /// the work a request cost, which an unknown e-mail must not save.
+    runs: prometheus_client::metrics::counter::Counter,
 }
 
 fn failed(e: impl std::fmt::Display) -> HashError {
@@ -102,7 +105,17 @@ impl Hasher {
             memory: Arc::new(Mutex::new(Vec::new())),
             queue_timeout: Duration::from_millis(settings.queue_timeout_ms),
             dummy: Arc::new(dummy),
+            runs: Default::default(),
         })
+    }
+
+    /// Adds `auth_password_hashes_total` to auth's metrics.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "auth_password_hashes",
+            "Argon2id computations (hashes and checks, those for unknown accounts included)",
+            self.runs.clone(),
+        );
     }
 
     /// Runs `f` on the blocking pool once a slot is free, with a working area.
@@ -115,11 +128,13 @@ impl Hasher {
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
         let (argon, params, pool) = (self.argon.clone(), self.params.clone(), self.memory.clone());
+        let runs = self.runs.clone();
         tokio::task::spawn_blocking(move || {
             // At most one area per slot exists, since areas are taken under a permit.
             let taken = pool.lock().ok().and_then(|mut areas| areas.pop());
             let mut area = taken.unwrap_or_else(|| vec![Block::default(); params.block_count()]);
             let out = f(&argon, &params, &mut area);
+            runs.inc();
             if let Ok(mut areas) = pool.lock() {
                 areas.push(area);
             }
