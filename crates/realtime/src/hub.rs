@@ -13,7 +13,7 @@
 //! channels through Redis instead (docs/realtime.md says what is built).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -22,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{self, ClientInfo, ProtocolError, Publication, PushBody, StreamPosition};
 
-/// An encoded line for a connection's socket, shared by every subscriber.
-pub type Frame = Arc<str>;
+/// An encoded line for a connection's socket: the bytes of a WebSocket text
+/// message, reference-counted, so every subscriber's queue (and socket)
+/// shares one copy.
+pub type Frame = axum::extract::ws::Utf8Bytes;
 
 /// How a hub keeps history.
 #[derive(Debug, Clone, Copy)]
@@ -179,7 +181,7 @@ impl Hub {
             return Err(ProtocolError::UnrecoverablePosition);
         }
         if presence_of(channel) {
-            let frame: Frame = protocol::push(channel, PushBody::Join { info: &link.info }).into();
+            let frame = Frame::from(protocol::push(channel, PushBody::Join { info: &link.info }));
             for other in state.subscribers.values().filter(|l| l.join_leave && l.id != link.id) {
                 other.offer(frame.clone());
             }
@@ -194,7 +196,7 @@ impl Hub {
             if let Some(left) = state.subscribers.remove(&link)
                 && presence_of(channel)
             {
-                let frame: Frame = protocol::push(channel, PushBody::Leave { info: &left.info }).into();
+                let frame = Frame::from(protocol::push(channel, PushBody::Leave { info: &left.info }));
                 for other in state.subscribers.values().filter(|l| l.join_leave) {
                     other.offer(frame.clone());
                 }
@@ -213,7 +215,7 @@ impl Hub {
         let state = shard.entry(channel.to_owned()).or_insert_with(ChannelState::new);
         state.offset += 1;
         let publication = Publication { data, offset: state.offset, info, time: chrono::Utc::now().timestamp_millis() };
-        let frame: Frame = protocol::push(channel, PushBody::Pub(&publication)).into();
+        let frame = Frame::from(protocol::push(channel, PushBody::Pub(&publication)));
         let reached = state.subscribers.values().filter(|link| link.offer(frame.clone())).count();
         if self.limits.size > 0 {
             state.history.push_back(Stored { publication, at: now });
@@ -311,7 +313,7 @@ mod tests {
             hub.publish("chat:1", data(n), None);
         }
         let first: serde_json::Value =
-            serde_json::from_str(&rx.try_recv().unwrap_or_else(|_| unreachable!())).unwrap_or_default();
+            serde_json::from_str(rx.try_recv().unwrap_or_else(|_| unreachable!()).as_str()).unwrap_or_default();
         assert_eq!(
             (first["push"]["channel"].as_str(), first["push"]["pub"]["offset"].as_u64()),
             (Some("chat:1"), Some(1))

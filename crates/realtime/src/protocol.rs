@@ -57,6 +57,27 @@ pub enum Request {
     SubRefresh(SubRefreshRequest),
 }
 
+impl Request {
+    /// The protocol's name for it (metrics label).
+    pub fn method(&self) -> &'static str {
+        match self {
+            Request::Pong => "pong",
+            Request::Connect(_) => "connect",
+            Request::Subscribe(_) => "subscribe",
+            Request::Unsubscribe(_) => "unsubscribe",
+            Request::Publish(_) => "publish",
+            Request::Presence(_) => "presence",
+            Request::PresenceStats(_) => "presence_stats",
+            Request::History(_) => "history",
+            Request::Ping => "ping",
+            Request::Send(_) => "send",
+            Request::Rpc(_) => "rpc",
+            Request::Refresh(_) => "refresh",
+            Request::SubRefresh(_) => "sub_refresh",
+        }
+    }
+}
+
 impl Command {
     /// The one request of this command, or why there is none.
     pub fn request(self) -> Result<(u32, Request), ProtocolError> {

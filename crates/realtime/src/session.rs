@@ -63,7 +63,6 @@ pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationTok
     let limits = state.limits;
     let (mut sink, mut stream) = socket.split();
     let (queue, mut outgoing) = mpsc::channel::<Frame>(limits.send_queue);
-    let slow = CancellationToken::new();
     let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<Disconnect>();
 
     // The writer: frames in queue order, then the close frame. Frames
@@ -74,7 +73,7 @@ pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationTok
                 biased;
                 frame = outgoing.recv() => match frame {
                     Some(frame) => {
-                        if sink.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
+                        if sink.send(Message::Text(frame)).await.is_err() {
                             return;
                         }
                     }
@@ -95,7 +94,7 @@ pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationTok
         state: state.clone(),
         link_id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
         queue,
-        slow: slow.clone(),
+        slow: CancellationToken::new(),
         connected: None,
         subscriptions: HashSet::new(),
         bucket: Bucket::new(limits.commands_per_second),
@@ -164,7 +163,7 @@ impl Session {
                         return Some(Disconnect::NoPong);
                     }
                     if next_ping <= now {
-                        if !self.send(protocol::PING.into()) {
+                        if !self.send(Frame::from_static(protocol::PING)) {
                             return Some(Disconnect::Slow);
                         }
                         next_ping = now + limits.ping_interval;
@@ -210,12 +209,13 @@ impl Session {
                             continue;
                         }
                         let started = std::time::Instant::now();
+                        let method = request.method();
                         let outcome = match self.handle(request).await {
                             Ok(outcome) => outcome,
                             Err(Handled::Close(reason)) => return Some(reason),
                             Err(Handled::Error(e)) => Outcome::Error(e.body()),
                         };
-                        self.state.metrics.command(&outcome, started.elapsed());
+                        self.state.metrics.command(method, !matches!(outcome, Outcome::Error(_)), started.elapsed());
                         if id != 0 && !self.reply(id, &outcome) {
                             return Some(Disconnect::Slow);
                         }
@@ -236,8 +236,7 @@ impl Session {
         let user = connected.user;
         match request {
             Request::Connect(_) => Err(Handled::Error(ProtocolError::BadRequest("already connected"))),
-            Request::Pong => Ok(Outcome::Ping(EmptyResult {})),
-            Request::Ping => Ok(Outcome::Ping(EmptyResult {})),
+            Request::Pong | Request::Ping => Ok(Outcome::Ping(EmptyResult {})),
             Request::Refresh(refresh) => self.refresh(&refresh.token).await,
             Request::Subscribe(subscribe) => {
                 let channel = self.channel(&subscribe.channel)?;
@@ -431,7 +430,7 @@ impl Session {
     }
 
     fn reply(&self, id: u32, outcome: &Outcome) -> bool {
-        self.send(protocol::reply(id, outcome).into())
+        self.send(Frame::from(protocol::reply(id, outcome)))
     }
 
     /// Queues a frame; false when the queue is full (a slow client).
