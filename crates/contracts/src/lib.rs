@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod auth;
+pub mod chat;
+pub mod realtime;
 pub mod schema;
 pub mod users;
 
@@ -102,6 +104,8 @@ pub fn catalogue() -> Vec<EventInfo> {
         info::<users::UserUnblocked>(),
         info::<users::UserBanned>(),
         info::<users::UserErased>(),
+        info::<realtime::Publication>(),
+        info::<chat::MessagePosted>(),
     ]
 }
 

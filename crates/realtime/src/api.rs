@@ -98,8 +98,33 @@ async fn publish(
     if request.data.get().len() > MAX_MESSAGE_BYTES {
         return Err(FieldErrors::single("data", "is over the 64 KiB message limit"));
     }
-    let (position, delivered) = state.hub.publish(channel.as_str(), request.data, None);
+    let (position, delivered) = state.hub.publish(channel.as_str(), request.data, None, Vec::new());
     state.metrics.publications.inc();
     state.metrics.deliveries.inc_by(delivered as u64);
     Ok(Json(Published { offset: position.offset, epoch: position.epoch, delivered }))
+}
+
+/// Publishes what a service recorded on the bus (`panal.realtime.publication.v1`).
+/// One that cannot be published (a channel that is not one, data over the
+/// limit) is logged and dropped: retrying would not make it valid.
+pub(crate) fn publish_recorded(state: &AppState, p: contracts::realtime::Publication) {
+    let Ok(channel) = Channel::parse(&p.channel) else {
+        tracing::warn!(channel = %p.channel, "a recorded publication names no channel; dropped");
+        return;
+    };
+    let data = match serde_json::value::to_raw_value(&p.data) {
+        Ok(data) if data.get().len() <= MAX_MESSAGE_BYTES => data,
+        _ => {
+            tracing::warn!(channel = %p.channel, "a recorded publication is over the 64 KiB limit; dropped");
+            return;
+        }
+    };
+    let skip = p.skip_users.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let delivered = if p.ephemeral {
+        state.hub.publish_ephemeral(channel.as_str(), data, &skip)
+    } else {
+        state.hub.publish(channel.as_str(), data, None, skip).1
+    };
+    state.metrics.publications.inc();
+    state.metrics.deliveries.inc_by(delivered as u64);
 }

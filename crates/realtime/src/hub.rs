@@ -66,6 +66,14 @@ impl Link {
 struct Stored {
     publication: Publication,
     at: Instant,
+    /// Users it is not for (see [`Hub::publish`]); usually none.
+    skip: Vec<String>,
+}
+
+impl Stored {
+    fn for_user(&self, user: &str) -> bool {
+        !self.skip.iter().any(|u| u == user)
+    }
 }
 
 struct ChannelState {
@@ -96,6 +104,17 @@ impl ChannelState {
 fn new_epoch() -> String {
     let bytes: [u8; 6] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Encodes `publication` once and offers it to every subscriber of `state`
+/// that is not one of `skip`'s users; how many took it.
+fn offer(state: &ChannelState, channel: &str, publication: &Publication, skip: &[String]) -> usize {
+    let frame = Frame::from(protocol::push(channel, PushBody::Pub(publication)));
+    state
+        .subscribers
+        .values()
+        .filter(|link| !skip.iter().any(|u| *u == link.info.user) && link.offer(frame.clone()))
+        .count()
 }
 
 /// Whether `channel` tells its subscribers who joins and leaves: not a
@@ -159,6 +178,7 @@ impl Hub {
         let state = shard.entry(channel.to_owned()).or_insert_with(ChannelState::new);
         state.trim(self.limits, now);
         let position = StreamPosition { offset: state.offset, epoch: state.epoch.clone() };
+        let user = link.info.user.as_str();
         let (publications, recovered) = match recover {
             None => (Vec::new(), false),
             Some(since) if since.epoch != state.epoch => (Vec::new(), false),
@@ -171,7 +191,7 @@ impl Hub {
                     let missed = state
                         .history
                         .iter()
-                        .filter(|s| s.publication.offset > since.offset)
+                        .filter(|s| s.publication.offset > since.offset && s.for_user(user))
                         .map(|s| s.publication.clone());
                     (missed.collect(), true)
                 }
@@ -208,20 +228,37 @@ impl Hub {
     }
 
     /// Publishes `data` to `channel`: numbered, kept, and offered to every
-    /// subscriber. Returns its position and how many subscribers it reached.
-    pub fn publish(&self, channel: &str, data: Box<RawValue>, info: Option<ClientInfo>) -> (StreamPosition, usize) {
+    /// subscriber but those of the users in `skip` (who never see it, live,
+    /// recovered or in history: chat's blocks). Returns its position and how
+    /// many subscribers it reached.
+    pub fn publish(
+        &self,
+        channel: &str,
+        data: Box<RawValue>,
+        info: Option<ClientInfo>,
+        skip: Vec<String>,
+    ) -> (StreamPosition, usize) {
         let now = Instant::now();
         let mut shard = self.shard(channel);
         let state = shard.entry(channel.to_owned()).or_insert_with(ChannelState::new);
         state.offset += 1;
         let publication = Publication { data, offset: state.offset, info, time: chrono::Utc::now().timestamp_millis() };
-        let frame = Frame::from(protocol::push(channel, PushBody::Pub(&publication)));
-        let reached = state.subscribers.values().filter(|link| link.offer(frame.clone())).count();
+        let reached = offer(state, channel, &publication, &skip);
         if self.limits.size > 0 {
-            state.history.push_back(Stored { publication, at: now });
+            state.history.push_back(Stored { publication, at: now, skip });
         }
         state.trim(self.limits, now);
         (StreamPosition { offset: state.offset, epoch: state.epoch.clone() }, reached)
+    }
+
+    /// Offers `data` to `channel`'s subscribers of this moment (but `skip`'s)
+    /// without numbering or keeping it: what only matters live (typing).
+    /// Returns how many it reached.
+    pub fn publish_ephemeral(&self, channel: &str, data: Box<RawValue>, skip: &[String]) -> usize {
+        let mut shard = self.shard(channel);
+        let Some(state) = shard.get_mut(channel) else { return 0 };
+        let publication = Publication { data, offset: 0, info: None, time: chrono::Utc::now().timestamp_millis() };
+        offer(state, channel, &publication, skip)
     }
 
     /// Up to `limit` publications after `since` (or the latest `limit`),
@@ -229,6 +266,7 @@ impl Hub {
     pub fn history(
         &self,
         channel: &str,
+        user: &str,
         since: Option<&StreamPosition>,
         limit: usize,
         reverse: bool,
@@ -250,7 +288,7 @@ impl Hub {
         }
         let after = since.map_or(0, |s| s.offset);
         let mut found: Vec<Publication> =
-            state.history.iter().filter(|s| s.publication.offset > after).map(|s| s.publication.clone()).collect();
+            state.history.iter().filter(|s| s.publication.offset > after && s.for_user(user)).map(|s| s.publication.clone()).collect();
         if reverse {
             found.reverse();
         }
@@ -310,7 +348,7 @@ mod tests {
         let start = hub.subscribe("chat:1", a, None, false).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(start.position.offset, 0);
         for n in 1..=3 {
-            hub.publish("chat:1", data(n), None);
+            hub.publish("chat:1", data(n), None, Vec::new());
         }
         let first: serde_json::Value =
             serde_json::from_str(rx.try_recv().unwrap_or_else(|_| unreachable!()).as_str()).unwrap_or_default();
@@ -321,7 +359,7 @@ mod tests {
         assert_eq!(first["push"]["pub"]["data"], serde_json::json!({"n": 1}), "data goes out as it came in");
         hub.unsubscribe("chat:1", 1);
         for n in 4..=8 {
-            hub.publish("chat:1", data(n), None);
+            hub.publish("chat:1", data(n), None, Vec::new());
         }
         let (b, _rx) = link(2, 64);
         let back = StreamPosition { offset: 3, epoch: start.position.epoch.clone() };
@@ -331,7 +369,7 @@ mod tests {
 
         // Beyond the history (10 kept): not recoverable.
         for n in 9..=30 {
-            hub.publish("chat:1", data(n), None);
+            hub.publish("chat:1", data(n), None, Vec::new());
         }
         let (c, _rx) = link(3, 64);
         let lost = hub.subscribe("chat:1", c, Some(&back), false).unwrap_or_else(|e| panic!("{e}"));
@@ -358,7 +396,7 @@ mod tests {
         hub.subscribe("chat:1", slow, None, false).unwrap_or_else(|e| panic!("{e}"));
         hub.subscribe("chat:1", fast, None, false).unwrap_or_else(|e| panic!("{e}"));
         for n in 1..=5 {
-            hub.publish("chat:1", data(n), None);
+            hub.publish("chat:1", data(n), None, Vec::new());
         }
         assert!(slow_signal.is_cancelled(), "its queue of 2 filled up");
         let mut received = 0;

@@ -11,11 +11,11 @@
 //!
 //! - the wire format: [`protocol`]; channel names and permissions: [`domain`]
 //! - channels, history and fan-out: [`hub`]; one connection: [`session`]
-//! - asking a channel's owner: [`grants`]; HTTP: [`api`]
+//! - asking a channel's owner, forwarding rpc: [`owners`]; HTTP: [`api`]
 
 pub mod api;
 pub mod domain;
-pub mod grants;
+pub mod owners;
 pub mod hub;
 pub mod metrics;
 pub mod protocol;
@@ -31,7 +31,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::grants::Grants;
+use crate::owners::Owners;
 use crate::hub::{HistoryLimits, Hub};
 use crate::metrics::Metrics;
 use crate::session::Limits;
@@ -84,7 +84,7 @@ impl Default for Settings {
 pub struct State {
     pub(crate) hub: Arc<Hub>,
     pub(crate) verifier: Arc<kit::auth::TokenVerifier>,
-    pub(crate) grants: Grants,
+    pub(crate) owners: Owners,
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
     /// Open connections by session, for revocations.
@@ -102,7 +102,10 @@ pub struct Realtime;
 
 impl kit::Service for Realtime {
     const NAME: &'static str = "realtime";
-    const FOLLOWS: &'static [&'static str] = &[<contracts::auth::SessionRevoked as contracts::Event>::TYPE];
+    const FOLLOWS: &'static [&'static str] = &[
+        <contracts::auth::SessionRevoked as contracts::Event>::TYPE,
+        <contracts::realtime::Publication as contracts::Event>::TYPE,
+    ];
     type Settings = Settings;
     type State = State;
 
@@ -129,7 +132,7 @@ impl kit::Service for Realtime {
         Ok(State {
             hub: Arc::new(Hub::new(history)),
             verifier: setup.verifier.clone(),
-            grants: Grants::new(&setup.ctx)?,
+            owners: Owners::new(&setup.ctx)?,
             limits,
             metrics: Metrics::default(),
             sessions: revocations::Sessions::default(),
@@ -147,8 +150,17 @@ impl kit::Service for Realtime {
         let sweeper = state.clone();
         let closer = state.clone();
         let consumer = format!("{}-revocations", state.instance_id);
+        let publisher = state.clone();
         vec![
             revocations::worker(state.clone(), state.bus.clone(), consumer),
+            // Publications services recorded in their outboxes. One consumer
+            // for every replica: each publication is taken once, by one of
+            // them.
+            kit::bus::follow::<contracts::realtime::Publication, _>(
+                state.bus.clone(),
+                "realtime-publications".to_owned(),
+                move |p| api::publish_recorded(&publisher, p),
+            ),
             // Channels nobody listens to whose history expired are dropped.
             Box::new(move |stop: CancellationToken| {
                 Box::pin(async move {

@@ -343,7 +343,7 @@ pub struct SubRefreshResult {
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
     pub code: u32,
-    pub message: &'static str,
+    pub message: std::borrow::Cow<'static, str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub temporary: bool,
 }
@@ -471,7 +471,7 @@ impl ProtocolError {
     pub fn body(self) -> ErrorBody {
         ErrorBody {
             code: self.code(),
-            message: self.message(),
+            message: std::borrow::Cow::Borrowed(self.message()),
             temporary: matches!(self, ProtocolError::Internal | ProtocolError::TooManyRequests),
         }
     }

@@ -26,7 +26,7 @@ use crate::domain::{self, Access, Channel, ChannelError};
 use crate::hub::{Frame, Link};
 use crate::protocol::{
     self, ClientInfo, ConnectResult, Disconnect, EmptyResult, HistoryResult, Outcome, PresenceResult,
-    PresenceStatsResult, ProtocolError, RefreshResult, Request, StreamPosition, SubscribeResult,
+    PresenceStatsResult, ProtocolError, RefreshResult, Request, RpcResult, StreamPosition, SubscribeResult,
 };
 
 /// What a connection may do, and how long it may take: `[realtime]` settings.
@@ -289,7 +289,7 @@ impl Session {
                 if !domain::client_may_publish(&channel) {
                     return Err(Handled::Error(ProtocolError::PermissionDenied));
                 }
-                self.state.hub.publish(channel.as_str(), publish.data, Some(self.info()));
+                self.state.hub.publish(channel.as_str(), publish.data, Some(self.info()), Vec::new());
                 Ok(Outcome::Publish(EmptyResult {}))
             }
             Request::Presence(request) => {
@@ -313,11 +313,18 @@ impl Session {
                 let (publications, position) = self
                     .state
                     .hub
-                    .history(channel.as_str(), request.since.as_ref(), limit, request.reverse)
+                    .history(channel.as_str(), &user.to_string(), request.since.as_ref(), limit, request.reverse)
                     .map_err(Handled::Error)?;
                 Ok(Outcome::History(HistoryResult { publications, epoch: position.epoch, offset: position.offset }))
             }
-            Request::Rpc(_) | Request::Send(_) => Err(Handled::Error(ProtocolError::MethodNotFound)),
+            Request::Rpc(rpc) => {
+                let token = connected.token.clone();
+                match self.state.owners.rpc(&token, &rpc.method, rpc.data.as_deref()).await {
+                    Ok(data) => Ok(Outcome::Rpc(RpcResult { data })),
+                    Err(body) => Ok(Outcome::Error(body)),
+                }
+            }
+            Request::Send(_) => Err(Handled::Error(ProtocolError::MethodNotFound)),
             Request::SubRefresh(_) => Err(Handled::Error(ProtocolError::NotAvailable)),
         }
     }
@@ -420,7 +427,7 @@ impl Session {
             Access::Allowed => Ok(()),
             Access::Denied => Err(Handled::Error(ProtocolError::PermissionDenied)),
             Access::AskOwner(owner) => {
-                if self.state.grants.allows(owner, token, channel).await {
+                if self.state.owners.allows(owner, token, channel).await {
                     Ok(())
                 } else {
                     Err(Handled::Error(ProtocolError::PermissionDenied))
