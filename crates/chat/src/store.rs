@@ -92,8 +92,7 @@ const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.author_id, m.ki
      m.edited_at, m.deleted_at, p.display_name AS author_name, p.avatar_url AS author_avatar";
 
 /// Messages written by someone `$1` blocked are not shown to `$1`.
-const NOT_BLOCKED: &str =
-    "NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = $1 AND b.blocked = m.author_id)";
+const NOT_BLOCKED: &str = "NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = $1 AND b.blocked = m.author_id)";
 
 /// A room in the directory.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -590,8 +589,13 @@ impl Store {
             .await
             .map(|_| ()))?;
         audit(&mut tx, entry, now).await?;
-        publish(&mut tx, conversation, serde_json::json!({"type": "role_changed", "user_id": user, "role": role}), Vec::new())
-            .await?;
+        publish(
+            &mut tx,
+            conversation,
+            serde_json::json!({"type": "role_changed", "user_id": user, "role": role}),
+            Vec::new(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -928,7 +932,13 @@ impl Store {
 
     // ---- moderation -------------------------------------------------------
 
-    pub async fn report(&self, message: &Message, reporter: Uuid, reason: &str, now: DateTime<Utc>) -> Result<Uuid, sqlx::Error> {
+    pub async fn report(
+        &self,
+        message: &Message,
+        reporter: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Uuid, sqlx::Error> {
         let id = Uuid::now_v7();
         with_db!(write &self.db, pool => sqlx::query(
             "INSERT INTO reports (id, message_id, conversation_id, reporter_id, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -957,7 +967,12 @@ impl Store {
             .await)
     }
 
-    pub async fn resolve_report(&self, entry: &AuditEntry<'_>, report: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    pub async fn resolve_report(
+        &self,
+        entry: &AuditEntry<'_>,
+        report: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.begin().await?;
         let n = with_tx!(&mut tx, conn => sqlx::query(
             "UPDATE reports SET resolved_at = $2, resolved_by = $3, resolution = $4 WHERE id = $1 AND resolved_at IS NULL")
@@ -976,7 +991,12 @@ impl Store {
     }
 
     /// The audit log, newest first: one room's, or every room's (`None`).
-    pub async fn audit_log(&self, conversation: Option<Uuid>, after: Option<Uuid>, limit: i64) -> Result<Vec<Audit>, sqlx::Error> {
+    pub async fn audit_log(
+        &self,
+        conversation: Option<Uuid>,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Audit>, sqlx::Error> {
         with_db!(&self.db, pool => sqlx::query_as(
             "SELECT id, conversation_id, actor_id, action, target_user, target_message, detail, at FROM audit_log
              WHERE ($1 IS NULL OR conversation_id = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3")
@@ -1072,7 +1092,13 @@ impl Store {
 }
 
 /// Adds a member (`false` when already one).
-async fn add_member(tx: &mut Tx, conversation: Uuid, user: Uuid, role: Role, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+async fn add_member(
+    tx: &mut Tx,
+    conversation: Uuid,
+    user: Uuid,
+    role: Role,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
     // A newcomer has read what was said before they came.
     with_tx!(tx, conn => sqlx::query(
         "INSERT INTO members (conversation_id, user_id, role, joined_at, last_read_seq)
@@ -1088,7 +1114,11 @@ async fn add_member(tx: &mut Tx, conversation: Uuid, user: Uuid, role: Role, now
 
 /// Who a message of `author` reaches in `conversation` (every member but
 /// the author and those who blocked the author), and who must not see it.
-async fn audience(tx: &mut Tx, conversation: Uuid, author: Option<Uuid>) -> Result<(Vec<Uuid>, Vec<Uuid>), sqlx::Error> {
+async fn audience(
+    tx: &mut Tx,
+    conversation: Uuid,
+    author: Option<Uuid>,
+) -> Result<(Vec<Uuid>, Vec<Uuid>), sqlx::Error> {
     let rows: Vec<(Uuid, bool)> = with_tx!(tx, conn => sqlx::query_as(
         "SELECT mb.user_id, EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = mb.user_id AND b.blocked = $2)
          FROM members mb WHERE mb.conversation_id = $1")

@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 /// The services this build of Panal mounts, in start order: the one list
 /// `up`, `serve`, `migrate`, `events` and `services` read. Adding a service
 /// to the binary is one line here.
-pub(crate) const SERVICES: &[&dyn Mount] = &[&auth::Auth, &users::Users, &realtime::Realtime, &chat::Chat, &gateway::Gateway];
+pub(crate) const SERVICES: &[&dyn Mount] =
+    &[&auth::Auth, &users::Users, &realtime::Realtime, &chat::Chat, &gateway::Gateway];
 
 #[derive(Debug, Parser)]
 #[command(name = "panal", version, about = "Panal: a microservices backend in one binary", long_about = None)]

@@ -110,11 +110,7 @@ fn new_epoch() -> String {
 /// that is not one of `skip`'s users; how many took it.
 fn offer(state: &ChannelState, channel: &str, publication: &Publication, skip: &[String]) -> usize {
     let frame = Frame::from(protocol::push(channel, PushBody::Pub(publication)));
-    state
-        .subscribers
-        .values()
-        .filter(|link| !skip.iter().any(|u| *u == link.info.user) && link.offer(frame.clone()))
-        .count()
+    state.subscribers.values().filter(|link| !skip.contains(&link.info.user) && link.offer(frame.clone())).count()
 }
 
 /// Whether `channel` tells its subscribers who joins and leaves: not a
@@ -287,8 +283,12 @@ impl Hub {
             }
         }
         let after = since.map_or(0, |s| s.offset);
-        let mut found: Vec<Publication> =
-            state.history.iter().filter(|s| s.publication.offset > after && s.for_user(user)).map(|s| s.publication.clone()).collect();
+        let mut found: Vec<Publication> = state
+            .history
+            .iter()
+            .filter(|s| s.publication.offset > after && s.for_user(user))
+            .map(|s| s.publication.clone())
+            .collect();
         if reverse {
             found.reverse();
         }
@@ -385,6 +385,40 @@ mod tests {
         );
         // Asked to: a lost position is error 112 rather than `recovered: false`.
         assert_eq!(hub.subscribe("chat:1", d, Some(&back), true).err(), Some(ProtocolError::UnrecoverablePosition));
+    }
+
+    #[test]
+    fn a_skipped_user_never_sees_a_publication_live_recovered_or_in_history() {
+        let hub = Hub::new(LIMITS);
+        let (skipped, mut skipped_rx) = link(1, 64);
+        let (other, mut other_rx) = link(2, 64);
+        let skipped = Link { info: ClientInfo { user: "bob".into(), client: "c1".into() }, ..skipped };
+        let start = hub.subscribe("chat:1", skipped.clone(), None, false).unwrap_or_else(|e| panic!("{e}"));
+        hub.subscribe("chat:1", other, None, false).unwrap_or_else(|e| panic!("{e}"));
+        while other_rx.try_recv().is_ok() || skipped_rx.try_recv().is_ok() {}
+        hub.publish("chat:1", data(1), None, vec!["bob".into()]);
+        hub.publish("chat:1", data(2), None, Vec::new());
+        assert_eq!(hub.publish_ephemeral("chat:1", data(3), &["bob".to_owned()]), 1);
+        let offsets = |rx: &mut mpsc::Receiver<Frame>| {
+            let mut seen = Vec::new();
+            while let Ok(frame) = rx.try_recv() {
+                let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap_or_default();
+                seen.push((v["push"]["pub"]["data"]["n"].as_u64(), v["push"]["pub"]["offset"].as_u64()));
+            }
+            seen
+        };
+        assert_eq!(offsets(&mut skipped_rx), [(Some(2), Some(2))]);
+        assert_eq!(
+            offsets(&mut other_rx),
+            [(Some(1), Some(1)), (Some(2), Some(2)), (Some(3), None)],
+            "ephemeral: no offset"
+        );
+        hub.unsubscribe("chat:1", 1);
+        let back = hub.subscribe("chat:1", skipped, Some(&start.position), false).unwrap_or_else(|e| panic!("{e}"));
+        assert!(back.recovered);
+        assert_eq!(back.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [2]);
+        let (history, _) = hub.history("chat:1", "bob", None, 10, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(history.iter().map(|p| p.offset).collect::<Vec<_>>(), [2], "the ephemeral one is not kept either");
     }
 
     #[test]

@@ -15,9 +15,9 @@
 
 pub mod api;
 pub mod domain;
-pub mod owners;
 pub mod hub;
 pub mod metrics;
+pub mod owners;
 pub mod protocol;
 pub mod revocations;
 pub mod session;
@@ -31,9 +31,9 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::owners::Owners;
 use crate::hub::{HistoryLimits, Hub};
 use crate::metrics::Metrics;
+use crate::owners::Owners;
 use crate::session::Limits;
 
 /// Largest message a client may send, and largest publication: 64 KiB.

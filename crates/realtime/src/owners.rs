@@ -60,22 +60,26 @@ impl Owners {
 
     /// Forwards the rpc `method` (`<owner>.<name>`) with `data` for the
     /// holder of `token`; its result's data, or the error to reply with.
-    pub async fn rpc(&self, token: &str, method: &str, data: Option<&RawValue>) -> Result<Option<Box<RawValue>>, ErrorBody> {
+    pub async fn rpc(
+        &self,
+        token: &str,
+        method: &str,
+        data: Option<&RawValue>,
+    ) -> Result<Option<Box<RawValue>>, ErrorBody> {
         let (owner, name) = method.split_once('.').ok_or(ProtocolError::MethodNotFound.body())?;
         let well_formed = !name.is_empty()
             && name.len() <= 64
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         let peer = self.owners.get(owner).filter(|_| well_formed).ok_or(ProtocolError::MethodNotFound.body())?;
         let body: serde_json::Value = match data {
-            Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|_| ProtocolError::BadRequest("rpc data is not JSON").body())?,
+            Some(raw) => {
+                serde_json::from_str(raw.get()).map_err(|_| ProtocolError::BadRequest("rpc data is not JSON").body())?
+            }
             None => serde_json::json!({}),
         };
         let path = format!("/v1/{owner}/rpc/{name}");
-        let response = peer
-            .send(reqwest::Method::POST, &path, Credentials::Bearer(token), Some(&body))
-            .await
-            .map_err(|e| {
+        let response =
+            peer.send(reqwest::Method::POST, &path, Credentials::Bearer(token), Some(&body)).await.map_err(|e| {
                 tracing::warn!(owner, error = %e, "could not forward an rpc");
                 ProtocolError::Internal.body()
             })?;

@@ -13,7 +13,10 @@ use crate::error::ChatError;
 /// messages they wrote, their invitations and the reports they filed.
 #[utoipa::path(get, path = "/v1/chat/me/export", tag = "chat", security(("bearer" = [])),
     responses((status = 200, description = "Chat's part of the archive", body = Object)))]
-pub(super) async fn export_me(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ChatError> {
+pub(super) async fn export_chat_data(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ChatError> {
     let id = caller.user_id;
     let conversations = state.store.conversations_of(id).await?;
     let messages = state.store.authored(id).await?;

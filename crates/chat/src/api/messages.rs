@@ -174,7 +174,8 @@ pub(super) async fn post_message(
 
 /// Posting, over HTTP or the socket's rpc: every check, then the store.
 pub(crate) async fn post_text(state: &AppState, caller: &Caller, id: Uuid, body: &str) -> Result<Message, ChatError> {
-    let body = domain::parse_body(body, state.settings.max_message_chars).map_err(|e| FieldErrors::single("body", e))?;
+    let body =
+        domain::parse_body(body, state.settings.max_message_chars).map_err(|e| FieldErrors::single("body", e))?;
     let (conversation, me) = membership(state, id, caller.user_id).await?;
     may_write(state, &conversation, &me, caller.user_id).await?;
     if let Decision::Deny { retry_after } = state.posting.check(&(caller.user_id, id)) {
@@ -186,7 +187,13 @@ pub(crate) async fn post_text(state: &AppState, caller: &Caller, id: Uuid, body:
             retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
         });
     }
-    let new = NewMessage { conversation: &conversation, author: Some(caller.user_id), kind: MessageKind::Text, body: &body, card: None };
+    let new = NewMessage {
+        conversation: &conversation,
+        author: Some(caller.user_id),
+        kind: MessageKind::Text,
+        body: &body,
+        card: None,
+    };
     Ok(state.store.post(new, Utc::now()).await?)
 }
 
@@ -210,7 +217,12 @@ async fn may_write(state: &AppState, conversation: &Conversation, member: &Membe
 }
 
 /// The message `mid` of conversation `id`, with the caller's membership.
-async fn message_of(state: &AppState, caller: &Caller, id: Uuid, mid: Uuid) -> Result<(Conversation, Member, Message), ChatError> {
+async fn message_of(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    mid: Uuid,
+) -> Result<(Conversation, Member, Message), ChatError> {
     let (conversation, me) = membership(state, id, caller.user_id).await?;
     let message = state.store.message(id, mid).await?.ok_or_else(|| ChatError::not_found("no such message"))?;
     Ok((conversation, me, message))
@@ -229,7 +241,8 @@ pub(super) async fn edit_message(
     Path((id, mid)): Path<(Uuid, Uuid)>,
     Json(body): Json<PostMessage>,
 ) -> Result<Json<MessageView>, ChatError> {
-    let text = domain::parse_body(&body.body, state.settings.max_message_chars).map_err(|e| FieldErrors::single("body", e))?;
+    let text =
+        domain::parse_body(&body.body, state.settings.max_message_chars).map_err(|e| FieldErrors::single("body", e))?;
     let (_, _, message) = message_of(&state, &caller, id, mid).await?;
     if message.author_id != Some(caller.user_id) || message.kind != MessageKind::Text {
         return Err(ChatError::forbidden("only its author edits a message"));
@@ -363,7 +376,7 @@ pub struct SearchQuery {
 /// first. The same words find the same messages on SQLite and PostgreSQL.
 #[utoipa::path(get, path = "/v1/chat/search", tag = "messages", security(("bearer" = [])), params(SearchQuery),
     responses((status = 200, body = Page<MessageView>)))]
-pub(super) async fn search(
+pub(super) async fn search_messages(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<SearchQuery>,

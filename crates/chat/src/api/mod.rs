@@ -50,7 +50,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(messages::edit_message, messages::delete_message))
         .routes(routes!(messages::mark_read))
         .routes(routes!(messages::typing))
-        .routes(routes!(messages::search))
+        .routes(routes!(messages::search_messages))
         .routes(routes!(messages::report))
         .routes(routes!(moderation::reports))
         .routes(routes!(moderation::resolve))
@@ -58,7 +58,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(service::post_as_service))
         .routes(routes!(service::grant))
         .routes(routes!(service::rpc))
-        .routes(routes!(gdpr::export_me))
+        .routes(routes!(gdpr::export_chat_data))
         .with_state(state)
 }
 

@@ -67,17 +67,22 @@ pub(super) async fn reports(
     let q = query.map(|q| q.0).unwrap_or(ReportsQuery { open: None, limit: None, cursor: None });
     let page = PageRequest::<Uuid>::parse(q.limit, q.cursor.as_deref())?;
     let rows = state.store.reports(q.open.unwrap_or(true), page.after, page.sql_limit()).await?;
-    Ok(Json(Page::of(rows, &page, |r| r.id, |r| ReportView {
-        id: r.id,
-        message_id: r.message_id,
-        conversation_id: r.conversation_id,
-        reporter_id: r.reporter_id,
-        reason: r.reason,
-        created_at: r.created_at,
-        resolved_at: r.resolved_at,
-        resolved_by: r.resolved_by,
-        resolution: r.resolution,
-    })))
+    Ok(Json(Page::of(
+        rows,
+        &page,
+        |r| r.id,
+        |r| ReportView {
+            id: r.id,
+            message_id: r.message_id,
+            conversation_id: r.conversation_id,
+            reporter_id: r.reporter_id,
+            reason: r.reason,
+            created_at: r.created_at,
+            resolved_at: r.resolved_at,
+            resolved_by: r.resolved_by,
+            resolution: r.resolution,
+        },
+    )))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -85,7 +85,8 @@ pub struct Card {
 }
 
 fn check_card(card: &Card, errors: &mut FieldErrors) {
-    let short = |s: &str, max: usize| !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control);
+    let short =
+        |s: &str, max: usize| !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control);
     if !short(&card.title, 200) {
         errors.add("card.title", "must be 1 to 200 characters, no control characters");
     }
@@ -99,7 +100,8 @@ fn check_card(card: &Card, errors: &mut FieldErrors) {
         errors.add("card.actions", "at most 4");
     }
     for action in &card.actions {
-        let name_ok = (1..=20).contains(&action.name.len()) && action.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        let name_ok =
+            (1..=20).contains(&action.name.len()) && action.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
         // Only Panal's own API: a card cannot send a user elsewhere.
         let href_ok = action.href.starts_with("/v1/")
             && action.href.len() <= 300
@@ -151,7 +153,9 @@ pub(super) async fn post_as_service(
         check_card(card, &mut errors);
     }
     match (&body.conversation_id, &body.between) {
-        (Some(_), Some(_)) | (None, None) => errors.add("conversation_id", "give `conversation_id` or `between`, one of them"),
+        (Some(_), Some(_)) | (None, None) => {
+            errors.add("conversation_id", "give `conversation_id` or `between`, one of them")
+        }
         (None, Some([a, b])) if a == b => errors.add("between", "must be two different users"),
         (None, Some([a, b])) if body.on_behalf_of.is_some_and(|u| u != *a && u != *b) => {
             errors.add("on_behalf_of", "must be one of `between`")
@@ -188,7 +192,8 @@ pub(super) async fn post_as_service(
     }
     let card = body.card.as_ref().map(serde_json::to_value).transpose().map_err(ChatError::internal)?;
     let kind = if card.is_some() { MessageKind::Card } else { MessageKind::Notice };
-    let new = NewMessage { conversation: &conversation, author: body.on_behalf_of, kind, body: &text, card: card.as_ref() };
+    let new =
+        NewMessage { conversation: &conversation, author: body.on_behalf_of, kind, body: &text, card: card.as_ref() };
     let message = state.store.post(new, now).await?;
     Ok((StatusCode::CREATED, Json(MessageView::from(&message))))
 }

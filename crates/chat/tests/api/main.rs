@@ -158,13 +158,15 @@ impl Platform {
     }
 
     async fn say(&self, user: &User, conversation: Uuid, body: &str) -> Value {
-        let r = self.post(&format!("/v1/chat/conversations/{conversation}/messages"), user, json!({"body": body})).await;
+        let r =
+            self.post(&format!("/v1/chat/conversations/{conversation}/messages"), user, json!({"body": body})).await;
         self.json(r, 201).await
     }
 
     /// The bodies of `user`'s view of a conversation, oldest first.
     async fn bodies(&self, user: &User, conversation: Uuid) -> Vec<String> {
-        let page = self.json(self.get(&format!("/v1/chat/conversations/{conversation}/messages"), user).await, 200).await;
+        let page =
+            self.json(self.get(&format!("/v1/chat/conversations/{conversation}/messages"), user).await, 200).await;
         page["items"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_owned()).collect()
     }
 

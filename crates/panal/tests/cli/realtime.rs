@@ -36,15 +36,8 @@ async fn a_socket_through_the_gateway_gets_a_services_publication_and_closes_at_
     let http = reqwest::Client::new();
 
     // A user, signed in through the gateway.
-    let account = json!({"email": "rt@example.com", "password": PASSWORD, "display_name": "Rita"});
-    assert_eq!(http.post(format!("{gateway}/v1/auth/register")).json(&account).send().await.unwrap().status(), 202);
-    let login = json!({"email": "rt@example.com", "password": PASSWORD});
-    let tokens: Value =
-        http.post(format!("{gateway}/v1/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
-    let access = tokens["access_token"].as_str().unwrap().to_owned();
-    let me: Value =
-        http.get(format!("{gateway}/v1/auth/me")).bearer_auth(&access).send().await.unwrap().json().await.unwrap();
-    let channel = format!("user:{}", me["id"].as_str().unwrap());
+    let (user_id, access) = sign_up(&http, &gateway, "Rita").await;
+    let channel = format!("user:{user_id}");
 
     // Its socket, through the gateway, no token on the upgrade.
     let (mut ws, _) =
@@ -107,6 +100,80 @@ async fn a_socket_through_the_gateway_gets_a_services_publication_and_closes_at_
     .await
     .expect("the socket is closed after the logout");
     assert_eq!(code, Some(3503));
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Signs up and in through the gateway; the user's id and access token.
+async fn sign_up(http: &reqwest::Client, gateway: &str, name: &str) -> (String, String) {
+    let email = format!("{}@example.com", name.to_lowercase());
+    let account = json!({"email": email, "password": PASSWORD, "display_name": name});
+    assert_eq!(http.post(format!("{gateway}/v1/auth/register")).json(&account).send().await.unwrap().status(), 202);
+    let login = json!({"email": email, "password": PASSWORD});
+    let tokens: Value =
+        http.post(format!("{gateway}/v1/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let me: Value =
+        http.get(format!("{gateway}/v1/auth/me")).bearer_auth(&access).send().await.unwrap().json().await.unwrap();
+    (me["id"].as_str().unwrap().to_owned(), access)
+}
+
+/// The chat of seed 001, as `panal up` runs it, with the Centrifugo SDK for
+/// Python as every user's client: messages sent over the socket (`rpc`) and
+/// over HTTP reach every member in order; a member who was away recovers
+/// exactly what they missed; typing is live only; a stranger can neither
+/// listen nor post; after Bob blocks Ada, nothing of hers reaches him.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_through_the_gateway_with_the_python_sdk() {
+    if std::env::var("PANAL_TEST_PYTHON_CLIENTS").is_err() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED (centrifuge-python): set PANAL_TEST_PYTHON_CLIENTS=1 to run it");
+        return;
+    }
+    let dir = temp_dir();
+    let offset = free_offset();
+    // The script posts faster than people do: chat's per-user limit is raised.
+    let limits = [("PANAL_CHAT__MESSAGES_PER_MINUTE", "6000"), ("PANAL_CHAT__MESSAGE_BURST", "1000")];
+    let (mut running, _) = up_with(&dir, offset, &limits, Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    let mut users = Vec::new();
+    for name in ["Ada", "Bob", "Cy", "Eve"] {
+        users.push(sign_up(&http, &gateway, name).await);
+    }
+    let room: Value = http
+        .post(format!("{gateway}/v1/chat/rooms"))
+        .bearer_auth(&users[0].1)
+        .json(&json!({"name": "lobby", "visibility": "public"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = room["id"].as_str().expect("a room").to_owned();
+    for (_, token) in &users[1..3] {
+        let r = http.post(format!("{gateway}/v1/chat/rooms/{room}/join")).bearer_auth(token).json(&json!({})).send();
+        assert_eq!(r.await.unwrap().status(), 200);
+    }
+    // Beside realtime's own client scripts, whose harness it shares.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../realtime/tests/api/clients/chat.py");
+    let mut args = vec![format!("ws://127.0.0.1:{}/v1/ws", 8000 + offset), gateway.clone(), room];
+    for (id, token) in &users {
+        args.push(id.clone());
+        args.push(token.clone());
+    }
+    let out =
+        tokio::task::spawn_blocking(move || std::process::Command::new("python3").arg(script).args(&args).output())
+            .await
+            .unwrap()
+            .expect("run python3");
+    assert!(
+        out.status.success(),
+        "chat.py:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(terminate(&mut running).success());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -11,8 +11,9 @@ import sys
 
 import websockets
 
+from harness import failures, finish
+
 WS, TOKEN, EXPIRED = sys.argv[1:4]
-failures = []
 
 
 async def closed_with(send, code, what):
@@ -70,10 +71,7 @@ async def main():
     for (case, code), reply in zip(cases, out[1:]):
         if reply.get("id") != case["id"] or reply.get("error", {}).get("code") != code:
             failures.append(f"{case}: expected error {code}, got {reply}")
-    if failures:
-        print("\n".join(failures))
-        sys.exit(1)
-    print("ok")
 
 
 asyncio.run(main())
+finish()

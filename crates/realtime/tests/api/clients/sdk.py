@@ -11,24 +11,11 @@ import json
 import sys
 import urllib.request
 
-from centrifuge import (
-    Client,
-    ClientEventHandler,
-    PublicationContext,
-    SubscribedContext,
-    SubscriptionErrorContext,
-    SubscriptionEventHandler,
-    SubscriptionState,
-    UnsubscribedContext,
-)
+from centrifuge import Client, ClientEventHandler, SubscriptionState
+
+from harness import Recorder, check, run, take, wait_until
 
 WS, PUBLISH, SERVICE, ME, MY_TOKEN, OTHER, OTHER_TOKEN = sys.argv[1:8]
-failures = []
-
-
-def check(ok, what):
-    if not ok:
-        failures.append(what)
 
 
 def publish(channel, data):
@@ -41,42 +28,6 @@ def publish(channel, data):
     )
     with urllib.request.urlopen(request, timeout=10) as r:
         return json.load(r)
-
-
-class Recorder(SubscriptionEventHandler):
-    def __init__(self):
-        self.publications = asyncio.Queue()
-        self.subscribed = []
-        self.errors = []
-        self.unsubscribed = []
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        await self.publications.put((ctx.pub.offset, ctx.pub.data))
-
-    async def on_subscribed(self, ctx: SubscribedContext) -> None:
-        self.subscribed.append(ctx)
-
-    async def on_error(self, ctx: SubscriptionErrorContext) -> None:
-        self.errors.append(ctx.code)
-
-    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
-        self.unsubscribed.append(ctx.code)
-
-
-async def take(queue, n):
-    got = []
-    for _ in range(n):
-        got.append(await asyncio.wait_for(queue.get(), timeout=10))
-    return got
-
-
-async def wait_until(predicate, what, seconds=10):
-    for _ in range(seconds * 20):
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    failures.append(f"timed out: {what}")
-    return False
 
 
 async def own_channel_live_then_recovered_after_a_reconnect():
@@ -143,20 +94,8 @@ async def two_users_each_get_their_own():
     await theirs.disconnect()
 
 
-async def main():
-    for scenario in [
-        own_channel_live_then_recovered_after_a_reconnect,
-        strangers_and_unknown_channels_are_refused,
-        two_users_each_get_their_own,
-    ]:
-        try:
-            await asyncio.wait_for(scenario(), timeout=60)
-        except Exception as e:  # a scenario that crashes is a failure, said
-            failures.append(f"{scenario.__name__}: {type(e).__name__}: {e}")
-    if failures:
-        print("\n".join(failures))
-        sys.exit(1)
-    print("ok")
-
-
-asyncio.run(main())
+run(
+    own_channel_live_then_recovered_after_a_reconnect,
+    strangers_and_unknown_channels_are_refused,
+    two_users_each_get_their_own,
+)
