@@ -139,6 +139,7 @@ pub(crate) fn worker(state: AppState, bus: Bus) -> kit::http::Worker {
     kit::bus::follow(bus, consumer, move |event: SessionRevoked| {
         state.denied.insert_revoked_at(event.session_id, event.revoked_at);
         tracing::debug!(session_id = %event.session_id, "session revoked: its tokens are refused");
+        std::future::ready(())
     })
 }
 

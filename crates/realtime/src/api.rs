@@ -74,9 +74,12 @@ pub struct Published {
     pub offset: u64,
     #[schema(example = "9f3c1a2b7d4e")]
     pub epoch: String,
-    /// Subscribers it was queued to on this replica.
+    /// Subscribers it was queued to (one realtime process); absent when
+    /// replicas share channels through Redis (each delivers as Redis
+    /// hands it the publication, after this answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 2)]
-    pub delivered: usize,
+    pub delivered: Option<usize>,
 }
 
 /// Publishes to a channel (a service client with the `realtime:publish` scope).
@@ -86,6 +89,7 @@ pub struct Published {
     responses(
         (status = 200, body = Published),
         (status = 403, description = "The token is not a service client's with the realtime:publish scope", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis (shared channels) cannot be reached; retry", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn publish(
     State(state): State<AppState>,
@@ -98,16 +102,22 @@ async fn publish(
     if request.data.get().len() > MAX_MESSAGE_BYTES {
         return Err(FieldErrors::single("data", "is over the 64 KiB message limit"));
     }
-    let (position, delivered) = state.hub.publish(channel.as_str(), request.data, None, Vec::new());
+    let (position, delivered) = state
+        .channels
+        .publish(channel.as_str(), request.data, None, Vec::new())
+        .await
+        .map_err(|_| Problem::unavailable("realtime cannot reach Redis to publish; retry shortly", 1))?;
     state.metrics.publications.inc();
-    state.metrics.deliveries.inc_by(delivered as u64);
+    state.metrics.deliveries.inc_by(delivered.unwrap_or(0) as u64);
     Ok(Json(Published { offset: position.offset, epoch: position.epoch, delivered }))
 }
 
 /// Publishes what a service recorded on the bus (`panal.realtime.publication.v1`).
 /// One that cannot be published (a channel that is not one, data over the
-/// limit) is logged and dropped: retrying would not make it valid.
-pub(crate) fn publish_recorded(state: &AppState, p: contracts::realtime::Publication) {
+/// limit) is logged and dropped: retrying would not make it valid. One that
+/// fails because Redis is away is retried (every second) until it goes
+/// through or realtime stops: the next waits, so the order holds.
+pub(crate) async fn publish_recorded(state: &AppState, p: contracts::realtime::Publication) {
     let Ok(channel) = Channel::parse(&p.channel) else {
         tracing::warn!(channel = %p.channel, "a recorded publication names no channel; dropped");
         return;
@@ -120,11 +130,26 @@ pub(crate) fn publish_recorded(state: &AppState, p: contracts::realtime::Publica
         }
     };
     let skip = p.skip_users.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let delivered = if p.ephemeral {
-        state.hub.publish_ephemeral(channel.as_str(), data, &skip)
-    } else {
-        state.hub.publish(channel.as_str(), data, None, skip).1
-    };
-    state.metrics.publications.inc();
-    state.metrics.deliveries.inc_by(delivered as u64);
+    loop {
+        let published = if p.ephemeral {
+            state.channels.publish_ephemeral(channel.as_str(), data.clone(), &skip).await
+        } else {
+            state.channels.publish(channel.as_str(), data.clone(), None, skip.clone()).await.map(|(_, d)| d)
+        };
+        match published {
+            Ok(delivered) => {
+                state.metrics.publications.inc();
+                state.metrics.deliveries.inc_by(delivered.unwrap_or(0) as u64);
+                return;
+            }
+            // Typing a second late is worthless: dropped.
+            Err(_) if p.ephemeral => return,
+            Err(_) => {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
 }

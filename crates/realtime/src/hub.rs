@@ -81,11 +81,36 @@ struct ChannelState {
     offset: u64,
     history: VecDeque<Stored>,
     subscribers: HashMap<u64, Link>,
+    /// Links subscribing through a shared broker ([`crate::shared`]),
+    /// between listening and knowing their start position: what arrives
+    /// meanwhile waits here with its offset.
+    joining: HashMap<u64, (Link, Vec<(u64, Frame)>)>,
 }
 
 impl ChannelState {
     fn new() -> Self {
-        Self { epoch: new_epoch(), offset: 0, history: VecDeque::new(), subscribers: HashMap::new() }
+        Self {
+            epoch: new_epoch(),
+            offset: 0,
+            history: VecDeque::new(),
+            subscribers: HashMap::new(),
+            joining: HashMap::new(),
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.subscribers.is_empty() && self.joining.is_empty() && self.history.is_empty()
+    }
+
+    /// Adds `link`, telling the others who ask (not in `user:` channels).
+    fn admit(&mut self, channel: &str, link: Link) {
+        if presence_of(channel) {
+            let frame = Frame::from(protocol::push(channel, PushBody::Join { info: &link.info }));
+            for other in self.subscribers.values().filter(|l| l.join_leave && l.id != link.id) {
+                other.offer(frame.clone());
+            }
+        }
+        self.subscribers.insert(link.id, link);
     }
 
     fn trim(&mut self, limits: HistoryLimits, now: Instant) {
@@ -101,7 +126,7 @@ impl ChannelState {
 /// A short random epoch: a channel whose state was lost (a restart, or
 /// history that expired while nobody listened) starts a new one, and clients
 /// recovering from the old one learn they cannot.
-fn new_epoch() -> String {
+pub fn new_epoch() -> String {
     let bytes: [u8; 6] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -162,12 +187,17 @@ impl Hub {
     /// `recovered: false` when the history no longer holds them all or the
     /// epoch changed (or, with `reject_unrecovered`, error 112 and no
     /// subscription). A position ahead of the stream is refused.
+    ///
+    /// The reply (`reply` of what was found) is queued to the link under
+    /// the channel's lock, before the link can receive anything: a
+    /// publication never reaches a client ahead of its subscription.
     pub fn subscribe(
         &self,
         channel: &str,
         link: Link,
         recover: Option<&StreamPosition>,
         reject_unrecovered: bool,
+        reply: impl FnOnce(&Subscribed) -> Frame,
     ) -> Result<Subscribed, ProtocolError> {
         let now = Instant::now();
         let mut shard = self.shard(channel);
@@ -196,14 +226,83 @@ impl Hub {
         if recover.is_some() && !recovered && reject_unrecovered {
             return Err(ProtocolError::UnrecoverablePosition);
         }
-        if presence_of(channel) {
-            let frame = Frame::from(protocol::push(channel, PushBody::Join { info: &link.info }));
-            for other in state.subscribers.values().filter(|l| l.join_leave && l.id != link.id) {
-                other.offer(frame.clone());
+        let subscribed = Subscribed { position, publications, recovered };
+        link.offer(reply(&subscribed));
+        state.admit(channel, link);
+        Ok(subscribed)
+    }
+
+    /// A shared broker's subscription, first step: `link` is noted as
+    /// joining `channel`; what is delivered from now on is kept for it.
+    pub fn begin_join(&self, channel: &str, link: Link) {
+        let mut shard = self.shard(channel);
+        let state = shard.entry(channel.to_owned()).or_insert_with(ChannelState::new);
+        state.joining.insert(link.id, (link, Vec::new()));
+    }
+
+    /// Second step, once the broker said where the stream is: the reply is
+    /// queued, then what arrived meanwhile after `position` (and ephemeral
+    /// publications), and the link becomes a subscriber. `false` when the
+    /// link gave up meanwhile.
+    pub fn finish_join(&self, channel: &str, link: u64, position: u64, reply: Frame) -> bool {
+        let mut shard = self.shard(channel);
+        let Some(state) = shard.get_mut(channel) else { return false };
+        let Some((link, waiting)) = state.joining.remove(&link) else { return false };
+        link.offer(reply);
+        for (offset, frame) in waiting {
+            if offset == 0 || offset > position {
+                link.offer(frame);
             }
         }
-        state.subscribers.insert(link.id, link);
-        Ok(Subscribed { position, publications, recovered })
+        state.admit(channel, link);
+        true
+    }
+
+    /// A join that failed: forgotten.
+    pub fn abandon_join(&self, channel: &str, link: u64) {
+        let mut shard = self.shard(channel);
+        if let Some(state) = shard.get_mut(channel) {
+            state.joining.remove(&link);
+            if state.idle() {
+                shard.remove(channel);
+            }
+        }
+    }
+
+    /// Delivers a publication numbered elsewhere (a shared broker) to this
+    /// process's subscribers of `channel`, but `skip`'s users; kept for the
+    /// links still joining. How many took it.
+    pub fn deliver(&self, channel: &str, publication: &Publication, skip: &[String]) -> usize {
+        let mut shard = self.shard(channel);
+        let Some(state) = shard.get_mut(channel) else { return 0 };
+        let reached = offer(state, channel, publication, skip);
+        if !state.joining.is_empty() {
+            let frame = Frame::from(protocol::push(channel, PushBody::Pub(publication)));
+            for (link, waiting) in state.joining.values_mut() {
+                if !skip.contains(&link.info.user) {
+                    waiting.push((publication.offset, frame.clone()));
+                }
+            }
+        }
+        reached
+    }
+
+    /// Whether anyone here listens to `channel` (subscribed or joining).
+    pub fn listened(&self, channel: &str) -> bool {
+        self.shard(channel).get(channel).is_some_and(|s| !s.subscribers.is_empty() || !s.joining.is_empty())
+    }
+
+    /// Every link here, for telling them all to go.
+    pub fn links(&self) -> Vec<Link> {
+        let mut links = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for state in shard.values() {
+                links.extend(state.subscribers.values().cloned());
+                links.extend(state.joining.values().map(|(l, _)| l.clone()));
+            }
+        }
+        links
     }
 
     pub fn unsubscribe(&self, channel: &str, link: u64) {
@@ -217,7 +316,7 @@ impl Hub {
                     other.offer(frame.clone());
                 }
             }
-            if state.subscribers.is_empty() && state.history.is_empty() {
+            if state.idle() {
                 shard.remove(channel);
             }
         }
@@ -311,7 +410,7 @@ impl Hub {
             let mut shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             shard.retain(|_, state| {
                 state.trim(self.limits, now);
-                !(state.subscribers.is_empty() && state.history.is_empty())
+                !state.idle()
             });
         }
     }
@@ -339,17 +438,23 @@ mod tests {
         RawValue::from_string(format!("{{\"n\":{n}}}")).unwrap_or_else(|_| unreachable!())
     }
 
+    fn no_reply(_: &Subscribed) -> Frame {
+        Frame::from_static("{}")
+    }
+
     const LIMITS: HistoryLimits = HistoryLimits { size: 10, ttl: Duration::from_secs(60) };
 
     #[test]
     fn a_subscriber_that_comes_back_gets_exactly_what_it_missed_or_is_told_it_cannot() {
         let hub = Hub::new(LIMITS);
         let (a, mut rx) = link(1, 64);
-        let start = hub.subscribe("chat:1", a, None, false).unwrap_or_else(|e| panic!("{e}"));
+        let start = hub.subscribe("chat:1", a, None, false, no_reply).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(start.position.offset, 0);
         for n in 1..=3 {
             hub.publish("chat:1", data(n), None, Vec::new());
         }
+        let reply = rx.try_recv().unwrap_or_else(|_| unreachable!());
+        assert_eq!(reply.as_str(), "{}", "the subscribe reply is queued before any publication");
         let first: serde_json::Value =
             serde_json::from_str(rx.try_recv().unwrap_or_else(|_| unreachable!()).as_str()).unwrap_or_default();
         assert_eq!(
@@ -363,7 +468,7 @@ mod tests {
         }
         let (b, _rx) = link(2, 64);
         let back = StreamPosition { offset: 3, epoch: start.position.epoch.clone() };
-        let again = hub.subscribe("chat:1", b, Some(&back), false).unwrap_or_else(|e| panic!("{e}"));
+        let again = hub.subscribe("chat:1", b, Some(&back), false, no_reply).unwrap_or_else(|e| panic!("{e}"));
         assert!(again.recovered);
         assert_eq!(again.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [4, 5, 6, 7, 8]);
 
@@ -372,19 +477,26 @@ mod tests {
             hub.publish("chat:1", data(n), None, Vec::new());
         }
         let (c, _rx) = link(3, 64);
-        let lost = hub.subscribe("chat:1", c, Some(&back), false).unwrap_or_else(|e| panic!("{e}"));
+        let lost = hub.subscribe("chat:1", c, Some(&back), false, no_reply).unwrap_or_else(|e| panic!("{e}"));
         assert!(!lost.recovered && lost.publications.is_empty());
         // Another epoch: not recoverable; a position from the future: refused.
         let (d, _rx) = link(4, 64);
         let other = StreamPosition { offset: 3, epoch: "elsewhere".into() };
-        assert!(!hub.subscribe("chat:1", d.clone(), Some(&other), false).unwrap_or_else(|e| panic!("{e}")).recovered);
+        assert!(
+            !hub.subscribe("chat:1", d.clone(), Some(&other), false, no_reply)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .recovered
+        );
         let future = StreamPosition { offset: 31, epoch: start.position.epoch };
         assert_eq!(
-            hub.subscribe("chat:1", d.clone(), Some(&future), false).err(),
+            hub.subscribe("chat:1", d.clone(), Some(&future), false, no_reply).err(),
             Some(ProtocolError::UnrecoverablePosition)
         );
         // Asked to: a lost position is error 112 rather than `recovered: false`.
-        assert_eq!(hub.subscribe("chat:1", d, Some(&back), true).err(), Some(ProtocolError::UnrecoverablePosition));
+        assert_eq!(
+            hub.subscribe("chat:1", d, Some(&back), true, no_reply).err(),
+            Some(ProtocolError::UnrecoverablePosition)
+        );
     }
 
     #[test]
@@ -393,8 +505,8 @@ mod tests {
         let (skipped, mut skipped_rx) = link(1, 64);
         let (other, mut other_rx) = link(2, 64);
         let skipped = Link { info: ClientInfo { user: "bob".into(), client: "c1".into() }, ..skipped };
-        let start = hub.subscribe("chat:1", skipped.clone(), None, false).unwrap_or_else(|e| panic!("{e}"));
-        hub.subscribe("chat:1", other, None, false).unwrap_or_else(|e| panic!("{e}"));
+        let start = hub.subscribe("chat:1", skipped.clone(), None, false, no_reply).unwrap_or_else(|e| panic!("{e}"));
+        hub.subscribe("chat:1", other, None, false, no_reply).unwrap_or_else(|e| panic!("{e}"));
         while other_rx.try_recv().is_ok() || skipped_rx.try_recv().is_ok() {}
         hub.publish("chat:1", data(1), None, vec!["bob".into()]);
         hub.publish("chat:1", data(2), None, Vec::new());
@@ -414,7 +526,8 @@ mod tests {
             "ephemeral: no offset"
         );
         hub.unsubscribe("chat:1", 1);
-        let back = hub.subscribe("chat:1", skipped, Some(&start.position), false).unwrap_or_else(|e| panic!("{e}"));
+        let back =
+            hub.subscribe("chat:1", skipped, Some(&start.position), false, no_reply).unwrap_or_else(|e| panic!("{e}"));
         assert!(back.recovered);
         assert_eq!(back.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [2]);
         let (history, _) = hub.history("chat:1", "bob", None, 10, false).unwrap_or_else(|e| panic!("{e}"));
@@ -427,8 +540,8 @@ mod tests {
         let (slow, _never_read) = link(1, 2);
         let (fast, mut rx) = link(2, 64);
         let slow_signal = slow.slow.clone();
-        hub.subscribe("chat:1", slow, None, false).unwrap_or_else(|e| panic!("{e}"));
-        hub.subscribe("chat:1", fast, None, false).unwrap_or_else(|e| panic!("{e}"));
+        hub.subscribe("chat:1", slow, None, false, no_reply).unwrap_or_else(|e| panic!("{e}"));
+        hub.subscribe("chat:1", fast, None, false, no_reply).unwrap_or_else(|e| panic!("{e}"));
         for n in 1..=5 {
             hub.publish("chat:1", data(n), None, Vec::new());
         }
@@ -437,6 +550,6 @@ mod tests {
         while rx.try_recv().is_ok() {
             received += 1;
         }
-        assert_eq!(received, 5);
+        assert_eq!(received, 6, "its subscribe reply and the five");
     }
 }

@@ -14,6 +14,7 @@
 //! - asking a channel's owner, forwarding rpc: [`owners`]; HTTP: [`api`]
 
 pub mod api;
+pub mod channels;
 pub mod domain;
 pub mod hub;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod owners;
 pub mod protocol;
 pub mod revocations;
 pub mod session;
+pub mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +33,8 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::hub::{HistoryLimits, Hub};
+use crate::channels::Channels;
+use crate::hub::HistoryLimits;
 use crate::metrics::Metrics;
 use crate::owners::Owners;
 use crate::session::Limits;
@@ -82,7 +85,11 @@ impl Default for Settings {
 
 /// What realtime's connections and handlers share.
 pub struct State {
-    pub(crate) hub: Arc<Hub>,
+    pub(crate) channels: Channels,
+    /// Cancelled (and replaced) when this replica may have missed
+    /// publications (its Redis link dropped): every connection is closed
+    /// with 3010 and its SDK reconnects and recovers.
+    pub(crate) resync: std::sync::Mutex<CancellationToken>,
     pub(crate) verifier: Arc<kit::auth::TokenVerifier>,
     pub(crate) owners: Owners,
     pub(crate) limits: Limits,
@@ -96,6 +103,20 @@ pub struct State {
 }
 
 pub(crate) type AppState = Arc<State>;
+
+impl State {
+    /// Sends every connection here to reconnect (3010): they may have
+    /// missed publications.
+    pub(crate) fn resync_all(&self) {
+        let fresh = CancellationToken::new();
+        let old = std::mem::replace(&mut *self.resync.lock().unwrap_or_else(std::sync::PoisonError::into_inner), fresh);
+        old.cancel();
+    }
+
+    pub(crate) fn resync_token(&self) -> CancellationToken {
+        self.resync.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
 
 /// The realtime service.
 pub struct Realtime;
@@ -130,7 +151,11 @@ impl kit::Service for Realtime {
         };
         let history = HistoryLimits { size: s.history_size, ttl: Duration::from_secs(s.history_ttl_secs) };
         Ok(State {
-            hub: Arc::new(Hub::new(history)),
+            channels: Channels::new(
+                history,
+                setup.ctx.config.settings.redis_url.as_ref().map(|s| s.expose().as_str()),
+            )?,
+            resync: std::sync::Mutex::new(CancellationToken::new()),
             verifier: setup.verifier.clone(),
             owners: Owners::new(&setup.ctx)?,
             limits,
@@ -151,15 +176,18 @@ impl kit::Service for Realtime {
         let closer = state.clone();
         let consumer = format!("{}-revocations", state.instance_id);
         let publisher = state.clone();
-        vec![
+        let mut workers: Vec<Worker> = vec![
             revocations::worker(state.clone(), state.bus.clone(), consumer),
             // Publications services recorded in their outboxes. One consumer
             // for every replica: each publication is taken once, by one of
             // them.
-            kit::bus::follow::<contracts::realtime::Publication, _>(
+            kit::bus::follow::<contracts::realtime::Publication, _, _>(
                 state.bus.clone(),
                 "realtime-publications".to_owned(),
-                move |p| api::publish_recorded(&publisher, p),
+                move |p| {
+                    let state = publisher.clone();
+                    async move { api::publish_recorded(&state, p).await }
+                },
             ),
             // Channels nobody listens to whose history expired are dropped.
             Box::new(move |stop: CancellationToken| {
@@ -167,7 +195,7 @@ impl kit::Service for Realtime {
                     loop {
                         tokio::select! {
                             () = stop.cancelled() => return,
-                            () = tokio::time::sleep(Duration::from_secs(10)) => sweeper.hub.sweep(),
+                            () = tokio::time::sleep(Duration::from_secs(10)) => sweeper.channels.sweep().await,
                         }
                     }
                 })
@@ -180,11 +208,18 @@ impl kit::Service for Realtime {
                     closer.shutdown.cancel();
                 })
             }),
-        ]
+        ];
+        if let Some(shared) = state.channels.shared.clone() {
+            let (hub, listener) = (state.channels.hub.clone(), state.clone());
+            workers.push(Box::new(move |stop: CancellationToken| {
+                Box::pin(shared.listen(hub, move || listener.resync_all(), stop))
+            }));
+        }
+        workers
     }
 
     fn finish(mut server: Server, state: &Arc<State>) -> anyhow::Result<Server> {
-        state.metrics.register(server.metrics_mut().registry_mut(), &state.hub);
+        state.metrics.register(server.metrics_mut().registry_mut(), &state.channels.hub);
         Ok(server)
     }
 }

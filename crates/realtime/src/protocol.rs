@@ -234,7 +234,7 @@ pub struct Publication {
 
 /// Who is behind a connection: in presence, joins, leaves and client
 /// publications.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ClientInfo {
     pub user: String,
     pub client: String,
@@ -327,6 +327,10 @@ pub enum Outcome {
     Refresh(RefreshResult),
     SubRefresh(SubRefreshResult),
     Error(ErrorBody),
+    /// Already queued by whoever handled the command (a subscribe reply,
+    /// queued before the subscription's first publication): nothing to send.
+    #[serde(skip)]
+    Sent,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -504,6 +508,9 @@ pub enum Disconnect {
     /// The session behind the connection was revoked (logout, password
     /// change, ban): not to be reconnected.
     Revoked,
+    /// This replica may have missed publications (its link to Redis
+    /// dropped): reconnect and recover.
+    InsufficientState,
 }
 
 impl Disconnect {
@@ -520,6 +527,7 @@ impl Disconnect {
             Disconnect::Stale => 3502,
             Disconnect::ChannelLimit => 3505,
             Disconnect::Revoked => 3503,
+            Disconnect::InsufficientState => 3010,
         }
     }
 
@@ -536,6 +544,7 @@ impl Disconnect {
             Disconnect::Stale => "stale",
             Disconnect::ChannelLimit => "channel limit",
             Disconnect::Revoked => "session revoked",
+            Disconnect::InsufficientState => "insufficient state",
         }
     }
 }

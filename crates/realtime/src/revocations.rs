@@ -60,5 +60,6 @@ pub fn worker(state: crate::AppState, bus: Bus, consumer: String) -> kit::http::
         if closed > 0 {
             tracing::info!(session_id = %event.session_id, closed, "session revoked: its sockets are closed");
         }
+        std::future::ready(())
     })
 }

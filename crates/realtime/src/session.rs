@@ -91,6 +91,7 @@ pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationTok
 
     let mut session = Session {
         revoked: CancellationToken::new(),
+        resync: state.resync_token(),
         state: state.clone(),
         link_id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
         queue,
@@ -121,6 +122,8 @@ pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationTok
 struct Session {
     /// Cancelled when the session behind the connection is revoked.
     revoked: CancellationToken,
+    /// Cancelled when this replica may have missed publications.
+    resync: CancellationToken,
     state: Arc<State>,
     link_id: u64,
     queue: mpsc::Sender<Frame>,
@@ -153,6 +156,7 @@ impl Session {
                 () = shutdown.cancelled() => return Some(Disconnect::Shutdown),
                 () = self.slow.cancelled() => return Some(Disconnect::Slow),
                 () = self.revoked.cancelled() => return Some(Disconnect::Revoked),
+                () = self.resync.cancelled() => return Some(Disconnect::InsufficientState),
                 () = tokio::time::sleep_until(deadline) => {
                     let now = Instant::now();
                     let Some(connected) = &self.connected else { return Some(Disconnect::Stale) };
@@ -210,13 +214,13 @@ impl Session {
                         }
                         let started = std::time::Instant::now();
                         let method = request.method();
-                        let outcome = match self.handle(request).await {
+                        let outcome = match self.handle(id, request).await {
                             Ok(outcome) => outcome,
                             Err(Handled::Close(reason)) => return Some(reason),
                             Err(Handled::Error(e)) => Outcome::Error(e.body()),
                         };
                         self.state.metrics.command(method, !matches!(outcome, Outcome::Error(_)), started.elapsed());
-                        if id != 0 && !self.reply(id, &outcome) {
+                        if id != 0 && !matches!(outcome, Outcome::Sent) && !self.reply(id, &outcome) {
                             return Some(Disconnect::Slow);
                         }
                     }
@@ -225,7 +229,7 @@ impl Session {
         }
     }
 
-    async fn handle(&mut self, request: Request) -> Result<Outcome, Handled> {
+    async fn handle(&mut self, id: u32, request: Request) -> Result<Outcome, Handled> {
         let Some(connected) = &self.connected else {
             return match request {
                 Request::Connect(connect) => self.connect(&connect.token).await,
@@ -258,29 +262,39 @@ impl Session {
                     .recover
                     .then(|| StreamPosition { offset: subscribe.offset, epoch: subscribe.epoch.clone() });
                 let reject_unrecovered = subscribe.flag & protocol::REJECT_UNRECOVERED != 0;
+                let was_recovering = subscribe.recover;
+                // The reply is queued by the hub, ahead of the first
+                // publication the link can receive.
+                let reply = |s: &crate::hub::Subscribed| {
+                    Frame::from(protocol::reply(
+                        id,
+                        &Outcome::Subscribe(SubscribeResult {
+                            recoverable: true,
+                            positioned: true,
+                            epoch: s.position.epoch.clone(),
+                            offset: s.position.offset,
+                            recovered: s.recovered,
+                            was_recovering,
+                            publications: s.publications.clone(),
+                            ..Default::default()
+                        }),
+                    ))
+                };
                 let subscribed = self
                     .state
-                    .hub
-                    .subscribe(channel.as_str(), link, recover.as_ref(), reject_unrecovered)
+                    .channels
+                    .subscribe(channel.as_str(), link, recover.as_ref(), reject_unrecovered, reply)
+                    .await
                     .map_err(Handled::Error)?;
                 self.subscriptions.insert(channel.as_str().to_owned());
-                if subscribe.recover {
+                if was_recovering {
                     self.state.metrics.recovery(subscribed.recovered);
                 }
-                Ok(Outcome::Subscribe(SubscribeResult {
-                    recoverable: true,
-                    positioned: true,
-                    epoch: subscribed.position.epoch,
-                    offset: subscribed.position.offset,
-                    recovered: subscribed.recovered,
-                    was_recovering: subscribe.recover,
-                    publications: subscribed.publications,
-                    ..Default::default()
-                }))
+                Ok(Outcome::Sent)
             }
             Request::Unsubscribe(unsubscribe) => {
                 if self.subscriptions.remove(&unsubscribe.channel) {
-                    self.state.hub.unsubscribe(&unsubscribe.channel, self.link_id);
+                    self.state.channels.unsubscribe(&unsubscribe.channel, self.link_id);
                 }
                 Ok(Outcome::Unsubscribe(EmptyResult {}))
             }
@@ -289,18 +303,22 @@ impl Session {
                 if !domain::client_may_publish(&channel) {
                     return Err(Handled::Error(ProtocolError::PermissionDenied));
                 }
-                self.state.hub.publish(channel.as_str(), publish.data, Some(self.info()), Vec::new());
+                self.state
+                    .channels
+                    .publish(channel.as_str(), publish.data, Some(self.info()), Vec::new())
+                    .await
+                    .map_err(Handled::Error)?;
                 Ok(Outcome::Publish(EmptyResult {}))
             }
             Request::Presence(request) => {
                 let channel = self.subscribed(&request.channel)?;
                 let presence =
-                    self.state.hub.presence(channel.as_str()).into_iter().map(|i| (i.client.clone(), i)).collect();
+                    self.state.channels.presence(channel.as_str()).into_iter().map(|i| (i.client.clone(), i)).collect();
                 Ok(Outcome::Presence(PresenceResult { presence }))
             }
             Request::PresenceStats(request) => {
                 let channel = self.subscribed(&request.channel)?;
-                let presence = self.state.hub.presence(channel.as_str());
+                let presence = self.state.channels.presence(channel.as_str());
                 let users: HashSet<&str> = presence.iter().map(|i| i.user.as_str()).collect();
                 Ok(Outcome::PresenceStats(PresenceStatsResult {
                     num_clients: u32::try_from(presence.len()).unwrap_or(u32::MAX),
@@ -312,8 +330,9 @@ impl Session {
                 let limit = usize::try_from(request.limit.max(0)).unwrap_or(0);
                 let (publications, position) = self
                     .state
-                    .hub
+                    .channels
                     .history(channel.as_str(), &user.to_string(), request.since.as_ref(), limit, request.reverse)
+                    .await
                     .map_err(Handled::Error)?;
                 Ok(Outcome::History(HistoryResult { publications, epoch: position.epoch, offset: position.offset }))
             }
@@ -454,7 +473,7 @@ impl Session {
             self.state.sessions.close(session, self.link_id);
         }
         for channel in self.subscriptions.drain() {
-            self.state.hub.unsubscribe(&channel, self.link_id);
+            self.state.channels.unsubscribe(&channel, self.link_id);
         }
     }
 }

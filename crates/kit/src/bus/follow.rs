@@ -17,11 +17,14 @@ use super::Bus;
 use crate::http::Worker;
 
 /// A worker that hands every `E` published on `bus` to `apply`, for as long
-/// as the service runs, as consumer `consumer`.
-pub fn follow<E, F>(bus: Bus, consumer: String, apply: F) -> Worker
+/// as the service runs, as consumer `consumer`. Events are applied one at a
+/// time, in order: the next waits for `apply`'s future (which may retry
+/// for as long as it needs; a sync body returns `std::future::ready(())`).
+pub fn follow<E, F, Fut>(bus: Bus, consumer: String, apply: F) -> Worker
 where
     E: Event + Send + 'static,
-    F: Fn(E) + Send + Sync + 'static,
+    F: Fn(E) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
 {
     Box::new(move |stop: CancellationToken| {
         Box::pin(async move {
@@ -44,7 +47,7 @@ where
                     };
                     let Some(Ok(delivery)) = next else { break };
                     match serde_json::from_slice::<contracts::Envelope>(&delivery.payload).map(|e| e.decode::<E>()) {
-                        Ok(Some(Ok(event))) => apply(event),
+                        Ok(Some(Ok(event))) => apply(event).await,
                         _ => tracing::warn!(kind = %delivery.kind, "ignored an unreadable event"),
                     }
                     if let Err(e) = delivery.ack().await {

@@ -90,6 +90,48 @@ async fn the_python_sdk_subscribes_receives_in_order_and_recovers_what_it_missed
     .unwrap();
 }
 
+/// Two realtime replicas sharing channels through the real Redis, a Python
+/// SDK client on each: publications made through either replica reach both
+/// in one order with one numbering, and a client that leaves one replica
+/// recovers what it missed on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_channels_through_redis() {
+    if !python_clients() {
+        return;
+    }
+    let Ok(redis) = std::env::var("PANAL_TEST_REDIS_URL") else {
+        let _ =
+            writeln!(std::io::stderr(), "SKIPPED (Redis): set PANAL_TEST_REDIS_URL=redis://127.0.0.1:6379 to run it");
+        return;
+    };
+    let config = Config::from_toml(&format!("redis_url = \"{redis}\"\n")).unwrap();
+    let ctx = TestContext::new(config).await;
+    let issuer = TestIssuer::start(&ctx.config).await;
+    let ctx = ctx.with_issuer(&issuer);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let service = kit::testing::server::<realtime::Realtime>(&ctx, None).await;
+        replicas.push(TestServer::spawn(service, HttpSettings::default()).await);
+    }
+    let rt = Realtime { server: replicas.remove(0), issuer, ctx };
+    let other = replicas.remove(0);
+    let me = Uuid::now_v7();
+    let token = rt.issuer.token(me, &[]);
+    let service = rt.service_token("realtime:publish");
+    let args = [
+        rt.ws(),
+        format!("ws://{}/v1/ws", other.addr),
+        rt.server.url("/v1/realtime/publish"),
+        other.url("/v1/realtime/publish"),
+        service,
+        me.to_string(),
+        token,
+    ];
+    tokio::task::spawn_blocking(move || run("replicas.py", &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_on_the_socket_is_a_coded_error_or_a_documented_close() {
     if !python_clients() {

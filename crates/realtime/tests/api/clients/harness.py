@@ -5,7 +5,9 @@ and running scenarios. The scripts print what failed and exit 1, or print
 """
 
 import asyncio
+import json
 import sys
+import urllib.request
 
 from centrifuge import (
     JoinContext,
@@ -69,6 +71,19 @@ async def wait_until(predicate, what, seconds=10):
         await asyncio.sleep(0.05)
     failures.append(f"timed out: {what}")
     return False
+
+
+def publish(url, token, channel, data):
+    """Publishes through realtime's HTTP API with a service token; the answer."""
+    body = json.dumps({"channel": channel, "data": data}).encode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.load(r)
 
 
 def finish():

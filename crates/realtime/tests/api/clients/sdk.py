@@ -7,27 +7,18 @@ prints what failed; the script exits 1 on any failure, else prints `ok`.
 """
 
 import asyncio
-import json
 import sys
-import urllib.request
 
 from centrifuge import Client, ClientEventHandler, SubscriptionState
 
+import harness
 from harness import Recorder, check, run, take, wait_until
 
 WS, PUBLISH, SERVICE, ME, MY_TOKEN, OTHER, OTHER_TOKEN = sys.argv[1:8]
 
 
 def publish(channel, data):
-    body = json.dumps({"channel": channel, "data": data}).encode()
-    request = urllib.request.Request(
-        PUBLISH,
-        data=body,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {SERVICE}"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as r:
-        return json.load(r)
+    return harness.publish(PUBLISH, SERVICE, channel, data)
 
 
 async def own_channel_live_then_recovered_after_a_reconnect():

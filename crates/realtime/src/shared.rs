@@ -1,0 +1,413 @@
+//! Channels shared by several realtime replicas through Redis.
+//!
+//! A channel's stream lives in Redis: its offset (`INCR`), its epoch, and
+//! its history (a stream whose entry ids are the offsets, capped at
+//! `history_size`, expiring `history_ttl_secs` after the last publication,
+//! with the offset and epoch). One Lua script numbers a publication, keeps
+//! it and `PUBLISH`es it, atomically, so every replica sees one order.
+//! Each replica listens (`SUBSCRIBE`) to the channels its clients are
+//! subscribed to, and delivers to them through its local [`Hub`].
+//!
+//! Subscribing listens first, then notes the link as joining (what arrives
+//! is kept for it), then reads the position and, when recovering, the
+//! missed publications from Redis; the reply goes out, then what arrived
+//! meanwhile past the position. Nothing falls between recovery and live.
+//!
+//! When the link to Redis drops, a replica cannot know what its listeners
+//! missed: every connection here is closed with 3010 (the SDKs reconnect
+//! and recover from Redis's history). While Redis is away, subscribing and
+//! publishing fail with temporary errors.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{HistoryLimits, Hub, Link, new_epoch};
+use crate::protocol::{ClientInfo, ProtocolError, Publication, StreamPosition};
+
+/// Numbers, keeps and publishes one publication. KEYS: offset, epoch,
+/// history. ARGV: the pub/sub channel, the message's tail (JSON after the
+/// offset and epoch), history size, TTL in seconds, an epoch for a new
+/// stream.
+const PUBLISH_LUA: &str = r#"
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('SET', KEYS[2], epoch)
+end
+local offset = redis.call('INCR', KEYS[1])
+local message = '{"o":' .. offset .. ',"e":"' .. epoch .. '",' .. ARGV[2]
+if tonumber(ARGV[3]) > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], offset .. '-1', 'm', message)
+end
+local ttl = tonumber(ARGV[4])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('PUBLISH', ARGV[1], message)
+return {offset, epoch}
+"#;
+
+/// A stream's position and what it keeps after an offset. KEYS: offset,
+/// epoch, history. ARGV: an epoch for a new stream, TTL, the offset to read
+/// after (empty: read nothing). Returns epoch, offset, the oldest kept
+/// offset (0: none), and the messages after the given offset.
+const POSITION_LUA: &str = r#"
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[2], epoch, 'EX', ARGV[2])
+end
+local offset = tonumber(redis.call('GET', KEYS[1]) or '0')
+local oldest = 0
+local messages = {}
+if ARGV[3] ~= '' then
+  local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+  if first[1] then
+    oldest = tonumber(string.match(first[1][1], '^(%d+)'))
+  end
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '(' .. ARGV[3] .. '-1', '+')) do
+    table.insert(messages, entry[2][2])
+  end
+end
+return {epoch, offset, oldest, messages}
+"#;
+
+/// A message as it travels through Redis (and sits in a history).
+#[derive(Debug, Deserialize)]
+struct Wire<'a> {
+    /// Offset; 0 for an ephemeral publication.
+    o: u64,
+    /// Unix milliseconds.
+    t: i64,
+    #[serde(default)]
+    s: Vec<String>,
+    #[serde(borrow)]
+    d: &'a RawValue,
+    #[serde(default)]
+    i: Option<ClientInfo>,
+}
+
+impl Wire<'_> {
+    fn publication(&self) -> Publication {
+        Publication { data: self.d.to_owned(), offset: self.o, info: self.i.clone(), time: self.t }
+    }
+}
+
+/// The tail of a message: everything but the offset and epoch, which the
+/// script writes in front.
+fn tail(data: &RawValue, info: Option<&ClientInfo>, skip: &[String]) -> String {
+    let time = chrono::Utc::now().timestamp_millis();
+    let skip = serde_json::to_string(skip).unwrap_or_else(|_| "[]".to_owned());
+    let info = info.and_then(|i| serde_json::to_string(i).ok()).map(|i| format!(",\"i\":{i}")).unwrap_or_default();
+    format!("\"t\":{time},\"s\":{skip}{info},\"d\":{}}}", data.get())
+}
+
+pub struct Shared {
+    client: redis::Client,
+    commands: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    /// The pub/sub connection's sending half; `None` while it is down.
+    /// Held while listening starts or stops, so a channel is never
+    /// dropped while a link joins it.
+    sink: tokio::sync::Mutex<Option<redis::aio::PubSubSink>>,
+    /// The channels this replica listens to.
+    listening: Mutex<HashSet<String>>,
+    publish: redis::Script,
+    position: redis::Script,
+    limits: HistoryLimits,
+    prefix: String,
+    timeout: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ProtocolError {
+    tracing::warn!(error = %e, "realtime cannot reach Redis");
+    ProtocolError::Internal
+}
+
+impl Shared {
+    pub fn new(url: &str, limits: HistoryLimits) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: redis_url (PANAL_REDIS_URL): {e}"))?;
+        Ok(Self {
+            client,
+            commands: tokio::sync::OnceCell::new(),
+            sink: tokio::sync::Mutex::new(None),
+            listening: Mutex::new(HashSet::new()),
+            publish: redis::Script::new(PUBLISH_LUA),
+            position: redis::Script::new(POSITION_LUA),
+            limits,
+            prefix: "panal:realtime:".to_owned(),
+            timeout: Duration::from_secs(2),
+        })
+    }
+
+    fn keys(&self, channel: &str) -> [String; 3] {
+        let p = &self.prefix;
+        [format!("{p}{{{channel}}}:offset"), format!("{p}{{{channel}}}:epoch"), format!("{p}{{{channel}}}:history")]
+    }
+
+    fn topic(&self, channel: &str) -> String {
+        format!("{}pub:{channel}", self.prefix)
+    }
+
+    async fn conn(&self) -> Result<redis::aio::ConnectionManager, ProtocolError> {
+        let manager = tokio::time::timeout(
+            self.timeout,
+            self.commands.get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone())),
+        )
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)?;
+        Ok(manager.clone())
+    }
+
+    fn ttl(&self) -> u64 {
+        self.limits.ttl.as_secs().max(1)
+    }
+
+    /// Numbers, keeps and publishes; the publication's position.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        data: &RawValue,
+        info: Option<&ClientInfo>,
+        skip: &[String],
+    ) -> Result<StreamPosition, ProtocolError> {
+        let mut conn = self.conn().await?;
+        let [offset, epoch, history] = self.keys(channel);
+        let mut invocation = self.publish.key(offset);
+        invocation
+            .key(epoch)
+            .key(history)
+            .arg(self.topic(channel))
+            .arg(tail(data, info, skip))
+            .arg(self.limits.size)
+            .arg(self.ttl())
+            .arg(new_epoch());
+        let call = invocation.invoke_async::<(u64, String)>(&mut conn);
+        let (offset, epoch) =
+            tokio::time::timeout(self.timeout, call).await.map_err(unavailable)?.map_err(unavailable)?;
+        Ok(StreamPosition { offset, epoch })
+    }
+
+    /// Publishes without numbering or keeping (typing).
+    pub async fn publish_ephemeral(
+        &self,
+        channel: &str,
+        data: &RawValue,
+        skip: &[String],
+    ) -> Result<(), ProtocolError> {
+        let mut conn = self.conn().await?;
+        let message = format!("{{\"o\":0,{}", tail(data, None, skip));
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(self.topic(channel)).arg(message);
+        let call = command.exec_async(&mut conn);
+        tokio::time::timeout(self.timeout, call).await.map_err(unavailable)?.map_err(unavailable)
+    }
+
+    /// The stream's position and, with `after`, the kept publications
+    /// after that offset (and the oldest offset kept, 0 when none).
+    async fn read(
+        &self,
+        channel: &str,
+        after: Option<u64>,
+    ) -> Result<(StreamPosition, u64, Vec<String>), ProtocolError> {
+        let mut conn = self.conn().await?;
+        let [offset, epoch, history] = self.keys(channel);
+        let mut invocation = self.position.key(offset);
+        invocation
+            .key(epoch)
+            .key(history)
+            .arg(new_epoch())
+            .arg(self.ttl())
+            .arg(after.map(|a| a.to_string()).unwrap_or_default());
+        let call = invocation.invoke_async::<(String, u64, u64, Vec<String>)>(&mut conn);
+        let (epoch, offset, oldest, messages) =
+            tokio::time::timeout(self.timeout, call).await.map_err(unavailable)?.map_err(unavailable)?;
+        Ok((StreamPosition { offset, epoch }, oldest, messages))
+    }
+
+    /// Subscribes `link` (see the module's documentation); `reply` makes the
+    /// subscribe reply from what was found.
+    pub async fn subscribe(
+        &self,
+        hub: &Hub,
+        channel: &str,
+        link: Link,
+        recover: Option<&StreamPosition>,
+        reject_unrecovered: bool,
+        reply: impl FnOnce(&crate::hub::Subscribed) -> crate::hub::Frame,
+    ) -> Result<crate::hub::Subscribed, ProtocolError> {
+        let (id, user) = (link.id, link.info.user.clone());
+        {
+            let mut sink = self.sink.lock().await;
+            let Some(sink) = sink.as_mut() else { return Err(unavailable("the pub/sub connection is down")) };
+            let new = !self.listening.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(channel);
+            if new {
+                tokio::time::timeout(self.timeout, sink.subscribe(self.topic(channel)))
+                    .await
+                    .map_err(unavailable)?
+                    .map_err(unavailable)?;
+                self.listening.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(channel.to_owned());
+            }
+            hub.begin_join(channel, link);
+        }
+        let found = self.read(channel, recover.map(|r| r.offset)).await;
+        let (position, oldest, messages) = match found {
+            Ok(found) => found,
+            Err(e) => {
+                hub.abandon_join(channel, id);
+                return Err(e);
+            }
+        };
+        let outcome = recovery(&position, oldest, &messages, recover, &user);
+        let subscribed = match outcome {
+            Err(e) => {
+                hub.abandon_join(channel, id);
+                return Err(e);
+            }
+            Ok(s) if recover.is_some() && !s.recovered && reject_unrecovered => {
+                hub.abandon_join(channel, id);
+                return Err(ProtocolError::UnrecoverablePosition);
+            }
+            Ok(s) => s,
+        };
+        hub.finish_join(channel, id, subscribed.position.offset, reply(&subscribed));
+        Ok(subscribed)
+    }
+
+    /// Up to `limit` kept publications after `since` (or the latest), for `user`.
+    pub async fn history(
+        &self,
+        channel: &str,
+        user: &str,
+        since: Option<&StreamPosition>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<(Vec<Publication>, StreamPosition), ProtocolError> {
+        let (position, _, messages) = self.read(channel, Some(since.map_or(0, |s| s.offset))).await?;
+        if let Some(since) = since
+            && (since.epoch != position.epoch || since.offset > position.offset)
+        {
+            return Err(ProtocolError::UnrecoverablePosition);
+        }
+        let mut found = decode(&messages, user);
+        if reverse {
+            found.reverse();
+        }
+        found.truncate(limit);
+        Ok((found, position))
+    }
+
+    /// Delivers one message from Redis to this replica's listeners.
+    fn dispatch(&self, hub: &Hub, topic: &str, payload: &[u8]) {
+        let Some(channel) = topic.strip_prefix(&self.prefix).and_then(|t| t.strip_prefix("pub:")) else { return };
+        match serde_json::from_slice::<Wire<'_>>(payload) {
+            Ok(wire) => {
+                hub.deliver(channel, &wire.publication(), &wire.s);
+            }
+            Err(e) => tracing::warn!(channel, error = %e, "an unreadable message on Redis; ignored"),
+        }
+    }
+
+    /// Stops listening to channels nobody here listens to any more.
+    pub async fn sweep(&self, hub: &Hub) {
+        let mut sink = self.sink.lock().await;
+        let Some(sink) = sink.as_mut() else { return };
+        let idle: Vec<String> = self
+            .listening
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|c| !hub.listened(c))
+            .cloned()
+            .collect();
+        for channel in idle {
+            if tokio::time::timeout(self.timeout, sink.unsubscribe(self.topic(&channel))).await.is_ok_and(|r| r.is_ok())
+            {
+                self.listening.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&channel);
+            }
+        }
+    }
+
+    /// The listener: keeps the pub/sub connection, resubscribes after a
+    /// loss, delivers what arrives. `resync` is called whenever listeners
+    /// may have missed messages (the connection dropped).
+    pub async fn listen(self: Arc<Self>, hub: Arc<Hub>, resync: impl Fn(), stop: CancellationToken) {
+        loop {
+            let pubsub = tokio::select! {
+                () = stop.cancelled() => return,
+                p = tokio::time::timeout(self.timeout, self.client.get_async_pubsub()) => p,
+            };
+            let Ok(Ok(pubsub)) = pubsub else {
+                tracing::warn!("realtime cannot open its Redis pub/sub connection; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            };
+            let (mut sink, mut stream) = pubsub.split();
+            {
+                let mut slot = self.sink.lock().await;
+                // Listening starts afresh: the links here were closed when
+                // the last connection dropped, and subscribe again.
+                self.listening.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+                if let Err(e) = sink.subscribe(format!("{}pub:__ready", self.prefix)).await {
+                    tracing::warn!(error = %e, "Redis pub/sub refused a subscription; reconnecting");
+                    continue;
+                }
+                *slot = Some(sink);
+            }
+            tracing::info!("realtime listens to Redis");
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    message = stream.next() => match message {
+                        Some(message) => self.dispatch(&hub, message.get_channel_name(), message.get_payload_bytes()),
+                        None => break,
+                    },
+                }
+            }
+            tracing::warn!("realtime lost its Redis pub/sub connection; its clients are sent to reconnect");
+            *self.sink.lock().await = None;
+            resync();
+        }
+    }
+}
+
+/// What a subscription recovers from a stream's position, the oldest kept
+/// offset and the kept messages after the client's offset: the same rules
+/// as the in-memory hub.
+fn recovery(
+    position: &StreamPosition,
+    oldest: u64,
+    messages: &[String],
+    recover: Option<&StreamPosition>,
+    user: &str,
+) -> Result<crate::hub::Subscribed, ProtocolError> {
+    let (publications, recovered) = match recover {
+        None => (Vec::new(), false),
+        Some(since) if since.epoch != position.epoch => (Vec::new(), false),
+        Some(since) if since.offset > position.offset => return Err(ProtocolError::UnrecoverablePosition),
+        Some(since) => {
+            let first_kept = if oldest == 0 { position.offset + 1 } else { oldest };
+            if since.offset + 1 < first_kept { (Vec::new(), false) } else { (decode(messages, user), true) }
+        }
+    };
+    Ok(crate::hub::Subscribed { position: position.clone(), publications, recovered })
+}
+
+/// The publications among `messages` that are for `user`.
+fn decode(messages: &[String], user: &str) -> Vec<Publication> {
+    messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<Wire<'_>>(m).ok())
+        .filter(|w| !w.s.iter().any(|u| u == user))
+        .map(|w| w.publication())
+        .collect()
+}
