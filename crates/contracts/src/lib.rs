@@ -105,6 +105,8 @@ pub fn catalogue() -> Vec<EventInfo> {
         info::<users::UserBanned>(),
         info::<users::UserErased>(),
         info::<realtime::Publication>(),
+        info::<realtime::PresenceChanged>(),
+        info::<realtime::PresenceSnapshot>(),
         info::<chat::MessagePosted>(),
     ]
 }

@@ -38,3 +38,46 @@ impl Event for Publication {
         self.channel.clone()
     }
 }
+
+/// A user's first connection to a realtime replica opened (`online`), or
+/// their last one there closed. Users keeps, per user and replica, whether
+/// they are connected, and shows friends online from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PresenceChanged {
+    pub user_id: Uuid,
+    /// The replica (`realtime.instance_id`).
+    pub replica: String,
+    pub online: bool,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// How long an `online` holds without a newer word from this replica
+    /// (its snapshots renew it): a replica that dies stops vouching.
+    pub valid_secs: u32,
+}
+
+impl Event for PresenceChanged {
+    const TYPE: &'static str = "panal.realtime.presence_changed.v1";
+    const SOURCE: &'static str = "realtime";
+    const SUMMARY: &'static str = "a user's first connection to a replica opened, or their last one there closed";
+    fn subject(&self) -> String {
+        self.user_id.to_string()
+    }
+}
+
+/// Who is connected to a replica (a part of them: at most 5,000 per event),
+/// sent every minute: renews their `online` for `valid_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PresenceSnapshot {
+    pub replica: String,
+    pub online: Vec<Uuid>,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub valid_secs: u32,
+}
+
+impl Event for PresenceSnapshot {
+    const TYPE: &'static str = "panal.realtime.presence_snapshot.v1";
+    const SOURCE: &'static str = "realtime";
+    const SUMMARY: &'static str = "every minute, the users connected to a replica";
+    fn subject(&self) -> String {
+        self.replica.clone()
+    }
+}

@@ -19,6 +19,7 @@ pub mod domain;
 pub mod hub;
 pub mod metrics;
 pub mod owners;
+pub mod presence;
 pub mod protocol;
 pub mod revocations;
 pub mod session;
@@ -96,6 +97,8 @@ pub struct State {
     pub(crate) metrics: Metrics,
     /// Open connections by session, for revocations.
     pub(crate) sessions: revocations::Sessions,
+    /// Who is connected here, announced to users.
+    pub(crate) presence: Arc<presence::Presence>,
     pub(crate) bus: kit::bus::Bus,
     pub(crate) instance_id: String,
     /// Cancelled when the service stops: every connection closes with 3001.
@@ -161,6 +164,7 @@ impl kit::Service for Realtime {
             limits,
             metrics: Metrics::default(),
             sessions: revocations::Sessions::default(),
+            presence: Arc::new(presence::Presence::new(s.instance_id.clone())),
             bus: setup.ctx.bus.clone(),
             instance_id: s.instance_id.clone(),
             shutdown: CancellationToken::new(),
@@ -178,6 +182,7 @@ impl kit::Service for Realtime {
         let publisher = state.clone();
         let mut workers: Vec<Worker> = vec![
             revocations::worker(state.clone(), state.bus.clone(), consumer),
+            state.presence.clone().worker(state.bus.clone()),
             // Publications services recorded in their outboxes. One consumer
             // for every replica: each publication is taken once, by one of
             // them.

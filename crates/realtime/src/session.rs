@@ -355,6 +355,7 @@ impl Session {
         if let Some(session) = claims.sid {
             self.state.sessions.open(session, self.link_id, self.revoked.clone());
         }
+        self.state.presence.connected(claims.sub);
         self.connected = Some(Connected {
             user: claims.sub,
             token: token.to_owned(),
@@ -469,8 +470,11 @@ impl Session {
     }
 
     fn leave_all(&mut self) {
-        if let Some(session) = self.connected.as_ref().and_then(|c| c.session) {
-            self.state.sessions.close(session, self.link_id);
+        if let Some(connected) = self.connected.take() {
+            if let Some(session) = connected.session {
+                self.state.sessions.close(session, self.link_id);
+            }
+            self.state.presence.disconnected(connected.user);
         }
         for channel in self.subscriptions.drain() {
             self.state.channels.unsubscribe(&channel, self.link_id);

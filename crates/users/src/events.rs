@@ -1,6 +1,7 @@
 //! What users publishes and what it consumes.
 
 use contracts::auth::UserRegistered;
+use contracts::realtime::{PresenceChanged, PresenceSnapshot};
 use contracts::users::ProfileUpdated;
 use kit::bus::{Handlers, Tx};
 use uuid::Uuid;
@@ -8,9 +9,25 @@ use uuid::Uuid;
 use crate::domain::{DisplayName, Profile};
 use crate::store::Store;
 
-/// Users' handlers: a profile for every new account.
+/// Users' handlers: a profile for every new account; who is online, from
+/// realtime.
 pub fn handlers() -> Handlers {
-    Handlers::new().on::<UserRegistered, _>(|tx, event, _meta| Box::pin(create_profile(tx, event)))
+    Handlers::new()
+        .on::<UserRegistered, _>(|tx, event, _meta| Box::pin(create_profile(tx, event)))
+        .on::<PresenceChanged, _>(|tx, e, _meta| {
+            Box::pin(async move {
+                Store::set_presence(tx, e.user_id, &e.replica, e.online, e.at, e.valid_secs).await?;
+                Ok(())
+            })
+        })
+        .on::<PresenceSnapshot, _>(|tx, e, _meta| {
+            Box::pin(async move {
+                for user in e.online {
+                    Store::set_presence(tx, user, &e.replica, true, e.at, e.valid_secs).await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 async fn create_profile(tx: &mut Tx, event: UserRegistered) -> anyhow::Result<()> {

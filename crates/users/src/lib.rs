@@ -31,8 +31,14 @@ use crate::store::Store;
 
 /// Users' migrations, for SQLite and PostgreSQL.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
-    postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+    sqlite: &[
+        (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+        (2, "presence", include_str!("../migrations/sqlite/0002_presence.sql")),
+    ],
+    postgres: &[
+        (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+        (2, "presence", include_str!("../migrations/postgres/0002_presence.sql")),
+    ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 

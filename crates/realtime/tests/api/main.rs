@@ -312,3 +312,22 @@ async fn the_javascript_sdk_receives_in_order_and_recovers_what_it_missed() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A user's first socket announces them online, their last one closing
+/// announces them offline (users shows friends online from these).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_socket_of_a_user_announces_them_online_and_the_last_offline() {
+    use contracts::realtime::PresenceChanged;
+    let rt = Realtime::start().await;
+    let mut presence = rt.ctx.watch::<PresenceChanged>().await;
+    let ada = Uuid::now_v7();
+    let token = rt.issuer.token(ada, &[]);
+    let first = connected(&rt, &token).await;
+    let (_, event) = presence.next().await;
+    assert_eq!((event.user_id, event.online, event.replica.as_str()), (ada, true, "realtime"));
+    let second = connected(&rt, &token).await;
+    drop(first);
+    drop(second);
+    let (_, event) = presence.next().await;
+    assert_eq!((event.user_id, event.online), (ada, false), "one offline, after the last socket, and no second online");
+}

@@ -29,13 +29,21 @@ pub struct Friend {
     responses((status = 200, body = Vec<Friend>)))]
 pub(super) async fn list_friends(State(state): State<AppState>, me: Me) -> Result<Json<Vec<Friend>>, UsersError> {
     let id = me.caller.user_id;
-    let friends = state
+    let friends: Vec<_> = state
         .store
         .relations(id)
         .await?
         .into_iter()
         .filter(|r| r.friendship == Friendship::Accepted && r.other.status == Status::Active)
-        .map(|r| Friend { profile: public_view(&r.other, id, true, None), since: r.since })
+        .collect();
+    let ids: Vec<Uuid> = friends.iter().map(|r| r.other.user_id).collect();
+    let online = state.store.online(&ids, Utc::now()).await?;
+    let friends = friends
+        .into_iter()
+        .map(|r| {
+            let live = online.contains(&r.other.user_id);
+            Friend { profile: public_view(&r.other, id, true, None, live), since: r.since }
+        })
         .collect();
     Ok(Json(friends))
 }

@@ -34,9 +34,6 @@ use crate::events;
 
 pub use gdpr::FRESH_LOGIN_SECS;
 
-/// Last seen within this long counts as online.
-const ONLINE_SECS: i64 = 300;
-
 pub(crate) fn router(state: AppState) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(profiles::get_me, profiles::update_me, gdpr::erase_me))
@@ -196,13 +193,22 @@ pub struct PublicProfile {
     /// Present when the owner lets the viewer see it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// Connected to realtime now (any device), when the owner lets the
+    /// viewer see it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relationship: Option<Relationship>,
 }
 
-fn public_view(p: &Profile, viewer: Uuid, friends: bool, relationship: Option<Relationship>) -> PublicProfile {
+/// `online`: whether realtime vouches for the user now (see `Store::online`).
+fn public_view(
+    p: &Profile,
+    viewer: Uuid,
+    friends: bool,
+    relationship: Option<Relationship>,
+    online: bool,
+) -> PublicProfile {
     let me = p.user_id == viewer;
     let show_profile = p.privacy.profile.admits(me, friends);
     let show_status = p.privacy.online_status.admits(me, friends);
@@ -215,7 +221,7 @@ fn public_view(p: &Profile, viewer: Uuid, friends: bool, relationship: Option<Re
         locale: if show_profile { p.locale.clone() } else { None },
         timezone: if show_profile { p.timezone.clone() } else { None },
         last_seen_at: last_seen,
-        online: show_status.then(|| last_seen.is_some_and(|t| (Utc::now() - t).num_seconds() < ONLINE_SECS)),
+        online: show_status.then_some(online),
         relationship,
     }
 }

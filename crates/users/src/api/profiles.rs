@@ -115,14 +115,15 @@ pub(super) async fn get_profile(
 ) -> Result<Json<PublicProfile>, UsersError> {
     let viewer = me.caller.user_id;
     let profile = active(state.store.profile(id).await?)?;
+    let online = state.store.online(&[id], Utc::now()).await?.contains(&id);
     if id == viewer {
-        return Ok(Json(public_view(&profile, viewer, false, None)));
+        return Ok(Json(public_view(&profile, viewer, false, None, online)));
     }
     let between = state.store.between(viewer, id).await?;
     if between.blocked_viewer {
         return Err(UsersError::no_such_user());
     }
-    Ok(Json(public_view(&profile, viewer, between.friends(), Some(Relationship::of(&between, viewer)))))
+    Ok(Json(public_view(&profile, viewer, between.friends(), Some(Relationship::of(&between, viewer)), online)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

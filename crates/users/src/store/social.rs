@@ -233,3 +233,56 @@ async fn set_accepted(tx: &mut Tx, low: Uuid, high: Uuid, now: DateTime<Utc>) ->
     .await
     .map(|_| ()))
 }
+
+impl Store {
+    /// Notes what `replica` says of `user` at `at`, unless it already said
+    /// something newer.
+    pub async fn set_presence(
+        tx: &mut Tx,
+        user: Uuid,
+        replica: &str,
+        online: bool,
+        at: DateTime<Utc>,
+        valid_secs: u32,
+    ) -> Result<(), sqlx::Error> {
+        let at_ms = at.timestamp_millis();
+        let until_ms = at_ms + i64::from(valid_secs) * 1000;
+        with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO presence (user_id, replica, online, at_ms, until_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id, replica) DO UPDATE SET online = excluded.online, at_ms = excluded.at_ms,
+                 until_ms = excluded.until_ms
+             WHERE presence.at_ms <= excluded.at_ms",
+        )
+        .bind(user)
+        .bind(replica)
+        .bind(online)
+        .bind(at_ms)
+        .bind(until_ms)
+        .execute(conn)
+        .await
+        .map(|_| ()))
+    }
+
+    /// Which of `users` some realtime replica vouches for at `now`.
+    pub async fn online(
+        &self,
+        users: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+        let mut online = std::collections::HashSet::new();
+        for part in users.chunks(500) {
+            let list = (0..part.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+            let sql =
+                format!("SELECT DISTINCT user_id FROM presence WHERE online AND until_ms > $1 AND user_id IN ({list})");
+            let found: Vec<Uuid> = with_db!(&self.db, pool => {
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str())).bind(now.timestamp_millis());
+                for user in part {
+                    query = query.bind(*user);
+                }
+                query.fetch_all(pool).await
+            })?;
+            online.extend(found);
+        }
+        Ok(online)
+    }
+}

@@ -71,7 +71,8 @@ kit::backend_tests! {
         p.post(&format!("/v1/users/me/friends/requests/{}/accept", bob.id), &ada.token, None).await;
         let seen: Value = p.get(&format!("/v1/users/{}", ada.id), &bob.token).await.json().await.unwrap();
         assert_eq!(seen["bio"], "Engines.");
-        assert_eq!(seen["online"], true);
+        assert_eq!(seen["online"], false, "not connected to realtime");
+        assert!(seen["last_seen_at"].is_string());
         assert_eq!(seen["relationship"]["friends"], true);
 
         let r = p.get(&format!("/v1/users/{}", Uuid::now_v7()), &bob.token).await;

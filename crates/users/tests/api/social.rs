@@ -22,7 +22,7 @@ kit::backend_tests! {
         assert_eq!(r.status(), 200);
         let friends: Value = p.get("/v1/users/me/friends", &ada.token).await.json().await.unwrap();
         assert_eq!(friends[0]["id"], bob.id.to_string());
-        assert_eq!(friends[0]["online"], true);
+        assert_eq!(friends[0]["online"], false, "not connected to realtime");
 
         // Asking someone who already asked you makes you friends.
         p.post("/v1/users/me/friends/requests", &cy.token, Some(json!({"user_id": ada.id}))).await;
@@ -123,5 +123,48 @@ kit::backend_tests! {
         assert_eq!(envelope.subject, user.id.to_string());
         let r = p.post(&format!("/v1/users/admin/users/{}/unban", user.id), &admin.token, None).await;
         assert_eq!(r.json::<Value>().await.unwrap()["status"], "active");
+    }
+}
+
+kit::backend_tests! {
+    async fn friends_are_online_while_a_realtime_replica_vouches_for_them(db) {
+        use contracts::realtime::{PresenceChanged, PresenceSnapshot};
+        let p = Platform::start(db).await;
+        let ada = p.signup("Ada").await;
+        let bob = p.signup("Bob").await;
+        p.post("/v1/users/me/friends/requests", &bob.token, Some(json!({"user_id": ada.id}))).await;
+        p.post(&format!("/v1/users/me/friends/requests/{}/accept", bob.id), &ada.token, None).await;
+        let online = |v: Value| v[0]["online"].as_bool();
+        let change = |replica: &str, on: bool, at: chrono::DateTime<Utc>| PresenceChanged {
+            user_id: ada.id,
+            replica: replica.to_owned(),
+            online: on,
+            at,
+            valid_secs: 150,
+        };
+        let friends = || async { p.get("/v1/users/me/friends", &bob.token).await.json::<Value>().await.unwrap() };
+        assert_eq!(online(friends().await), Some(false));
+
+        // Ada connects to replica r1, then to r2: online while either vouches.
+        let t0 = Utc::now();
+        p.ctx.publish(&change("r1", true, t0)).await;
+        eventually("online after connecting", || async { online(friends().await) == Some(true) }).await;
+        p.ctx.publish(&change("r2", true, t0)).await;
+        p.ctx.publish(&change("r1", false, t0 + chrono::Duration::seconds(1))).await;
+        // An older snapshot from r1 arriving late does not revive r1's "offline".
+        p.ctx.publish(&PresenceSnapshot { replica: "r1".into(), online: vec![ada.id], at: t0, valid_secs: 150 }).await;
+        p.ctx.publish(&change("r2", false, t0 + chrono::Duration::seconds(2))).await;
+        eventually("offline once no replica vouches", || async { online(friends().await) == Some(false) }).await;
+
+        // A replica that stops renewing stops vouching when its word expires.
+        let old = Utc::now() - chrono::Duration::seconds(200);
+        p.ctx.publish(&PresenceSnapshot { replica: "r3".into(), online: vec![ada.id], at: old, valid_secs: 150 }).await;
+        p.ctx.publish(&PresenceSnapshot { replica: "r4".into(), online: vec![ada.id], at: Utc::now(), valid_secs: 150 }).await;
+        eventually("online from r4's snapshot", || async { online(friends().await) == Some(true) }).await;
+        let seen: Value = p.get(&format!("/v1/users/{}", ada.id), &bob.token).await.json().await.unwrap();
+        assert_eq!(seen["online"], true);
+        // Shown only to whom Ada shows her status.
+        p.put("/v1/users/me", &ada.token, json!({"privacy": {"online_status": "nobody"}})).await;
+        assert_eq!(online(friends().await), None);
     }
 }
