@@ -189,9 +189,13 @@ fn migrate_creates_the_databases_without_serving() {
     let dir = temp_dir();
     let out = panal().args(["migrate", "--data-dir"]).arg(&dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), "auth: migrations applied\nusers: migrations applied\n");
-    assert!(dir.join("auth.db").exists());
-    assert!(dir.join("users.db").exists());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "auth: migrations applied\nusers: migrations applied\nchat: migrations applied\n"
+    );
+    for db in ["auth.db", "users.db", "chat.db"] {
+        assert!(dir.join(db).exists(), "{db}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -301,6 +305,7 @@ async fn two_gateway_processes_share_one_rate_limit_through_redis() {
             .env("PANAL_AUTH_URL", format!("http://{upstream}"))
             .env("PANAL_USERS_URL", format!("http://{upstream}"))
             .env("PANAL_REALTIME_URL", format!("http://{upstream}"))
+            .env("PANAL_CHAT_URL", format!("http://{upstream}"))
             .args(["serve", "gateway", "--port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

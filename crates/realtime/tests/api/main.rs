@@ -331,3 +331,72 @@ async fn the_first_socket_of_a_user_announces_them_online_and_the_last_offline()
     let (_, event) = presence.next().await;
     assert_eq!((event.user_id, event.online), (ada, false), "one offline, after the last socket, and no second online");
 }
+
+/// A client that stops reading fills its send queue and is disconnected as
+/// slow; a subscriber of the same channel that reads keeps receiving every
+/// publication, in order, and the server holds no unbounded backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_disconnected_while_the_others_keep_receiving() {
+    let config = Config::from_toml("[realtime]\nsend_queue = 8\n").unwrap();
+    let ctx = TestContext::new(config).await;
+    let issuer = TestIssuer::start(&ctx.config).await;
+    let ctx = ctx.with_issuer(&issuer);
+    let service = kit::testing::server::<realtime::Realtime>(&ctx, None).await;
+    let rt = Realtime { server: TestServer::spawn(service, HttpSettings::default()).await, issuer, ctx };
+    let user = Uuid::now_v7();
+    let token = rt.issuer.token(user, &[]);
+    let channel = format!("user:{user}");
+    let subscribe = json!({"id": 2, "subscribe": {"channel": channel}}).to_string();
+    let mut slow = connected(&rt, &token).await;
+    slow.send(Message::text(subscribe.clone())).await.unwrap();
+    let mut fast = connected(&rt, &token).await;
+    fast.send(Message::text(subscribe)).await.unwrap();
+    for ws in [&mut slow, &mut fast] {
+        let reply = ws.next().await.unwrap().unwrap();
+        assert!(reply.to_text().unwrap().contains("\"id\":2"), "{reply:?}");
+    }
+    // The fast client reads as publications arrive; the slow one never reads.
+    let reader = tokio::spawn(async move {
+        let mut offsets = Vec::new();
+        while offsets.len() < 400 {
+            let Some(Ok(Message::Text(text))) = fast.next().await else { break };
+            let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+            if let Some(offset) = v["push"]["pub"]["offset"].as_u64() {
+                offsets.push(offset);
+            }
+        }
+        offsets
+    });
+    // 400 publications of 60 KiB: far more than the slow client's socket
+    // buffers and its queue of 8 hold.
+    let http = reqwest::Client::new();
+    let service = rt.service_token("realtime:publish");
+    let filler = "x".repeat(60 * 1024);
+    for n in 0..400 {
+        let body = json!({"channel": channel, "data": {"n": n, "filler": filler}});
+        let r =
+            http.post(rt.server.url("/v1/realtime/publish")).bearer_auth(&service).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let offsets = tokio::time::timeout(std::time::Duration::from_secs(30), reader).await.unwrap().unwrap();
+    assert_eq!(offsets, (1..=400).collect::<Vec<u64>>(), "the reading client got every one, in order");
+    // The slow client's connection was cut: what it reads ends before the 400th.
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut publications = 0;
+        while let Some(Ok(message)) = slow.next().await {
+            if message.is_text() {
+                publications += 1;
+            }
+        }
+        publications
+    })
+    .await
+    .expect("the slow client's connection ends");
+    assert!(drained < 400, "the slow client was cut off, after {drained} frames");
+    let metrics = http.get(rt.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("realtime_disconnects_total{") && l.ends_with("reason=\"slow\"} 1")),
+        "{}",
+        metrics.lines().filter(|l| l.contains("disconnects")).collect::<Vec<_>>().join("\n")
+    );
+}

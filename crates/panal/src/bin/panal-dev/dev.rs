@@ -84,6 +84,9 @@ pub enum DevCommand {
         #[arg(long, default_value_t = 10_000)]
         count: u64,
     },
+    /// Many WebSocket subscribers to one channel: memory per connection and
+    /// fan-out latency (bench/realtime.sh).
+    WsFanout(crate::dev_ws::Fanout),
 }
 
 async fn open(url: &str, config: &Config) -> anyhow::Result<Db> {
@@ -143,6 +146,7 @@ pub async fn run(config: Config, command: DevCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DevCommand::BusRaw { url, count } => crate::dev_raw::run(&url, count).await,
+        DevCommand::WsFanout(fanout) => crate::dev_ws::run(fanout).await,
         DevCommand::BusPipeline { producer_db, consumer_db, count, per_tx, pace_us } => {
             let producer = open(&producer_db, &config).await?;
             let consumer_db = open(&consumer_db, &config).await?;

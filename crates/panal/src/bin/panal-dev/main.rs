@@ -5,6 +5,7 @@
 
 mod dev;
 mod dev_raw;
+mod dev_ws;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
