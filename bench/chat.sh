@@ -10,7 +10,7 @@ MESSAGES="${MESSAGES:-2000}"
 CONCURRENCY="${CONCURRENCY:-8}"
 SUBSCRIBERS="${SUBSCRIBERS:-100}"
 REDIS="${REDIS:-redis://127.0.0.1:6379}"
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"  # 10,000 sockets on each side need the fds
 
 build_release
 machine

@@ -16,7 +16,7 @@ source "$(dirname "$0")/lib.sh"
 SUBSCRIBERS="${SUBSCRIBERS:-10000}"
 MESSAGES="${MESSAGES:-20}"
 INTERVAL="${INTERVAL:-0.5}"
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"  # 10,000 sockets on each side need the fds
 
 build_release
 machine
