@@ -22,7 +22,7 @@ impl Channels {
             None => Self { hub: Arc::new(Hub::new(limits)), shared: None },
             // The streams are Redis's; the local hub only fans out.
             Some(url) => Self {
-                hub: Arc::new(Hub::new(HistoryLimits { size: 0, ..limits })),
+                hub: Arc::new(Hub::for_shared(HistoryLimits { size: 0, ..limits })),
                 shared: Some(Arc::new(Shared::new(url, limits)?)),
             },
         })
@@ -38,12 +38,23 @@ impl Channels {
     ) -> Result<Subscribed, ProtocolError> {
         match &self.shared {
             None => self.hub.subscribe(channel, link, recover, reject_unrecovered, reply),
-            Some(shared) => shared.subscribe(&self.hub, channel, link, recover, reject_unrecovered, reply).await,
+            Some(shared) => {
+                let info = link.info.clone();
+                let subscribed = shared.subscribe(&self.hub, channel, link, recover, reject_unrecovered, reply).await?;
+                shared.joined(channel, &info).await;
+                Ok(subscribed)
+            }
         }
     }
 
-    pub fn unsubscribe(&self, channel: &str, link: u64) {
+    /// Removes a link; with a shared broker, its presence too (in the
+    /// background: a leave cannot wait).
+    pub fn unsubscribe(&self, channel: &str, link: u64, info: &ClientInfo) {
         self.hub.unsubscribe(channel, link);
+        if let Some(shared) = self.shared.clone() {
+            let (channel, info) = (channel.to_owned(), info.clone());
+            tokio::spawn(async move { shared.left(&channel, &info).await });
+        }
     }
 
     /// Publishes; the position, and how many subscribers here it reached
@@ -90,9 +101,12 @@ impl Channels {
         }
     }
 
-    /// Who is subscribed here (presence is per replica; see docs/realtime.md).
-    pub fn presence(&self, channel: &str) -> Vec<ClientInfo> {
-        self.hub.presence(channel)
+    /// Who is subscribed to `channel`, on every replica.
+    pub async fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, ProtocolError> {
+        match &self.shared {
+            None => Ok(self.hub.presence(channel)),
+            Some(shared) => shared.presence(channel).await,
+        }
     }
 
     pub async fn sweep(&self) {

@@ -102,9 +102,10 @@ impl ChannelState {
         self.subscribers.is_empty() && self.joining.is_empty() && self.history.is_empty()
     }
 
-    /// Adds `link`, telling the others who ask (not in `user:` channels).
-    fn admit(&mut self, channel: &str, link: Link) {
-        if presence_of(channel) {
+    /// Adds `link`, telling the others who ask (not in `user:` channels;
+    /// with a shared broker, the broker tells everyone instead).
+    fn admit(&mut self, channel: &str, link: Link, local_presence: bool) {
+        if local_presence && presence_of(channel) {
             let frame = Frame::from(protocol::push(channel, PushBody::Join { info: &link.info }));
             for other in self.subscribers.values().filter(|l| l.join_leave && l.id != link.id) {
                 other.offer(frame.clone());
@@ -164,13 +165,21 @@ impl std::fmt::Debug for Hub {
 pub struct Hub {
     shards: Vec<Mutex<HashMap<String, ChannelState>>>,
     limits: HistoryLimits,
+    /// Join and leave pushes come from this hub (one process), or from the
+    /// shared broker (replicas: [`Hub::deliver_presence`]).
+    local_presence: bool,
 }
 
 const SHARDS: usize = 16;
 
 impl Hub {
     pub fn new(limits: HistoryLimits) -> Self {
-        Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), limits }
+        Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), limits, local_presence: true }
+    }
+
+    /// The local fan-out of a shared broker: presence comes from the broker.
+    pub fn for_shared(limits: HistoryLimits) -> Self {
+        Self { local_presence: false, ..Self::new(limits) }
     }
 
     fn shard(&self, channel: &str) -> std::sync::MutexGuard<'_, HashMap<String, ChannelState>> {
@@ -228,7 +237,7 @@ impl Hub {
         }
         let subscribed = Subscribed { position, publications, recovered };
         link.offer(reply(&subscribed));
-        state.admit(channel, link);
+        state.admit(channel, link, self.local_presence);
         Ok(subscribed)
     }
 
@@ -254,7 +263,7 @@ impl Hub {
                 link.offer(frame);
             }
         }
-        state.admit(channel, link);
+        state.admit(channel, link, self.local_presence);
         true
     }
 
@@ -287,6 +296,31 @@ impl Hub {
         reached
     }
 
+    /// A join or leave the shared broker reports: pushed to the subscribers
+    /// here that asked, but the client it is about.
+    pub fn deliver_presence(&self, channel: &str, info: &ClientInfo, joined: bool) {
+        let shard = self.shard(channel);
+        let Some(state) = shard.get(channel) else { return };
+        let body = if joined { PushBody::Join { info } } else { PushBody::Leave { info } };
+        let frame = Frame::from(protocol::push(channel, body));
+        for link in state.subscribers.values().filter(|l| l.join_leave && l.info.client != info.client) {
+            link.offer(frame.clone());
+        }
+    }
+
+    /// Every subscription here, as (channel, who): for renewing them in a
+    /// shared presence.
+    pub fn subscriptions(&self) -> Vec<(String, ClientInfo)> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (channel, state) in shard.iter() {
+                all.extend(state.subscribers.values().map(|l| (channel.clone(), l.info.clone())));
+            }
+        }
+        all
+    }
+
     /// Whether anyone here listens to `channel` (subscribed or joining).
     pub fn listened(&self, channel: &str) -> bool {
         self.shard(channel).get(channel).is_some_and(|s| !s.subscribers.is_empty() || !s.joining.is_empty())
@@ -309,6 +343,7 @@ impl Hub {
         let mut shard = self.shard(channel);
         if let Some(state) = shard.get_mut(channel) {
             if let Some(left) = state.subscribers.remove(&link)
+                && self.local_presence
                 && presence_of(channel)
             {
                 let frame = Frame::from(protocol::push(channel, PushBody::Leave { info: &left.info }));

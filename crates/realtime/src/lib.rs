@@ -216,9 +216,11 @@ impl kit::Service for Realtime {
         ];
         if let Some(shared) = state.channels.shared.clone() {
             let (hub, listener) = (state.channels.hub.clone(), state.clone());
+            let (renewer, renewed) = (shared.clone(), hub.clone());
             workers.push(Box::new(move |stop: CancellationToken| {
                 Box::pin(shared.listen(hub, move || listener.resync_all(), stop))
             }));
+            workers.push(Box::new(move |stop: CancellationToken| Box::pin(renewer.renew_presence(renewed, stop))));
         }
         workers
     }

@@ -294,7 +294,7 @@ impl Session {
             }
             Request::Unsubscribe(unsubscribe) => {
                 if self.subscriptions.remove(&unsubscribe.channel) {
-                    self.state.channels.unsubscribe(&unsubscribe.channel, self.link_id);
+                    self.state.channels.unsubscribe(&unsubscribe.channel, self.link_id, &self.info());
                 }
                 Ok(Outcome::Unsubscribe(EmptyResult {}))
             }
@@ -312,13 +312,20 @@ impl Session {
             }
             Request::Presence(request) => {
                 let channel = self.subscribed(&request.channel)?;
-                let presence =
-                    self.state.channels.presence(channel.as_str()).into_iter().map(|i| (i.client.clone(), i)).collect();
+                let presence = self
+                    .state
+                    .channels
+                    .presence(channel.as_str())
+                    .await
+                    .map_err(Handled::Error)?
+                    .into_iter()
+                    .map(|i| (i.client.clone(), i))
+                    .collect();
                 Ok(Outcome::Presence(PresenceResult { presence }))
             }
             Request::PresenceStats(request) => {
                 let channel = self.subscribed(&request.channel)?;
-                let presence = self.state.channels.presence(channel.as_str());
+                let presence = self.state.channels.presence(channel.as_str()).await.map_err(Handled::Error)?;
                 let users: HashSet<&str> = presence.iter().map(|i| i.user.as_str()).collect();
                 Ok(Outcome::PresenceStats(PresenceStatsResult {
                     num_clients: u32::try_from(presence.len()).unwrap_or(u32::MAX),
@@ -470,14 +477,17 @@ impl Session {
     }
 
     fn leave_all(&mut self) {
+        let info = self.connected.as_ref().map(|_| self.info());
         if let Some(connected) = self.connected.take() {
             if let Some(session) = connected.session {
                 self.state.sessions.close(session, self.link_id);
             }
             self.state.presence.disconnected(connected.user);
         }
-        for channel in self.subscriptions.drain() {
-            self.state.channels.unsubscribe(&channel, self.link_id);
+        if let Some(info) = info {
+            for channel in self.subscriptions.drain() {
+                self.state.channels.unsubscribe(&channel, self.link_id, &info);
+            }
         }
     }
 }

@@ -78,24 +78,70 @@ end
 return {epoch, offset, oldest, messages}
 "#;
 
-/// A message as it travels through Redis (and sits in a history).
+/// Adds (or renews) a client in a channel's presence, and tells the
+/// channel when asked. KEYS: presence hash, expiry set. ARGV: client id,
+/// its info (JSON), expiry (unix seconds), TTL, the pub/sub channel, the
+/// join message (empty: none).
+const PRESENCE_ADD_LUA: &str = r#"
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+if ARGV[6] ~= '' then
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
+end
+"#;
+
+/// Removes a client from a channel's presence and tells the channel.
+/// KEYS: presence hash, expiry set. ARGV: client id, the pub/sub channel,
+/// the leave message (empty: none).
+const PRESENCE_REMOVE_LUA: &str = r#"
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if removed > 0 and ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
+"#;
+
+/// A channel's presence, the expired entries (clients of a replica that
+/// died) dropped first. KEYS: presence hash, expiry set. ARGV: now (unix s).
+const PRESENCE_GET_LUA: &str = r#"
+for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])) do
+  redis.call('HDEL', KEYS[1], client)
+  redis.call('ZREM', KEYS[2], client)
+end
+return redis.call('HVALS', KEYS[1])
+"#;
+
+/// How long a replica's word on a client's presence holds; renewed every
+/// third of it.
+const PRESENCE_TTL: Duration = Duration::from_secs(60);
+
+/// A message as it travels through Redis (and sits in a history): a
+/// publication, or a join (`j`) or leave (`l`).
 #[derive(Debug, Deserialize)]
 struct Wire<'a> {
     /// Offset; 0 for an ephemeral publication.
+    #[serde(default)]
     o: u64,
     /// Unix milliseconds.
+    #[serde(default)]
     t: i64,
     #[serde(default)]
     s: Vec<String>,
-    #[serde(borrow)]
-    d: &'a RawValue,
+    #[serde(borrow, default)]
+    d: Option<&'a RawValue>,
     #[serde(default)]
     i: Option<ClientInfo>,
+    #[serde(default)]
+    j: Option<ClientInfo>,
+    #[serde(default)]
+    l: Option<ClientInfo>,
 }
 
 impl Wire<'_> {
-    fn publication(&self) -> Publication {
-        Publication { data: self.d.to_owned(), offset: self.o, info: self.i.clone(), time: self.t }
+    fn publication(&self) -> Option<Publication> {
+        Some(Publication { data: self.d?.to_owned(), offset: self.o, info: self.i.clone(), time: self.t })
     }
 }
 
@@ -119,6 +165,9 @@ pub struct Shared {
     listening: Mutex<HashSet<String>>,
     publish: redis::Script,
     position: redis::Script,
+    presence_add: redis::Script,
+    presence_remove: redis::Script,
+    presence_get: redis::Script,
     limits: HistoryLimits,
     prefix: String,
     timeout: Duration,
@@ -140,6 +189,9 @@ impl Shared {
             listening: Mutex::new(HashSet::new()),
             publish: redis::Script::new(PUBLISH_LUA),
             position: redis::Script::new(POSITION_LUA),
+            presence_add: redis::Script::new(PRESENCE_ADD_LUA),
+            presence_remove: redis::Script::new(PRESENCE_REMOVE_LUA),
+            presence_get: redis::Script::new(PRESENCE_GET_LUA),
             limits,
             prefix: "panal:realtime:".to_owned(),
             timeout: Duration::from_secs(2),
@@ -149,6 +201,11 @@ impl Shared {
     fn keys(&self, channel: &str) -> [String; 3] {
         let p = &self.prefix;
         [format!("{p}{{{channel}}}:offset"), format!("{p}{{{channel}}}:epoch"), format!("{p}{{{channel}}}:history")]
+    }
+
+    fn presence_keys(&self, channel: &str) -> [String; 2] {
+        let p = &self.prefix;
+        [format!("{p}{{{channel}}}:presence"), format!("{p}{{{channel}}}:presence_expiry")]
     }
 
     fn topic(&self, channel: &str) -> String {
@@ -304,12 +361,88 @@ impl Shared {
         Ok((found, position))
     }
 
+    /// Adds a subscriber to the channel's shared presence; every replica's
+    /// subscribers that asked hear of the join (not in `user:` channels). A
+    /// failure is logged: presence is advisory, the subscription stands.
+    pub async fn joined(&self, channel: &str, info: &ClientInfo) {
+        let message = announce(channel, "j", info);
+        if let Err(e) = self.add_presence(channel, info, &message).await {
+            tracing::warn!(channel, error = %e, "could not add a client to the shared presence");
+        }
+    }
+
+    async fn add_presence(&self, channel: &str, info: &ClientInfo, message: &str) -> Result<(), ProtocolError> {
+        let mut conn = self.conn().await?;
+        let [hash, expiry] = self.presence_keys(channel);
+        let expires = chrono::Utc::now().timestamp() + i64::try_from(PRESENCE_TTL.as_secs()).unwrap_or(60);
+        let mut invocation = self.presence_add.key(hash);
+        invocation
+            .key(expiry)
+            .arg(&info.client)
+            .arg(serde_json::to_string(info).unwrap_or_default())
+            .arg(expires)
+            .arg(PRESENCE_TTL.as_secs())
+            .arg(self.topic(channel))
+            .arg(message);
+        let call = invocation.invoke_async::<()>(&mut conn);
+        tokio::time::timeout(self.timeout, call).await.map_err(unavailable)?.map_err(unavailable)
+    }
+
+    /// Removes a subscriber from the channel's shared presence, telling the
+    /// channel.
+    pub async fn left(&self, channel: &str, info: &ClientInfo) {
+        let removed = async {
+            let mut conn = self.conn().await?;
+            let [hash, expiry] = self.presence_keys(channel);
+            let mut invocation = self.presence_remove.key(hash);
+            invocation.key(expiry).arg(&info.client).arg(self.topic(channel)).arg(announce(channel, "l", info));
+            let call = invocation.invoke_async::<()>(&mut conn);
+            tokio::time::timeout(self.timeout, call).await.map_err(unavailable)?.map_err(unavailable)
+        };
+        if let Err(e) = removed.await {
+            tracing::warn!(channel, error = %e, "could not remove a client from the shared presence; it expires");
+        }
+    }
+
+    /// Everyone subscribed to `channel`, on every replica.
+    pub async fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, ProtocolError> {
+        let mut conn = self.conn().await?;
+        let [hash, expiry] = self.presence_keys(channel);
+        let mut invocation = self.presence_get.key(hash);
+        invocation.key(expiry).arg(chrono::Utc::now().timestamp());
+        let call = invocation.invoke_async::<Vec<String>>(&mut conn);
+        let found = tokio::time::timeout(self.timeout, call).await.map_err(unavailable)?.map_err(unavailable)?;
+        Ok(found.iter().filter_map(|info| serde_json::from_str(info).ok()).collect())
+    }
+
+    /// Renews, every third of [`PRESENCE_TTL`], the presence of every
+    /// subscriber here: a replica that dies stops renewing, and its clients
+    /// drop out of presence within the TTL.
+    pub async fn renew_presence(self: Arc<Self>, hub: Arc<Hub>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(PRESENCE_TTL / 3) => {}
+            }
+            for (channel, info) in hub.subscriptions() {
+                if let Err(e) = self.add_presence(&channel, &info, "").await {
+                    tracing::warn!(error = %e, "could not renew the shared presence; retrying later");
+                    break;
+                }
+            }
+        }
+    }
+
     /// Delivers one message from Redis to this replica's listeners.
     fn dispatch(&self, hub: &Hub, topic: &str, payload: &[u8]) {
         let Some(channel) = topic.strip_prefix(&self.prefix).and_then(|t| t.strip_prefix("pub:")) else { return };
         match serde_json::from_slice::<Wire<'_>>(payload) {
+            Ok(Wire { j: Some(info), .. }) => hub.deliver_presence(channel, &info, true),
+            Ok(Wire { l: Some(info), .. }) => hub.deliver_presence(channel, &info, false),
             Ok(wire) => {
-                hub.deliver(channel, &wire.publication(), &wire.s);
+                if let Some(publication) = wire.publication() {
+                    hub.deliver(channel, &publication, &wire.s);
+                }
             }
             Err(e) => tracing::warn!(channel, error = %e, "an unreadable message on Redis; ignored"),
         }
@@ -380,6 +513,15 @@ impl Shared {
     }
 }
 
+/// The join (`j`) or leave (`l`) message for `info`, or none in channels
+/// without join and leave (`user:`).
+fn announce(channel: &str, kind: &str, info: &ClientInfo) -> String {
+    if channel.starts_with("user:") {
+        return String::new();
+    }
+    serde_json::to_string(info).map(|i| format!("{{\"{kind}\":{i}}}")).unwrap_or_default()
+}
+
 /// What a subscription recovers from a stream's position, the oldest kept
 /// offset and the kept messages after the client's offset: the same rules
 /// as the in-memory hub.
@@ -408,6 +550,6 @@ fn decode(messages: &[String], user: &str) -> Vec<Publication> {
         .iter()
         .filter_map(|m| serde_json::from_str::<Wire<'_>>(m).ok())
         .filter(|w| !w.s.iter().any(|u| u == user))
-        .map(|w| w.publication())
+        .filter_map(|w| w.publication())
         .collect()
 }

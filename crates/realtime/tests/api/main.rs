@@ -92,8 +92,9 @@ async fn the_python_sdk_subscribes_receives_in_order_and_recovers_what_it_missed
 
 /// Two realtime replicas sharing channels through the real Redis, a Python
 /// SDK client on each: publications made through either replica reach both
-/// in one order with one numbering, and a client that leaves one replica
-/// recovers what it missed on the other.
+/// in one order with one numbering, a client that leaves one replica
+/// recovers what it missed on the other, and presence, joins and leaves
+/// span the replicas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_channels_through_redis() {
     if !python_clients() {
@@ -107,25 +108,30 @@ async fn two_replicas_share_channels_through_redis() {
     let config = Config::from_toml(&format!("redis_url = \"{redis}\"\n")).unwrap();
     let ctx = TestContext::new(config).await;
     let issuer = TestIssuer::start(&ctx.config).await;
-    let ctx = ctx.with_issuer(&issuer);
+    let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let (token, other_token) = (issuer.token(me, &[]), issuer.token(other, &[]));
+    // A room channel for presence, granted by a stand-in owner to both.
+    let owner = owner(vec![token.clone(), other_token.clone()]).await;
+    let ctx = ctx.with_issuer(&issuer).with_peer(kit::service::Peer::at("chat", owner));
     let mut replicas = Vec::new();
     for _ in 0..2 {
         let service = kit::testing::server::<realtime::Realtime>(&ctx, None).await;
         replicas.push(TestServer::spawn(service, HttpSettings::default()).await);
     }
     let rt = Realtime { server: replicas.remove(0), issuer, ctx };
-    let other = replicas.remove(0);
-    let me = Uuid::now_v7();
-    let token = rt.issuer.token(me, &[]);
+    let second = replicas.remove(0);
     let service = rt.service_token("realtime:publish");
     let args = [
         rt.ws(),
-        format!("ws://{}/v1/ws", other.addr),
+        format!("ws://{}/v1/ws", second.addr),
         rt.server.url("/v1/realtime/publish"),
-        other.url("/v1/realtime/publish"),
+        second.url("/v1/realtime/publish"),
         service,
         me.to_string(),
         token,
+        other.to_string(),
+        other_token,
+        format!("chat:room-{}", Uuid::now_v7().simple()),
     ];
     tokio::task::spawn_blocking(move || run("replicas.py", &args.iter().map(String::as_str).collect::<Vec<_>>()))
         .await

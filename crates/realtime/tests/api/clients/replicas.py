@@ -12,7 +12,7 @@ from centrifuge import Client, StreamPosition, SubscriptionState
 import harness
 from harness import Recorder, check, run, take, wait_until
 
-WS1, WS2, PUBLISH1, PUBLISH2, SERVICE, ME, TOKEN = sys.argv[1:8]
+WS1, WS2, PUBLISH1, PUBLISH2, SERVICE, ME, TOKEN, OTHER, OTHER_TOKEN, ROOM = sys.argv[1:11]
 CHANNEL = f"user:{ME}"
 
 
@@ -20,20 +20,20 @@ def publish(url, data):
     return harness.publish(url, SERVICE, CHANNEL, data)
 
 
-async def subscribed(ws, **options):
-    client = Client(ws, token=TOKEN)
+async def subscribed(ws, token=TOKEN, channel=CHANNEL, **options):
+    client = Client(ws, token=token)
     events = Recorder()
-    sub = client.new_subscription(CHANNEL, events=events, **options)
+    sub = client.new_subscription(channel, events=events, **options)
     await client.connect()
     await sub.subscribe()
-    await wait_until(lambda: sub.state == SubscriptionState.SUBSCRIBED, f"subscribed on {ws}")
-    return client, events
+    await wait_until(lambda: sub.state == SubscriptionState.SUBSCRIBED, f"subscribed to {channel} on {ws}")
+    return client, events, sub
 
 
 async def every_replica_delivers_everything_in_order_and_recovery_works_across_them():
     # One device on each replica; publications made through both.
-    one, on_one = await subscribed(WS1)
-    two, on_two = await subscribed(WS2, recoverable=True, positioned=True)
+    one, on_one, _ = await subscribed(WS1)
+    two, on_two, _ = await subscribed(WS2, recoverable=True, positioned=True)
     offsets = [publish(PUBLISH1 if n % 2 else PUBLISH2, {"n": n})["offset"] for n in range(1, 101)]
     check(offsets == list(range(1, 101)), f"one numbering across replicas: {offsets[:5]}…")
     for name, events in (("replica 1", on_one), ("replica 2", on_two)):
@@ -70,4 +70,29 @@ async def every_replica_delivers_everything_in_order_and_recovery_works_across_t
         await client.disconnect()
 
 
-run(every_replica_delivers_everything_in_order_and_recovery_works_across_them)
+async def presence_and_joins_span_the_replicas():
+    # A room channel (user channels have no join and leave): granted by the
+    # test's stand-in owner, which admits everyone.
+    channel = ROOM
+    a, on_a, sub_a = await subscribed(WS1, channel=channel, join_leave=True)
+    b, on_b, sub_b = await subscribed(WS2, token=OTHER_TOKEN, channel=channel, join_leave=True)
+    await wait_until(lambda: OTHER in on_a.joins, "A, on replica 1, hears B join on replica 2")
+    for sub, where in ((sub_a, "replica 1"), (sub_b, "replica 2")):
+        presence = await sub.presence()
+        users = sorted(info.user for info in presence.clients.values())
+        check(users == sorted([ME, OTHER]), f"presence from {where}: {users}")
+        stats = await sub.presence_stats()
+        check((stats.num_clients, stats.num_users) == (2, 2), f"presence stats from {where}: {stats}")
+    check(ME not in on_a.joins, "A is not told of its own join")
+    await sub_b.unsubscribe()
+    await wait_until(lambda: OTHER in on_a.leaves, "A hears B leave")
+    presence = await sub_a.presence()
+    check([i.user for i in presence.clients.values()] == [ME], f"B left the presence: {presence}")
+    for client in (a, b):
+        await client.disconnect()
+
+
+run(
+    every_replica_delivers_everything_in_order_and_recovery_works_across_them,
+    presence_and_joins_span_the_replicas,
+)
