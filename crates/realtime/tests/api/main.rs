@@ -406,3 +406,134 @@ async fn a_slow_consumer_is_disconnected_while_the_others_keep_receiving() {
         metrics.lines().filter(|l| l.contains("disconnects")).collect::<Vec<_>>().join("\n")
     );
 }
+
+/// A TCP proxy to `upstream` whose open connections can be cut at once
+/// (new ones are still accepted): Redis going away for one replica, without
+/// disturbing the other tests that share the real Redis.
+struct CuttableProxy {
+    addr: std::net::SocketAddr,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                held.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self { addr, connections }
+    }
+
+    fn cut(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+/// When a replica's link to Redis drops it cannot know what its clients
+/// missed: it closes their sockets with 3010, and a client coming back
+/// recovers from Redis's history what was published meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_loses_redis_sends_its_clients_to_recover() {
+    let Ok(redis) = std::env::var("PANAL_TEST_REDIS_URL") else {
+        let _ =
+            writeln!(std::io::stderr(), "SKIPPED (Redis): set PANAL_TEST_REDIS_URL=redis://127.0.0.1:6379 to run it");
+        return;
+    };
+    let upstream = redis.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let proxy = CuttableProxy::start(upstream).await;
+    let config = Config::from_toml(&format!("redis_url = \"redis://{}\"\n", proxy.addr)).unwrap();
+    let ctx = TestContext::new(config).await;
+    let issuer = TestIssuer::start(&ctx.config).await;
+    let ctx = ctx.with_issuer(&issuer);
+    let service = kit::testing::server::<realtime::Realtime>(&ctx, None).await;
+    let rt = Realtime { server: TestServer::spawn(service, HttpSettings::default()).await, issuer, ctx };
+    let me = Uuid::now_v7();
+    let token = rt.issuer.token(me, &[]);
+    let channel = format!("user:{me}");
+    let service = rt.service_token("realtime:publish");
+    let http = reqwest::Client::new();
+    let publish = |n: u32| {
+        let request = http
+            .post(rt.server.url("/v1/realtime/publish"))
+            .bearer_auth(&service)
+            .json(&json!({"channel": channel, "data": {"n": n}}));
+        async move {
+            // While Redis is being reached again, publishing is a 503: retried.
+            for _ in 0..100 {
+                let r = request.try_clone().unwrap().send().await.unwrap();
+                if r.status() == 200 {
+                    return;
+                }
+                assert_eq!(r.status(), 503);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("publishing never came back");
+        }
+    };
+    let mut ws = connected(&rt, &token).await;
+    let subscribed = subscribe_retrying(&mut ws, &channel, None).await;
+    let epoch = subscribed["epoch"].as_str().unwrap().to_owned();
+    for n in 1..=3 {
+        publish(n).await;
+    }
+    for n in 1..=3 {
+        assert_eq!(next_offset(&mut ws).await, n);
+    }
+    proxy.cut();
+    assert_eq!(close_code(&mut ws).await, Some(3010), "sent to reconnect: insufficient state");
+    for n in 4..=5 {
+        publish(n).await;
+    }
+    let mut back = connected(&rt, &token).await;
+    let recovered = subscribe_retrying(&mut back, &channel, Some((3, epoch))).await;
+    assert_eq!(recovered["recovered"], true, "{recovered}");
+    let offsets: Vec<u64> =
+        recovered["publications"].as_array().unwrap().iter().map(|p| p["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, [4, 5], "exactly what was published while it was away");
+    publish(6).await;
+    assert_eq!(next_offset(&mut back).await, 6, "live again");
+}
+
+/// Subscribes `ws` to `channel` (recovering from `recover`), retrying while
+/// the replica answers the temporary error 100 (its pub/sub link to Redis is
+/// being opened in the background); the subscribe result.
+async fn subscribe_retrying(ws: &mut Socket, channel: &str, recover: Option<(u64, String)>) -> serde_json::Value {
+    let mut command = json!({"id": 2, "subscribe": {"channel": channel}});
+    if let Some((offset, epoch)) = recover {
+        command["subscribe"]["recover"] = json!(true);
+        command["subscribe"]["offset"] = json!(offset);
+        command["subscribe"]["epoch"] = json!(epoch);
+    }
+    for _ in 0..100 {
+        ws.send(Message::text(command.to_string())).await.unwrap();
+        let reply = ws.next().await.unwrap().unwrap();
+        let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        if reply["error"]["code"] == 100 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
+        assert!(reply.get("error").is_none(), "{reply}");
+        return reply["subscribe"].clone();
+    }
+    panic!("never subscribed");
+}
+
+/// The offset of the next publication `ws` receives, within 10 seconds.
+async fn next_offset(ws: &mut Socket) -> u64 {
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    v["push"]["pub"]["offset"].as_u64().unwrap()
+}
