@@ -233,25 +233,26 @@ impl Store {
         with_tx!(tx, conn => sqlx::query(sql).bind(blocker).bind(blocked).execute(conn).await.map(|_| ()))
     }
 
+    /// The `count(*)` that `sql` selects with `ids` bound in order.
+    async fn count(&self, sql: &'static str, ids: &[Uuid]) -> Result<i64, sqlx::Error> {
+        with_db!(&self.db, pool => {
+            let mut query = sqlx::query_scalar(sql);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query.fetch_one(pool).await
+        })
+    }
+
     /// Whether `blocker` blocked `blocked`.
     pub async fn blocked(&self, blocker: Uuid, blocked: Uuid) -> Result<bool, sqlx::Error> {
-        let n: i64 = with_db!(&self.db, pool => sqlx::query_scalar(
-            "SELECT count(*) FROM blocks WHERE blocker = $1 AND blocked = $2")
-            .bind(blocker)
-            .bind(blocked)
-            .fetch_one(pool)
-            .await)?;
-        Ok(n > 0)
+        Ok(self.count("SELECT count(*) FROM blocks WHERE blocker = $1 AND blocked = $2", &[blocker, blocked]).await?
+            > 0)
     }
 
     /// Whether chat has heard of this user (and they are not erased).
     pub async fn person_exists(&self, user: Uuid) -> Result<bool, sqlx::Error> {
-        let n: i64 = with_db!(&self.db, pool => sqlx::query_scalar(
-            "SELECT count(*) FROM people WHERE user_id = $1 AND NOT erased")
-            .bind(user)
-            .fetch_one(pool)
-            .await)?;
-        Ok(n > 0)
+        Ok(self.count("SELECT count(*) FROM people WHERE user_id = $1 AND NOT erased", &[user]).await? > 0)
     }
 
     // ---- conversations and members ---------------------------------------
@@ -285,37 +286,21 @@ impl Store {
 
     /// Rooms `user` owns.
     pub async fn rooms_owned(&self, user: Uuid) -> Result<i64, sqlx::Error> {
-        with_db!(&self.db, pool => sqlx::query_scalar("SELECT count(*) FROM conversations WHERE owner_id = $1")
-            .bind(user)
-            .fetch_one(pool)
-            .await)
+        self.count("SELECT count(*) FROM conversations WHERE owner_id = $1", &[user]).await
     }
 
     pub async fn member_count(&self, conversation: Uuid) -> Result<i64, sqlx::Error> {
-        with_db!(&self.db, pool => sqlx::query_scalar("SELECT count(*) FROM members WHERE conversation_id = $1")
-            .bind(conversation)
-            .fetch_one(pool)
-            .await)
+        self.count("SELECT count(*) FROM members WHERE conversation_id = $1", &[conversation]).await
     }
 
     pub async fn banned(&self, conversation: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
-        let n: i64 = with_db!(&self.db, pool => sqlx::query_scalar(
-            "SELECT count(*) FROM bans WHERE conversation_id = $1 AND user_id = $2")
-            .bind(conversation)
-            .bind(user)
-            .fetch_one(pool)
-            .await)?;
-        Ok(n > 0)
+        let sql = "SELECT count(*) FROM bans WHERE conversation_id = $1 AND user_id = $2";
+        Ok(self.count(sql, &[conversation, user]).await? > 0)
     }
 
     pub async fn invited(&self, conversation: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
-        let n: i64 = with_db!(&self.db, pool => sqlx::query_scalar(
-            "SELECT count(*) FROM invitations WHERE conversation_id = $1 AND user_id = $2")
-            .bind(conversation)
-            .bind(user)
-            .fetch_one(pool)
-            .await)?;
-        Ok(n > 0)
+        let sql = "SELECT count(*) FROM invitations WHERE conversation_id = $1 AND user_id = $2";
+        Ok(self.count(sql, &[conversation, user]).await? > 0)
     }
 
     /// A new room, its owner its first member.
@@ -393,6 +378,15 @@ impl Store {
     /// counts (messages after their read marker, not theirs, not deleted,
     /// not from someone they blocked).
     pub async fn conversations_of(&self, user: Uuid) -> Result<Vec<Listed>, sqlx::Error> {
+        self.listed(user, None).await
+    }
+
+    /// One of `user`'s conversations, as [`Store::conversations_of`] lists it.
+    pub async fn conversation_of(&self, user: Uuid, conversation: Uuid) -> Result<Option<Listed>, sqlx::Error> {
+        Ok(self.listed(user, Some(conversation)).await?.pop())
+    }
+
+    async fn listed(&self, user: Uuid, only: Option<Uuid>) -> Result<Vec<Listed>, sqlx::Error> {
         with_db!(&self.db, pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {CONVERSATION_COLUMNS}, mb.role, mb.last_read_seq,
                (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.seq > mb.last_read_seq
@@ -402,9 +396,10 @@ impl Store {
              JOIN conversations c ON c.id = mb.conversation_id
              LEFT JOIN members o ON c.kind = 'direct' AND o.conversation_id = c.id AND o.user_id <> $1
              LEFT JOIN people p ON p.user_id = o.user_id
-             WHERE mb.user_id = $1
+             WHERE mb.user_id = $1 AND ($2 IS NULL OR c.id = $2)
              ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC")))
             .bind(user)
+            .bind(only)
             .fetch_all(pool)
             .await)
     }
@@ -430,12 +425,8 @@ impl Store {
     pub async fn join(&self, conversation: Uuid, user: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.begin().await?;
         let joined = add_member(&mut tx, conversation, user, Role::Member, now).await?;
-        with_tx!(&mut tx, conn => sqlx::query("DELETE FROM invitations WHERE conversation_id = $1 AND user_id = $2")
-            .bind(conversation)
-            .bind(user)
-            .execute(conn)
-            .await
-            .map(|_| ()))?;
+        exec(&mut tx, "DELETE FROM invitations WHERE conversation_id = $1 AND user_id = $2", &[conversation, user])
+            .await?;
         if joined {
             publish(&mut tx, conversation, serde_json::json!({"type": "member_joined", "user_id": user}), Vec::new())
                 .await?;
@@ -455,12 +446,7 @@ impl Store {
         ban: Option<(&AuditEntry<'_>, DateTime<Utc>)>,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        with_tx!(&mut tx, conn => sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
-            .bind(conversation)
-            .bind(user)
-            .execute(conn)
-            .await
-            .map(|_| ()))?;
+        exec(&mut tx, "DELETE FROM members WHERE conversation_id = $1 AND user_id = $2", &[conversation, user]).await?;
         if let Some((entry, at)) = ban {
             if entry.action == "ban" {
                 with_tx!(&mut tx, conn => sqlx::query(
@@ -483,11 +469,7 @@ impl Store {
             .fetch_one(conn)
             .await)?;
         if left == 0 {
-            with_tx!(&mut tx, conn => sqlx::query("DELETE FROM conversations WHERE id = $1 AND kind = 'room'")
-                .bind(conversation)
-                .execute(conn)
-                .await
-                .map(|_| ()))?;
+            exec(&mut tx, "DELETE FROM conversations WHERE id = $1 AND kind = 'room'", &[conversation]).await?;
         } else {
             publish(&mut tx, conversation, serde_json::json!({"type": why, "user_id": user}), Vec::new()).await?;
         }
@@ -506,12 +488,9 @@ impl Store {
     /// Lifts a ban.
     pub async fn unban(&self, entry: &AuditEntry<'_>, user: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        let deleted = with_tx!(&mut tx, conn => sqlx::query("DELETE FROM bans WHERE conversation_id = $1 AND user_id = $2")
-            .bind(entry.conversation)
-            .bind(user)
-            .execute(conn)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let conversation = entry.conversation.unwrap_or_default();
+        let sql = "DELETE FROM bans WHERE conversation_id = $1 AND user_id = $2";
+        let deleted = exec(&mut tx, sql, &[conversation, user]).await?;
         if deleted > 0 {
             audit(&mut tx, entry, now).await?;
         }
@@ -545,16 +524,8 @@ impl Store {
             .execute(conn)
             .await
             .map(|_| ()))?;
-        audit(&mut tx, entry, now).await?;
-        publish(
-            &mut tx,
-            conversation,
-            serde_json::json!({"type": "member_muted", "user_id": user, "muted_until": until}),
-            Vec::new(),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let data = serde_json::json!({"type": "member_muted", "user_id": user, "muted_until": until});
+        moderated(tx, entry, now, conversation, data).await
     }
 
     /// Sets `user`'s role; handing the room over makes the old owner an admin.
@@ -568,18 +539,9 @@ impl Store {
         let conversation = entry.conversation.unwrap_or_default();
         let mut tx = self.db.begin().await?;
         if role == Role::Owner {
-            with_tx!(&mut tx, conn => sqlx::query(
-                "UPDATE members SET role = 'admin' WHERE conversation_id = $1 AND role = 'owner'")
-                .bind(conversation)
-                .execute(conn)
-                .await
-                .map(|_| ()))?;
-            with_tx!(&mut tx, conn => sqlx::query("UPDATE conversations SET owner_id = $2 WHERE id = $1")
-                .bind(conversation)
-                .bind(user)
-                .execute(conn)
-                .await
-                .map(|_| ()))?;
+            let demote = "UPDATE members SET role = 'admin' WHERE conversation_id = $1 AND role = 'owner'";
+            exec(&mut tx, demote, &[conversation]).await?;
+            exec(&mut tx, "UPDATE conversations SET owner_id = $2 WHERE id = $1", &[conversation, user]).await?;
         }
         with_tx!(&mut tx, conn => sqlx::query("UPDATE members SET role = $3 WHERE conversation_id = $1 AND user_id = $2")
             .bind(conversation)
@@ -588,16 +550,8 @@ impl Store {
             .execute(conn)
             .await
             .map(|_| ()))?;
-        audit(&mut tx, entry, now).await?;
-        publish(
-            &mut tx,
-            conversation,
-            serde_json::json!({"type": "role_changed", "user_id": user, "role": role}),
-            Vec::new(),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let data = serde_json::json!({"type": "role_changed", "user_id": user, "role": role});
+        moderated(tx, entry, now, conversation, data).await
     }
 
     /// Changes a room's settings; `None` leaves one as it is.
@@ -625,17 +579,9 @@ impl Store {
             .execute(conn)
             .await
             .map(|_| ()))?;
-        audit(&mut tx, entry, now).await?;
-        publish(
-            &mut tx,
-            conversation,
-            serde_json::json!({"type": "room_updated", "topic": topic, "slow_mode_secs": slow_mode_secs,
-                "visibility": access.map(|a| a.0)}),
-            Vec::new(),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let data = serde_json::json!({"type": "room_updated", "topic": topic, "slow_mode_secs": slow_mode_secs,
+            "visibility": access.map(|a| a.0)});
+        moderated(tx, entry, now, conversation, data).await
     }
 
     /// Invites `user`, who is told on their own channel.
@@ -1054,7 +1000,7 @@ impl Store {
             "UPDATE reports SET reporter_id = NULL WHERE reporter_id = $1",
             "UPDATE conversations SET owner_id = NULL WHERE owner_id = $1",
         ] {
-            with_tx!(tx, conn => sqlx::query(statement).bind(user).execute(conn).await.map(|_| ()))?;
+            exec(tx, statement, &[user]).await?;
         }
         for room in owned {
             let heir: Option<Uuid> = with_tx!(tx, conn => sqlx::query_scalar(
@@ -1065,30 +1011,42 @@ impl Store {
                 .await)?;
             match heir {
                 Some(heir) => {
-                    with_tx!(tx, conn => sqlx::query("UPDATE members SET role = 'owner' WHERE conversation_id = $1 AND user_id = $2")
-                        .bind(room)
-                        .bind(heir)
-                        .execute(conn)
-                        .await
-                        .map(|_| ()))?;
-                    with_tx!(tx, conn => sqlx::query("UPDATE conversations SET owner_id = $2 WHERE id = $1")
-                        .bind(room)
-                        .bind(heir)
-                        .execute(conn)
-                        .await
-                        .map(|_| ()))?;
+                    let promote = "UPDATE members SET role = 'owner' WHERE conversation_id = $1 AND user_id = $2";
+                    exec(tx, promote, &[room, heir]).await?;
+                    exec(tx, "UPDATE conversations SET owner_id = $2 WHERE id = $1", &[room, heir]).await?;
                 }
                 None => {
-                    with_tx!(tx, conn => sqlx::query("DELETE FROM conversations WHERE id = $1")
-                        .bind(room)
-                        .execute(conn)
-                        .await
-                        .map(|_| ()))?;
+                    exec(tx, "DELETE FROM conversations WHERE id = $1", &[room]).await?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Runs `sql` with `ids` bound in order; the rows it changed.
+async fn exec(tx: &mut Tx, sql: &'static str, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+    with_tx!(tx, conn => {
+        let mut query = sqlx::query(sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.execute(conn).await.map(|r| r.rows_affected())
+    })
+}
+
+/// Records a moderation action in the audit log, tells the conversation
+/// (`data`), and commits.
+async fn moderated(
+    mut tx: Tx,
+    entry: &AuditEntry<'_>,
+    at: DateTime<Utc>,
+    conversation: Uuid,
+    data: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    audit(&mut tx, entry, at).await?;
+    publish(&mut tx, conversation, data, Vec::new()).await?;
+    tx.commit().await
 }
 
 /// Adds a member (`false` when already one).

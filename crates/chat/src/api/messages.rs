@@ -55,10 +55,9 @@ pub(super) async fn open_direct(
     let (conversation, new) = state.store.direct(me, user, Utc::now()).await?;
     let view = state
         .store
-        .conversations_of(me)
+        .conversation_of(me, conversation.id)
         .await?
-        .iter()
-        .find(|l| l.conversation.id == conversation.id)
+        .as_ref()
         .map(ConversationView::from)
         .ok_or_else(ChatError::no_such_conversation)?;
     Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(view)))
