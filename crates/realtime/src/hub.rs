@@ -132,6 +132,43 @@ pub fn new_epoch() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a subscription starts from, by the same rules wherever the stream
+/// lives (here, or Redis): for a client recovering from `recover`, the
+/// publications after it (`missed`) and `recovered: true` when the stream at
+/// `position` still keeps all of them (`first_kept`: its oldest kept
+/// publication, none when `None`) in the same epoch; else none and
+/// `recovered: false` — or error 112 with `reject_unrecovered`, and always
+/// for a position ahead of the stream.
+pub fn recovery(
+    position: StreamPosition,
+    first_kept: Option<u64>,
+    recover: Option<&StreamPosition>,
+    reject_unrecovered: bool,
+    missed: impl FnOnce(u64) -> Vec<Publication>,
+) -> Result<Subscribed, ProtocolError> {
+    let (publications, recovered) = match recover {
+        None => (Vec::new(), false),
+        Some(since) if since.epoch != position.epoch => (Vec::new(), false),
+        Some(since) if since.offset > position.offset => return Err(ProtocolError::UnrecoverablePosition),
+        Some(since) if since.offset + 1 < first_kept.unwrap_or(position.offset + 1) => (Vec::new(), false),
+        Some(since) => (missed(since.offset), true),
+    };
+    if recover.is_some() && !recovered && reject_unrecovered {
+        return Err(ProtocolError::UnrecoverablePosition);
+    }
+    Ok(Subscribed { position, publications, recovered })
+}
+
+/// A `history` position must be of the stream's epoch and not ahead of it.
+pub fn check_since(position: &StreamPosition, since: Option<&StreamPosition>) -> Result<(), ProtocolError> {
+    match since {
+        Some(since) if since.epoch != position.epoch || since.offset > position.offset => {
+            Err(ProtocolError::UnrecoverablePosition)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Encodes `publication` once and offers it to every subscriber of `state`
 /// that is not one of `skip`'s users; how many took it.
 fn offer(state: &ChannelState, channel: &str, publication: &Publication, skip: &[String]) -> usize {
@@ -213,29 +250,12 @@ impl Hub {
         let state = shard.entry(channel.to_owned()).or_insert_with(ChannelState::new);
         state.trim(self.limits, now);
         let position = StreamPosition { offset: state.offset, epoch: state.epoch.clone() };
+        let first_kept = state.history.front().map(|s| s.publication.offset);
         let user = link.info.user.as_str();
-        let (publications, recovered) = match recover {
-            None => (Vec::new(), false),
-            Some(since) if since.epoch != state.epoch => (Vec::new(), false),
-            Some(since) if since.offset > state.offset => return Err(ProtocolError::UnrecoverablePosition),
-            Some(since) => {
-                let first_kept = state.history.front().map_or(state.offset + 1, |s| s.publication.offset);
-                if since.offset + 1 < first_kept {
-                    (Vec::new(), false)
-                } else {
-                    let missed = state
-                        .history
-                        .iter()
-                        .filter(|s| s.publication.offset > since.offset && s.for_user(user))
-                        .map(|s| s.publication.clone());
-                    (missed.collect(), true)
-                }
-            }
-        };
-        if recover.is_some() && !recovered && reject_unrecovered {
-            return Err(ProtocolError::UnrecoverablePosition);
-        }
-        let subscribed = Subscribed { position, publications, recovered };
+        let subscribed = recovery(position, first_kept, recover, reject_unrecovered, |after| {
+            let missed = state.history.iter().filter(|s| s.publication.offset > after && s.for_user(user));
+            missed.map(|s| s.publication.clone()).collect()
+        })?;
         link.offer(reply(&subscribed));
         state.admit(channel, link, self.local_presence);
         Ok(subscribed)
@@ -408,14 +428,7 @@ impl Hub {
         };
         state.trim(self.limits, now);
         let position = StreamPosition { offset: state.offset, epoch: state.epoch.clone() };
-        if let Some(since) = since {
-            if since.epoch != state.epoch {
-                return Err(ProtocolError::UnrecoverablePosition);
-            }
-            if since.offset > state.offset {
-                return Err(ProtocolError::UnrecoverablePosition);
-            }
-        }
+        check_since(&position, since)?;
         let after = since.map_or(0, |s| s.offset);
         let mut found: Vec<Publication> = state
             .history

@@ -314,28 +314,20 @@ impl Shared {
             }
             hub.begin_join(channel, link);
         }
-        let found = self.read(channel, recover.map(|r| r.offset)).await;
-        let (position, oldest, messages) = match found {
-            Ok(found) => found,
+        let outcome = self.read(channel, recover.map(|r| r.offset)).await.and_then(|(position, oldest, messages)| {
+            let first_kept = (oldest > 0).then_some(oldest);
+            crate::hub::recovery(position, first_kept, recover, reject_unrecovered, |_| decode(&messages, &user))
+        });
+        match outcome {
+            Ok(subscribed) => {
+                hub.finish_join(channel, id, subscribed.position.offset, reply(&subscribed));
+                Ok(subscribed)
+            }
             Err(e) => {
                 hub.abandon_join(channel, id);
-                return Err(e);
+                Err(e)
             }
-        };
-        let outcome = recovery(&position, oldest, &messages, recover, &user);
-        let subscribed = match outcome {
-            Err(e) => {
-                hub.abandon_join(channel, id);
-                return Err(e);
-            }
-            Ok(s) if recover.is_some() && !s.recovered && reject_unrecovered => {
-                hub.abandon_join(channel, id);
-                return Err(ProtocolError::UnrecoverablePosition);
-            }
-            Ok(s) => s,
-        };
-        hub.finish_join(channel, id, subscribed.position.offset, reply(&subscribed));
-        Ok(subscribed)
+        }
     }
 
     /// Up to `limit` kept publications after `since` (or the latest), for `user`.
@@ -348,11 +340,7 @@ impl Shared {
         reverse: bool,
     ) -> Result<(Vec<Publication>, StreamPosition), ProtocolError> {
         let (position, _, messages) = self.read(channel, Some(since.map_or(0, |s| s.offset))).await?;
-        if let Some(since) = since
-            && (since.epoch != position.epoch || since.offset > position.offset)
-        {
-            return Err(ProtocolError::UnrecoverablePosition);
-        }
+        crate::hub::check_since(&position, since)?;
         let mut found = decode(&messages, user);
         if reverse {
             found.reverse();
@@ -520,28 +508,6 @@ fn announce(channel: &str, kind: &str, info: &ClientInfo) -> String {
         return String::new();
     }
     serde_json::to_string(info).map(|i| format!("{{\"{kind}\":{i}}}")).unwrap_or_default()
-}
-
-/// What a subscription recovers from a stream's position, the oldest kept
-/// offset and the kept messages after the client's offset: the same rules
-/// as the in-memory hub.
-fn recovery(
-    position: &StreamPosition,
-    oldest: u64,
-    messages: &[String],
-    recover: Option<&StreamPosition>,
-    user: &str,
-) -> Result<crate::hub::Subscribed, ProtocolError> {
-    let (publications, recovered) = match recover {
-        None => (Vec::new(), false),
-        Some(since) if since.epoch != position.epoch => (Vec::new(), false),
-        Some(since) if since.offset > position.offset => return Err(ProtocolError::UnrecoverablePosition),
-        Some(since) => {
-            let first_kept = if oldest == 0 { position.offset + 1 } else { oldest };
-            if since.offset + 1 < first_kept { (Vec::new(), false) } else { (decode(messages, user), true) }
-        }
-    };
-    Ok(crate::hub::Subscribed { position: position.clone(), publications, recovered })
 }
 
 /// The publications among `messages` that are for `user`.
