@@ -49,9 +49,11 @@ async fn socket(
         .max_frame_size(4 * MAX_MESSAGE_BYTES)
         // Small buffers: most connections are idle most of the time, and
         // tungstenite's default read buffer alone is 128 KiB per connection
-        // (measured: 136 KiB per idle connection with it, 10 KiB with 1 KiB;
-        // docs/benchmarks.md). It grows while a larger frame is read.
-        .read_buffer_size(1024)
+        // (measured: 136 KiB per idle connection with it, 8.9 KiB with 1 KiB,
+        // 7.7 KiB with 256 bytes; docs/benchmarks.md). It grows to hold a
+        // larger frame, read 256 bytes at a time: clients send commands of a
+        // few hundred bytes, so the extra reads are for rare large ones.
+        .read_buffer_size(256)
         .write_buffer_size(0)
         .on_upgrade(move |socket| crate::session::run(socket, state, shutdown)))
 }

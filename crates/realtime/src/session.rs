@@ -59,15 +59,20 @@ struct Connected {
 }
 
 /// Serves one socket until it closes.
-pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationToken) {
+///
+/// Not an `async fn`: an async function keeps its arguments in its future for
+/// as long as it runs, and the socket, split here before the future starts,
+/// is the larger part of a connection. The future is what an idle
+/// connection costs (docs/benchmarks.md), so it holds the two halves only.
+pub fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationToken) -> impl Future<Output = ()> {
     let limits = state.limits;
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
     let (queue, mut outgoing) = mpsc::channel::<Frame>(limits.send_queue);
     let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<Disconnect>();
 
     // The writer: frames in queue order, then the close frame. Frames
     // already queued go out before the close (biased: the queue first).
-    let mut writer = tokio::spawn(async move {
+    let writer = tokio::spawn(async move {
         let reason = loop {
             tokio::select! {
                 biased;
@@ -89,7 +94,7 @@ pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationTok
         let _ = sink.close().await;
     });
 
-    let mut session = Session {
+    let session = Session {
         revoked: CancellationToken::new(),
         resync: state.resync_token(),
         state: state.clone(),
@@ -100,6 +105,17 @@ pub async fn run(socket: WebSocket, state: Arc<State>, shutdown: CancellationTok
         subscriptions: HashSet::new(),
         bucket: Bucket::new(limits.commands_per_second),
     };
+    connection(session, stream, writer, close_tx, shutdown)
+}
+
+async fn connection(
+    mut session: Session,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    mut writer: tokio::task::JoinHandle<()>,
+    close_tx: tokio::sync::oneshot::Sender<Disconnect>,
+    shutdown: CancellationToken,
+) {
+    let state = session.state.clone();
     state.metrics.connections.inc();
     let reason = session.serve(&mut stream, &shutdown).await;
     state.metrics.connections.dec();
@@ -214,7 +230,9 @@ impl Session {
                         }
                         let started = std::time::Instant::now();
                         let method = request.method();
-                        let outcome = match self.handle(id, request).await {
+                        // Boxed: the largest command's future would otherwise
+                        // be part of every connection's, idle or not.
+                        let outcome = match Box::pin(self.handle(id, request)).await {
                             Ok(outcome) => outcome,
                             Err(Handled::Close(reason)) => return Some(reason),
                             Err(Handled::Error(e)) => Outcome::Error(e.body()),
