@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 pub mod auth;
 pub mod chat;
+pub mod game;
 pub mod realtime;
 pub mod schema;
 pub mod users;
@@ -108,6 +109,8 @@ pub fn catalogue() -> Vec<EventInfo> {
         info::<realtime::PresenceChanged>(),
         info::<realtime::PresenceSnapshot>(),
         info::<chat::MessagePosted>(),
+        info::<game::MatchStarted>(),
+        info::<game::MatchFinished>(),
     ]
 }
 

@@ -1,5 +1,106 @@
 //! Game: server-authoritative Pong. See `docs/game.md`.
 //!
+//! Matches are created and joined over HTTP; once every seat is taken the
+//! match is live and this process steps it at 60 Hz ([`arena`]), taking
+//! players' presses and releases and keeping the frame clients render.
+//! A match's start and end are recorded with `match_started` and
+//! `match_finished` in the same transaction as the change.
+//!
 //! - the rules, as a pure deterministic simulation: [`domain`]
+//! - the live matches and the clock: [`arena`]
+//! - where a request lands: [`api`]; the SQL: [`store`]
 
+pub mod api;
+pub mod arena;
 pub mod domain;
+pub mod error;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kit::db::Migrations;
+use kit::http::Worker;
+use kit::service::Setup;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::arena::{Arena, Timing};
+use crate::store::Store;
+
+/// Game's migrations, for SQLite and PostgreSQL.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
+    postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+    table: kit::db::SERVICE_MIGRATIONS_TABLE,
+};
+
+/// Game's settings: `[game]` in `panal.toml`, `PANAL_GAME__*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// A player not heard from (an input or a heartbeat) for this long is
+    /// away: the match pauses.
+    pub absent_after_ms: u64,
+    /// How long an away player has to come back before they forfeit.
+    pub reconnect_grace_secs: u64,
+    /// Live matches this process runs at most; more are refused (503).
+    pub max_live_matches: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { absent_after_ms: 5_000, reconnect_grace_secs: 30, max_live_matches: 2_000 }
+    }
+}
+
+/// What game's handlers share.
+pub struct State {
+    pub(crate) store: Arc<Store>,
+    pub(crate) arena: Arc<Arena>,
+    pub(crate) settings: Settings,
+}
+
+pub(crate) type AppState = Arc<State>;
+
+/// The game service.
+pub struct GameService;
+
+impl kit::Service for GameService {
+    const NAME: &'static str = "game";
+    const MIGRATIONS: Option<&'static Migrations> = Some(&MIGRATIONS);
+    type Settings = Settings;
+    type State = State;
+
+    fn validate(s: &Settings) -> anyhow::Result<()> {
+        if s.absent_after_ms == 0 || s.max_live_matches == 0 {
+            anyhow::bail!("invalid configuration: game's absent_after_ms and max_live_matches must be above 0");
+        }
+        Ok(())
+    }
+
+    async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
+        let settings = setup.settings.clone();
+        let store = Arc::new(Store::new(setup.db()?));
+        let arena = Arc::new(Arena::new(Timing {
+            absent_after: Duration::from_millis(settings.absent_after_ms),
+            reconnect_grace: Duration::from_secs(settings.reconnect_grace_secs),
+        }));
+        // Live matches a previous run left: resumed from their last
+        // snapshot, paused until their players are back.
+        for m in store.live().await? {
+            arena.start(&m);
+        }
+        Ok(State { store, arena, settings })
+    }
+
+    fn routes(state: &Arc<State>) -> OpenApiRouter {
+        api::router(state.clone())
+    }
+
+    fn workers(state: &Arc<State>) -> Vec<Worker> {
+        let (arena, store) = (state.arena.clone(), state.store.clone());
+        vec![Box::new(move |stop: CancellationToken| Box::pin(arena.run(store, stop)))]
+    }
+}

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 /// `up`, `serve`, `migrate`, `events` and `services` read. Adding a service
 /// to the binary is one line here.
 pub(crate) const SERVICES: &[&dyn Mount] =
-    &[&auth::Auth, &users::Users, &realtime::Realtime, &chat::Chat, &gateway::Gateway];
+    &[&auth::Auth, &users::Users, &realtime::Realtime, &chat::Chat, &game::GameService, &gateway::Gateway];
 
 #[derive(Debug, Parser)]
 #[command(name = "panal", version, about = "Panal: a microservices backend in one binary", long_about = None)]

@@ -1,0 +1,83 @@
+//! Events emitted by the game service.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Event;
+
+/// A player's seat in a match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MatchPlayer {
+    pub user_id: Uuid,
+    /// 0 and 1 in a duel (left, right); 0–3 with four players (left, right,
+    /// top, bottom).
+    pub seat: u8,
+    /// A bot of the AI service, never rated as a person.
+    pub bot: bool,
+}
+
+/// Every seat was taken: the match is live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MatchStarted {
+    pub match_id: Uuid,
+    /// `duel` or `four_players`.
+    pub mode: String,
+    pub players: Vec<MatchPlayer>,
+    /// Goals a player may concede before they are out.
+    pub points_to_win: u8,
+    /// The match was created for a tournament, an invitation or the queue.
+    pub origin: String,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Event for MatchStarted {
+    const TYPE: &'static str = "panal.game.match_started.v1";
+    const SOURCE: &'static str = "game";
+    const SUMMARY: &'static str = "every seat of a match was taken and play began";
+    fn subject(&self) -> String {
+        self.match_id.to_string()
+    }
+}
+
+/// One player's line in a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlayerResult {
+    pub user_id: Uuid,
+    pub seat: u8,
+    pub bot: bool,
+    /// Goals credited to them.
+    pub scored: u8,
+    /// Goals they let in.
+    pub conceded: u8,
+    /// 1 for the winner, then by how long they stayed in.
+    pub place: u8,
+    /// Left the match or did not come back in time.
+    pub forfeited: bool,
+}
+
+/// A match ended: the full result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MatchFinished {
+    pub match_id: Uuid,
+    pub mode: String,
+    pub origin: String,
+    pub winner: Uuid,
+    pub players: Vec<PlayerResult>,
+    /// Someone forfeited (left, or did not come back in time).
+    pub forfeit: bool,
+    /// Played time, pauses left out.
+    pub duration_ms: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+impl Event for MatchFinished {
+    const TYPE: &'static str = "panal.game.match_finished.v1";
+    const SOURCE: &'static str = "game";
+    const SUMMARY: &'static str = "a match ended, with every player's score, place and whether anyone forfeited";
+    fn subject(&self) -> String {
+        self.match_id.to_string()
+    }
+}

@@ -1,0 +1,287 @@
+//! Game's HTTP API: matches created, joined, listed and read; a live
+//! match's state; presses and releases, heartbeats and leaving. Everything
+//! a player does works from curl; the socket path (realtime's rpc) lands on
+//! the same functions.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use contracts::game::{MatchFinished, MatchPlayer};
+use kit::auth::Caller;
+use kit::extract::{Path, Query};
+use kit::page::{Page, PageRequest};
+use kit::{Fail, FieldErrors, Json, Problem};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::arena::{Frame, Press};
+use crate::domain::{Key, Mode, Options};
+use crate::error::GameError;
+use crate::store::{Joined, Match, Status};
+
+pub(crate) fn router(state: AppState) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(create_match, list_matches))
+        .routes(routes!(get_match))
+        .routes(routes!(join_match))
+        .routes(routes!(match_state))
+        .routes(routes!(send_input))
+        .routes(routes!(heartbeat))
+        .routes(routes!(leave_match))
+        .with_state(state)
+}
+
+/// A new match; the creator takes the first seat.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMatch {
+    pub mode: Mode,
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// A match as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MatchView {
+    pub id: Uuid,
+    pub mode: Mode,
+    pub options: Options,
+    pub status: Status,
+    /// `open` (created over this API); later `queue`, `invitation`, `tournament`.
+    #[schema(example = "open")]
+    pub origin: String,
+    #[schema(value_type = Vec<Object>)]
+    pub players: Vec<MatchPlayer>,
+    /// Seats in all (2 or 4).
+    pub seats: u8,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The realtime channel its frames are published on.
+    #[schema(example = "game:01a23ce5-3f4f-7d4b-8ada-5bdc3de59327")]
+    pub channel: String,
+    /// Once finished: the full result (as `match_finished` carries it).
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<MatchFinished>,
+}
+
+impl MatchView {
+    fn of(m: Match) -> Self {
+        Self {
+            id: m.id,
+            mode: m.mode,
+            options: m.options,
+            status: m.status,
+            origin: m.origin,
+            players: m.players,
+            seats: u8::try_from(m.mode.seats()).unwrap_or(2),
+            created_at: m.created_at,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+            channel: format!("game:{}", m.id),
+            result: m.result,
+        }
+    }
+}
+
+/// Creates a match and seats the caller in it.
+#[utoipa::path(post, path = "/v1/game/matches", tag = "matches", security(("bearer" = [])), request_body(content = CreateMatch,
+        example = json!({"mode": "duel", "options": {"points_to_win": 5, "ball_speed": "fast", "paddle_size": "normal", "power_ups": true}})),
+    responses((status = 201, body = MatchView),
+        (status = 422, description = "Options out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "This process runs as many live matches as it may", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn create_match(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateMatch>,
+) -> Result<(StatusCode, Json<MatchView>), GameError> {
+    body.options.validate().map_err(|why| FieldErrors::single("options", why))?;
+    if state.arena.len() >= state.settings.max_live_matches {
+        return Err(
+            Problem::unavailable("this game process runs as many live matches as it may; retry shortly", 5).into()
+        );
+    }
+    let m = state.store.create(caller.user_id, body.mode, &body.options, "open", Utc::now()).await?;
+    Ok((StatusCode::CREATED, Json(MatchView::of(m))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `waiting` (seats free, the default), `live` or `finished`.
+    pub status: Option<Status>,
+    /// 1 to 50 (default 20).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Matches by status, newest first: open ones to join, live ones to watch.
+#[utoipa::path(get, path = "/v1/game/matches", tag = "matches", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = Page<MatchView>),
+        (status = 422, description = "A bad limit, cursor or status", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn list_matches(
+    State(state): State<AppState>,
+    _caller: Caller,
+    query: Option<Query<ListQuery>>,
+) -> Result<Json<Page<MatchView>>, GameError> {
+    let q = query.map(|q| q.0).unwrap_or(ListQuery { status: None, limit: None, cursor: None });
+    let page = PageRequest::<Uuid>::parse(q.limit, q.cursor.as_deref())?;
+    let rows = state.store.list(q.status.unwrap_or(Status::Waiting), page.after, page.sql_limit()).await?;
+    Ok(Json(Page::of(rows, &page, |m| m.id, MatchView::of)))
+}
+
+async fn stored(state: &AppState, id: Uuid) -> Result<Match, GameError> {
+    state.store.get(id).await?.ok_or_else(GameError::no_such_match)
+}
+
+/// One match.
+#[utoipa::path(get, path = "/v1/game/matches/{id}", tag = "matches", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = MatchView),
+        (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn get_match(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<MatchView>, GameError> {
+    Ok(Json(MatchView::of(stored(&state, id).await?)))
+}
+
+/// Takes a free seat; the last seat starts the match.
+#[utoipa::path(post, path = "/v1/game/matches/{id}/join", tag = "matches", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = MatchView),
+        (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Full, over, or the caller is in it already", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn join_match(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<MatchView>, GameError> {
+    let m = match state.store.join(id, caller.user_id, Utc::now()).await? {
+        Joined::Seated(m) => m,
+        Joined::Started(m) => {
+            state.arena.start(&m);
+            m
+        }
+    };
+    Ok(Json(MatchView::of(m)))
+}
+
+/// A live match's state: the same frame its channel carries at 30 Hz.
+#[utoipa::path(get, path = "/v1/game/matches/{id}/state", tag = "play", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = Frame),
+        (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The match is not live (waiting for players, or over: see its result)", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn match_state(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Frame>, GameError> {
+    if let Some(frame) = state.arena.frame(id) {
+        return Ok(Json(Frame::clone(&frame)));
+    }
+    stored(&state, id).await?;
+    Err(GameError::conflict("the match is not live"))
+}
+
+/// A press or release.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputRequest {
+    /// Increasing per player, from 1: a duplicate or an older input is ignored.
+    #[schema(minimum = 1, example = 17)]
+    pub seq: u32,
+    pub key: Key,
+    pub pressed: bool,
+    /// The tick the client believes it pressed at (from the frames it
+    /// received); credited up to its measured round trip, 200 ms at most.
+    #[schema(example = 1204)]
+    pub tick: Option<u64>,
+    /// The last tick the client had seen.
+    #[schema(example = 1200)]
+    pub ack: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InputApplied {
+    /// False for a duplicate, an older input, or a player out.
+    pub applied: bool,
+    /// The server's tick when it was taken.
+    pub tick: u64,
+}
+
+/// Presses or releases a key.
+#[utoipa::path(post, path = "/v1/game/matches/{id}/inputs", tag = "play", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body(content = InputRequest, example = json!({"seq": 1, "key": "up", "pressed": true})),
+    responses((status = 200, body = InputApplied),
+        (status = 403, description = "The caller is not a player in this match", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A sequence number of 0", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn send_input(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<InputRequest>,
+) -> Result<Json<InputApplied>, GameError> {
+    if body.seq == 0 {
+        return Err(FieldErrors::single("seq", "starts at 1").into());
+    }
+    let press = Press { seq: body.seq, key: body.key, pressed: body.pressed, tick: body.tick, ack: body.ack };
+    match state.arena.input(id, caller.user_id, &press) {
+        Ok((applied, tick)) => Ok(Json(InputApplied { applied, tick })),
+        Err(e) => Err(not_live(&state, id, e).await),
+    }
+}
+
+/// The error for a match this process does not run: 404 when it does not
+/// exist, else what the arena said.
+async fn not_live(state: &AppState, id: Uuid, e: crate::arena::InputError) -> GameError {
+    match stored(state, id).await {
+        Err(missing) => missing,
+        Ok(_) => e.into(),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Heartbeat {
+    pub tick: u64,
+}
+
+/// Says the player is still there (any input does too): a player not heard
+/// from for `absent_after_ms` pauses the match.
+#[utoipa::path(post, path = "/v1/game/matches/{id}/heartbeat", tag = "play", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = Heartbeat),
+        (status = 403, description = "The caller is not a player in this match", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Heartbeat>, GameError> {
+    match state.arena.heartbeat(id, caller.user_id) {
+        Ok(tick) => Ok(Json(Heartbeat { tick })),
+        Err(e) => Err(not_live(&state, id, e).await),
+    }
+}
+
+/// Leaves a live match: a forfeit.
+#[utoipa::path(post, path = "/v1/game/matches/{id}/leave", tag = "play", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Out of the match"),
+        (status = 403, description = "The caller is not a player in this match", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn leave_match(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, GameError> {
+    match state.arena.leave(id, caller.user_id) {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e) => Err(not_live(&state, id, e).await),
+    }
+}

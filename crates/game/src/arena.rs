@@ -1,0 +1,425 @@
+//! The live matches this process runs, and the clock that steps them.
+//!
+//! One task ticks every live match at [`TICK_HZ`] with a fixed-step
+//! accumulator: each wake-up runs the ticks that are due by the monotonic
+//! clock, at most [`MAX_CATCH_UP`] at once (after a stall the game slows
+//! down rather than fast-forwarding through a rally). Every second tick
+//! builds the match's frame — the state clients render — and keeps it for
+//! readers. A player not heard from (an input or a heartbeat) for
+//! `absent_after` pauses the match; back within `reconnect_grace` it
+//! resumes after a serve delay, otherwise they forfeit. A goal or a pause
+//! snapshots the simulation into the database, so a restarted process
+//! resumes every live match from its last goal.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use contracts::game::{MatchFinished, MatchPlayer, PlayerResult};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::{Ball, Game, Happening, Input, Key, MAX_LAG_TICKS, Phase, PowerUp, Side, TICK_HZ};
+use crate::store::{Match, Store};
+
+/// Ticks run at once at most after the clock fell behind.
+pub const MAX_CATCH_UP: u32 = 4;
+
+/// What the clients render: sent at 30 Hz, and answered to `GET …/state`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Frame {
+    pub tick: u64,
+    #[serde(flatten)]
+    pub phase: Phase,
+    /// Frozen until every player is back.
+    pub paused: bool,
+    pub width: i64,
+    pub height: i64,
+    pub ball: Ball,
+    pub paddles: Vec<PaddleView>,
+    pub power_up: Option<PowerUp>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PaddleView {
+    pub seat: u8,
+    pub user_id: Uuid,
+    pub side: Side,
+    /// The paddle's centre along its side, and its length.
+    pub pos: i64,
+    pub length: i64,
+    /// -1 up, 0 still, 1 down: what the server applies each tick.
+    pub moving: i8,
+    /// The last input sequence number the server applied: a client
+    /// predicting its own paddle replays its inputs after this one.
+    pub last_seq: u32,
+    pub scored: u8,
+    pub conceded: u8,
+    pub out: bool,
+    /// Not heard from: the match waits for them.
+    pub away: bool,
+}
+
+/// A press or release as a client sends it.
+#[derive(Debug, Clone, Copy)]
+pub struct Press {
+    pub seq: u32,
+    pub key: Key,
+    pub pressed: bool,
+    /// The tick the client believes it pressed at.
+    pub tick: Option<u64>,
+    /// The last tick the client had seen.
+    pub ack: Option<u64>,
+}
+
+/// Why an input was not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InputError {
+    NotLive,
+    NotPlayer,
+}
+
+struct Seat {
+    user: Uuid,
+    last_seen: Instant,
+    away_since: Option<Instant>,
+    forfeited: bool,
+    /// The order they went out in (0 first), for places: several can go
+    /// out within one tick.
+    out_order: Option<u32>,
+}
+
+struct Live {
+    id: Uuid,
+    origin: String,
+    game: Game,
+    seats: Vec<Seat>,
+    paused: bool,
+    /// Players out so far.
+    eliminated: u32,
+    started_at: DateTime<Utc>,
+    /// The latest frame, for readers.
+    frame: Option<Arc<Frame>>,
+}
+
+/// What the arena needs to know of time and absence.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub absent_after: Duration,
+    pub reconnect_grace: Duration,
+}
+
+pub struct Arena {
+    matches: Mutex<HashMap<Uuid, Arc<Mutex<Live>>>>,
+    timing: Timing,
+}
+
+impl Arena {
+    pub fn new(timing: Timing) -> Self {
+        Self { matches: Mutex::new(HashMap::new()), timing }
+    }
+
+    fn get(&self, id: Uuid) -> Option<Arc<Mutex<Live>>> {
+        self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts running a live match: new, or resumed from its snapshot (then
+    /// paused until its players are back).
+    pub fn start(&self, m: &Match) {
+        let resumed = m.snapshot.as_deref().and_then(|s| serde_json::from_str::<Game>(s).ok());
+        let paused = resumed.is_some();
+        let mut game = resumed.unwrap_or_else(|| Game::new(m.mode, m.options, m.seed));
+        if paused {
+            game.resume();
+        }
+        let now = Instant::now();
+        let seats = m
+            .players
+            .iter()
+            .map(|p| Seat {
+                user: p.user_id,
+                last_seen: now,
+                away_since: paused.then_some(now),
+                forfeited: false,
+                out_order: None,
+            })
+            .collect();
+        let live = Live {
+            id: m.id,
+            origin: m.origin.clone(),
+            game,
+            seats,
+            paused,
+            eliminated: 0,
+            started_at: m.started_at.unwrap_or_else(Utc::now),
+            frame: None,
+        };
+        let live = Arc::new(Mutex::new(live));
+        {
+            let mut l = lock(&live);
+            l.frame = Some(Arc::new(l.frame()));
+        }
+        self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(m.id, live);
+    }
+
+    /// The latest frame of a match this process runs.
+    pub fn frame(&self, id: Uuid) -> Option<Arc<Frame>> {
+        self.get(id).and_then(|l| lock(&l).frame.clone())
+    }
+
+    /// A player's press or release. `tick` is the tick the client believes
+    /// it pressed at, `ack` the last tick it had seen: the lag credited is
+    /// at most what the round trip (now − ack) and [`MAX_LAG_TICKS`] allow.
+    pub fn input(&self, id: Uuid, user: Uuid, press: &Press) -> Result<(bool, u64), InputError> {
+        let &Press { seq, key, pressed, tick, ack } = press;
+        let live = self.get(id).ok_or(InputError::NotLive)?;
+        let mut live = lock(&live);
+        let seat = live.seat_of(user).ok_or(InputError::NotPlayer)?;
+        live.seen(seat);
+        let now = live.game.tick;
+        let round_trip = ack.map_or(0, |a| now.saturating_sub(a.min(now)));
+        let claimed = tick.map_or(0, |t| now.saturating_sub(t.min(now)));
+        let lag = claimed.min(round_trip).min(u64::from(MAX_LAG_TICKS));
+        let applied = live.game.input(seat, Input { seq, key, pressed, lag: u32::try_from(lag).unwrap_or(0) });
+        Ok((applied, now))
+    }
+
+    /// A player says they are still there.
+    pub fn heartbeat(&self, id: Uuid, user: Uuid) -> Result<u64, InputError> {
+        let live = self.get(id).ok_or(InputError::NotLive)?;
+        let mut live = lock(&live);
+        let seat = live.seat_of(user).ok_or(InputError::NotPlayer)?;
+        live.seen(seat);
+        Ok(live.game.tick)
+    }
+
+    /// A player leaves: they forfeit.
+    pub fn leave(&self, id: Uuid, user: Uuid) -> Result<(), InputError> {
+        let live = self.get(id).ok_or(InputError::NotLive)?;
+        let mut live = lock(&live);
+        let seat = live.seat_of(user).ok_or(InputError::NotPlayer)?;
+        live.seats[seat].forfeited = true;
+        let happened = live.game.forfeit(seat);
+        live.went_out(&happened);
+        // Readers see a player leave at once, not at the next frame.
+        live.frame = Some(Arc::new(live.frame()));
+        Ok(())
+    }
+
+    /// Runs the clock until `stop` is cancelled.
+    pub async fn run(self: Arc<Self>, store: Arc<Store>, stop: tokio_util::sync::CancellationToken) {
+        let period = Duration::from_nanos(1_000_000_000 / u64::from(TICK_HZ));
+        let start = tokio::time::Instant::now();
+        let mut done: u64 = 0;
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let due = u64::try_from(start.elapsed().as_nanos() / period.as_nanos()).unwrap_or(u64::MAX);
+            let ticks = due.saturating_sub(done).min(u64::from(MAX_CATCH_UP));
+            // Behind by more than the catch-up: the rest is dropped.
+            done = due.max(done + ticks);
+            if ticks == 0 {
+                continue;
+            }
+            let global_tick = done;
+            let matches: Vec<_> =
+                self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+            for live in matches {
+                let outcome = {
+                    let mut live = lock(&live);
+                    live.advance(ticks, self.timing, global_tick.is_multiple_of(2))
+                };
+                match outcome {
+                    Outcome::Running => {}
+                    Outcome::Snapshot(id, snapshot) => {
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = store.snapshot(id, &snapshot).await {
+                                tracing::warn!(error = %e, match_id = %id, "a match's snapshot was not saved");
+                            }
+                        });
+                    }
+                    Outcome::Finished(result) => {
+                        self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&result.match_id);
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = store.finish(&result).await {
+                                tracing::error!(error = %e, match_id = %result.match_id, "a finished match was not recorded");
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Running,
+    Snapshot(Uuid, String),
+    Finished(Box<MatchFinished>),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Live {
+    fn seat_of(&self, user: Uuid) -> Option<usize> {
+        self.seats.iter().position(|s| s.user == user)
+    }
+
+    fn seen(&mut self, seat: usize) {
+        self.seats[seat].last_seen = Instant::now();
+        self.seats[seat].away_since = None;
+    }
+
+    fn advance(&mut self, ticks: u64, timing: Timing, publish: bool) -> Outcome {
+        let now = Instant::now();
+        // Who is away: not heard from for `absent_after`.
+        let mut snapshot = false;
+        for (i, seat) in self.seats.iter_mut().enumerate() {
+            if self.game.seats[i].out {
+                continue;
+            }
+            if seat.away_since.is_none() && now.duration_since(seat.last_seen) >= timing.absent_after {
+                seat.away_since = Some(now);
+            }
+        }
+        let mut happened = Vec::new();
+        for i in 0..self.seats.len() {
+            let expired = self.seats[i].away_since.is_some_and(|t| now.duration_since(t) >= timing.reconnect_grace);
+            if expired && !self.game.seats[i].out {
+                self.seats[i].forfeited = true;
+                happened.extend(self.game.forfeit(i));
+            }
+        }
+        let away = self.seats.iter().enumerate().any(|(i, s)| s.away_since.is_some() && !self.game.seats[i].out);
+        if away && !self.paused && self.game.finished().is_none() {
+            self.paused = true;
+            snapshot = true;
+        } else if !away && self.paused {
+            self.paused = false;
+            self.game.resume();
+        }
+        if !self.paused {
+            for _ in 0..ticks {
+                let step = self.game.step();
+                if step.is_empty() {
+                    continue;
+                }
+                snapshot |= step.iter().any(|h| matches!(h, Happening::Goal { .. }));
+                happened.extend(step);
+                if self.game.finished().is_some() {
+                    break;
+                }
+            }
+        }
+        self.went_out(&happened);
+        if publish || !happened.is_empty() {
+            self.frame = Some(Arc::new(self.frame()));
+        }
+        if let Some(winner) = self.game.finished() {
+            return Outcome::Finished(Box::new(self.result(winner)));
+        }
+        if snapshot && let Ok(json) = serde_json::to_string(&self.game) {
+            return Outcome::Snapshot(self.id, json);
+        }
+        Outcome::Running
+    }
+
+    /// Notes the order of players going out.
+    fn went_out(&mut self, happened: &[Happening]) {
+        for h in happened {
+            if let Happening::Out { seat } = h {
+                let seat = &mut self.seats[usize::from(*seat)];
+                if seat.out_order.is_none() {
+                    seat.out_order = Some(self.eliminated);
+                    self.eliminated += 1;
+                }
+            }
+        }
+    }
+
+    fn frame(&self) -> Frame {
+        let g = &self.game;
+        Frame {
+            tick: g.tick,
+            phase: g.phase,
+            paused: self.paused,
+            width: g.width,
+            height: g.height,
+            ball: g.ball,
+            power_up: g.power_up,
+            paddles: g
+                .seats
+                .iter()
+                .enumerate()
+                .map(|(i, s)| PaddleView {
+                    seat: u8::try_from(i).unwrap_or(0),
+                    user_id: self.seats[i].user,
+                    side: s.side,
+                    pos: s.pos,
+                    length: g.paddle_length(i),
+                    moving: i8::from(s.down) - i8::from(s.up),
+                    last_seq: s.last_seq,
+                    scored: s.scored,
+                    conceded: s.conceded,
+                    out: s.out,
+                    away: self.seats[i].away_since.is_some(),
+                })
+                .collect(),
+        }
+    }
+
+    fn result(&self, winner: u8) -> MatchFinished {
+        let finished_at = Utc::now();
+        // Places: the winner first, then whoever went out last.
+        let mut order: Vec<usize> = (0..self.seats.len()).collect();
+        order.sort_by_key(|&i| {
+            if i == usize::from(winner) { (0, 0) } else { (1, u32::MAX - self.seats[i].out_order.unwrap_or(0)) }
+        });
+        let players = order
+            .iter()
+            .enumerate()
+            .map(|(place, &i)| PlayerResult {
+                user_id: self.seats[i].user,
+                seat: u8::try_from(i).unwrap_or(0),
+                bot: false,
+                scored: self.game.seats[i].scored,
+                conceded: self.game.seats[i].conceded,
+                place: u8::try_from(place + 1).unwrap_or(u8::MAX),
+                forfeited: self.seats[i].forfeited,
+            })
+            .collect();
+        MatchFinished {
+            match_id: self.id,
+            mode: self.game.mode.as_str().to_owned(),
+            origin: self.origin.clone(),
+            winner: self.seats[usize::from(winner)].user,
+            players,
+            forfeit: self.seats.iter().any(|s| s.forfeited),
+            duration_ms: self.game.tick * 1000 / u64::from(TICK_HZ),
+            started_at: self.started_at,
+            finished_at,
+        }
+    }
+}
+
+/// The players of a stored match, as the events carry them.
+pub fn seated(m: &Match, user: Uuid) -> Option<&MatchPlayer> {
+    m.players.iter().find(|p| p.user_id == user)
+}

@@ -1,0 +1,323 @@
+//! Game's SQL: matches and their players. Events are recorded in the same
+//! transaction as the change they announce.
+
+use chrono::{DateTime, Utc};
+use contracts::game::{MatchFinished, MatchPlayer, MatchStarted};
+use kit::db::Db;
+use kit::{with_db, with_tx};
+use uuid::Uuid;
+
+use crate::domain::{Mode, Options};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such match")]
+    NotFound,
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A match as stored.
+#[derive(Debug, Clone)]
+pub struct Match {
+    pub id: Uuid,
+    pub mode: Mode,
+    pub origin: String,
+    pub options: Options,
+    pub seed: u64,
+    pub status: Status,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub players: Vec<MatchPlayer>,
+    pub snapshot: Option<String>,
+    pub result: Option<MatchFinished>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created; seats free.
+    Waiting,
+    Live,
+    Finished,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Waiting => "waiting",
+            Status::Live => "live",
+            Status::Finished => "finished",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "live" => Status::Live,
+            "finished" => Status::Finished,
+            _ => Status::Waiting,
+        }
+    }
+}
+
+type MatchRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    Uuid,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
+);
+
+const MATCH_COLUMNS: &str =
+    "id, mode, origin, options, seed, status, created_by, created_at, started_at, finished_at, snapshot, result";
+
+fn parse_mode(s: &str) -> Mode {
+    if s == Mode::FourPlayers.as_str() { Mode::FourPlayers } else { Mode::Duel }
+}
+
+/// What joining did.
+#[derive(Debug)]
+pub enum Joined {
+    /// A seat; the match waits for more players.
+    Seated(Match),
+    /// The last seat: the match is live.
+    Started(Match),
+}
+
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Creates a match with its creator in seat 0.
+    pub async fn create(
+        &self,
+        creator: Uuid,
+        mode: Mode,
+        options: &Options,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Match, StoreError> {
+        let id = Uuid::now_v7();
+        // The seed is stored as a signed 64-bit integer (both databases'
+        // BIGINT) and read back bit for bit.
+        let seed = Uuid::new_v4().as_u64_pair().0;
+        let options_json = serde_json::to_string(options).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let mut tx = self.db.begin().await?;
+        with_tx!(&mut tx, conn => sqlx::query(
+            "INSERT INTO matches (id, mode, origin, options, seed, seats, joined, status, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 1, 'waiting', $7, $8)")
+            .bind(id)
+            .bind(mode.as_str())
+            .bind(origin)
+            .bind(&options_json)
+            .bind(seed.cast_signed())
+            .bind(i32::try_from(mode.seats()).unwrap_or(2))
+            .bind(creator)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|_| ()))?;
+        add_player(&mut tx, id, 0, creator, now).await?;
+        tx.commit().await?;
+        self.get(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Takes the next free seat; the last one starts the match (recorded
+    /// with `match_started` in the same transaction).
+    pub async fn join(&self, id: Uuid, user: Uuid, now: DateTime<Utc>) -> Result<Joined, StoreError> {
+        let mut tx = self.db.begin().await?;
+        // One statement takes the seat, so two players racing for the last
+        // one cannot both get it.
+        let seat: Option<i32> = with_tx!(&mut tx, conn => sqlx::query_scalar(
+            "UPDATE matches SET joined = joined + 1
+             WHERE id = $1 AND status = 'waiting' AND joined < seats
+               AND NOT EXISTS (SELECT 1 FROM match_players p WHERE p.match_id = $1 AND p.user_id = $2)
+             RETURNING joined")
+            .bind(id)
+            .bind(user)
+            .fetch_optional(conn)
+            .await)?;
+        let Some(joined) = seat else {
+            tx.rollback().await?;
+            let current = self.get(id).await?.ok_or(StoreError::NotFound)?;
+            return Err(StoreError::Refused(if current.players.iter().any(|p| p.user_id == user) {
+                "you are already in this match"
+            } else if current.status == Status::Finished {
+                "the match is over"
+            } else {
+                "the match is full"
+            }));
+        };
+        let seat = u8::try_from(joined - 1).unwrap_or(0);
+        add_player(&mut tx, id, seat, user, now).await?;
+        let full: bool = with_tx!(&mut tx, conn => sqlx::query_scalar(
+            "SELECT joined >= seats FROM matches WHERE id = $1").bind(id).fetch_one(conn).await)?;
+        if full {
+            with_tx!(&mut tx, conn => sqlx::query(
+                "UPDATE matches SET status = 'live', started_at = $2 WHERE id = $1")
+                .bind(id).bind(now).execute(conn).await.map(|_| ()))?;
+            let players = players_in(&mut tx, id).await?;
+            let (mode, origin, options): (String, String, String) = with_tx!(&mut tx, conn => sqlx::query_as(
+                "SELECT mode, origin, options FROM matches WHERE id = $1").bind(id).fetch_one(conn).await)?;
+            let options: Options = serde_json::from_str(&options).unwrap_or_default();
+            tx.record(&MatchStarted {
+                match_id: id,
+                mode,
+                players,
+                points_to_win: options.points_to_win,
+                origin,
+                started_at: now,
+            })
+            .await?;
+        }
+        tx.commit().await?;
+        let m = self.get(id).await?.ok_or(StoreError::NotFound)?;
+        Ok(if full { Joined::Started(m) } else { Joined::Seated(m) })
+    }
+
+    /// Keeps the simulation's state of a live match.
+    pub async fn snapshot(&self, id: Uuid, snapshot: &str) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE matches SET snapshot = $2 WHERE id = $1 AND status = 'live'")
+            .bind(id).bind(snapshot).execute(pool).await.map(|_| ()))
+    }
+
+    /// Ends a live match with its result, recorded with `match_finished`.
+    /// False when it was not live (finished already).
+    pub async fn finish(&self, result: &MatchFinished) -> Result<bool, sqlx::Error> {
+        let json = serde_json::to_string(result).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let mut tx = self.db.begin().await?;
+        let n = with_tx!(&mut tx, conn => sqlx::query(
+            "UPDATE matches SET status = 'finished', finished_at = $2, result = $3, snapshot = NULL
+             WHERE id = $1 AND status = 'live'")
+            .bind(result.match_id).bind(result.finished_at).bind(&json)
+            .execute(conn).await.map(|r| r.rows_affected()))?;
+        if n == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.record(result).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<Match>, sqlx::Error> {
+        let row: Option<MatchRow> = with_db!(&self.db, pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {MATCH_COLUMNS} FROM matches WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        match row {
+            Some(row) => Ok(Some(self.hydrate(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Matches by status, newest first, after the cursor (a match id).
+    pub async fn list(&self, status: Status, before: Option<Uuid>, limit: i64) -> Result<Vec<Match>, sqlx::Error> {
+        let rows: Vec<MatchRow> = with_db!(&self.db, pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {MATCH_COLUMNS} FROM matches WHERE status = $1 AND ($2 IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3")))
+            .bind(status.as_str())
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.hydrate(row).await?);
+        }
+        Ok(out)
+    }
+
+    /// Every live match, to resume after a restart.
+    pub async fn live(&self) -> Result<Vec<Match>, sqlx::Error> {
+        self.list(Status::Live, None, i64::MAX).await
+    }
+
+    async fn hydrate(&self, row: MatchRow) -> Result<Match, sqlx::Error> {
+        let (
+            id,
+            mode,
+            origin,
+            options,
+            seed,
+            status,
+            created_by,
+            created_at,
+            started_at,
+            finished_at,
+            snapshot,
+            result,
+        ) = row;
+        let players: Vec<(i32, Uuid, bool)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT seat, user_id, bot FROM match_players WHERE match_id = $1 ORDER BY seat")
+            .bind(id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(Match {
+            id,
+            mode: parse_mode(&mode),
+            origin,
+            options: serde_json::from_str(&options).unwrap_or_default(),
+            seed: seed.cast_unsigned(),
+            status: Status::parse(&status),
+            created_by,
+            created_at,
+            started_at,
+            finished_at,
+            players: players
+                .into_iter()
+                .map(|(seat, user_id, bot)| MatchPlayer { user_id, seat: u8::try_from(seat).unwrap_or(0), bot })
+                .collect(),
+            snapshot,
+            result: result.and_then(|r| serde_json::from_str(&r).ok()),
+        })
+    }
+}
+
+async fn add_player(
+    tx: &mut kit::db::Tx,
+    id: Uuid,
+    seat: u8,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, conn => sqlx::query(
+        "INSERT INTO match_players (match_id, seat, user_id, bot, joined_at) VALUES ($1, $2, $3, FALSE, $4)")
+        .bind(id)
+        .bind(i32::from(seat))
+        .bind(user)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))
+}
+
+async fn players_in(tx: &mut kit::db::Tx, id: Uuid) -> Result<Vec<MatchPlayer>, sqlx::Error> {
+    let rows: Vec<(i32, Uuid, bool)> = with_tx!(tx, conn => sqlx::query_as(
+        "SELECT seat, user_id, bot FROM match_players WHERE match_id = $1 ORDER BY seat")
+        .bind(id)
+        .fetch_all(conn)
+        .await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(seat, user_id, bot)| MatchPlayer { user_id, seat: u8::try_from(seat).unwrap_or(0), bot })
+        .collect())
+}

@@ -1,0 +1,307 @@
+//! Game over real HTTP, on SQLite and (with `PANAL_TEST_POSTGRES_URL`)
+//! PostgreSQL: matches created and joined, played from curl-like clients,
+//! paused, forfeited, resumed after a restart; bad input refused. Tokens
+//! come from a test issuer; events are read off the test bus.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use contracts::game::{MatchFinished, MatchStarted};
+use kit::config::HttpSettings;
+use kit::db::Db;
+use kit::testing::{TestContext, TestDb, TestIssuer, TestServer, assert_problem};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+struct Platform {
+    ctx: TestContext,
+    issuer: TestIssuer,
+    game: TestServer,
+    db: Db,
+    http: reqwest::Client,
+    _db: TestDb,
+}
+
+struct User {
+    id: Uuid,
+    token: String,
+}
+
+impl Platform {
+    async fn start(db: TestDb, extra: &str) -> Self {
+        let config = kit::config::Config::from_toml(&format!("[bus]\nbackoff_base_ms = 20\n{extra}")).unwrap();
+        let ctx = TestContext::new(config).await;
+        let issuer = TestIssuer::start(&ctx.config).await;
+        let ctx = ctx.with_issuer(&issuer);
+        let game_db = Db::connect(&db.url, &ctx.config.settings.db).await.unwrap();
+        let game = kit::testing::server::<game::GameService>(&ctx, Some(game_db.clone())).await;
+        let game = TestServer::spawn(game, HttpSettings::default()).await;
+        Self { ctx, issuer, game, db: game_db, http: reqwest::Client::new(), _db: db }
+    }
+
+    /// The same database, a new game process (the old one stopped first).
+    async fn restart(&mut self) {
+        self.game.stop().await.unwrap();
+        // Stopping closed the old process's pool.
+        self.db = Db::connect(&self._db.url, &self.ctx.config.settings.db).await.unwrap();
+        let game = kit::testing::server::<game::GameService>(&self.ctx, Some(self.db.clone())).await;
+        self.game = TestServer::spawn(game, HttpSettings::default()).await;
+    }
+
+    fn user(&self) -> User {
+        let id = Uuid::now_v7();
+        User { id, token: self.issuer.token(id, &[]) }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, user: &User, body: Option<Value>) -> reqwest::Response {
+        let mut r = self.http.request(method, self.game.url(path)).bearer_auth(&user.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.unwrap()
+    }
+
+    async fn get(&self, path: &str, user: &User) -> reqwest::Response {
+        self.call(reqwest::Method::GET, path, user, None).await
+    }
+
+    async fn post(&self, path: &str, user: &User, body: Value) -> reqwest::Response {
+        self.call(reqwest::Method::POST, path, user, Some(body)).await
+    }
+
+    async fn json(&self, r: reqwest::Response, status: u16) -> Value {
+        let got = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(got, status, "{text}");
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() }
+    }
+
+    /// A match `players[0]` created, the others joined: live when full.
+    async fn match_of(&self, mode: &str, options: Value, players: &[&User]) -> Uuid {
+        let body = json!({"mode": mode, "options": options});
+        let created = self.json(self.post("/v1/game/matches", players[0], body).await, 201).await;
+        let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+        for user in &players[1..] {
+            self.json(self.post(&format!("/v1/game/matches/{id}/join"), user, json!({})).await, 200).await;
+        }
+        id
+    }
+
+    async fn state(&self, id: Uuid, user: &User) -> Value {
+        self.json(self.get(&format!("/v1/game/matches/{id}/state"), user).await, 200).await
+    }
+
+    async fn heartbeat(&self, id: Uuid, user: &User) -> reqwest::Response {
+        self.post(&format!("/v1/game/matches/{id}/heartbeat"), user, json!({})).await
+    }
+
+    /// Polls the state until `done` says so, keeping `present` players'
+    /// heartbeats going; fails after `within`.
+    async fn until(&self, id: Uuid, present: &[&User], within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            for user in present {
+                self.heartbeat(id, user).await;
+            }
+            let r = self.get(&format!("/v1/game/matches/{id}/state"), present[0]).await;
+            if r.status() == 409 {
+                // Over: the stored match has the result.
+                return self.json(self.get(&format!("/v1/game/matches/{id}"), present[0]).await, 200).await;
+            }
+            let state = self.json(r, 200).await;
+            if done(&state) {
+                return state;
+            }
+            assert!(Instant::now() < deadline, "not within {within:?}: {state}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+const PATIENT: &str = "[game]\nabsent_after_ms = 60000\n";
+
+kit::backend_tests! {
+    async fn a_duel_is_created_joined_played_from_http_and_finished_with_its_result(db) {
+        let p = Platform::start(db, PATIENT).await;
+        let (ada, bob) = (p.user(), p.user());
+        let mut started = p.ctx.watch::<MatchStarted>().await;
+        let mut finished = p.ctx.watch::<MatchFinished>().await;
+        let created = p.json(p.post("/v1/game/matches", &ada, json!({"mode": "duel", "options": {"points_to_win": 2}})).await, 201).await;
+        assert_eq!(created["status"], "waiting");
+        let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(created["channel"], format!("game:{id}"));
+        let open = p.json(p.get("/v1/game/matches?status=waiting", &bob).await, 200).await;
+        assert!(open["items"].as_array().unwrap().iter().any(|m| m["id"] == id.to_string()));
+        // Not live yet: no state, no inputs.
+        assert_problem(p.get(&format!("/v1/game/matches/{id}/state"), &ada).await, 409, None).await;
+
+        let joined = p.json(p.post(&format!("/v1/game/matches/{id}/join"), &bob, json!({})).await, 200).await;
+        assert_eq!(joined["status"], "live");
+        let (_, event) = started.next().await;
+        assert_eq!(event.match_id, id);
+        assert_eq!(event.players.iter().map(|p| (p.user_id, p.seat, p.bot)).collect::<Vec<_>>(), vec![(ada.id, 0, false), (bob.id, 1, false)]);
+        let live = p.json(p.get("/v1/game/matches?status=live", &bob).await, 200).await;
+        assert!(live["items"].as_array().unwrap().iter().any(|m| m["id"] == id.to_string()));
+
+        // The clock runs: ticks advance at about 60 a second.
+        let first = p.state(id, &ada).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = p.state(id, &ada).await;
+        let advanced = second["tick"].as_u64().unwrap() - first["tick"].as_u64().unwrap();
+        assert!((15..=45).contains(&advanced), "{advanced} ticks in 0.5 s");
+        assert_eq!(second["paddles"][0]["user_id"], ada.id.to_string());
+        assert_eq!(second["paddles"][0]["side"], "left");
+
+        // Inputs: applied in order, a duplicate ignored, the paddle moves.
+        let path = format!("/v1/game/matches/{id}/inputs");
+        let r = p.json(p.post(&path, &ada, json!({"seq": 1, "key": "up", "pressed": true})).await, 200).await;
+        assert_eq!(r["applied"], true);
+        let r = p.json(p.post(&path, &ada, json!({"seq": 1, "key": "up", "pressed": true})).await, 200).await;
+        assert_eq!(r["applied"], false, "a duplicate");
+        let moved = p.until(id, &[&ada, &bob], Duration::from_secs(5), |s| s["paddles"][0]["last_seq"] == 1 && s["paddles"][0]["moving"] == -1).await;
+        assert_eq!(moved["paddles"][1]["moving"], 0);
+        p.json(p.post(&path, &ada, json!({"seq": 2, "key": "up", "pressed": false})).await, 200).await;
+
+        // Nobody plays: the serves go in until someone concedes twice.
+        let over = p.until(id, &[&ada, &bob], Duration::from_secs(60), |_| false).await;
+        assert_eq!(over["status"], "finished");
+        let (_, result) = finished.next().await;
+        assert_eq!(result.match_id, id);
+        assert_eq!(over["result"]["winner"], result.winner.to_string());
+        assert!(!result.forfeit);
+        let winner = result.players.iter().find(|r| r.place == 1).unwrap();
+        let loser = result.players.iter().find(|r| r.place == 2).unwrap();
+        assert_eq!((winner.user_id, winner.scored, loser.conceded), (result.winner, 2, 2));
+        assert!(result.duration_ms > 0);
+        // Over is over.
+        assert_problem(p.post(&path, &ada, json!({"seq": 3, "key": "up", "pressed": true})).await, 409, None).await;
+        assert_problem(p.post(&format!("/v1/game/matches/{id}/join"), &p.user(), json!({})).await, 409, None).await;
+    }
+
+    async fn bad_input_is_refused_and_the_match_is_untouched(db) {
+        let p = Platform::start(db, PATIENT).await;
+        let (ada, bob, eve) = (p.user(), p.user(), p.user());
+        for bad in [
+            json!({"mode": "duel", "options": {"points_to_win": 0}}),
+            json!({"mode": "duel", "options": {"points_to_win": 22}}),
+            json!({"mode": "eight_players"}),
+            json!({"mode": "duel", "options": {"gravity": true}}),
+            json!({"mode": "duel", "options": {"ball_speed": "ludicrous"}}),
+        ] {
+            assert_problem(p.post("/v1/game/matches", &ada, bad).await, 422, None).await;
+        }
+        let created = p.json(p.post("/v1/game/matches", &ada, json!({"mode": "duel"})).await, 201).await;
+        let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(created["options"]["points_to_win"], 11, "the default");
+        // Joining one's own match, a missing match; inputs before it is live.
+        assert_problem(p.post(&format!("/v1/game/matches/{id}/join"), &ada, json!({})).await, 409, None).await;
+        assert_problem(p.post(&format!("/v1/game/matches/{}/join", Uuid::now_v7()), &bob, json!({})).await, 404, None).await;
+        let path = format!("/v1/game/matches/{id}/inputs");
+        assert_problem(p.post(&path, &ada, json!({"seq": 1, "key": "up", "pressed": true})).await, 409, None).await;
+        p.json(p.post(&format!("/v1/game/matches/{id}/join"), &bob, json!({})).await, 200).await;
+        // Full now.
+        assert_problem(p.post(&format!("/v1/game/matches/{id}/join"), &eve, json!({})).await, 409, None).await;
+        // A stranger's inputs; absurd ones.
+        assert_problem(p.post(&path, &eve, json!({"seq": 1, "key": "up", "pressed": true})).await, 403, None).await;
+        assert_problem(p.post(&path, &ada, json!({"seq": 0, "key": "up", "pressed": true})).await, 422, None).await;
+        assert_problem(p.post(&path, &ada, json!({"seq": -1, "key": "up", "pressed": true})).await, 422, None).await;
+        assert_problem(p.post(&path, &ada, json!({"seq": 1, "key": "sideways", "pressed": true})).await, 422, None).await;
+        assert_problem(p.post(&path, &ada, json!({"seq": 1, "key": "up"})).await, 422, None).await;
+        assert_problem(p.post(&format!("/v1/game/matches/{}/inputs", Uuid::now_v7()), &ada, json!({"seq": 1, "key": "up", "pressed": true})).await, 404, None).await;
+        assert_problem(p.heartbeat(id, &eve).await, 403, None).await;
+        assert_problem(p.post(&format!("/v1/game/matches/{id}/leave"), &eve, json!({})).await, 403, None).await;
+        // Timestamps from the future or the far past are clamped, not trusted.
+        let r = p.json(p.post(&path, &ada, json!({"seq": 5, "key": "down", "pressed": true, "tick": u64::MAX, "ack": 0})).await, 200).await;
+        assert_eq!(r["applied"], true);
+        let r = p.json(p.post(&path, &ada, json!({"seq": 6, "key": "down", "pressed": false, "tick": 0, "ack": u64::MAX})).await, 200).await;
+        assert_eq!(r["applied"], true);
+        // A huge sequence number is just the latest; older ones after it are ignored.
+        p.json(p.post(&path, &ada, json!({"seq": u32::MAX, "key": "up", "pressed": false})).await, 200).await;
+        let r = p.json(p.post(&path, &ada, json!({"seq": 7, "key": "up", "pressed": true})).await, 200).await;
+        assert_eq!(r["applied"], false);
+        // The next frame (30 a second) shows it.
+        let state = p.until(id, &[&ada, &bob], Duration::from_secs(5), |s| s["paddles"][0]["last_seq"] == u32::MAX).await;
+        assert_eq!(state["paddles"][0]["moving"], 0);
+        // Bad pages.
+        assert_problem(p.get("/v1/game/matches?limit=0", &ada).await, 422, None).await;
+        assert_problem(p.get("/v1/game/matches?cursor=nonsense", &ada).await, 422, None).await;
+        assert_problem(p.get("/v1/game/matches?status=paused", &ada).await, 400, None).await;
+    }
+
+    async fn a_player_who_goes_away_pauses_the_match_and_forfeits_after_the_grace(db) {
+        let p = Platform::start(db, "[game]\nabsent_after_ms = 300\nreconnect_grace_secs = 2\n").await;
+        let (ada, bob) = (p.user(), p.user());
+        let mut finished = p.ctx.watch::<MatchFinished>().await;
+        let id = p.match_of("duel", json!({}), &[&ada, &bob]).await;
+        // Bob goes quiet: paused, and he is shown away.
+        let paused = p.until(id, &[&ada], Duration::from_secs(5), |s| s["paused"] == true).await;
+        assert_eq!(paused["paddles"][1]["away"], true);
+        assert_eq!(paused["paddles"][0]["away"], false);
+        let frozen = paused["tick"].as_u64().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(p.state(id, &ada).await["tick"].as_u64().unwrap(), frozen, "the clock stops while paused");
+        // He comes back in time: it resumes.
+        p.json(p.heartbeat(id, &bob).await, 200).await;
+        p.until(id, &[&ada, &bob], Duration::from_secs(5), |s| s["paused"] == false && s["tick"].as_u64().unwrap() > frozen).await;
+        // Gone for good: after the grace he forfeits and Ada wins.
+        let over = p.until(id, &[&ada], Duration::from_secs(10), |_| false).await;
+        assert_eq!(over["status"], "finished");
+        let (_, result) = finished.next().await;
+        assert!(result.forfeit);
+        assert_eq!(result.winner, ada.id);
+        let bob_line = result.players.iter().find(|r| r.user_id == bob.id).unwrap();
+        assert!(bob_line.forfeited);
+        assert_eq!(bob_line.place, 2);
+    }
+
+    async fn leaving_is_a_forfeit_and_four_players_go_out_until_one_is_left(db) {
+        let p = Platform::start(db, PATIENT).await;
+        let players: Vec<User> = (0..4).map(|_| p.user()).collect();
+        let all: Vec<&User> = players.iter().collect();
+        let mut finished = p.ctx.watch::<MatchFinished>().await;
+        let id = p.match_of("four_players", json!({"points_to_win": 3}), &all).await;
+        let state = p.state(id, &players[0]).await;
+        assert_eq!(state["width"], state["height"], "a square field");
+        let sides: Vec<&str> = state["paddles"].as_array().unwrap().iter().map(|p| p["side"].as_str().unwrap()).collect();
+        assert_eq!(sides, ["left", "right", "top", "bottom"]);
+        // Three leave, one after the other: the last one standing wins.
+        for (n, user) in players[1..].iter().enumerate() {
+            assert_eq!(p.post(&format!("/v1/game/matches/{id}/leave"), user, json!({})).await.status(), 204);
+            if n < 2 {
+                let s = p.state(id, &players[0]).await;
+                assert_eq!(s["paddles"][n + 1]["out"], true);
+            }
+        }
+        let (_, result) = finished.next().await;
+        assert_eq!(result.winner, players[0].id);
+        assert!(result.forfeit);
+        let places: Vec<(Uuid, u8)> = result.players.iter().map(|r| (r.user_id, r.place)).collect();
+        assert_eq!(places[0], (players[0].id, 1));
+        assert_eq!(places[1], (players[3].id, 2), "the last to leave is second");
+        assert_eq!(places[3], (players[1].id, 4), "the first to leave is last");
+        assert_problem(p.post(&format!("/v1/game/matches/{id}/leave"), &players[0], json!({})).await, 409, None).await;
+    }
+
+    async fn a_restarted_process_resumes_a_live_match_from_its_last_goal(db) {
+        let mut p = Platform::start(db, PATIENT).await;
+        let (ada, bob) = (p.user(), p.user());
+        let id = p.match_of("duel", json!({"points_to_win": 11}), &[&ada, &bob]).await;
+        // Play until the first goal: the snapshot is written then.
+        let scored = p.until(id, &[&ada, &bob], Duration::from_secs(60), |s| {
+            s["paddles"].as_array().unwrap().iter().any(|p| p["conceded"].as_u64().unwrap() > 0)
+        }).await;
+        let score = |s: &Value| s["paddles"].as_array().unwrap().iter().map(|p| p["conceded"].as_u64().unwrap()).collect::<Vec<_>>();
+        let before = score(&scored);
+        // Give the snapshot a moment to land, then the process dies.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        p.restart().await;
+        // The match is back, paused until its players return, score intact.
+        let resumed = p.state(id, &ada).await;
+        assert_eq!(resumed["paused"], true);
+        let after = score(&resumed);
+        assert!(after.iter().sum::<u64>() >= before.iter().sum::<u64>(), "{before:?} → {after:?}");
+        assert!(after.iter().sum::<u64>() >= 1);
+        p.until(id, &[&ada, &bob], Duration::from_secs(5), |s| s["paused"] == false).await;
+    }
+}
