@@ -28,6 +28,7 @@ pub const MAX_CATCH_UP: u32 = 4;
 
 /// What the clients render: sent at 30 Hz, and answered to `GET …/state`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = MatchFrame)]
 pub struct Frame {
     pub tick: u64,
     #[serde(flatten)]

@@ -48,6 +48,7 @@ pub const MAX_LAG_TICKS: u32 = 12;
 /// Two players, or four (one per side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = GameMode)]
 pub enum Mode {
     Duel,
     FourPlayers,
@@ -79,6 +80,7 @@ impl Mode {
 /// The side of the field a seat defends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PaddleSide)]
 pub enum Side {
     Left,
     Right,
@@ -133,6 +135,7 @@ impl PaddleSize {
 /// What a match is created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(as = MatchOptions)]
 pub struct Options {
     /// Goals a player may concede before they are out (with two players:
     /// first to this many wins). 1–21.
@@ -164,6 +167,7 @@ impl Options {
 /// top and bottom), `down` toward the higher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = GameKey)]
 pub enum Key {
     Up,
     Down,
@@ -232,6 +236,7 @@ pub struct Seat {
 /// Where the match is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "phase")]
+#[schema(as = MatchPhase)]
 pub enum Phase {
     /// The ball waits at the centre; served at `at`, toward `to`.
     Serving {

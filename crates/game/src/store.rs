@@ -37,8 +37,11 @@ pub struct Match {
     pub result: Option<MatchFinished>,
 }
 
+/// A match's status (`MatchStatus` in the API document: every service's
+/// schemas share one namespace in the gateway's merged document).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = MatchStatus)]
 pub enum Status {
     /// Created; seats free.
     Waiting,

@@ -498,6 +498,8 @@ async fn room_admin(state: &AppState, caller: &Caller, id: Uuid) -> Result<(), C
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+// Users has a `BanRequest` (a platform ban); the merged document is one namespace.
+#[schema(as = RoomBanRequest)]
 pub struct BanRequest {
     /// Up to 500 characters; kept in the audit log.
     #[schema(example = "spam")]

@@ -233,7 +233,9 @@ async fn every_api_document_is_valid_and_complete() {
     let mut problems = Vec::new();
     let mut files = Vec::new();
     let mut docs = std::collections::BTreeMap::new();
-    for (name, port) in [("merged", 8000), ("auth", 8001), ("users", 8002), ("realtime", 8003), ("chat", 8004)] {
+    for (name, port) in
+        [("merged", 8000), ("auth", 8001), ("users", 8002), ("realtime", 8003), ("chat", 8004), ("game", 8005)]
+    {
         let url = format!("http://127.0.0.1:{}/openapi.json", port + offset);
         let doc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         assert_eq!(doc["openapi"], "3.1.0", "{name}");
@@ -244,6 +246,7 @@ async fn every_api_document_is_valid_and_complete() {
         files.push(file);
     }
     terminate(&mut running);
+    problems.extend(schema_name_clashes(&docs));
     assert!(problems.is_empty(), "the API documents are incomplete:\n{}", problems.join("\n"));
 
     let calls = calls();
@@ -275,4 +278,28 @@ async fn every_api_document_is_valid_and_complete() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The gateway merges the services' documents into one, where a schema is
+/// known by its name alone: two services naming different schemas alike
+/// would leave one of them described by the other's (game's match `Status`
+/// once answered with users' account statuses).
+fn schema_name_clashes(docs: &std::collections::BTreeMap<&str, Value>) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<&str, (&str, &Value)> = std::collections::BTreeMap::new();
+    let mut clashes = Vec::new();
+    for (service, doc) in docs.iter().filter(|(name, _)| **name != "merged") {
+        let Some(schemas) = doc["components"]["schemas"].as_object() else { continue };
+        for (name, schema) in schemas {
+            match seen.get(name.as_str()) {
+                Some((other, theirs)) if *theirs != schema => {
+                    clashes.push(format!("schema {name:?} means one thing in {other} and another in {service}"));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(name, (service, schema));
+                }
+            }
+        }
+    }
+    clashes
 }
