@@ -120,6 +120,19 @@ pub async fn create_client(db: &Db, name: &str, scopes: &[String]) -> anyhow::Re
     Ok((id, secret))
 }
 
+/// The service client called `name`, with a new secret and these scopes:
+/// the one of that name given a new secret, or a new one. `panal up` calls
+/// it at every start for each service that calls others in its own name
+/// (the secret lives only in the process's memory).
+pub async fn provision_client(db: &Db, name: &str, scopes: &[String]) -> anyhow::Result<(String, String)> {
+    let store = open(db).await?;
+    let secret = crate::tokens::new_refresh_token();
+    match store.reset_client(name, &crate::tokens::hash_refresh_token(&secret), scopes).await? {
+        Some(id) => Ok((id, secret)),
+        None => create_client(db, name, scopes).await,
+    }
+}
+
 pub async fn clients(db: &Db) -> anyhow::Result<Vec<ClientRow>> {
     Ok(open(db).await?.clients().await?)
 }

@@ -32,6 +32,8 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(send_input))
         .routes(routes!(heartbeat))
         .routes(routes!(leave_match))
+        .routes(routes!(grant))
+        .routes(routes!(rpc))
         .with_state(state)
 }
 
@@ -284,4 +286,88 @@ pub(super) async fn leave_match(
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(e) => Err(not_live(&state, id, e).await),
     }
+}
+
+/// Realtime asks whether the caller may subscribe to `channel`
+/// (`game:<match>`): 204 for any signed-in user — players, and spectators,
+/// who only read (clients cannot publish on `game:` channels) — while the
+/// match exists; 404 otherwise.
+#[utoipa::path(get, path = "/v1/game/realtime/channels/{channel}", tag = "service", security(("bearer" = [])),
+    params(("channel" = String, Path, example = "game:01a23ce5-3f4f-7d4b-8ada-5bdc3de59327")),
+    responses((status = 204, description = "May subscribe"),
+        (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn grant(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(channel): Path<String>,
+) -> Result<StatusCode, GameError> {
+    let id =
+        channel.strip_prefix("game:").and_then(|id| Uuid::parse_str(id).ok()).ok_or_else(GameError::no_such_match)?;
+    stored(&state, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `input`'s data: an input for a match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputRpc {
+    match_id: Uuid,
+    seq: u32,
+    key: Key,
+    pressed: bool,
+    tick: Option<u64>,
+    ack: Option<u64>,
+}
+
+/// `heartbeat`'s data.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatRpc {
+    match_id: Uuid,
+}
+
+fn data<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, GameError> {
+    serde_json::from_value(value).map_err(|e| GameError::from(FieldErrors::single("data", e.to_string())))
+}
+
+/// The socket's rpc methods (realtime forwards `game.<method>` here with
+/// the player's token): `input` `{match_id, seq, key, pressed, tick?, ack?}`
+/// → `{applied, tick}`; `heartbeat` `{match_id}` → `{tick}`. The same checks
+/// and answers as the HTTP operations.
+#[utoipa::path(post, path = "/v1/game/rpc/{method}", tag = "service", security(("bearer" = [])),
+    params(("method" = String, Path, example = "input")),
+    request_body(content = Object, example = json!({"match_id": "01a23ce5-3f4f-7d4b-8ada-5bdc3de59327", "seq": 3, "key": "up", "pressed": true})),
+    responses((status = 200, description = "The method's result", body = Object),
+        (status = 403, description = "Not a player in this match", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such method or match", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed data", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn rpc(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(method): Path<String>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Json<serde_json::Value>, GameError> {
+    let result = match method.as_str() {
+        "input" => {
+            let r: InputRpc = data(body)?;
+            if r.seq == 0 {
+                return Err(FieldErrors::single("seq", "starts at 1").into());
+            }
+            let press = Press { seq: r.seq, key: r.key, pressed: r.pressed, tick: r.tick, ack: r.ack };
+            match state.arena.input(r.match_id, caller.user_id, &press) {
+                Ok((applied, tick)) => serde_json::to_value(InputApplied { applied, tick }),
+                Err(e) => return Err(not_live(&state, r.match_id, e).await),
+            }
+        }
+        "heartbeat" => {
+            let r: HeartbeatRpc = data(body)?;
+            match state.arena.heartbeat(r.match_id, caller.user_id) {
+                Ok(tick) => serde_json::to_value(Heartbeat { tick }),
+                Err(e) => return Err(not_live(&state, r.match_id, e).await),
+            }
+        }
+        _ => return Err(GameError::from(Problem::not_found("no such method (input, heartbeat)"))),
+    };
+    Ok(Json(result.map_err(GameError::internal)?))
 }

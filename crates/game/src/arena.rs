@@ -216,8 +216,15 @@ impl Arena {
         Ok(())
     }
 
-    /// Runs the clock until `stop` is cancelled.
-    pub async fn run(self: Arc<Self>, store: Arc<Store>, stop: tokio_util::sync::CancellationToken) {
+    /// Runs the clock until `stop` is cancelled. At every frame it sends
+    /// every match's frame at once on `frames` (the publisher takes the
+    /// latest: a frame replaces the one before).
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<Store>,
+        frames: tokio::sync::watch::Sender<Arc<Vec<Published>>>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let period = Duration::from_nanos(1_000_000_000 / u64::from(TICK_HZ));
         let start = tokio::time::Instant::now();
         let mut done: u64 = 0;
@@ -236,12 +243,18 @@ impl Arena {
                 continue;
             }
             let global_tick = done;
+            let publish = global_tick.is_multiple_of(2);
             let matches: Vec<_> =
                 self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+            let mut batch = Vec::with_capacity(if publish { matches.len() } else { 0 });
             for live in matches {
                 let outcome = {
                     let mut live = lock(&live);
-                    live.advance(ticks, self.timing, global_tick.is_multiple_of(2))
+                    let outcome = live.advance(ticks, self.timing, publish);
+                    if publish || matches!(outcome, Outcome::Finished(_)) {
+                        batch.extend(live.published());
+                    }
+                    outcome
                 };
                 match outcome {
                     Outcome::Running => {}
@@ -264,8 +277,27 @@ impl Arena {
                     }
                 }
             }
+            if !batch.is_empty() {
+                frames.send_replace(Arc::new(batch));
+            }
         }
     }
+}
+
+/// A frame as realtime publishes it on `game:<match>`.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    pub channel: String,
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+/// What a frame looks like on the channel: `{"type": "frame", …the frame}`.
+#[derive(Serialize)]
+struct Push<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    frame: &'a Frame,
 }
 
 enum Outcome {
@@ -279,6 +311,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Live {
+    fn published(&self) -> Option<Published> {
+        let frame = self.frame.as_ref()?;
+        let data = serde_json::value::to_raw_value(&Push { kind: "frame", frame }).ok()?;
+        Some(Published { channel: format!("game:{}", self.id), data })
+    }
+
     fn seat_of(&self, user: Uuid) -> Option<usize> {
         self.seats.iter().position(|s| s.user == user)
     }

@@ -14,6 +14,7 @@ pub mod api;
 pub mod arena;
 pub mod domain;
 pub mod error;
+pub mod publisher;
 pub mod store;
 
 use std::sync::Arc;
@@ -60,6 +61,10 @@ pub struct State {
     pub(crate) store: Arc<Store>,
     pub(crate) arena: Arc<Arena>,
     pub(crate) settings: Settings,
+    /// Every broadcast's frames, from the clock to the publisher.
+    frames: tokio::sync::watch::Sender<Arc<Vec<arena::Published>>>,
+    realtime: Arc<kit::peer::PeerClient>,
+    token: Arc<kit::credentials::ServiceToken>,
 }
 
 pub(crate) type AppState = Arc<State>;
@@ -70,6 +75,8 @@ pub struct GameService;
 impl kit::Service for GameService {
     const NAME: &'static str = "game";
     const MIGRATIONS: Option<&'static Migrations> = Some(&MIGRATIONS);
+    /// Frames go to realtime in game's own name.
+    const CLIENT_SCOPES: &'static [&'static str] = &["realtime:publish"];
     type Settings = Settings;
     type State = State;
 
@@ -92,7 +99,13 @@ impl kit::Service for GameService {
         for m in store.live().await? {
             arena.start(&m);
         }
-        Ok(State { store, arena, settings })
+        let realtime = Arc::new(kit::peer::PeerClient::new(
+            "realtime",
+            setup.ctx.service_url("realtime")?,
+            Duration::from_secs(2),
+        )?);
+        let (frames, _) = tokio::sync::watch::channel(Arc::new(Vec::new()));
+        Ok(State { store, arena, settings, frames, realtime, token: setup.service_token()? })
     }
 
     fn routes(state: &Arc<State>) -> OpenApiRouter {
@@ -100,7 +113,11 @@ impl kit::Service for GameService {
     }
 
     fn workers(state: &Arc<State>) -> Vec<Worker> {
-        let (arena, store) = (state.arena.clone(), state.store.clone());
-        vec![Box::new(move |stop: CancellationToken| Box::pin(arena.run(store, stop)))]
+        let (arena, store, frames) = (state.arena.clone(), state.store.clone(), state.frames.clone());
+        let (receiver, realtime, token) = (state.frames.subscribe(), state.realtime.clone(), state.token.clone());
+        vec![
+            Box::new(move |stop: CancellationToken| Box::pin(arena.run(store, frames, stop))),
+            Box::new(move |stop: CancellationToken| Box::pin(publisher::run(receiver, realtime, token, stop))),
+        ]
     }
 }

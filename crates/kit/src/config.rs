@@ -262,6 +262,16 @@ impl Config {
         }
     }
 
+    /// The same configuration with `value` at `key` (a dotted path), above
+    /// every other source: what `panal up` decides for a service (the
+    /// credentials of the service client it registered for it).
+    pub fn with_value(&self, key: &str, value: impl serde::Serialize) -> Result<Self, ConfigError> {
+        let figment = self.figment.clone().merge(figment::providers::Serialized::default(key, value));
+        let mut config = Self::from_figment(figment)?;
+        config.disk = self.disk.clone();
+        Ok(config)
+    }
+
     /// Configuration from a TOML string only (tests).
     pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
         Self::from_figment(Figment::from(Toml::string(toml)))

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod bus;
 pub mod catalog;
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod extract;

@@ -40,6 +40,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::Context;
 use crate::auth::{HttpKeySource, KeySource, TokenVerifier};
 use crate::bus::{Consumer, ConsumerSettings, Handlers, Relay};
+use crate::credentials::{ClientCredentials, ServiceToken};
 use crate::db::{Db, Migrations};
 use crate::http::{Server, Worker};
 
@@ -67,6 +68,11 @@ pub trait Service: Send + Sync + 'static {
     /// (the gateway's revocation list); listed as consumed beside those of
     /// [`Service::handlers`].
     const FOLLOWS: &'static [&'static str] = &[];
+
+    /// The scopes it calls other services with in its own name (a service
+    /// client of auth, `[clients.<name>]`): [`Setup::service_token`] then
+    /// holds its token. See [`crate::credentials`].
+    const CLIENT_SCOPES: &'static [&'static str] = &[];
 
     /// Its section of the configuration (`[name]`, `PANAL_<NAME>__*`).
     type Settings: DeserializeOwned + Default + Send + Sync + 'static;
@@ -117,12 +123,19 @@ pub struct Setup<S> {
     /// Verifies access tokens (the [`Caller`](crate::auth::Caller)
     /// extractor uses the same one).
     pub verifier: Arc<TokenVerifier>,
+    service_token: Option<Arc<ServiceToken>>,
 }
 
 impl<S> Setup<S> {
     /// Its database, migrated.
     pub fn db(&self) -> anyhow::Result<Db> {
         self.db.clone().ok_or_else(|| anyhow::anyhow!("this service declares no migrations, so it has no database"))
+    }
+
+    /// Its own access token toward other services, when it declares
+    /// [`Service::CLIENT_SCOPES`].
+    pub fn service_token(&self) -> anyhow::Result<Arc<ServiceToken>> {
+        self.service_token.clone().ok_or_else(|| anyhow::anyhow!("this service declares no client scopes"))
     }
 }
 
@@ -148,7 +161,23 @@ pub async fn build<S: Service>(ctx: &Context, db: Option<Db>) -> anyhow::Result<
         Duration::from_secs(tokens.jwks_refetch_interval_secs),
         Duration::from_secs(tokens.leeway_secs),
     ));
-    let setup = Setup { ctx: ctx.clone(), settings, db: db.clone(), verifier: verifier.clone() };
+    let service_token = if S::CLIENT_SCOPES.is_empty() {
+        None
+    } else {
+        let clients: std::collections::HashMap<String, ClientCredentials> = config.section("clients")?;
+        let Some(credentials) = clients.get(S::NAME).filter(|c| !c.id.is_empty()).cloned() else {
+            anyhow::bail!(
+                "{name} calls other services in its own name and needs a service client with the scopes {scopes}: \
+                 register one (`panal auth clients create --name {name} --scope …`) and set \
+                 PANAL_CLIENTS__{upper}__ID and PANAL_CLIENTS__{upper}__SECRET (`panal up` does this by itself)",
+                name = S::NAME,
+                scopes = S::CLIENT_SCOPES.join(", "),
+                upper = S::NAME.to_uppercase(),
+            );
+        };
+        Some(Arc::new(ServiceToken::new(&ctx.service_url("auth")?, credentials, S::CLIENT_SCOPES)?))
+    };
+    let setup = Setup { ctx: ctx.clone(), settings, db: db.clone(), verifier: verifier.clone(), service_token };
     let state = Arc::new(S::state(setup).await?);
     let (router, openapi) = S::routes(&state).split_for_parts();
     let mut server = Server::new(S::NAME, router, openapi).with_bus(ctx.bus.clone()).with_verifier(verifier);
@@ -191,6 +220,8 @@ pub trait Mount: Send + Sync {
     fn migrations(&self) -> Option<&'static Migrations>;
     fn personal_data(&self) -> bool;
     fn body_limits(&self) -> &'static [(&'static str, usize)];
+    /// See [`Service::CLIENT_SCOPES`].
+    fn client_scopes(&self) -> &'static [&'static str];
     /// The event types it consumes.
     fn consumes(&self) -> Vec<String>;
     /// Its consumer on `db`, when it consumes anything (to replay dead
@@ -215,6 +246,10 @@ impl<S: Service> Mount for S {
 
     fn body_limits(&self) -> &'static [(&'static str, usize)] {
         S::BODY_LIMITS
+    }
+
+    fn client_scopes(&self) -> &'static [&'static str] {
+        S::CLIENT_SCOPES
     }
 
     fn consumes(&self) -> Vec<String> {

@@ -238,10 +238,15 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, sta
     }
     let ctx = kit::Context { config: config.clone(), bus, peers: std::sync::Arc::new(peers) };
 
+    let mut auth_db = None;
     for (service, listener, addr) in listeners {
         let name = service.name();
         let db = open_db(&config, service, None).await?;
         let db_label = if db.is_some() { sqlite_file(&config, name) } else { "-".to_owned() };
+        if name == "auth" {
+            auth_db.clone_from(&db);
+        }
+        let ctx = with_service_client(&ctx, service, auth_db.as_ref()).await?;
         let service = service.build(&ctx, db).await.with_context(|| format!("starting {name}"))?;
         rows.push((name, format!("http://{addr}"), db_label));
         let http = config.settings.http.clone();
@@ -275,6 +280,31 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, sta
     }
     tracing::info!("stopped");
     failed.map_or(Ok(()), Err)
+}
+
+/// The context `service` is built with: for a service that calls others in
+/// its own name (`CLIENT_SCOPES`) and has no client configured, a service
+/// client registered in auth's database now, named after it, with a fresh
+/// secret each start (kept in memory only). Auth is built first, so its
+/// database is migrated by then.
+async fn with_service_client(
+    ctx: &kit::Context,
+    service: &dyn Mount,
+    auth_db: Option<&Db>,
+) -> anyhow::Result<kit::Context> {
+    let name = service.name();
+    let configured = ctx.config.section::<std::collections::HashMap<String, serde_json::Value>>("clients")?;
+    if service.client_scopes().is_empty() || configured.contains_key(name) {
+        return Ok(ctx.clone());
+    }
+    let auth_db =
+        auth_db.with_context(|| format!("{name} needs a service client, and auth is not part of this process"))?;
+    let scopes: Vec<String> = service.client_scopes().iter().map(|s| (*s).to_owned()).collect();
+    let (id, secret) = auth::ops::provision_client(auth_db, &format!("panal-{name}"), &scopes).await?;
+    let config = ctx
+        .config
+        .with_value(&format!("clients.{name}"), kit::credentials::IssuedCredentials { id: &id, secret: &secret })?;
+    Ok(kit::Context { config, bus: ctx.bus.clone(), peers: ctx.peers.clone() })
 }
 
 /// Resolves when any of the services' tasks ends (which should not happen before

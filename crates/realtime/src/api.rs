@@ -21,7 +21,11 @@ use crate::{AppState, MAX_MESSAGE_BYTES};
 pub const PUBLISH_SCOPE: &str = "realtime:publish";
 
 pub fn router(state: AppState) -> OpenApiRouter {
-    OpenApiRouter::new().routes(routes!(socket)).routes(routes!(publish)).with_state(state)
+    OpenApiRouter::new()
+        .routes(routes!(socket))
+        .routes(routes!(publish))
+        .routes(routes!(publish_live))
+        .with_state(state)
 }
 
 /// The clients' WebSocket: the Centrifugo client protocol v2, JSON format
@@ -69,6 +73,22 @@ pub struct PublishRequest {
     pub data: Box<RawValue>,
 }
 
+impl PublishRequest {
+    /// Its channel, when it names one and the data is within the limit;
+    /// else what is wrong, under `prefix` + the field's name.
+    fn check(&self, prefix: &str, errors: &mut FieldErrors) -> Option<Channel> {
+        let Ok(channel) = Channel::parse(&self.channel) else {
+            errors.add(&format!("{prefix}channel"), "is not a channel name (`user:<id>`, `chat:<room>`, …)");
+            return None;
+        };
+        if self.data.get().len() > MAX_MESSAGE_BYTES {
+            errors.add(&format!("{prefix}data"), "is over the 64 KiB message limit");
+            return None;
+        }
+        Some(channel)
+    }
+}
+
 /// Where the publication landed in the channel's stream.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Published {
@@ -99,11 +119,10 @@ async fn publish(
     Json(request): Json<PublishRequest>,
 ) -> Result<Json<Published>, Problem> {
     client.require_scope(PUBLISH_SCOPE)?;
-    let channel = Channel::parse(&request.channel)
-        .map_err(|_| FieldErrors::single("channel", "is not a channel name (`user:<id>`, `chat:<room>`, …)"))?;
-    if request.data.get().len() > MAX_MESSAGE_BYTES {
-        return Err(FieldErrors::single("data", "is over the 64 KiB message limit"));
-    }
+    let mut errors = FieldErrors::new();
+    let channel = request.check("", &mut errors);
+    errors.finish()?;
+    let Some(channel) = channel else { return Err(FieldErrors::single("channel", "is not a channel name")) };
     let (position, delivered) = state
         .channels
         .publish(channel.as_str(), request.data, None, Vec::new())
@@ -112,6 +131,73 @@ async fn publish(
     state.metrics.publications.inc();
     state.metrics.deliveries.inc_by(delivered.unwrap_or(0) as u64);
     Ok(Json(Published { offset: position.offset, epoch: position.epoch, delivered }))
+}
+
+/// The most publications one live batch may carry.
+pub const MAX_LIVE_BATCH: usize = 2_000;
+
+/// Live state for many channels at once: what a game server sends 30 times
+/// a second, one frame per match.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LiveBatch {
+    /// Up to 2,000.
+    pub publications: Vec<PublishRequest>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LivePublished {
+    /// Publications taken.
+    #[schema(example = 120)]
+    pub published: usize,
+    /// Subscribers they were queued to (this process; absent through Redis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<usize>,
+}
+
+/// Publishes live state to many channels in one request: ephemeral (no
+/// offset, no history; whoever is subscribed now gets it; a client that
+/// recovers never sees it). For state that the next publication replaces,
+/// sent many times a second — a match's frames.
+#[utoipa::path(post, path = "/v1/realtime/publish/live", tag = "realtime",
+    security(("bearer" = [])),
+    request_body = LiveBatch,
+    responses(
+        (status = 200, body = LivePublished),
+        (status = 403, description = "The token is not a service client's with the realtime:publish scope", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A channel that is not one, data over 64 KiB, or over 2,000 publications", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis (shared channels) cannot be reached; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn publish_live(
+    State(state): State<AppState>,
+    client: ServiceClient,
+    Json(batch): Json<LiveBatch>,
+) -> Result<Json<LivePublished>, Problem> {
+    client.require_scope(PUBLISH_SCOPE)?;
+    if batch.publications.len() > MAX_LIVE_BATCH {
+        return Err(FieldErrors::single("publications", format!("at most {MAX_LIVE_BATCH} in one batch")));
+    }
+    let mut errors = FieldErrors::new();
+    let mut checked = Vec::with_capacity(batch.publications.len());
+    for (i, p) in batch.publications.into_iter().enumerate() {
+        if let Some(channel) = p.check(&format!("publications[{i}]."), &mut errors) {
+            checked.push((channel, p.data));
+        }
+    }
+    errors.finish()?;
+    let published = checked.len();
+    let mut delivered = Some(0);
+    for (channel, data) in checked {
+        let d = state
+            .channels
+            .publish_ephemeral(channel.as_str(), data, &[])
+            .await
+            .map_err(|_| Problem::unavailable("realtime cannot reach Redis to publish; retry shortly", 1))?;
+        delivered = delivered.zip(d).map(|(a, b)| a + b);
+    }
+    state.metrics.publications.inc_by(published as u64);
+    state.metrics.deliveries.inc_by(delivered.unwrap_or(0) as u64);
+    Ok(Json(LivePublished { published, delivered }))
 }
 
 /// Publishes what a service recorded on the bus (`panal.realtime.publication.v1`).

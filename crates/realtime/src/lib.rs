@@ -126,6 +126,8 @@ pub struct Realtime;
 
 impl kit::Service for Realtime {
     const NAME: &'static str = "realtime";
+    /// A live batch carries up to 2,000 frames of a few hundred bytes.
+    const BODY_LIMITS: &'static [(&'static str, usize)] = &[("/v1/realtime/publish/live", 4 * 1024 * 1024)];
     const FOLLOWS: &'static [&'static str] = &[
         <contracts::auth::SessionRevoked as contracts::Event>::TYPE,
         <contracts::realtime::Publication as contracts::Event>::TYPE,

@@ -87,6 +87,27 @@ impl Store {
         Ok(())
     }
 
+    /// Gives the first client named `name` a new secret and these scopes,
+    /// enabled again; false when there is none of that name.
+    pub async fn reset_client(
+        &self,
+        name: &str,
+        secret_hash: &[u8],
+        scopes: &[String],
+    ) -> Result<Option<String>, StoreError> {
+        let id: Option<String> = with_db!(write &self.db, pool => sqlx::query_scalar(
+            "UPDATE service_clients SET secret_hash = $2, scopes = $3, disabled_at = NULL
+             WHERE client_id = (SELECT client_id FROM service_clients WHERE name = $1 ORDER BY created_at LIMIT 1)
+             RETURNING client_id",
+        )
+        .bind(name)
+        .bind(secret_hash)
+        .bind(scopes.join(" "))
+        .fetch_optional(pool)
+        .await)?;
+        Ok(id)
+    }
+
     pub async fn client(&self, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
         let row: Option<ClientTuple> = with_db!(&self.db, pool => sqlx::query_as(
             "SELECT client_id, name, secret_hash, scopes, created_at, disabled_at FROM service_clients WHERE client_id = $1",

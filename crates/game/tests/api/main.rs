@@ -30,7 +30,11 @@ struct User {
 
 impl Platform {
     async fn start(db: TestDb, extra: &str) -> Self {
-        let config = kit::config::Config::from_toml(&format!("[bus]\nbackoff_base_ms = 20\n{extra}")).unwrap();
+        // Game publishes frames in its own name; here nobody answers for
+        // auth's token endpoint, so publishing fails quietly (the socket
+        // path is tested through `panal up` in crates/panal/tests/cli/game.rs).
+        let clients = "[clients.game]\nid = \"game-test\"\nsecret = \"unused\"\n";
+        let config = kit::config::Config::from_toml(&format!("[bus]\nbackoff_base_ms = 20\n{clients}{extra}")).unwrap();
         let ctx = TestContext::new(config).await;
         let issuer = TestIssuer::start(&ctx.config).await;
         let ctx = ctx.with_issuer(&issuer);

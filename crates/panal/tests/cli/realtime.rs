@@ -156,13 +156,48 @@ async fn chat_through_the_gateway_with_the_python_sdk() {
         let r = http.post(format!("{gateway}/v1/chat/rooms/{room}/join")).bearer_auth(token).json(&json!({})).send();
         assert_eq!(r.await.unwrap().status(), 200);
     }
-    // Beside realtime's own client scripts, whose harness it shares.
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../realtime/tests/api/clients/chat.py");
     let mut args = vec![format!("ws://127.0.0.1:{}/v1/ws", 8000 + offset), gateway.clone(), room];
     for (id, token) in &users {
         args.push(id.clone());
         args.push(token.clone());
     }
+    client_script("chat.py", args).await;
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A live match as `panal up` runs it, with the Centrifugo SDK for Python as
+/// the clients: game publishes its frames through realtime in its own name
+/// (the service client `panal up` registered for it), players and a
+/// spectator receive them at 30 Hz through the gateway's socket, inputs and
+/// heartbeats go over the socket's rpc, the spectator may only watch, and
+/// the last frame and the stored result name the same winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_through_the_gateway_with_the_python_sdk() {
+    if std::env::var("PANAL_TEST_PYTHON_CLIENTS").is_err() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED (centrifuge-python): set PANAL_TEST_PYTHON_CLIENTS=1 to run it");
+        return;
+    }
+    let dir = temp_dir();
+    let offset = free_offset();
+    let (mut running, _) = up_with(&dir, offset, &[], Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    let mut args = vec![format!("ws://127.0.0.1:{}/v1/ws", 8000 + offset), gateway.clone()];
+    for name in ["Ada", "Bob", "Eve"] {
+        let (id, token) = sign_up(&http, &gateway, name).await;
+        args.extend([id, token]);
+    }
+    client_script("game.py", args).await;
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs one of realtime's client scripts (they share a harness there) and
+/// fails with its output unless it succeeded.
+async fn client_script(name: &'static str, args: Vec<String>) {
+    let script = format!("{}/../realtime/tests/api/clients/{name}", env!("CARGO_MANIFEST_DIR"));
     let out =
         tokio::task::spawn_blocking(move || std::process::Command::new("python3").arg(script).args(&args).output())
             .await
@@ -170,10 +205,8 @@ async fn chat_through_the_gateway_with_the_python_sdk() {
             .expect("run python3");
     assert!(
         out.status.success(),
-        "chat.py:\n{}{}",
+        "{name}:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(terminate(&mut running).success());
-    let _ = std::fs::remove_dir_all(dir);
 }

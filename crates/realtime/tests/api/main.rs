@@ -187,6 +187,52 @@ async fn only_a_service_client_with_the_scope_publishes_and_only_to_real_channel
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
 
+/// Live batches (a game server's frames): one request, many channels, for
+/// whoever is subscribed now; no offsets, so nothing to recover. Refused
+/// without the scope, and whole when any publication in it is bad.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_batch_reaches_every_channels_subscribers_now_and_is_checked_whole() {
+    let rt = Realtime::start().await;
+    let http = reqwest::Client::new();
+    let url = rt.server.url("/v1/realtime/publish/live");
+    let user = Uuid::now_v7();
+    let mut ws = connected(&rt, &rt.issuer.token(user, &[])).await;
+    ws.send(Message::text(json!({"id": 2, "subscribe": {"channel": format!("user:{user}")}}).to_string()))
+        .await
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(reply["id"], 2, "{reply}");
+    let token = rt.service_token("realtime:publish");
+    let frames = |n: u64| {
+        json!({"publications": [
+            {"channel": format!("user:{user}"), "data": {"type": "frame", "tick": n}},
+            {"channel": format!("user:{}", Uuid::now_v7()), "data": {"type": "frame", "tick": n}},
+        ]})
+    };
+    let ok: serde_json::Value =
+        http.post(&url).bearer_auth(&token).json(&frames(7)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ok["published"], 2, "{ok}");
+    assert_eq!(ok["delivered"], 1, "{ok}");
+    let push: serde_json::Value = serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(push["push"]["pub"]["data"]["tick"], 7, "{push}");
+    assert!(push["push"]["pub"].get("offset").is_none(), "ephemeral: no offset: {push}");
+
+    let user_token = rt.issuer.token(user, &["admin"]);
+    assert_problem(http.post(&url).bearer_auth(&user_token).json(&frames(8)).send().await.unwrap(), 403, None).await;
+    assert_problem(http.post(&url).json(&frames(8)).send().await.unwrap(), 401, None).await;
+    let mut bad = frames(9);
+    bad["publications"][1]["channel"] = json!("nope:1");
+    let doc = assert_problem(http.post(&url).bearer_auth(&token).json(&bad).send().await.unwrap(), 422, None).await;
+    assert!(doc.to_string().contains("publications[1].channel"), "{doc}");
+    let many: Vec<_> = (0..=realtime::api::MAX_LIVE_BATCH).map(|_| frames(10)["publications"][0].clone()).collect();
+    let r = http.post(&url).bearer_auth(&token).json(&json!({"publications": many})).send().await.unwrap();
+    assert_problem(r, 422, None).await;
+    // Nothing of the refused batches was delivered: the next push is tick 11.
+    http.post(&url).bearer_auth(&token).json(&frames(11)).send().await.unwrap();
+    let push: serde_json::Value = serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(push["push"]["pub"]["data"]["tick"], 11, "{push}");
+}
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A raw socket, connected with `token`; the connect reply is checked.

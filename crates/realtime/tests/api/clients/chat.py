@@ -9,14 +9,11 @@ failed and exits 1, or prints `ok`.
 """
 
 import asyncio
-import json
 import sys
-import urllib.error
-import urllib.request
 
 from centrifuge import Client, SubscriptionState
 
-from harness import Recorder, check, failures, run, wait_until
+from harness import Recorder, check, failures, request, run, wait_until
 
 WS, GATEWAY, ROOM = sys.argv[1:4]
 ADA, ADA_TOKEN, BOB, BOB_TOKEN, CY, CY_TOKEN, EVE, EVE_TOKEN = sys.argv[4:12]
@@ -24,19 +21,7 @@ CHANNEL = f"chat:{ROOM}"
 
 
 def http(method, path, token, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        GATEWAY + path,
-        data=data,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-        method=method,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as r:
-            text = r.read()
-            return r.status, (json.loads(text) if text else None)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    return request(GATEWAY, method, path, token, body)
 
 
 async def messages(queue, n):

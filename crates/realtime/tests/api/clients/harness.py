@@ -7,6 +7,7 @@ and running scenarios. The scripts print what failed and exit 1, or print
 import asyncio
 import json
 import sys
+import urllib.error
 import urllib.request
 
 from centrifuge import (
@@ -84,6 +85,23 @@ def publish(url, token, channel, data):
     )
     with urllib.request.urlopen(request, timeout=10) as r:
         return json.load(r)
+
+
+def request(base, method, path, token, body=None):
+    """An HTTP call with a bearer token: (status, JSON answer or None)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        base + path,
+        data=data,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read()
+            return r.status, (json.loads(text) if text else None)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
 
 
 def finish():
