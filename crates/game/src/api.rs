@@ -21,6 +21,7 @@ use crate::AppState;
 use crate::arena::{Frame, Press};
 use crate::domain::{Key, Mode, Options};
 use crate::error::GameError;
+use crate::invitations::{Answer, Invitation};
 use crate::store::{Joined, Match, Status};
 
 pub(crate) fn router(state: AppState) -> OpenApiRouter {
@@ -32,6 +33,9 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(send_input))
         .routes(routes!(heartbeat))
         .routes(routes!(leave_match))
+        .routes(routes!(invite, invitations))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
         .routes(routes!(grant))
         .routes(routes!(rpc))
         .with_state(state)
@@ -370,4 +374,129 @@ pub(super) async fn rpc(
         _ => return Err(GameError::from(Problem::not_found("no such method (input, heartbeat)"))),
     };
     Ok(Json(result.map_err(GameError::internal)?))
+}
+
+/// An invitation to a duel, sent to another user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Invite {
+    /// Who is invited.
+    pub to: Uuid,
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// An invitation as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = GameInvitation)]
+pub struct InvitationView {
+    pub id: Uuid,
+    pub from: Uuid,
+    pub to: Uuid,
+    pub mode: Mode,
+    pub options: Options,
+    /// `pending`, `accepted`, `declined` or `withdrawn`.
+    #[schema(example = "pending")]
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Once accepted: the match.
+    pub match_id: Option<Uuid>,
+}
+
+impl InvitationView {
+    fn of(i: Invitation) -> Self {
+        Self {
+            id: i.id,
+            from: i.from_user,
+            to: i.to_user,
+            mode: Mode::Duel,
+            options: serde_json::from_str(&i.options).unwrap_or_default(),
+            status: i.status,
+            created_at: i.created_at,
+            expires_at: i.expires_at,
+            match_id: i.match_id,
+        }
+    }
+}
+
+/// Invites a user to a duel: a `game_invitation` card in the two users'
+/// direct conversation in chat, whose buttons accept or decline it here.
+#[utoipa::path(post, path = "/v1/game/invitations", tag = "invitations", security(("bearer" = [])),
+    request_body(content = Invite, example = json!({"to": "01a23ce5-3f4f-7d4b-8ada-5bdc3de59327", "options": {"points_to_win": 5}})),
+    responses((status = 201, body = InvitationView),
+        (status = 403, description = "They do not take messages from the caller (a block)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Inviting oneself, an unknown user, or options out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Chat cannot be reached", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn invite(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<Invite>,
+) -> Result<(StatusCode, Json<InvitationView>), GameError> {
+    body.options.validate().map_err(|why| FieldErrors::single("options", why))?;
+    if body.to == caller.user_id {
+        return Err(FieldErrors::single("to", "you cannot invite yourself").into());
+    }
+    let id = Uuid::now_v7();
+    let now = Utc::now();
+    // The card first: an invitation nobody was told of is worth nothing.
+    crate::cards::post_invitation(&state, id, caller.user_id, body.to, &body.options, now).await?;
+    let invitation = state.invitations.create(id, caller.user_id, body.to, &body.options, now).await?;
+    Ok((StatusCode::CREATED, Json(InvitationView::of(invitation))))
+}
+
+/// The caller's pending invitations, sent and received.
+#[utoipa::path(get, path = "/v1/game/invitations", tag = "invitations", security(("bearer" = [])),
+    responses((status = 200, body = Vec<InvitationView>)))]
+pub(super) async fn invitations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<InvitationView>>, GameError> {
+    let pending = state.invitations.pending(caller.user_id, Utc::now()).await?;
+    Ok(Json(pending.into_iter().map(InvitationView::of).collect()))
+}
+
+/// Accepts an invitation (the invitee): the match is created with both
+/// players, live at once; both are told on their `user:` channels
+/// (`{"type": "match_ready", "match_id", "invitation_id"}`).
+#[utoipa::path(post, path = "/v1/game/invitations/{id}/accept", tag = "invitations", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = MatchView),
+        (status = 403, description = "Not the invited player", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such invitation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Answered already, or expired", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn accept(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<MatchView>, GameError> {
+    let answered = state.invitations.answer(id, caller.user_id, Answer::Accept, Utc::now()).await;
+    let match_id =
+        answered.map_err(invitation_error)?.ok_or_else(|| GameError::internal(anyhow::anyhow!("no match")))?;
+    let m = stored(&state, match_id).await?;
+    state.arena.start(&m);
+    Ok(Json(MatchView::of(m)))
+}
+
+/// Declines an invitation (the invitee), or withdraws it (the inviter).
+#[utoipa::path(post, path = "/v1/game/invitations/{id}/decline", tag = "invitations", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Declined or withdrawn"),
+        (status = 403, description = "Not one of its two players", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such invitation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Answered already, or expired", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn decline(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, GameError> {
+    state.invitations.answer(id, caller.user_id, Answer::Decline, Utc::now()).await.map_err(invitation_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn invitation_error(e: crate::store::StoreError) -> GameError {
+    match e {
+        crate::store::StoreError::NotFound => GameError::not_found("no such invitation"),
+        other => other.into(),
+    }
 }

@@ -36,6 +36,7 @@ impl From<StoreError> for GameError {
         match e {
             StoreError::NotFound => GameError::no_such_match(),
             StoreError::Refused(why) => GameError::conflict(why),
+            StoreError::Forbidden(why) => GameError::forbidden(why),
             StoreError::Database(e) => e.into(),
         }
     }

@@ -12,8 +12,10 @@
 
 pub mod api;
 pub mod arena;
+pub mod cards;
 pub mod domain;
 pub mod error;
+pub mod invitations;
 pub mod publisher;
 pub mod store;
 
@@ -32,8 +34,14 @@ use crate::store::Store;
 
 /// Game's migrations, for SQLite and PostgreSQL.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
-    postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+    sqlite: &[
+        (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+        (2, "invitations", include_str!("../migrations/sqlite/0002_invitations.sql")),
+    ],
+    postgres: &[
+        (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+        (2, "invitations", include_str!("../migrations/postgres/0002_invitations.sql")),
+    ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 
@@ -64,7 +72,9 @@ pub struct State {
     /// Every broadcast's frames, from the clock to the publisher.
     frames: tokio::sync::watch::Sender<Arc<Vec<arena::Published>>>,
     realtime: Arc<kit::peer::PeerClient>,
-    token: Arc<kit::credentials::ServiceToken>,
+    pub(crate) invitations: invitations::Invitations,
+    pub(crate) chat: kit::peer::PeerClient,
+    pub(crate) token: Arc<kit::credentials::ServiceToken>,
 }
 
 pub(crate) type AppState = Arc<State>;
@@ -75,8 +85,8 @@ pub struct GameService;
 impl kit::Service for GameService {
     const NAME: &'static str = "game";
     const MIGRATIONS: Option<&'static Migrations> = Some(&MIGRATIONS);
-    /// Frames go to realtime in game's own name.
-    const CLIENT_SCOPES: &'static [&'static str] = &["realtime:publish"];
+    /// Frames go to realtime, invitation cards to chat, in game's own name.
+    const CLIENT_SCOPES: &'static [&'static str] = &["realtime:publish", "chat:post"];
     type Settings = Settings;
     type State = State;
 
@@ -90,6 +100,8 @@ impl kit::Service for GameService {
     async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
         let settings = setup.settings.clone();
         let store = Arc::new(Store::new(setup.db()?));
+        let invitations = invitations::Invitations::new(setup.db()?);
+        let chat = kit::peer::PeerClient::new("chat", setup.ctx.service_url("chat")?, Duration::from_secs(5))?;
         let arena = Arc::new(Arena::new(Timing {
             absent_after: Duration::from_millis(settings.absent_after_ms),
             reconnect_grace: Duration::from_secs(settings.reconnect_grace_secs),
@@ -105,7 +117,7 @@ impl kit::Service for GameService {
             Duration::from_secs(2),
         )?);
         let (frames, _) = tokio::sync::watch::channel(Arc::new(Vec::new()));
-        Ok(State { store, arena, settings, frames, realtime, token: setup.service_token()? })
+        Ok(State { store, arena, settings, frames, realtime, invitations, chat, token: setup.service_token()? })
     }
 
     fn routes(state: &Arc<State>) -> OpenApiRouter {

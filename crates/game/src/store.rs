@@ -15,6 +15,8 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Refused(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -116,27 +118,8 @@ impl Store {
         origin: &str,
         now: DateTime<Utc>,
     ) -> Result<Match, StoreError> {
-        let id = Uuid::now_v7();
-        // The seed is stored as a signed 64-bit integer (both databases'
-        // BIGINT) and read back bit for bit.
-        let seed = Uuid::new_v4().as_u64_pair().0;
-        let options_json = serde_json::to_string(options).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let mut tx = self.db.begin().await?;
-        with_tx!(&mut tx, conn => sqlx::query(
-            "INSERT INTO matches (id, mode, origin, options, seed, seats, joined, status, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 1, 'waiting', $7, $8)")
-            .bind(id)
-            .bind(mode.as_str())
-            .bind(origin)
-            .bind(&options_json)
-            .bind(seed.cast_signed())
-            .bind(i32::try_from(mode.seats()).unwrap_or(2))
-            .bind(creator)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map(|_| ()))?;
-        add_player(&mut tx, id, 0, creator, now).await?;
+        let id = insert_match(&mut tx, creator, mode, options, origin, now).await?;
         tx.commit().await?;
         self.get(id).await?.ok_or(StoreError::NotFound)
     }
@@ -172,22 +155,7 @@ impl Store {
         let full: bool = with_tx!(&mut tx, conn => sqlx::query_scalar(
             "SELECT joined >= seats FROM matches WHERE id = $1").bind(id).fetch_one(conn).await)?;
         if full {
-            with_tx!(&mut tx, conn => sqlx::query(
-                "UPDATE matches SET status = 'live', started_at = $2 WHERE id = $1")
-                .bind(id).bind(now).execute(conn).await.map(|_| ()))?;
-            let players = players_in(&mut tx, id).await?;
-            let (mode, origin, options): (String, String, String) = with_tx!(&mut tx, conn => sqlx::query_as(
-                "SELECT mode, origin, options FROM matches WHERE id = $1").bind(id).fetch_one(conn).await)?;
-            let options: Options = serde_json::from_str(&options).unwrap_or_default();
-            tx.record(&MatchStarted {
-                match_id: id,
-                mode,
-                players,
-                points_to_win: options.points_to_win,
-                origin,
-                started_at: now,
-            })
-            .await?;
+            start(&mut tx, id, now).await?;
         }
         tx.commit().await?;
         let m = self.get(id).await?.ok_or(StoreError::NotFound)?;
@@ -293,6 +261,73 @@ impl Store {
             result: result.and_then(|r| serde_json::from_str(&r).ok()),
         })
     }
+}
+
+/// A new match waiting for players, its creator in seat 0.
+async fn insert_match(
+    tx: &mut kit::db::Tx,
+    creator: Uuid,
+    mode: Mode,
+    options: &Options,
+    origin: &str,
+    now: DateTime<Utc>,
+) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    // The seed is stored as a signed 64-bit integer (both databases'
+    // BIGINT) and read back bit for bit.
+    let seed = Uuid::new_v4().as_u64_pair().0;
+    let options_json = serde_json::to_string(options).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    with_tx!(tx, conn => sqlx::query(
+        "INSERT INTO matches (id, mode, origin, options, seed, seats, joined, status, created_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, 'waiting', $7, $8)")
+        .bind(id)
+        .bind(mode.as_str())
+        .bind(origin)
+        .bind(&options_json)
+        .bind(seed.cast_signed())
+        .bind(i32::try_from(mode.seats()).unwrap_or(2))
+        .bind(creator)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ()))?;
+    add_player(tx, id, 0, creator, now).await?;
+    Ok(id)
+}
+
+/// A duel between two players who agreed on it (an invitation): created
+/// with both seated, live at once.
+pub(crate) async fn seat_both(
+    tx: &mut kit::db::Tx,
+    first: Uuid,
+    second: Uuid,
+    options: &Options,
+    now: DateTime<Utc>,
+) -> Result<Uuid, sqlx::Error> {
+    let id = insert_match(tx, first, Mode::Duel, options, "invitation", now).await?;
+    add_player(tx, id, 1, second, now).await?;
+    start(tx, id, now).await?;
+    Ok(id)
+}
+
+/// Every seat is taken: live, announced with `match_started`.
+async fn start(tx: &mut kit::db::Tx, id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    with_tx!(tx, conn => sqlx::query(
+        "UPDATE matches SET status = 'live', started_at = $2, joined = seats WHERE id = $1")
+        .bind(id).bind(now).execute(conn).await.map(|_| ()))?;
+    let players = players_in(tx, id).await?;
+    let (mode, origin, options): (String, String, String) = with_tx!(tx, conn => sqlx::query_as(
+        "SELECT mode, origin, options FROM matches WHERE id = $1").bind(id).fetch_one(conn).await)?;
+    let options: Options = serde_json::from_str(&options).unwrap_or_default();
+    tx.record(&MatchStarted {
+        match_id: id,
+        mode,
+        players,
+        points_to_win: options.points_to_win,
+        origin,
+        started_at: now,
+    })
+    .await
 }
 
 async fn add_player(

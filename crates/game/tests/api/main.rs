@@ -287,6 +287,20 @@ kit::backend_tests! {
         assert_problem(p.post(&format!("/v1/game/matches/{id}/leave"), &players[0], json!({})).await, 409, None).await;
     }
 
+    async fn an_invitation_is_only_stored_once_its_card_is_posted(db) {
+        // No chat (and no auth for game's token) here: the card cannot be
+        // posted, so there is no invitation (the accepted path runs through
+        // `panal up` in crates/panal/tests/cli/realtime.rs).
+        let p = Platform::start(db, PATIENT).await;
+        let (ada, bob) = (p.user(), p.user());
+        assert_problem(p.post("/v1/game/invitations", &ada, json!({"to": ada.id})).await, 422, None).await;
+        assert_problem(p.post("/v1/game/invitations", &ada, json!({"to": bob.id, "options": {"points_to_win": 0}})).await, 422, None).await;
+        assert_problem(p.post("/v1/game/invitations", &ada, json!({"to": bob.id})).await, 503, None).await;
+        assert_eq!(p.json(p.get("/v1/game/invitations", &bob).await, 200).await, json!([]));
+        let missing = format!("/v1/game/invitations/{}/accept", Uuid::now_v7());
+        assert_problem(p.post(&missing, &bob, json!({})).await, 404, None).await;
+    }
+
     async fn a_restarted_process_resumes_a_live_match_from_its_last_goal(db) {
         let mut p = Platform::start(db, PATIENT).await;
         let (ada, bob) = (p.user(), p.user());

@@ -107,4 +107,60 @@ async def a_match_is_played_over_the_socket():
         await client.disconnect()
 
 
-run(a_match_is_played_over_the_socket)
+async def an_invitation_card_in_chat_becomes_a_match():
+    bob = Client(WS, token=BOB_TOKEN)
+    bob_events = Recorder()
+    bob_sub = bob.new_subscription(f"user:{BOB}", events=bob_events)
+    await bob.connect()
+    await bob_sub.subscribe()
+    ada = Client(WS, token=ADA_TOKEN)
+    ada_events = Recorder()
+    ada_sub = ada.new_subscription(f"user:{ADA}", events=ada_events)
+    await ada.connect()
+    await ada_sub.subscribe()
+    await wait_until(lambda: SubscriptionState.SUBSCRIBED == bob_sub.state == ada_sub.state, "subscribed to user channels")
+
+    status, _ = request(GATEWAY, "POST", "/v1/game/invitations", ADA_TOKEN, {"to": ADA})
+    check(status == 422, f"inviting oneself: {status}")
+    status, invitation = request(GATEWAY, "POST", "/v1/game/invitations", ADA_TOKEN, {"to": BOB, "options": {"points_to_win": 3}})
+    check(status == 201 and invitation["status"] == "pending", f"invite: {status} {invitation}")
+    status, pending = request(GATEWAY, "GET", "/v1/game/invitations", BOB_TOKEN)
+    check(any(i["id"] == invitation["id"] for i in pending), f"Bob's pending invitations: {pending}")
+
+    # The card is in Bob's direct conversation with Ada, from Ada.
+    status, conversations = request(GATEWAY, "GET", "/v1/chat/conversations", BOB_TOKEN)
+    direct = [c for c in conversations if c["kind"] == "direct" and c["peer"]["id"] == ADA]
+    check(len(direct) == 1, f"a direct conversation with Ada: {conversations}")
+    status, page = request(GATEWAY, "GET", f"/v1/chat/conversations/{direct[0]['id']}/messages", BOB_TOKEN)
+    card = page["items"][-1]["card"]
+    check(card["type"] == "game_invitation" and card["reference"] == invitation["id"], f"the card: {card}")
+    check(page["items"][-1]["author"]["id"] == ADA, "from Ada")
+    accept = next(a for a in card["actions"] if a["name"] == "accept")
+
+    # A stranger cannot take it; Bob accepts with the card's button; twice is refused.
+    status, _ = request(GATEWAY, accept["method"], accept["href"], EVE_TOKEN, {})
+    check(status == 403, f"a stranger accepts: {status}")
+    status, _ = request(GATEWAY, accept["method"], accept["href"], ADA_TOKEN, {})
+    check(status == 403, f"the inviter accepts: {status}")
+    status, match = request(GATEWAY, accept["method"], accept["href"], BOB_TOKEN, {})
+    check(status == 200 and match["status"] == "live" and match["origin"] == "invitation", f"accepted: {status} {match}")
+    check([p["user_id"] for p in match["players"]] == [ADA, BOB], f"both seated: {match['players']}")
+    status, _ = request(GATEWAY, accept["method"], accept["href"], BOB_TOKEN, {})
+    check(status == 409, f"accepted twice: {status}")
+    status, _ = request(GATEWAY, "POST", f"/v1/game/invitations/{invitation['id']}/decline", ADA_TOKEN, {})
+    check(status == 409, f"withdrawn after it was accepted: {status}")
+
+    # Both are sent to the match on their own channels.
+    for who, events in (("Ada", ada_events), ("Bob", bob_events)):
+        while True:
+            _, data = await asyncio.wait_for(events.publications.get(), timeout=10)
+            if data.get("type") == "match_ready":
+                check(data["match_id"] == match["id"], f"{who} is sent to the match: {data}")
+                break
+    status, _ = request(GATEWAY, "POST", f"/v1/game/matches/{match['id']}/leave", ADA_TOKEN, {})
+    check(status == 204, f"Ada leaves: {status}")
+    for client in (ada, bob):
+        await client.disconnect()
+
+
+run(a_match_is_played_over_the_socket, an_invitation_card_in_chat_becomes_a_match)
