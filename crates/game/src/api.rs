@@ -33,6 +33,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(send_input))
         .routes(routes!(heartbeat))
         .routes(routes!(leave_match))
+        .routes(routes!(queue, queue_status, leave_queue))
         .routes(routes!(invite, invitations))
         .routes(routes!(accept))
         .routes(routes!(decline))
@@ -458,7 +459,7 @@ pub(super) async fn invitations(
 
 /// Accepts an invitation (the invitee): the match is created with both
 /// players, live at once; both are told on their `user:` channels
-/// (`{"type": "match_ready", "match_id", "invitation_id"}`).
+/// (`{"type": "match_ready", "match_id", "origin": "invitation"}`).
 #[utoipa::path(post, path = "/v1/game/invitations/{id}/accept", tag = "invitations", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = MatchView),
@@ -498,5 +499,80 @@ fn invitation_error(e: crate::store::StoreError) -> GameError {
     match e {
         crate::store::StoreError::NotFound => GameError::not_found("no such invitation"),
         other => other.into(),
+    }
+}
+
+/// Queueing for a match.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueRequest {
+    pub mode: Mode,
+}
+
+/// The caller's place in the queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueView {
+    pub mode: Mode,
+    /// The rating matched on (1500 until stats has rated the player).
+    #[schema(example = 1500.0)]
+    pub rating: f64,
+    #[schema(example = 4)]
+    pub waited_secs: u64,
+    /// The rating gap accepted now: 100, widening by 50 a second up to 800.
+    #[schema(example = 300.0)]
+    pub window: f64,
+}
+
+fn queue_view(entry: crate::lobby::Entry) -> QueueView {
+    let waited = entry.since.elapsed();
+    QueueView {
+        mode: entry.mode,
+        rating: entry.rating,
+        waited_secs: waited.as_secs(),
+        window: crate::matchmaking::window(waited),
+    }
+}
+
+/// Queues the caller for a match of `mode` with players of close rating.
+/// When a match is made its players get `{"type": "match_ready",
+/// "match_id", "origin": "queue"}` on their `user:` channel.
+#[utoipa::path(post, path = "/v1/game/queue", tag = "matchmaking", security(("bearer" = [])),
+    request_body(content = QueueRequest, example = json!({"mode": "duel"})),
+    responses((status = 202, body = QueueView),
+        (status = 409, description = "Queued already, or playing a live match", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn queue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<QueueRequest>,
+) -> Result<(StatusCode, Json<QueueView>), GameError> {
+    if state.store.playing(caller.user_id).await? {
+        return Err(GameError::conflict("you are playing a live match"));
+    }
+    let rating = state.store.rating(caller.user_id, body.mode).await?.unwrap_or(crate::matchmaking::DEFAULT_RATING);
+    if !state.lobby.join(caller.user_id, body.mode, rating) {
+        return Err(GameError::conflict("you are queued already"));
+    }
+    let entry = state.lobby.entry(caller.user_id).ok_or_else(|| GameError::conflict("matched already"))?;
+    Ok((StatusCode::ACCEPTED, Json(queue_view(entry))))
+}
+
+/// The caller's place in the queue.
+#[utoipa::path(get, path = "/v1/game/queue", tag = "matchmaking", security(("bearer" = [])),
+    responses((status = 200, body = QueueView),
+        (status = 404, description = "Not queued (never, or matched: see match_ready)", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn queue_status(State(state): State<AppState>, caller: Caller) -> Result<Json<QueueView>, GameError> {
+    let entry = state.lobby.entry(caller.user_id).ok_or_else(|| GameError::not_found("you are not queued"))?;
+    Ok(Json(queue_view(entry)))
+}
+
+/// Leaves the queue.
+#[utoipa::path(delete, path = "/v1/game/queue", tag = "matchmaking", security(("bearer" = [])),
+    responses((status = 204, description = "Out of the queue"),
+        (status = 404, description = "Not queued", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn leave_queue(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, GameError> {
+    if state.lobby.leave(caller.user_id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(GameError::not_found("you are not queued"))
     }
 }

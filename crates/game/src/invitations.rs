@@ -5,7 +5,6 @@
 //! transaction.
 
 use chrono::{DateTime, Utc};
-use contracts::realtime::Publication;
 use kit::db::Db;
 use kit::{with_db, with_tx};
 use uuid::Uuid;
@@ -110,17 +109,8 @@ impl Invitations {
         }
         let match_id = if answer == Answer::Accept {
             let options: Options = serde_json::from_str(&inv.options).unwrap_or_default();
-            let id = crate::store::seat_both(&mut tx, inv.from_user, inv.to_user, &options, now).await?;
-            for player in [inv.from_user, inv.to_user] {
-                tx.record(&Publication {
-                    channel: format!("user:{player}"),
-                    data: serde_json::json!({"type": "match_ready", "match_id": id, "invitation_id": inv.id}),
-                    skip_users: Vec::new(),
-                    ephemeral: false,
-                })
-                .await?;
-            }
-            Some(id)
+            let players = [inv.from_user, inv.to_user];
+            Some(crate::store::seat_all(&mut tx, &players, Mode::Duel, &options, "invitation", now).await?)
         } else {
             None
         };

@@ -16,6 +16,8 @@ pub mod cards;
 pub mod domain;
 pub mod error;
 pub mod invitations;
+pub mod lobby;
+pub mod matchmaking;
 pub mod publisher;
 pub mod store;
 
@@ -37,10 +39,12 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &[
         (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
         (2, "invitations", include_str!("../migrations/sqlite/0002_invitations.sql")),
+        (3, "ratings", include_str!("../migrations/sqlite/0003_ratings.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         (2, "invitations", include_str!("../migrations/postgres/0002_invitations.sql")),
+        (3, "ratings", include_str!("../migrations/postgres/0003_ratings.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
@@ -73,6 +77,7 @@ pub struct State {
     frames: tokio::sync::watch::Sender<Arc<Vec<arena::Published>>>,
     realtime: Arc<kit::peer::PeerClient>,
     pub(crate) invitations: invitations::Invitations,
+    pub(crate) lobby: Arc<lobby::Lobby>,
     pub(crate) chat: kit::peer::PeerClient,
     pub(crate) token: Arc<kit::credentials::ServiceToken>,
 }
@@ -117,7 +122,8 @@ impl kit::Service for GameService {
             Duration::from_secs(2),
         )?);
         let (frames, _) = tokio::sync::watch::channel(Arc::new(Vec::new()));
-        Ok(State { store, arena, settings, frames, realtime, invitations, chat, token: setup.service_token()? })
+        let lobby = Arc::new(lobby::Lobby::default());
+        Ok(State { store, arena, settings, frames, realtime, invitations, lobby, chat, token: setup.service_token()? })
     }
 
     fn routes(state: &Arc<State>) -> OpenApiRouter {
@@ -127,7 +133,9 @@ impl kit::Service for GameService {
     fn workers(state: &Arc<State>) -> Vec<Worker> {
         let (arena, store, frames) = (state.arena.clone(), state.store.clone(), state.frames.clone());
         let (receiver, realtime, token) = (state.frames.subscribe(), state.realtime.clone(), state.token.clone());
+        let (lobby, lobby_store, lobby_arena) = (state.lobby.clone(), state.store.clone(), state.arena.clone());
         vec![
+            Box::new(move |stop: CancellationToken| Box::pin(lobby.run(lobby_store, lobby_arena, stop))),
             Box::new(move |stop: CancellationToken| Box::pin(arena.run(store, frames, stop))),
             Box::new(move |stop: CancellationToken| Box::pin(publisher::run(receiver, realtime, token, stop))),
         ]

@@ -162,6 +162,29 @@ impl Store {
         Ok(if full { Joined::Started(m) } else { Joined::Seated(m) })
     }
 
+    /// A group from the queue: a live match with default options.
+    pub async fn from_queue(&self, mode: Mode, players: &[Uuid], now: DateTime<Utc>) -> Result<Match, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let id = seat_all(&mut tx, players, mode, &Options::default(), "queue", now).await?;
+        tx.commit().await?;
+        self.get(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// A player's rating in a mode, when stats has given them one.
+    pub async fn rating(&self, user: Uuid, mode: Mode) -> Result<Option<f64>, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT rating FROM ratings WHERE user_id = $1 AND mode = $2")
+            .bind(user).bind(mode.as_str()).fetch_optional(pool).await)
+    }
+
+    /// Whether the user plays in a match that is live.
+    pub async fn playing(&self, user: Uuid) -> Result<bool, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM match_players p JOIN matches m ON m.id = p.match_id
+                            WHERE p.user_id = $1 AND m.status = 'live')")
+            .bind(user).fetch_one(pool).await)
+    }
+
     /// Keeps the simulation's state of a live match.
     pub async fn snapshot(&self, id: Uuid, snapshot: &str) -> Result<(), sqlx::Error> {
         with_db!(write &self.db, pool => sqlx::query(
@@ -295,18 +318,33 @@ async fn insert_match(
     Ok(id)
 }
 
-/// A duel between two players who agreed on it (an invitation): created
-/// with both seated, live at once.
-pub(crate) async fn seat_both(
+/// A match whose players are all known (an accepted invitation, a group
+/// from the queue): created with everyone seated in order, live at once,
+/// and every player told on their `user:` channel
+/// (`{"type": "match_ready", "match_id", "origin"}`).
+pub(crate) async fn seat_all(
     tx: &mut kit::db::Tx,
-    first: Uuid,
-    second: Uuid,
+    players: &[Uuid],
+    mode: Mode,
     options: &Options,
+    origin: &str,
     now: DateTime<Utc>,
 ) -> Result<Uuid, sqlx::Error> {
-    let id = insert_match(tx, first, Mode::Duel, options, "invitation", now).await?;
-    add_player(tx, id, 1, second, now).await?;
+    let Some((&first, others)) = players.split_first() else { return Err(sqlx::Error::RowNotFound) };
+    let id = insert_match(tx, first, mode, options, origin, now).await?;
+    for (seat, &player) in (1u8..).zip(others) {
+        add_player(tx, id, seat, player, now).await?;
+    }
     start(tx, id, now).await?;
+    for player in players {
+        tx.record(&contracts::realtime::Publication {
+            channel: format!("user:{player}"),
+            data: serde_json::json!({"type": "match_ready", "match_id": id, "origin": origin}),
+            skip_users: Vec::new(),
+            ephemeral: false,
+        })
+        .await?;
+    }
     Ok(id)
 }
 

@@ -301,6 +301,50 @@ kit::backend_tests! {
         assert_problem(p.post(&missing, &bob, json!({})).await, 404, None).await;
     }
 
+    async fn the_queue_pairs_close_ratings_at_once_and_far_ones_as_the_window_widens(db) {
+        let p = Platform::start(db, PATIENT).await;
+        let (ada, bob, cy, dee) = (p.user(), p.user(), p.user(), p.user());
+        // Ratings as stats will give them: Ada and Bob have none (1500), Cy
+        // and Dee are 300 apart and far above them.
+        for (user, rating) in [(&cy, 1800.0), (&dee, 2100.0)] {
+            kit::with_db!(write &p.db, pool => sqlx::query(
+                "INSERT INTO ratings (user_id, mode, rating, updated_at) VALUES ($1, 'duel', $2, $3)")
+                .bind(user.id).bind(rating).bind(chrono::Utc::now()).execute(pool).await.map(|_| ())).unwrap();
+        }
+        let mut started = p.ctx.watch::<MatchStarted>().await;
+        for user in [&ada, &bob, &cy, &dee] {
+            let queued = p.json(p.post("/v1/game/queue", user, json!({"mode": "duel"})).await, 202).await;
+            assert_eq!(queued["mode"], "duel");
+        }
+        assert_problem(p.post("/v1/game/queue", &ada, json!({"mode": "duel"})).await, 409, None).await;
+        assert_problem(p.post("/v1/game/queue", &ada, json!({"mode": "solo"})).await, 422, None).await;
+        // Ada and Bob (both 1500) are paired in the first round.
+        let (_, first) = started.next().await;
+        assert_eq!(first.origin, "queue");
+        let mut pair: Vec<Uuid> = first.players.iter().map(|p| p.user_id).collect();
+        pair.sort();
+        let mut expected = vec![ada.id, bob.id];
+        expected.sort();
+        assert_eq!(pair, expected);
+        assert_problem(p.get("/v1/game/queue", &ada).await, 404, None).await;
+        // Playing: cannot queue again.
+        assert_problem(p.post("/v1/game/queue", &ada, json!({"mode": "duel"})).await, 409, None).await;
+        // Cy and Dee, 300 apart, wait until their windows reach 300 (4 s).
+        let waiting = p.json(p.get("/v1/game/queue", &cy).await, 200).await;
+        assert_eq!(waiting["rating"], 1800.0);
+        assert!(waiting["window"].as_f64().unwrap() < 300.0, "{waiting}");
+        let (_, second) = started.next().await;
+        let waited = second.started_at - first.started_at;
+        assert!(waited >= chrono::Duration::seconds(3), "matched after {waited}");
+        assert_eq!(second.players.len(), 2);
+        // Leaving the queue.
+        p.json(p.post("/v1/game/queue", &p.user(), json!({"mode": "four_players"})).await, 202).await;
+        let eve = p.user();
+        p.json(p.post("/v1/game/queue", &eve, json!({"mode": "four_players"})).await, 202).await;
+        assert_eq!(p.call(reqwest::Method::DELETE, "/v1/game/queue", &eve, None).await.status(), 204);
+        assert_problem(p.call(reqwest::Method::DELETE, "/v1/game/queue", &eve, None).await, 404, None).await;
+    }
+
     async fn a_restarted_process_resumes_a_live_match_from_its_last_goal(db) {
         let mut p = Platform::start(db, PATIENT).await;
         let (ada, bob) = (p.user(), p.user());
