@@ -21,6 +21,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{Ball, Game, Happening, Input, Key, MAX_LAG_TICKS, Phase, PowerUp, Side, TICK_HZ};
+use crate::metrics::Metrics;
 use crate::store::{Match, Store};
 
 /// Ticks run at once at most after the clock fell behind.
@@ -114,11 +115,20 @@ pub struct Timing {
 pub struct Arena {
     matches: Mutex<HashMap<Uuid, Arc<Mutex<Live>>>>,
     timing: Timing,
+    metrics: Arc<Metrics>,
+}
+
+/// One broadcast: every match's frame of one 30 Hz step, numbered so the
+/// publisher can count the ones it skipped.
+#[derive(Debug, Default)]
+pub struct Broadcast {
+    pub seq: u64,
+    pub frames: Vec<Published>,
 }
 
 impl Arena {
-    pub fn new(timing: Timing) -> Self {
-        Self { matches: Mutex::new(HashMap::new()), timing }
+    pub fn new(timing: Timing, metrics: Arc<Metrics>) -> Self {
+        Self { matches: Mutex::new(HashMap::new()), timing, metrics }
     }
 
     fn get(&self, id: Uuid) -> Option<Arc<Mutex<Live>>> {
@@ -222,12 +232,13 @@ impl Arena {
     pub async fn run(
         self: Arc<Self>,
         store: Arc<Store>,
-        frames: tokio::sync::watch::Sender<Arc<Vec<Published>>>,
+        frames: tokio::sync::watch::Sender<Arc<Broadcast>>,
         stop: tokio_util::sync::CancellationToken,
     ) {
         let period = Duration::from_nanos(1_000_000_000 / u64::from(TICK_HZ));
         let start = tokio::time::Instant::now();
         let mut done: u64 = 0;
+        let mut broadcasts: u64 = 0;
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -235,15 +246,21 @@ impl Arena {
                 () = stop.cancelled() => return,
                 _ = interval.tick() => {}
             }
-            let due = u64::try_from(start.elapsed().as_nanos() / period.as_nanos()).unwrap_or(u64::MAX);
+            let elapsed = start.elapsed();
+            let due = u64::try_from(elapsed.as_nanos() / period.as_nanos()).unwrap_or(u64::MAX);
             let ticks = due.saturating_sub(done).min(u64::from(MAX_CATCH_UP));
-            // Behind by more than the catch-up: the rest is dropped.
-            done = due.max(done + ticks);
             if ticks == 0 {
                 continue;
             }
-            let global_tick = done;
-            let publish = global_tick.is_multiple_of(2);
+            // How long ago the latest due tick was due: the jitter.
+            let due_at = period.saturating_mul(u32::try_from(due).unwrap_or(u32::MAX));
+            self.metrics.tick_lateness.observe(elapsed.saturating_sub(due_at).as_secs_f64());
+            let before = done;
+            // Behind by more than the catch-up: the rest is dropped.
+            done = due.max(done + ticks);
+            // A frame every second tick: whenever a 30 Hz step was crossed.
+            let publish = done / 2 != before / 2;
+            let stepping = std::time::Instant::now();
             let matches: Vec<_> =
                 self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
             let mut batch = Vec::with_capacity(if publish { matches.len() } else { 0 });
@@ -277,8 +294,12 @@ impl Arena {
                     }
                 }
             }
+            self.metrics.step_duration.observe(stepping.elapsed().as_secs_f64());
+            self.metrics.live_matches.set(i64::try_from(self.len()).unwrap_or(i64::MAX));
             if !batch.is_empty() {
-                frames.send_replace(Arc::new(batch));
+                broadcasts += 1;
+                self.metrics.frames.inc_by(batch.len() as u64);
+                frames.send_replace(Arc::new(Broadcast { seq: broadcasts, frames: batch }));
             }
         }
     }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod invitations;
 pub mod lobby;
 pub mod matchmaking;
+pub mod metrics;
 pub mod publisher;
 pub mod store;
 
@@ -74,7 +75,8 @@ pub struct State {
     pub(crate) arena: Arc<Arena>,
     pub(crate) settings: Settings,
     /// Every broadcast's frames, from the clock to the publisher.
-    frames: tokio::sync::watch::Sender<Arc<Vec<arena::Published>>>,
+    frames: tokio::sync::watch::Sender<Arc<arena::Broadcast>>,
+    metrics: Arc<metrics::Metrics>,
     realtime: Arc<kit::peer::PeerClient>,
     pub(crate) invitations: invitations::Invitations,
     pub(crate) lobby: Arc<lobby::Lobby>,
@@ -107,10 +109,12 @@ impl kit::Service for GameService {
         let store = Arc::new(Store::new(setup.db()?));
         let invitations = invitations::Invitations::new(setup.db()?);
         let chat = kit::peer::PeerClient::new("chat", setup.ctx.service_url("chat")?, Duration::from_secs(5))?;
-        let arena = Arc::new(Arena::new(Timing {
+        let metrics = Arc::new(metrics::Metrics::default());
+        let timing = Timing {
             absent_after: Duration::from_millis(settings.absent_after_ms),
             reconnect_grace: Duration::from_secs(settings.reconnect_grace_secs),
-        }));
+        };
+        let arena = Arc::new(Arena::new(timing, metrics.clone()));
         // Live matches a previous run left: resumed from their last
         // snapshot, paused until their players are back.
         for m in store.live().await? {
@@ -121,23 +125,42 @@ impl kit::Service for GameService {
             setup.ctx.service_url("realtime")?,
             Duration::from_secs(2),
         )?);
-        let (frames, _) = tokio::sync::watch::channel(Arc::new(Vec::new()));
+        let (frames, _) = tokio::sync::watch::channel(Arc::new(arena::Broadcast::default()));
         let lobby = Arc::new(lobby::Lobby::default());
-        Ok(State { store, arena, settings, frames, realtime, invitations, lobby, chat, token: setup.service_token()? })
+        Ok(State {
+            store,
+            arena,
+            settings,
+            frames,
+            metrics,
+            realtime,
+            invitations,
+            lobby,
+            chat,
+            token: setup.service_token()?,
+        })
     }
 
     fn routes(state: &Arc<State>) -> OpenApiRouter {
         api::router(state.clone())
     }
 
+    fn finish(mut server: kit::http::Server, state: &Arc<State>) -> anyhow::Result<kit::http::Server> {
+        state.metrics.register(server.metrics_mut().registry_mut());
+        Ok(server)
+    }
+
     fn workers(state: &Arc<State>) -> Vec<Worker> {
         let (arena, store, frames) = (state.arena.clone(), state.store.clone(), state.frames.clone());
         let (receiver, realtime, token) = (state.frames.subscribe(), state.realtime.clone(), state.token.clone());
         let (lobby, lobby_store, lobby_arena) = (state.lobby.clone(), state.store.clone(), state.arena.clone());
+        let (lobby_metrics, publisher_metrics) = (state.metrics.clone(), state.metrics.clone());
         vec![
-            Box::new(move |stop: CancellationToken| Box::pin(lobby.run(lobby_store, lobby_arena, stop))),
+            Box::new(move |stop: CancellationToken| Box::pin(lobby.run(lobby_store, lobby_arena, lobby_metrics, stop))),
             Box::new(move |stop: CancellationToken| Box::pin(arena.run(store, frames, stop))),
-            Box::new(move |stop: CancellationToken| Box::pin(publisher::run(receiver, realtime, token, stop))),
+            Box::new(move |stop: CancellationToken| {
+                Box::pin(publisher::run(receiver, realtime, token, publisher_metrics, stop))
+            }),
         ]
     }
 }

@@ -72,7 +72,13 @@ impl Lobby {
     }
 
     /// Makes matches until `stop`.
-    pub async fn run(self: Arc<Self>, store: Arc<Store>, arena: Arc<Arena>, stop: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<Store>,
+        arena: Arc<Arena>,
+        metrics: Arc<crate::metrics::Metrics>,
+        stop: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -81,7 +87,10 @@ impl Lobby {
             for (mode, group) in self.take_groups() {
                 let players: Vec<Uuid> = group.iter().map(|(u, _)| *u).collect();
                 match store.from_queue(mode, &players, Utc::now()).await {
-                    Ok(m) => arena.start(&m),
+                    Ok(m) => {
+                        metrics.matches_made.inc();
+                        arena.start(&m);
+                    }
                     Err(e) => {
                         // Back in the queue, as they were: the next round tries again.
                         tracing::error!(error = %e, "a match from the queue was not created");

@@ -12,17 +12,20 @@ use kit::peer::{Credentials, PeerClient};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::arena::Published;
+use crate::arena::Broadcast;
+use crate::metrics::Metrics;
 
 /// Frames per request.
 const BATCH: usize = 1_000;
 
 pub async fn run(
-    mut frames: watch::Receiver<Arc<Vec<Published>>>,
+    mut frames: watch::Receiver<Arc<Broadcast>>,
     realtime: Arc<PeerClient>,
     token: Arc<ServiceToken>,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
+    let mut last_seq = 0;
     let mut last_warning: Option<Instant> = None;
     let mut warn = |what: &str| {
         // At most one warning every ten seconds: 30 failures a second would
@@ -37,7 +40,9 @@ pub async fn run(
             () = stop.cancelled() => return,
             changed = frames.changed() => if changed.is_err() { return },
         }
-        let batch = frames.borrow_and_update().clone();
+        let broadcast = frames.borrow_and_update().clone();
+        metrics.skipped_broadcasts.inc_by(broadcast.seq.saturating_sub(last_seq + 1));
+        last_seq = broadcast.seq;
         let bearer = match token.bearer().await {
             Ok(bearer) => bearer,
             Err(e) => {
@@ -46,7 +51,7 @@ pub async fn run(
             }
         };
         // Realtime takes up to 2,000 a request.
-        for chunk in batch.chunks(BATCH) {
+        for chunk in broadcast.frames.chunks(BATCH) {
             let body = serde_json::json!({ "publications": chunk });
             let path = "/v1/realtime/publish/live";
             match realtime.send(reqwest::Method::POST, path, Credentials::Bearer(&bearer), Some(&body)).await {
