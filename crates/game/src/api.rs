@@ -297,7 +297,7 @@ pub(super) async fn leave_match(
 /// (`game:<match>`): 204 for any signed-in user — players, and spectators,
 /// who only read (clients cannot publish on `game:` channels) — while the
 /// match exists; 404 otherwise.
-#[utoipa::path(get, path = "/v1/game/realtime/channels/{channel}", tag = "service", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/game/realtime/channels/{channel}", operation_id = "game_grant", tag = "service", security(("bearer" = [])),
     params(("channel" = String, Path, example = "game:01a23ce5-3f4f-7d4b-8ada-5bdc3de59327")),
     responses((status = 204, description = "May subscribe"),
         (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json")))]
@@ -339,7 +339,7 @@ fn data<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, G
 /// the player's token): `input` `{match_id, seq, key, pressed, tick?, ack?}`
 /// → `{applied, tick}`; `heartbeat` `{match_id}` → `{tick}`. The same checks
 /// and answers as the HTTP operations.
-#[utoipa::path(post, path = "/v1/game/rpc/{method}", tag = "service", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/game/rpc/{method}", operation_id = "game_rpc", tag = "service", security(("bearer" = [])),
     params(("method" = String, Path, example = "input")),
     request_body(content = Object, example = json!({"match_id": "01a23ce5-3f4f-7d4b-8ada-5bdc3de59327", "seq": 3, "key": "up", "pressed": true})),
     responses((status = 200, description = "The method's result", body = Object),
@@ -380,6 +380,7 @@ pub(super) async fn rpc(
 /// An invitation to a duel, sent to another user.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GameInvite)]
 pub struct Invite {
     /// Who is invited.
     pub to: Uuid,
@@ -423,7 +424,7 @@ impl InvitationView {
 
 /// Invites a user to a duel: a `game_invitation` card in the two users'
 /// direct conversation in chat, whose buttons accept or decline it here.
-#[utoipa::path(post, path = "/v1/game/invitations", tag = "invitations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/game/invitations", operation_id = "game_invite", tag = "invitations", security(("bearer" = [])),
     request_body(content = Invite, example = json!({"to": "01a23ce5-3f4f-7d4b-8ada-5bdc3de59327", "options": {"points_to_win": 5}})),
     responses((status = 201, body = InvitationView),
         (status = 403, description = "They do not take messages from the caller (a block)", body = Problem, content_type = "application/problem+json"),
@@ -447,7 +448,7 @@ pub(super) async fn invite(
 }
 
 /// The caller's pending invitations, sent and received.
-#[utoipa::path(get, path = "/v1/game/invitations", tag = "invitations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/game/invitations", operation_id = "game_invitations", tag = "invitations", security(("bearer" = [])),
     responses((status = 200, body = Vec<InvitationView>)))]
 pub(super) async fn invitations(
     State(state): State<AppState>,
@@ -460,7 +461,7 @@ pub(super) async fn invitations(
 /// Accepts an invitation (the invitee): the match is created with both
 /// players, live at once; both are told on their `user:` channels
 /// (`{"type": "match_ready", "match_id", "origin": "invitation"}`).
-#[utoipa::path(post, path = "/v1/game/invitations/{id}/accept", tag = "invitations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/game/invitations/{id}/accept", operation_id = "game_accept_invitation", tag = "invitations", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = MatchView),
         (status = 403, description = "Not the invited player", body = Problem, content_type = "application/problem+json"),
@@ -480,7 +481,7 @@ pub(super) async fn accept(
 }
 
 /// Declines an invitation (the invitee), or withdraws it (the inviter).
-#[utoipa::path(post, path = "/v1/game/invitations/{id}/decline", tag = "invitations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/game/invitations/{id}/decline", operation_id = "game_decline_invitation", tag = "invitations", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Declined or withdrawn"),
         (status = 403, description = "Not one of its two players", body = Problem, content_type = "application/problem+json"),

@@ -20,7 +20,16 @@ async fn every_metrics_endpoint_reports_the_process_and_the_bus_and_passes_promt
     let (mut running, _) = up(&dir, offset);
     let http = reqwest::Client::new();
     let mut failures = Vec::new();
-    for (service, port) in [("gateway", 8000), ("auth", 8001), ("users", 8002)] {
+    // (service, port, its own families, whether it has an outbox, whether it consumes with an inbox)
+    let services = [
+        ("gateway", 8000, &[][..], false, false),
+        ("auth", 8001, &[][..], true, true),
+        ("users", 8002, &[][..], true, true),
+        ("realtime", 8003, &["realtime_connections", "realtime_publications_total"][..], false, false),
+        ("chat", 8004, &[][..], true, true),
+        ("game", 8005, &["game_live_matches", "game_tick_lateness_seconds", "game_frames_total"][..], true, false),
+    ];
+    for (service, port, own, outbox, consumes) in services {
         let base = format!("http://127.0.0.1:{}", port + offset);
         // Some traffic first, so that every family has samples to check.
         for path in ["/healthz", "/readyz", "/openapi.json", "/no-such-path"] {
@@ -35,14 +44,17 @@ async fn every_metrics_endpoint_reports_the_process_and_the_bus_and_passes_promt
         assert!(value("process_resident_memory_bytes").is_some_and(|v| v > 1e6), "{service}: {text}");
         assert!(value("process_open_fds").is_some_and(|v| v > 3.0), "{service}: {text}");
         assert_eq!(value("service_ready"), Some(1.0), "{service} says it is ready: {text}");
-        if service != "gateway" {
-            // Services with a database report their bus tables, and those
-            // that consume, how far behind they are.
-            let mut families = vec!["bus_outbox_backlog", "bus_outbox_oldest_age_seconds", "bus_dead_letters"];
+        // Services with a database report their bus tables, and those that
+        // consume, how far behind they are.
+        let mut families = own.to_vec();
+        if outbox {
+            families.extend(["bus_outbox_backlog", "bus_outbox_oldest_age_seconds", "bus_dead_letters"]);
+        }
+        if consumes {
             families.push("bus_consumer_lag_seconds");
-            for family in families {
-                assert!(text.contains(&format!("# TYPE {family} ")), "{service} has no {family}: {text}");
-            }
+        }
+        for family in families {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{service} has no {family}: {text}");
         }
         let Some(promtool) = &promtool else { continue };
         let mut check = Command::new(promtool)
