@@ -8,6 +8,7 @@ per level.
 
 import json
 import os
+import re
 import sys
 import time
 import urllib.request
@@ -32,14 +33,16 @@ def metrics():
     text = urllib.request.urlopen(GAME + "/metrics", timeout=10).read().decode()
     values, buckets = {}, {}
     for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
+        # Game's own families (kit's histograms carry other labels).
+        if not line.startswith("game_"):
             continue
         name, value = line.rsplit(" ", 1)
-        if "_bucket{" in name:
-            base, le = name.split("_bucket{le=\"")
-            buckets.setdefault(base, []).append((float(le.rstrip("\"}")), float(value)))
+        base = name.split("{", 1)[0]
+        if base.endswith("_bucket"):
+            le = re.search(r'le="([^"]+)"', name).group(1)
+            buckets.setdefault(base[: -len("_bucket")], []).append((float(le), float(value)))
         else:
-            values[name] = float(value)
+            values[base] = float(value)
     return values, buckets
 
 
