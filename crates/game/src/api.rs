@@ -33,6 +33,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(send_input))
         .routes(routes!(heartbeat))
         .routes(routes!(leave_match))
+        .routes(routes!(rematch))
         .routes(routes!(queue, queue_status, leave_queue))
         .routes(routes!(invite, invitations))
         .routes(routes!(accept))
@@ -576,4 +577,38 @@ pub(super) async fn leave_queue(State(state): State<AppState>, caller: Caller) -
     } else {
         Err(GameError::not_found("you are not queued"))
     }
+}
+
+/// Who still has to ask for the rematch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RematchPending {
+    pub waiting_for: Vec<Uuid>,
+}
+
+/// Asks for a rematch of a finished match (a player of it). The others are
+/// told (`{"type": "rematch_asked", "match_id", "by"}` on their `user:`
+/// channel); when every player has asked, the new match is made — same
+/// seats, same options, live at once, `match_ready` to everyone — and the
+/// last asker gets it (201).
+#[utoipa::path(post, path = "/v1/game/matches/{id}/rematch", tag = "matches", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 201, description = "Everyone asked: the new match", body = MatchView),
+        (status = 202, description = "Asked; waiting for the others", body = RematchPending),
+        (status = 403, description = "The caller did not play this match", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not over yet, or the rematch was made already", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn rematch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<axum::response::Response, GameError> {
+    use axum::response::IntoResponse;
+    Ok(match state.store.rematch(id, caller.user_id, Utc::now()).await? {
+        crate::store::Rematch::Waiting(waiting_for) => {
+            (StatusCode::ACCEPTED, Json(RematchPending { waiting_for })).into_response()
+        }
+        crate::store::Rematch::Made(m) => {
+            state.arena.start(&m);
+            (StatusCode::CREATED, Json(MatchView::of(*m))).into_response()
+        }
+    })
 }

@@ -41,11 +41,13 @@ pub const MIGRATIONS: Migrations = Migrations {
         (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
         (2, "invitations", include_str!("../migrations/sqlite/0002_invitations.sql")),
         (3, "ratings", include_str!("../migrations/sqlite/0003_ratings.sql")),
+        (4, "rematches", include_str!("../migrations/sqlite/0004_rematches.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         (2, "invitations", include_str!("../migrations/postgres/0002_invitations.sql")),
         (3, "ratings", include_str!("../migrations/postgres/0003_ratings.sql")),
+        (4, "rematches", include_str!("../migrations/postgres/0004_rematches.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };

@@ -91,6 +91,15 @@ fn parse_mode(s: &str) -> Mode {
     if s == Mode::FourPlayers.as_str() { Mode::FourPlayers } else { Mode::Duel }
 }
 
+/// Where a rematch stands after a player asked for it.
+#[derive(Debug)]
+pub enum Rematch {
+    /// Waiting for these players to ask too.
+    Waiting(Vec<Uuid>),
+    /// Everyone asked: the new match, live.
+    Made(Box<Match>),
+}
+
 /// What joining did.
 #[derive(Debug)]
 pub enum Joined {
@@ -168,6 +177,58 @@ impl Store {
         let id = seat_all(&mut tx, players, mode, &Options::default(), "queue", now).await?;
         tx.commit().await?;
         self.get(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// A player of a finished match asks for a rematch; when every player
+    /// has, the new match is made (same seats, same options, live at once)
+    /// and everyone is told on their `user:` channel. One transaction, with
+    /// the old match's row locked, so that two last askers make one rematch.
+    pub async fn rematch(&self, id: Uuid, user: Uuid, now: DateTime<Utc>) -> Result<Rematch, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let status: Option<String> = with_tx!(&mut tx, conn => sqlx::query_scalar(
+            "UPDATE matches SET status = status WHERE id = $1 RETURNING status")
+            .bind(id).fetch_optional(conn).await)?;
+        let Some(status) = status else { return Err(StoreError::NotFound) };
+        let players = players_in(&mut tx, id).await?;
+        if !players.iter().any(|p| p.user_id == user) {
+            return Err(StoreError::Forbidden("you did not play this match"));
+        }
+        if status != "finished" {
+            return Err(StoreError::Refused("the match is not over"));
+        }
+        let made: Option<Uuid> = with_tx!(&mut tx, conn => sqlx::query_scalar(
+            "SELECT new_match_id FROM rematches WHERE match_id = $1").bind(id).fetch_optional(conn).await)?;
+        if made.is_some() {
+            return Err(StoreError::Refused("the rematch was made already"));
+        }
+        with_tx!(&mut tx, conn => sqlx::query(
+            "INSERT INTO rematch_requests (match_id, user_id, asked_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(id).bind(user).bind(now).execute(conn).await.map(|_| ()))?;
+        let asked: Vec<Uuid> = with_tx!(&mut tx, conn => sqlx::query_scalar(
+            "SELECT user_id FROM rematch_requests WHERE match_id = $1").bind(id).fetch_all(conn).await)?;
+        let waiting: Vec<Uuid> = players.iter().map(|p| p.user_id).filter(|u| !asked.contains(u)).collect();
+        if !waiting.is_empty() {
+            for other in &waiting {
+                tx.record(&contracts::realtime::Publication {
+                    channel: format!("user:{other}"),
+                    data: serde_json::json!({"type": "rematch_asked", "match_id": id, "by": user}),
+                    skip_users: Vec::new(),
+                    ephemeral: false,
+                })
+                .await?;
+            }
+            tx.commit().await?;
+            return Ok(Rematch::Waiting(waiting));
+        }
+        let (mode, options): (String, String) = with_tx!(&mut tx, conn => sqlx::query_as(
+            "SELECT mode, options FROM matches WHERE id = $1").bind(id).fetch_one(conn).await)?;
+        let options: Options = serde_json::from_str(&options).unwrap_or_default();
+        let seats: Vec<Uuid> = players.iter().map(|p| p.user_id).collect();
+        let new_id = seat_all(&mut tx, &seats, parse_mode(&mode), &options, "rematch", now).await?;
+        with_tx!(&mut tx, conn => sqlx::query("INSERT INTO rematches (match_id, new_match_id) VALUES ($1, $2)")
+            .bind(id).bind(new_id).execute(conn).await.map(|_| ()))?;
+        tx.commit().await?;
+        Ok(Rematch::Made(Box::new(self.get(new_id).await?.ok_or(StoreError::NotFound)?)))
     }
 
     /// A player's rating in a mode, when stats has given them one.

@@ -181,6 +181,21 @@ kit::backend_tests! {
         // Over is over.
         assert_problem(p.post(&path, &ada, json!({"seq": 3, "key": "up", "pressed": true})).await, 409, None).await;
         assert_problem(p.post(&format!("/v1/game/matches/{id}/join"), &p.user(), json!({})).await, 409, None).await;
+
+        // A rematch: made when both have asked, same seats and options.
+        let rematch = format!("/v1/game/matches/{id}/rematch");
+        let pending = p.json(p.post(&rematch, &ada, json!({})).await, 202).await;
+        assert_eq!(pending["waiting_for"], json!([bob.id]));
+        p.json(p.post(&rematch, &ada, json!({})).await, 202).await;
+        assert_problem(p.post(&rematch, &p.user(), json!({})).await, 403, None).await;
+        let again = p.json(p.post(&rematch, &bob, json!({})).await, 201).await;
+        assert_eq!((again["status"].as_str(), again["origin"].as_str()), (Some("live"), Some("rematch")));
+        assert_eq!(again["players"][0]["user_id"], ada.id.to_string());
+        assert_eq!(again["players"][1]["user_id"], bob.id.to_string());
+        assert_eq!(again["options"]["points_to_win"], 2);
+        assert_problem(p.post(&rematch, &bob, json!({})).await, 409, None).await;
+        let new_id = again["id"].as_str().unwrap();
+        assert_problem(p.post(&format!("/v1/game/matches/{new_id}/rematch"), &ada, json!({})).await, 409, None).await;
     }
 
     async fn bad_input_is_refused_and_the_match_is_untouched(db) {
