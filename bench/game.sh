@@ -8,10 +8,14 @@
 # due: the jitter players feel), time to step every match, the CPU and
 # resident memory of the whole `panal up` process, frames published and
 # broadcasts skipped; and the bytes a player's socket receives per second
-# (a frame as realtime pushes it, times 30).
+# (a frame as realtime pushes it, times 30). Then, with the last level's
+# matches still running, the input-to-broadcast latency: SAMPLES (200) key
+# presses over the socket's rpc, each timed to the first frame that shows it
+# (bench/game_input.py, the Centrifugo SDK for Python).
 source "$(dirname "$0")/lib.sh"
 LEVELS="${LEVELS:-100 250 500 1000}"
 WINDOW="${WINDOW:-10}"
+SAMPLES="${SAMPLES:-200}"
 
 build_release
 machine
@@ -23,3 +27,4 @@ trap stop_panal EXIT
 ADA=$(sign_in "ada-game@example.com")
 BOB=$(sign_in "bob-game@example.com")
 python3 "$ROOT/bench/game_matches.py" http://127.0.0.1:8000 http://127.0.0.1:8005 "$PANAL_PID" "$ADA" "$BOB" "$WINDOW" $LEVELS
+python3 "$ROOT/bench/game_input.py" ws://127.0.0.1:8000/v1/ws http://127.0.0.1:8000 "$ADA" "$BOB" "$SAMPLES"
