@@ -5,7 +5,8 @@
 # moves, so the serves go in and matches end and are topped up), then for
 # WINDOW (10) seconds the script reads game's /metrics and the process:
 # tick lateness p50/p99 (how late the clock stepped each tick after it was
-# due: the jitter players feel), time to step every match, the CPU and
+# due) and jitter (how far the time between two steps strays from the ticks
+# stepped), the time to step every match, the CPU and
 # resident memory of the whole `panal up` process, frames published and
 # broadcasts skipped; and the bytes a player's socket receives per second
 # (a frame as realtime pushes it, times 30). Then, with the last level's

@@ -100,12 +100,15 @@ for level in LEVELS:
     after, after_buckets = metrics()
     cpu1, t1 = cpu_seconds(), time.monotonic()
     lateness = ("game_tick_lateness_seconds", before_buckets, after_buckets)
+    jitter = ("game_tick_jitter_seconds", before_buckets, after_buckets)
     step = ("game_step_duration_seconds", before_buckets, after_buckets)
     out = {
         "matches": level,
         "live_at_end": int(after.get("game_live_matches", 0)),
         "tick_lateness_ms_p50": 1000 * quantile(lateness[1][lateness[0]], lateness[2][lateness[0]], 0.5),
         "tick_lateness_ms_p99": 1000 * quantile(lateness[1][lateness[0]], lateness[2][lateness[0]], 0.99),
+        "tick_jitter_ms_p50": 1000 * quantile(jitter[1][jitter[0]], jitter[2][jitter[0]], 0.5),
+        "tick_jitter_ms_p99": 1000 * quantile(jitter[1][jitter[0]], jitter[2][jitter[0]], 0.99),
         "step_ms_p50": 1000 * quantile(step[1][step[0]], step[2][step[0]], 0.5),
         "step_ms_p99": 1000 * quantile(step[1][step[0]], step[2][step[0]], 0.99),
         "frames_per_s": (after["game_frames_total"] - before["game_frames_total"]) / (t1 - t0),

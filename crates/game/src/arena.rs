@@ -239,6 +239,8 @@ impl Arena {
         let start = tokio::time::Instant::now();
         let mut done: u64 = 0;
         let mut broadcasts: u64 = 0;
+        // When the clock last stepped, and how late that was.
+        let mut last_lateness: Option<Duration> = None;
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -254,7 +256,14 @@ impl Arena {
             }
             // How long ago the latest due tick was due: the jitter.
             let due_at = period.saturating_mul(u32::try_from(due).unwrap_or(u32::MAX));
-            self.metrics.tick_lateness.observe(elapsed.saturating_sub(due_at).as_secs_f64());
+            let lateness = elapsed.saturating_sub(due_at);
+            self.metrics.tick_lateness.observe(lateness.as_secs_f64());
+            // Jitter: the change in lateness from one step to the next (the
+            // time between them minus the ticks' worth of period).
+            if let Some(last) = last_lateness {
+                self.metrics.tick_jitter.observe(lateness.abs_diff(last).as_secs_f64());
+            }
+            last_lateness = Some(lateness);
             let before = done;
             // Behind by more than the catch-up: the rest is dropped.
             done = due.max(done + ticks);

@@ -12,6 +12,9 @@ pub struct Metrics {
     pub live_matches: Gauge,
     /// From when a tick was due to when the clock stepped it.
     pub tick_lateness: Histogram,
+    /// How far the time between two wake-ups of the clock strays from the
+    /// ticks it stepped (jitter proper: a constant lateness is none).
+    pub tick_jitter: Histogram,
     /// Stepping every live match once (one wake-up of the clock).
     pub step_duration: Histogram,
     pub frames: Counter,
@@ -23,9 +26,11 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let buckets = [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.1];
+        let fine = [0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.008, 0.016];
         Self {
             live_matches: Gauge::default(),
-            tick_lateness: Histogram::new(buckets),
+            tick_lateness: Histogram::new(fine),
+            tick_jitter: Histogram::new(fine),
             step_duration: Histogram::new(buckets),
             frames: Counter::default(),
             skipped_broadcasts: Counter::default(),
@@ -41,6 +46,11 @@ impl Metrics {
             "game_tick_lateness_seconds",
             "How late the clock stepped each tick after it was due",
             self.tick_lateness.clone(),
+        );
+        registry.register(
+            "game_tick_jitter_seconds",
+            "How far the time between two steps of the clock strays from the ticks it stepped",
+            self.tick_jitter.clone(),
         );
         registry.register(
             "game_step_duration_seconds",
