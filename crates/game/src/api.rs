@@ -235,13 +235,26 @@ pub(super) async fn send_input(
     Path(id): Path<Uuid>,
     Json(body): Json<InputRequest>,
 ) -> Result<Json<InputApplied>, GameError> {
-    if body.seq == 0 {
+    let press = Press { seq: body.seq, key: body.key, pressed: body.pressed, tick: body.tick, ack: body.ack };
+    Ok(Json(apply_input(&state, caller.user_id, id, &press).await?))
+}
+
+/// A press or release for match `id`, from HTTP or the socket's rpc.
+async fn apply_input(state: &AppState, user: Uuid, id: Uuid, press: &Press) -> Result<InputApplied, GameError> {
+    if press.seq == 0 {
         return Err(FieldErrors::single("seq", "starts at 1").into());
     }
-    let press = Press { seq: body.seq, key: body.key, pressed: body.pressed, tick: body.tick, ack: body.ack };
-    match state.arena.input(id, caller.user_id, &press) {
-        Ok((applied, tick)) => Ok(Json(InputApplied { applied, tick })),
-        Err(e) => Err(not_live(&state, id, e).await),
+    match state.arena.input(id, user, press) {
+        Ok((applied, tick)) => Ok(InputApplied { applied, tick }),
+        Err(e) => Err(not_live(state, id, e).await),
+    }
+}
+
+/// A player of match `id` is still there, from HTTP or the socket's rpc.
+async fn beat(state: &AppState, user: Uuid, id: Uuid) -> Result<Heartbeat, GameError> {
+    match state.arena.heartbeat(id, user) {
+        Ok(tick) => Ok(Heartbeat { tick }),
+        Err(e) => Err(not_live(state, id, e).await),
     }
 }
 
@@ -271,10 +284,7 @@ pub(super) async fn heartbeat(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Heartbeat>, GameError> {
-    match state.arena.heartbeat(id, caller.user_id) {
-        Ok(tick) => Ok(Json(Heartbeat { tick })),
-        Err(e) => Err(not_live(&state, id, e).await),
-    }
+    Ok(Json(beat(&state, caller.user_id, id).await?))
 }
 
 /// Leaves a live match: a forfeit.
@@ -357,21 +367,12 @@ pub(super) async fn rpc(
     let result = match method.as_str() {
         "input" => {
             let r: InputRpc = data(body)?;
-            if r.seq == 0 {
-                return Err(FieldErrors::single("seq", "starts at 1").into());
-            }
             let press = Press { seq: r.seq, key: r.key, pressed: r.pressed, tick: r.tick, ack: r.ack };
-            match state.arena.input(r.match_id, caller.user_id, &press) {
-                Ok((applied, tick)) => serde_json::to_value(InputApplied { applied, tick }),
-                Err(e) => return Err(not_live(&state, r.match_id, e).await),
-            }
+            serde_json::to_value(apply_input(&state, caller.user_id, r.match_id, &press).await?)
         }
         "heartbeat" => {
             let r: HeartbeatRpc = data(body)?;
-            match state.arena.heartbeat(r.match_id, caller.user_id) {
-                Ok(tick) => serde_json::to_value(Heartbeat { tick }),
-                Err(e) => return Err(not_live(&state, r.match_id, e).await),
-            }
+            serde_json::to_value(beat(&state, caller.user_id, r.match_id).await?)
         }
         _ => return Err(GameError::from(Problem::not_found("no such method (input, heartbeat)"))),
     };

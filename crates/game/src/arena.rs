@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use contracts::game::{MatchFinished, MatchPlayer, PlayerResult};
+use contracts::game::{MatchFinished, PlayerResult};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -486,9 +486,4 @@ impl Live {
             finished_at,
         }
     }
-}
-
-/// The players of a stored match, as the events carry them.
-pub fn seated(m: &Match, user: Uuid) -> Option<&MatchPlayer> {
-    m.players.iter().find(|p| p.user_id == user)
 }

@@ -321,11 +321,8 @@ impl Store {
             snapshot,
             result,
         ) = row;
-        let players: Vec<(i32, Uuid, bool)> = with_db!(&self.db, pool => sqlx::query_as(
-            "SELECT seat, user_id, bot FROM match_players WHERE match_id = $1 ORDER BY seat")
-            .bind(id)
-            .fetch_all(pool)
-            .await)?;
+        let players: Vec<PlayerRow> =
+            with_db!(&self.db, pool => sqlx::query_as(PLAYERS_SQL).bind(id).fetch_all(pool).await)?;
         Ok(Match {
             id,
             mode: parse_mode(&mode),
@@ -337,10 +334,7 @@ impl Store {
             created_at,
             started_at,
             finished_at,
-            players: players
-                .into_iter()
-                .map(|(seat, user_id, bot)| MatchPlayer { user_id, seat: u8::try_from(seat).unwrap_or(0), bot })
-                .collect(),
+            players: players.into_iter().map(player).collect(),
             snapshot,
             result: result.and_then(|r| serde_json::from_str(&r).ok()),
         })
@@ -447,14 +441,16 @@ async fn add_player(
         .map(|_| ()))
 }
 
+/// A match's players in seat order, read in or out of a transaction.
+const PLAYERS_SQL: &str = "SELECT seat, user_id, bot FROM match_players WHERE match_id = $1 ORDER BY seat";
+
+type PlayerRow = (i32, Uuid, bool);
+
+fn player((seat, user_id, bot): PlayerRow) -> MatchPlayer {
+    MatchPlayer { user_id, seat: u8::try_from(seat).unwrap_or(0), bot }
+}
+
 async fn players_in(tx: &mut kit::db::Tx, id: Uuid) -> Result<Vec<MatchPlayer>, sqlx::Error> {
-    let rows: Vec<(i32, Uuid, bool)> = with_tx!(tx, conn => sqlx::query_as(
-        "SELECT seat, user_id, bot FROM match_players WHERE match_id = $1 ORDER BY seat")
-        .bind(id)
-        .fetch_all(conn)
-        .await)?;
-    Ok(rows
-        .into_iter()
-        .map(|(seat, user_id, bot)| MatchPlayer { user_id, seat: u8::try_from(seat).unwrap_or(0), bot })
-        .collect())
+    let rows: Vec<PlayerRow> = with_tx!(tx, conn => sqlx::query_as(PLAYERS_SQL).bind(id).fetch_all(conn).await)?;
+    Ok(rows.into_iter().map(player).collect())
 }
