@@ -12,8 +12,15 @@ use kit::peer::{Credentials, PeerClient};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::arena::Broadcast;
+use crate::arena::{Broadcast, Published};
 use crate::metrics::Metrics;
+
+/// `POST /v1/realtime/publish/live`'s body: the frames are raw JSON already,
+/// written into it as they are.
+#[derive(serde::Serialize)]
+struct LiveBatch<'a> {
+    publications: &'a [Published],
+}
 
 /// Frames per request.
 const BATCH: usize = 1_000;
@@ -52,7 +59,7 @@ pub async fn run(
         };
         // Realtime takes up to 2,000 a request.
         for chunk in broadcast.frames.chunks(BATCH) {
-            let body = serde_json::json!({ "publications": chunk });
+            let body = LiveBatch { publications: chunk };
             let path = "/v1/realtime/publish/live";
             match realtime.send(reqwest::Method::POST, path, Credentials::Bearer(&bearer), Some(&body)).await {
                 Ok(r) if r.status().is_success() => {}

@@ -90,17 +90,18 @@ impl PeerClient {
 
     /// `GET <base><path>`; retried within the budget on failure.
     pub async fn get(&self, path: &str, credentials: Credentials<'_>) -> Result<reqwest::Response, PeerError> {
-        self.send(reqwest::Method::GET, path, credentials, None).await
+        self.send(reqwest::Method::GET, path, credentials, None::<&()>).await
     }
 
-    /// `method <base><path>` with an optional JSON body. Only GET, HEAD,
-    /// PUT and DELETE are retried (the idempotent ones).
-    pub async fn send(
+    /// `method <base><path>` with an optional JSON body (anything
+    /// serializable: a body holding raw JSON is sent as it is, not parsed
+    /// again). Only GET, HEAD, PUT and DELETE are retried (the idempotent ones).
+    pub async fn send<B: serde::Serialize + ?Sized>(
         &self,
         method: reqwest::Method,
         path: &str,
         credentials: Credentials<'_>,
-        json: Option<&serde_json::Value>,
+        json: Option<&B>,
     ) -> Result<reqwest::Response, PeerError> {
         let idempotent = [reqwest::Method::GET, reqwest::Method::HEAD, reqwest::Method::PUT, reqwest::Method::DELETE]
             .contains(&method);
