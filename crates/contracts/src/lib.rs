@@ -15,6 +15,7 @@ pub mod chat;
 pub mod game;
 pub mod realtime;
 pub mod schema;
+pub mod stats;
 pub mod users;
 
 /// A typed event payload.
@@ -111,6 +112,7 @@ pub fn catalogue() -> Vec<EventInfo> {
         info::<chat::MessagePosted>(),
         info::<game::MatchStarted>(),
         info::<game::MatchFinished>(),
+        info::<stats::RatingChanged>(),
     ]
 }
 

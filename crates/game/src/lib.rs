@@ -147,6 +147,16 @@ impl kit::Service for GameService {
         api::router(state.clone())
     }
 
+    /// Ratings from stats, which matchmaking groups by.
+    fn handlers() -> kit::bus::Handlers {
+        kit::bus::Handlers::new().on::<contracts::stats::RatingChanged, _>(|tx, e, _| {
+            Box::pin(async move {
+                Store::set_rating(tx, e.user_id, &e.mode, e.rating, e.changed_at).await?;
+                Ok(())
+            })
+        })
+    }
+
     fn finish(mut server: kit::http::Server, state: &Arc<State>) -> anyhow::Result<kit::http::Server> {
         state.metrics.register(server.metrics_mut().registry_mut());
         Ok(server)

@@ -238,6 +238,21 @@ impl Store {
             .bind(user).bind(mode.as_str()).fetch_optional(pool).await)
     }
 
+    /// Keeps a player's rating from stats' `rating_changed`; an older
+    /// announcement arriving late does not overwrite a newer one.
+    pub async fn set_rating(
+        tx: &mut kit::db::Tx,
+        user: Uuid,
+        mode: &str,
+        rating: f64,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO ratings (user_id, mode, rating, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id, mode) DO UPDATE SET rating = $3, updated_at = $4 WHERE ratings.updated_at <= $4")
+            .bind(user).bind(mode).bind(rating).bind(at).execute(conn).await.map(|_| ()))
+    }
+
     /// Whether the user plays in a match that is live.
     pub async fn playing(&self, user: Uuid) -> Result<bool, sqlx::Error> {
         with_db!(&self.db, pool => sqlx::query_scalar(

@@ -83,6 +83,12 @@ pub enum ClientsCommand {
 }
 
 async fn auth_db(config: &mut Config, data_dir: Option<PathBuf>) -> anyhow::Result<Db> {
+    service_db(config, "auth", data_dir).await
+}
+
+/// A service's database for an operator command: PANAL_DATABASE_URL, or
+/// `<data_dir>/<service>.db` as `panal up` keeps it.
+pub(crate) async fn service_db(config: &mut Config, service: &str, data_dir: Option<PathBuf>) -> anyhow::Result<Db> {
     if let Some(dir) = data_dir {
         config.settings.data_dir = dir;
     }
@@ -91,10 +97,10 @@ async fn auth_db(config: &mut Config, data_dir: Option<PathBuf>) -> anyhow::Resu
         None => {
             std::fs::create_dir_all(&config.settings.data_dir)
                 .with_context(|| format!("creating {}", config.settings.data_dir.display()))?;
-            Db::sqlite_url(&config.settings.data_dir.join("auth.db"))
+            Db::sqlite_url(&config.settings.data_dir.join(format!("{service}.db")))
         }
     };
-    Db::connect(&url, &config.settings.db).await.context("opening auth's database")
+    Db::connect(&url, &config.settings.db).await.with_context(|| format!("opening {service}'s database"))
 }
 
 fn read_password() -> anyhow::Result<String> {

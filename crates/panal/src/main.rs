@@ -21,8 +21,15 @@ use tokio_util::sync::CancellationToken;
 /// The services this build of Panal mounts, in start order: the one list
 /// `up`, `serve`, `migrate`, `events` and `services` read. Adding a service
 /// to the binary is one line here.
-pub(crate) const SERVICES: &[&dyn Mount] =
-    &[&auth::Auth, &users::Users, &realtime::Realtime, &chat::Chat, &game::GameService, &gateway::Gateway];
+pub(crate) const SERVICES: &[&dyn Mount] = &[
+    &auth::Auth,
+    &users::Users,
+    &realtime::Realtime,
+    &chat::Chat,
+    &game::GameService,
+    &stats::StatsService,
+    &gateway::Gateway,
+];
 
 #[derive(Debug, Parser)]
 #[command(name = "panal", version, about = "Panal: a microservices backend in one binary", long_about = None)]
@@ -75,11 +82,29 @@ enum Command {
         #[command(subcommand)]
         command: authcli::AuthCommand,
     },
+    /// Stats' read models.
+    Stats {
+        #[command(subcommand)]
+        command: StatsCommand,
+    },
     /// Apply database migrations and exit, without serving.
     Migrate {
         /// Only this service (default: every implemented service with a database).
         #[arg(long)]
         service: Option<String>,
+        /// Where the SQLite files live, when PANAL_DATABASE_URL is not used.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StatsCommand {
+    /// Rebuild ratings, records, histories, charts and leaderboards from
+    /// the journal of finished matches, in one transaction (safe while stats
+    /// runs: matches arriving meanwhile wait for it). Ratings that come out
+    /// different are announced with `rating_changed`.
+    Rebuild {
         /// Where the SQLite files live, when PANAL_DATABASE_URL is not used.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -121,6 +146,7 @@ fn main() -> ExitCode {
             Command::Events { command } => events::run(config, command).await,
             Command::Admin { command } => authcli::admin(config, command).await,
             Command::Auth { command } => authcli::auth(config, command).await,
+            Command::Stats { command: StatsCommand::Rebuild { data_dir } } => stats_rebuild(config, data_dir).await,
             Command::Services => Ok(()),
         }
     });
@@ -345,6 +371,23 @@ async fn serve(config: Config, service: &str, port: Option<u16>) -> anyhow::Resu
     tracing::info!(service, "shutting down");
     shutdown.cancel();
     task.await??;
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn stats_rebuild(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let db = authcli::service_db(&mut config, "stats", data_dir).await?;
+    kit::service::migrate(implemented("stats")?, &db).await.context("migrating stats")?;
+    let started = Instant::now();
+    let rebuilt = stats::rebuild(&db).await?;
+    db.close().await;
+    println!(
+        "stats rebuilt from {} matches in {} ms: {} player lines, {} ratings changed",
+        rebuilt.matches,
+        started.elapsed().as_millis(),
+        rebuilt.lines,
+        rebuilt.changed
+    );
     Ok(())
 }
 

@@ -319,13 +319,27 @@ kit::backend_tests! {
     async fn the_queue_pairs_close_ratings_at_once_and_far_ones_as_the_window_widens(db) {
         let p = Platform::start(db, PATIENT).await;
         let (ada, bob, cy, dee) = (p.user(), p.user(), p.user(), p.user());
-        // Ratings as stats will give them: Ada and Bob have none (1500), Cy
-        // and Dee are 300 apart and far above them.
-        for (user, rating) in [(&cy, 1800.0), (&dee, 2100.0)] {
-            kit::with_db!(write &p.db, pool => sqlx::query(
-                "INSERT INTO ratings (user_id, mode, rating, updated_at) VALUES ($1, 'duel', $2, $3)")
-                .bind(user.id).bind(rating).bind(chrono::Utc::now()).execute(pool).await.map(|_| ())).unwrap();
+        // Ratings as stats announces them: Ada and Bob have none (1500), Cy
+        // and Dee are 300 apart and far above them. A late, older
+        // announcement for Dee does not overwrite the newer one.
+        let now = chrono::Utc::now();
+        for (user, rating, at) in [(&cy, 1800.0, now), (&dee, 2100.0, now), (&dee, 1500.0, now - chrono::Duration::minutes(5))] {
+            p.ctx.publish(&contracts::stats::RatingChanged {
+                user_id: user.id, mode: "duel".to_owned(), rating, deviation: 80.0, rated_matches: 30,
+                match_id: Some(Uuid::now_v7()), changed_at: at,
+            }).await;
         }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let applied: i64 = kit::with_db!(&p.db, pool => sqlx::query_scalar(
+                "SELECT count(*) FROM inbox").fetch_one(pool).await).unwrap();
+            if applied >= 3 { break; }
+            assert!(std::time::Instant::now() < deadline, "game applies stats' ratings");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let dees: f64 = kit::with_db!(&p.db, pool => sqlx::query_scalar(
+            "SELECT rating FROM ratings WHERE user_id = $1").bind(dee.id).fetch_one(pool).await).unwrap();
+        assert_eq!(dees, 2100.0);
         let mut started = p.ctx.watch::<MatchStarted>().await;
         for user in [&ada, &bob, &cy, &dee] {
             let queued = p.json(p.post("/v1/game/queue", user, json!({"mode": "duel"})).await, 202).await;

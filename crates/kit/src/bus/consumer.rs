@@ -66,6 +66,19 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// What a handler returns (inside its `anyhow::Error`) for an event that
+/// can never be applied — it contradicts itself — so that it goes to the
+/// dead letters at once instead of being retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejected(pub String);
+
+/// A handler's error as the consumer treats it: [`Rejected`] dead-letters
+/// at once, anything else is retried.
+fn failure(e: anyhow::Error) -> Failure {
+    if e.is::<Rejected>() { Failure::Reject(e) } else { Failure::Retry(e) }
+}
+
 /// The handlers of one consumer, by event type.
 #[derive(Default, Clone)]
 pub struct Handlers {
@@ -97,7 +110,7 @@ impl Handlers {
             Box::pin(async move {
                 let event = E::deserialize(&envelope.data)
                     .map_err(|e| Failure::Reject(anyhow::anyhow!("the payload is not a valid {}: {e}", E::TYPE)))?;
-                f(tx, event, meta).await.map_err(Failure::Retry)
+                f(tx, event, meta).await.map_err(failure)
             })
         });
         self.by_type.insert(E::TYPE.to_owned(), handler);
@@ -116,7 +129,7 @@ impl Handlers {
         let f = Arc::new(f);
         let handler: HandlerFn = Arc::new(move |tx, envelope, meta| {
             let f = f.clone();
-            Box::pin(async move { f(tx, envelope, meta).await.map_err(Failure::Retry) })
+            Box::pin(async move { f(tx, envelope, meta).await.map_err(failure) })
         });
         self.by_type.insert(kind.into(), handler);
         self

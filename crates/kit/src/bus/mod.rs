@@ -39,7 +39,7 @@ use contracts::Envelope;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
-pub use consumer::{Consumer, ConsumerSettings, EventMeta, Handlers, Outcome, Replay, Tx};
+pub use consumer::{Consumer, ConsumerSettings, EventMeta, Handlers, Outcome, Rejected, Replay, Tx};
 pub use follow::follow;
 pub use relay::{OutboxSignal, Relay};
 

@@ -233,9 +233,15 @@ async fn every_api_document_is_valid_and_complete() {
     let mut problems = Vec::new();
     let mut files = Vec::new();
     let mut docs = std::collections::BTreeMap::new();
-    for (name, port) in
-        [("merged", 8000), ("auth", 8001), ("users", 8002), ("realtime", 8003), ("chat", 8004), ("game", 8005)]
-    {
+    for (name, port) in [
+        ("merged", 8000),
+        ("auth", 8001),
+        ("users", 8002),
+        ("realtime", 8003),
+        ("chat", 8004),
+        ("game", 8005),
+        ("stats", 8007),
+    ] {
         let url = format!("http://127.0.0.1:{}/openapi.json", port + offset);
         let doc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         assert_eq!(doc["openapi"], "3.1.0", "{name}");

@@ -171,7 +171,9 @@ async fn chat_through_the_gateway_with_the_python_sdk() {
 /// (the service client `panal up` registered for it), players and a
 /// spectator receive them at 30 Hz through the gateway's socket, inputs and
 /// heartbeats go over the socket's rpc, the spectator may only watch, and
-/// the last frame and the stored result name the same winner.
+/// the last frame and the stored result name the same winner; stats rates
+/// the match, game's queue follows the new rating, and `panal stats
+/// rebuild` afterwards changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_through_the_gateway_with_the_python_sdk() {
     if std::env::var("PANAL_TEST_PYTHON_CLIENTS").is_err() {
@@ -191,6 +193,15 @@ async fn a_match_through_the_gateway_with_the_python_sdk() {
     }
     client_script("game.py", args).await;
     assert!(terminate(&mut running).success());
+    // Stats' numbers from the match the clients played rebuild the same.
+    let out = panal().args(["stats", "rebuild", "--data-dir"]).arg(&dir).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    // (the played match, and the invitation's, which its players left)
+    assert!(
+        said.starts_with("stats rebuilt from 2 matches") && said.contains(": 2 player lines, 0 ratings changed"),
+        "{said}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

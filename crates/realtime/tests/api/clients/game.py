@@ -103,6 +103,27 @@ async def a_match_is_played_over_the_socket():
     await wait_until(lambda: request(GATEWAY, "GET", f"/v1/game/matches/{match}", EVE_TOKEN)[1]["status"] == "finished", "stored as finished")
     status, over = request(GATEWAY, "GET", f"/v1/game/matches/{match}", EVE_TOKEN)
     check(over["result"]["winner"] == winner, f"the stored result agrees with the last frame: {over['result']}")
+
+    # Stats hears of it (game's match_finished): both players rated, the
+    # winner first on the leaderboard; game's matchmaking follows the new
+    # rating (stats' rating_changed).
+    loser = BOB if winner == ADA else ADA
+    winner_token = ADA_TOKEN if winner == ADA else BOB_TOKEN
+    await wait_until(lambda: request(GATEWAY, "GET", f"/v1/stats/players/{loser}", EVE_TOKEN)[0] == 200, "stats has the result")
+    status, theirs = request(GATEWAY, "GET", f"/v1/stats/players/{winner}", EVE_TOKEN)
+    line = theirs["modes"][0]
+    check(status == 200 and line["wins"] == 1 and line["rating"] > 1500 and line["rank"] == 1, f"the winner's stats: {theirs}")
+    status, board = request(GATEWAY, "GET", "/v1/stats/leaderboards/duel", EVE_TOKEN)
+    check([i["user_id"] for i in board["items"]] == [winner, loser], f"the leaderboard: {board}")
+    status, history = request(GATEWAY, "GET", f"/v1/stats/players/{loser}/matches", EVE_TOKEN)
+    check(history["items"][0]["match_id"] == match and history["items"][0]["won"] is False, f"the loser's history: {history}")
+
+    def queued_at_new_rating():
+        status, queued = request(GATEWAY, "POST", "/v1/game/queue", winner_token, {"mode": "duel"})
+        request(GATEWAY, "DELETE", "/v1/game/queue", winner_token)
+        return status == 202 and abs(queued["rating"] - line["rating"]) < 1e-6
+
+    await wait_until(queued_at_new_rating, "game queues the winner at stats' rating")
     for client in (ada, bob, eve):
         await client.disconnect()
 
