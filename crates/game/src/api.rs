@@ -18,11 +18,12 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::arena::InputError;
 use crate::arena::{Frame, Press};
 use crate::domain::{Key, Mode, Options};
 use crate::error::GameError;
 use crate::invitations::{Answer, Invitation};
-use crate::store::{Joined, Match, Status};
+use crate::store::{Joined, Match, Runner, Status};
 
 pub(crate) fn router(state: AppState) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -171,7 +172,7 @@ pub(super) async fn join_match(
     let m = match state.store.join(id, caller.user_id, Utc::now()).await? {
         Joined::Seated(m) => m,
         Joined::Started(m) => {
-            state.arena.start(&m);
+            crate::leases::run_here(&state.store, &state.arena, &m).await?;
             m
         }
     };
@@ -182,14 +183,21 @@ pub(super) async fn join_match(
 #[utoipa::path(get, path = "/v1/game/matches/{id}/state", tag = "play", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = Frame),
         (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The match is not live (waiting for players, or over: see its result)", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The match is not live (waiting for players, or over: see its result)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The match is moving between game processes (its owner stopped); retry in a moment", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn match_state(
     State(state): State<AppState>,
     _caller: Caller,
+    via: Via,
     Path(id): Path<Uuid>,
-) -> Result<Json<Frame>, GameError> {
+) -> Result<axum::response::Response, GameError> {
+    use axum::response::IntoResponse;
     if let Some(frame) = state.arena.frame(id) {
-        return Ok(Json(Frame::clone(&frame)));
+        return Ok(Json(Frame::clone(&frame)).into_response());
+    }
+    // Run by another game process: its frame, as it answered.
+    if let Some(frame) = on_owner(&state, &via, reqwest::Method::GET, id, "state", None).await? {
+        return Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], frame).into_response());
     }
     stored(&state, id).await?;
     Err(GameError::conflict("the match is not live"))
@@ -213,7 +221,7 @@ pub struct InputRequest {
     pub ack: Option<u64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InputApplied {
     /// False for a duplicate, an older input, or a player out.
     pub applied: bool,
@@ -228,34 +236,124 @@ pub struct InputApplied {
         (status = 403, description = "The caller is not a player in this match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A sequence number of 0", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "A sequence number of 0", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The match is moving between game processes (its owner stopped); retry in a moment", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn send_input(
     State(state): State<AppState>,
     caller: Caller,
+    via: Via,
     Path(id): Path<Uuid>,
     Json(body): Json<InputRequest>,
 ) -> Result<Json<InputApplied>, GameError> {
     let press = Press { seq: body.seq, key: body.key, pressed: body.pressed, tick: body.tick, ack: body.ack };
-    Ok(Json(apply_input(&state, caller.user_id, id, &press).await?))
+    Ok(Json(apply_input(&state, &via, caller.user_id, id, &press).await?))
 }
 
 /// A press or release for match `id`, from HTTP or the socket's rpc.
-async fn apply_input(state: &AppState, user: Uuid, id: Uuid, press: &Press) -> Result<InputApplied, GameError> {
+async fn apply_input(
+    state: &AppState,
+    via: &Via,
+    user: Uuid,
+    id: Uuid,
+    press: &Press,
+) -> Result<InputApplied, GameError> {
     if press.seq == 0 {
         return Err(FieldErrors::single("seq", "starts at 1").into());
     }
     match state.arena.input(id, user, press) {
         Ok((applied, tick)) => Ok(InputApplied { applied, tick }),
+        Err(InputError::NotLive) => {
+            let body = serde_json::json!({"seq": press.seq, "key": press.key, "pressed": press.pressed,
+                "tick": press.tick, "ack": press.ack});
+            match on_owner(state, via, reqwest::Method::POST, id, "inputs", Some(body)).await? {
+                Some(answer) => serde_json::from_slice(&answer).map_err(GameError::internal),
+                None => Err(not_live(state, id, InputError::NotLive).await),
+            }
+        }
         Err(e) => Err(not_live(state, id, e).await),
     }
 }
 
 /// A player of match `id` is still there, from HTTP or the socket's rpc.
-async fn beat(state: &AppState, user: Uuid, id: Uuid) -> Result<Heartbeat, GameError> {
+async fn beat(state: &AppState, via: &Via, user: Uuid, id: Uuid) -> Result<Heartbeat, GameError> {
     match state.arena.heartbeat(id, user) {
         Ok(tick) => Ok(Heartbeat { tick }),
+        Err(InputError::NotLive) => match on_owner(state, via, reqwest::Method::POST, id, "heartbeat", None).await? {
+            Some(answer) => serde_json::from_slice(&answer).map_err(GameError::internal),
+            None => Err(not_live(state, id, InputError::NotLive).await),
+        },
         Err(e) => Err(not_live(state, id, e).await),
     }
+}
+
+/// The header a game process marks a forwarded request with, so that the
+/// receiver never forwards it again.
+const FORWARDED: &str = "x-panal-game-forwarded";
+
+/// How a request reached this process: the caller's credentials (to
+/// forward it to the process that runs the match) and whether another game
+/// process forwarded it here.
+pub(crate) struct Via {
+    authorization: Option<axum::http::HeaderValue>,
+    forwarded: bool,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Via {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Via {
+            authorization: parts.headers.get(axum::http::header::AUTHORIZATION).cloned(),
+            forwarded: parts.headers.contains_key(FORWARDED),
+        })
+    }
+}
+
+/// A live match this process does not run: its request goes to the process
+/// that does (`/v1/game/matches/{id}/{action}` there, with the
+/// caller's own token), whose successful answer's body is returned. `None`
+/// when the match is not live (the caller answers as for any such match);
+/// 503 while the match is between owners (its owner died and its lease has
+/// not run out, or this request was forwarded already).
+async fn on_owner(
+    state: &AppState,
+    via: &Via,
+    method: reqwest::Method,
+    id: Uuid,
+    action: &str,
+    body: Option<serde_json::Value>,
+) -> Result<Option<bytes::Bytes>, GameError> {
+    let between =
+        || GameError::from(Problem::unavailable("the match is moving between game processes; retry in a moment", 1));
+    let url = match state.store.runner(id, Utc::now()).await? {
+        None => return Ok(None),
+        Some(Runner::At(url)) if !via.forwarded => url,
+        Some(_) => return Err(between()),
+    };
+    let mut request =
+        state.forward.request(method, format!("{url}/v1/game/matches/{id}/{action}")).header(FORWARDED, "1");
+    if let Some(auth) = &via.authorization {
+        request = request.header(axum::http::header::AUTHORIZATION, auth.clone());
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.map_err(|e| {
+        tracing::warn!(error = %e, match_id = %id, owner = %url, "the owner of a match did not answer");
+        between()
+    })?;
+    let status = response.status();
+    let answer = response.bytes().await.map_err(|_| between())?;
+    if status.is_success() {
+        return Ok(Some(answer));
+    }
+    // The owner's refusal, passed on as it said it.
+    let detail = serde_json::from_slice::<serde_json::Value>(&answer)
+        .ok()
+        .and_then(|v| v["detail"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    Err(Problem::new(status).with_detail(detail).into())
 }
 
 /// The error for a match this process does not run: 404 when it does not
@@ -267,7 +365,7 @@ async fn not_live(state: &AppState, id: Uuid, e: crate::arena::InputError) -> Ga
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Heartbeat {
     pub tick: u64,
 }
@@ -278,13 +376,15 @@ pub struct Heartbeat {
     responses((status = 200, body = Heartbeat),
         (status = 403, description = "The caller is not a player in this match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The match is moving between game processes (its owner stopped); retry in a moment", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
+    via: Via,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Heartbeat>, GameError> {
-    Ok(Json(beat(&state, caller.user_id, id).await?))
+    Ok(Json(beat(&state, &via, caller.user_id, id).await?))
 }
 
 /// Leaves a live match: a forfeit.
@@ -292,14 +392,20 @@ pub(super) async fn heartbeat(
     responses((status = 204, description = "Out of the match"),
         (status = 403, description = "The caller is not a player in this match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such match", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The match is moving between game processes (its owner stopped); retry in a moment", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn leave_match(
     State(state): State<AppState>,
     caller: Caller,
+    via: Via,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, GameError> {
     match state.arena.leave(id, caller.user_id) {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(InputError::NotLive) => match on_owner(&state, &via, reqwest::Method::POST, id, "leave", None).await? {
+            Some(_) => Ok(StatusCode::NO_CONTENT),
+            None => Err(not_live(&state, id, InputError::NotLive).await),
+        },
         Err(e) => Err(not_live(&state, id, e).await),
     }
 }
@@ -357,10 +463,12 @@ fn data<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, G
         (status = 403, description = "Not a player in this match", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such method or match", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The match is not live", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed data", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "Malformed data", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The match is moving between game processes (its owner stopped); retry in a moment", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn rpc(
     State(state): State<AppState>,
     caller: Caller,
+    via: Via,
     Path(method): Path<String>,
     Json(body): Json<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>, GameError> {
@@ -368,11 +476,11 @@ pub(super) async fn rpc(
         "input" => {
             let r: InputRpc = data(body)?;
             let press = Press { seq: r.seq, key: r.key, pressed: r.pressed, tick: r.tick, ack: r.ack };
-            serde_json::to_value(apply_input(&state, caller.user_id, r.match_id, &press).await?)
+            serde_json::to_value(apply_input(&state, &via, caller.user_id, r.match_id, &press).await?)
         }
         "heartbeat" => {
             let r: HeartbeatRpc = data(body)?;
-            serde_json::to_value(beat(&state, caller.user_id, r.match_id).await?)
+            serde_json::to_value(beat(&state, &via, caller.user_id, r.match_id).await?)
         }
         _ => return Err(GameError::from(Problem::not_found("no such method (input, heartbeat)"))),
     };
@@ -478,7 +586,7 @@ pub(super) async fn accept(
     let match_id =
         answered.map_err(invitation_error)?.ok_or_else(|| GameError::internal(anyhow::anyhow!("no match")))?;
     let m = stored(&state, match_id).await?;
-    state.arena.start(&m);
+    crate::leases::run_here(&state.store, &state.arena, &m).await?;
     Ok(Json(MatchView::of(m)))
 }
 
@@ -608,7 +716,7 @@ pub(super) async fn rematch(
             (StatusCode::ACCEPTED, Json(RematchPending { waiting_for })).into_response()
         }
         crate::store::Rematch::Made(m) => {
-            state.arena.start(&m);
+            crate::leases::run_here(&state.store, &state.arena, &m).await?;
             (StatusCode::CREATED, Json(MatchView::of(*m))).into_response()
         }
     })

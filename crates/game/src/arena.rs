@@ -182,6 +182,35 @@ impl Arena {
         self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(m.id, live);
     }
 
+    /// Whether this process runs match `id`.
+    pub fn runs(&self, id: Uuid) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The matches this process runs.
+    pub fn ids(&self) -> Vec<Uuid> {
+        self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys().copied().collect()
+    }
+
+    /// Stops running a match without finishing it: its lease was lost, and
+    /// another process runs it now.
+    pub fn drop_match(&self, id: Uuid) {
+        self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+    }
+
+    /// Every running match's state as a snapshot, for a handover at shutdown.
+    pub fn snapshots(&self) -> Vec<(Uuid, String)> {
+        let matches: Vec<_> =
+            self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        matches
+            .iter()
+            .filter_map(|live| {
+                let live = lock(live);
+                serde_json::to_string(&live.game).ok().map(|json| (live.id, json))
+            })
+            .collect()
+    }
+
     /// The latest frame of a match this process runs.
     pub fn frame(&self, id: Uuid) -> Option<Arc<Frame>> {
         self.get(id).and_then(|l| lock(&l).frame.clone())

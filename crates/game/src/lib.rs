@@ -16,6 +16,7 @@ pub mod cards;
 pub mod domain;
 pub mod error;
 pub mod invitations;
+pub mod leases;
 pub mod lobby;
 pub mod matchmaking;
 pub mod metrics;
@@ -42,12 +43,14 @@ pub const MIGRATIONS: Migrations = Migrations {
         (2, "invitations", include_str!("../migrations/sqlite/0002_invitations.sql")),
         (3, "ratings", include_str!("../migrations/sqlite/0003_ratings.sql")),
         (4, "rematches", include_str!("../migrations/sqlite/0004_rematches.sql")),
+        (5, "leases", include_str!("../migrations/sqlite/0005_leases.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         (2, "invitations", include_str!("../migrations/postgres/0002_invitations.sql")),
         (3, "ratings", include_str!("../migrations/postgres/0003_ratings.sql")),
         (4, "rematches", include_str!("../migrations/postgres/0004_rematches.sql")),
+        (5, "leases", include_str!("../migrations/postgres/0005_leases.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
@@ -63,11 +66,24 @@ pub struct Settings {
     pub reconnect_grace_secs: u64,
     /// Live matches this process runs at most; more are refused (503).
     pub max_live_matches: usize,
+    /// How long a process's hold on a live match lasts unrenewed: when a
+    /// game process dies, another takes its matches over after at most this.
+    pub lease_secs: u64,
+    /// Where the other game processes reach this one, to forward players'
+    /// inputs for the matches it runs (e.g. `http://10.0.0.5:8005`). Needed
+    /// only when several game processes share a database.
+    pub advertise_url: Option<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { absent_after_ms: 5_000, reconnect_grace_secs: 30, max_live_matches: 2_000 }
+        Self {
+            absent_after_ms: 5_000,
+            reconnect_grace_secs: 30,
+            max_live_matches: 2_000,
+            lease_secs: 5,
+            advertise_url: None,
+        }
     }
 }
 
@@ -84,6 +100,8 @@ pub struct State {
     pub(crate) lobby: Arc<lobby::Lobby>,
     pub(crate) chat: kit::peer::PeerClient,
     pub(crate) token: Arc<kit::credentials::ServiceToken>,
+    /// Inputs for matches another game process runs go to it with this.
+    pub(crate) forward: reqwest::Client,
 }
 
 pub(crate) type AppState = Arc<State>;
@@ -100,15 +118,27 @@ impl kit::Service for GameService {
     type State = State;
 
     fn validate(s: &Settings) -> anyhow::Result<()> {
-        if s.absent_after_ms == 0 || s.max_live_matches == 0 {
-            anyhow::bail!("invalid configuration: game's absent_after_ms and max_live_matches must be above 0");
+        if s.absent_after_ms == 0 || s.max_live_matches == 0 || s.lease_secs == 0 {
+            anyhow::bail!(
+                "invalid configuration: game's absent_after_ms, max_live_matches and lease_secs must be above 0"
+            );
+        }
+        if let Some(url) = &s.advertise_url
+            && reqwest::Url::parse(url).is_err()
+        {
+            anyhow::bail!("invalid configuration: game.advertise_url {url:?} is not a URL");
         }
         Ok(())
     }
 
     async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
         let settings = setup.settings.clone();
-        let store = Arc::new(Store::new(setup.db()?));
+        let owner = store::Owner {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            url: settings.advertise_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
+            lease: Duration::from_secs(settings.lease_secs),
+        };
+        let store = Arc::new(Store::new(setup.db()?, owner));
         let invitations = invitations::Invitations::new(setup.db()?);
         let chat = kit::peer::PeerClient::new("chat", setup.ctx.service_url("chat")?, Duration::from_secs(5))?;
         let metrics = Arc::new(metrics::Metrics::default());
@@ -116,12 +146,9 @@ impl kit::Service for GameService {
             absent_after: Duration::from_millis(settings.absent_after_ms),
             reconnect_grace: Duration::from_secs(settings.reconnect_grace_secs),
         };
+        // Live matches a previous run (or a process that died) left are
+        // taken over by the lease worker, from their last snapshot.
         let arena = Arc::new(Arena::new(timing, metrics.clone()));
-        // Live matches a previous run left: resumed from their last
-        // snapshot, paused until their players are back.
-        for m in store.live().await? {
-            arena.start(&m);
-        }
         let realtime = Arc::new(kit::peer::PeerClient::new(
             "realtime",
             setup.ctx.service_url("realtime")?,
@@ -140,6 +167,7 @@ impl kit::Service for GameService {
             lobby,
             chat,
             token: setup.service_token()?,
+            forward: reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?,
         })
     }
 
@@ -167,7 +195,10 @@ impl kit::Service for GameService {
         let (receiver, realtime, token) = (state.frames.subscribe(), state.realtime.clone(), state.token.clone());
         let (lobby, lobby_store, lobby_arena) = (state.lobby.clone(), state.store.clone(), state.arena.clone());
         let (lobby_metrics, publisher_metrics) = (state.metrics.clone(), state.metrics.clone());
+        let (lease_store, lease_arena, max_live) =
+            (state.store.clone(), state.arena.clone(), state.settings.max_live_matches);
         vec![
+            Box::new(move |stop: CancellationToken| Box::pin(leases::run(lease_store, lease_arena, max_live, stop))),
             Box::new(move |stop: CancellationToken| Box::pin(lobby.run(lobby_store, lobby_arena, lobby_metrics, stop))),
             Box::new(move |stop: CancellationToken| Box::pin(arena.run(store, frames, stop))),
             Box::new(move |stop: CancellationToken| {

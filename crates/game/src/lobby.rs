@@ -89,7 +89,10 @@ impl Lobby {
                 match store.from_queue(mode, &players, Utc::now()).await {
                     Ok(m) => {
                         metrics.matches_made.inc();
-                        arena.start(&m);
+                        if let Err(e) = crate::leases::run_here(&store, &arena, &m).await {
+                            // Live without an owner: a lease sweep takes it over.
+                            tracing::warn!(error = %e, match_id = %m.id, "a match from the queue was not claimed");
+                        }
                     }
                     Err(e) => {
                         // Back in the queue, as they were: the next round tries again.

@@ -109,13 +109,107 @@ pub enum Joined {
     Started(Match),
 }
 
+/// A match's status, owner, owner's URL and lease end.
+type LeaseRow = (String, Option<String>, Option<String>, Option<DateTime<Utc>>);
+
+/// This process, as the owner of the live matches it runs.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Fresh at every start.
+    pub id: String,
+    /// Where other game processes reach this one (`game.advertise_url`).
+    pub url: Option<String>,
+    /// How long a lease holds unrenewed.
+    pub lease: std::time::Duration,
+}
+
+/// Who runs a live match, as another process sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runner {
+    /// This process.
+    Me,
+    /// Another process, reachable at this URL.
+    At(String),
+    /// Nobody right now (its owner died and nobody took it over yet, or
+    /// the owner gave no URL): try again shortly.
+    Nobody,
+}
+
 pub struct Store {
     db: Db,
+    owner: Owner,
 }
 
 impl Store {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, owner: Owner) -> Self {
+        Self { db, owner }
+    }
+
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.owner.lease).unwrap_or(chrono::Duration::seconds(5))
+    }
+
+    /// Takes a live match's lease when nobody holds it (or it ran out):
+    /// true when this process now runs it.
+    pub async fn claim(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE matches SET owner = $2, owner_url = $3, lease_until = $4
+             WHERE id = $1 AND status = 'live' AND (owner IS NULL OR owner = $2 OR lease_until < $5)")
+            .bind(id).bind(&self.owner.id).bind(&self.owner.url).bind(self.lease_until(now)).bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Takes over up to `limit` live matches nobody holds a lease on; their
+    /// ids. The outer condition is checked again on each row as it is
+    /// updated, so two processes sweeping at once never both get a match.
+    pub async fn claim_orphans(&self, limit: usize, now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        with_db!(write &self.db, pool => sqlx::query_scalar(
+            "UPDATE matches SET owner = $1, owner_url = $2, lease_until = $3
+             WHERE status = 'live' AND (owner IS NULL OR lease_until < $4)
+               AND id IN (SELECT id FROM matches WHERE status = 'live' AND (owner IS NULL OR lease_until < $4) LIMIT $5)
+             RETURNING id")
+            .bind(&self.owner.id).bind(&self.owner.url).bind(self.lease_until(now)).bind(now)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(pool).await)
+    }
+
+    /// Renews this process's leases; the live matches it still holds.
+    pub async fn renew(&self, now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query_scalar(
+            "UPDATE matches SET lease_until = $2 WHERE owner = $1 AND status = 'live' RETURNING id")
+            .bind(&self.owner.id).bind(self.lease_until(now)).fetch_all(pool).await)
+    }
+
+    /// Gives up this process's leases (at shutdown, after the last
+    /// snapshots): another process takes the matches over at once.
+    pub async fn release(&self) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE matches SET owner = NULL, owner_url = NULL, lease_until = NULL WHERE owner = $1 AND status = 'live'")
+            .bind(&self.owner.id).execute(pool).await.map(|_| ()))
+    }
+
+    /// Who runs live match `id`; `None` when it is not live.
+    pub async fn runner(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Runner>, sqlx::Error> {
+        let row: Option<LeaseRow> = with_db!(&self.db, pool => sqlx::query_as(
+                "SELECT status, owner, owner_url, lease_until FROM matches WHERE id = $1")
+                .bind(id).fetch_optional(pool).await)?;
+        let Some((status, owner, url, until)) = row else { return Ok(None) };
+        if status != "live" {
+            return Ok(None);
+        }
+        Ok(Some(match (owner, url, until) {
+            (Some(o), _, _) if o == self.owner.id => Runner::Me,
+            (Some(_), Some(url), Some(until)) if until >= now => Runner::At(url),
+            _ => Runner::Nobody,
+        }))
     }
 
     /// Creates a match with its creator in seat 0.
@@ -261,22 +355,25 @@ impl Store {
             .bind(user).fetch_one(pool).await)
     }
 
-    /// Keeps the simulation's state of a live match.
+    /// Keeps the simulation's state of a live match — only while this
+    /// process holds its lease (a process that lost it writes nothing).
     pub async fn snapshot(&self, id: Uuid, snapshot: &str) -> Result<(), sqlx::Error> {
         with_db!(write &self.db, pool => sqlx::query(
-            "UPDATE matches SET snapshot = $2 WHERE id = $1 AND status = 'live'")
-            .bind(id).bind(snapshot).execute(pool).await.map(|_| ()))
+            "UPDATE matches SET snapshot = $2 WHERE id = $1 AND status = 'live' AND owner = $3")
+            .bind(id).bind(snapshot).bind(&self.owner.id).execute(pool).await.map(|_| ()))
     }
 
     /// Ends a live match with its result, recorded with `match_finished`.
-    /// False when it was not live (finished already).
+    /// False when it was not live (finished already) or this process no
+    /// longer holds its lease.
     pub async fn finish(&self, result: &MatchFinished) -> Result<bool, sqlx::Error> {
         let json = serde_json::to_string(result).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let mut tx = self.db.begin().await?;
         let n = with_tx!(&mut tx, conn => sqlx::query(
-            "UPDATE matches SET status = 'finished', finished_at = $2, result = $3, snapshot = NULL
-             WHERE id = $1 AND status = 'live'")
-            .bind(result.match_id).bind(result.finished_at).bind(&json)
+            "UPDATE matches SET status = 'finished', finished_at = $2, result = $3, snapshot = NULL,
+                 owner = NULL, owner_url = NULL, lease_until = NULL
+             WHERE id = $1 AND status = 'live' AND owner = $4")
+            .bind(result.match_id).bind(result.finished_at).bind(&json).bind(&self.owner.id)
             .execute(conn).await.map(|r| r.rows_affected()))?;
         if n == 0 {
             tx.rollback().await?;
@@ -314,11 +411,6 @@ impl Store {
             out.push(self.hydrate(row).await?);
         }
         Ok(out)
-    }
-
-    /// Every live match, to resume after a restart.
-    pub async fn live(&self) -> Result<Vec<Match>, sqlx::Error> {
-        self.list(Status::Live, None, i64::MAX).await
     }
 
     async fn hydrate(&self, row: MatchRow) -> Result<Match, sqlx::Error> {

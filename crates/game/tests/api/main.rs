@@ -96,6 +96,19 @@ impl Platform {
         self.json(self.get(&format!("/v1/game/matches/{id}/state"), user).await, 200).await
     }
 
+    /// The state of a match once a process runs it again (503 meanwhile).
+    async fn resumed(&self, id: Uuid, user: &User) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.get(&format!("/v1/game/matches/{id}/state"), user).await;
+            if r.status() != 503 {
+                return self.json(r, 200).await;
+            }
+            assert!(std::time::Instant::now() < deadline, "nobody took the match over");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn heartbeat(&self, id: Uuid, user: &User) -> reqwest::Response {
         self.post(&format!("/v1/game/matches/{id}/heartbeat"), user, json!({})).await
     }
@@ -387,8 +400,9 @@ kit::backend_tests! {
         // Give the snapshot a moment to land, then the process dies.
         tokio::time::sleep(Duration::from_millis(300)).await;
         p.restart().await;
-        // The match is back, paused until its players return, score intact.
-        let resumed = p.state(id, &ada).await;
+        // The match is back (503 until the new process has claimed it),
+        // paused until its players return, score intact.
+        let resumed = p.resumed(id, &ada).await;
         assert_eq!(resumed["paused"], true);
         let after = score(&resumed);
         assert!(after.iter().sum::<u64>() >= before.iter().sum::<u64>(), "{before:?} → {after:?}");
