@@ -214,8 +214,14 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `service` on 127.0.0.1 port 0.
     pub async fn spawn(service: Server, settings: HttpSettings) -> Self {
-        crate::install_crypto();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        Self::spawn_on(listener, service, settings).await
+    }
+
+    /// Serves `service` on a listener bound beforehand: for a service that
+    /// must be told its own address (game's `advertise_url`).
+    pub async fn spawn_on(listener: tokio::net::TcpListener, service: Server, settings: HttpSettings) -> Self {
+        crate::install_crypto();
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();

@@ -96,6 +96,13 @@ impl Platform {
         self.json(self.get(&format!("/v1/game/matches/{id}/state"), user).await, 200).await
     }
 
+    /// Where the process that runs a live match says it answers.
+    async fn owner_url(&self, id: Uuid) -> Option<String> {
+        kit::with_db!(&self.db, pool => sqlx::query_scalar("SELECT owner_url FROM matches WHERE id = $1")
+            .bind(id).fetch_one(pool).await)
+        .unwrap()
+    }
+
     /// The state of a match once a process runs it again (503 meanwhile).
     async fn resumed(&self, id: Uuid, user: &User) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -408,5 +415,106 @@ kit::backend_tests! {
         assert!(after.iter().sum::<u64>() >= before.iter().sum::<u64>(), "{before:?} → {after:?}");
         assert!(after.iter().sum::<u64>() >= 1);
         p.until(id, &[&ada, &bob], Duration::from_secs(5), |s| s["paused"] == false).await;
+    }
+
+    async fn a_second_process_forwards_to_the_owner_and_takes_over_when_it_dies(db) {
+        // Process A: the test's; its lease is a second, so it takes over fast.
+        let p = Platform::start(db, "[game]\nabsent_after_ms = 60000\nlease_secs = 1\n").await;
+        let (ada, bob) = (p.user(), p.user());
+        // Process B: the same database, in a runtime of its own, so that it
+        // can die as a killed process does — every task gone at once, no
+        // handover, no last snapshot, its leases left to run out.
+        let doomed = Doomed::start(&p, "[game]\nabsent_after_ms = 60000\nlease_secs = 1\n");
+        // B makes the match live, so B runs it.
+        let created = p.json(p.http.post(format!("{}/v1/game/matches", doomed.url)).bearer_auth(&ada.token)
+            .json(&json!({"mode": "duel", "options": {"points_to_win": 11}})).send().await.unwrap(), 201).await;
+        let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+        p.json(p.http.post(format!("{}/v1/game/matches/{id}/join", doomed.url)).bearer_auth(&bob.token)
+            .json(&json!({})).send().await.unwrap(), 200).await;
+
+        assert_eq!(p.owner_url(id).await.as_deref(), Some(doomed.url.as_str()));
+        // Players talk to A: state, inputs and heartbeats reach B through it.
+        let pressed = p.json(p.post(&format!("/v1/game/matches/{id}/inputs"), &ada,
+            json!({"seq": 1, "key": "up", "pressed": true})).await, 200).await;
+        assert_eq!(pressed["applied"], true);
+        let moved = p.until(id, &[&ada, &bob], Duration::from_secs(5), |s| s["paddles"][0]["last_seq"] == 1).await;
+        assert_eq!(moved["paddles"][0]["moving"], -1);
+        // Play on (through A) until a goal: B snapshots it.
+        let scored = p.until(id, &[&ada, &bob], Duration::from_secs(60), |s| {
+            s["paddles"].as_array().unwrap().iter().any(|p| p["conceded"].as_u64().unwrap() > 0)
+        }).await;
+        let score = |s: &Value| s["paddles"].as_array().unwrap().iter().map(|p| p["conceded"].as_u64().unwrap()).collect::<Vec<_>>();
+        let before = score(&scored);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        doomed.kill();
+        // A takes it over once B's lease has run out (503 meanwhile), paused,
+        // the score intact; then play resumes under A.
+        let resumed = p.resumed(id, &ada).await;
+        assert_eq!(resumed["paused"], true);
+        let after = score(&resumed);
+        assert!(after.iter().sum::<u64>() >= before.iter().sum::<u64>(), "{before:?} → {after:?}");
+        assert_eq!(p.owner_url(id).await, None, "A runs it (A advertises no URL)");
+        p.until(id, &[&ada, &bob], Duration::from_secs(5), |s| s["paused"] == false).await;
+        // Never two owners: a process that lost the lease writes nothing.
+        let stale = game::store::Store::new(p.db.clone(), game::store::Owner {
+            id: "a-process-that-lost-its-lease".to_owned(), url: None, lease: Duration::from_secs(1),
+        });
+        stale.snapshot(id, "{}").await.unwrap();
+        let result = contracts::game::MatchFinished {
+            match_id: id, mode: "duel".to_owned(), origin: "open".to_owned(), winner: ada.id, players: Vec::new(),
+            forfeit: false, duration_ms: 1, started_at: chrono::Utc::now(), finished_at: chrono::Utc::now(),
+        };
+        assert!(!stale.finish(&result).await.unwrap());
+        let still = p.json(p.get(&format!("/v1/game/matches/{id}"), &ada).await, 200).await;
+        assert_eq!(still["status"], "live", "{still}");
+    }
+}
+
+/// A game process in a runtime of its own, killed by dropping the runtime.
+struct Doomed {
+    runtime: Option<tokio::runtime::Runtime>,
+    url: String,
+}
+
+impl Doomed {
+    fn start(p: &Platform, extra: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (ctx, db_url) = (p.ctx.ctx.clone(), p._db.url.clone());
+        let extra = extra.to_owned();
+        let handle = runtime.handle().clone();
+        let url = std::thread::spawn(move || {
+            handle.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let url = format!("http://{}", listener.local_addr().unwrap());
+                let clients = "[clients.game]\nid = \"game-test\"\nsecret = \"unused\"\n";
+                let config = kit::config::Config::from_toml(&format!(
+                    "[bus]\nbackoff_base_ms = 20\n{clients}{extra}advertise_url = \"{url}\"\n"
+                ))
+                .unwrap();
+                let ctx = kit::Context { config, ..ctx };
+                let db = Db::connect(&db_url, &ctx.config.settings.db).await.unwrap();
+                let game = kit::testing::server::<game::GameService>(&ctx, Some(db)).await;
+                // Served until the runtime dies.
+                std::mem::forget(TestServer::spawn_on(listener, game, HttpSettings::default()).await);
+                url
+            })
+        })
+        .join()
+        .unwrap();
+        Self { runtime: Some(runtime), url }
+    }
+
+    fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Doomed {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
