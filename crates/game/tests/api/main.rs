@@ -96,6 +96,11 @@ impl Platform {
         self.json(self.get(&format!("/v1/game/matches/{id}/state"), user).await, 200).await
     }
 
+    /// Plays (keeping `players` present) until someone concedes; the state then.
+    async fn first_goal(&self, id: Uuid, players: &[&User]) -> Value {
+        self.until(id, players, Duration::from_secs(60), |s| score(s).iter().any(|&c| c > 0)).await
+    }
+
     /// Where the process that runs a live match says it answers.
     async fn owner_url(&self, id: Uuid) -> Option<String> {
         kit::with_db!(&self.db, pool => sqlx::query_scalar("SELECT owner_url FROM matches WHERE id = $1")
@@ -141,6 +146,11 @@ impl Platform {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Goals conceded per seat.
+fn score(state: &Value) -> Vec<u64> {
+    state["paddles"].as_array().unwrap().iter().map(|p| p["conceded"].as_u64().unwrap()).collect()
 }
 
 const PATIENT: &str = "[game]\nabsent_after_ms = 60000\n";
@@ -399,11 +409,7 @@ kit::backend_tests! {
         let (ada, bob) = (p.user(), p.user());
         let id = p.match_of("duel", json!({"points_to_win": 11}), &[&ada, &bob]).await;
         // Play until the first goal: the snapshot is written then.
-        let scored = p.until(id, &[&ada, &bob], Duration::from_secs(60), |s| {
-            s["paddles"].as_array().unwrap().iter().any(|p| p["conceded"].as_u64().unwrap() > 0)
-        }).await;
-        let score = |s: &Value| s["paddles"].as_array().unwrap().iter().map(|p| p["conceded"].as_u64().unwrap()).collect::<Vec<_>>();
-        let before = score(&scored);
+        let before = score(&p.first_goal(id, &[&ada, &bob]).await);
         // Give the snapshot a moment to land, then the process dies.
         tokio::time::sleep(Duration::from_millis(300)).await;
         p.restart().await;
@@ -440,11 +446,7 @@ kit::backend_tests! {
         let moved = p.until(id, &[&ada, &bob], Duration::from_secs(5), |s| s["paddles"][0]["last_seq"] == 1).await;
         assert_eq!(moved["paddles"][0]["moving"], -1);
         // Play on (through A) until a goal: B snapshots it.
-        let scored = p.until(id, &[&ada, &bob], Duration::from_secs(60), |s| {
-            s["paddles"].as_array().unwrap().iter().any(|p| p["conceded"].as_u64().unwrap() > 0)
-        }).await;
-        let score = |s: &Value| s["paddles"].as_array().unwrap().iter().map(|p| p["conceded"].as_u64().unwrap()).collect::<Vec<_>>();
-        let before = score(&scored);
+        let before = score(&p.first_goal(id, &[&ada, &bob]).await);
         tokio::time::sleep(Duration::from_millis(300)).await;
         doomed.kill();
         // A takes it over once B's lease has run out (503 meanwhile), paused,
