@@ -634,8 +634,8 @@ pub struct QueueView {
     pub window: f64,
 }
 
-fn queue_view(entry: crate::lobby::Entry) -> QueueView {
-    let waited = entry.since.elapsed();
+fn queue_view(entry: &crate::store::Queued) -> QueueView {
+    let waited = crate::lobby::waited(entry);
     QueueView {
         mode: entry.mode,
         rating: entry.rating,
@@ -660,11 +660,11 @@ pub(super) async fn queue(
         return Err(GameError::conflict("you are playing a live match"));
     }
     let rating = state.store.rating(caller.user_id, body.mode).await?.unwrap_or(crate::matchmaking::DEFAULT_RATING);
-    if !state.lobby.join(caller.user_id, body.mode, rating) {
+    if !state.store.enqueue(caller.user_id, body.mode, rating, Utc::now()).await? {
         return Err(GameError::conflict("you are queued already"));
     }
-    let entry = state.lobby.entry(caller.user_id).ok_or_else(|| GameError::conflict("matched already"))?;
-    Ok((StatusCode::ACCEPTED, Json(queue_view(entry))))
+    let entry = state.store.queued(caller.user_id).await?.ok_or_else(|| GameError::conflict("matched already"))?;
+    Ok((StatusCode::ACCEPTED, Json(queue_view(&entry))))
 }
 
 /// The caller's place in the queue.
@@ -672,8 +672,8 @@ pub(super) async fn queue(
     responses((status = 200, body = QueueView),
         (status = 404, description = "Not queued (never, or matched: see match_ready)", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn queue_status(State(state): State<AppState>, caller: Caller) -> Result<Json<QueueView>, GameError> {
-    let entry = state.lobby.entry(caller.user_id).ok_or_else(|| GameError::not_found("you are not queued"))?;
-    Ok(Json(queue_view(entry)))
+    let entry = state.store.queued(caller.user_id).await?.ok_or_else(|| GameError::not_found("you are not queued"))?;
+    Ok(Json(queue_view(&entry)))
 }
 
 /// Leaves the queue.
@@ -681,7 +681,7 @@ pub(super) async fn queue_status(State(state): State<AppState>, caller: Caller) 
     responses((status = 204, description = "Out of the queue"),
         (status = 404, description = "Not queued", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn leave_queue(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, GameError> {
-    if state.lobby.leave(caller.user_id) {
+    if state.store.dequeue(caller.user_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(GameError::not_found("you are not queued"))

@@ -44,6 +44,7 @@ pub const MIGRATIONS: Migrations = Migrations {
         (3, "ratings", include_str!("../migrations/sqlite/0003_ratings.sql")),
         (4, "rematches", include_str!("../migrations/sqlite/0004_rematches.sql")),
         (5, "leases", include_str!("../migrations/sqlite/0005_leases.sql")),
+        (6, "queue", include_str!("../migrations/sqlite/0006_queue.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -51,6 +52,7 @@ pub const MIGRATIONS: Migrations = Migrations {
         (3, "ratings", include_str!("../migrations/postgres/0003_ratings.sql")),
         (4, "rematches", include_str!("../migrations/postgres/0004_rematches.sql")),
         (5, "leases", include_str!("../migrations/postgres/0005_leases.sql")),
+        (6, "queue", include_str!("../migrations/postgres/0006_queue.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
@@ -97,7 +99,6 @@ pub struct State {
     metrics: Arc<metrics::Metrics>,
     realtime: Arc<kit::peer::PeerClient>,
     pub(crate) invitations: invitations::Invitations,
-    pub(crate) lobby: Arc<lobby::Lobby>,
     pub(crate) chat: kit::peer::PeerClient,
     pub(crate) token: Arc<kit::credentials::ServiceToken>,
     /// Inputs for matches another game process runs go to it with this.
@@ -155,7 +156,6 @@ impl kit::Service for GameService {
             Duration::from_secs(2),
         )?);
         let (frames, _) = tokio::sync::watch::channel(Arc::new(arena::Broadcast::default()));
-        let lobby = Arc::new(lobby::Lobby::default());
         Ok(State {
             store,
             arena,
@@ -164,7 +164,6 @@ impl kit::Service for GameService {
             metrics,
             realtime,
             invitations,
-            lobby,
             chat,
             token: setup.service_token()?,
             forward: reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?,
@@ -193,13 +192,15 @@ impl kit::Service for GameService {
     fn workers(state: &Arc<State>) -> Vec<Worker> {
         let (arena, store, frames) = (state.arena.clone(), state.store.clone(), state.frames.clone());
         let (receiver, realtime, token) = (state.frames.subscribe(), state.realtime.clone(), state.token.clone());
-        let (lobby, lobby_store, lobby_arena) = (state.lobby.clone(), state.store.clone(), state.arena.clone());
+        let (lobby_store, lobby_arena) = (state.store.clone(), state.arena.clone());
         let (lobby_metrics, publisher_metrics) = (state.metrics.clone(), state.metrics.clone());
         let (lease_store, lease_arena, max_live) =
             (state.store.clone(), state.arena.clone(), state.settings.max_live_matches);
         vec![
             Box::new(move |stop: CancellationToken| Box::pin(leases::run(lease_store, lease_arena, max_live, stop))),
-            Box::new(move |stop: CancellationToken| Box::pin(lobby.run(lobby_store, lobby_arena, lobby_metrics, stop))),
+            Box::new(move |stop: CancellationToken| {
+                Box::pin(lobby::run(lobby_store, lobby_arena, lobby_metrics, stop))
+            }),
             Box::new(move |stop: CancellationToken| Box::pin(arena.run(store, frames, stop))),
             Box::new(move |stop: CancellationToken| {
                 Box::pin(publisher::run(receiver, realtime, token, publisher_metrics, stop))

@@ -1,109 +1,75 @@
-//! The players waiting in the matchmaking queue of this process, and the
-//! worker that makes matches of them four times a second (the grouping
-//! rule is [`crate::matchmaking`]). The queue lives in memory: `panal up`
-//! runs one game process; several game processes would need it shared
-//! (Redis), which is not built yet.
+//! The matchmaker: four times a second, the game process that holds the
+//! `matchmaker` lease groups the players waiting in the queue (the table
+//! every game process shares, so a player may queue through any of them)
+//! and makes a live match of each group (the grouping rule is
+//! [`crate::matchmaking`]). Only one process matches at a time, so no
+//! player is put in two matches; if it dies, another takes the lease over
+//! when it runs out.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::arena::Arena;
 use crate::domain::Mode;
 use crate::matchmaking::{self, Waiting};
-use crate::store::Store;
+use crate::store::{Queued, Store};
 
-#[derive(Debug, Clone, Copy)]
-pub struct Entry {
-    pub mode: Mode,
-    pub rating: f64,
-    pub since: Instant,
+/// The job's name in `singletons`.
+const JOB: &str = "matchmaker";
+
+/// How long a player has waited.
+pub fn waited(entry: &Queued) -> Duration {
+    (Utc::now() - entry.since).to_std().unwrap_or_default()
 }
 
-#[derive(Default)]
-pub struct Lobby {
-    waiting: Mutex<HashMap<Uuid, Entry>>,
-}
-
-impl Lobby {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
-        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Queues a player; false when they are queued already.
-    pub fn join(&self, user: Uuid, mode: Mode, rating: f64) -> bool {
-        let mut waiting = self.lock();
-        if waiting.contains_key(&user) {
-            return false;
+/// Makes matches until `stop`; then lets go of the job.
+pub async fn run(store: Arc<Store>, arena: Arc<Arena>, metrics: Arc<crate::metrics::Metrics>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
-        waiting.insert(user, Entry { mode, rating, since: Instant::now() });
-        true
-    }
-
-    pub fn leave(&self, user: Uuid) -> bool {
-        self.lock().remove(&user).is_some()
-    }
-
-    pub fn entry(&self, user: Uuid) -> Option<Entry> {
-        self.lock().get(&user).copied()
-    }
-
-    /// Takes the groups that can play now out of the queue.
-    fn take_groups(&self) -> Vec<(Mode, Vec<(Uuid, Entry)>)> {
-        let mut waiting = self.lock();
-        let now = Instant::now();
-        let mut made = Vec::new();
+        match store.hold(JOB, Utc::now()).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "the matchmaker's lease could not be taken");
+                continue;
+            }
+        }
+        let queue = match store.queue().await {
+            Ok(queue) => queue,
+            Err(e) => {
+                tracing::warn!(error = %e, "the queue could not be read");
+                continue;
+            }
+        };
         for mode in [Mode::Duel, Mode::FourPlayers] {
-            let candidates: Vec<Waiting> = waiting
+            let candidates: Vec<Waiting> = queue
                 .iter()
-                .filter(|(_, e)| e.mode == mode)
-                .map(|(&user, e)| Waiting { user, rating: e.rating, waited: now.duration_since(e.since) })
+                .filter(|e| e.mode == mode)
+                .map(|e| Waiting { user: e.user, rating: e.rating, waited: waited(e) })
                 .collect();
             for group in matchmaking::groups(&candidates, mode.seats()) {
-                let taken = group.into_iter().filter_map(|u| waiting.remove(&u).map(|e| (u, e))).collect();
-                made.push((mode, taken));
-            }
-        }
-        made
-    }
-
-    /// Makes matches until `stop`.
-    pub async fn run(
-        self: Arc<Self>,
-        store: Arc<Store>,
-        arena: Arc<Arena>,
-        metrics: Arc<crate::metrics::Metrics>,
-        stop: CancellationToken,
-    ) {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_millis(250)) => {}
-            }
-            for (mode, group) in self.take_groups() {
-                let players: Vec<Uuid> = group.iter().map(|(u, _)| *u).collect();
-                match store.from_queue(mode, &players, Utc::now()).await {
-                    Ok(m) => {
+                match store.from_queue(mode, &group, Utc::now()).await {
+                    Ok(Some(m)) => {
                         metrics.matches_made.inc();
                         if let Err(e) = crate::leases::run_here(&store, &arena, &m).await {
                             // Live without an owner: a lease sweep takes it over.
                             tracing::warn!(error = %e, match_id = %m.id, "a match from the queue was not claimed");
                         }
                     }
-                    Err(e) => {
-                        // Back in the queue, as they were: the next round tries again.
-                        tracing::error!(error = %e, "a match from the queue was not created");
-                        let mut waiting = self.lock();
-                        for (user, entry) in group {
-                            waiting.entry(user).or_insert(entry);
-                        }
-                    }
+                    // One of them left meanwhile: the others wait for the next round.
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = ?e, "a match from the queue was not created"),
                 }
             }
         }
+    }
+    if let Err(e) = store.let_go(JOB).await {
+        tracing::warn!(error = %e, "the matchmaker's lease was not released; it runs out by itself");
     }
 }

@@ -123,6 +123,21 @@ pub struct Owner {
     pub lease: std::time::Duration,
 }
 
+/// A player waiting in the queue.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub user: Uuid,
+    pub mode: Mode,
+    pub rating: f64,
+    pub since: DateTime<Utc>,
+}
+
+impl From<(Uuid, String, f64, DateTime<Utc>)> for Queued {
+    fn from((user, mode, rating, since): (Uuid, String, f64, DateTime<Utc>)) -> Self {
+        Self { user, mode: parse_mode(&mode), rating, since }
+    }
+}
+
 /// Who runs a live match, as another process sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Runner {
@@ -265,12 +280,74 @@ impl Store {
         Ok(if full { Joined::Started(m) } else { Joined::Seated(m) })
     }
 
-    /// A group from the queue: a live match with default options.
-    pub async fn from_queue(&self, mode: Mode, players: &[Uuid], now: DateTime<Utc>) -> Result<Match, StoreError> {
+    /// A group from the queue: out of the queue and into a live match with
+    /// default options, in one transaction. `None` when one of them left
+    /// the queue meanwhile (nothing changes; the others stay queued).
+    pub async fn from_queue(
+        &self,
+        mode: Mode,
+        players: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Match>, StoreError> {
         let mut tx = self.db.begin().await?;
+        for user in players {
+            let taken = with_tx!(&mut tx, conn => sqlx::query("DELETE FROM queue WHERE user_id = $1 AND mode = $2")
+                .bind(user).bind(mode.as_str()).execute(conn).await.map(|r| r.rows_affected()))?;
+            if taken == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
         let id = seat_all(&mut tx, players, mode, &Options::default(), "queue", now).await?;
         tx.commit().await?;
-        self.get(id).await?.ok_or(StoreError::NotFound)
+        self.get(id).await.map_err(StoreError::from)
+    }
+
+    /// Queues a player; false when they are queued already.
+    pub async fn enqueue(&self, user: Uuid, mode: Mode, rating: f64, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO queue (user_id, mode, rating, since) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING")
+            .bind(user).bind(mode.as_str()).bind(rating).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Takes a player out of the queue; false when they were not in it.
+    pub async fn dequeue(&self, user: Uuid) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query("DELETE FROM queue WHERE user_id = $1")
+            .bind(user).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// A player's place in the queue.
+    pub async fn queued(&self, user: Uuid) -> Result<Option<Queued>, sqlx::Error> {
+        let row: Option<(Uuid, String, f64, DateTime<Utc>)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT user_id, mode, rating, since FROM queue WHERE user_id = $1").bind(user).fetch_optional(pool).await)?;
+        Ok(row.map(Queued::from))
+    }
+
+    /// Everyone queued.
+    pub async fn queue(&self) -> Result<Vec<Queued>, sqlx::Error> {
+        let rows: Vec<(Uuid, String, f64, DateTime<Utc>)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT user_id, mode, rating, since FROM queue").fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(Queued::from).collect())
+    }
+
+    /// Takes or renews the lease on a job one process does at a time
+    /// (`matchmaker`): true when this process holds it now.
+    pub async fn hold(&self, job: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE singletons SET owner = $2, lease_until = $3
+             WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_until < $4)")
+            .bind(job).bind(&self.owner.id).bind(self.lease_until(now)).bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Lets go of a job's lease (at shutdown).
+    pub async fn let_go(&self, job: &str) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE singletons SET owner = NULL, lease_until = NULL WHERE name = $1 AND owner = $2")
+            .bind(job).bind(&self.owner.id).execute(pool).await.map(|_| ()))
     }
 
     /// A player of a finished match asks for a rematch; when every player

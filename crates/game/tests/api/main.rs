@@ -470,6 +470,27 @@ kit::backend_tests! {
         let still = p.json(p.get(&format!("/v1/game/matches/{id}"), &ada).await, 200).await;
         assert_eq!(still["status"], "live", "{still}");
     }
+
+    async fn players_queued_through_two_processes_are_matched_by_one_matchmaker(db) {
+        let p = Platform::start(db, PATIENT).await;
+        let other = Doomed::start(&p, PATIENT);
+        let (ada, bob) = (p.user(), p.user());
+        let mut started = p.ctx.watch::<MatchStarted>().await;
+        p.json(p.post("/v1/game/queue", &ada, json!({"mode": "duel"})).await, 202).await;
+        let through_other = p.http.post(format!("{}/v1/game/queue", other.url)).bearer_auth(&bob.token)
+            .json(&json!({"mode": "duel"})).send().await.unwrap();
+        p.json(through_other, 202).await;
+        // One queue: Bob is queued as far as either process knows.
+        assert_problem(p.post("/v1/game/queue", &bob, json!({"mode": "duel"})).await, 409, None).await;
+        let (_, m) = started.next().await;
+        let mut seated: Vec<Uuid> = m.players.iter().map(|p| p.user_id).collect();
+        seated.sort();
+        let mut expected = vec![ada.id, bob.id];
+        expected.sort();
+        assert_eq!(seated, expected);
+        assert_problem(p.get("/v1/game/queue", &bob).await, 404, None).await;
+        other.kill();
+    }
 }
 
 /// A game process in a runtime of its own, killed by dropping the runtime.
