@@ -8,6 +8,8 @@
 //!
 //! - the rules, as a pure deterministic simulation: [`domain`]
 //! - the live matches and the clock: [`arena`]
+//! - which process runs which live match, takeover and handover: [`leases`];
+//!   the shared queue's matchmaker: [`lobby`]
 //! - where a request lands: [`api`]; the SQL: [`store`]
 
 pub mod api;
