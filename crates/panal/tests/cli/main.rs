@@ -5,6 +5,7 @@
 mod bus;
 mod contracts;
 mod docs;
+mod game;
 mod logs;
 mod observability;
 mod realtime;
@@ -33,7 +34,7 @@ pub(crate) fn temp_dir() -> PathBuf {
 
 /// A port offset under which every service's port (8000 to 8016 in the
 /// catalog, offset) is free: `panal up` binds each service it mounts.
-fn free_offset() -> u16 {
+pub(crate) fn free_offset() -> u16 {
     for _ in 0..50 {
         let probe = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
@@ -74,7 +75,7 @@ impl Drop for Running {
     }
 }
 
-fn terminate(running: &mut Running) -> std::process::ExitStatus {
+pub(crate) fn terminate(running: &mut Running) -> std::process::ExitStatus {
     let child = &mut running.0;
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -93,7 +94,7 @@ fn up(data_dir: &PathBuf, offset: u16) -> (Running, Vec<String>) {
 }
 
 /// `panal up` with more environment (settings), until it says it is serving.
-fn up_with(data_dir: &PathBuf, offset: u16, env: &[(&str, &str)], logs: Stdio) -> (Running, Vec<String>) {
+pub(crate) fn up_with(data_dir: &PathBuf, offset: u16, env: &[(&str, &str)], logs: Stdio) -> (Running, Vec<String>) {
     let mut child = panal()
         .envs(env.iter().copied())
         .args(["up", "--data-dir"])

@@ -105,7 +105,7 @@ async fn a_socket_through_the_gateway_gets_a_services_publication_and_closes_at_
 }
 
 /// Signs up and in through the gateway; the user's id and access token.
-async fn sign_up(http: &reqwest::Client, gateway: &str, name: &str) -> (String, String) {
+pub(crate) async fn sign_up(http: &reqwest::Client, gateway: &str, name: &str) -> (String, String) {
     let email = format!("{}@example.com", name.to_lowercase());
     let account = json!({"email": email, "password": PASSWORD, "display_name": name});
     assert_eq!(http.post(format!("{gateway}/v1/auth/register")).json(&account).send().await.unwrap().status(), 202);

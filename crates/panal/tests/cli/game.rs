@@ -1,0 +1,145 @@
+//! Several game processes sharing the live matches, as real processes: one
+//! is killed with SIGKILL mid-match and another takes its match over.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::realtime::sign_up;
+use super::{Running, free_offset, panal, temp_dir, terminate, up_with};
+
+/// `panal serve game` on `port`, on the SQLite file `db` that the other
+/// game processes use too, beside `panal up`'s auth, realtime and chat.
+fn serve_game(
+    dir: &std::path::Path,
+    name: &str,
+    port: u16,
+    offset: u16,
+    db: &str,
+    client: &(String, String),
+) -> Running {
+    let up = |service_port: u16| format!("http://127.0.0.1:{}", service_port + offset);
+    let child = panal()
+        .env("PANAL_DATA_DIR", dir.join(name))
+        .env("PANAL_DATABASE_URL", db)
+        .env("PANAL_AUTH_URL", up(8001))
+        .env("PANAL_USERS_URL", up(8002))
+        .env("PANAL_REALTIME_URL", up(8003))
+        .env("PANAL_CHAT_URL", up(8004))
+        .env("PANAL_STATS_URL", up(8007))
+        .env("PANAL_GAME__LEASE_SECS", "1")
+        .env("PANAL_GAME__ADVERTISE_URL", format!("http://127.0.0.1:{port}"))
+        .env("PANAL_CLIENTS__GAME__ID", &client.0)
+        .env("PANAL_CLIENTS__GAME__SECRET", &client.1)
+        .args(["serve", "game", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Value) -> (u16, Value) {
+    let r = http.request(method, url).bearer_auth(token).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn conceded(state: &Value) -> u64 {
+    state["paddles"].as_array().map_or(0, |p| p.iter().map(|p| p["conceded"].as_u64().unwrap_or(0)).sum())
+}
+
+/// Two `panal serve game` processes on one database: B makes a match live
+/// and runs it; the players talk to C, which forwards to B; B is killed with
+/// SIGKILL after a goal; C takes the match over when B's lease runs out,
+/// paused with the score intact, and play goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_game_process_s_match_is_taken_over_by_another() {
+    let dir = temp_dir();
+    let offset = free_offset();
+    let (mut running, _) = up_with(&dir, offset, &[], Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    // The game processes' service client, registered as an operator would.
+    let out = panal()
+        .args(["auth", "clients", "create", "--name", "game-replicas", "--scope", "realtime:publish"])
+        .args(["--scope", "chat:post", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| said.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().to_owned();
+    let client = (field("client_id:"), field("client_secret:"));
+    let db = kit::db::Db::sqlite_url(&dir.join("replicas-game.db"));
+    let ports: Vec<u16> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let mut b = serve_game(&dir, "b", ports[0], offset, &db, &client);
+    let b_url = format!("http://127.0.0.1:{}", ports[0]);
+    assert!(kit::http::wait_ready(&http, &format!("{b_url}/readyz"), Duration::from_secs(15)).await, "B did not start");
+    let mut c = serve_game(&dir, "c", ports[1], offset, &db, &client);
+    let c_url = format!("http://127.0.0.1:{}", ports[1]);
+    assert!(kit::http::wait_ready(&http, &format!("{c_url}/readyz"), Duration::from_secs(15)).await, "C did not start");
+
+    let (_, ada) = sign_up(&http, &gateway, "Ada").await;
+    let (_, bob) = sign_up(&http, &gateway, "Bob").await;
+    let post = reqwest::Method::POST;
+    let (status, created) = call(
+        &http,
+        post.clone(),
+        format!("{b_url}/v1/game/matches"),
+        &ada,
+        json!({"mode": "duel", "options": {"points_to_win": 11}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, joined) =
+        call(&http, post.clone(), format!("{b_url}/v1/game/matches/{id}/join"), &bob, json!({})).await;
+    assert_eq!((status, joined["status"].as_str()), (200, Some("live")), "{joined}");
+
+    // Through C (forwarded to B): present, and watching until a goal.
+    let play = |until: fn(&Value) -> bool, within: Duration| {
+        let (http, c_url, id, ada, bob) = (http.clone(), c_url.clone(), id.clone(), ada.clone(), bob.clone());
+        async move {
+            let deadline = Instant::now() + within;
+            loop {
+                for token in [&ada, &bob] {
+                    call(
+                        &http,
+                        reqwest::Method::POST,
+                        format!("{c_url}/v1/game/matches/{id}/heartbeat"),
+                        token,
+                        json!({}),
+                    )
+                    .await;
+                }
+                let (status, state) =
+                    call(&http, reqwest::Method::GET, format!("{c_url}/v1/game/matches/{id}/state"), &ada, Value::Null)
+                        .await;
+                if status == 200 && until(&state) {
+                    return state;
+                }
+                assert!(Instant::now() < deadline, "not within {within:?}: {status} {state}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let scored = play(|s| conceded(s) > 0, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.0.kill().unwrap(); // SIGKILL
+    b.0.wait().unwrap();
+
+    // C takes it over when B's lease (1 s) runs out: paused, score intact.
+    let resumed = play(|s| s["paused"] == true, Duration::from_secs(15)).await;
+    assert!(conceded(&resumed) >= conceded(&scored), "{scored} → {resumed}");
+    play(|s| s["paused"] == false, Duration::from_secs(10)).await;
+    let (_, stored) =
+        call(&http, reqwest::Method::GET, format!("{c_url}/v1/game/matches/{id}"), &ada, Value::Null).await;
+    assert_eq!(stored["status"], "live");
+
+    assert!(terminate(&mut c).success());
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
