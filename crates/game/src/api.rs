@@ -41,6 +41,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(decline))
         .routes(routes!(grant))
         .routes(routes!(rpc))
+        .routes(routes!(export_game_data))
         .with_state(state)
 }
 
@@ -720,4 +721,30 @@ pub(super) async fn rematch(
             (StatusCode::CREATED, Json(MatchView::of(*m))).into_response()
         }
     })
+}
+
+/// What game holds about the caller: the matches they have a seat in (with
+/// results), the invitations they sent or received, their place in the
+/// queue and their ratings as stats announced them (GDPR articles 15 and
+/// 20). Erasure comes from users' `user_erased`.
+#[utoipa::path(get, path = "/v1/game/me/export", tag = "matches", security(("bearer" = [])),
+    responses((status = 200, description = "Game's part of the archive", body = Object)))]
+pub(super) async fn export_game_data(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, GameError> {
+    let id = caller.user_id;
+    let matches: Vec<MatchView> = state.store.played_by(id).await?.into_iter().map(MatchView::of).collect();
+    let invitations = state.invitations.all_of(id).await?;
+    let queued = state.store.queued(id).await?;
+    let ratings = state.store.ratings_of(id).await?;
+    Ok(Json(serde_json::json!({
+        "matches": matches,
+        "invitations": invitations.iter().map(|i| serde_json::json!({
+            "id": i.id, "from_user": i.from_user, "to_user": i.to_user, "mode": i.mode, "status": i.status,
+            "created_at": i.created_at, "answered_at": i.answered_at, "match_id": i.match_id })).collect::<Vec<_>>(),
+        "queue": queued.map(|q| serde_json::json!({"mode": q.mode, "rating": q.rating, "since": q.since})),
+        "ratings": ratings.iter().map(|(mode, rating, at)| serde_json::json!({
+            "mode": mode, "rating": rating, "updated_at": at })).collect::<Vec<_>>(),
+    })))
 }

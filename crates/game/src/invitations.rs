@@ -66,6 +66,13 @@ impl Invitations {
         self.get(id).await?.ok_or(sqlx::Error::RowNotFound)
     }
 
+    /// Every invitation `user` sent or received, oldest first (their export).
+    pub async fn all_of(&self, user: Uuid) -> Result<Vec<Invitation>, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_as::<_, Invitation>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM invitations WHERE from_user = $1 OR to_user = $1 ORDER BY created_at, id")))
+            .bind(user).fetch_all(pool).await)
+    }
+
     pub async fn get(&self, id: Uuid) -> Result<Option<Invitation>, sqlx::Error> {
         with_db!(&self.db, pool => sqlx::query_as::<_, Invitation>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM invitations WHERE id = $1"))).bind(id).fetch_optional(pool).await)

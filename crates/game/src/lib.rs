@@ -117,6 +117,8 @@ impl kit::Service for GameService {
     const MIGRATIONS: Option<&'static Migrations> = Some(&MIGRATIONS);
     /// Frames go to realtime, invitation cards to chat, in game's own name.
     const CLIENT_SCOPES: &'static [&'static str] = &["realtime:publish", "chat:post"];
+    /// Seats, results and invitations name users: export and erasure.
+    const PERSONAL_DATA: bool = true;
     type Settings = Settings;
     type State = State;
 
@@ -176,14 +178,21 @@ impl kit::Service for GameService {
         api::router(state.clone())
     }
 
-    /// Ratings from stats, which matchmaking groups by.
+    /// Ratings from stats, which matchmaking groups by; erasures.
     fn handlers() -> kit::bus::Handlers {
-        kit::bus::Handlers::new().on::<contracts::stats::RatingChanged, _>(|tx, e, _| {
-            Box::pin(async move {
-                Store::set_rating(tx, e.user_id, &e.mode, e.rating, e.changed_at).await?;
-                Ok(())
+        kit::bus::Handlers::new()
+            .on::<contracts::stats::RatingChanged, _>(|tx, e, _| {
+                Box::pin(async move {
+                    Store::set_rating(tx, e.user_id, &e.mode, e.rating, e.changed_at).await?;
+                    Ok(())
+                })
             })
-        })
+            .on::<contracts::users::UserErased, _>(|tx, e, _| {
+                Box::pin(async move {
+                    Store::erase(tx, e.user_id, e.erased_at).await?;
+                    Ok(())
+                })
+            })
     }
 
     fn finish(mut server: kit::http::Server, state: &Arc<State>) -> anyhow::Result<kit::http::Server> {

@@ -402,6 +402,13 @@ impl Store {
         Ok(Rematch::Made(Box::new(self.get(new_id).await?.ok_or(StoreError::NotFound)?)))
     }
 
+    /// A player's ratings, by mode (their export).
+    pub async fn ratings_of(&self, user: Uuid) -> Result<Vec<(String, f64, DateTime<Utc>)>, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT mode, rating, updated_at FROM ratings WHERE user_id = $1 ORDER BY mode")
+            .bind(user).fetch_all(pool).await)
+    }
+
     /// A player's rating in a mode, when stats has given them one.
     pub async fn rating(&self, user: Uuid, mode: Mode) -> Result<Option<f64>, sqlx::Error> {
         with_db!(&self.db, pool => sqlx::query_scalar(
@@ -483,6 +490,68 @@ impl Store {
             .bind(limit)
             .fetch_all(pool)
             .await)?;
+        self.hydrate_all(rows).await
+    }
+
+    /// Every match `user` has a seat in, oldest first (their export).
+    pub async fn played_by(&self, user: Uuid) -> Result<Vec<Match>, sqlx::Error> {
+        let rows: Vec<MatchRow> = with_db!(&self.db, pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {MATCH_COLUMNS} FROM matches
+             WHERE id IN (SELECT match_id FROM match_players WHERE user_id = $1) ORDER BY created_at, id")))
+            .bind(user)
+            .fetch_all(pool)
+            .await)?;
+        self.hydrate_all(rows).await
+    }
+
+    /// Erases a user (users' `user_erased`): their rating copy and queue
+    /// entry are deleted, their pending invitations withdrawn, and their id
+    /// is replaced everywhere else (seats, results, invitations, rematch
+    /// requests) by a fresh random pseudonym nothing links back to them —
+    /// their opponents' matches keep their shape. A match they are playing
+    /// right now is not touched (the arena holds its seats in memory): they
+    /// are away, so it ends by forfeit, and that result still names them.
+    pub async fn erase(tx: &mut kit::db::Tx, user: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        let pseudonym = Uuid::new_v4();
+        for sql in ["DELETE FROM ratings WHERE user_id = $1", "DELETE FROM queue WHERE user_id = $1"] {
+            with_tx!(tx, conn => sqlx::query(sql).bind(user).execute(conn).await.map(|_| ()))?;
+        }
+        with_tx!(tx, conn => sqlx::query(
+            "UPDATE invitations SET status = 'withdrawn', answered_at = $2
+             WHERE status = 'pending' AND (from_user = $1 OR to_user = $1)")
+            .bind(user).bind(at).execute(conn).await.map(|_| ()))?;
+        let finished: Vec<(Uuid, String)> = with_tx!(tx, conn => sqlx::query_as(
+            "SELECT id, result FROM matches
+             WHERE result IS NOT NULL AND id IN (SELECT match_id FROM match_players WHERE user_id = $1)")
+            .bind(user).fetch_all(conn).await)?;
+        for (id, result) in finished {
+            let Ok(mut result) = serde_json::from_str::<MatchFinished>(&result) else { continue };
+            for p in &mut result.players {
+                if p.user_id == user {
+                    p.user_id = pseudonym;
+                }
+            }
+            if result.winner == user {
+                result.winner = pseudonym;
+            }
+            let json = serde_json::to_string(&result).map_err(|e| sqlx::Error::Encode(e.into()))?;
+            with_tx!(tx, conn => sqlx::query("UPDATE matches SET result = $2 WHERE id = $1")
+                .bind(id).bind(json).execute(conn).await.map(|_| ()))?;
+        }
+        for sql in [
+            "UPDATE match_players SET user_id = $2 WHERE user_id = $1
+               AND match_id NOT IN (SELECT id FROM matches WHERE status = 'live')",
+            "UPDATE matches SET created_by = $2 WHERE created_by = $1 AND status <> 'live'",
+            "UPDATE invitations SET from_user = $2 WHERE from_user = $1",
+            "UPDATE invitations SET to_user = $2 WHERE to_user = $1",
+            "UPDATE rematch_requests SET user_id = $2 WHERE user_id = $1",
+        ] {
+            with_tx!(tx, conn => sqlx::query(sql).bind(user).bind(pseudonym).execute(conn).await.map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    async fn hydrate_all(&self, rows: Vec<MatchRow>) -> Result<Vec<Match>, sqlx::Error> {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             out.push(self.hydrate(row).await?);

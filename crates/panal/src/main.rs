@@ -4,6 +4,7 @@
 
 mod authcli;
 mod events;
+mod pong;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ enum Command {
         #[command(subcommand)]
         command: StatsCommand,
     },
+    /// Play Pong in the terminal through a gateway: sign in, queue (or
+    /// accept an invitation, or join a match), play with the arrow keys.
+    Pong(pong::PongArgs),
     /// Apply database migrations and exit, without serving.
     Migrate {
         /// Only this service (default: every implemented service with a database).
@@ -119,6 +123,21 @@ fn main() -> ExitCode {
         print_services();
         return ExitCode::SUCCESS;
     }
+    // A client, not a service: no configuration, no logs over the screen.
+    if let Command::Pong(args) = cli.command {
+        let result = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(pong::run(args)));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -147,7 +166,7 @@ fn main() -> ExitCode {
             Command::Admin { command } => authcli::admin(config, command).await,
             Command::Auth { command } => authcli::auth(config, command).await,
             Command::Stats { command: StatsCommand::Rebuild { data_dir } } => stats_rebuild(config, data_dir).await,
-            Command::Services => Ok(()),
+            Command::Services | Command::Pong(_) => Ok(()),
         }
     });
     telemetry.shutdown();

@@ -491,6 +491,50 @@ kit::backend_tests! {
         assert_problem(p.get("/v1/game/queue", &bob).await, 404, None).await;
         other.kill();
     }
+
+    async fn a_players_data_is_exported_and_erasure_leaves_no_trace_of_them(db) {
+        let p = Platform::start(db, PATIENT).await;
+        let (ada, bob) = (p.user(), p.user());
+        let id = p.match_of("duel", json!({"points_to_win": 3}), &[&ada, &bob]).await;
+        assert_eq!(p.post(&format!("/v1/game/matches/{id}/leave"), &bob, json!({})).await.status(), 204);
+        p.until(id, &[&ada], Duration::from_secs(5), |s| s["status"] == "finished").await;
+        p.ctx.publish(&contracts::stats::RatingChanged {
+            user_id: ada.id, mode: "duel".to_owned(), rating: 1662.3, deviation: 290.3, rated_matches: 1,
+            match_id: Some(id), changed_at: chrono::Utc::now(),
+        }).await;
+        p.json(p.post("/v1/game/queue", &ada, json!({"mode": "four_players"})).await, 202).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let export = loop {
+            let export = p.json(p.get("/v1/game/me/export", &ada).await, 200).await;
+            if !export["ratings"].as_array().unwrap().is_empty() {
+                break export;
+            }
+            assert!(Instant::now() < deadline, "the rating reaches game");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(export["matches"][0]["id"], id.to_string());
+        assert_eq!(export["matches"][0]["result"]["winner"], ada.id.to_string());
+        assert_eq!(export["queue"]["mode"], "four_players");
+        assert_eq!(export["ratings"][0]["rating"], 1662.3);
+
+        p.ctx.publish(&contracts::users::UserErased { user_id: ada.id, erased_at: chrono::Utc::now() }).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let export = p.json(p.get("/v1/game/me/export", &ada).await, 200).await;
+            if export["matches"].as_array().unwrap().is_empty() {
+                assert!(export["ratings"].as_array().unwrap().is_empty() && export["queue"].is_null(), "{export}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "game erases her");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Bob's match keeps its shape, under a pseudonym.
+        let seen = p.json(p.get(&format!("/v1/game/matches/{id}"), &bob).await, 200).await;
+        assert!(!seen.to_string().contains(&ada.id.to_string()), "{seen}");
+        let pseudonym = seen["result"]["winner"].as_str().unwrap();
+        assert!(seen["players"].as_array().unwrap().iter().any(|p| p["user_id"] == pseudonym), "{seen}");
+        assert_eq!(p.json(p.get("/v1/game/me/export", &bob).await, 200).await["matches"].as_array().unwrap().len(), 1);
+    }
 }
 
 /// A game process in a runtime of its own, killed by dropping the runtime.

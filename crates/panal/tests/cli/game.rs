@@ -143,3 +143,122 @@ async fn a_killed_game_process_s_match_is_taken_over_by_another() {
     assert!(terminate(&mut running).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn tmux(args: &[&str]) -> String {
+    let out = std::process::Command::new("tmux").args(args).output().expect("run tmux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The terminal client in tmux against a scripted player: Ada (with a
+/// second factor) signs in with `panal pong` and joins the match Bob
+/// created; her arrow keys reach the server over the socket's rpc; the
+/// screen shows the score and the latency, and how the match ended, which
+/// the stored result confirms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_client_plays_a_scripted_player_in_tmux() {
+    if !super::enabled("PANAL_TEST_TMUX", "tmux") {
+        return;
+    }
+    let dir = temp_dir();
+    let offset = free_offset();
+    let (mut running, _) = up_with(&dir, offset, &[], Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    let (ada_id, ada) = sign_up(&http, &gateway, "Ada").await;
+    let (_, bob) = sign_up(&http, &gateway, "Bob").await;
+    // Ada turns on the second factor.
+    let post = reqwest::Method::POST;
+    let (status, enrolment) =
+        call(&http, post.clone(), format!("{gateway}/v1/auth/mfa/totp"), &ada, json!({"password": super::PASSWORD}))
+            .await;
+    assert_eq!(status, 200, "{enrolment}");
+    let secret = auth::totp::decode_secret(enrolment["secret"].as_str().unwrap()).unwrap();
+    let step = auth::totp::step_at(chrono::Utc::now().timestamp());
+    let code = auth::totp::code_at(&secret, step);
+    let (status, _) =
+        call(&http, post.clone(), format!("{gateway}/v1/auth/mfa/totp/confirm"), &ada, json!({"code": code})).await;
+    assert_eq!(status, 200);
+    // Bob creates the match; he is a script that keeps present.
+    let (status, created) = call(
+        &http,
+        post.clone(),
+        format!("{gateway}/v1/game/matches"),
+        &bob,
+        json!({"mode": "duel", "options": {"points_to_win": 2}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let beats = {
+        let (http, gateway, id, bob) = (http.clone(), gateway.clone(), id.clone(), bob.clone());
+        tokio::spawn(async move {
+            loop {
+                call(
+                    &http,
+                    reqwest::Method::POST,
+                    format!("{gateway}/v1/game/matches/{id}/heartbeat"),
+                    &bob,
+                    json!({}),
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+
+    // Ada plays in tmux (the next step's code: the one just used works once).
+    let session = format!("panal-pong-{}", uuid::Uuid::new_v4().simple());
+    let next_code = auth::totp::code_at(&secret, step + 1);
+    let command = format!(
+        "PANAL_PASSWORD='{}' {} pong --gateway {gateway} --email ada@example.com --code {next_code} --match {id} 2>{}; sleep 60",
+        super::PASSWORD,
+        env!("CARGO_BIN_EXE_panal"),
+        dir.join("pong.err").display()
+    );
+    tmux(&["new-session", "-d", "-s", &session, "-x", "100", "-y", "32", &command]);
+    let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
+    let wait_for = |what: &'static str, within: Duration| {
+        let err = dir.join("pong.err");
+        async move {
+            let deadline = Instant::now() + within;
+            loop {
+                let shown = screen();
+                if shown.contains(what) {
+                    return shown;
+                }
+                let errors = std::fs::read_to_string(&err).unwrap_or_default();
+                assert!(Instant::now() < deadline, "the screen never showed {what:?}:\n{shown}\n{errors}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let shown = wait_for("latency", Duration::from_secs(20)).await;
+    assert!(shown.contains("you 0"), "{shown}");
+    // Her arrow keys reach the server: her paddle's last input moves on.
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen == 0 {
+        tmux(&["send-keys", "-t", &session, "Up"]);
+        let (_, state) =
+            call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{id}/state"), &bob, Value::Null).await;
+        seen = state["paddles"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["user_id"] == ada_id.as_str()))
+            .map_or(0, |p| p["last_seq"].as_u64().unwrap_or(0));
+        assert!(Instant::now() < deadline, "no input of hers reached the server: {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(wait_for("ms", Duration::from_secs(5)).await.contains("latency"));
+    // Nobody plays much: the serves go in, and the screen says who won.
+    let shown = wait_for("q to quit", Duration::from_secs(90)).await;
+    let (_, stored) =
+        call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{id}"), &ada, Value::Null).await;
+    assert_eq!(stored["status"], "finished");
+    let she_won = stored["result"]["winner"] == ada_id.as_str();
+    assert!(shown.contains(if she_won { "you won" } else { "you lost" }), "{shown}\n{stored}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux(&["kill-session", "-t", &session]);
+    beats.abort();
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -51,6 +51,17 @@ pub(crate) fn free_offset() -> u16 {
     panic!("no free ports");
 }
 
+/// Whether a test that needs `what` (set up by `.ci/run`) is switched on by
+/// `var`; says SKIPPED when it is not.
+pub(crate) fn enabled(var: &str, what: &str) -> bool {
+    if std::env::var(var).is_ok() {
+        return true;
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED ({what}): set {var}=1 to run it");
+    false
+}
+
 pub(crate) fn panal() -> Command {
     // Tests build HTTPS-capable clients; they need the crypto provider.
     kit::install_crypto();

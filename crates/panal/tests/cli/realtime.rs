@@ -125,9 +125,7 @@ pub(crate) async fn sign_up(http: &reqwest::Client, gateway: &str, name: &str) -
 /// listen nor post; after Bob blocks Ada, nothing of hers reaches him.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_through_the_gateway_with_the_python_sdk() {
-    if std::env::var("PANAL_TEST_PYTHON_CLIENTS").is_err() {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED (centrifuge-python): set PANAL_TEST_PYTHON_CLIENTS=1 to run it");
+    if !super::enabled("PANAL_TEST_PYTHON_CLIENTS", "centrifuge-python") {
         return;
     }
     let dir = temp_dir();
@@ -176,9 +174,7 @@ async fn chat_through_the_gateway_with_the_python_sdk() {
 /// rebuild` afterwards changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_through_the_gateway_with_the_python_sdk() {
-    if std::env::var("PANAL_TEST_PYTHON_CLIENTS").is_err() {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED (centrifuge-python): set PANAL_TEST_PYTHON_CLIENTS=1 to run it");
+    if !super::enabled("PANAL_TEST_PYTHON_CLIENTS", "centrifuge-python") {
         return;
     }
     let dir = temp_dir();
