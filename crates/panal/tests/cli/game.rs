@@ -144,16 +144,55 @@ async fn a_killed_game_process_s_match_is_taken_over_by_another() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A TCP proxy on 127.0.0.1 that holds every chunk for `delay` each way:
+/// a slow link (2 × `delay` of round trip) without root or `tc netem`. Its
+/// address.
+async fn slow_link(upstream: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, delay: Duration) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        let writer = tokio::spawn(async move {
+            while let Some((due, chunk)) = rx.recv().await {
+                tokio::time::sleep_until(due).await;
+                if to.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown().await;
+        });
+        let mut buf = vec![0; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 || tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { continue };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::spawn(pipe(client_read, server_write, delay));
+            tokio::spawn(pipe(server_read, client_write, delay));
+        }
+    });
+    addr
+}
+
 fn tmux(args: &[&str]) -> String {
     let out = std::process::Command::new("tmux").args(args).output().expect("run tmux");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The terminal client in tmux against a scripted player: Ada (with a
-/// second factor) signs in with `panal pong` and joins the match Bob
-/// created; her arrow keys reach the server over the socket's rpc; the
-/// screen shows the score and the latency, and how the match ended, which
-/// the stored result confirms.
+/// The terminal client in tmux against a scripted player, over a link with
+/// 100 ms of round trip: Ada (with a second factor) signs in with `panal
+/// pong` and joins the match Bob created; her arrow keys reach the server
+/// over the socket's rpc; the screen shows the score and the latency, and
+/// how the match ended, which the stored result confirms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_client_plays_a_scripted_player_in_tmux() {
     if !super::enabled("PANAL_TEST_TMUX", "tmux") {
@@ -206,11 +245,13 @@ async fn the_terminal_client_plays_a_scripted_player_in_tmux() {
         })
     };
 
-    // Ada plays in tmux (the next step's code: the one just used works once).
+    // Ada plays in tmux, over a link with 100 ms of round trip (the next
+    // step's code: the one just used works once).
+    let slow = slow_link(format!("127.0.0.1:{}", 8000 + offset).parse().unwrap(), Duration::from_millis(50)).await;
     let session = format!("panal-pong-{}", uuid::Uuid::new_v4().simple());
     let next_code = auth::totp::code_at(&secret, step + 1);
     let command = format!(
-        "PANAL_PASSWORD='{}' {} pong --gateway {gateway} --email ada@example.com --code {next_code} --match {id} 2>{}; sleep 60",
+        "PANAL_PASSWORD='{}' {} pong --gateway http://{slow} --email ada@example.com --code {next_code} --match {id} 2>{}; sleep 60",
         super::PASSWORD,
         env!("CARGO_BIN_EXE_panal"),
         dir.join("pong.err").display()
@@ -248,7 +289,15 @@ async fn the_terminal_client_plays_a_scripted_player_in_tmux() {
         assert!(Instant::now() < deadline, "no input of hers reached the server: {state}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(wait_for("ms", Duration::from_secs(5)).await.contains("latency"));
+    // The latency shown is the link's: 100 ms and more.
+    let shown = wait_for(" ms", Duration::from_secs(5)).await;
+    let latency: u64 = shown
+        .split("latency ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no latency on the screen:\n{shown}"));
+    assert!((100..1000).contains(&latency), "latency {latency} ms over a 100 ms link:\n{shown}");
     // Nobody plays much: the serves go in, and the screen says who won.
     let shown = wait_for("q to quit", Duration::from_secs(90)).await;
     let (_, stored) =
