@@ -192,7 +192,9 @@ fn tmux(args: &[&str]) -> String {
 /// 100 ms of round trip: Ada (with a second factor) signs in with `panal
 /// pong` and joins the match Bob created; her arrow keys reach the server
 /// over the socket's rpc; the screen shows the score and the latency, and
-/// how the match ended, which the stored result confirms.
+/// how the match ended, which the stored result confirms. Then Bob's client
+/// queues, is matched with a scripted Ada by the queue, and leaves: a
+/// forfeit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_client_plays_a_scripted_player_in_tmux() {
     if !super::enabled("PANAL_TEST_TMUX", "tmux") {
@@ -308,6 +310,46 @@ async fn the_terminal_client_plays_a_scripted_player_in_tmux() {
     tmux(&["send-keys", "-t", &session, "q"]);
     tmux(&["kill-session", "-t", &session]);
     beats.abort();
+
+    // Bob, in the terminal this time, queues; Ada (a script now) queues too,
+    // and the queue makes their match; Bob leaves with q: a forfeit.
+    let session = format!("panal-pong-{}", uuid::Uuid::new_v4().simple());
+    let command = format!(
+        "PANAL_PASSWORD='{}' {} pong --gateway http://{slow} --email bob@example.com 2>{}; sleep 60",
+        super::PASSWORD,
+        env!("CARGO_BIN_EXE_panal"),
+        dir.join("pong.err").display()
+    );
+    tmux(&["new-session", "-d", "-s", &session, "-x", "100", "-y", "32", &command]);
+    let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/queue"), &bob, Value::Null).await.0 != 200 {
+        assert!(Instant::now() < deadline, "Bob's client never queued: {}", screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) =
+        call(&http, post.clone(), format!("{gateway}/v1/game/queue"), &ada, json!({"mode": "duel"})).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !screen().contains("latency") {
+        assert!(Instant::now() < deadline, "Bob's match never showed: {}", screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !screen().contains("you left the match (a forfeit)") {
+        assert!(Instant::now() < deadline, "Bob's client did not leave: {}", screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, live) =
+        call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches?status=finished"), &ada, Value::Null)
+            .await;
+    let queued = live["items"].as_array().unwrap().iter().find(|m| m["origin"] == "queue").expect("the queue's match");
+    assert_eq!(
+        (queued["result"]["winner"].as_str(), queued["result"]["forfeit"].as_bool()),
+        (Some(ada_id.as_str()), Some(true))
+    );
+    tmux(&["kill-session", "-t", &session]);
     assert!(terminate(&mut running).success());
     let _ = std::fs::remove_dir_all(dir);
 }
