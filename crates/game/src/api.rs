@@ -313,7 +313,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Via {
 /// A live match this process does not run: its request goes to the process
 /// that does (`/v1/game/matches/{id}/{action}` there, with the
 /// caller's own token), whose successful answer's body is returned. `None`
-/// when the match is not live (the caller answers as for any such match);
+/// when the match is not live, or just ended here (the caller answers as for
+/// any such match);
 /// 503 while the match is between owners (its owner died and its lease has
 /// not run out, or this request was forwarded already).
 async fn on_owner(
@@ -327,7 +328,9 @@ async fn on_owner(
     let between =
         || GameError::from(Problem::unavailable("the match is moving between game processes; retry in a moment", 1));
     let url = match state.store.runner(id, Utc::now()).await? {
-        None => return Ok(None),
+        // Not live; or this process holds it but no longer runs it: it has
+        // just ended and its result is being recorded.
+        None | Some(Runner::Me) => return Ok(None),
         Some(Runner::At(url)) if !via.forwarded => url,
         Some(_) => return Err(between()),
     };

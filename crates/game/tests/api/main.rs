@@ -497,7 +497,12 @@ kit::backend_tests! {
         let (ada, bob) = (p.user(), p.user());
         let id = p.match_of("duel", json!({"points_to_win": 3}), &[&ada, &bob]).await;
         assert_eq!(p.post(&format!("/v1/game/matches/{id}/leave"), &bob, json!({})).await.status(), 204);
-        p.until(id, &[&ada], Duration::from_secs(5), |s| s["status"] == "finished").await;
+        // Finished once its result is recorded (the arena lets go of it first).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.json(p.get(&format!("/v1/game/matches/{id}"), &ada).await, 200).await["status"] != "finished" {
+            assert!(Instant::now() < deadline, "the forfeit is recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         p.ctx.publish(&contracts::stats::RatingChanged {
             user_id: ada.id, mode: "duel".to_owned(), rating: 1662.3, deviation: 290.3, rated_matches: 1,
             match_id: Some(id), changed_at: chrono::Utc::now(),
