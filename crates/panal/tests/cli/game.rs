@@ -302,29 +302,41 @@ async fn the_terminal_client_plays_a_scripted_player_in_tmux() {
     assert!((100..1000).contains(&latency), "latency {latency} ms over a 100 ms link:\n{shown}");
     // Nobody plays much: the serves go in, and the screen says who won.
     let shown = wait_for("q to quit", Duration::from_secs(90)).await;
-    let (_, stored) =
-        call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{id}"), &ada, Value::Null).await;
-    assert_eq!(stored["status"], "finished");
+    // The last frame may reach the screen before the result is committed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        let (_, stored) =
+            call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{id}"), &ada, Value::Null).await;
+        if stored["status"] == "finished" {
+            break stored;
+        }
+        assert!(Instant::now() < deadline, "the match is never recorded as finished: {stored}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let she_won = stored["result"]["winner"] == ada_id.as_str();
     assert!(shown.contains(if she_won { "you won" } else { "you lost" }), "{shown}\n{stored}");
     tmux(&["send-keys", "-t", &session, "q"]);
-    tmux(&["kill-session", "-t", &session]);
     beats.abort();
+    // (Killed at the end: killing tmux's last session stops its server,
+    // which a new session started at that moment can race with.)
+    let first_session = session;
 
     // Bob, in the terminal this time, queues; Ada (a script now) queues too,
     // and the queue makes their match; Bob leaves with q: a forfeit.
     let session = format!("panal-pong-{}", uuid::Uuid::new_v4().simple());
+    let bob_err = dir.join("pong-bob.err");
     let command = format!(
         "PANAL_PASSWORD='{}' {} pong --gateway http://{slow} --email bob@example.com 2>{}; sleep 60",
         super::PASSWORD,
         env!("CARGO_BIN_EXE_panal"),
-        dir.join("pong.err").display()
+        bob_err.display()
     );
     tmux(&["new-session", "-d", "-s", &session, "-x", "100", "-y", "32", &command]);
     let screen = || tmux(&["capture-pane", "-p", "-t", &session]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/queue"), &bob, Value::Null).await.0 != 200 {
-        assert!(Instant::now() < deadline, "Bob's client never queued: {}", screen());
+        let errors = std::fs::read_to_string(&bob_err).unwrap_or_default();
+        assert!(Instant::now() < deadline, "Bob's client never queued: {}\n{errors}", screen());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, _) =
@@ -341,15 +353,24 @@ async fn the_terminal_client_plays_a_scripted_player_in_tmux() {
         assert!(Instant::now() < deadline, "Bob's client did not leave: {}", screen());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_, live) =
-        call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches?status=finished"), &ada, Value::Null)
-            .await;
-    let queued = live["items"].as_array().unwrap().iter().find(|m| m["origin"] == "queue").expect("the queue's match");
+    // Recorded as finished a moment after the client is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let queued = loop {
+        let (_, finished) =
+            call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches?status=finished"), &ada, Value::Null)
+                .await;
+        if let Some(m) = finished["items"].as_array().unwrap().iter().find(|m| m["origin"] == "queue") {
+            break m.clone();
+        }
+        assert!(Instant::now() < deadline, "the queue's match is never recorded as finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         (queued["result"]["winner"].as_str(), queued["result"]["forfeit"].as_bool()),
         (Some(ada_id.as_str()), Some(true))
     );
     tmux(&["kill-session", "-t", &session]);
+    tmux(&["kill-session", "-t", &first_session]);
     assert!(terminate(&mut running).success());
     let _ = std::fs::remove_dir_all(dir);
 }
