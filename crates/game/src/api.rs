@@ -314,9 +314,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Via {
 /// that does (`/v1/game/matches/{id}/{action}` there, with the
 /// caller's own token), whose successful answer's body is returned. `None`
 /// when the match is not live, or just ended here (the caller answers as for
-/// any such match);
-/// 503 while the match is between owners (its owner died and its lease has
-/// not run out, or this request was forwarded already).
+/// any such match); 503 while the match is between owners (its owner died
+/// and its lease has not run out, this process has claimed it and is loading
+/// it, or this request was forwarded already).
 async fn on_owner(
     state: &AppState,
     via: &Via,
@@ -328,9 +328,11 @@ async fn on_owner(
     let between =
         || GameError::from(Problem::unavailable("the match is moving between game processes; retry in a moment", 1));
     let url = match state.store.runner(id, Utc::now()).await? {
-        // Not live; or this process holds it but no longer runs it: it has
-        // just ended and its result is being recorded.
-        None | Some(Runner::Me) => return Ok(None),
+        None => return Ok(None),
+        // This process holds it but does not run it: it has just ended here
+        // and its result is being recorded (answered as not live), or it has
+        // just been claimed here and is being loaded (retry).
+        Some(Runner::Me) if state.arena.ending(id) => return Ok(None),
         Some(Runner::At(url)) if !via.forwarded => url,
         Some(_) => return Err(between()),
     };

@@ -114,6 +114,11 @@ pub struct Timing {
 
 pub struct Arena {
     matches: Mutex<HashMap<Uuid, Arc<Mutex<Live>>>>,
+    /// Matches that ended here and whose result is being recorded: still
+    /// `live` and held by this process in the database for a moment, but
+    /// over (a request about one is answered as for a finished match, not
+    /// as for one being taken over).
+    ending: Mutex<std::collections::HashSet<Uuid>>,
     timing: Timing,
     metrics: Arc<Metrics>,
 }
@@ -128,7 +133,7 @@ pub struct Broadcast {
 
 impl Arena {
     pub fn new(timing: Timing, metrics: Arc<Metrics>) -> Self {
-        Self { matches: Mutex::new(HashMap::new()), timing, metrics }
+        Self { matches: Mutex::new(HashMap::new()), ending: Mutex::default(), timing, metrics }
     }
 
     fn get(&self, id: Uuid) -> Option<Arc<Mutex<Live>>> {
@@ -185,6 +190,11 @@ impl Arena {
     /// Whether this process runs match `id`.
     pub fn runs(&self, id: Uuid) -> bool {
         self.get(id).is_some()
+    }
+
+    /// Whether match `id` ended here and its result is being recorded.
+    pub fn ending(&self, id: Uuid) -> bool {
+        lock(&self.ending).contains(&id)
     }
 
     /// The matches this process runs.
@@ -322,12 +332,14 @@ impl Arena {
                         });
                     }
                     Outcome::Finished(result) => {
+                        lock(&self.ending).insert(result.match_id);
                         self.matches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&result.match_id);
-                        let store = store.clone();
+                        let (store, arena) = (store.clone(), self.clone());
                         tokio::spawn(async move {
                             if let Err(e) = store.finish(&result).await {
                                 tracing::error!(error = %e, match_id = %result.match_id, "a finished match was not recorded");
                             }
+                            lock(&arena.ending).remove(&result.match_id);
                         });
                     }
                 }
