@@ -50,10 +50,12 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &[
         (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
         (2, "complete", include_str!("../migrations/sqlite/0002_complete.sql")),
+        (3, "bots", include_str!("../migrations/sqlite/0003_bots.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         (2, "complete", include_str!("../migrations/postgres/0002_complete.sql")),
+        (3, "bots", include_str!("../migrations/postgres/0003_bots.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };

@@ -109,6 +109,7 @@ pub(super) async fn create_match(
     caller: Caller,
     Json(body): Json<CreateMatch>,
 ) -> Result<(StatusCode, Json<MatchView>), GameError> {
+    noted(&state, &caller).await?;
     body.options.validate().map_err(|why| FieldErrors::single("options", why))?;
     if state.arena.len() >= state.settings.max_live_matches {
         return Err(
@@ -170,6 +171,7 @@ pub(super) async fn join_match(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<MatchView>, GameError> {
+    noted(&state, &caller).await?;
     let m = match state.store.join(id, caller.user_id, Utc::now()).await? {
         Joined::Seated(m) => m,
         Joined::Started(m) => {
@@ -285,6 +287,15 @@ async fn beat(state: &AppState, via: &Via, user: Uuid, id: Uuid) -> Result<Heart
         },
         Err(e) => Err(not_live(state, id, e).await),
     }
+}
+
+/// A bot's token (auth signs the `bot` role only into its bots' tokens):
+/// game remembers the player is a bot, so that their seats say so.
+async fn noted(state: &AppState, caller: &Caller) -> Result<(), GameError> {
+    if caller.has_role(kit::auth::ROLE_BOT) {
+        state.store.note_bot(caller.user_id, Utc::now()).await?;
+    }
+    Ok(())
 }
 
 /// The header a game process marks a forwarded request with, so that the
@@ -551,6 +562,7 @@ pub(super) async fn invite(
     caller: Caller,
     Json(body): Json<Invite>,
 ) -> Result<(StatusCode, Json<InvitationView>), GameError> {
+    noted(&state, &caller).await?;
     body.options.validate().map_err(|why| FieldErrors::single("options", why))?;
     if body.to == caller.user_id {
         return Err(FieldErrors::single("to", "you cannot invite yourself").into());
@@ -588,6 +600,7 @@ pub(super) async fn accept(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<MatchView>, GameError> {
+    noted(&state, &caller).await?;
     let answered = state.invitations.answer(id, caller.user_id, Answer::Accept, Utc::now()).await;
     let match_id =
         answered.map_err(invitation_error)?.ok_or_else(|| GameError::internal(anyhow::anyhow!("no match")))?;
@@ -662,6 +675,7 @@ pub(super) async fn queue(
     caller: Caller,
     Json(body): Json<QueueRequest>,
 ) -> Result<(StatusCode, Json<QueueView>), GameError> {
+    noted(&state, &caller).await?;
     if state.store.playing(caller.user_id).await? {
         return Err(GameError::conflict("you are playing a live match"));
     }

@@ -84,6 +84,7 @@ pub enum InputError {
 
 struct Seat {
     user: Uuid,
+    bot: bool,
     last_seen: Instant,
     away_since: Option<Instant>,
     forfeited: bool,
@@ -163,6 +164,7 @@ impl Arena {
             .iter()
             .map(|p| Seat {
                 user: p.user_id,
+                bot: p.bot,
                 last_seen: now,
                 away_since: paused.then_some(now),
                 forfeited: false,
@@ -508,7 +510,7 @@ impl Live {
             .map(|(place, &i)| PlayerResult {
                 user_id: self.seats[i].user,
                 seat: u8::try_from(i).unwrap_or(0),
-                bot: false,
+                bot: self.seats[i].bot,
                 scored: self.game.seats[i].scored,
                 conceded: self.game.seats[i].conceded,
                 place: u8::try_from(place + 1).unwrap_or(u8::MAX),

@@ -47,6 +47,7 @@ pub const MIGRATIONS: Migrations = Migrations {
         (4, "rematches", include_str!("../migrations/sqlite/0004_rematches.sql")),
         (5, "leases", include_str!("../migrations/sqlite/0005_leases.sql")),
         (6, "queue", include_str!("../migrations/sqlite/0006_queue.sql")),
+        (7, "bots", include_str!("../migrations/sqlite/0007_bots.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -55,6 +56,7 @@ pub const MIGRATIONS: Migrations = Migrations {
         (4, "rematches", include_str!("../migrations/postgres/0004_rematches.sql")),
         (5, "leases", include_str!("../migrations/postgres/0005_leases.sql")),
         (6, "queue", include_str!("../migrations/postgres/0006_queue.sql")),
+        (7, "bots", include_str!("../migrations/postgres/0007_bots.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };

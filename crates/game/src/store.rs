@@ -303,6 +303,14 @@ impl Store {
         self.get(id).await.map_err(StoreError::from)
     }
 
+    /// Remembers that `user` is a bot (their token said so): their seats
+    /// from now on are marked as bots'.
+    pub async fn note_bot(&self, user: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO bots (user_id, seen_at) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING")
+            .bind(user).bind(now).execute(pool).await.map(|_| ()))
+    }
+
     /// Queues a player; false when they are queued already.
     pub async fn enqueue(&self, user: Uuid, mode: Mode, rating: f64, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
         let n = with_db!(write &self.db, pool => sqlx::query(
@@ -684,7 +692,8 @@ async fn add_player(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     with_tx!(tx, conn => sqlx::query(
-        "INSERT INTO match_players (match_id, seat, user_id, bot, joined_at) VALUES ($1, $2, $3, FALSE, $4)")
+        "INSERT INTO match_players (match_id, seat, user_id, bot, joined_at)
+         SELECT $1, $2, $3, EXISTS (SELECT 1 FROM bots WHERE user_id = $3), $4")
         .bind(id)
         .bind(i32::from(seat))
         .bind(user)

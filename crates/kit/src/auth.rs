@@ -29,6 +29,10 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// and RS256 (`auth.signing_algorithm = "RS256"`).
 pub const SIGNING_ALGORITHMS: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::RS256];
 
+/// The role auth signs into a bot's token (never an account's): game seats
+/// its holder as a bot, never rated as a person.
+pub const ROLE_BOT: &str = "bot";
+
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 4096;
 

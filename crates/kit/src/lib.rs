@@ -31,6 +31,7 @@ pub mod resilience;
 pub mod scope;
 pub mod secret;
 pub mod service;
+pub mod socket;
 pub mod telemetry;
 pub mod text;
 pub mod trace;

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod bots;
 mod mfa;
 mod oauth2;
 mod providers;
@@ -35,6 +36,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(login_second_factor))
         .merge(account::router())
         .merge(admin::router())
+        .merge(bots::router())
         .merge(mfa::router())
         .merge(oauth2::router())
         .merge(providers::router())

@@ -2,6 +2,7 @@
 //! SQLite and PostgreSQL through `with_db!` (`with_db!(write …)` for changes).
 
 mod accounts;
+mod bots;
 mod clients;
 mod secrets;
 
@@ -10,6 +11,7 @@ pub use accounts::{AccountRow, RolesOutcome};
 pub mod accounts_purpose {
     pub use super::accounts::{PURPOSE_RESET, PURPOSE_VERIFY};
 }
+pub use bots::BotRow;
 pub use clients::{ClientRow, KeyRecord};
 pub use secrets::{Challenge, PendingLink, TotpFactor};
 

@@ -18,6 +18,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 mod admin;
 mod attacks;
+mod bots;
 mod flows;
 mod mfa;
 mod oauth;

@@ -77,7 +77,7 @@ pub async fn run(args: PongArgs) -> anyhow::Result<()> {
         _ => prompt("password: ")?,
     };
     let api = Api::sign_in(&args.gateway, &args.email, &password, args.code.clone()).await?;
-    let mut socket = Socket::connect(&api, &[format!("user:{}", api.user_id)]).await?;
+    let mut socket = Socket::connect(&api.socket_url(), &api.token, &[format!("user:{}", api.user_id)]).await?;
     let match_id = find_match(&api, &mut socket, &args).await?;
     socket.subscribe(&format!("game:{match_id}"));
     play(&api, socket, &match_id).await
@@ -176,7 +176,7 @@ async fn game_loop(
             data["tick"] = json!(tick);
             data["ack"] = json!(tick);
         }
-        socket.rpc("input", data);
+        socket.rpc("game.input", data);
     };
     loop {
         tokio::select! {
@@ -225,7 +225,7 @@ async fn game_loop(
                     }
                 }
             }
-            _ = heartbeat.tick() => socket.rpc("heartbeat", json!({"match_id": match_id})),
+            _ = heartbeat.tick() => socket.rpc("game.heartbeat", json!({"match_id": match_id})),
             _ = redraw.tick() => {
                 if !releases && let Some((key, at)) = held && at.elapsed() >= RELEASE_AFTER {
                     input(socket, &view, key, false, &mut seq);
