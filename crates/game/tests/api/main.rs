@@ -148,6 +148,22 @@ impl Platform {
     }
 }
 
+/// Plays (both present) until the match ends; its `match_finished`.
+async fn finished_after(
+    p: &Platform,
+    id: Uuid,
+    players: &[&User],
+    finished: &mut kit::testing::Published<MatchFinished>,
+) -> (contracts::Envelope, MatchFinished) {
+    p.until(id, players, Duration::from_secs(60), |_| false).await;
+    loop {
+        let (envelope, event) = finished.next().await;
+        if event.match_id == id {
+            return (envelope, event);
+        }
+    }
+}
+
 /// Goals conceded per seat.
 fn score(state: &Value) -> Vec<u64> {
     state["paddles"].as_array().unwrap().iter().map(|p| p["conceded"].as_u64().unwrap()).collect()
@@ -226,6 +242,30 @@ kit::backend_tests! {
         assert_problem(p.post(&rematch, &bob, json!({})).await, 409, None).await;
         let new_id = again["id"].as_str().unwrap();
         assert_problem(p.post(&format!("/v1/game/matches/{new_id}/rematch"), &ada, json!({})).await, 409, None).await;
+    }
+
+    async fn a_bots_seat_is_marked_as_a_bots_and_so_is_its_result(db) {
+        let p = Platform::start(db, PATIENT).await;
+        let ada = p.user();
+        // Auth signs the `bot` role only into its bots' tokens.
+        let bot_id = Uuid::now_v7();
+        let bot = User { id: bot_id, token: p.issuer.token(bot_id, &[kit::auth::ROLE_BOT]) };
+        let mut started = p.ctx.watch::<MatchStarted>().await;
+        let mut finished = p.ctx.watch::<MatchFinished>().await;
+        let id = p.match_of("duel", json!({"points_to_win": 1}), &[&ada, &bot]).await;
+        let (_, event) = started.next().await;
+        assert_eq!(event.players.iter().map(|p| (p.user_id, p.bot)).collect::<Vec<_>>(), vec![(ada.id, false), (bot.id, true)]);
+        let m = p.json(p.get(&format!("/v1/game/matches/{id}"), &ada).await, 200).await;
+        assert_eq!(m["players"][1]["bot"], true);
+        assert_eq!(m["players"][0]["bot"], false);
+        let (_, result) = finished_after(&p, id, &[&ada, &bot], &mut finished).await;
+        assert!(result.players.iter().all(|r| r.bot == (r.user_id == bot.id)), "{result:?}");
+        // A person with a role of their own is never taken for a bot.
+        let cy = User { id: Uuid::now_v7(), token: String::new() };
+        let cy = User { token: p.issuer.token(cy.id, &["admin"]), ..cy };
+        let again = p.match_of("duel", json!({}), &[&cy, &ada]).await;
+        let m = p.json(p.get(&format!("/v1/game/matches/{again}"), &ada).await, 200).await;
+        assert_eq!((m["players"][0]["bot"].as_bool(), m["players"][1]["bot"].as_bool()), (Some(false), Some(false)));
     }
 
     async fn bad_input_is_refused_and_the_match_is_untouched(db) {

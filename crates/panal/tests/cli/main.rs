@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ai;
 mod bus;
 mod contracts;
 mod docs;
@@ -203,7 +204,7 @@ fn migrate_creates_the_databases_without_serving() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        "auth: migrations applied\nusers: migrations applied\nchat: migrations applied\ngame: migrations applied\nstats: migrations applied\n"
+        "auth: migrations applied\nusers: migrations applied\nchat: migrations applied\ngame: migrations applied\nstats: migrations applied\nai: migrations applied\n"
     );
     for db in ["auth.db", "users.db", "chat.db"] {
         assert!(dir.join(db).exists(), "{db}");
@@ -320,6 +321,7 @@ async fn two_gateway_processes_share_one_rate_limit_through_redis() {
             .env("PANAL_CHAT_URL", format!("http://{upstream}"))
             .env("PANAL_GAME_URL", format!("http://{upstream}"))
             .env("PANAL_STATS_URL", format!("http://{upstream}"))
+            .env("PANAL_AI_URL", format!("http://{upstream}"))
             .args(["serve", "gateway", "--port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -29,6 +29,7 @@ async fn every_metrics_endpoint_reports_the_process_and_the_bus_and_passes_promt
         ("chat", 8004, &[][..], true, true),
         ("game", 8005, &["game_live_matches", "game_tick_lateness_seconds", "game_frames_total"][..], true, true),
         ("stats", 8007, &[][..], true, true),
+        ("ai", 8008, &[][..], true, true),
     ];
     for (service, port, own, outbox, consumes) in services {
         let base = format!("http://127.0.0.1:{}", port + offset);

@@ -1,0 +1,113 @@
+//! Bots, as `panal up` runs them: a person creates a match and seats a bot
+//! in it through the gateway; the bot (an identity auth made, its token
+//! carrying the `bot` role) joins through game's API and plays over
+//! realtime's socket, pressing and releasing keys; the match is played to
+//! its end and recorded with the bot marked as a bot everywhere.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::realtime::sign_up;
+use super::{free_offset, temp_dir, terminate, up_with};
+
+async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Value) -> (u16, Value) {
+    let r = http.request(method, url).bearer_auth(token).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_seated_through_the_gateway_plays_a_person_to_the_end() {
+    let dir = temp_dir();
+    let offset = free_offset();
+    let (mut running, _) = up_with(&dir, offset, &[], Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    let (ada_id, ada) = sign_up(&http, &gateway, "Ada").await;
+    let (_, bob) = sign_up(&http, &gateway, "Bob").await;
+    let post = |url: String, token: String, body: Value| {
+        let http = http.clone();
+        async move { call(&http, reqwest::Method::POST, url, &token, body).await }
+    };
+
+    let (status, levels) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/ai/levels"), &ada, Value::Null).await;
+    assert_eq!(status, 200);
+    assert_eq!(levels.as_array().unwrap().len(), 3);
+
+    let (status, created) = post(format!("{gateway}/v1/game/matches"), ada.clone(),
+        json!({"mode": "duel", "options": {"points_to_win": 3}})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let bots = format!("{gateway}/v1/ai/matches/{id}/bots");
+
+    // Bad input first: the match is untouched.
+    assert_eq!(post(bots.clone(), ada.clone(), json!({"level": "godlike"})).await.0, 422);
+    assert_eq!(post(bots.clone(), ada.clone(), json!({})).await.0, 422);
+    assert_eq!(post(bots.clone(), bob.clone(), json!({"level": "hard"})).await.0, 403, "not a player of it");
+    let missing = format!("{gateway}/v1/ai/matches/{}/bots", uuid::Uuid::now_v7());
+    assert_eq!(post(missing, ada.clone(), json!({"level": "hard"})).await.0, 404);
+    let anonymous = http.post(&bots).json(&json!({"level": "hard"})).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let (status, seated) = post(bots.clone(), ada.clone(), json!({"level": "hard"})).await;
+    assert_eq!(status, 201, "{seated}");
+    assert_eq!(seated["started"], true);
+    let bot_id = seated["bot"]["id"].as_str().unwrap().to_owned();
+    assert!(seated["bot"]["name"].as_str().unwrap().ends_with("(hard)"));
+    // Live now: no more bots.
+    assert_eq!(post(bots.clone(), ada.clone(), json!({"level": "easy"})).await.0, 409);
+
+    // Ada stays (heartbeats) but never moves; the bot plays. Its inputs
+    // reach game over the socket: its paddle's last applied input rises.
+    let state = format!("{gateway}/v1/game/matches/{id}/state");
+    let heartbeat = format!("{gateway}/v1/game/matches/{id}/heartbeat");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut bot_inputs = 0;
+    loop {
+        post(heartbeat.clone(), ada.clone(), json!({})).await;
+        let (status, frame) = call(&http, reqwest::Method::GET, state.clone(), &ada, Value::Null).await;
+        if status == 409 {
+            break;
+        }
+        assert_eq!(status, 200, "{frame}");
+        let bot_paddle = frame["paddles"].as_array().unwrap().iter().find(|p| p["user_id"] == bot_id.as_str()).unwrap();
+        bot_inputs = bot_inputs.max(bot_paddle["last_seq"].as_u64().unwrap());
+        assert!(Instant::now() < deadline, "the match did not end: {frame}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(bot_inputs > 0, "the bot pressed keys");
+
+    let (_, over) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{id}"), &ada, Value::Null).await;
+    assert_eq!(over["status"], "finished", "{over}");
+    assert_eq!(over["result"]["winner"], bot_id.as_str(), "a hard bot beats a player who never moves: {over}");
+    assert_eq!(over["result"]["forfeit"], false);
+    for p in over["result"]["players"].as_array().unwrap() {
+        assert_eq!(p["bot"], p["user_id"] == bot_id.as_str(), "{p}");
+    }
+    assert!(over["players"].as_array().unwrap().iter().any(|p| p["user_id"] == bot_id.as_str() && p["bot"] == true));
+
+    // The AI service and stats record it, the bot as a bot.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, all) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/ai/bots"), &ada, Value::Null).await;
+        let bot = all.as_array().unwrap().iter().find(|b| b["id"] == bot_id.as_str()).cloned().unwrap();
+        let (status, stats) =
+            call(&http, reqwest::Method::GET, format!("{gateway}/v1/stats/players/{bot_id}"), &ada, Value::Null).await;
+        if bot["won"] == 1 && status == 200 {
+            assert_eq!((bot["played"].as_i64(), bot["playing"].as_i64()), (Some(1), Some(0)), "{bot}");
+            assert_eq!(stats["modes"][0]["bot"], true, "{stats}");
+            assert!(stats["modes"][0].get("rank").is_none_or(Value::is_null), "bots are never ranked: {stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the result was not recorded: {bot} {stats}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, ada_stats) =
+        call(&http, reqwest::Method::GET, format!("{gateway}/v1/stats/players/{ada_id}"), &ada, Value::Null).await;
+    assert_eq!(ada_stats["modes"][0]["rated_matches"].as_u64().unwrap_or(0), 0, "a match with a bot is never rated: {ada_stats}");
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
