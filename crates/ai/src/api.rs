@@ -8,7 +8,6 @@ use kit::extract::Path;
 use kit::peer::Credentials;
 use kit::{Fail, Json, Problem};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,7 +16,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::domain::Level;
 use crate::error::AiError;
-use crate::store::Game;
+use crate::seater::{match_of, seat};
 
 pub(crate) fn router(state: AppState) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -138,67 +137,10 @@ async fn add_bot(
     if m["status"] != "waiting" {
         return Err(AiError::conflict("the match is not waiting for players"));
     }
-    let bot = state.roster.bot_for(body.level, &players).await?;
-    let game = Game { match_id: id, bot_id: bot.id, level: body.level };
-    // Recorded before joining: a crash in between leaves a row the next
-    // start resumes (and finds the bot seated or not), never a seat nobody
-    // plays.
-    state.store.start(&game, Utc::now()).await?;
-    let joined = join(&state, &game).await;
-    let started = match joined {
-        Ok(started) => started,
-        Err(e) => {
-            state.store.forget(&game).await?;
-            return Err(e);
-        }
-    };
-    state.spawn(game);
+    let (bot, started) = seat(&state, id, body.level, &players).await?;
     Ok((
         StatusCode::CREATED,
         Json(BotSeated { match_id: id, bot: BotSeat { id: bot.id, name: bot.name, level: bot.level }, started }),
     ))
 }
 
-/// `GET /v1/game/matches/{id}`.
-async fn match_of(state: &AppState, id: Uuid, credentials: Credentials<'_>) -> Result<Value, AiError> {
-    let r = state.game.get(&format!("/v1/game/matches/{id}"), credentials).await.map_err(Problem::from)?;
-    match r.status().as_u16() {
-        200 => r.json().await.map_err(|_| game_unavailable()),
-        404 => Err(AiError::not_found("no such match")),
-        status => {
-            tracing::warn!(status, match_id = %id, "game did not say what the match is");
-            Err(game_unavailable())
-        }
-    }
-}
-
-fn game_unavailable() -> AiError {
-    Problem::unavailable("game could not be reached; retry shortly", 2).into()
-}
-
-/// The bot takes a seat with its own token: true when it was the last.
-async fn join(state: &AppState, g: &Game) -> Result<bool, AiError> {
-    let token = state.roster.token(g.bot_id).await?;
-    let path = format!("/v1/game/matches/{}/join", g.match_id);
-    let r = state
-        .game
-        .send(reqwest::Method::POST, &path, Credentials::Bearer(&token), Some(&serde_json::json!({})))
-        .await
-        .map_err(Problem::from)?;
-    match r.status().as_u16() {
-        200 => {
-            let m: Value = r.json().await.map_err(|_| game_unavailable())?;
-            Ok(m["status"] == "live")
-        }
-        404 => Err(AiError::not_found("no such match")),
-        409 => Err(AiError::conflict("the match is not waiting for players")),
-        401 => {
-            state.roster.forget(g.bot_id).await;
-            Err(game_unavailable())
-        }
-        status => {
-            tracing::warn!(status, match_id = %g.match_id, "game refused a bot's seat");
-            Err(game_unavailable())
-        }
-    }
-}

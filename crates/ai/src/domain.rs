@@ -53,6 +53,18 @@ impl Level {
         Self::ALL.into_iter().find(|l| l.as_str() == s)
     }
 
+    /// The level for players of this rating (the queue's bots): easy
+    /// below 1350, hard from 1650.
+    pub fn for_rating(rating: f64) -> Self {
+        if rating < 1350.0 {
+            Level::Easy
+        } else if rating < 1650.0 {
+            Level::Medium
+        } else {
+            Level::Hard
+        }
+    }
+
     /// What the level means in play.
     pub fn skill(self) -> Skill {
         match self {

@@ -8,7 +8,7 @@
 //!
 //! - how a bot plays, as pure functions: [`domain`]
 //! - one bot in one match, over the socket: [`player`]
-//! - the bots' identities and tokens: [`roster`]
+//! - the bots' identities and tokens: [`roster`]; seating bots: [`seater`]
 //! - where a request lands: [`api`]; the SQL: [`store`]
 
 pub mod api;
@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod player;
 pub mod roster;
+pub mod seater;
 pub mod store;
 
 use std::sync::Arc;
@@ -35,8 +36,14 @@ use crate::store::{Game, Store};
 
 /// The AI service's migrations, for SQLite and PostgreSQL.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
-    postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+    sqlite: &[
+        (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+        (2, "wants", include_str!("../migrations/sqlite/0002_wants.sql")),
+    ],
+    postgres: &[
+        (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+        (2, "wants", include_str!("../migrations/postgres/0002_wants.sql")),
+    ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 
@@ -119,23 +126,37 @@ impl kit::Service for AiService {
     }
 
     /// Results of the matches bots play (a safety net: a bot's player
-    /// records its result itself when it sees the last frame).
+    /// records its result itself when it sees the last frame); matches the
+    /// queue made for bots.
     fn handlers() -> kit::bus::Handlers {
-        kit::bus::Handlers::new().on::<contracts::game::MatchFinished, _>(|tx, e, _| {
-            Box::pin(async move {
-                if e.players.iter().any(|p| p.bot) {
-                    Store::finished(tx, e.match_id, e.winner, e.finished_at).await?;
-                }
-                Ok(())
+        kit::bus::Handlers::new()
+            .on::<contracts::game::MatchFinished, _>(|tx, e, _| {
+                Box::pin(async move {
+                    if e.players.iter().any(|p| p.bot) {
+                        Store::finished(tx, e.match_id, e.winner, e.finished_at).await?;
+                    }
+                    Ok(())
+                })
             })
-        })
+            // Served by the seater, outside the consumer's transaction
+            // (seating calls auth and game).
+            .on::<contracts::game::BotsWanted, _>(|tx, e, _| {
+                Box::pin(async move {
+                    let level = domain::Level::for_rating(e.rating);
+                    Store::want(tx, e.match_id, level, e.wanted_at).await?;
+                    Ok(())
+                })
+            })
     }
 
     /// Resumes the matches bots were playing when the service last
     /// stopped; at a stop, ends every bot's play and waits for it.
     fn workers(state: &Arc<State>) -> Vec<Worker> {
+        let seater = state.clone();
         let state = state.clone();
-        vec![Box::new(move |stop: CancellationToken| {
+        vec![
+            Box::new(move |stop: CancellationToken| Box::pin(seater::run(seater, stop))),
+            Box::new(move |stop: CancellationToken| {
             Box::pin(async move {
                 match state.store.unfinished().await {
                     Ok(games) => {
@@ -151,6 +172,7 @@ impl kit::Service for AiService {
                 state.players.close();
                 state.players.wait().await;
             })
-        })]
+        }),
+        ]
     }
 }

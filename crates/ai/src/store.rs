@@ -148,4 +148,44 @@ impl Store {
             .map(|(match_id, bot_id, level)| Game { match_id, bot_id, level: Level::parse(&level).unwrap_or(Level::Medium) })
             .collect())
     }
+
+    /// Records the queue's request for bots (in the consumer's
+    /// transaction; a redelivery changes nothing).
+    pub async fn want(tx: &mut Tx, match_id: Uuid, level: Level, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO wants (match_id, level, status, attempts, next_at, created_at)
+             VALUES ($1, $2, 'pending', 0, $3, $3) ON CONFLICT (match_id) DO NOTHING")
+            .bind(match_id).bind(level.as_str()).bind(now).execute(conn).await.map(|_| ()))
+    }
+
+    /// Requests due now, oldest first.
+    pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<Want>, sqlx::Error> {
+        let rows: Vec<(Uuid, String, i32)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT match_id, level, attempts FROM wants WHERE status = 'pending' AND next_at <= $1
+             ORDER BY created_at LIMIT 20")
+            .bind(now).fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(match_id, level, attempts)| Want {
+                match_id,
+                level: Level::parse(&level).unwrap_or(Level::Medium),
+                attempts: u32::try_from(attempts).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// A request served (`done`), given up (`failed`), or to retry at `next_at`.
+    pub async fn settle(&self, match_id: Uuid, status: &str, next_at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE wants SET status = $2, attempts = attempts + 1, next_at = $3 WHERE match_id = $1")
+            .bind(match_id).bind(status).bind(next_at).execute(pool).await.map(|_| ()))
+    }
+}
+
+/// The queue's request for bots in a match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Want {
+    pub match_id: Uuid,
+    pub level: Level,
+    pub attempts: u32,
 }

@@ -81,3 +81,27 @@ impl Event for MatchFinished {
         self.match_id.to_string()
     }
 }
+
+/// Players waited in the queue with nobody to play: game made their match
+/// with free seats for bots (`game.bots_after_secs`); the AI service seats
+/// them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BotsWanted {
+    pub match_id: Uuid,
+    /// `duel` or `four_players`.
+    pub mode: String,
+    /// Free seats to fill with bots.
+    pub bots: u8,
+    /// The waiting players' mean rating, for the bots' level.
+    pub rating: f64,
+    pub wanted_at: DateTime<Utc>,
+}
+
+impl Event for BotsWanted {
+    const TYPE: &'static str = "panal.game.bots_wanted.v1";
+    const SOURCE: &'static str = "game";
+    const SUMMARY: &'static str = "players waited in the queue with nobody to play: their match has seats for bots";
+    fn subject(&self) -> String {
+        self.match_id.to_string()
+    }
+}

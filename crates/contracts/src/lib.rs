@@ -112,6 +112,7 @@ pub fn catalogue() -> Vec<EventInfo> {
         info::<chat::MessagePosted>(),
         info::<game::MatchStarted>(),
         info::<game::MatchFinished>(),
+        info::<game::BotsWanted>(),
         info::<stats::RatingChanged>(),
     ]
 }

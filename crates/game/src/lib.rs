@@ -79,6 +79,10 @@ pub struct Settings {
     /// inputs for the matches it runs (e.g. `http://10.0.0.5:8005`). Needed
     /// only when several game processes share a database.
     pub advertise_url: Option<String>,
+    /// A player the queue found nobody for after this long gets a match
+    /// whose other seats the AI service fills with bots (`bots_wanted`);
+    /// 0: never.
+    pub bots_after_secs: u64,
 }
 
 impl Default for Settings {
@@ -89,6 +93,7 @@ impl Default for Settings {
             max_live_matches: 2_000,
             lease_secs: 5,
             advertise_url: None,
+            bots_after_secs: 20,
         }
     }
 }
@@ -207,12 +212,13 @@ impl kit::Service for GameService {
         let (receiver, realtime, token) = (state.frames.subscribe(), state.realtime.clone(), state.token.clone());
         let (lobby_store, lobby_arena) = (state.store.clone(), state.arena.clone());
         let (lobby_metrics, publisher_metrics) = (state.metrics.clone(), state.metrics.clone());
+        let bots_after = (state.settings.bots_after_secs > 0).then(|| Duration::from_secs(state.settings.bots_after_secs));
         let (lease_store, lease_arena, max_live) =
             (state.store.clone(), state.arena.clone(), state.settings.max_live_matches);
         vec![
             Box::new(move |stop: CancellationToken| Box::pin(leases::run(lease_store, lease_arena, max_live, stop))),
             Box::new(move |stop: CancellationToken| {
-                Box::pin(lobby::run(lobby_store, lobby_arena, lobby_metrics, stop))
+                Box::pin(lobby::run(lobby_store, lobby_arena, lobby_metrics, bots_after, stop))
             }),
             Box::new(move |stop: CancellationToken| Box::pin(arena.run(store, frames, stop))),
             Box::new(move |stop: CancellationToken| {

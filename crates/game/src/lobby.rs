@@ -26,7 +26,16 @@ pub fn waited(entry: &Queued) -> Duration {
 }
 
 /// Makes matches until `stop`; then lets go of the job.
-pub async fn run(store: Arc<Store>, arena: Arc<Arena>, metrics: Arc<crate::metrics::Metrics>, stop: CancellationToken) {
+///
+/// Players who found nobody after `bots_after` (when set) get a match of
+/// their own whose other seats the AI service fills with bots.
+pub async fn run(
+    store: Arc<Store>,
+    arena: Arc<Arena>,
+    metrics: Arc<crate::metrics::Metrics>,
+    bots_after: Option<Duration>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -53,7 +62,23 @@ pub async fn run(store: Arc<Store>, arena: Arc<Arena>, metrics: Arc<crate::metri
                 .filter(|e| e.mode == mode)
                 .map(|e| Waiting { user: e.user, rating: e.rating, waited: waited(e) })
                 .collect();
-            for group in matchmaking::groups(&candidates, mode.seats()) {
+            let groups = matchmaking::groups(&candidates, mode.seats());
+            if let Some(after) = bots_after {
+                let placed: Vec<uuid::Uuid> = groups.iter().flatten().copied().collect();
+                let left: Vec<Waiting> = candidates.iter().filter(|w| !placed.contains(&w.user)).cloned().collect();
+                for lonely in matchmaking::for_bots(&left, mode.seats(), after) {
+                    let players: Vec<(uuid::Uuid, f64)> = lonely
+                        .iter()
+                        .filter_map(|u| candidates.iter().find(|w| w.user == *u).map(|w| (w.user, w.rating)))
+                        .collect();
+                    match store.for_bots(mode, &players, Utc::now()).await {
+                        Ok(Some(m)) => tracing::info!(match_id = %m.id, "players alone in the queue wait for bots"),
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = ?e, "a match for bots was not created"),
+                    }
+                }
+            }
+            for group in groups {
                 match store.from_queue(mode, &group, Utc::now()).await {
                     Ok(Some(m)) => {
                         metrics.matches_made.inc();

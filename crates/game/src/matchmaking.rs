@@ -52,6 +52,19 @@ pub fn groups(waiting: &[Waiting], size: usize) -> Vec<Vec<Uuid>> {
     made
 }
 
+/// Players nobody was found for after `after` of waiting: a match each
+/// (with four players, up to three of them together, those who waited
+/// longest first), its other seats left for bots. `waiting` are the ones
+/// [`groups`] did not place.
+pub fn for_bots(waiting: &[Waiting], size: usize, after: Duration) -> Vec<Vec<Uuid>> {
+    if size < 2 {
+        return Vec::new();
+    }
+    let mut lonely: Vec<&Waiting> = waiting.iter().filter(|w| w.waited >= after).collect();
+    lonely.sort_by_key(|w| std::cmp::Reverse(w.waited));
+    lonely.chunks(size - 1).map(|chunk| chunk.iter().map(|w| w.user).collect()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +83,18 @@ mod tests {
         assert!(groups(&[d.clone(), e.clone()], 2).is_empty());
         let (d, e) = (Waiting { waited: Duration::from_secs(6), ..d }, e);
         assert_eq!(groups(&[d.clone(), e.clone()], 2), vec![vec![d.user, e.user]]);
+    }
+
+    #[test]
+    fn players_alone_long_enough_get_bots_the_others_wait() {
+        let after = Duration::from_secs(20);
+        let (a, b) = (w(1500.0, 25), w(1600.0, 5));
+        assert_eq!(for_bots(&[a.clone(), b.clone()], 2, after), vec![vec![a.user]]);
+        // Four players: up to three people together, the longest waiting first.
+        let (c, d, e, f) = (w(1500.0, 21), w(1800.0, 40), w(1200.0, 30), w(1500.0, 22));
+        let made = for_bots(&[c.clone(), d.clone(), e.clone(), f.clone()], 4, after);
+        assert_eq!(made, vec![vec![d.user, e.user, f.user], vec![c.user]]);
+        assert!(for_bots(&[b], 2, after).is_empty());
     }
 
     #[test]

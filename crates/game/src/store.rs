@@ -290,13 +290,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Match>, StoreError> {
         let mut tx = self.db.begin().await?;
-        for user in players {
-            let taken = with_tx!(&mut tx, conn => sqlx::query("DELETE FROM queue WHERE user_id = $1 AND mode = $2")
-                .bind(user).bind(mode.as_str()).execute(conn).await.map(|r| r.rows_affected()))?;
-            if taken == 0 {
-                tx.rollback().await?;
-                return Ok(None);
-            }
+        if !dequeue_all(&mut tx, mode, players).await? {
+            tx.rollback().await?;
+            return Ok(None);
         }
         let id = seat_all(&mut tx, players, mode, &Options::default(), "queue", now).await?;
         tx.commit().await?;
@@ -309,6 +305,52 @@ impl Store {
         with_db!(write &self.db, pool => sqlx::query(
             "INSERT INTO bots (user_id, seen_at) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING")
             .bind(user).bind(now).execute(pool).await.map(|_| ()))
+    }
+
+    /// Players who waited too long alone: out of the queue and into a match
+    /// of theirs with the other seats free, asking the AI service for bots
+    /// (`bots_wanted`) and telling each player (`match_ready`), in one
+    /// transaction. `None` when one of them left the queue meanwhile.
+    pub async fn for_bots(
+        &self,
+        mode: Mode,
+        players: &[(Uuid, f64)],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Match>, StoreError> {
+        let Some(&(first, _)) = players.first() else { return Ok(None) };
+        let mut tx = self.db.begin().await?;
+        let users: Vec<Uuid> = players.iter().map(|(u, _)| *u).collect();
+        if !dequeue_all(&mut tx, mode, &users).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let id = insert_match(&mut tx, first, mode, &Options::default(), "queue", now).await?;
+        for (seat, (player, _)) in (1u8..).zip(&players[1..]) {
+            add_player(&mut tx, id, seat, *player, now).await?;
+        }
+        let seated = i32::try_from(players.len()).unwrap_or(1);
+        with_tx!(&mut tx, conn => sqlx::query("UPDATE matches SET joined = $2 WHERE id = $1")
+            .bind(id).bind(seated).execute(conn).await.map(|_| ()))?;
+        let rating = players.iter().map(|(_, r)| r).sum::<f64>() / players.len() as f64;
+        tx.record(&contracts::game::BotsWanted {
+            match_id: id,
+            mode: mode.as_str().to_owned(),
+            bots: u8::try_from(mode.seats() - players.len()).unwrap_or(1),
+            rating,
+            wanted_at: now,
+        })
+        .await?;
+        for (player, _) in players {
+            tx.record(&contracts::realtime::Publication {
+                channel: format!("user:{player}"),
+                data: serde_json::json!({"type": "match_ready", "match_id": id, "origin": "queue"}),
+                skip_users: Vec::new(),
+                ephemeral: false,
+            })
+            .await?;
+        }
+        tx.commit().await?;
+        self.get(id).await.map_err(StoreError::from)
     }
 
     /// Queues a player; false when they are queued already.
@@ -600,6 +642,19 @@ impl Store {
             result: result.and_then(|r| serde_json::from_str(&r).ok()),
         })
     }
+}
+
+/// Takes every one of `players` out of `mode`'s queue: false when one of
+/// them is not in it any more (the caller rolls back).
+async fn dequeue_all(tx: &mut kit::db::Tx, mode: Mode, players: &[Uuid]) -> Result<bool, sqlx::Error> {
+    for user in players {
+        let taken = with_tx!(tx, conn => sqlx::query("DELETE FROM queue WHERE user_id = $1 AND mode = $2")
+            .bind(user).bind(mode.as_str()).execute(conn).await.map(|r| r.rows_affected()))?;
+        if taken == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A new match waiting for players, its creator in seat 0.

@@ -268,6 +268,27 @@ kit::backend_tests! {
         assert_eq!((m["players"][0]["bot"].as_bool(), m["players"][1]["bot"].as_bool()), (Some(false), Some(false)));
     }
 
+    async fn a_player_alone_in_the_queue_gets_a_match_with_seats_for_bots(db) {
+        let p = Platform::start(db, "[game]\nabsent_after_ms = 60000\nbots_after_secs = 1\n").await;
+        let ada = p.user();
+        let mut wanted = p.ctx.watch::<contracts::game::BotsWanted>().await;
+        p.json(p.post("/v1/game/queue", &ada, json!({"mode": "duel"})).await, 202).await;
+        let (_, want) = wanted.next().await;
+        assert_eq!((want.mode.as_str(), want.bots, want.rating), ("duel", 1, 1500.0));
+        // Out of the queue, in a match of theirs waiting for a bot.
+        assert_problem(p.get("/v1/game/queue", &ada).await, 404, None).await;
+        let m = p.json(p.get(&format!("/v1/game/matches/{}", want.match_id), &ada).await, 200).await;
+        assert_eq!((m["status"].as_str(), m["origin"].as_str()), (Some("waiting"), Some("queue")));
+        assert_eq!(m["players"].as_array().unwrap().len(), 1);
+        assert_eq!(m["players"][0]["user_id"], ada.id.to_string());
+        // The bot takes the seat as anyone would: the match is live.
+        let bot_id = Uuid::now_v7();
+        let bot = User { id: bot_id, token: p.issuer.token(bot_id, &[kit::auth::ROLE_BOT]) };
+        let joined = p.json(p.post(&format!("/v1/game/matches/{}/join", want.match_id), &bot, json!({})).await, 200).await;
+        assert_eq!(joined["status"], "live");
+        assert_eq!(joined["players"][1]["bot"], true);
+    }
+
     async fn bad_input_is_refused_and_the_match_is_untouched(db) {
         let p = Platform::start(db, PATIENT).await;
         let (ada, bob, eve) = (p.user(), p.user(), p.user());

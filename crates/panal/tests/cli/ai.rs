@@ -111,3 +111,51 @@ async fn a_bot_seated_through_the_gateway_plays_a_person_to_the_end() {
     assert!(terminate(&mut running).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Alone in the queue for longer than `game.bots_after_secs`, a person is
+/// given a match whose other seat the AI service fills with a bot (game's
+/// `bots_wanted`, consumed by the AI service); leaving it is a forfeit, and
+/// the bot's record says it won.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_alone_in_the_queue_is_given_a_bot() {
+    let dir = temp_dir();
+    let offset = free_offset();
+    let (mut running, _) = up_with(&dir, offset, &[("PANAL_GAME__BOTS_AFTER_SECS", "1")], Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    let (ada_id, ada) = sign_up(&http, &gateway, "Ada").await;
+    let (status, _) = call(&http, reqwest::Method::POST, format!("{gateway}/v1/game/queue"), &ada, json!({"mode": "duel"})).await;
+    assert_eq!(status, 202);
+    // A live match of Ada's with a bot, within seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let live = loop {
+        let (_, page) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches?status=live"), &ada, Value::Null).await;
+        let mine = page["items"].as_array().unwrap().iter()
+            .find(|m| m["players"].as_array().unwrap().iter().any(|p| p["user_id"] == ada_id.as_str())).cloned();
+        if let Some(m) = mine {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no bot came: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(live["origin"], "queue");
+    let bot = live["players"].as_array().unwrap().iter().find(|p| p["bot"] == true).cloned().expect("a bot's seat");
+    let bot_id = bot["user_id"].as_str().unwrap().to_owned();
+    let id = live["id"].as_str().unwrap();
+    let (status, _) = call(&http, reqwest::Method::POST, format!("{gateway}/v1/game/matches/{id}/leave"), &ada, json!({})).await;
+    assert_eq!(status, 204);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, all) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/ai/bots"), &ada, Value::Null).await;
+        let record = all.as_array().unwrap().iter().find(|b| b["id"] == bot_id.as_str()).cloned().unwrap();
+        if record["won"] == 1 {
+            // A 1500 player is given a medium bot.
+            assert_eq!(record["level"], "medium", "{record}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the forfeit was not recorded: {record}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
