@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Action, Held, Rng, Skill, TICK_HZ, View};
+use crate::domain::{Action, Held, Key, Rng, Skill, TICK_HZ, View};
 use crate::roster::Roster;
 use crate::store::{Game, Store};
 
@@ -162,8 +162,18 @@ impl Session<'_> {
                             *seen_frame = true;
                             tracing::info!(%match_id, bot = %g.bot_id, seat = me, "a bot's match started");
                         }
-                        // After a restart: carry on from the server's count.
-                        *seq = (*seq).max(view.paddles[me].last_seq);
+                        if latest.is_none() {
+                            // A new connection (or a restart): carry on from
+                            // the server's count, and let go of whatever key
+                            // the server may still hold down for the bot.
+                            *seq = (*seq).max(view.paddles[me].last_seq);
+                            for key in [Key::Up, Key::Down] {
+                                *seq += 1;
+                                socket.rpc("game.input", json!({"match_id": match_id, "seq": *seq, "key": key, "pressed": false}));
+                            }
+                            *held = Held::default();
+                            plan.clear();
+                        }
                         if view.phase == "finished" {
                             let winner = view.winner.map(usize::from);
                             return Some(End::Won(winner == Some(me)));

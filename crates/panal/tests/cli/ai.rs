@@ -2,7 +2,8 @@
 //! in it through the gateway; the bot (an identity auth made, its token
 //! carrying the `bot` role) joins through game's API and plays over
 //! realtime's socket, pressing and releasing keys; the match is played to
-//! its end and recorded with the bot marked as a bot everywhere.
+//! its end — across a restart of `panal up` — and recorded with the bot
+//! marked as a bot everywhere.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -62,30 +63,50 @@ async fn a_bot_seated_through_the_gateway_plays_a_person_to_the_end() {
 
     // Ada stays (heartbeats) but never moves; the bot plays. Its inputs
     // reach game over the socket: its paddle's last applied input rises.
+    // Once it has pressed keys, `panal up` is stopped and started again:
+    // game resumes the match, the AI service resumes the bot, which plays on.
     let state = format!("{gateway}/v1/game/matches/{id}/state");
     let heartbeat = format!("{gateway}/v1/game/matches/{id}/heartbeat");
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut bot_inputs = 0;
+    let mut at_restart = None;
     loop {
         post(heartbeat.clone(), ada.clone(), json!({})).await;
         let (status, frame) = call(&http, reqwest::Method::GET, state.clone(), &ada, Value::Null).await;
         if status == 409 {
             break;
         }
+        assert!(Instant::now() < deadline, "the match did not end: {status} {frame}");
+        if status == 503 {
+            // Between game processes for a moment after the restart.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         assert_eq!(status, 200, "{frame}");
         let bot_paddle = frame["paddles"].as_array().unwrap().iter().find(|p| p["user_id"] == bot_id.as_str()).unwrap();
         bot_inputs = bot_inputs.max(bot_paddle["last_seq"].as_u64().unwrap());
-        assert!(Instant::now() < deadline, "the match did not end: {frame}");
+        if bot_inputs > 0 && at_restart.is_none() {
+            assert!(terminate(&mut running).success());
+            running = up_with(&dir, offset, &[], Stdio::null()).0;
+            at_restart = Some(bot_inputs);
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(bot_inputs > 0, "the bot pressed keys");
+    assert!(bot_inputs > at_restart.unwrap(), "the resumed bot pressed keys again ({bot_inputs})");
 
     let (_, over) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{id}"), &ada, Value::Null).await;
     assert_eq!(over["status"], "finished", "{over}");
-    assert_eq!(over["result"]["winner"], bot_id.as_str(), "a hard bot beats a player who never moves: {over}");
     assert_eq!(over["result"]["forfeit"], false);
+    // A bot that looks once a second can miss even against a player who
+    // never moves (the benchmark: a hard bot loses about 1 in 70 such
+    // matches to 3): it is asserted to have scored, not to have won.
+    let bot_won = over["result"]["winner"] == bot_id.as_str();
     for p in over["result"]["players"].as_array().unwrap() {
         assert_eq!(p["bot"], p["user_id"] == bot_id.as_str(), "{p}");
+        if p["bot"] == true {
+            assert!(p["scored"].as_u64().unwrap() > 0, "the bot scored: {over}");
+        }
     }
     assert!(over["players"].as_array().unwrap().iter().any(|p| p["user_id"] == bot_id.as_str() && p["bot"] == true));
 
@@ -96,8 +117,9 @@ async fn a_bot_seated_through_the_gateway_plays_a_person_to_the_end() {
         let bot = all.as_array().unwrap().iter().find(|b| b["id"] == bot_id.as_str()).cloned().unwrap();
         let (status, stats) =
             call(&http, reqwest::Method::GET, format!("{gateway}/v1/stats/players/{bot_id}"), &ada, Value::Null).await;
-        if bot["won"] == 1 && status == 200 {
-            assert_eq!((bot["played"].as_i64(), bot["playing"].as_i64()), (Some(1), Some(0)), "{bot}");
+        if bot["played"] == 1 && status == 200 {
+            assert_eq!(bot["won"] == 1, bot_won, "{bot}");
+            assert_eq!(bot["playing"], 0, "{bot}");
             assert_eq!(stats["modes"][0]["bot"], true, "{stats}");
             assert!(stats["modes"][0].get("rank").is_none_or(Value::is_null), "bots are never ranked: {stats}");
             break;
