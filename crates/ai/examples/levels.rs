@@ -16,11 +16,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().map_or(200, |a| a.parse().expect("matches: a number"));
     let points: u8 = args.next().map_or(11, |a| a.parse().expect("points: a number"));
-    let players: Vec<(&str, Skill)> = Level::ALL
-        .into_iter()
-        .map(|l| (l.as_str(), l.skill()))
-        .chain([("perfect", Skill::perfect())])
-        .collect();
+    let players: Vec<(&str, Skill)> =
+        Level::ALL.into_iter().map(|l| (l.as_str(), l.skill())).chain([("perfect", Skill::perfect())]).collect();
     for power_ups in [false, true] {
         let options = Options { points_to_win: points, power_ups, ..Options::default() };
         println!("\n{n} duels per pairing, first to {points}, power-ups {}:\n", if power_ups { "on" } else { "off" });
@@ -38,4 +35,3 @@ fn main() {
         }
     }
 }
-

@@ -19,11 +19,7 @@ use crate::error::AiError;
 use crate::seater::{match_of, seat};
 
 pub(crate) fn router(state: AppState) -> OpenApiRouter {
-    OpenApiRouter::new()
-        .routes(routes!(levels))
-        .routes(routes!(bots))
-        .routes(routes!(add_bot))
-        .with_state(state)
+    OpenApiRouter::new().routes(routes!(levels)).routes(routes!(bots)).routes(routes!(add_bot)).with_state(state)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -143,4 +139,3 @@ async fn add_bot(
         Json(BotSeated { match_id: id, bot: BotSeat { id: bot.id, name: bot.name, level: bot.level }, started }),
     ))
 }
-

@@ -469,8 +469,26 @@ mod tests {
             height: 900_000,
             ball,
             paddles: vec![
-                Paddle { seat: 0, user_id: uuid::Uuid::nil(), side: Side::Left, pos: me_pos, length: 140_000, moving: 0, out: false, last_seq: 0 },
-                Paddle { seat: 1, user_id: uuid::Uuid::max(), side: Side::Right, pos: 450_000, length: 140_000, moving: 0, out: false, last_seq: 0 },
+                Paddle {
+                    seat: 0,
+                    user_id: uuid::Uuid::nil(),
+                    side: Side::Left,
+                    pos: me_pos,
+                    length: 140_000,
+                    moving: 0,
+                    out: false,
+                    last_seq: 0,
+                },
+                Paddle {
+                    seat: 1,
+                    user_id: uuid::Uuid::max(),
+                    side: Side::Right,
+                    pos: 450_000,
+                    length: 140_000,
+                    moving: 0,
+                    out: false,
+                    last_seq: 0,
+                },
             ],
             power_up: None,
         }
@@ -524,8 +542,26 @@ mod tests {
     fn with_four_players_a_defended_side_in_the_way_stops_the_prediction() {
         let mut v = duel(Ball { x: 450_000, y: 450_000, vx: -10_000, vy: -30_000 }, 450_000);
         v.width = 900_000;
-        v.paddles.push(Paddle { seat: 2, user_id: uuid::Uuid::from_u128(2), side: Side::Top, pos: 450_000, length: 140_000, moving: 0, out: false, last_seq: 0 });
-        v.paddles.push(Paddle { seat: 3, user_id: uuid::Uuid::from_u128(3), side: Side::Bottom, pos: 450_000, length: 140_000, moving: 0, out: false, last_seq: 0 });
+        v.paddles.push(Paddle {
+            seat: 2,
+            user_id: uuid::Uuid::from_u128(2),
+            side: Side::Top,
+            pos: 450_000,
+            length: 140_000,
+            moving: 0,
+            out: false,
+            last_seq: 0,
+        });
+        v.paddles.push(Paddle {
+            seat: 3,
+            user_id: uuid::Uuid::from_u128(3),
+            side: Side::Bottom,
+            pos: 450_000,
+            length: 140_000,
+            moving: 0,
+            out: false,
+            last_seq: 0,
+        });
         assert_eq!(arrival(&v, Side::Left), None, "the top player takes it first");
         v.paddles[2].out = true;
         assert!(arrival(&v, Side::Left).is_some(), "the top is a wall once its player is out");
@@ -537,16 +573,19 @@ mod tests {
         let skill = Skill { error: 0, aim: Aim::Centre, ..Level::Hard.skill() };
         let plan = plan(&v, 0, Held::default(), &skill, &mut Rng(1));
         // 150,000 up: 13 ticks from tick 105.
-        assert_eq!(plan, vec![
-            Action { tick: 105, key: Key::Up, pressed: true },
-            Action { tick: 118, key: Key::Up, pressed: false },
-        ]);
+        assert_eq!(
+            plan,
+            vec![Action { tick: 105, key: Key::Up, pressed: true }, Action { tick: 118, key: Key::Up, pressed: false },]
+        );
         // Already there: nothing to press; a held key is let go.
         let v = duel(Ball { x: 600_000, y: 450_000, vx: -10_000, vy: 0 }, 450_000);
         assert!(super::plan(&v, 0, Held::default(), &skill, &mut Rng(1)).is_empty());
         let held = Held { up: true, down: false };
         let v = duel(Ball { x: 600_000, y: 450_000 - 5 * PADDLE_SPEED, vx: -10_000, vy: 0 }, 450_000);
-        assert_eq!(super::plan(&v, 0, held, &skill, &mut Rng(1)), vec![Action { tick: 105, key: Key::Up, pressed: false }]);
+        assert_eq!(
+            super::plan(&v, 0, held, &skill, &mut Rng(1)),
+            vec![Action { tick: 105, key: Key::Up, pressed: false }]
+        );
     }
 
     #[test]

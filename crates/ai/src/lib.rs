@@ -104,7 +104,8 @@ impl kit::Service for AiService {
     async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
         let store = Arc::new(Store::new(setup.db()?));
         let auth = kit::peer::PeerClient::new("auth", setup.ctx.service_url("auth")?, Duration::from_secs(5))?;
-        let game = Arc::new(kit::peer::PeerClient::new("game", setup.ctx.service_url("game")?, Duration::from_secs(5))?);
+        let game =
+            Arc::new(kit::peer::PeerClient::new("game", setup.ctx.service_url("game")?, Duration::from_secs(5))?);
         let roster = Arc::new(Roster::new(store.clone(), auth, setup.service_token()?));
         let realtime = setup.ctx.service_url("realtime")?;
         let socket_url = format!(
@@ -157,22 +158,22 @@ impl kit::Service for AiService {
         vec![
             Box::new(move |stop: CancellationToken| Box::pin(seater::run(seater, stop))),
             Box::new(move |stop: CancellationToken| {
-            Box::pin(async move {
-                match state.store.unfinished().await {
-                    Ok(games) => {
-                        for g in games {
-                            tracing::info!(match_id = %g.match_id, bot = %g.bot_id, "resuming a bot's match");
-                            state.spawn(g);
+                Box::pin(async move {
+                    match state.store.unfinished().await {
+                        Ok(games) => {
+                            for g in games {
+                                tracing::info!(match_id = %g.match_id, bot = %g.bot_id, "resuming a bot's match");
+                                state.spawn(g);
+                            }
                         }
+                        Err(e) => tracing::error!(error = %e, "the bots' unfinished matches could not be read"),
                     }
-                    Err(e) => tracing::error!(error = %e, "the bots' unfinished matches could not be read"),
-                }
-                stop.cancelled().await;
-                state.stop.cancel();
-                state.players.close();
-                state.players.wait().await;
-            })
-        }),
+                    stop.cancelled().await;
+                    state.stop.cancel();
+                    state.players.close();
+                    state.players.wait().await;
+                })
+            }),
         ]
     }
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use kit::Problem;
 use kit::credentials::ServiceToken;
 use kit::peer::{Credentials, PeerClient};
-use kit::Problem;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -69,7 +69,8 @@ impl Roster {
         } else {
             format!("{base} {} ({})", round + 1, level.as_str())
         };
-        let answer = self.call(reqwest::Method::POST, "/v1/auth/bots", Some(&serde_json::json!({"name": name}))).await?;
+        let answer =
+            self.call(reqwest::Method::POST, "/v1/auth/bots", Some(&serde_json::json!({"name": name}))).await?;
         if answer.status() != reqwest::StatusCode::CREATED {
             tracing::warn!(status = %answer.status(), "auth refused to make a bot");
             return Err(unavailable("make a bot"));
@@ -115,8 +116,7 @@ impl Roster {
             tracing::warn!(error = %e, "no service token to reach auth");
             unavailable("be reached")
         })?;
-        let answer =
-            self.auth.send(method, path, Credentials::Bearer(&bearer), body).await.map_err(Problem::from)?;
+        let answer = self.auth.send(method, path, Credentials::Bearer(&bearer), body).await.map_err(Problem::from)?;
         if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
             self.token.forget().await;
             return Err(Problem::unavailable("auth refused the AI service's token; retry shortly", 1).into());

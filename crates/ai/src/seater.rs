@@ -21,7 +21,12 @@ const MAX_ATTEMPTS: u32 = 10;
 
 /// Seats a bot of `level` (not one of `taken`) in the waiting match, and
 /// starts it playing: the bot, and whether it took the last seat.
-pub(crate) async fn seat(state: &AppState, match_id: Uuid, level: Level, taken: &[Uuid]) -> Result<(Bot, bool), AiError> {
+pub(crate) async fn seat(
+    state: &AppState,
+    match_id: Uuid,
+    level: Level,
+    taken: &[Uuid],
+) -> Result<(Bot, bool), AiError> {
     let bot = state.roster.bot_for(level, taken).await?;
     let game = Game { match_id, bot_id: bot.id, level };
     // Recorded before joining: a crash in between leaves a row the next

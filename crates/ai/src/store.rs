@@ -145,7 +145,11 @@ impl Store {
             .fetch_all(pool).await)?;
         Ok(rows
             .into_iter()
-            .map(|(match_id, bot_id, level)| Game { match_id, bot_id, level: Level::parse(&level).unwrap_or(Level::Medium) })
+            .map(|(match_id, bot_id, level)| Game {
+                match_id,
+                bot_id,
+                level: Level::parse(&level).unwrap_or(Level::Medium),
+            })
             .collect())
     }
 

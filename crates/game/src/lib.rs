@@ -212,7 +212,8 @@ impl kit::Service for GameService {
         let (receiver, realtime, token) = (state.frames.subscribe(), state.realtime.clone(), state.token.clone());
         let (lobby_store, lobby_arena) = (state.store.clone(), state.arena.clone());
         let (lobby_metrics, publisher_metrics) = (state.metrics.clone(), state.metrics.clone());
-        let bots_after = (state.settings.bots_after_secs > 0).then(|| Duration::from_secs(state.settings.bots_after_secs));
+        let bots_after =
+            (state.settings.bots_after_secs > 0).then(|| Duration::from_secs(state.settings.bots_after_secs));
         let (lease_store, lease_arena, max_live) =
             (state.store.clone(), state.arena.clone(), state.settings.max_live_matches);
         vec![

@@ -84,12 +84,24 @@ pub struct MatchRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
     /// One side or both are not known yet.
-    Waiting { a: Option<Uuid>, b: Option<Uuid> },
+    Waiting {
+        a: Option<Uuid>,
+        b: Option<Uuid>,
+    },
     /// Nobody to play: `a` goes through without a match.
-    Bye { a: Uuid },
+    Bye {
+        a: Uuid,
+    },
     /// Both known, to be played.
-    Ready { a: Uuid, b: Uuid },
-    Played { a: Uuid, b: Uuid, winner: Uuid },
+    Ready {
+        a: Uuid,
+        b: Uuid,
+    },
+    Played {
+        a: Uuid,
+        b: Uuid,
+        winner: Uuid,
+    },
 }
 
 impl Slot {
@@ -333,10 +345,14 @@ mod tests {
             assert_eq!(b.rounds(), size.trailing_zeros(), "{n}");
             assert_eq!(f64::from(b.rounds()), (n as f64).log2().ceil(), "⌈log2 {n}⌉ rounds");
             // Byes: exactly size − n, to seeds 1 … size − n.
-            let byes: Vec<Uuid> = b.matches().into_iter().filter_map(|(_, s)| match s {
-                Slot::Bye { a } => Some(a),
-                _ => None,
-            }).collect();
+            let byes: Vec<Uuid> = b
+                .matches()
+                .into_iter()
+                .filter_map(|(_, s)| match s {
+                    Slot::Bye { a } => Some(a),
+                    _ => None,
+                })
+                .collect();
             assert_eq!(byes.len(), size - n, "{n}");
             let mut expected = seeded[..size - n].to_vec();
             let mut got = byes.clone();

@@ -84,7 +84,11 @@ pub fn duel(skills: [Skill; 2], seed: u64, options: Options) -> Outcome {
         }
         g.step();
     }
-    Outcome { winner: g.finished().map(usize::from), conceded: [g.seats[0].conceded, g.seats[1].conceded], ticks: g.tick }
+    Outcome {
+        winner: g.finished().map(usize::from),
+        conceded: [g.seats[0].conceded, g.seats[1].conceded],
+        ticks: g.tick,
+    }
 }
 
 /// A series' tally, from `a`'s side.

@@ -47,4 +47,3 @@ fn the_same_seed_plays_the_same_match() {
     let b = harness::duel([Level::Medium.skill(), Level::Hard.skill()], 42, short());
     assert_eq!((a.winner, a.conceded, a.ticks), (b.winner, b.conceded, b.ticks));
 }
-

@@ -51,7 +51,9 @@ pub struct Bot {
 /// refresh token (the client asks again).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BotToken {
-    #[schema(example = "eyJhbGciOiJFZERTQSIsImtpZCI6ImtQcksiLCJ0eXAiOiJhdCtqd3QifQ.eyJzdWIiOiIwMWEyM2NlNSJ9.c2lnbmF0dXJl")]
+    #[schema(
+        example = "eyJhbGciOiJFZERTQSIsImtpZCI6ImtQcksiLCJ0eXAiOiJhdCtqd3QifQ.eyJzdWIiOiIwMWEyM2NlNSJ9.c2lnbmF0dXJl"
+    )]
     pub access_token: String,
     #[schema(example = "Bearer")]
     pub token_type: &'static str,

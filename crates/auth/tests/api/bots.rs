@@ -9,15 +9,24 @@ use super::*;
 async fn client_token(app: &TestApp, name: &str, scopes: &[&str]) -> String {
     let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
     let (id, secret) = auth::ops::create_client(&app.db, name, &scopes).await.unwrap();
-    let r = app.http.post(app.url("/v1/auth/token")).basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/v1/auth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
 }
 
 fn claims_of(token: &str) -> Value {
     use base64::Engine;
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap()
 }
 
 kit::backend_tests! {

@@ -34,12 +34,17 @@ async fn a_bot_seated_through_the_gateway_plays_a_person_to_the_end() {
         async move { call(&http, reqwest::Method::POST, url, &token, body).await }
     };
 
-    let (status, levels) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/ai/levels"), &ada, Value::Null).await;
+    let (status, levels) =
+        call(&http, reqwest::Method::GET, format!("{gateway}/v1/ai/levels"), &ada, Value::Null).await;
     assert_eq!(status, 200);
     assert_eq!(levels.as_array().unwrap().len(), 3);
 
-    let (status, created) = post(format!("{gateway}/v1/game/matches"), ada.clone(),
-        json!({"mode": "duel", "options": {"points_to_win": 3}})).await;
+    let (status, created) = post(
+        format!("{gateway}/v1/game/matches"),
+        ada.clone(),
+        json!({"mode": "duel", "options": {"points_to_win": 3}}),
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     let bots = format!("{gateway}/v1/ai/matches/{id}/bots");
@@ -95,7 +100,8 @@ async fn a_bot_seated_through_the_gateway_plays_a_person_to_the_end() {
     assert!(bot_inputs > 0, "the bot pressed keys");
     assert!(bot_inputs > at_restart.unwrap(), "the resumed bot pressed keys again ({bot_inputs})");
 
-    let (_, over) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{id}"), &ada, Value::Null).await;
+    let (_, over) =
+        call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{id}"), &ada, Value::Null).await;
     assert_eq!(over["status"], "finished", "{over}");
     assert_eq!(over["result"]["forfeit"], false);
     // A bot that looks once a second can miss even against a player who
@@ -129,7 +135,11 @@ async fn a_bot_seated_through_the_gateway_plays_a_person_to_the_end() {
     }
     let (_, ada_stats) =
         call(&http, reqwest::Method::GET, format!("{gateway}/v1/stats/players/{ada_id}"), &ada, Value::Null).await;
-    assert_eq!(ada_stats["modes"][0]["rated_matches"].as_u64().unwrap_or(0), 0, "a match with a bot is never rated: {ada_stats}");
+    assert_eq!(
+        ada_stats["modes"][0]["rated_matches"].as_u64().unwrap_or(0),
+        0,
+        "a match with a bot is never rated: {ada_stats}"
+    );
     assert!(terminate(&mut running).success());
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -146,14 +156,21 @@ async fn a_person_alone_in_the_queue_is_given_a_bot() {
     let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
     let http = reqwest::Client::new();
     let (ada_id, ada) = sign_up(&http, &gateway, "Ada").await;
-    let (status, _) = call(&http, reqwest::Method::POST, format!("{gateway}/v1/game/queue"), &ada, json!({"mode": "duel"})).await;
+    let (status, _) =
+        call(&http, reqwest::Method::POST, format!("{gateway}/v1/game/queue"), &ada, json!({"mode": "duel"})).await;
     assert_eq!(status, 202);
     // A live match of Ada's with a bot, within seconds.
     let deadline = Instant::now() + Duration::from_secs(20);
     let live = loop {
-        let (_, page) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches?status=live"), &ada, Value::Null).await;
-        let mine = page["items"].as_array().unwrap().iter()
-            .find(|m| m["players"].as_array().unwrap().iter().any(|p| p["user_id"] == ada_id.as_str())).cloned();
+        let (_, page) =
+            call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches?status=live"), &ada, Value::Null)
+                .await;
+        let mine = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["players"].as_array().unwrap().iter().any(|p| p["user_id"] == ada_id.as_str()))
+            .cloned();
         if let Some(m) = mine {
             break m;
         }
@@ -164,7 +181,8 @@ async fn a_person_alone_in_the_queue_is_given_a_bot() {
     let bot = live["players"].as_array().unwrap().iter().find(|p| p["bot"] == true).cloned().expect("a bot's seat");
     let bot_id = bot["user_id"].as_str().unwrap().to_owned();
     let id = live["id"].as_str().unwrap();
-    let (status, _) = call(&http, reqwest::Method::POST, format!("{gateway}/v1/game/matches/{id}/leave"), &ada, json!({})).await;
+    let (status, _) =
+        call(&http, reqwest::Method::POST, format!("{gateway}/v1/game/matches/{id}/leave"), &ada, json!({})).await;
     assert_eq!(status, 204);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
