@@ -16,6 +16,7 @@ pub mod game;
 pub mod realtime;
 pub mod schema;
 pub mod stats;
+pub mod tournament;
 pub mod users;
 
 /// A typed event payload.
@@ -114,6 +115,9 @@ pub fn catalogue() -> Vec<EventInfo> {
         info::<game::MatchFinished>(),
         info::<game::BotsWanted>(),
         info::<stats::RatingChanged>(),
+        info::<tournament::TournamentStarted>(),
+        info::<tournament::RoundStarted>(),
+        info::<tournament::TournamentFinished>(),
     ]
 }
 

@@ -496,3 +496,208 @@ mod tests {
         assert_eq!(swiss_round(&records), Err(BracketError::NoPairing));
     }
 }
+
+/// A tournament's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    SingleElimination,
+    Swiss,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::SingleElimination => "single_elimination",
+            Format::Swiss => "swiss",
+        }
+    }
+}
+
+/// Online: entrants play from their own devices. Local: people take turns
+/// on one keyboard; the host entered their aliases and reports results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = TournamentKind)]
+pub enum Kind {
+    Online,
+    Local,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Online => "online",
+            Kind::Local => "local",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = TournamentStatus)]
+pub enum Status {
+    Registering,
+    Running,
+    Finished,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Registering => "registering",
+            Status::Running => "running",
+            Status::Finished => "finished",
+        }
+    }
+}
+
+/// A match as the tournament keeps it: `b` absent for a bye.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pairing {
+    pub round: u32,
+    pub index: u32,
+    pub a: Uuid,
+    pub b: Option<Uuid>,
+    pub winner: Option<Uuid>,
+}
+
+/// What a tournament needs next, from its seeded entrants and the matches
+/// known so far: matches that have become known, or its final standings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// New matches (byes decided at once).
+    Pairings(Vec<Pairing>),
+    /// Over: places, 1 first (shared places for elimination rounds).
+    Finished(Vec<(Uuid, u32)>),
+    /// Waiting for results.
+    Nothing,
+}
+
+/// The next step of a tournament of `seeded` entrants (seed 1 first) in
+/// `format`, over `rounds` (Swiss), given the `known` matches.
+pub fn next(format: Format, seeded: &[Uuid], rounds: u32, known: &[Pairing]) -> Result<Next, BracketError> {
+    match format {
+        Format::SingleElimination => {
+            let mut bracket = Elimination::new(seeded)?;
+            let mut decided: Vec<&Pairing> = known.iter().filter(|p| p.b.is_some() && p.winner.is_some()).collect();
+            decided.sort_by_key(|p| (p.round, p.index));
+            for p in decided {
+                bracket.record(MatchRef { round: p.round, index: p.index }, p.winner.unwrap_or(p.a))?;
+            }
+            if bracket.champion().is_some() {
+                return Ok(Next::Finished(bracket.standings()));
+            }
+            let new: Vec<Pairing> = bracket
+                .matches()
+                .into_iter()
+                .filter(|(m, _)| !known.iter().any(|p| p.round == m.round && p.index == m.index))
+                .filter_map(|(m, slot)| match slot {
+                    Slot::Bye { a } => Some(Pairing { round: m.round, index: m.index, a, b: None, winner: Some(a) }),
+                    Slot::Ready { a, b } => {
+                        Some(Pairing { round: m.round, index: m.index, a, b: Some(b), winner: None })
+                    }
+                    _ => None,
+                })
+                .collect();
+            Ok(if new.is_empty() { Next::Nothing } else { Next::Pairings(new) })
+        }
+        Format::Swiss => {
+            check_entrants(seeded)?;
+            let played = known.iter().map(|p| p.round + 1).max().unwrap_or(0);
+            if known.iter().any(|p| p.winner.is_none()) {
+                return Ok(Next::Nothing);
+            }
+            let records: Vec<SwissRecord> = seeded
+                .iter()
+                .map(|id| {
+                    let mine = known.iter().filter(|p| p.a == *id || p.b == Some(*id));
+                    let mut r = SwissRecord { id: *id, points: 0, opponents: Vec::new(), had_bye: false };
+                    for p in mine {
+                        match p.b {
+                            None => r.had_bye = true,
+                            Some(b) => r.opponents.push(if p.a == *id { b } else { p.a }),
+                        }
+                        r.points += u32::from(p.winner == Some(*id));
+                    }
+                    r
+                })
+                .collect();
+            if played >= rounds {
+                return Ok(Next::Finished(swiss_standings(&records)));
+            }
+            match swiss_round(&records) {
+                Ok(round) => {
+                    let mut new: Vec<Pairing> = round
+                        .pairs
+                        .iter()
+                        .zip(0u32..)
+                        .map(|(&(a, b), index)| Pairing { round: played, index, a, b: Some(b), winner: None })
+                        .collect();
+                    if let Some(bye) = round.bye {
+                        let index = u32::try_from(new.len()).unwrap_or(0);
+                        new.push(Pairing { round: played, index, a: bye, b: None, winner: Some(bye) });
+                    }
+                    Ok(Next::Pairings(new))
+                }
+                // Everyone has met everyone: it ends early.
+                Err(BracketError::NoPairing) => Ok(Next::Finished(swiss_standings(&records))),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod next_tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<Uuid> {
+        (1..=n).map(|i| Uuid::from_u128(i as u128)).collect()
+    }
+
+    /// Plays a tournament through `next`, the better seed always winning.
+    fn run(format: Format, n: usize) -> (Vec<Pairing>, Vec<(Uuid, u32)>) {
+        let seeded = ids(n);
+        let rounds = swiss_rounds(n);
+        let mut known: Vec<Pairing> = Vec::new();
+        loop {
+            match next(format, &seeded, rounds, &known).unwrap() {
+                Next::Pairings(new) => known.extend(new),
+                Next::Finished(places) => return (known, places),
+                Next::Nothing => {
+                    for p in known.iter_mut().filter(|p| p.winner.is_none()) {
+                        let b = p.b.unwrap();
+                        p.winner =
+                            Some(if seeded.iter().position(|x| *x == p.a) < seeded.iter().position(|x| *x == b) {
+                                p.a
+                            } else {
+                                b
+                            });
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_elimination_runs_to_its_champion_through_next() {
+        for n in 2..=33 {
+            let (known, places) = run(Format::SingleElimination, n);
+            assert_eq!(known.iter().filter(|p| p.b.is_some()).count(), n - 1, "{n}");
+            assert_eq!(places[0], (Uuid::from_u128(1), 1), "the top seed wins when the better seed always does");
+            assert_eq!(places.len(), n);
+        }
+    }
+
+    #[test]
+    fn a_swiss_runs_its_rounds_through_next() {
+        for n in 2..=33 {
+            let (known, places) = run(Format::Swiss, n);
+            let rounds = known.iter().map(|p| p.round + 1).max().unwrap();
+            assert!(rounds <= swiss_rounds(n), "{n}");
+            assert_eq!(places[0].0, Uuid::from_u128(1), "{n}");
+            assert_eq!(places.len(), n);
+        }
+    }
+}
