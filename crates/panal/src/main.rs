@@ -29,6 +29,7 @@ pub(crate) const SERVICES: &[&dyn Mount] = &[
     &chat::Chat,
     &game::GameService,
     &stats::StatsService,
+    &tournament::TournamentService,
     &ai::AiService,
     &gateway::Gateway,
 ];

@@ -240,6 +240,7 @@ async fn every_api_document_is_valid_and_complete() {
         ("realtime", 8003),
         ("chat", 8004),
         ("game", 8005),
+        ("tournament", 8006),
         ("stats", 8007),
         ("ai", 8008),
     ] {

@@ -28,6 +28,7 @@ async fn every_metrics_endpoint_reports_the_process_and_the_bus_and_passes_promt
         ("realtime", 8003, &["realtime_connections", "realtime_publications_total"][..], false, false),
         ("chat", 8004, &[][..], true, true),
         ("game", 8005, &["game_live_matches", "game_tick_lateness_seconds", "game_frames_total"][..], true, true),
+        ("tournament", 8006, &[][..], true, true),
         ("stats", 8007, &[][..], true, true),
         ("ai", 8008, &[][..], true, true),
     ];
