@@ -42,6 +42,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(grant))
         .routes(routes!(rpc))
         .routes(routes!(export_game_data))
+        .routes(routes!(service_match))
         .with_state(state)
 }
 
@@ -766,4 +767,77 @@ pub(super) async fn export_game_data(
         "ratings": ratings.iter().map(|(mode, rating, at)| serde_json::json!({
             "mode": mode, "rating": rating, "updated_at": at })).collect::<Vec<_>>(),
     })))
+}
+
+/// The scope a service client needs to have matches made for given players.
+pub const MATCHES_SCOPE: &str = "game:matches";
+
+/// A match another service asks for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceMatch {
+    /// Every seat's player, in seat order (2 for a duel, 4 for four players),
+    /// all different.
+    pub players: Vec<Uuid>,
+    pub mode: Mode,
+    #[serde(default)]
+    pub options: Options,
+    /// What asks: `tournament`.
+    #[schema(example = "tournament")]
+    pub origin: String,
+    /// The asker's name for this match, unique: asking again with it gives
+    /// the same match. 1 to 128 characters.
+    #[schema(example = "tournament:01a23ce5-3f4f-7d4b-8ada-5bdc3de59327:0:1")]
+    pub reference: String,
+}
+
+/// Makes a match for given players (a service client with `game:matches`:
+/// the tournament service): live at once, each player told
+/// `{"type": "match_ready"}` on their `user:` channel; a player who never
+/// comes forfeits after the grace, as in any match. Idempotent by
+/// `reference`.
+#[utoipa::path(post, path = "/v1/game/service/matches", operation_id = "game_service_match", tag = "service",
+    security(("bearer" = [])), request_body = ServiceMatch,
+    responses((status = 201, body = MatchView),
+        (status = 200, description = "Made already for this reference", body = MatchView),
+        (status = 403, description = "Not a service client with game:matches", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Players not matching the mode's seats or listed twice, options out of range, an unknown origin, a reference empty or too long", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "This process runs as many live matches as it may", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn service_match(
+    State(state): State<AppState>,
+    client: kit::auth::ServiceClient,
+    Json(body): Json<ServiceMatch>,
+) -> Result<(StatusCode, Json<MatchView>), GameError> {
+    client.require_scope(MATCHES_SCOPE)?;
+    let mut errors = FieldErrors::new();
+    let mut distinct = body.players.clone();
+    distinct.sort();
+    distinct.dedup();
+    if body.players.len() != body.mode.seats() || distinct.len() != body.players.len() {
+        errors.add("players", format!("must be {} different players", body.mode.seats()));
+    }
+    if let Err(why) = body.options.validate() {
+        errors.add("options", why);
+    }
+    if body.origin != "tournament" {
+        errors.add("origin", "must be `tournament`");
+    }
+    if body.reference.is_empty() || body.reference.chars().count() > 128 {
+        errors.add("reference", "must be 1 to 128 characters");
+    }
+    errors.finish()?;
+    if state.arena.len() >= state.settings.max_live_matches {
+        return Err(
+            Problem::unavailable("this game process runs as many live matches as it may; retry shortly", 5).into()
+        );
+    }
+    let (m, made) = state
+        .store
+        .for_service(&body.players, body.mode, &body.options, &body.origin, &body.reference, Utc::now())
+        .await?;
+    if made && let Err(e) = crate::leases::run_here(&state.store, &state.arena, &m).await {
+        // Live without an owner: a lease sweep takes it over.
+        tracing::warn!(error = %e, match_id = %m.id, "a service's match was not claimed");
+    }
+    Ok((if made { StatusCode::CREATED } else { StatusCode::OK }, Json(MatchView::of(m))))
 }

@@ -48,6 +48,7 @@ pub const MIGRATIONS: Migrations = Migrations {
         (5, "leases", include_str!("../migrations/sqlite/0005_leases.sql")),
         (6, "queue", include_str!("../migrations/sqlite/0006_queue.sql")),
         (7, "bots", include_str!("../migrations/sqlite/0007_bots.sql")),
+        (8, "references", include_str!("../migrations/sqlite/0008_references.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -57,6 +58,7 @@ pub const MIGRATIONS: Migrations = Migrations {
         (5, "leases", include_str!("../migrations/postgres/0005_leases.sql")),
         (6, "queue", include_str!("../migrations/postgres/0006_queue.sql")),
         (7, "bots", include_str!("../migrations/postgres/0007_bots.sql")),
+        (8, "references", include_str!("../migrations/postgres/0008_references.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };

@@ -299,6 +299,42 @@ impl Store {
         self.get(id).await.map_err(StoreError::from)
     }
 
+    /// A match another service asks for with every player seated (a
+    /// tournament's), live at once and announced to the players like a
+    /// queue's; the one made already when `reference` was seen before
+    /// (false: not made now).
+    pub async fn for_service(
+        &self,
+        players: &[Uuid],
+        mode: Mode,
+        options: &Options,
+        origin: &str,
+        reference: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Match, bool), StoreError> {
+        let made: Option<Uuid> = with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT id FROM matches WHERE reference = $1").bind(reference).fetch_optional(pool).await)?;
+        if let Some(id) = made {
+            return Ok((self.get(id).await?.ok_or(StoreError::NotFound)?, false));
+        }
+        let mut tx = self.db.begin().await?;
+        let id = seat_all(&mut tx, players, mode, options, origin, now).await?;
+        let set = with_tx!(&mut tx, conn => sqlx::query("UPDATE matches SET reference = $2 WHERE id = $1")
+            .bind(id).bind(reference).execute(conn).await.map(|_| ()));
+        match set {
+            Ok(()) => tx.commit().await?,
+            // Two requests with one reference at once: the other made it.
+            Err(e) if kit::db::is_unique_violation(&e) => {
+                tx.rollback().await?;
+                let id: Uuid = with_db!(&self.db, pool => sqlx::query_scalar(
+                    "SELECT id FROM matches WHERE reference = $1").bind(reference).fetch_one(pool).await)?;
+                return Ok((self.get(id).await?.ok_or(StoreError::NotFound)?, false));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok((self.get(id).await?.ok_or(StoreError::NotFound)?, true))
+    }
+
     /// Remembers that `user` is a bot (their token said so): their seats
     /// from now on are marked as bots'.
     pub async fn note_bot(&self, user: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {

@@ -289,6 +289,49 @@ kit::backend_tests! {
         assert_eq!(joined["players"][1]["bot"], true);
     }
 
+    async fn a_service_has_a_match_made_for_given_players_once_per_reference(db) {
+        let p = Platform::start(db, PATIENT).await;
+        let (ada, bob) = (p.user(), p.user());
+        let service = |scope: &str| {
+            let mut c = p.issuer.claims(Uuid::now_v7(), &[]);
+            c.sid = None;
+            c.client_id = Some("tournament".to_owned());
+            c.roles = Vec::new();
+            c.scope = Some(scope.to_owned());
+            p.issuer.sign(&c)
+        };
+        let ask = |token: String, body: Value| {
+            let http = p.http.clone();
+            let url = p.game.url("/v1/game/service/matches");
+            async move { http.post(url).bearer_auth(token).json(&body).send().await.unwrap() }
+        };
+        let body = json!({"players": [ada.id, bob.id], "mode": "duel", "options": {"points_to_win": 3},
+            "origin": "tournament", "reference": "tournament:t1:0:0"});
+        // Only a service client with the scope; never a person.
+        assert_problem(ask(service("chat:post"), body.clone()).await, 403, None).await;
+        assert_problem(ask(ada.token.clone(), body.clone()).await, 403, None).await;
+        for bad in [
+            json!({"players": [ada.id], "mode": "duel", "origin": "tournament", "reference": "r"}),
+            json!({"players": [ada.id, ada.id], "mode": "duel", "origin": "tournament", "reference": "r"}),
+            json!({"players": [ada.id, bob.id], "mode": "four_players", "origin": "tournament", "reference": "r"}),
+            json!({"players": [ada.id, bob.id], "mode": "duel", "origin": "queue", "reference": "r"}),
+            json!({"players": [ada.id, bob.id], "mode": "duel", "origin": "tournament", "reference": ""}),
+            json!({"players": [ada.id, bob.id], "mode": "duel", "origin": "tournament", "reference": "r", "options": {"points_to_win": 0}}),
+        ] {
+            assert_problem(ask(service("game:matches"), bad).await, 422, None).await;
+        }
+        let made = p.json(ask(service("game:matches"), body.clone()).await, 201).await;
+        assert_eq!((made["status"].as_str(), made["origin"].as_str()), (Some("live"), Some("tournament")));
+        assert_eq!(made["players"][1]["user_id"], bob.id.to_string());
+        assert_eq!(made["options"]["points_to_win"], 3);
+        // Asked again (a retry): the same match.
+        let again = p.json(ask(service("game:matches"), body).await, 200).await;
+        assert_eq!(again["id"], made["id"]);
+        // It runs: the players play it as any other.
+        let id: Uuid = made["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(p.post(&format!("/v1/game/matches/{id}/leave"), &bob, json!({})).await.status(), 204);
+    }
+
     async fn bad_input_is_refused_and_the_match_is_untouched(db) {
         let p = Platform::start(db, PATIENT).await;
         let (ada, bob, eve) = (p.user(), p.user(), p.user());
