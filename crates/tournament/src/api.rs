@@ -82,6 +82,9 @@ pub struct MatchView {
     /// Absent: a bye (`a` goes through).
     pub b: Option<Uuid>,
     pub winner: Option<Uuid>,
+    /// Online: the match in game, once made (`/v1/game/matches/{id}`; its
+    /// players are also told on their `user:` channel).
+    pub game_match_id: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -155,13 +158,20 @@ fn standing(s: Standing) -> StandingView {
 async fn full(state: &AppState, id: Uuid) -> Result<TournamentView, TournamentError> {
     let t = state.store.get(id).await?.ok_or_else(TournamentError::no_such_tournament)?;
     let entrants = state.store.entrants(id).await?;
-    let matches = state.store.pairings(id).await?;
+    let matches = state.store.matches(id).await?;
     let mut view = TournamentView::of(t);
     view.entrants = Some(entrants.into_iter().map(EntrantView::from).collect());
     view.matches = Some(
         matches
             .into_iter()
-            .map(|p| MatchView { round: p.round, index: p.index, a: p.a, b: p.b, winner: p.winner })
+            .map(|(p, game_match_id)| MatchView {
+                round: p.round,
+                index: p.index,
+                a: p.a,
+                b: p.b,
+                winner: p.winner,
+                game_match_id,
+            })
             .collect(),
     );
     Ok(view)

@@ -6,6 +6,8 @@
 //! ([`domain::next`]), writes it, and records the events
 //! (`tournament_started`, `round_started`, `tournament_finished`) and the
 //! realtime pushes (next-match calls on `user:<id>`, `tournament:<id>`).
+//! Online matches are made in game by the [`scheduler`]; their results come
+//! back as game's `match_finished`.
 //!
 //! - the rules, pure: [`domain`]; the SQL and the transactions: [`store`]
 //! - where a request lands: [`api`]
@@ -13,20 +15,30 @@
 pub mod api;
 pub mod domain;
 pub mod error;
+pub mod scheduler;
 pub mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kit::db::Migrations;
+use kit::http::Worker;
 use kit::service::Setup;
+use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The tournament service's migrations, for SQLite and PostgreSQL.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
-    postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+    sqlite: &[
+        (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+        (2, "game_matches", include_str!("../migrations/sqlite/0002_game_matches.sql")),
+    ],
+    postgres: &[
+        (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+        (2, "game_matches", include_str!("../migrations/postgres/0002_game_matches.sql")),
+    ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 
@@ -36,7 +48,8 @@ pub struct Settings {}
 
 /// What the tournament service's handlers share.
 pub struct State {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<Store>,
+    scheduler: Arc<scheduler::Scheduler>,
 }
 
 pub(crate) type AppState = Arc<State>;
@@ -49,20 +62,39 @@ impl kit::Service for TournamentService {
     const MIGRATIONS: Option<&'static Migrations> = Some(&MIGRATIONS);
     /// Entrants are players, under aliases they chose: export and erasure.
     const PERSONAL_DATA: bool = true;
+    /// Online matches are made in game in the service's own name.
+    const CLIENT_SCOPES: &'static [&'static str] = &["game:matches"];
     type Settings = Settings;
     type State = State;
 
     async fn state(setup: Setup<Self::Settings>) -> anyhow::Result<State> {
-        Ok(State { store: Store::new(setup.db()?) })
+        let store = Arc::new(Store::new(setup.db()?));
+        let game = kit::peer::PeerClient::new("game", setup.ctx.service_url("game")?, Duration::from_secs(5))?;
+        let scheduler = Arc::new(scheduler::Scheduler { store: store.clone(), game, token: setup.service_token()? });
+        Ok(State { store, scheduler })
     }
 
     fn routes(state: &Arc<State>) -> OpenApiRouter {
         api::router(state.clone())
     }
 
-    /// Duel ratings from stats, for seeding; erasures.
+    /// Online matches' results from game; duel ratings from stats, for
+    /// seeding; erasures.
     fn handlers() -> kit::bus::Handlers {
         kit::bus::Handlers::new()
+            .on::<contracts::game::MatchFinished, _>(|tx, e, _| {
+                Box::pin(async move {
+                    if e.origin != "tournament" {
+                        return Ok(());
+                    }
+                    match Store::from_game(tx, e.match_id, e.winner, e.finished_at).await {
+                        Ok(()) => Ok(()),
+                        Err(StoreError::Database(e)) => Err(e.into()),
+                        // A result the bracket cannot take is never retried.
+                        Err(e) => Err(kit::bus::Rejected(e.to_string()).into()),
+                    }
+                })
+            })
             .on::<contracts::stats::RatingChanged, _>(|tx, e, _| {
                 Box::pin(async move {
                     if e.mode == "duel" {
@@ -77,5 +109,10 @@ impl kit::Service for TournamentService {
                     Ok(())
                 })
             })
+    }
+
+    fn workers(state: &Arc<State>) -> Vec<Worker> {
+        let scheduler = state.scheduler.clone();
+        vec![Box::new(move |stop: CancellationToken| Box::pin(scheduler.run(stop)))]
     }
 }

@@ -125,6 +125,8 @@ fn entrant((entrant_id, user_id, alias, rating, seed): EntrantRow) -> Entrant {
 }
 
 type PairingRow = (i32, i32, Uuid, Option<Uuid>, Option<Uuid>);
+/// A pairing's row with the game match made for it.
+type MatchRow = (i32, i32, Uuid, Option<Uuid>, Option<Uuid>, Option<Uuid>);
 
 fn pairing((round, idx, a, b, winner): PairingRow) -> Pairing {
     Pairing { round: u32::try_from(round).unwrap_or(0), index: u32::try_from(idx).unwrap_or(0), a, b, winner }
@@ -178,11 +180,12 @@ impl Store {
         Ok(rows.into_iter().map(entrant).collect())
     }
 
-    pub async fn pairings(&self, id: Uuid) -> Result<Vec<Pairing>, sqlx::Error> {
-        let rows: Vec<PairingRow> = with_db!(&self.db, pool => sqlx::query_as(
-            "SELECT round, idx, a, b, winner FROM pairings WHERE tournament_id = $1 ORDER BY round, idx")
+    /// The matches with the game match each was made as (online).
+    pub async fn matches(&self, id: Uuid) -> Result<Vec<(Pairing, Option<Uuid>)>, sqlx::Error> {
+        let rows: Vec<MatchRow> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT round, idx, a, b, winner, game_match_id FROM pairings WHERE tournament_id = $1 ORDER BY round, idx")
             .bind(id).fetch_all(pool).await)?;
-        Ok(rows.into_iter().map(pairing).collect())
+        Ok(rows.into_iter().map(|(r, i, a, b, w, g)| (pairing((r, i, a, b, w)), g)).collect())
     }
 
     /// A rating from stats, when it has one for the player.
@@ -304,32 +307,46 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
-        let t = lock(&mut tx, id).await?;
-        if t.status != Status::Running {
-            return Err(StoreError::Refused("the tournament is not running"));
-        }
-        let known = pairings_in(&mut tx, id).await?;
-        let Some(p) = known.iter().find(|p| p.round == round && p.index == index) else {
-            return Err(BracketError::NoSuchMatch.into());
-        };
-        let Some(b) = p.b else { return Err(BracketError::NotReady.into()) };
-        if p.winner.is_some() {
-            return Err(BracketError::AlreadyPlayed.into());
-        }
-        if winner != p.a && winner != b {
-            return Err(BracketError::NotInMatch.into());
-        }
-        with_tx!(&mut tx, conn => sqlx::query(
-            "UPDATE pairings SET winner = $4, decided_at = $5 WHERE tournament_id = $1 AND round = $2 AND idx = $3")
-            .bind(id).bind(i32::try_from(round).unwrap_or(0)).bind(i32::try_from(index).unwrap_or(0))
-            .bind(winner).bind(now).execute(conn).await.map(|_| ()))?;
-        let known = pairings_in(&mut tx, id).await?;
-        let seeded: Vec<Uuid> = with_tx!(&mut tx, conn => sqlx::query_scalar(
-            "SELECT entrant_id FROM entrants WHERE tournament_id = $1 ORDER BY seed")
-            .bind(id).fetch_all(conn).await)?;
-        advance(&mut tx, &t, &seeded, &known, now).await?;
+        result_in(&mut tx, id, round, index, winner, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// An online match's result from game's `match_finished` (in the
+    /// consumer's transaction): nothing when the match is not a
+    /// tournament's or was decided already (a redelivery).
+    pub async fn from_game(tx: &mut Tx, match_id: Uuid, winner: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let row: Option<(Uuid, i32, i32, Option<Uuid>)> = with_tx!(tx, conn => sqlx::query_as(
+            "SELECT tournament_id, round, idx, winner FROM pairings WHERE game_match_id = $1")
+            .bind(match_id).fetch_optional(conn).await)?;
+        let Some((id, round, idx, None)) = row else { return Ok(()) };
+        let (round, idx) = (u32::try_from(round).unwrap_or(0), u32::try_from(idx).unwrap_or(0));
+        result_in(tx, id, round, idx, winner, now).await
+    }
+
+    /// Online matches whose players are known and that game has not been
+    /// asked for yet: (tournament, round, index, a, b).
+    pub async fn unscheduled(&self) -> Result<Vec<(Uuid, u32, u32, Uuid, Uuid)>, sqlx::Error> {
+        let rows: Vec<(Uuid, i32, i32, Uuid, Uuid)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT p.tournament_id, p.round, p.idx, p.a, p.b FROM pairings p
+             JOIN tournaments t ON t.id = p.tournament_id
+             WHERE t.kind = 'online' AND t.status = 'running' AND p.b IS NOT NULL
+               AND p.winner IS NULL AND p.game_match_id IS NULL
+             ORDER BY p.created_at LIMIT 50")
+            .fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, r, i, a, b)| (t, u32::try_from(r).unwrap_or(0), u32::try_from(i).unwrap_or(0), a, b))
+            .collect())
+    }
+
+    /// Remembers the match game made for a pairing.
+    pub async fn scheduled(&self, id: Uuid, round: u32, index: u32, match_id: Uuid) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE pairings SET game_match_id = $4 WHERE tournament_id = $1 AND round = $2 AND idx = $3
+               AND game_match_id IS NULL")
+            .bind(id).bind(i32::try_from(round).unwrap_or(0)).bind(i32::try_from(index).unwrap_or(0)).bind(match_id)
+            .execute(pool).await.map(|_| ()))
     }
 
     /// What a player's export holds: the tournaments they entered (with
@@ -362,6 +379,42 @@ impl Store {
         with_tx!(tx, conn => sqlx::query("UPDATE tournaments SET organiser = NULL WHERE organiser = $1")
             .bind(user).execute(conn).await.map(|_| ()))
     }
+}
+
+/// Records a match's winner and moves the tournament on, in `tx`.
+async fn result_in(
+    tx: &mut Tx,
+    id: Uuid,
+    round: u32,
+    index: u32,
+    winner: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let t = lock(tx, id).await?;
+    if t.status != Status::Running {
+        return Err(StoreError::Refused("the tournament is not running"));
+    }
+    let known = pairings_in(tx, id).await?;
+    let Some(p) = known.iter().find(|p| p.round == round && p.index == index) else {
+        return Err(BracketError::NoSuchMatch.into());
+    };
+    let Some(b) = p.b else { return Err(BracketError::NotReady.into()) };
+    if p.winner.is_some() {
+        return Err(BracketError::AlreadyPlayed.into());
+    }
+    if winner != p.a && winner != b {
+        return Err(BracketError::NotInMatch.into());
+    }
+    with_tx!(tx, conn => sqlx::query(
+        "UPDATE pairings SET winner = $4, decided_at = $5 WHERE tournament_id = $1 AND round = $2 AND idx = $3")
+        .bind(id).bind(i32::try_from(round).unwrap_or(0)).bind(i32::try_from(index).unwrap_or(0))
+        .bind(winner).bind(now).execute(conn).await.map(|_| ()))?;
+    let known = pairings_in(tx, id).await?;
+    let seeded: Vec<Uuid> = with_tx!(tx, conn => sqlx::query_scalar(
+        "SELECT entrant_id FROM entrants WHERE tournament_id = $1 ORDER BY seed")
+        .bind(id).fetch_all(conn).await)?;
+    advance(tx, &t, &seeded, &known, now).await?;
+    Ok(())
 }
 
 /// Locks the tournament's row for the transaction (a no-op update: a row

@@ -12,6 +12,7 @@ mod observability;
 mod realtime;
 mod schemathesis;
 mod standards;
+mod tournament;
 mod traces;
 
 use std::io::{BufRead, BufReader};

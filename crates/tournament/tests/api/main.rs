@@ -33,7 +33,11 @@ struct User {
 
 impl Platform {
     async fn start(db: TestDb) -> Self {
-        let config = kit::config::Config::from_toml("[bus]\nbackoff_base_ms = 20\n").unwrap();
+        // The scheduler asks game for online matches in the service's own
+        // name; no game runs here (the whole path runs through `panal up` in
+        // crates/panal/tests/cli/tournament.rs).
+        let clients = "[clients.tournament]\nid = \"tournament-test\"\nsecret = \"unused\"\n";
+        let config = kit::config::Config::from_toml(&format!("[bus]\nbackoff_base_ms = 20\n{clients}")).unwrap();
         let ctx = TestContext::new(config).await;
         let issuer = TestIssuer::start(&ctx.config).await;
         let ctx = ctx.with_issuer(&issuer);
@@ -224,6 +228,37 @@ kit::backend_tests! {
         assert_eq!(p.call(reqwest::Method::GET, &grant, &players[0], None).await.status(), 204);
         let missing = format!("/v1/tournament/realtime/channels/tournament:{}", Uuid::now_v7());
         assert_eq!(p.call(reqwest::Method::GET, &missing, &players[0], None).await.status(), 404);
+    }
+
+    async fn an_online_matchs_result_comes_from_games_match_finished(db) {
+        let p = Platform::start(db).await;
+        let host = p.user();
+        let (ada, bob) = (p.user(), p.user());
+        let mut finished = p.ctx.watch::<TournamentFinished>().await;
+        let id = p.create(&host, json!({"name": "Duel", "format": "single_elimination", "kind": "online"})).await;
+        for (user, alias) in [(&ada, "Ada"), (&bob, "Bob")] {
+            p.json(p.post(&format!("/v1/tournament/tournaments/{id}/entrants"), user, json!({"alias": alias})).await, 201).await;
+        }
+        p.json(p.post(&format!("/v1/tournament/tournaments/{id}/start"), &host, json!({})).await, 200).await;
+        // What the scheduler records once game made the match.
+        let match_id = Uuid::now_v7();
+        tournament::store::Store::new(p.db.clone()).scheduled(id, 0, 0, match_id).await.unwrap();
+        let result = |origin: &str, match_id: Uuid| contracts::game::MatchFinished {
+            match_id, mode: "duel".to_owned(), origin: origin.to_owned(), winner: bob.id, players: Vec::new(),
+            forfeit: true, duration_ms: 1000, started_at: chrono::Utc::now(), finished_at: chrono::Utc::now(),
+        };
+        // Someone else's match is not the tournament's business.
+        p.ctx.publish(&result("queue", Uuid::now_v7())).await;
+        p.ctx.publish(&result("tournament", match_id)).await;
+        let (_, f) = finished.next().await;
+        assert_eq!(f.tournament_id, id);
+        assert_eq!((f.standings[0].entrant_id, f.standings[0].alias.as_str()), (bob.id, "Bob"));
+        // The same result again (a redelivery) changes nothing.
+        p.ctx.publish(&result("tournament", match_id)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = p.get(id, &host).await;
+        assert_eq!(t["status"], "finished");
+        assert_eq!(t["matches"][0]["winner"], bob.id.to_string());
     }
 
     async fn bad_tournaments_are_refused(db) {

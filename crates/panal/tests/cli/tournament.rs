@@ -1,0 +1,101 @@
+//! An online tournament as `panal up` runs it, through the gateway: four
+//! players enter under aliases, the organiser starts it, the tournament
+//! service has each match made in game as soon as its players are known,
+//! the results come back from game (here every match is decided by a
+//! forfeit: the second player leaves), the bracket advances by itself to
+//! its final, and the tournament ends with its standings.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::realtime::sign_up;
+use super::{free_offset, temp_dir, terminate, up_with};
+
+async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Value) -> (u16, Value) {
+    let r = http.request(method, url).bearer_auth(token).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_tournament_plays_its_matches_in_game_to_the_end() {
+    let dir = temp_dir();
+    let offset = free_offset();
+    let (mut running, _) = up_with(&dir, offset, &[], Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    let mut players = Vec::new();
+    for name in ["Ada", "Bob", "Cy", "Dee"] {
+        players.push(sign_up(&http, &gateway, name).await);
+    }
+    let host = players[0].1.clone();
+    let (status, t) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{gateway}/v1/tournament/tournaments"),
+        &host,
+        json!({"name": "Gateway cup", "format": "single_elimination", "kind": "online", "capacity": 4}),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    let base = format!("{gateway}/v1/tournament/tournaments/{id}");
+    for (n, (_, token)) in players.iter().enumerate() {
+        let (status, e) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/entrants"),
+            token,
+            json!({"alias": format!("Champ {n}")}),
+        )
+        .await;
+        assert_eq!(status, 201, "{e}");
+    }
+    let (status, t) = call(&http, reqwest::Method::POST, format!("{base}/start"), &host, json!({})).await;
+    assert_eq!(status, 200, "{t}");
+    let token_of = |user: &str| players.iter().find(|(id, _)| id == user).unwrap().1.clone();
+
+    // Each match, once game has it: live, a tournament's; its second player
+    // leaves (a forfeit), and the bracket moves on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut decided = 0;
+    loop {
+        let (_, t) = call(&http, reqwest::Method::GET, base.clone(), &host, Value::Null).await;
+        if t["status"] == "finished" {
+            assert_eq!(decided, 3, "four entrants play three matches");
+            let standings = t["standings"].as_array().unwrap();
+            assert_eq!(standings.len(), 4);
+            assert_eq!(standings[0]["place"], 1);
+            assert!(standings[0]["alias"].as_str().unwrap().starts_with("Champ"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tournament did not end: {t}");
+        for m in t["matches"].as_array().unwrap() {
+            let (Some(game_id), true) = (m["game_match_id"].as_str(), m["winner"].is_null()) else { continue };
+            let leaver = m["b"].as_str().unwrap();
+            let (_, game_match) =
+                call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{game_id}"), &host, Value::Null)
+                    .await;
+            if game_match["status"] != "live" {
+                continue;
+            }
+            assert_eq!(game_match["origin"], "tournament");
+            let (status, _) = call(
+                &http,
+                reqwest::Method::POST,
+                format!("{gateway}/v1/game/matches/{game_id}/leave"),
+                &token_of(leaver),
+                json!({}),
+            )
+            .await;
+            assert_eq!(status, 204);
+            decided += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,72 @@
+//! The scheduler: makes each online match in game as soon as its two
+//! players are known (`POST /v1/game/service/matches`, in the service's own
+//! name with `game:matches`), and remembers game's match. Idempotent: the
+//! match's reference is the tournament's place for it, so a request retried
+//! after a crash or a lost answer gets the match made the first time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kit::credentials::ServiceToken;
+use kit::peer::{Credentials, PeerClient};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::store::Store;
+
+pub struct Scheduler {
+    pub store: Arc<Store>,
+    pub game: PeerClient,
+    pub token: Arc<ServiceToken>,
+}
+
+impl Scheduler {
+    /// Every half second, until `stop`; after a failure, five seconds.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut wait = Duration::from_millis(500);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = match self.round().await {
+                Ok(()) => Duration::from_millis(500),
+                Err(e) => {
+                    tracing::warn!(error = %e, "online tournament matches could not be made in game; retrying");
+                    Duration::from_secs(5)
+                }
+            };
+        }
+    }
+
+    async fn round(&self) -> anyhow::Result<()> {
+        for (tournament, round, index, a, b) in self.store.unscheduled().await? {
+            let match_id = self.make(tournament, round, index, a, b).await?;
+            self.store.scheduled(tournament, round, index, match_id).await?;
+            tracing::info!(%tournament, round, index, %match_id, "a tournament match was made in game");
+        }
+        Ok(())
+    }
+
+    async fn make(&self, tournament: Uuid, round: u32, index: u32, a: Uuid, b: Uuid) -> anyhow::Result<Uuid> {
+        let bearer = self.token.bearer().await?;
+        let body = json!({
+            "players": [a, b], "mode": "duel", "origin": "tournament",
+            "reference": format!("tournament:{tournament}:{round}:{index}"),
+        });
+        let r = self
+            .game
+            .send(reqwest::Method::POST, "/v1/game/service/matches", Credentials::Bearer(&bearer), Some(&body))
+            .await?;
+        let status = r.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            self.token.forget().await;
+        }
+        if !status.is_success() {
+            anyhow::bail!("game answered {status}: {}", r.text().await.unwrap_or_default());
+        }
+        let m: Value = r.json().await?;
+        m["id"].as_str().and_then(|id| id.parse().ok()).ok_or_else(|| anyhow::anyhow!("no match id from game"))
+    }
+}
