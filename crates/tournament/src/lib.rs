@@ -62,15 +62,18 @@ impl kit::Service for TournamentService {
     const MIGRATIONS: Option<&'static Migrations> = Some(&MIGRATIONS);
     /// Entrants are players, under aliases they chose: export and erasure.
     const PERSONAL_DATA: bool = true;
-    /// Online matches are made in game in the service's own name.
-    const CLIENT_SCOPES: &'static [&'static str] = &["game:matches"];
+    /// Online matches are made in game, and players called in chat, in the
+    /// service's own name.
+    const CLIENT_SCOPES: &'static [&'static str] = &["game:matches", "chat:post"];
     type Settings = Settings;
     type State = State;
 
     async fn state(setup: Setup<Self::Settings>) -> anyhow::Result<State> {
         let store = Arc::new(Store::new(setup.db()?));
         let game = kit::peer::PeerClient::new("game", setup.ctx.service_url("game")?, Duration::from_secs(5))?;
-        let scheduler = Arc::new(scheduler::Scheduler { store: store.clone(), game, token: setup.service_token()? });
+        let chat = kit::peer::PeerClient::new("chat", setup.ctx.service_url("chat")?, Duration::from_secs(5))?;
+        let token = setup.service_token()?;
+        let scheduler = Arc::new(scheduler::Scheduler { store: store.clone(), game, chat, token });
         Ok(State { store, scheduler })
     }
 

@@ -18,6 +18,7 @@ use crate::store::Store;
 pub struct Scheduler {
     pub store: Arc<Store>,
     pub game: PeerClient,
+    pub chat: PeerClient,
     pub token: Arc<ServiceToken>,
 }
 
@@ -45,6 +46,39 @@ impl Scheduler {
             let match_id = self.make(tournament, round, index, a, b).await?;
             self.store.scheduled(tournament, round, index, match_id).await?;
             tracing::info!(%tournament, round, index, %match_id, "a tournament match was made in game");
+            // The call in chat is a courtesy: the players were told on their
+            // `user:` channel already, and game on theirs.
+            if let Err(e) = self.card(tournament, round, a, b, match_id).await {
+                tracing::warn!(error = %e, %tournament, %match_id, "a tournament call was not posted in chat");
+            }
+        }
+        Ok(())
+    }
+
+    /// The call in the two players' direct conversation: a card about the
+    /// game match (`tournament_call`, its reference the match id).
+    async fn card(&self, tournament: Uuid, round: u32, a: Uuid, b: Uuid, match_id: Uuid) -> anyhow::Result<()> {
+        let (name, alias_a, alias_b) = self.store.call_names(tournament, a, b).await?;
+        let bearer = self.token.bearer().await?;
+        let body = json!({
+            "between": [a, b],
+            "text": format!("Your {name} match is ready: {alias_a} against {alias_b}"),
+            "card": {
+                "type": "tournament_call",
+                "title": format!("{name}: your match is ready"),
+                "reference": match_id,
+                "fields": [
+                    {"label": "Round", "value": (round + 1).to_string()},
+                    {"label": "Players", "value": format!("{alias_a} against {alias_b}")},
+                ],
+            },
+        });
+        let r = self
+            .chat
+            .send(reqwest::Method::POST, "/v1/chat/service/messages", Credentials::Bearer(&bearer), Some(&body))
+            .await?;
+        if !r.status().is_success() {
+            anyhow::bail!("chat answered {}: {}", r.status(), r.text().await.unwrap_or_default());
         }
         Ok(())
     }

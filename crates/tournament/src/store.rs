@@ -340,6 +340,18 @@ impl Store {
             .collect())
     }
 
+    /// A tournament's name and two entrants' aliases (for a call's card).
+    pub async fn call_names(&self, id: Uuid, a: Uuid, b: Uuid) -> Result<(String, String, String), sqlx::Error> {
+        let name: String = with_db!(&self.db, pool => sqlx::query_scalar("SELECT name FROM tournaments WHERE id = $1")
+            .bind(id).fetch_one(pool).await)?;
+        let alias = |e: Uuid| async move {
+            with_db!(&self.db, pool => sqlx::query_scalar::<_, String>(
+                "SELECT alias FROM entrants WHERE tournament_id = $1 AND entrant_id = $2")
+                .bind(id).bind(e).fetch_one(pool).await)
+        };
+        Ok((name, alias(a).await?, alias(b).await?))
+    }
+
     /// Remembers the match game made for a pairing.
     pub async fn scheduled(&self, id: Uuid, round: u32, index: u32, match_id: Uuid) -> Result<(), sqlx::Error> {
         with_db!(write &self.db, pool => sqlx::query(

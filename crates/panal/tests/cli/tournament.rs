@@ -96,6 +96,29 @@ async fn an_online_tournament_plays_its_matches_in_game_to_the_end() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Each pair of players was called in their direct conversation too.
+    let (ada_id, ada) = &players[0];
+    let (_, conversations) =
+        call(&http, reqwest::Method::GET, format!("{gateway}/v1/chat/conversations"), ada, Value::Null).await;
+    let mut cards = 0;
+    for c in conversations.as_array().unwrap() {
+        let cid = c["id"].as_str().unwrap();
+        let (_, messages) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{gateway}/v1/chat/conversations/{cid}/messages"),
+            ada,
+            Value::Null,
+        )
+        .await;
+        for m in messages["items"].as_array().unwrap() {
+            if m["card"]["type"] == "tournament_call" {
+                assert!(m["card"]["title"].as_str().unwrap().starts_with("Gateway cup"), "{m}");
+                cards += 1;
+            }
+        }
+    }
+    assert!(cards >= 1, "Ada ({ada_id}) was called in chat to her first match: {conversations}");
     assert!(terminate(&mut running).success());
     let _ = std::fs::remove_dir_all(dir);
 }
