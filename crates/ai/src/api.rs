@@ -19,7 +19,11 @@ use crate::error::AiError;
 use crate::seater::{match_of, seat};
 
 pub(crate) fn router(state: AppState) -> OpenApiRouter {
-    OpenApiRouter::new().routes(routes!(levels)).routes(routes!(bots)).routes(routes!(add_bot)).with_state(state)
+    OpenApiRouter::new()
+        .routes(routes!(levels))
+        .routes(routes!(bots, pick_bot))
+        .routes(routes!(add_bot))
+        .with_state(state)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -138,4 +142,32 @@ async fn add_bot(
         StatusCode::CREATED,
         Json(BotSeated { match_id: id, bot: BotSeat { id: bot.id, name: bot.name, level: bot.level }, started }),
     ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickBot {
+    pub level: Level,
+    /// Players it must not be (those already in the tournament). At most 64.
+    #[serde(default)]
+    pub exclude: Vec<Uuid>,
+}
+
+/// A bot of a level, for a place another service seats it in (a
+/// tournament's entrant): made when every bot of the level is excluded.
+/// The bot plays any match game starts with it seated.
+#[utoipa::path(post, path = "/v1/ai/bots", tag = "ai", security(("bearer" = [])), request_body = PickBot,
+    responses((status = 200, body = BotSeat),
+        (status = 422, description = "An unknown level, or over 64 excluded", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Auth cannot be reached to make a bot; retry", body = Problem, content_type = "application/problem+json")))]
+async fn pick_bot(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Json(body): Json<PickBot>,
+) -> Result<Json<BotSeat>, AiError> {
+    if body.exclude.len() > 64 {
+        return Err(kit::FieldErrors::single("exclude", "at most 64").into());
+    }
+    let bot = state.roster.bot_for(body.level, &body.exclude).await?;
+    Ok(Json(BotSeat { id: bot.id, name: bot.name, level: bot.level }))
 }

@@ -72,12 +72,22 @@ pub struct State {
     /// when the service stops.
     players: TaskTracker,
     stop: CancellationToken,
+    /// The (match, bot) pairs being played by this process.
+    running: Arc<std::sync::Mutex<std::collections::HashSet<(uuid::Uuid, uuid::Uuid)>>>,
 }
 
 impl State {
-    /// Starts a bot playing its match.
+    /// Starts a bot playing its match, unless it plays it already.
     pub(crate) fn spawn(&self, g: Game) {
-        self.players.spawn(player::play(self.table.clone(), g, self.stop.child_token()));
+        let key = (g.match_id, g.bot_id);
+        if !self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key) {
+            return;
+        }
+        let (table, stop, running) = (self.table.clone(), self.stop.child_token(), self.running.clone());
+        self.players.spawn(async move {
+            player::play(table, g, stop).await;
+            running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        });
     }
 }
 
@@ -119,7 +129,15 @@ impl kit::Service for AiService {
             socket_url,
             wait: Duration::from_secs(setup.settings.wait_secs),
         });
-        Ok(State { store, roster, game, table, players: TaskTracker::new(), stop: CancellationToken::new() })
+        Ok(State {
+            store,
+            roster,
+            game,
+            table,
+            players: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            running: Arc::default(),
+        })
     }
 
     fn routes(state: &Arc<State>) -> OpenApiRouter {
@@ -139,6 +157,16 @@ impl kit::Service for AiService {
                     Ok(())
                 })
             })
+            // A match game seated one of the bots in (a tournament's):
+            // recorded here, played by the process's player worker.
+            .on::<contracts::game::MatchStarted, _>(|tx, e, _| {
+                Box::pin(async move {
+                    for p in &e.players {
+                        Store::adopt(tx, e.match_id, p.user_id, e.started_at).await?;
+                    }
+                    Ok(())
+                })
+            })
             // Served by the seater, outside the consumer's transaction
             // (seating calls auth and game).
             .on::<contracts::game::BotsWanted, _>(|tx, e, _| {
@@ -150,8 +178,9 @@ impl kit::Service for AiService {
             })
     }
 
-    /// Resumes the matches bots were playing when the service last
-    /// stopped; at a stop, ends every bot's play and waits for it.
+    /// Plays every match a bot should be playing and is not (those of a
+    /// previous run, and those game seated a bot in); at a stop, ends every
+    /// bot's play and waits for it.
     fn workers(state: &Arc<State>) -> Vec<Worker> {
         let seater = state.clone();
         let state = state.clone();
@@ -159,16 +188,20 @@ impl kit::Service for AiService {
             Box::new(move |stop: CancellationToken| Box::pin(seater::run(seater, stop))),
             Box::new(move |stop: CancellationToken| {
                 Box::pin(async move {
-                    match state.store.unfinished().await {
-                        Ok(games) => {
-                            for g in games {
-                                tracing::info!(match_id = %g.match_id, bot = %g.bot_id, "resuming a bot's match");
-                                state.spawn(g);
+                    loop {
+                        match state.store.unfinished().await {
+                            Ok(games) => {
+                                for g in games {
+                                    state.spawn(g);
+                                }
                             }
+                            Err(e) => tracing::warn!(error = %e, "the bots' unfinished matches could not be read"),
                         }
-                        Err(e) => tracing::error!(error = %e, "the bots' unfinished matches could not be read"),
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
                     }
-                    stop.cancelled().await;
                     state.stop.cancel();
                     state.players.close();
                     state.players.wait().await;

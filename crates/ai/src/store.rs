@@ -64,11 +64,32 @@ impl Store {
             .bind(level.as_str()).fetch_one(pool).await)
     }
 
+    /// Keeps a new bot and announces it (`bot_created`), in one transaction.
     pub async fn add_bot(&self, b: &Bot) -> Result<(), sqlx::Error> {
-        with_db!(write &self.db, pool => sqlx::query(
+        let mut tx = self.db.begin().await?;
+        with_tx!(&mut tx, conn => sqlx::query(
             "INSERT INTO bots (id, level, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(b.id).bind(b.level.as_str()).bind(&b.name).bind(b.created_at)
-            .execute(pool).await.map(|_| ()))
+            .execute(conn).await.map(|_| ()))?;
+        tx.record(&contracts::ai::BotCreated {
+            bot_id: b.id,
+            name: b.name.clone(),
+            level: b.level.as_str().to_owned(),
+            created_at: b.created_at,
+        })
+        .await?;
+        tx.commit().await
+    }
+
+    /// A match game started with one of this service's bots seated that the
+    /// service did not seat itself (a tournament's): the bot plays it (in
+    /// the consumer's transaction; the player starts from the row).
+    pub async fn adopt(tx: &mut Tx, match_id: Uuid, bot: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO games (match_id, bot_id, level, status, joined_at)
+             SELECT $1, id, level, 'playing', $3 FROM bots WHERE id = $2
+             ON CONFLICT (match_id, bot_id) DO NOTHING")
+            .bind(match_id).bind(bot).bind(now).execute(conn).await.map(|_| ()))
     }
 
     /// Every bot, with how many matches it played, won and plays now.

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod ai;
 pub mod auth;
 pub mod chat;
 pub mod game;
@@ -118,6 +119,7 @@ pub fn catalogue() -> Vec<EventInfo> {
         info::<tournament::TournamentStarted>(),
         info::<tournament::RoundStarted>(),
         info::<tournament::TournamentFinished>(),
+        info::<ai::BotCreated>(),
     ]
 }
 

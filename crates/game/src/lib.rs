@@ -196,6 +196,12 @@ impl kit::Service for GameService {
                     Ok(())
                 })
             })
+            .on::<contracts::ai::BotCreated, _>(|tx, e, _| {
+                Box::pin(async move {
+                    Store::bot_created(tx, e.bot_id, e.created_at).await?;
+                    Ok(())
+                })
+            })
             .on::<contracts::users::UserErased, _>(|tx, e, _| {
                 Box::pin(async move {
                     Store::erase(tx, e.user_id, e.erased_at).await?;

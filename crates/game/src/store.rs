@@ -335,6 +335,14 @@ impl Store {
         Ok((self.get(id).await?.ok_or(StoreError::NotFound)?, true))
     }
 
+    /// Remembers a bot the AI service announced (`bot_created`), so that
+    /// its seats are marked even when game seats it itself.
+    pub async fn bot_created(tx: &mut kit::db::Tx, bot: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO bots (user_id, seen_at) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING")
+            .bind(bot).bind(at).execute(conn).await.map(|_| ()))
+    }
+
     /// Remembers that `user` is a bot (their token said so): their seats
     /// from now on are marked as bots'.
     pub async fn note_bot(&self, user: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {

@@ -31,6 +31,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(get_tournament))
         .routes(routes!(join))
         .routes(routes!(leave))
+        .routes(routes!(add_bot))
         .routes(routes!(start))
         .routes(routes!(report))
         .routes(routes!(grant))
@@ -52,6 +53,9 @@ pub struct CreateTournament {
     /// 2 to 64 (default 16).
     #[schema(example = 8)]
     pub capacity: Option<u32>,
+    /// Goals to win each match, 1 to 21 (default 11).
+    #[schema(example = 5)]
+    pub points_to_win: Option<u8>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -112,6 +116,9 @@ pub struct TournamentView {
     pub status: Status,
     /// Rounds in all (known once started).
     pub rounds: u32,
+    /// Goals to win each match.
+    #[schema(example = 11)]
+    pub points_to_win: u8,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -140,6 +147,7 @@ impl TournamentView {
             organiser: t.organiser,
             status: t.status,
             rounds: t.rounds,
+            points_to_win: t.points_to_win,
             created_at: t.created_at,
             started_at: t.started_at,
             finished_at: t.finished_at,
@@ -182,7 +190,7 @@ async fn full(state: &AppState, id: Uuid) -> Result<TournamentView, TournamentEr
     request_body(content = CreateTournament,
         example = json!({"name": "Friday cup", "format": "single_elimination", "kind": "online", "seeding": "rating", "capacity": 8})),
     responses((status = 201, body = TournamentView),
-        (status = 422, description = "A name empty or too long, a capacity out of 2–64, an unknown format, kind or seeding", body = Problem, content_type = "application/problem+json")))]
+        (status = 422, description = "A name empty or too long, a capacity out of 2–64, points to win out of 1–21, an unknown format, kind or seeding", body = Problem, content_type = "application/problem+json")))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -197,6 +205,10 @@ async fn create(
     if !(2..=MAX_CAPACITY).contains(&capacity) {
         errors.add("capacity", format!("must be between 2 and {MAX_CAPACITY}"));
     }
+    let points_to_win = body.points_to_win.unwrap_or(11);
+    if !(1..=21).contains(&points_to_win) {
+        errors.add("points_to_win", "must be between 1 and 21");
+    }
     errors.finish()?;
     let t = state
         .store
@@ -208,6 +220,7 @@ async fn create(
                 kind: body.kind,
                 capacity,
                 organiser: caller.user_id,
+                points_to_win,
             },
             Utc::now(),
         )
@@ -433,4 +446,76 @@ async fn export(State(state): State<AppState>, caller: Caller) -> Result<Json<Ex
             .collect(),
         organised,
     }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TournamentBot)]
+pub struct AddBot {
+    /// `easy`, `medium` or `hard`.
+    #[schema(example = "hard")]
+    pub level: String,
+}
+
+/// Enters a bot of the AI service (the organiser of an online tournament):
+/// it plays its matches like any entrant, under its own name, and is never
+/// rated as a person.
+#[utoipa::path(post, path = "/v1/tournament/tournaments/{id}/bots", operation_id = "tournament_add_bot", tag = "tournaments",
+    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AddBot,
+    responses((status = 201, body = EntrantView),
+        (status = 403, description = "Not the organiser", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tournament", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A local tournament, started, or full", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown level", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The AI service cannot be reached; retry", body = Problem, content_type = "application/problem+json")))]
+async fn add_bot(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<Uuid>,
+    Json(body): Json<AddBot>,
+) -> Result<(StatusCode, Json<EntrantView>), TournamentError> {
+    if !["easy", "medium", "hard"].contains(&body.level.as_str()) {
+        return Err(FieldErrors::single("level", "must be easy, medium or hard").into());
+    }
+    let t = state.store.get(id).await?.ok_or_else(TournamentError::no_such_tournament)?;
+    if t.organiser != Some(caller.user_id) {
+        return Err(Problem::forbidden("only the organiser enters bots").into());
+    }
+    if t.kind == Kind::Local {
+        return Err(Problem::conflict("bots play online tournaments; a local one is played on one keyboard").into());
+    }
+    if t.status != Status::Registering {
+        return Err(Problem::conflict("the tournament has started").into());
+    }
+    let exclude: Vec<Uuid> = state.store.entrants(id).await?.into_iter().map(|e| e.entrant_id).collect();
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token"))?;
+    let unavailable = || Problem::unavailable("the AI service cannot be reached; retry shortly", 2);
+    let r = state
+        .ai
+        .send(
+            reqwest::Method::POST,
+            "/v1/ai/bots",
+            kit::peer::Credentials::Forward(authorization),
+            Some(&serde_json::json!({"level": body.level, "exclude": exclude})),
+        )
+        .await
+        .map_err(Problem::from)?;
+    if !r.status().is_success() {
+        tracing::warn!(status = %r.status(), "the AI service gave no bot");
+        return Err(unavailable().into());
+    }
+    let bot: serde_json::Value = r.json().await.map_err(|_| unavailable())?;
+    let (Some(bot_id), Some(name)) =
+        (bot["id"].as_str().and_then(|i| i.parse::<Uuid>().ok()), bot["name"].as_str().map(str::to_owned))
+    else {
+        return Err(unavailable().into());
+    };
+    let alias = DisplayName::parse(&name).map_err(|_| unavailable())?;
+    let entrant =
+        Entrant { entrant_id: bot_id, user_id: Some(bot_id), alias: name, rating: DEFAULT_RATING, seed: None };
+    state.store.join(id, &entrant, alias.key(), Utc::now()).await?;
+    Ok((StatusCode::CREATED, Json(entrant.into())))
 }

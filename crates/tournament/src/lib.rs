@@ -34,10 +34,12 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &[
         (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
         (2, "game_matches", include_str!("../migrations/sqlite/0002_game_matches.sql")),
+        (3, "points", include_str!("../migrations/sqlite/0003_points.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         (2, "game_matches", include_str!("../migrations/postgres/0002_game_matches.sql")),
+        (3, "points", include_str!("../migrations/postgres/0003_points.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
@@ -49,6 +51,8 @@ pub struct Settings {}
 /// What the tournament service's handlers share.
 pub struct State {
     pub(crate) store: Arc<Store>,
+    /// Bots for entrants come from the AI service.
+    pub(crate) ai: kit::peer::PeerClient,
     scheduler: Arc<scheduler::Scheduler>,
 }
 
@@ -74,7 +78,8 @@ impl kit::Service for TournamentService {
         let chat = kit::peer::PeerClient::new("chat", setup.ctx.service_url("chat")?, Duration::from_secs(5))?;
         let token = setup.service_token()?;
         let scheduler = Arc::new(scheduler::Scheduler { store: store.clone(), game, chat, token });
-        Ok(State { store, scheduler })
+        let ai = kit::peer::PeerClient::new("ai", setup.ctx.service_url("ai")?, Duration::from_secs(5))?;
+        Ok(State { store, ai, scheduler })
     }
 
     fn routes(state: &Arc<State>) -> OpenApiRouter {

@@ -42,8 +42,8 @@ impl Scheduler {
     }
 
     async fn round(&self) -> anyhow::Result<()> {
-        for (tournament, round, index, a, b) in self.store.unscheduled().await? {
-            let match_id = self.make(tournament, round, index, a, b).await?;
+        for (tournament, round, index, a, b, points) in self.store.unscheduled().await? {
+            let match_id = self.make(tournament, round, index, a, b, points).await?;
             self.store.scheduled(tournament, round, index, match_id).await?;
             tracing::info!(%tournament, round, index, %match_id, "a tournament match was made in game");
             // The call in chat is a courtesy: the players were told on their
@@ -83,10 +83,18 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn make(&self, tournament: Uuid, round: u32, index: u32, a: Uuid, b: Uuid) -> anyhow::Result<Uuid> {
+    async fn make(
+        &self,
+        tournament: Uuid,
+        round: u32,
+        index: u32,
+        a: Uuid,
+        b: Uuid,
+        points: u8,
+    ) -> anyhow::Result<Uuid> {
         let bearer = self.token.bearer().await?;
         let body = json!({
-            "players": [a, b], "mode": "duel", "origin": "tournament",
+            "players": [a, b], "mode": "duel", "origin": "tournament", "options": {"points_to_win": points},
             "reference": format!("tournament:{tournament}:{round}:{index}"),
         });
         let r = self

@@ -42,6 +42,7 @@ pub struct Tournament {
     pub status: Status,
     pub seed: u64,
     pub rounds: u32,
+    pub points_to_win: u8,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -66,6 +67,7 @@ pub struct NewTournament<'a> {
     pub kind: Kind,
     pub capacity: u32,
     pub organiser: Uuid,
+    pub points_to_win: u8,
 }
 
 type TournamentRow = (
@@ -83,19 +85,35 @@ type TournamentRow = (
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
     Option<String>,
+    i32,
 );
 
 /// A tournament's columns, in [`TournamentRow`]'s order (a macro, so that
 /// queries stay literal strings).
 macro_rules! columns {
     () => {
-        "id, name, format, seeding, kind, capacity, organiser, status, seed, rounds, created_at, started_at, finished_at, standings"
+        "id, name, format, seeding, kind, capacity, organiser, status, seed, rounds, created_at, started_at, finished_at, standings, points_to_win"
     };
 }
 
 fn tournament(r: TournamentRow) -> Tournament {
-    let (id, name, format, seeding, kind, capacity, organiser, status, seed, rounds, created, started, finished, st) =
-        r;
+    let (
+        id,
+        name,
+        format,
+        seeding,
+        kind,
+        capacity,
+        organiser,
+        status,
+        seed,
+        rounds,
+        created,
+        started,
+        finished,
+        st,
+        points,
+    ) = r;
     Tournament {
         id,
         name,
@@ -111,6 +129,7 @@ fn tournament(r: TournamentRow) -> Tournament {
         },
         seed: seed.cast_unsigned(),
         rounds: u32::try_from(rounds).unwrap_or(0),
+        points_to_win: u8::try_from(points).unwrap_or(11),
         created_at: created,
         started_at: started,
         finished_at: finished,
@@ -145,12 +164,12 @@ impl Store {
         let id = Uuid::now_v7();
         let seed = Uuid::new_v4().as_u64_pair().0;
         with_db!(write &self.db, pool => sqlx::query(
-            "INSERT INTO tournaments (id, name, format, seeding, kind, capacity, organiser, status, seed, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'registering', $8, $9)")
+            "INSERT INTO tournaments (id, name, format, seeding, kind, capacity, organiser, status, seed, created_at, points_to_win)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'registering', $8, $9, $10)")
             .bind(id).bind(t.name).bind(t.format.as_str())
             .bind(if t.seeding == Seeding::Random { "random" } else { "rating" })
             .bind(t.kind.as_str()).bind(i32::try_from(t.capacity).unwrap_or(i32::MAX)).bind(t.organiser)
-            .bind(seed.cast_signed()).bind(now)
+            .bind(seed.cast_signed()).bind(now).bind(i32::from(t.points_to_win))
             .execute(pool).await.map(|_| ()))?;
         self.get(id).await?.ok_or(StoreError::NotFound)
     }
@@ -325,10 +344,10 @@ impl Store {
     }
 
     /// Online matches whose players are known and that game has not been
-    /// asked for yet: (tournament, round, index, a, b).
-    pub async fn unscheduled(&self) -> Result<Vec<(Uuid, u32, u32, Uuid, Uuid)>, sqlx::Error> {
-        let rows: Vec<(Uuid, i32, i32, Uuid, Uuid)> = with_db!(&self.db, pool => sqlx::query_as(
-            "SELECT p.tournament_id, p.round, p.idx, p.a, p.b FROM pairings p
+    /// asked for yet: (tournament, round, index, a, b, points to win).
+    pub async fn unscheduled(&self) -> Result<Vec<(Uuid, u32, u32, Uuid, Uuid, u8)>, sqlx::Error> {
+        let rows: Vec<(Uuid, i32, i32, Uuid, Uuid, i32)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT p.tournament_id, p.round, p.idx, p.a, p.b, t.points_to_win FROM pairings p
              JOIN tournaments t ON t.id = p.tournament_id
              WHERE t.kind = 'online' AND t.status = 'running' AND p.b IS NOT NULL
                AND p.winner IS NULL AND p.game_match_id IS NULL
@@ -336,7 +355,9 @@ impl Store {
             .fetch_all(pool).await)?;
         Ok(rows
             .into_iter()
-            .map(|(t, r, i, a, b)| (t, u32::try_from(r).unwrap_or(0), u32::try_from(i).unwrap_or(0), a, b))
+            .map(|(t, r, i, a, b, p)| {
+                (t, u32::try_from(r).unwrap_or(0), u32::try_from(i).unwrap_or(0), a, b, u8::try_from(p).unwrap_or(11))
+            })
             .collect())
     }
 

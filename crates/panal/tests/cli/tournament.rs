@@ -122,3 +122,61 @@ async fn an_online_tournament_plays_its_matches_in_game_to_the_end() {
     assert!(terminate(&mut running).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A tournament of bots: the organiser enters four of the AI service's
+/// bots; game seats them in the tournament's matches itself, knows them as
+/// bots (the AI service announced them), and the AI service plays every
+/// match a bot of its own was seated in, over the socket, to the final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tournament_of_bots_is_played_to_its_end() {
+    let dir = temp_dir();
+    let offset = free_offset();
+    let (mut running, _) = up_with(&dir, offset, &[], Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    let (_, host) = sign_up(&http, &gateway, "Ada").await;
+    let (status, t) = call(&http, reqwest::Method::POST, format!("{gateway}/v1/tournament/tournaments"), &host,
+        json!({"name": "Robot cup", "format": "single_elimination", "kind": "online", "capacity": 4, "points_to_win": 1})).await;
+    assert_eq!(status, 201, "{t}");
+    let base = format!("{gateway}/v1/tournament/tournaments/{}", t["id"].as_str().unwrap());
+    let mut bots = Vec::new();
+    for level in ["easy", "medium", "hard", "hard"] {
+        let (status, e) =
+            call(&http, reqwest::Method::POST, format!("{base}/bots"), &host, json!({"level": level})).await;
+        assert_eq!(status, 201, "{e}");
+        bots.push(e["entrant_id"].as_str().unwrap().to_owned());
+    }
+    let mut distinct = bots.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "four different bots (two of them hard)");
+    assert_eq!(
+        call(&http, reqwest::Method::POST, format!("{base}/bots"), &host, json!({"level": "godlike"})).await.0,
+        422
+    );
+    let (status, t) = call(&http, reqwest::Method::POST, format!("{base}/start"), &host, json!({})).await;
+    assert_eq!(status, 200, "{t}");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let t = loop {
+        let (_, t) = call(&http, reqwest::Method::GET, base.clone(), &host, Value::Null).await;
+        if t["status"] == "finished" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the bots' tournament did not end: {t}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let standings = t["standings"].as_array().unwrap();
+    assert_eq!(standings.len(), 4);
+    assert!(bots.contains(&standings[0]["entrant_id"].as_str().unwrap().to_owned()));
+    // Every match was played in game by bots marked as bots, and none was a forfeit.
+    for m in t["matches"].as_array().unwrap().iter().filter(|m| !m["b"].is_null()) {
+        let id = m["game_match_id"].as_str().unwrap();
+        let (_, g) =
+            call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches/{id}"), &host, Value::Null).await;
+        assert_eq!(g["status"], "finished", "{g}");
+        assert_eq!(g["result"]["forfeit"], false, "the bots played it: {g}");
+        assert!(g["players"].as_array().unwrap().iter().all(|p| p["bot"] == true), "{g}");
+    }
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
