@@ -302,9 +302,9 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, sta
     }
 
     println!("Panal is up ({} services, ready in {} ms)\n", rows.len(), started.elapsed().as_millis());
-    println!("  {:<9} {:<24} database", "service", "url");
+    println!("  {:<10} {:<24} database", "service", "url");
     for (name, url, db) in &rows {
-        println!("  {name:<9} {url:<24} {db}");
+        println!("  {name:<10} {url:<24} {db}");
     }
     println!("\nevent bus: {bus_label}");
     if let Some((_, url, _)) = rows.iter().find(|(n, _, _)| *n == "gateway") {
