@@ -140,7 +140,7 @@ async fn up_serves_the_slice_and_stops_cleanly_keeping_what_it_acknowledged() {
     let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
     let (mut child, table) = up(&dir, offset);
     let table = table.join("");
-    assert!(table.contains(&format!("gateway   {gateway}")), "{table}");
+    assert!(table.contains(&format!("gateway    {gateway}")), "{table}");
     assert!(table.contains(&format!("auth       http://127.0.0.1:{}", 8001 + offset)), "{table}");
 
     let http = reqwest::Client::new();
