@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use kit::auth::Caller;
 use kit::extract::Path;
-use kit::peer::Credentials;
+use kit::peer::CallerAuthorization;
 use kit::{Fail, Json, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -118,15 +118,12 @@ pub struct BotSeat {
 async fn add_bot(
     State(state): State<AppState>,
     caller: Caller,
-    headers: axum::http::HeaderMap,
+    authorization: CallerAuthorization,
     Path(id): Path<Uuid>,
     Json(body): Json<AddBot>,
 ) -> Result<(StatusCode, Json<BotSeated>), AiError> {
     // The match as the caller sees it (their own token).
-    let authorization = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token"))?;
-    let m = match_of(&state, id, Credentials::Forward(authorization)).await?;
+    let m = match_of(&state, id, authorization.credentials()).await?;
     let players: Vec<Uuid> = m["players"]
         .as_array()
         .map(|ps| ps.iter().filter_map(|p| p["user_id"].as_str()?.parse().ok()).collect())

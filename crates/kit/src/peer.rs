@@ -71,6 +71,31 @@ pub enum Credentials<'a> {
     Bearer(&'a str),
 }
 
+/// The caller's own `Authorization` header, to pass on to a peer: the peer
+/// sees the same user with the same rights (`Credentials::Forward`). A
+/// request without one is answered 401.
+#[derive(Debug, Clone)]
+pub struct CallerAuthorization(pub HeaderValue);
+
+impl CallerAuthorization {
+    pub fn credentials(&self) -> Credentials<'_> {
+        Credentials::Forward(&self.0)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CallerAuthorization {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .cloned()
+            .map(Self)
+            .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token (`Authorization: Bearer …`)"))
+    }
+}
+
 impl PeerClient {
     /// A client for `name` at `base` (`http://host:port`), giving up on a
     /// call after `timeout`.

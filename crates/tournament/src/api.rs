@@ -471,7 +471,7 @@ pub struct AddBot {
 async fn add_bot(
     State(state): State<AppState>,
     caller: Caller,
-    headers: axum::http::HeaderMap,
+    authorization: kit::peer::CallerAuthorization,
     Path(id): Path<Uuid>,
     Json(body): Json<AddBot>,
 ) -> Result<(StatusCode, Json<EntrantView>), TournamentError> {
@@ -489,16 +489,13 @@ async fn add_bot(
         return Err(Problem::conflict("the tournament has started").into());
     }
     let exclude: Vec<Uuid> = state.store.entrants(id).await?.into_iter().map(|e| e.entrant_id).collect();
-    let authorization = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| Problem::unauthorized("this endpoint needs an access token"))?;
     let unavailable = || Problem::unavailable("the AI service cannot be reached; retry shortly", 2);
     let r = state
         .ai
         .send(
             reqwest::Method::POST,
             "/v1/ai/bots",
-            kit::peer::Credentials::Forward(authorization),
+            authorization.credentials(),
             Some(&serde_json::json!({"level": body.level, "exclude": exclude})),
         )
         .await

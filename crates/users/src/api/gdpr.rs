@@ -1,10 +1,10 @@
 //! GDPR: export (art. 15 and 20) and erasure (art. 17).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use kit::peer::Credentials;
+use kit::peer::CallerAuthorization;
 use kit::{Fail, Json, Problem};
 
 use super::{Me, MyProfile};
@@ -49,7 +49,7 @@ pub(super) async fn erase_me(State(state): State<AppState>, me: Me) -> Result<St
 pub(super) async fn export_me(
     State(state): State<AppState>,
     me: Me,
-    headers: HeaderMap,
+    authorization: CallerAuthorization,
 ) -> Result<Response, UsersError> {
     let id = me.caller.user_id;
     let relations = state.store.relations(id).await?;
@@ -69,10 +69,7 @@ pub(super) async fn export_me(
     services.insert("users".to_owned(), users_part);
     // The caller's own token goes on: each service exports what it holds
     // about whoever the token names, and nobody else.
-    let credentials = match headers.get(header::AUTHORIZATION) {
-        Some(value) => Credentials::Forward(value),
-        None => Credentials::None,
-    };
+    let credentials = authorization.credentials();
     for peer in &state.exporters {
         let service = peer.name();
         let response = peer.get(&format!("/v1/{service}/me/export"), credentials).await.map_err(kit::Error::from)?;
