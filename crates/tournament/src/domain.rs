@@ -574,6 +574,16 @@ pub enum Next {
     Nothing,
 }
 
+/// The rounds a tournament of `n` entrants plays: ⌈log2 n⌉ in both formats
+/// (an elimination bracket's depth; the Swiss rounds that can leave one
+/// player alone on top).
+pub fn rounds(format: Format, n: usize) -> u32 {
+    match format {
+        Format::SingleElimination => n.next_power_of_two().trailing_zeros(),
+        Format::Swiss => swiss_rounds(n),
+    }
+}
+
 /// The next step of a tournament of `seeded` entrants (seed 1 first) in
 /// `format`, over `rounds` (Swiss), given the `known` matches.
 pub fn next(format: Format, seeded: &[Uuid], rounds: u32, known: &[Pairing]) -> Result<Next, BracketError> {

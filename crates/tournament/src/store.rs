@@ -293,10 +293,7 @@ impl Store {
                 "UPDATE entrants SET seed = $3 WHERE tournament_id = $1 AND entrant_id = $2")
                 .bind(id).bind(entrant).bind(n).execute(conn).await.map(|_| ()))?;
         }
-        let rounds = match t.format {
-            Format::SingleElimination => seeded.len().next_power_of_two().trailing_zeros(),
-            Format::Swiss => domain::swiss_rounds(seeded.len()),
-        };
+        let rounds = domain::rounds(t.format, seeded.len());
         with_tx!(&mut tx, conn => sqlx::query(
             "UPDATE tournaments SET status = 'running', started_at = $2, rounds = $3 WHERE id = $1")
             .bind(id).bind(now).bind(i32::try_from(rounds).unwrap_or(0)).execute(conn).await.map(|_| ()))?;
@@ -427,8 +424,8 @@ async fn result_in(
     if t.status != Status::Running {
         return Err(StoreError::Refused("the tournament is not running"));
     }
-    let known = pairings_in(tx, id).await?;
-    let Some(p) = known.iter().find(|p| p.round == round && p.index == index) else {
+    let mut known = pairings_in(tx, id).await?;
+    let Some(p) = known.iter_mut().find(|p| p.round == round && p.index == index) else {
         return Err(BracketError::NoSuchMatch.into());
     };
     let Some(b) = p.b else { return Err(BracketError::NotReady.into()) };
@@ -442,7 +439,7 @@ async fn result_in(
         "UPDATE pairings SET winner = $4, decided_at = $5 WHERE tournament_id = $1 AND round = $2 AND idx = $3")
         .bind(id).bind(i32::try_from(round).unwrap_or(0)).bind(i32::try_from(index).unwrap_or(0))
         .bind(winner).bind(now).execute(conn).await.map(|_| ()))?;
-    let known = pairings_in(tx, id).await?;
+    p.winner = Some(winner);
     let seeded: Vec<Uuid> = with_tx!(tx, conn => sqlx::query_scalar(
         "SELECT entrant_id FROM entrants WHERE tournament_id = $1 ORDER BY seed")
         .bind(id).fetch_all(conn).await)?;

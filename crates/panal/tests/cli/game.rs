@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::realtime::sign_up;
-use super::{Running, free_offset, panal, temp_dir, terminate, up_with};
+use super::{Running, call, free_offset, panal, temp_dir, terminate, up_with};
 
 /// `panal serve game` on `port`, on the SQLite file `db` that the other
 /// game processes use too, beside `panal up`'s auth, realtime and chat.
@@ -38,13 +38,6 @@ fn serve_game(
         .spawn()
         .unwrap();
     Running(child)
-}
-
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Value) -> (u16, Value) {
-    let r = http.request(method, url).bearer_auth(token).json(&body).send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 fn conceded(state: &Value) -> u64 {

@@ -101,6 +101,21 @@ pub(crate) fn terminate(running: &mut Running) -> std::process::ExitStatus {
     }
 }
 
+/// `method url` with `token` and a JSON body: the status and the answer's
+/// JSON (`null` when there is none).
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = http.request(method, url).bearer_auth(token).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
 /// Starts `panal up` and waits for its table.
 fn up(data_dir: &PathBuf, offset: u16) -> (Running, Vec<String>) {
     up_with(data_dir, offset, &[], Stdio::null())

@@ -11,14 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::realtime::sign_up;
-use super::{free_offset, temp_dir, terminate, up_with};
-
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Value) -> (u16, Value) {
-    let r = http.request(method, url).bearer_auth(token).json(&body).send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+use super::{call, free_offset, temp_dir, terminate, up_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_online_tournament_plays_its_matches_in_game_to_the_end() {
