@@ -40,6 +40,10 @@ pub const PUBLIC_PATHS: &[&str] = &[
 pub const PUBLIC_PATTERNS: &[(&str, &str)] =
     &[("/v1/users/", "/avatar"), ("/v1/auth/oauth/", "/start"), ("/v1/auth/oauth/", "/callback")];
 
+/// Services whose whole API is public: the ledger's proofs are for anyone
+/// to check, and hold no personal data.
+pub const PUBLIC_SERVICES: &[&str] = &["ledger"];
+
 /// Whether `path` is `prefix`, one non-empty segment, then `suffix`.
 fn matches((prefix, suffix): (&str, &str), path: &str) -> bool {
     path.len() > prefix.len() + suffix.len()
@@ -155,7 +159,7 @@ impl RouteTable {
                 pool: pool_of(u.service)?,
                 label: format!("/v1/{}", u.service).into(),
                 timeout: default_timeout,
-                public: false,
+                public: PUBLIC_SERVICES.contains(&u.service),
             }));
         }
         if pools.contains_key("auth") {
@@ -254,6 +258,22 @@ mod tests {
         assert!(t.resolve("/v1/users/me").is_none());
         assert!(t.resolve("/v1/").is_none());
         assert!(t.resolve("/v2/auth/login").is_none(), "no fallback configured");
+    }
+
+    #[test]
+    fn the_ledger_is_public_and_only_it() {
+        let t = RouteTable::build(
+            &[
+                Upstream { service: "ledger", url: "http://127.0.0.1:8009".into() },
+                Upstream { service: "tournament", url: "http://127.0.0.1:8006".into() },
+            ],
+            &Settings::default(),
+            None,
+        )
+        .unwrap();
+        assert!(t.resolve("/v1/ledger/entries/x").unwrap().public);
+        assert!(!t.resolve("/v1/tournament/tournaments").unwrap().public);
+        assert!(t.resolve("/v1/ledgerx").is_none());
     }
 
     #[test]

@@ -257,6 +257,111 @@ impl Checkpoint {
     }
 }
 
+/// An Ed25519 public key as the ledger publishes it (32 bytes, base64).
+pub fn public_key(base64: &str) -> Option<VerifyingKey> {
+    let bytes: [u8; 32] = STANDARD.decode(base64.trim()).ok()?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok()
+}
+
+/// What a verifier holds about one result: the entry's bytes and position,
+/// the signed checkpoint and the inclusion proof against it, and what the
+/// chain holds for that checkpoint's size and for the tournament.
+#[derive(Debug, Clone)]
+pub struct Evidence<'a> {
+    pub tournament_id: Uuid,
+    /// The exact bytes the leaf hashes.
+    pub data: &'a [u8],
+    pub position: u64,
+    pub proof: &'a [Hash],
+    /// The signed checkpoint the proof leads to.
+    pub note: &'a str,
+    pub origin: &'a str,
+    pub key: &'a VerifyingKey,
+    /// The root the chain holds for the checkpoint's size (`None`: none).
+    pub chain_root: Option<Hash>,
+    /// The leaf hash and position the chain holds for the tournament.
+    pub chain_result: Option<(u64, Hash)>,
+}
+
+/// One of the checks [`verify`] makes, in the order it makes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The entry's bytes are a result of this tournament.
+    Entry,
+    /// The checkpoint is signed by the ledger's key, for this log.
+    Checkpoint,
+    /// The entry's hash and the proof lead to the checkpoint's root.
+    Inclusion,
+    /// The chain holds the checkpoint's root for its size.
+    ChainRoot,
+    /// The chain holds this result, at this position.
+    ChainResult,
+}
+
+impl Check {
+    pub const ALL: [Check; 5] =
+        [Check::Entry, Check::Checkpoint, Check::Inclusion, Check::ChainRoot, Check::ChainResult];
+}
+
+/// The first check that failed, and why, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{check:?}: {reason}")]
+pub struct Failure {
+    pub check: Check,
+    pub reason: String,
+}
+
+/// Checks a result against the log and the chain; on success, the entry
+/// and the checkpoint it is proved in. Every check is offline arithmetic on
+/// the evidence: whoever gathered it need not be trusted.
+pub fn verify(e: &Evidence<'_>) -> Result<(Entry, Checkpoint), Failure> {
+    let fail = |check, reason: String| Failure { check, reason };
+    let entry: Entry = serde_json::from_slice(e.data)
+        .map_err(|_| fail(Check::Entry, "the stored entry is not an entry of the ledger".into()))?;
+    if entry.tournament_id != e.tournament_id {
+        return Err(fail(Check::Entry, format!("the stored entry is tournament {}'s", entry.tournament_id)));
+    }
+    let checkpoint =
+        Checkpoint::verify(e.note, e.origin, e.key).map_err(|err| fail(Check::Checkpoint, err.to_string()))?;
+    if e.position >= checkpoint.size
+        || !verify_inclusion(e.position, checkpoint.size, &leaf_hash(e.data), e.proof, &checkpoint.root)
+    {
+        return Err(fail(
+            Check::Inclusion,
+            format!(
+                "the result is not in the log: its hash at position {} does not lead to the root of the signed \
+                 checkpoint of {} entries (the result or the proof was changed)",
+                e.position, checkpoint.size
+            ),
+        ));
+    }
+    match e.chain_root {
+        None => {
+            return Err(fail(
+                Check::ChainRoot,
+                format!("the chain holds no root for a log of {} entries (not anchored)", checkpoint.size),
+            ));
+        }
+        Some(root) if root != checkpoint.root => {
+            return Err(fail(
+                Check::ChainRoot,
+                format!(
+                    "the chain holds a different root for a log of {} entries: the log was rewritten after it \
+                     was anchored",
+                    checkpoint.size
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    match e.chain_result {
+        Some((position, leaf)) if position == e.position && leaf == leaf_hash(e.data) => Ok((entry, checkpoint)),
+        Some(_) => Err(fail(Check::ChainResult, "the chain records a different result for this tournament".into())),
+        None => Err(fail(Check::ChainResult, "the chain records no result for this tournament".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +473,84 @@ mod tests {
         let mut changed = entry.clone();
         changed.standings.swap(0, 1);
         assert_ne!(changed.leaf(), entry.leaf());
+    }
+
+    /// A log of three results, the second ours, signed and anchored.
+    struct World {
+        key: SigningKey,
+        data: Vec<u8>,
+        leaves: Vec<Hash>,
+        note: String,
+    }
+
+    fn world() -> World {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let entry = Entry {
+            tournament_id: Uuid::from_u128(7),
+            finished_at: "2026-12-04T10:00:00Z".into(),
+            standings: vec![Standing { place: 1, alias: "Ada".into(), entrant_id: Uuid::from_u128(2) }],
+        };
+        let data = entry.canonical();
+        let leaves = vec![leaf_hash(b"first"), leaf_hash(&data), leaf_hash(b"third")];
+        let note = Checkpoint { origin: "panal.ledger/test".into(), size: 3, root: root(&leaves) }.sign(&key);
+        World { key, data, leaves, note }
+    }
+
+    fn evidence<'a>(w: &'a World, proof: &'a [Hash], vk: &'a VerifyingKey) -> Evidence<'a> {
+        Evidence {
+            tournament_id: Uuid::from_u128(7),
+            data: &w.data,
+            position: 1,
+            proof,
+            note: &w.note,
+            origin: "panal.ledger/test",
+            key: vk,
+            chain_root: Some(root(&w.leaves)),
+            chain_result: Some((1, w.leaves[1])),
+        }
+    }
+
+    #[test]
+    fn a_result_in_the_log_and_on_the_chain_verifies_and_each_alteration_names_its_check() {
+        let w = world();
+        let vk = w.key.verifying_key();
+        let proof = inclusion_proof(1, &w.leaves);
+        let (entry, checkpoint) = verify(&evidence(&w, &proof, &vk)).unwrap();
+        assert_eq!((entry.standings[0].alias.as_str(), checkpoint.size), ("Ada", 3));
+
+        let failed = |e: Evidence<'_>| verify(&e).unwrap_err().check;
+        // A changed result (Ada became Eve).
+        let changed = String::from_utf8(w.data.clone()).unwrap().replace("Ada", "Eve").into_bytes();
+        assert_eq!(failed(Evidence { data: &changed, ..evidence(&w, &proof, &vk) }), Check::Inclusion);
+        // Another tournament's entry; not an entry at all.
+        assert_eq!(failed(Evidence { tournament_id: Uuid::from_u128(8), ..evidence(&w, &proof, &vk) }), Check::Entry);
+        assert_eq!(failed(Evidence { data: b"{}", ..evidence(&w, &proof, &vk) }), Check::Entry);
+        // A changed checkpoint (another size), another key.
+        let forged = w.note.replacen("\n3\n", "\n2\n", 1);
+        assert_eq!(failed(Evidence { note: &forged, ..evidence(&w, &proof, &vk) }), Check::Checkpoint);
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        assert_eq!(failed(evidence(&w, &proof, &other)), Check::Checkpoint);
+        // A changed proof, another position.
+        let bad = [leaf_hash(b"x"), proof[1]];
+        assert_eq!(failed(evidence(&w, &bad, &vk)), Check::Inclusion);
+        assert_eq!(failed(Evidence { position: 2, ..evidence(&w, &proof, &vk) }), Check::Inclusion);
+        // The whole log rewritten and signed again, with the key: the chain
+        // still holds the old root.
+        let mut rewritten = w.leaves.clone();
+        rewritten[1] = leaf_hash(&changed);
+        let resigned = Checkpoint { origin: "panal.ledger/test".into(), size: 3, root: root(&rewritten) }.sign(&w.key);
+        let proof2 = inclusion_proof(1, &rewritten);
+        let e = Evidence { data: &changed, note: &resigned, ..evidence(&w, &proof2, &vk) };
+        assert_eq!(failed(e.clone()), Check::ChainRoot);
+        assert_eq!(failed(Evidence { chain_root: None, ..evidence(&w, &proof, &vk) }), Check::ChainRoot);
+        // The chain's root rewritten too: the chain's record of the result
+        // still differs.
+        let e = Evidence { chain_root: Some(root(&rewritten)), ..e };
+        assert_eq!(failed(e), Check::ChainResult);
+        assert_eq!(failed(Evidence { chain_result: None, ..evidence(&w, &proof, &vk) }), Check::ChainResult);
+        assert_eq!(
+            failed(Evidence { chain_result: Some((0, w.leaves[1])), ..evidence(&w, &proof, &vk) }),
+            Check::ChainResult
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 mod authcli;
 mod events;
+mod ledgercli;
 mod pong;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ pub(crate) const SERVICES: &[&dyn Mount] = &[
     &stats::StatsService,
     &tournament::TournamentService,
     &ai::AiService,
+    &ledger::LedgerService,
     &gateway::Gateway,
 ];
 
@@ -90,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         command: StatsCommand,
     },
+    /// Check tournament results against the ledger and its chain.
+    Ledger {
+        #[command(subcommand)]
+        command: ledgercli::LedgerCommand,
+    },
     /// Play Pong in the terminal through a gateway: sign in, queue (or
     /// accept an invitation, or join a match), play with the arrow keys.
     Pong(pong::PongArgs),
@@ -125,7 +132,22 @@ fn main() -> ExitCode {
         print_services();
         return ExitCode::SUCCESS;
     }
-    // A client, not a service: no configuration, no logs over the screen.
+    // Clients, not services: no configuration, no logs over the screen.
+    if let Command::Ledger { command } = cli.command {
+        let result = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(ledgercli::run(command)));
+        return match result {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Pong(args) = cli.command {
         let result = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -168,7 +190,7 @@ fn main() -> ExitCode {
             Command::Admin { command } => authcli::admin(config, command).await,
             Command::Auth { command } => authcli::auth(config, command).await,
             Command::Stats { command: StatsCommand::Rebuild { data_dir } } => stats_rebuild(config, data_dir).await,
-            Command::Services | Command::Pong(_) => Ok(()),
+            Command::Services | Command::Pong(_) | Command::Ledger { .. } => Ok(()),
         }
     });
     telemetry.shutdown();
