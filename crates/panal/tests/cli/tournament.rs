@@ -170,6 +170,44 @@ async fn a_tournament_of_bots_is_played_to_its_end() {
         assert_eq!(g["result"]["forfeit"], false, "the bots played it: {g}");
         assert!(g["players"].as_array().unwrap().iter().all(|p| p["bot"] == true), "{g}");
     }
+
+    // It ends in the ledger: `panal ledger verify` checks the result in
+    // the log, the signed checkpoint and the chain, through the gateway.
+    let id = t["id"].as_str().unwrap();
+    let verify = || {
+        std::process::Command::new(super::PANAL).args(["ledger", "verify", id, "--gateway", &gateway]).output().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = verify();
+        if out.status.success() {
+            break String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never verified: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(out.ends_with("verified\n") && out.contains("ok   chain_root"), "{out}");
+    let winner = standings[0]["alias"].as_str().unwrap();
+    assert!(out.contains(&format!("  1. {winner} (")), "{out}");
+    // The winner changed in the ledger's database: caught, and named.
+    let ledger_db =
+        kit::db::Db::connect(&kit::db::Db::sqlite_url(&dir.join("ledger.db")), &kit::config::DbSettings::default())
+            .await
+            .unwrap();
+    let kit::db::Db::Sqlite(sqlite) = &ledger_db else { unreachable!() };
+    sqlx::query("UPDATE entries SET data = replace(data, '\"place\":1', '\"place\":9')")
+        .execute(&sqlite.write)
+        .await
+        .unwrap();
+    let out = verify();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL inclusion") && text.ends_with("NOT verified\n"), "{text}");
     assert!(terminate(&mut running).success());
     let _ = std::fs::remove_dir_all(dir);
 }
