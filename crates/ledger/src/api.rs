@@ -41,7 +41,7 @@ pub(crate) fn hex0x(bytes: &[u8]) -> String {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChainView {
     /// `embedded`: the EVM inside the ledger, its blocks in the ledger's
-    /// database.
+    /// database; `json-rpc`: a real chain, through its node.
     #[schema(example = "embedded")]
     pub kind: String,
     #[schema(example = 31337)]
@@ -133,7 +133,7 @@ async fn info(State(state): State<AppState>) -> Result<Json<LedgerInfo>, LedgerA
         public_key: STANDARD.encode(state.key.verifying_key().as_bytes()),
         size,
         chain: ChainView {
-            kind: "embedded".into(),
+            kind: chain.kind.into(),
             chain_id: chain.chain_id,
             contract: chain.contract.map(|c| hex0x(c.as_slice())),
             owner: hex0x(chain.sender.as_slice()),

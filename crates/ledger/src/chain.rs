@@ -31,6 +31,8 @@ pub enum ChainError {
     Reverted(String),
     #[error("the chain answered what the contract cannot: {0}")]
     Decode(String),
+    #[error("the chain's node: {0}")]
+    Rpc(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -45,6 +47,8 @@ pub struct OnChainResult {
 /// Where the chain stands.
 #[derive(Debug, Clone)]
 pub struct ChainInfo {
+    /// `embedded` or `json-rpc`.
+    pub kind: &'static str,
     pub chain_id: u64,
     pub contract: Option<Address>,
     /// The account that anchors (the contract's owner).
@@ -67,11 +71,11 @@ pub struct Embedded {
     sender: Address,
 }
 
-fn bytes16(id: Uuid) -> FixedBytes<16> {
+pub(crate) fn bytes16(id: Uuid) -> FixedBytes<16> {
     FixedBytes::from(*id.as_bytes())
 }
 
-fn reverted(data: &[u8]) -> String {
+pub(crate) fn reverted(data: &[u8]) -> String {
     use PanalLedger::PanalLedgerErrors as E;
     match E::abi_decode(data) {
         Ok(E::NotOwner(e)) => format!("{} is not the contract's owner", e.caller),
@@ -213,11 +217,75 @@ impl Embedded {
         let anchored_size = self.view(PanalLedger::sizeCall).await?.unwrap_or(0);
         let replica = self.replica.lock().await;
         Ok(ChainInfo {
+            kind: "embedded",
             chain_id: evm::CHAIN_ID,
             contract: replica.contract,
             sender: self.sender,
             head: replica.evm.head(),
             anchored_size,
         })
+    }
+}
+
+/// The chain checkpoints are anchored on: the embedded one, or a real one
+/// through its JSON-RPC endpoint (`[ledger.chain] rpc_url`).
+pub enum Chain {
+    Embedded(Embedded),
+    Rpc(crate::rpc::Rpc),
+}
+
+impl Chain {
+    /// Anchors the checkpoint of `size` in the caller's transaction (which
+    /// holds the log's lock).
+    pub async fn anchor(
+        &self,
+        db: &mut Tx,
+        size: u64,
+        root: &Hash,
+        results: &[(Uuid, Hash)],
+        now: DateTime<Utc>,
+    ) -> Result<Anchor, ChainError> {
+        match self {
+            Chain::Embedded(c) => c.anchor(db, size, root, results, now).await,
+            Chain::Rpc(c) => c.anchor(db, size, root, results, now).await,
+        }
+    }
+
+    /// After the transaction of an anchor rolled back.
+    pub async fn forget(&self) {
+        match self {
+            Chain::Embedded(c) => c.forget().await,
+            // The transaction is on the chain (found again by its event);
+            // a contract deployed is deployed again.
+            Chain::Rpc(_) => {}
+        }
+    }
+
+    pub async fn root(&self, size: u64) -> Result<Option<Hash>, ChainError> {
+        match self {
+            Chain::Embedded(c) => c.root(size).await,
+            Chain::Rpc(c) => c.root(size).await,
+        }
+    }
+
+    pub async fn result(&self, tournament: Uuid) -> Result<Option<OnChainResult>, ChainError> {
+        match self {
+            Chain::Embedded(c) => c.result(tournament).await,
+            Chain::Rpc(c) => Ok(c.result(tournament).await?.map(|(position, leaf)| OnChainResult { position, leaf })),
+        }
+    }
+
+    pub async fn info(&self) -> Result<ChainInfo, ChainError> {
+        match self {
+            Chain::Embedded(c) => c.info().await,
+            Chain::Rpc(c) => Ok(ChainInfo {
+                kind: "json-rpc",
+                chain_id: c.chain_id(),
+                contract: c.contract().await,
+                sender: c.sender(),
+                head: c.head().await?,
+                anchored_size: c.anchored_size().await?,
+            }),
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod domain;
 pub mod error;
 pub mod evm;
 pub mod notary;
+pub mod rpc;
 pub mod store;
 
 use std::path::PathBuf;
@@ -36,14 +37,20 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::chain::Embedded;
+use crate::chain::{Chain, Embedded};
 use crate::notary::Notary;
 use crate::store::Store;
 
 /// The ledger's migrations, for SQLite and PostgreSQL.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
-    postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+    sqlite: &[
+        (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+        (2, "chain_contracts", include_str!("../migrations/sqlite/0002_chain_contracts.sql")),
+    ],
+    postgres: &[
+        (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+        (2, "chain_contracts", include_str!("../migrations/postgres/0002_chain_contracts.sql")),
+    ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 
@@ -65,18 +72,51 @@ pub struct Settings {
     /// The most entries one checkpoint adds (one anchor's gas grows with
     /// it; a hundred stays far under a block's).
     pub batch: u64,
+    /// Where checkpoints are anchored: the embedded chain unless `rpc_url`.
+    pub chain: ChainSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { origin: "panal.ledger/local".into(), signing_key_file: None, interval_ms: 500, batch: 100 }
+        Self {
+            origin: "panal.ledger/local".into(),
+            signing_key_file: None,
+            interval_ms: 500,
+            batch: 100,
+            chain: ChainSettings::default(),
+        }
+    }
+}
+
+/// `[ledger.chain]`: a real EVM chain instead of the embedded one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChainSettings {
+    /// The chain's JSON-RPC endpoint (Avalanche Fuji:
+    /// `https://api.avax-test.network/ext/bc/C/rpc`; a local node:
+    /// `http://127.0.0.1:8545`). Unset: the embedded chain.
+    pub rpc_url: Option<String>,
+    /// A file holding the hex secp256k1 private key of the account that
+    /// deploys the contract and anchors (a secret; fund it on the chain).
+    pub key_file: Option<PathBuf>,
+    /// A `PanalLedger` contract deployed already, owned by that account.
+    /// Unset: the ledger deploys one at its first anchor and keeps its
+    /// address.
+    pub contract: Option<String>,
+    /// How long to wait for a transaction to be mined, in seconds.
+    pub receipt_timeout_secs: u64,
+}
+
+impl Default for ChainSettings {
+    fn default() -> Self {
+        Self { rpc_url: None, key_file: None, contract: None, receipt_timeout_secs: 120 }
     }
 }
 
 /// What the ledger's handlers share.
 pub struct State {
     pub(crate) store: Arc<Store>,
-    pub(crate) chain: Arc<Embedded>,
+    pub(crate) chain: Arc<Chain>,
     pub(crate) key: SigningKey,
     pub(crate) origin: String,
     notary: Arc<Notary>,
@@ -129,13 +169,40 @@ impl kit::Service for LedgerService {
         if s.interval_ms == 0 || s.batch == 0 {
             anyhow::bail!("ledger.interval_ms and ledger.batch must be above 0");
         }
+        let c = &s.chain;
+        match (&c.rpc_url, &c.key_file) {
+            (Some(url), Some(_)) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                anyhow::bail!("ledger.chain.rpc_url must be an http(s) URL")
+            }
+            (Some(_), None) => {
+                anyhow::bail!("ledger.chain.rpc_url needs ledger.chain.key_file (the anchoring account)")
+            }
+            (None, _) if c.key_file.is_some() || c.contract.is_some() => {
+                anyhow::bail!("ledger.chain.key_file and ledger.chain.contract need ledger.chain.rpc_url")
+            }
+            _ => {}
+        }
+        if let Some(contract) = &c.contract
+            && contract.parse::<revm::primitives::Address>().is_err()
+        {
+            anyhow::bail!("ledger.chain.contract must be an address (0x and 40 hex digits)");
+        }
         Ok(())
     }
 
     async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
         let store = Arc::new(Store::new(setup.db()?));
         let key = signing_key(&setup.settings, &store).await?;
-        let chain = Arc::new(Embedded::new(store.clone()));
+        let chain = Arc::new(match &setup.settings.chain {
+            ChainSettings { rpc_url: Some(url), key_file: Some(key_file), contract, receipt_timeout_secs } => {
+                let key = std::fs::read_to_string(key_file)
+                    .map_err(|e| anyhow::anyhow!("ledger.chain.key_file {}: {e}", key_file.display()))?;
+                let contract = contract.as_deref().and_then(|c| c.parse().ok());
+                let timeout = Duration::from_secs(*receipt_timeout_secs);
+                Chain::Rpc(rpc::Rpc::connect(url.clone(), &key, contract, timeout, &store).await?)
+            }
+            _ => Chain::Embedded(Embedded::new(store.clone())),
+        });
         let notary = Arc::new(Notary {
             store: store.clone(),
             chain: chain.clone(),
@@ -173,5 +240,33 @@ impl kit::Service for LedgerService {
     fn workers(state: &Arc<State>) -> Vec<Worker> {
         let notary = state.notary.clone();
         vec![Box::new(move |stop: CancellationToken| Box::pin(notary.run(stop)))]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kit::Service;
+
+    use super::*;
+
+    fn refused(toml: &str) -> String {
+        let config = kit::config::Config::from_toml(toml).unwrap();
+        let settings: Settings = config.section("ledger").unwrap();
+        LedgerService::validate(&settings).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_chain_half_configured_is_refused_at_start() {
+        assert!(
+            refused("[ledger.chain]\nrpc_url = \"http://127.0.0.1:8545\"\n").contains("needs ledger.chain.key_file")
+        );
+        assert!(refused("[ledger.chain]\nkey_file = \"/run/key\"\n").contains("need ledger.chain.rpc_url"));
+        assert!(refused("[ledger.chain]\nrpc_url = \"ftp://x\"\nkey_file = \"/run/key\"\n").contains("http(s) URL"));
+        assert!(
+            refused("[ledger.chain]\nrpc_url = \"http://x\"\nkey_file = \"/k\"\ncontract = \"0x12\"\n")
+                .contains("must be an address")
+        );
+        assert!(refused("[ledger]\norigin = \"two words\"\n").contains("without spaces"));
+        assert!(refused("[ledger]\nbatch = 0\n").contains("above 0"));
     }
 }

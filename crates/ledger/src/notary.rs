@@ -11,13 +11,13 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::chain::{ChainError, Embedded};
+use crate::chain::{Chain, ChainError};
 use crate::domain::{self, Checkpoint};
 use crate::store::{self, Store};
 
 pub struct Notary {
     pub store: Arc<Store>,
-    pub chain: Arc<Embedded>,
+    pub chain: Arc<Chain>,
     pub key: SigningKey,
     pub origin: String,
     /// The most entries one checkpoint adds.

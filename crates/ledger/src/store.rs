@@ -183,6 +183,12 @@ impl Store {
         Ok(row.map(checkpoint))
     }
 
+    /// The contract deployed on chain `chain_id`, if any.
+    pub async fn chain_contract(&self, chain_id: u64) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_scalar("SELECT address FROM chain_contracts WHERE chain_id = $1")
+            .bind(int(chain_id)).fetch_optional(pool).await)
+    }
+
     /// The embedded chain's blocks after `number`, in order.
     pub async fn blocks_after(&self, number: u64) -> Result<Vec<Block>, sqlx::Error> {
         let rows: Vec<BlockRow> =
@@ -268,4 +274,16 @@ pub async fn add_block(tx: &mut Tx, b: &Block) -> Result<(), sqlx::Error> {
         .bind(t.caller.to_vec()).bind(int(t.nonce)).bind(t.to.map(|a| a.to_vec())).bind(t.input.to_vec())
         .bind(b.success).bind(int(b.gas_used)).bind(b.output.to_vec())
         .execute(conn).await.map(|_| ()))
+}
+
+pub async fn set_chain_contract(
+    tx: &mut Tx,
+    chain_id: u64,
+    address: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    with_tx!(tx, conn => sqlx::query(
+        "INSERT INTO chain_contracts (chain_id, address, deployed_at) VALUES ($1, $2, $3)
+         ON CONFLICT (chain_id) DO UPDATE SET address = excluded.address, deployed_at = excluded.deployed_at")
+        .bind(int(chain_id)).bind(address).bind(now).execute(conn).await.map(|_| ()))
 }

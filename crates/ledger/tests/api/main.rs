@@ -43,9 +43,13 @@ impl Ledger {
     }
 
     /// The same database, served by a new process (the chain replayed).
-    async fn restart(mut self, db: &TestDb) -> Self {
+    async fn restart(self, db: &TestDb) -> Self {
+        self.restart_with(db, "").await
+    }
+
+    async fn restart_with(mut self, db: &TestDb, extra: &str) -> Self {
         self.server.stop().await.unwrap();
-        Self::start(db, "").await
+        Self::start(db, extra).await
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
@@ -358,6 +362,107 @@ async fn a_key_from_a_file_signs(db: TestDb) {
     let _ = std::fs::remove_file(path);
 }
 
+/// A child process stopped when the test ends, passed or not.
+struct Node(std::process::Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real chain: Anvil (Foundry's node, from the npm registry; CI sets
+/// `PANAL_TEST_ANVIL` to its command). The ledger deploys the contract,
+/// anchors with transactions it signs, and what it anchored is read back
+/// from the node directly.
+async fn anchors_on_a_json_rpc_chain(db: TestDb) {
+    let Ok(anvil) = std::env::var("PANAL_TEST_ANVIL") else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED (JSON-RPC chain): set PANAL_TEST_ANVIL to the anvil command to run it\n",
+        );
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _node = Node(
+        std::process::Command::new(anvil)
+            .args(["--port", &port.to_string(), "--silent"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start anvil"),
+    );
+    let rpc = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let eth = |method: &'static str, params: Value| {
+        let (http, rpc) = (http.clone(), rpc.clone());
+        async move {
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+            let r: Value = http.post(&rpc).json(&body).send().await?.json().await?;
+            Ok::<Value, reqwest::Error>(r["result"].clone())
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while eth("eth_chainId", serde_json::json!([])).await.is_err() {
+        assert!(Instant::now() < deadline, "anvil did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Anvil's first development account, a secret like any other here.
+    let key = std::env::temp_dir().join(format!("panal-chain-key-{}", Uuid::now_v7().simple()));
+    std::fs::write(&key, "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80\n").unwrap();
+    let chain = format!("[ledger.chain]\nrpc_url = \"{rpc}\"\nkey_file = {key:?}\n");
+    let l = Ledger::start(&db, &chain).await;
+    let a = l.finish(&["Ada", "Bob"]).await;
+    let b = l.finish(&["Cy", "Di", "Ed"]).await;
+    let info: LedgerInfo = l.json("/v1/ledger").await;
+    assert_eq!((info.chain.kind.as_str(), info.chain.chain_id), ("json-rpc", 31337));
+    assert_eq!(info.chain.owner, "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+    for id in [a, b] {
+        assert_eq!(checks(&l.verification(id).await), all_pass());
+        assert_eq!(l.verify_as_a_client(id).await, all_pass());
+    }
+    // The root is on the node, read without the ledger: roots(uint64).
+    let contract = info.chain.contract.clone().unwrap();
+    let latest: CheckpointView = l.json("/v1/ledger/checkpoint").await;
+    let selector = &revm::primitives::keccak256(b"roots(uint64)")[..4];
+    let mut data = selector.to_vec();
+    data.extend([0u8; 24]);
+    data.extend(latest.size.to_be_bytes());
+    let held = eth("eth_call", serde_json::json!([{"to": contract, "data": format!("0x{}", data.iter().map(|b| format!("{b:02x}")).collect::<String>())}, "latest"])).await.unwrap();
+    assert_eq!(held.as_str().unwrap(), latest.root);
+    // A restart keeps the contract it deployed and goes on with it.
+    let l = l.restart_with(&db, &chain).await;
+    let c = l.finish(&["Fay", "Gus"]).await;
+    let again: LedgerInfo = l.json("/v1/ledger").await;
+    assert_eq!(again.chain.contract, Some(contract));
+    assert_eq!(checks(&l.verification(c).await), all_pass());
+    // The log rewritten and signed again: the node still holds the root.
+    let signing = SigningKey::from_bytes(&l.seed().await);
+    l.execute("UPDATE entries SET data = replace(data, 'Fay', 'Eve')").await;
+    let data: String = with_db!(&l.db, pool => sqlx::query_scalar("SELECT data FROM entries WHERE position = 2")
+        .fetch_one(pool).await)
+    .unwrap();
+    let mut leaves: Vec<domain::Hash> = Vec::new();
+    for position in 0..2i64 {
+        let leaf: Vec<u8> = with_db!(&l.db, pool => sqlx::query_scalar("SELECT leaf FROM entries WHERE position = $1")
+            .bind(position).fetch_one(pool).await)
+        .unwrap();
+        leaves.push(leaf.try_into().unwrap());
+    }
+    leaves.push(domain::leaf_hash(data.as_bytes()));
+    let root = domain::root(&leaves);
+    let note = Checkpoint { origin: "panal.ledger/local".into(), size: 3, root }.sign(&signing);
+    with_db!(write &l.db, pool => sqlx::query("UPDATE entries SET leaf = $1 WHERE position = 2")
+        .bind(leaves[2].to_vec()).execute(pool).await.map(|_| ()))
+    .unwrap();
+    with_db!(write &l.db, pool => sqlx::query("UPDATE checkpoints SET note = $1, root = $2 WHERE size = 3")
+        .bind(note).bind(root.to_vec()).execute(pool).await.map(|_| ()))
+    .unwrap();
+    assert_eq!(checks(&l.verification(c).await), expect(3, "chain_root"));
+    let _ = std::fs::remove_file(key);
+}
+
 kit::backend_tests! {
     async fn results_are_logged_signed_anchored_and_proved(db) { results_are_logged_signed_anchored_and_proved(db).await; }
     async fn bad_requests_are_refused_clearly(db) { bad_requests_are_refused_clearly(db).await; }
@@ -366,4 +471,5 @@ kit::backend_tests! {
     async fn a_log_rewritten_with_the_key_is_caught_by_the_chain(db) { a_log_rewritten_with_the_key_is_caught_by_the_chain(db).await; }
     async fn an_altered_chain_is_detected(db) { an_altered_chain_is_detected(db).await; }
     async fn a_key_from_a_file_signs(db) { a_key_from_a_file_signs(db).await; }
+    async fn anchors_on_a_json_rpc_chain(db) { anchors_on_a_json_rpc_chain(db).await; }
 }
