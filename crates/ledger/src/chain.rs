@@ -316,7 +316,8 @@ mod tests {
         let code = hex::decode(BYTECODE.trim()).unwrap();
         let deployed = send(&mut evm, owner, None, code);
         assert!(deployed.success);
-        let contract = Some(Address::from_slice(&deployed.output));
+        let address = Address::from_slice(&deployed.output);
+        let contract = Some(address);
         let ids: Vec<Uuid> = (0..102u128).map(Uuid::from_u128).collect();
 
         let first = send(&mut evm, owner, contract, anchor(2, 0, &ids[..2]));
@@ -335,7 +336,7 @@ mod tests {
         assert!(hundred.success, "{}", reverted(&hundred.output));
         // 4.8 M gas when written (2 results: 0.16 M).
         assert!(hundred.gas_used < evm::GAS_LIMIT, "an anchor of 100 results uses {} gas", hundred.gas_used);
-        let root = evm.call(contract.unwrap(), Bytes::from(PanalLedger::rootsCall(102).abi_encode())).unwrap();
+        let root = evm.call(address, Bytes::from(PanalLedger::rootsCall(102).abi_encode())).unwrap();
         assert_eq!(PanalLedger::rootsCall::abi_decode_returns(&root).unwrap(), B256::repeat_byte(102));
     }
 }
