@@ -39,10 +39,12 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &[
         (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
         (2, "wants", include_str!("../migrations/sqlite/0002_wants.sql")),
+        (3, "invitations", include_str!("../migrations/sqlite/0003_invitations.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         (2, "wants", include_str!("../migrations/postgres/0002_wants.sql")),
+        (3, "invitations", include_str!("../migrations/postgres/0003_invitations.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
@@ -173,6 +175,14 @@ impl kit::Service for AiService {
                 Box::pin(async move {
                     let level = domain::Level::for_rating(e.rating);
                     Store::want(tx, e.match_id, level, e.wanted_at).await?;
+                    Ok(())
+                })
+            })
+            // A player invited one of the bots (from chat): the seater
+            // accepts in the bot's name, and the bot plays.
+            .on::<contracts::game::BotInvited, _>(|tx, e, _| {
+                Box::pin(async move {
+                    Store::invited(tx, e.invitation_id, e.bot_id, e.invited_at).await?;
                     Ok(())
                 })
             })

@@ -1,6 +1,7 @@
-//! Seating bots: for a person who asks (`POST /v1/ai/matches/{id}/bots`)
-//! and for the queue (`bots_wanted`, recorded by the consumer and served
-//! here, retried with backoff when game or auth cannot be reached).
+//! Seating bots: for a person who asks (`POST /v1/ai/matches/{id}/bots`),
+//! for the queue (`bots_wanted`), and for a player who invited a bot
+//! (`bot_invited`): the last two recorded by the consumer and served here,
+//! retried with backoff when game or auth cannot be reached.
 
 use std::time::Duration;
 
@@ -59,7 +60,10 @@ pub async fn run(state: AppState, stop: CancellationToken) {
             }
         };
         for want in due {
-            let outcome = fill(&state, &want).await;
+            let outcome = match want.invited {
+                Some(bot) => accept(&state, want.match_id, bot, want.level).await,
+                None => fill(&state, &want).await,
+            };
             let now = Utc::now();
             let (status, next_at) = match outcome {
                 Ok(()) => ("done", now),
@@ -113,6 +117,48 @@ async fn fill(state: &AppState, want: &Want) -> Result<(), AiError> {
     Ok(())
 }
 
+/// Accepts an invitation in the invited bot's name, and starts it playing
+/// the match that makes (live at once).
+async fn accept(state: &AppState, invitation: Uuid, bot: Uuid, level: Level) -> Result<(), AiError> {
+    let path = format!("/v1/game/invitations/{invitation}/accept");
+    let m = match post_as(state, bot, &path).await? {
+        Ok(m) => m,
+        Err(403 | 404) => return Err(AiError::not_found("no such invitation for this bot")),
+        Err(409) => return Err(AiError::conflict("the invitation was answered, withdrawn or expired")),
+        Err(status) => {
+            tracing::warn!(status, %invitation, "game refused a bot's answer to an invitation");
+            return Err(game_unavailable());
+        }
+    };
+    let match_id: Uuid = m["id"].as_str().and_then(|id| id.parse().ok()).ok_or_else(game_unavailable)?;
+    let game = Game { match_id, bot_id: bot, level };
+    // Should this process stop here, game's `match_started` has the
+    // consumer adopt the match.
+    state.store.start(&game, Utc::now()).await?;
+    state.spawn(game);
+    tracing::info!(%invitation, %match_id, %bot, "a bot accepted an invitation");
+    Ok(())
+}
+
+/// `POST path` to game with the bot's own token: the answer's JSON, or its
+/// status (a 401 makes the bot's token be asked for again).
+async fn post_as(state: &AppState, bot: Uuid, path: &str) -> Result<Result<Value, u16>, AiError> {
+    let token = state.roster.token(bot).await?;
+    let r = state
+        .game
+        .send(reqwest::Method::POST, path, Credentials::Bearer(&token), Some(&serde_json::json!({})))
+        .await
+        .map_err(Problem::from)?;
+    match r.status().as_u16() {
+        200 => Ok(Ok(r.json().await.map_err(|_| game_unavailable())?)),
+        401 => {
+            state.roster.forget(bot).await;
+            Err(game_unavailable())
+        }
+        status => Ok(Err(status)),
+    }
+}
+
 /// `GET /v1/game/matches/{id}`.
 pub(crate) async fn match_of(state: &AppState, id: Uuid, credentials: Credentials<'_>) -> Result<Value, AiError> {
     let r = state.game.get(&format!("/v1/game/matches/{id}"), credentials).await.map_err(Problem::from)?;
@@ -132,25 +178,11 @@ fn game_unavailable() -> AiError {
 
 /// The bot takes a seat with its own token: true when it was the last.
 async fn join(state: &AppState, g: &Game) -> Result<bool, AiError> {
-    let token = state.roster.token(g.bot_id).await?;
-    let path = format!("/v1/game/matches/{}/join", g.match_id);
-    let r = state
-        .game
-        .send(reqwest::Method::POST, &path, Credentials::Bearer(&token), Some(&serde_json::json!({})))
-        .await
-        .map_err(Problem::from)?;
-    match r.status().as_u16() {
-        200 => {
-            let m: Value = r.json().await.map_err(|_| game_unavailable())?;
-            Ok(m["status"] == "live")
-        }
-        404 => Err(AiError::not_found("no such match")),
-        409 => Err(AiError::conflict("the match is not waiting for players")),
-        401 => {
-            state.roster.forget(g.bot_id).await;
-            Err(game_unavailable())
-        }
-        status => {
+    match post_as(state, g.bot_id, &format!("/v1/game/matches/{}/join", g.match_id)).await? {
+        Ok(m) => Ok(m["status"] == "live"),
+        Err(404) => Err(AiError::not_found("no such match")),
+        Err(409) => Err(AiError::conflict("the match is not waiting for players")),
+        Err(status) => {
             tracing::warn!(status, match_id = %g.match_id, "game refused a bot's seat");
             Err(game_unavailable())
         }

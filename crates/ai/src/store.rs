@@ -183,18 +183,30 @@ impl Store {
             .bind(match_id).bind(level.as_str()).bind(now).execute(conn).await.map(|_| ()))
     }
 
+    /// Records an invitation to one of the bots, to accept (in the
+    /// consumer's transaction; a redelivery changes nothing). The level is
+    /// the bot's own.
+    pub async fn invited(tx: &mut Tx, invitation: Uuid, bot: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO wants (match_id, level, status, attempts, next_at, created_at, kind, bot_id)
+             SELECT $1, b.level, 'pending', 0, $3, $3, 'invitation', b.id FROM bots b WHERE b.id = $2
+             ON CONFLICT (match_id) DO NOTHING")
+            .bind(invitation).bind(bot).bind(now).execute(conn).await.map(|_| ()))
+    }
+
     /// Requests due now, oldest first.
     pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<Want>, sqlx::Error> {
-        let rows: Vec<(Uuid, String, i32)> = with_db!(&self.db, pool => sqlx::query_as(
-            "SELECT match_id, level, attempts FROM wants WHERE status = 'pending' AND next_at <= $1
+        let rows: Vec<(Uuid, String, i32, Option<Uuid>)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT match_id, level, attempts, bot_id FROM wants WHERE status = 'pending' AND next_at <= $1
              ORDER BY created_at LIMIT 20")
             .bind(now).fetch_all(pool).await)?;
         Ok(rows
             .into_iter()
-            .map(|(match_id, level, attempts)| Want {
+            .map(|(match_id, level, attempts, invited)| Want {
                 match_id,
                 level: Level::parse(&level).unwrap_or(Level::Medium),
                 attempts: u32::try_from(attempts).unwrap_or(0),
+                invited,
             })
             .collect())
     }
@@ -207,10 +219,13 @@ impl Store {
     }
 }
 
-/// The queue's request for bots in a match.
+/// The queue's request for bots in a match, or an invitation to a bot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Want {
+    /// The match; for an invitation, the invitation's id.
     pub match_id: Uuid,
     pub level: Level,
     pub attempts: u32,
+    /// The bot invited (an invitation).
+    pub invited: Option<Uuid>,
 }

@@ -1,6 +1,7 @@
 //! What chat consumes (users' names, avatars, blocks, erasures) and the
 //! shape of what it pushes to sockets.
 
+use contracts::ai::BotCreated;
 use contracts::auth::UserRegistered;
 use contracts::users::{AvatarChanged, ProfileUpdated, UserBlocked, UserErased, UserUnblocked};
 use kit::bus::Handlers;
@@ -16,6 +17,14 @@ pub fn handlers() -> Handlers {
             Box::pin(async move {
                 // The first name; profile_updated (newer) wins when it came first.
                 Store::upsert_person(tx, e.user_id, &e.display_name, None, e.registered_at).await?;
+                Ok(())
+            })
+        })
+        // The AI service's bots: people one can write to (a direct
+        // conversation holds a game invitation to a bot), who never write.
+        .on::<BotCreated, _>(|tx, e, _| {
+            Box::pin(async move {
+                Store::upsert_person(tx, e.bot_id, &e.name, None, e.created_at).await?;
                 Ok(())
             })
         })

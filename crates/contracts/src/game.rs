@@ -97,6 +97,28 @@ pub struct BotsWanted {
     pub wanted_at: DateTime<Utc>,
 }
 
+/// A player invited one of the AI service's bots to a match (from chat,
+/// like any invitation): the AI service accepts it in the bot's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BotInvited {
+    pub invitation_id: Uuid,
+    pub bot_id: Uuid,
+    /// Who invited it.
+    pub from: Uuid,
+    pub invited_at: DateTime<Utc>,
+    /// Accepted after this, the invitation is refused (409).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Event for BotInvited {
+    const TYPE: &'static str = "panal.game.bot_invited.v1";
+    const SOURCE: &'static str = "game";
+    const SUMMARY: &'static str = "a player invited a bot to a match: the AI service accepts for it";
+    fn subject(&self) -> String {
+        self.invitation_id.to_string()
+    }
+}
+
 impl Event for BotsWanted {
     const TYPE: &'static str = "panal.game.bots_wanted.v1";
     const SOURCE: &'static str = "game";

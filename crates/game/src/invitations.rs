@@ -5,6 +5,7 @@
 //! transaction.
 
 use chrono::{DateTime, Utc};
+use contracts::game::BotInvited;
 use kit::db::Db;
 use kit::{with_db, with_tx};
 use uuid::Uuid;
@@ -57,12 +58,20 @@ impl Invitations {
         now: DateTime<Utc>,
     ) -> Result<Invitation, sqlx::Error> {
         let options = serde_json::to_string(options).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        with_db!(write &self.db, pool => sqlx::query(
+        let expires_at = now + chrono::Duration::seconds(VALID_FOR_SECS);
+        let mut tx = self.db.begin().await?;
+        with_tx!(&mut tx, conn => sqlx::query(
             "INSERT INTO invitations (id, from_user, to_user, mode, options, status, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)")
-            .bind(id).bind(from).bind(to).bind(Mode::Duel.as_str()).bind(&options).bind(now)
-            .bind(now + chrono::Duration::seconds(VALID_FOR_SECS))
-            .execute(pool).await.map(|_| ()))?;
+            .bind(id).bind(from).bind(to).bind(Mode::Duel.as_str()).bind(&options).bind(now).bind(expires_at)
+            .execute(conn).await.map(|_| ()))?;
+        // A bot invited: the AI service answers for it.
+        let bot: bool = with_tx!(&mut tx, conn => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM bots WHERE user_id = $1)").bind(to).fetch_one(conn).await)?;
+        if bot {
+            tx.record(&BotInvited { invitation_id: id, bot_id: to, from, invited_at: now, expires_at }).await?;
+        }
+        tx.commit().await?;
         self.get(id).await?.ok_or(sqlx::Error::RowNotFound)
     }
 

@@ -153,23 +153,7 @@ async fn a_person_alone_in_the_queue_is_given_a_bot() {
         call(&http, reqwest::Method::POST, format!("{gateway}/v1/game/queue"), &ada, json!({"mode": "duel"})).await;
     assert_eq!(status, 202);
     // A live match of Ada's with a bot, within seconds.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let live = loop {
-        let (_, page) =
-            call(&http, reqwest::Method::GET, format!("{gateway}/v1/game/matches?status=live"), &ada, Value::Null)
-                .await;
-        let mine = page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["players"].as_array().unwrap().iter().any(|p| p["user_id"] == ada_id.as_str()))
-            .cloned();
-        if let Some(m) = mine {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "no bot came: {page}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let live = live_match_of(&http, &gateway, &ada, &ada_id).await;
     assert_eq!(live["origin"], "queue");
     let bot = live["players"].as_array().unwrap().iter().find(|p| p["bot"] == true).cloned().expect("a bot's seat");
     let bot_id = bot["user_id"].as_str().unwrap().to_owned();
@@ -177,18 +161,108 @@ async fn a_person_alone_in_the_queue_is_given_a_bot() {
     let (status, _) =
         call(&http, reqwest::Method::POST, format!("{gateway}/v1/game/matches/{id}/leave"), &ada, json!({})).await;
     assert_eq!(status, 204);
+    let record = won_once(&http, &gateway, &ada, &bot_id).await;
+    // A 1500 player is given a medium bot.
+    assert_eq!(record["level"], "medium", "{record}");
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A bot invited from chat: the player picks a bot and invites it like
+/// anyone (`POST /v1/game/invitations`); the card is in their direct
+/// conversation with the bot (chat knows bots from `bot_created`); game
+/// tells the AI service (`bot_invited`), which accepts in the bot's name,
+/// and the match is live with the bot seated and marked as a bot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_invited_from_chat_accepts_and_plays() {
+    let dir = temp_dir();
+    let offset = free_offset();
+    let (mut running, _) = up_with(&dir, offset, &[], Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    let (ada_id, ada) = sign_up(&http, &gateway, "Ada").await;
+    let (status, bot) =
+        call(&http, reqwest::Method::POST, format!("{gateway}/v1/ai/bots"), &ada, json!({"level": "hard"})).await;
+    assert_eq!(status, 200, "{bot}");
+    let bot_id = bot["id"].as_str().unwrap().to_owned();
+    // Chat learns of a new bot from the bus: a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let invitation = loop {
+        let (status, invitation) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{gateway}/v1/game/invitations"),
+            &ada,
+            json!({"to": bot_id, "options": {"points_to_win": 1}}),
+        )
+        .await;
+        if status == 201 {
+            break invitation;
+        }
+        assert!(Instant::now() < deadline, "the bot could not be invited: {status} {invitation}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The card, in Ada's direct conversation with the bot.
+    let (_, conversations) =
+        call(&http, reqwest::Method::GET, format!("{gateway}/v1/chat/conversations"), &ada, Value::Null).await;
+    let direct = conversations.as_array().unwrap().iter().find(|c| c["kind"] == "direct").cloned().unwrap();
+    assert_eq!(direct["peer"]["id"], bot_id.as_str(), "{direct}");
+    let (_, messages) = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{gateway}/v1/chat/conversations/{}/messages", direct["id"].as_str().unwrap()),
+        &ada,
+        Value::Null,
+    )
+    .await;
+    let card = messages["items"].as_array().unwrap().iter().find(|m| m["card"]["type"] == "game_invitation").cloned();
+    assert_eq!(card.unwrap()["card"]["reference"], invitation["id"], "{messages}");
+    // The AI service accepts for the bot: the match is live.
+    let live = live_match_of(&http, &gateway, &ada, &ada_id).await;
+    assert_eq!(live["origin"], "invitation");
+    let seat = live["players"].as_array().unwrap().iter().find(|p| p["user_id"] == bot_id.as_str()).cloned();
+    assert_eq!(seat.unwrap()["bot"], true, "{live}");
+    // Ada leaves: the bot's record has the win.
+    let id = live["id"].as_str().unwrap();
+    let (status, _) =
+        call(&http, reqwest::Method::POST, format!("{gateway}/v1/game/matches/{id}/leave"), &ada, json!({})).await;
+    assert_eq!(status, 204);
+    won_once(&http, &gateway, &ada, &bot_id).await;
+    assert!(terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The live match `user` plays in, once there is one (within 20 s).
+async fn live_match_of(http: &reqwest::Client, gateway: &str, token: &str, user: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, page) =
+            call(http, reqwest::Method::GET, format!("{gateway}/v1/game/matches?status=live"), token, Value::Null)
+                .await;
+        let mine = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["players"].as_array().unwrap().iter().any(|p| p["user_id"] == user))
+            .cloned();
+        if let Some(m) = mine {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "no live match with a bot: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The bot's record, once it shows one win (within 15 s).
+async fn won_once(http: &reqwest::Client, gateway: &str, token: &str, bot: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (_, all) = call(&http, reqwest::Method::GET, format!("{gateway}/v1/ai/bots"), &ada, Value::Null).await;
-        let record = all.as_array().unwrap().iter().find(|b| b["id"] == bot_id.as_str()).cloned().unwrap();
+        let (_, all) = call(http, reqwest::Method::GET, format!("{gateway}/v1/ai/bots"), token, Value::Null).await;
+        let record = all.as_array().unwrap().iter().find(|b| b["id"] == bot).cloned().unwrap();
         if record["won"] == 1 {
-            // A 1500 player is given a medium bot.
-            assert_eq!(record["level"], "medium", "{record}");
-            break;
+            return record;
         }
         assert!(Instant::now() < deadline, "the forfeit was not recorded: {record}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(terminate(&mut running).success());
-    let _ = std::fs::remove_dir_all(dir);
 }
