@@ -452,7 +452,8 @@ async fn export(State(state): State<AppState>, caller: Caller) -> Result<Json<Ex
 #[serde(deny_unknown_fields)]
 #[schema(as = TournamentBot)]
 pub struct AddBot {
-    /// `easy`, `medium` or `hard`.
+    /// One of the AI service's levels (`GET /v1/ai/levels`: `easy`,
+    /// `medium`, `hard`); the AI service judges it.
     #[schema(example = "hard")]
     pub level: String,
 }
@@ -475,9 +476,6 @@ async fn add_bot(
     Path(id): Path<Uuid>,
     Json(body): Json<AddBot>,
 ) -> Result<(StatusCode, Json<EntrantView>), TournamentError> {
-    if !["easy", "medium", "hard"].contains(&body.level.as_str()) {
-        return Err(FieldErrors::single("level", "must be easy, medium or hard").into());
-    }
     let t = state.store.get(id).await?.ok_or_else(TournamentError::no_such_tournament)?;
     if t.organiser != Some(caller.user_id) {
         return Err(Problem::forbidden("only the organiser enters bots").into());
@@ -500,6 +498,17 @@ async fn add_bot(
         )
         .await
         .map_err(Problem::from)?;
+    if r.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
+        // The levels are the AI service's: its words for a wrong one.
+        let problem: serde_json::Value = r.json().await.unwrap_or_default();
+        let why = problem["errors"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["field"] == "level"))
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or("not one of the AI service's levels")
+            .to_owned();
+        return Err(FieldErrors::single("level", why).into());
+    }
     if !r.status().is_success() {
         tracing::warn!(status = %r.status(), "the AI service gave no bot");
         return Err(unavailable().into());

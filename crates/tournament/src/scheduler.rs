@@ -41,16 +41,36 @@ impl Scheduler {
         }
     }
 
+    /// Makes every match waiting to be made; one game refuses does not hold
+    /// up the others (it is tried again at the next round, after the pause
+    /// a failure brings).
     async fn round(&self) -> anyhow::Result<()> {
+        let mut failed = None;
         for (tournament, round, index, a, b, points) in self.store.unscheduled().await? {
-            let match_id = self.make(tournament, round, index, a, b, points).await?;
-            self.store.scheduled(tournament, round, index, match_id).await?;
-            tracing::info!(%tournament, round, index, %match_id, "a tournament match was made in game");
-            // The call in chat is a courtesy: the players were told on their
-            // `user:` channel already, and game on theirs.
-            if let Err(e) = self.card(tournament, round, a, b, match_id).await {
-                tracing::warn!(error = %e, %tournament, %match_id, "a tournament call was not posted in chat");
+            if let Err(e) = self.schedule(tournament, round, index, a, b, points).await {
+                tracing::warn!(error = %e, %tournament, round, index, "a tournament match was not made in game");
+                failed = Some(e);
             }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    async fn schedule(
+        &self,
+        tournament: Uuid,
+        round: u32,
+        index: u32,
+        a: Uuid,
+        b: Uuid,
+        points: u8,
+    ) -> anyhow::Result<()> {
+        let match_id = self.make(tournament, round, index, a, b, points).await?;
+        self.store.scheduled(tournament, round, index, match_id).await?;
+        tracing::info!(%tournament, round, index, %match_id, "a tournament match was made in game");
+        // The call in chat is a courtesy: the players were told on their
+        // `user:` channel already, and game on theirs.
+        if let Err(e) = self.card(tournament, round, a, b, match_id).await {
+            tracing::warn!(error = %e, %tournament, %match_id, "a tournament call was not posted in chat");
         }
         Ok(())
     }
