@@ -180,9 +180,11 @@ impl kit::Service for AiService {
             })
             // A player invited one of the bots (from chat): the seater
             // accepts in the bot's name, and the bot plays.
-            .on::<contracts::game::BotInvited, _>(|tx, e, _| {
+            .on::<contracts::game::InvitationSent, _>(|tx, e, _| {
                 Box::pin(async move {
-                    Store::invited(tx, e.invitation_id, e.bot_id, e.invited_at).await?;
+                    if e.bot {
+                        Store::invited(tx, e.invitation_id, e.to, e.invited_at).await?;
+                    }
                     Ok(())
                 })
             })

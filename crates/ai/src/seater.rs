@@ -1,6 +1,6 @@
 //! Seating bots: for a person who asks (`POST /v1/ai/matches/{id}/bots`),
 //! for the queue (`bots_wanted`), and for a player who invited a bot
-//! (`bot_invited`): the last two recorded by the consumer and served here,
+//! (`invitation_sent` to a bot): the last two recorded by the consumer and served here,
 //! retried with backoff when game or auth cannot be reached.
 
 use std::time::Duration;

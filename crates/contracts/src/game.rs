@@ -97,23 +97,28 @@ pub struct BotsWanted {
     pub wanted_at: DateTime<Utc>,
 }
 
-/// A player invited one of the AI service's bots to a match (from chat,
-/// like any invitation): the AI service accepts it in the bot's name.
+/// A player invited another to a match (`POST /v1/game/invitations`; the
+/// card is in their direct conversation in chat). Notify tells the person
+/// invited; when it is one of the AI service's bots, the AI service accepts
+/// in its name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct BotInvited {
+pub struct InvitationSent {
     pub invitation_id: Uuid,
-    pub bot_id: Uuid,
-    /// Who invited it.
+    /// Who invited.
     pub from: Uuid,
+    /// Who is invited.
+    pub to: Uuid,
+    /// Whether `to` is a bot.
+    pub bot: bool,
     pub invited_at: DateTime<Utc>,
     /// Accepted after this, the invitation is refused (409).
     pub expires_at: DateTime<Utc>,
 }
 
-impl Event for BotInvited {
-    const TYPE: &'static str = "panal.game.bot_invited.v1";
+impl Event for InvitationSent {
+    const TYPE: &'static str = "panal.game.invitation_sent.v1";
     const SOURCE: &'static str = "game";
-    const SUMMARY: &'static str = "a player invited a bot to a match: the AI service accepts for it";
+    const SUMMARY: &'static str = "a player invited another (a person or a bot) to a match";
     fn subject(&self) -> String {
         self.invitation_id.to_string()
     }

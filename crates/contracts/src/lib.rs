@@ -115,7 +115,7 @@ pub fn catalogue() -> Vec<EventInfo> {
         info::<game::MatchStarted>(),
         info::<game::MatchFinished>(),
         info::<game::BotsWanted>(),
-        info::<game::BotInvited>(),
+        info::<game::InvitationSent>(),
         info::<stats::RatingChanged>(),
         info::<tournament::TournamentStarted>(),
         info::<tournament::RoundStarted>(),

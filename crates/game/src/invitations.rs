@@ -5,7 +5,7 @@
 //! transaction.
 
 use chrono::{DateTime, Utc};
-use contracts::game::BotInvited;
+use contracts::game::InvitationSent;
 use kit::db::Db;
 use kit::{with_db, with_tx};
 use uuid::Uuid;
@@ -65,12 +65,11 @@ impl Invitations {
              VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)")
             .bind(id).bind(from).bind(to).bind(Mode::Duel.as_str()).bind(&options).bind(now).bind(expires_at)
             .execute(conn).await.map(|_| ()))?;
-        // A bot invited: the AI service answers for it.
+        // Notify tells the person invited; for a bot, the AI service
+        // answers in its name.
         let bot: bool = with_tx!(&mut tx, conn => sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM bots WHERE user_id = $1)").bind(to).fetch_one(conn).await)?;
-        if bot {
-            tx.record(&BotInvited { invitation_id: id, bot_id: to, from, invited_at: now, expires_at }).await?;
-        }
+        tx.record(&InvitationSent { invitation_id: id, from, to, bot, invited_at: now, expires_at }).await?;
         tx.commit().await?;
         self.get(id).await?.ok_or(sqlx::Error::RowNotFound)
     }

@@ -171,7 +171,7 @@ async fn a_person_alone_in_the_queue_is_given_a_bot() {
 /// A bot invited from chat: the player picks a bot and invites it like
 /// anyone (`POST /v1/game/invitations`); the card is in their direct
 /// conversation with the bot (chat knows bots from `bot_created`); game
-/// tells the AI service (`bot_invited`), which accepts in the bot's name,
+/// tells the AI service (`invitation_sent`), which accepts in the bot's name,
 /// and the match is live with the bot seated and marked as a bot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_invited_from_chat_accepts_and_plays() {
