@@ -1,0 +1,56 @@
+-- The people notify writes to: their address, name, language and time
+-- zone, copied from auth's and users' events.
+CREATE TABLE recipients (
+    user_id       BLOB PRIMARY KEY,
+    email         TEXT,
+    display_name  TEXT NOT NULL,
+    locale        TEXT,
+    timezone      TEXT,
+    erased        BOOLEAN NOT NULL DEFAULT FALSE,
+    updated_at    TEXT NOT NULL
+);
+
+-- A person's choice for one kind on one channel (absent: the kind's
+-- default, which is on).
+CREATE TABLE preferences (
+    user_id     BLOB NOT NULL,
+    kind        TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    enabled     BOOLEAN NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (user_id, kind, channel)
+);
+
+-- One notification on one channel to one person, written before anything
+-- is sent: the unique key makes a redelivered event or a retry harmless.
+-- States only move forward: pending → sent → delivered, or failed.
+CREATE TABLE deliveries (
+    id          BLOB PRIMARY KEY,
+    event_id    BLOB NOT NULL,
+    kind        TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    user_id     BLOB NOT NULL,
+    vars        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     TEXT NOT NULL,
+    last_error  TEXT,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    UNIQUE (event_id, channel, user_id)
+);
+CREATE INDEX deliveries_due ON deliveries (status, next_at);
+CREATE INDEX deliveries_by_user ON deliveries (user_id, created_at);
+
+-- The in-app inbox.
+CREATE TABLE inbox (
+    id          BLOB PRIMARY KEY,
+    user_id     BLOB NOT NULL,
+    kind        TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    link        TEXT,
+    created_at  TEXT NOT NULL,
+    read_at     TEXT
+);
+CREATE INDEX inbox_by_user ON inbox (user_id, id);

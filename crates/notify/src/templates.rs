@@ -1,0 +1,110 @@
+//! The templates: for each kind and language, `templates/<locale>/<kind>.txt`
+//! (blocks `subject`, `title` and `body` for the inbox, `text` for the
+//! e-mail's plain part) and `<kind>.html` (the e-mail's HTML part, every
+//! value auto-escaped). Jinja syntax (minijinja), strict: a variable the
+//! kind does not give is an error, found when the service starts (every
+//! template is rendered with the kind's sample values) — never a
+//! half-rendered mail.
+
+use std::sync::LazyLock;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value;
+
+use crate::domain::{Kind, LOCALES};
+
+macro_rules! sources {
+    ($($locale:literal: [$($kind:literal),*]),*) => {
+        &[$($(
+            (concat!($locale, "/", $kind, ".txt"), include_str!(concat!("../templates/", $locale, "/", $kind, ".txt"))),
+            (concat!($locale, "/", $kind, ".html"), include_str!(concat!("../templates/", $locale, "/", $kind, ".html"))),
+        )*)*]
+    };
+}
+
+const SOURCES: &[(&str, &str)] = sources!(
+    "en": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed"],
+    "es": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed"]
+);
+
+static TEMPLATES: LazyLock<Result<Environment<'static>, String>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    for (name, source) in SOURCES {
+        env.add_template(name, source).map_err(|e| format!("template {name}: {e}"))?;
+    }
+    Ok(env)
+});
+
+/// A notification rendered for one person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    /// The inbox item's title and text.
+    pub title: String,
+    pub body: String,
+    /// The e-mail's plain-text and HTML parts.
+    pub text: String,
+    pub html: String,
+}
+
+/// Renders `kind` in `locale` (English when the language has no template
+/// for it) with `vars`.
+pub fn render(kind: Kind, locale: &str, vars: &Value) -> Result<Rendered, String> {
+    let env = TEMPLATES.as_ref().map_err(Clone::clone)?;
+    let locale = if LOCALES.contains(&locale) { locale } else { LOCALES[0] };
+    let name = |ext: &str| format!("{locale}/{}.{ext}", kind.as_str());
+    let fail = |e: minijinja::Error| format!("{}: {e}", name("txt"));
+    let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
+    let txt = env.get_template(&name("txt")).map_err(fail)?;
+    let mut captured = txt.render_captured(ctx.clone()).map_err(fail)?;
+    let mut block =
+        |b: &str| captured.with_state_mut(|state| state.render_block(b)).map(|s| s.trim().to_owned()).map_err(fail);
+    let (subject, title, body, text) = (block("subject")?, block("title")?, block("body")?, block("text")?);
+    let html = env.get_template(&name("html")).and_then(|t| t.render(ctx)).map_err(fail)?;
+    Ok(Rendered { subject, title, body, text: format!("{text}\n"), html })
+}
+
+/// Renders every kind in every language with its sample values: the first
+/// error, if any (the service refuses to start with it).
+pub fn check() -> Result<(), String> {
+    for kind in Kind::ALL {
+        for locale in LOCALES {
+            render(kind, locale, &kind.sample())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn every_template_renders_in_every_language() {
+        check().unwrap();
+        let r = render(Kind::FriendRequest, "es", &Kind::FriendRequest.sample()).unwrap();
+        assert_eq!(r.subject, "Bob quiere ser tu amigo en Panal");
+        assert!(r.text.contains("Hola, Ada:") && r.text.contains("http://localhost:8000/"));
+        // An unknown language is English.
+        let r = render(Kind::FriendRequest, "fr", &Kind::FriendRequest.sample()).unwrap();
+        assert_eq!(r.title, "Friend request");
+    }
+
+    #[test]
+    fn html_is_escaped_and_text_is_not() {
+        let vars = json!({"name": "Ada", "from": "<script>alert(1)</script> & co", "link": "http://x/"});
+        let r = render(Kind::FriendRequest, "en", &vars).unwrap();
+        assert!(r.html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &amp; co"), "{}", r.html);
+        assert!(!r.html.contains("<script>"));
+        assert!(r.text.contains("<script>alert(1)</script> & co"));
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_not_a_blank() {
+        let err = render(Kind::FriendRequest, "en", &json!({"name": "Ada", "link": "x"})).unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+    }
+}
