@@ -389,9 +389,14 @@ impl TestContext {
     /// the way to feed a service under test the events of services that are
     /// not running.
     pub async fn publish<E: contracts::Event>(&self, event: &E) {
-        let envelope = contracts::Envelope::new(event, None);
-        let sent = self.bus.publish(std::slice::from_ref(&envelope)).await.expect("publish on the test bus");
-        assert_eq!(sent, 1, "the test bus did not take {}", E::TYPE);
+        self.publish_envelope(&contracts::Envelope::new(event, None)).await;
+    }
+
+    /// Publishes an envelope as it is: the same one twice is a redelivery
+    /// (same event id), as a broker makes after a lost acknowledgement.
+    pub async fn publish_envelope(&self, envelope: &contracts::Envelope) {
+        let sent = self.bus.publish(std::slice::from_ref(envelope)).await.expect("publish on the test bus");
+        assert_eq!(sent, 1, "the test bus did not take {}", envelope.kind);
     }
 
     /// Starts watching the bus for events of type `E`: every one published

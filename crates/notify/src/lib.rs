@@ -1,2 +1,116 @@
+//! Notify (port 8010): notifications from the events other services
+//! publish — a friend request, a game invitation, a tournament's next
+//! match, a changed password — to the in-app inbox (pushed live on
+//! `user:<id>`) and by e-mail, in the person's language, as their
+//! preferences allow. See `docs/notify.md`.
+//!
+//! - the kinds and the rules, pure: [`domain`]; the templates: [`templates`]
+//! - deciding a notification, in the consumer's transaction: [`events`],
+//!   [`store::Store::notify`]; sending e-mail: [`sender`]
+//! - where a request lands: [`api`]
+
+pub mod api;
 pub mod domain;
+pub mod error;
+pub mod events;
+pub mod sender;
+pub mod store;
 pub mod templates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kit::db::Migrations;
+use kit::http::Worker;
+use kit::service::Setup;
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::sender::Sender;
+use crate::store::Store;
+
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
+    postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+    table: kit::db::SERVICE_MIGRATIONS_TABLE,
+};
+
+/// `[notify]` in `panal.toml`, `PANAL_NOTIFY__*`. The SMTP relay is the
+/// process's `smtp_url` (`PANAL_SMTP_URL`), as auth's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The `From` of every e-mail.
+    pub mail_from: String,
+    /// How often the sender looks for e-mails due, in milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { mail_from: "Panal <no-reply@localhost>".into(), interval_ms: 200 }
+    }
+}
+
+pub struct State {
+    pub(crate) store: Arc<Store>,
+    sender: Arc<Sender>,
+}
+
+pub(crate) type AppState = Arc<State>;
+
+pub struct NotifyService;
+
+impl kit::Service for NotifyService {
+    const NAME: &'static str = "notify";
+    const MIGRATIONS: Option<&'static Migrations> = Some(&MIGRATIONS);
+    /// Addresses, names, inboxes and deliveries: export and erasure.
+    const PERSONAL_DATA: bool = true;
+    type Settings = Settings;
+    type State = State;
+
+    fn validate(s: &Settings) -> anyhow::Result<()> {
+        s.mail_from.parse::<lettre::message::Mailbox>().map_err(|e| anyhow::anyhow!("notify.mail_from: {e}"))?;
+        anyhow::ensure!(s.interval_ms > 0, "notify.interval_ms must be above 0");
+        // Every template renders, or the service does not start.
+        templates::check().map_err(|e| anyhow::anyhow!("a notification template does not render: {e}"))?;
+        Ok(())
+    }
+
+    async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
+        let store = Arc::new(Store::new(setup.db()?));
+        let config = &setup.ctx.config.settings;
+        let smtp = match &config.smtp_url {
+            Some(url) => Some(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+                    .map_err(|e| anyhow::anyhow!("invalid configuration: smtp_url (PANAL_SMTP_URL): {e}"))?
+                    .build(),
+            ),
+            None => None,
+        };
+        let sender = Arc::new(Sender {
+            store: store.clone(),
+            smtp,
+            from: setup.settings.mail_from.parse()?,
+            drop_dir: config.data_dir.join("mail"),
+            public_url: config.public_url.clone(),
+            interval: Duration::from_millis(setup.settings.interval_ms),
+        });
+        Ok(State { store, sender })
+    }
+
+    fn routes(state: &Arc<State>) -> OpenApiRouter {
+        api::router(state.clone())
+    }
+
+    fn handlers() -> kit::bus::Handlers {
+        events::handlers()
+    }
+
+    fn workers(state: &Arc<State>) -> Vec<Worker> {
+        let sender = state.sender.clone();
+        vec![Box::new(move |stop: CancellationToken| Box::pin(sender.run(stop)))]
+    }
+}

@@ -33,6 +33,7 @@ pub(crate) const SERVICES: &[&dyn Mount] = &[
     &tournament::TournamentService,
     &ai::AiService,
     &ledger::LedgerService,
+    &notify::NotifyService,
     &gateway::Gateway,
 ];
 

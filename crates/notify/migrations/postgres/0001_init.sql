@@ -42,8 +42,8 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_due ON deliveries (status, next_at);
 CREATE INDEX deliveries_by_user ON deliveries (user_id, created_at);
 
--- The in-app inbox.
-CREATE TABLE inbox (
+-- The in-app inbox (`inbox` is the bus's: the events consumed).
+CREATE TABLE inbox_items (
     id          UUID PRIMARY KEY,
     user_id     UUID NOT NULL,
     kind        TEXT NOT NULL,
@@ -53,4 +53,4 @@ CREATE TABLE inbox (
     created_at  TIMESTAMPTZ NOT NULL,
     read_at     TIMESTAMPTZ
 );
-CREATE INDEX inbox_by_user ON inbox (user_id, id);
+CREATE INDEX inbox_items_by_user ON inbox_items (user_id, id);

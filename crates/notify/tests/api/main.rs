@@ -1,1 +1,305 @@
+//! Notify over real HTTP, on SQLite and (with `PANAL_TEST_POSTGRES_URL`)
+//! PostgreSQL. People arrive as auth's and users' events; notifications as
+//! users', game's, tournament's and auth's events on the test bus; e-mail
+//! goes to a real SMTP server (aiosmtpd; `PANAL_TEST_SMTP=1` requires it);
+//! the inbox's live pushes are read off the bus.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use contracts::auth::{PasswordChanged, UserRegistered};
+use contracts::game::InvitationSent;
+use contracts::realtime::Publication;
+use contracts::tournament::{Pairing, RoundStarted};
+use contracts::users::{FriendshipChanged, FriendshipState, ProfileUpdated, UserErased};
+use kit::config::HttpSettings;
+use kit::db::Db;
+use kit::testing::{Smtpd, TestContext, TestDb, TestIssuer, TestServer, assert_problem};
+use kit::with_db;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+struct Notify {
+    ctx: TestContext,
+    issuer: TestIssuer,
+    server: TestServer,
+    db: Db,
+    http: reqwest::Client,
+}
+
+struct Person {
+    id: Uuid,
+    token: String,
+}
+
+impl Notify {
+    async fn start(db: &TestDb, smtp: Option<&Smtpd>) -> Self {
+        let smtp = smtp.map(|s| format!("smtp_url = \"{}\"\n", s.url())).unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("panal-notify-{}", Uuid::now_v7().simple()));
+        let toml = format!(
+            "{smtp}data_dir = {dir:?}\npublic_url = \"https://panal.example\"\n[bus]\nbackoff_base_ms = 20\nmax_attempts = 2\n[notify]\ninterval_ms = 20\n"
+        );
+        let ctx = TestContext::new(kit::config::Config::from_toml(&toml).unwrap()).await;
+        let issuer = TestIssuer::start(&ctx.config).await;
+        let ctx = ctx.with_issuer(&issuer);
+        let pool = Db::connect(&db.url, &ctx.config.settings.db).await.unwrap();
+        let server = kit::testing::server::<notify::NotifyService>(&ctx, Some(pool.clone())).await;
+        let server = TestServer::spawn(server, HttpSettings::default()).await;
+        Self { ctx, issuer, server, db: pool, http: reqwest::Client::new() }
+    }
+
+    /// A registered person notify knows, in `locale`.
+    async fn person(&self, name: &str, locale: Option<&str>) -> Person {
+        let id = Uuid::now_v7();
+        let email = format!("{}@example.com", name.to_lowercase());
+        self.ctx
+            .publish(&UserRegistered { user_id: id, email, display_name: name.into(), registered_at: Utc::now() })
+            .await;
+        if let Some(locale) = locale {
+            self.ctx
+                .publish(&ProfileUpdated {
+                    user_id: id,
+                    display_name: name.into(),
+                    locale: Some(locale.into()),
+                    timezone: Some("Europe/Madrid".into()),
+                    updated_at: Utc::now(),
+                })
+                .await;
+        }
+        self.eventually("notify knows the person", || async {
+            let n: i64 = with_db!(&self.db, pool => sqlx::query_scalar(
+                "SELECT count(*) FROM recipients WHERE user_id = $1 AND ($2 IS NULL OR locale = $2)")
+                .bind(id).bind(locale).fetch_one(pool).await)
+            .unwrap();
+            n == 1
+        })
+        .await;
+        Person { id, token: self.issuer.token(id, &[]) }
+    }
+
+    async fn eventually<F, Fut>(&self, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> reqwest::Response {
+        let mut r = self.http.request(method, self.server.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.unwrap()
+    }
+
+    async fn json(&self, path: &str, who: &Person) -> Value {
+        let r = self.call(reqwest::Method::GET, path, &who.token, None).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    async fn inbox(&self, who: &Person) -> Value {
+        self.json("/v1/notify/inbox", who).await
+    }
+
+    /// Waits until `who` has `n` inbox items.
+    async fn items(&self, who: &Person, n: usize) -> Value {
+        self.eventually("the inbox fills", || async { self.inbox(who).await["items"].as_array().unwrap().len() >= n })
+            .await;
+        self.inbox(who).await
+    }
+
+    async fn deliveries(&self, who: &Person, status: &str) -> i64 {
+        with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries WHERE user_id = $1 AND status = $2")
+            .bind(who.id).bind(status).fetch_one(pool).await)
+        .unwrap()
+    }
+}
+
+fn friend_request(from: &Person, to: &Person) -> FriendshipChanged {
+    FriendshipChanged { actor: from.id, other: to.id, state: FriendshipState::Requested, changed_at: Utc::now() }
+}
+
+kit::backend_tests! {
+    async fn a_friend_request_is_one_inbox_item_pushed_live_and_one_email_even_when_redelivered(db) {
+        let smtpd = Smtpd::start();
+        let n = Notify::start(&db, smtpd.as_ref()).await;
+        let ada = n.person("Ada", None).await;
+        let bob = n.person("Bob", None).await;
+        let mut pushes = n.ctx.watch::<Publication>().await;
+        let event = friend_request(&bob, &ada);
+        let envelope = contracts::Envelope::new(&event, None);
+        n.ctx.publish_envelope(&envelope).await;
+        let inbox = n.items(&ada, 1).await;
+        assert_eq!(inbox["unread"], 1);
+        let item = &inbox["items"][0];
+        assert_eq!((item["kind"].as_str(), item["title"].as_str()), (Some("friend_request"), Some("Friend request")));
+        assert_eq!(item["body"], "Bob wants to be your friend.");
+        assert_eq!(item["link"], "/friends");
+        // Pushed live on Ada's channel.
+        let (_, push) = pushes.next().await;
+        assert_eq!(push.channel, format!("user:{}", ada.id));
+        assert_eq!((push.data["type"].as_str(), push.data["id"].as_str()), (Some("notification"), item["id"].as_str()));
+        // The e-mail: sent once.
+        n.eventually("the e-mail is sent", || async { n.deliveries(&ada, "sent").await == 1 }).await;
+        // The same event again (a redelivery): nothing more.
+        n.ctx.publish_envelope(&envelope).await;
+        let other = friend_request(&ada, &bob);
+        n.ctx.publish(&other).await;
+        n.items(&bob, 1).await;
+        assert_eq!(n.inbox(&ada).await["items"].as_array().unwrap().len(), 1);
+        assert_eq!(n.deliveries(&ada, "sent").await, 1);
+        if let Some(smtpd) = &smtpd {
+            n.eventually("Bob's e-mail arrives", || async { smtpd.delivered().len() == 2 }).await;
+            let to_ada: Vec<String> = smtpd.delivered().into_iter().filter(|m| m.contains("To: ada@example.com")).collect();
+            assert_eq!(to_ada.len(), 1, "exactly one e-mail to Ada");
+            let mail = &to_ada[0];
+            assert!(mail.contains("Subject: Bob wants to be your friend on Panal"), "{mail}");
+            assert!(mail.contains("https://panal.example/friends"), "absolute links in e-mail: {mail}");
+            assert!(mail.contains("text/html") && mail.contains("text/plain"), "{mail}");
+        }
+    }
+
+    async fn the_inbox_is_read_one_by_one_or_all_at_once_and_only_by_its_owner(db) {
+        let n = Notify::start(&db, None).await;
+        let ada = n.person("Ada", None).await;
+        let bob = n.person("Bob", None).await;
+        let cy = n.person("Cy", None).await;
+        n.ctx.publish(&friend_request(&bob, &ada)).await;
+        n.ctx.publish(&friend_request(&cy, &ada)).await;
+        let inbox = n.items(&ada, 2).await;
+        let newest = inbox["items"][0]["id"].as_str().unwrap().to_owned();
+        // Bob cannot read Ada's item; Ada can.
+        let path = format!("/v1/notify/inbox/{newest}/read");
+        assert_problem(n.call(reqwest::Method::POST, &path, &bob.token, None).await, 404, None).await;
+        assert_eq!(n.call(reqwest::Method::POST, &path, &ada.token, None).await.status(), 204);
+        assert_eq!(n.inbox(&ada).await["unread"], 1);
+        // Pages: one at a time, then the older.
+        let first = n.json("/v1/notify/inbox?limit=1", &ada).await;
+        assert_eq!((first["items"].as_array().unwrap().len(), first["has_more"].as_bool()), (1, Some(true)));
+        let second = n.json(&format!("/v1/notify/inbox?limit=1&before={newest}"), &ada).await;
+        assert_eq!(second["items"][0]["body"], "Bob wants to be your friend.");
+        let r = n.call(reqwest::Method::POST, "/v1/notify/inbox/read", &ada.token, None).await;
+        assert_eq!(r.json::<Value>().await.unwrap()["marked"], 1);
+        assert_eq!(n.inbox(&ada).await["unread"], 0);
+        for bad in ["/v1/notify/inbox?limit=0", "/v1/notify/inbox?limit=101"] {
+            assert_problem(n.call(reqwest::Method::GET, bad, &ada.token, None).await, 422, None).await;
+        }
+        assert_problem(n.call(reqwest::Method::GET, "/v1/notify/inbox?unknown=1", &ada.token, None).await, 400, None).await;
+        assert_problem(n.call(reqwest::Method::POST, "/v1/notify/inbox/not-an-id/read", &ada.token, None).await, 400, None).await;
+    }
+
+    async fn preferences_hold_and_a_security_email_cannot_be_turned_off(db) {
+        let n = Notify::start(&db, None).await;
+        let ada = n.person("Ada", None).await;
+        let bob = n.person("Bob", None).await;
+        let put = |body: Value| n.call(reqwest::Method::PUT, "/v1/notify/preferences", &ada.token, Some(body));
+        let r = put(json!({"kind": "friend_request", "channel": "email", "enabled": false})).await;
+        assert_eq!(r.status(), 200);
+        let prefs: Value = r.json().await.unwrap();
+        let email = prefs.as_array().unwrap().iter().find(|p| p["kind"] == "friend_request" && p["channel"] == "email").unwrap();
+        assert_eq!(email["enabled"], false);
+        // Refused: a security e-mail off, an unknown kind or channel.
+        assert_problem(put(json!({"kind": "password_changed", "channel": "email", "enabled": false})).await, 422, None).await;
+        assert_problem(put(json!({"kind": "nonsense", "channel": "email", "enabled": false})).await, 422, None).await;
+        assert_problem(put(json!({"kind": "friend_request", "channel": "pigeon", "enabled": false})).await, 422, None).await;
+        assert_problem(put(json!({"kind": "friend_request", "channel": "email", "enabled": false, "user_id": bob.id})).await, 422, None).await;
+        // Bob's request reaches Ada's inbox, not her mail.
+        n.ctx.publish(&friend_request(&bob, &ada)).await;
+        n.items(&ada, 1).await;
+        let channels: Vec<String> = with_db!(&n.db, pool => sqlx::query_scalar(
+            "SELECT channel FROM deliveries WHERE user_id = $1").bind(ada.id).fetch_all(pool).await).unwrap();
+        assert_eq!(channels, ["inbox"]);
+        // Her password changed: the e-mail goes, turned off or not.
+        put(json!({"kind": "password_changed", "channel": "inbox", "enabled": false})).await;
+        n.ctx.publish(&PasswordChanged { user_id: ada.id, how: "reset".into(), changed_at: Utc::now() }).await;
+        n.eventually("the security e-mail is sent", || async { n.deliveries(&ada, "sent").await == 1 }).await;
+        assert_eq!(n.inbox(&ada).await["items"].as_array().unwrap().len(), 1, "no inbox item: turned off");
+        // Bob's preferences are his own: Ada's choice did not touch them.
+        let bobs = n.json("/v1/notify/preferences", &bob).await;
+        assert!(bobs.as_array().unwrap().iter().all(|p| p["enabled"] == true), "{bobs}");
+    }
+
+    async fn invitations_and_tournament_calls_arrive_in_the_persons_language(db) {
+        let n = Notify::start(&db, None).await;
+        let ada = n.person("Ada", Some("es-ES")).await;
+        let bob = n.person("Bob", None).await;
+        let invitation = Uuid::now_v7();
+        n.ctx.publish(&InvitationSent {
+            invitation_id: invitation, from: bob.id, to: ada.id, bot: false,
+            invited_at: Utc::now(), expires_at: Utc::now() + chrono::Duration::minutes(5),
+        }).await;
+        let inbox = n.items(&ada, 1).await;
+        assert_eq!(inbox["items"][0]["title"], "Invitación a jugar");
+        assert_eq!(inbox["items"][0]["link"], format!("/play/invitations/{invitation}"));
+        // An invitation to a bot is nobody's notification.
+        n.ctx.publish(&InvitationSent {
+            invitation_id: Uuid::now_v7(), from: ada.id, to: bob.id, bot: true,
+            invited_at: Utc::now(), expires_at: Utc::now(),
+        }).await;
+        // A round: both players told, in their languages; a bye and an
+        // unknown entrant (a local alias) nobody.
+        let tournament = Uuid::now_v7();
+        n.ctx.publish(&RoundStarted {
+            tournament_id: tournament, round: 1, started_at: Utc::now(),
+            pairings: vec![
+                Pairing { index: 0, a: ada.id, b: Some(bob.id) },
+                Pairing { index: 1, a: Uuid::now_v7(), b: None },
+            ],
+        }).await;
+        let bobs = n.items(&bob, 1).await;
+        assert_eq!(bobs["items"][0]["body"], "Round 2: you play Ada now.");
+        assert_eq!(bobs["items"].as_array().unwrap().len(), 1, "nothing for the invitation to a bot: {bobs}");
+        let adas = n.items(&ada, 2).await;
+        assert_eq!(adas["items"][0]["body"], "Ronda 2: juegas contra Bob ahora.");
+    }
+
+    async fn an_erased_person_is_forgotten_and_gets_nothing_more(db) {
+        let n = Notify::start(&db, None).await;
+        let ada = n.person("Ada", None).await;
+        let bob = n.person("Bob", None).await;
+        n.ctx.publish(&friend_request(&bob, &ada)).await;
+        n.items(&ada, 1).await;
+        let export = n.json("/v1/notify/me/export", &ada).await;
+        assert_eq!(export["recipient"]["email"], "ada@example.com");
+        assert_eq!(export["inbox"].as_array().unwrap().len(), 1);
+        assert_eq!(export["deliveries"].as_array().unwrap().len(), 2);
+        n.ctx.publish(&UserErased { user_id: ada.id, erased_at: Utc::now() }).await;
+        n.eventually("the erasure is applied", || async {
+            n.json("/v1/notify/me/export", &ada).await["recipient"].is_null()
+        }).await;
+        let export = n.json("/v1/notify/me/export", &ada).await;
+        assert_eq!(export["inbox"].as_array().unwrap().len(), 0);
+        let vars: Vec<String> = with_db!(&n.db, pool => sqlx::query_scalar(
+            "SELECT vars FROM deliveries WHERE user_id = $1").bind(ada.id).fetch_all(pool).await).unwrap();
+        assert!(vars.iter().all(|v| v == "{}"), "deliveries kept without their contents: {vars:?}");
+        n.ctx.publish(&friend_request(&bob, &ada)).await;
+        n.ctx.publish(&friend_request(&ada, &bob)).await;
+        n.items(&bob, 1).await;
+        assert_eq!(n.json("/v1/notify/inbox", &ada).await["items"].as_array().unwrap().len(), 0);
+    }
+
+    async fn kinds_and_template_previews(db) {
+        let n = Notify::start(&db, None).await;
+        let ada = n.person("Ada", None).await;
+        let kinds = n.json("/v1/notify/kinds", &ada).await;
+        assert_eq!(kinds.as_array().unwrap().len(), 5);
+        let admin = Person { id: Uuid::now_v7(), token: n.issuer.token(Uuid::now_v7(), &["admin"]) };
+        let preview = n.json("/v1/notify/admin/templates/friend_request/es", &admin).await;
+        assert_eq!(preview["subject"], "Bob quiere ser tu amigo en Panal");
+        assert!(preview["html"].as_str().unwrap().starts_with("<p>Hola, Ada:</p>"));
+        let r = n.call(reqwest::Method::GET, "/v1/notify/admin/templates/friend_request/es", &ada.token, None).await;
+        assert_problem(r, 403, None).await;
+        for bad in ["/v1/notify/admin/templates/nonsense/en", "/v1/notify/admin/templates/friend_request/fr"] {
+            assert_problem(n.call(reqwest::Method::GET, bad, &admin.token, None).await, 404, None).await;
+        }
+    }
+}

@@ -244,6 +244,7 @@ async fn every_api_document_is_valid_and_complete() {
         ("stats", 8007),
         ("ai", 8008),
         ("ledger", 8009),
+        ("notify", 8010),
     ] {
         let url = format!("http://127.0.0.1:{}/openapi.json", port + offset);
         let doc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();

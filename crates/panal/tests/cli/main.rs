@@ -220,7 +220,7 @@ fn migrate_creates_the_databases_without_serving() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        "auth: migrations applied\nusers: migrations applied\nchat: migrations applied\ngame: migrations applied\nstats: migrations applied\ntournament: migrations applied\nai: migrations applied\nledger: migrations applied\n"
+        "auth: migrations applied\nusers: migrations applied\nchat: migrations applied\ngame: migrations applied\nstats: migrations applied\ntournament: migrations applied\nai: migrations applied\nledger: migrations applied\nnotify: migrations applied\n"
     );
     for db in ["auth.db", "users.db", "chat.db"] {
         assert!(dir.join(db).exists(), "{db}");
@@ -340,6 +340,7 @@ async fn two_gateway_processes_share_one_rate_limit_through_redis() {
             .env("PANAL_AI_URL", format!("http://{upstream}"))
             .env("PANAL_TOURNAMENT_URL", format!("http://{upstream}"))
             .env("PANAL_LEDGER_URL", format!("http://{upstream}"))
+            .env("PANAL_NOTIFY_URL", format!("http://{upstream}"))
             .args(["serve", "gateway", "--port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

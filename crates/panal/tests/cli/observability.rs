@@ -32,6 +32,7 @@ async fn every_metrics_endpoint_reports_the_process_and_the_bus_and_passes_promt
         ("stats", 8007, &[][..], true, true),
         ("ai", 8008, &[][..], true, true),
         ("ledger", 8009, &[][..], false, true),
+        ("notify", 8010, &[][..], true, true),
     ];
     for (service, port, own, outbox, consumes) in services {
         let base = format!("http://127.0.0.1:{}", port + offset);

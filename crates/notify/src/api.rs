@@ -1,0 +1,279 @@
+//! Notify's HTTP API: the caller's inbox and preferences, the kinds, the
+//! administrators' template preview, the caller's export.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use kit::auth::{Admin, Authorized, Caller};
+use kit::extract::{Path, Query};
+use kit::{FieldErrors, Json, Problem};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::domain::{self, Channel, Kind, LOCALES};
+use crate::error::NotifyApiError;
+use crate::store::Item;
+
+pub(crate) fn router(state: AppState) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(inbox))
+        .routes(routes!(read_one))
+        .routes(routes!(read_all))
+        .routes(routes!(preferences, set_preference))
+        .routes(routes!(kinds))
+        .routes(routes!(preview))
+        .routes(routes!(export_notify_data))
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemView {
+    pub id: Uuid,
+    pub kind: Kind,
+    #[schema(example = "Friend request")]
+    pub title: String,
+    #[schema(example = "Bob wants to be your friend.")]
+    pub body: String,
+    /// Where it leads in the web app.
+    #[schema(example = "/friends")]
+    pub link: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+impl From<Item> for ItemView {
+    fn from(i: Item) -> Self {
+        Self {
+            id: i.id,
+            kind: Kind::parse(&i.kind).unwrap_or(Kind::FriendRequest),
+            title: i.title,
+            body: i.body,
+            link: i.link,
+            created_at: i.created_at,
+            read_at: i.read_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxPage {
+    pub items: Vec<ItemView>,
+    /// Unread items in all.
+    #[schema(example = 3)]
+    pub unread: i64,
+    /// More items are older than the last: ask with `before` its id.
+    #[schema(example = false)]
+    pub has_more: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    /// 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// Items older than this one.
+    pub before: Option<Uuid>,
+}
+
+/// The caller's inbox, newest first, and how many are unread. New items
+/// also arrive live on `user:<id>` as `{"type": "notification", …}`.
+#[utoipa::path(get, path = "/v1/notify/inbox", operation_id = "notify_inbox", tag = "notify", security(("bearer" = [])),
+    params(InboxQuery),
+    responses((status = 200, body = InboxPage),
+        (status = 422, description = "A limit out of 1–100", body = Problem, content_type = "application/problem+json")))]
+async fn inbox(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Option<Query<InboxQuery>>,
+) -> Result<Json<InboxPage>, NotifyApiError> {
+    let q = query.map(|q| q.0).unwrap_or(InboxQuery { limit: None, before: None });
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(FieldErrors::single("limit", "must be between 1 and 100").into());
+    }
+    let mut items = state.store.inbox(caller.user_id, q.before, i64::from(limit) + 1).await?;
+    let has_more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let unread = state.store.unread(caller.user_id).await?;
+    Ok(Json(InboxPage { items: items.into_iter().map(ItemView::from).collect(), unread, has_more }))
+}
+
+/// Marks one item read.
+#[utoipa::path(post, path = "/v1/notify/inbox/{id}/read", operation_id = "notify_read", tag = "notify", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Read"),
+        (status = 404, description = "No such item in the caller's inbox", body = Problem, content_type = "application/problem+json")))]
+async fn read_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, NotifyApiError> {
+    if !state.store.read(caller.user_id, id, Utc::now()).await? {
+        return Err(Problem::not_found("no such item in your inbox").into());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadAll {
+    /// Items that were unread.
+    #[schema(example = 3)]
+    pub marked: u64,
+}
+
+/// Marks every item read.
+#[utoipa::path(post, path = "/v1/notify/inbox/read", operation_id = "notify_read_all", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = ReadAll)))]
+async fn read_all(State(state): State<AppState>, caller: Caller) -> Result<Json<ReadAll>, NotifyApiError> {
+    Ok(Json(ReadAll { marked: state.store.read_all(caller.user_id, Utc::now()).await? }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Preference {
+    pub kind: Kind,
+    pub channel: Channel,
+    #[schema(example = true)]
+    pub enabled: bool,
+    /// A security message's e-mail: always sent, cannot be turned off.
+    #[schema(example = false)]
+    pub locked: bool,
+}
+
+async fn preferences_of(state: &AppState, user: Uuid) -> Result<Vec<Preference>, NotifyApiError> {
+    let choices = state.store.choices(user).await?;
+    let mut out = Vec::new();
+    for kind in Kind::ALL {
+        for &channel in kind.channels() {
+            let choice = choices.iter().find(|c| c.0 == kind.as_str() && c.1 == channel.as_str()).map(|c| c.2);
+            let locked = kind.security() && channel == Channel::Email;
+            out.push(Preference { kind, channel, enabled: domain::enabled(kind, channel, choice), locked });
+        }
+    }
+    Ok(out)
+}
+
+/// The caller's preferences: every kind on every channel it goes out on.
+#[utoipa::path(get, path = "/v1/notify/preferences", operation_id = "notify_preferences", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Preference>)))]
+async fn preferences(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Preference>>, NotifyApiError> {
+    Ok(Json(preferences_of(&state, caller.user_id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPreference {
+    pub kind: Kind,
+    pub channel: Channel,
+    #[schema(example = false)]
+    pub enabled: bool,
+}
+
+/// Turns a kind on or off on a channel, for the caller (only ever their
+/// own: there is no user in the request).
+#[utoipa::path(put, path = "/v1/notify/preferences", operation_id = "notify_set_preference", tag = "notify", security(("bearer" = [])),
+    request_body(content = SetPreference, example = json!({"kind": "friend_request", "channel": "email", "enabled": false})),
+    responses((status = 200, body = Vec<Preference>),
+        (status = 422, description = "An unknown kind or channel, a channel the kind does not use, or a security e-mail turned off", body = Problem, content_type = "application/problem+json")))]
+async fn set_preference(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<SetPreference>,
+) -> Result<Json<Vec<Preference>>, NotifyApiError> {
+    if !body.kind.channels().contains(&body.channel) {
+        return Err(FieldErrors::single("channel", "this kind does not go out on this channel").into());
+    }
+    if body.kind.security() && body.channel == Channel::Email && !body.enabled {
+        return Err(FieldErrors::single("enabled", "a security message's e-mail cannot be turned off").into());
+    }
+    state.store.choose(caller.user_id, body.kind, body.channel, body.enabled, Utc::now()).await?;
+    Ok(Json(preferences_of(&state, caller.user_id).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KindView {
+    pub kind: Kind,
+    pub channels: Vec<Channel>,
+    /// Security messages: their e-mail is always sent.
+    #[schema(example = false)]
+    pub security: bool,
+    /// The variables its templates get (besides `name` and `link`).
+    #[schema(example = json!(["from"]))]
+    pub variables: Vec<String>,
+}
+
+/// The kinds of notification.
+#[utoipa::path(get, path = "/v1/notify/kinds", operation_id = "notify_kinds", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = Vec<KindView>)))]
+async fn kinds(_caller: Caller) -> Json<Vec<KindView>> {
+    Json(
+        Kind::ALL
+            .into_iter()
+            .map(|kind| KindView {
+                kind,
+                channels: kind.channels().to_vec(),
+                security: kind.security(),
+                variables: kind.variables().iter().map(|v| (*v).to_owned()).collect(),
+            })
+            .collect(),
+    )
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Preview {
+    #[schema(example = "Bob wants to be your friend on Panal")]
+    pub subject: String,
+    #[schema(example = "Friend request")]
+    pub title: String,
+    #[schema(example = "Bob wants to be your friend.")]
+    pub body: String,
+    #[schema(example = "Hello Ada,\n\nBob asked to be your friend on Panal.")]
+    pub text: String,
+    #[schema(example = "<p>Hello Ada,</p>")]
+    pub html: String,
+}
+
+/// A kind's templates in a language, rendered with sample values
+/// (administrators).
+#[utoipa::path(get, path = "/v1/notify/admin/templates/{kind}/{locale}", operation_id = "notify_preview", tag = "notify",
+    security(("bearer" = [])), params(("kind" = String, Path), ("locale" = String, Path)),
+    responses((status = 200, body = Preview),
+        (status = 404, description = "No such kind, or no templates in that language", body = Problem, content_type = "application/problem+json")))]
+async fn preview(
+    _admin: Authorized<Admin>,
+    Path((kind, locale)): Path<(String, String)>,
+) -> Result<Json<Preview>, NotifyApiError> {
+    let kind = Kind::parse(&kind).ok_or_else(|| Problem::not_found("no such kind"))?;
+    if !LOCALES.contains(&locale.as_str()) {
+        return Err(Problem::not_found(format!("no templates in {locale:?}; there are: {}", LOCALES.join(", "))).into());
+    }
+    let r = crate::templates::render(kind, &locale, &kind.sample())
+        .map_err(|e| <NotifyApiError as kit::Fail>::internal(anyhow::anyhow!(e)))?;
+    Ok(Json(Preview { subject: r.subject, title: r.title, body: r.body, text: r.text, html: r.html }))
+}
+
+/// What notify holds about the caller: their address and language, their
+/// choices, their inbox and every delivery to them (GDPR articles 15 and
+/// 20). Erasure comes from users' `user_erased`.
+#[utoipa::path(get, path = "/v1/notify/me/export", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, description = "Notify's part of the archive", body = Object)))]
+async fn export_notify_data(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, NotifyApiError> {
+    let id = caller.user_id;
+    let recipient = state.store.recipient(id).await?;
+    let inbox: Vec<ItemView> = state.store.inbox(id, None, i64::MAX).await?.into_iter().map(ItemView::from).collect();
+    Ok(Json(serde_json::json!({
+        "recipient": recipient.map(|r| serde_json::json!({
+            "email": r.email, "display_name": r.display_name, "locale": r.locale, "timezone": r.timezone,
+        })),
+        "preferences": preferences_of(&state, id).await?,
+        "inbox": inbox,
+        "deliveries": state.store.deliveries(id).await?,
+    })))
+}

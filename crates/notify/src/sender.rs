@@ -1,0 +1,102 @@
+//! The sender: a worker that sends the e-mail deliveries due, rendered in
+//! the person's language, through SMTP (`PANAL_SMTP_URL`), or without it
+//! writes them as files under `<data_dir>/mail/` (development). A delivery
+//! the relay accepted is `sent`; one it refused or could not take is tried
+//! again with backoff, and `failed` after the last attempt.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{self, MAX_ATTEMPTS};
+use crate::store::{Due, Store};
+use crate::templates;
+
+pub struct Sender {
+    pub store: Arc<Store>,
+    pub smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    pub from: Mailbox,
+    /// Where mail goes without SMTP.
+    pub drop_dir: PathBuf,
+    /// The web app's address: links in e-mails are absolute.
+    pub public_url: String,
+    pub interval: Duration,
+}
+
+impl Sender {
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let busy = match self.round().await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the e-mails due could not be read");
+                    false
+                }
+            };
+            let wait = if busy { Duration::ZERO } else { self.interval };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Sends what is due; how many deliveries it settled.
+    pub async fn round(&self) -> Result<usize, sqlx::Error> {
+        let due = self.store.due(Utc::now(), 50).await?;
+        for d in &due {
+            let outcome = self.send(d).await;
+            let now = Utc::now();
+            match outcome {
+                Ok(()) => self.store.settle(d.id, "sent", None, now, now).await?,
+                Err(e) if d.attempts + 1 >= MAX_ATTEMPTS => {
+                    tracing::error!(delivery = %d.id, error = %e, "an e-mail was given up");
+                    self.store.settle(d.id, "failed", Some(&e), now, now).await?;
+                }
+                Err(e) => {
+                    tracing::warn!(delivery = %d.id, error = %e, "an e-mail was not sent; retrying");
+                    self.store.settle(d.id, "pending", Some(&e), now + domain::backoff(d.attempts), now).await?;
+                }
+            }
+        }
+        Ok(due.len())
+    }
+
+    async fn send(&self, d: &Due) -> Result<(), String> {
+        let recipient = self.store.recipient(d.user_id).await.map_err(|e| e.to_string())?;
+        let Some((recipient, address)) = recipient.and_then(|r| r.email.clone().map(|a| (r, a))) else {
+            return Err("the recipient has no address any more".into());
+        };
+        let mut vars = d.vars.clone();
+        let path = vars["link"].as_str().unwrap_or("/").to_owned();
+        vars["link"] = json!(format!("{}{path}", self.public_url.trim_end_matches('/')));
+        let rendered = templates::render(d.kind, domain::locale_of(recipient.locale.as_deref()), &vars)?;
+        let to: Mailbox = address.parse().map_err(|e| format!("a bad address: {e}"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(&rendered.subject)
+            .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
+            .map_err(|e| e.to_string())?;
+        match &self.smtp {
+            Some(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
+            None => {
+                let path = self.drop_dir.join(format!("{}.eml", d.id));
+                let bytes = message.formatted();
+                let dir = self.drop_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, bytes))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("writing the mail: {e}"))
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Notify's SQL. A notification is decided in the consumer's transaction:
+//! one delivery row per channel, keyed by (event, channel, recipient), so a
+//! redelivered event adds nothing; the inbox item and its live push are
+//! written in the same transaction; e-mails are sent by the sender worker
+//! from their delivery rows.
+
+use chrono::{DateTime, Utc};
+use kit::db::{Db, Tx};
+use kit::{with_db, with_tx};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::{self, Channel, Kind};
+
+/// A person notify writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub user_id: Uuid,
+    pub email: Option<String>,
+    pub display_name: String,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+}
+
+/// An inbox item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub id: Uuid,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub link: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+/// A delivery due for sending.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: Uuid,
+    pub kind: Kind,
+    pub user_id: Uuid,
+    pub vars: Value,
+    pub attempts: u32,
+}
+
+/// A delivery as the person's export shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryRecord {
+    pub id: Uuid,
+    pub kind: String,
+    pub channel: String,
+    pub status: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+type RecipientRow = (Uuid, Option<String>, String, Option<String>, Option<String>);
+type ItemRow = (Uuid, String, String, String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
+
+fn recipient(r: RecipientRow) -> Recipient {
+    Recipient { user_id: r.0, email: r.1, display_name: r.2, locale: r.3, timezone: r.4 }
+}
+
+fn item(r: ItemRow) -> Item {
+    Item { id: r.0, kind: r.1, title: r.2, body: r.3, link: r.4, created_at: r.5, read_at: r.6 }
+}
+
+const RECIPIENT: &str =
+    "SELECT user_id, email, display_name, locale, timezone FROM recipients WHERE user_id = $1 AND NOT erased";
+
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    // ---- people, from auth's and users' events ------------------------
+
+    /// A new account: its address and first name.
+    pub async fn registered(
+        tx: &mut Tx,
+        user: Uuid,
+        email: &str,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO recipients (user_id, email, display_name, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id) DO UPDATE SET email = excluded.email WHERE NOT recipients.erased")
+            .bind(user).bind(email).bind(name).bind(at).execute(conn).await.map(|_| ()))
+    }
+
+    /// A profile's name, language and time zone as of `at` (an older copy
+    /// never overwrites a newer one).
+    pub async fn profile(
+        tx: &mut Tx,
+        user: Uuid,
+        name: &str,
+        locale: Option<&str>,
+        timezone: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO recipients (user_id, display_name, locale, timezone, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name, locale = excluded.locale,
+                 timezone = excluded.timezone, updated_at = excluded.updated_at
+             WHERE recipients.updated_at <= excluded.updated_at AND NOT recipients.erased")
+            .bind(user).bind(name).bind(locale).bind(timezone).bind(at).execute(conn).await.map(|_| ()))
+    }
+
+    /// An erased account: its address and name gone, its deliveries kept
+    /// without their contents, its inbox and choices deleted.
+    pub async fn erase(tx: &mut Tx, user: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query(
+            "INSERT INTO recipients (user_id, display_name, erased, updated_at) VALUES ($1, 'deleted user', TRUE, $2)
+             ON CONFLICT (user_id) DO UPDATE SET email = NULL, display_name = 'deleted user', locale = NULL,
+                 timezone = NULL, erased = TRUE, updated_at = excluded.updated_at")
+            .bind(user).bind(at).execute(conn).await.map(|_| ()))?;
+        with_tx!(tx, conn => sqlx::query("UPDATE deliveries SET vars = '{}' WHERE user_id = $1")
+            .bind(user).execute(conn).await.map(|_| ()))?;
+        with_tx!(tx, conn => sqlx::query("DELETE FROM inbox_items WHERE user_id = $1")
+            .bind(user).execute(conn).await.map(|_| ()))?;
+        with_tx!(tx, conn => sqlx::query("DELETE FROM preferences WHERE user_id = $1")
+            .bind(user).execute(conn).await.map(|_| ()))
+    }
+
+    pub async fn recipient_in(tx: &mut Tx, user: Uuid) -> Result<Option<Recipient>, sqlx::Error> {
+        let row: Option<RecipientRow> =
+            with_tx!(tx, conn => sqlx::query_as(RECIPIENT).bind(user).fetch_optional(conn).await)?;
+        Ok(row.map(recipient))
+    }
+
+    pub async fn recipient(&self, user: Uuid) -> Result<Option<Recipient>, sqlx::Error> {
+        let row: Option<RecipientRow> =
+            with_db!(&self.db, pool => sqlx::query_as(RECIPIENT).bind(user).fetch_optional(pool).await)?;
+        Ok(row.map(recipient))
+    }
+
+    // ---- deciding a notification ---------------------------------------
+
+    /// The person's choice for `kind` on `channel`, if they made one.
+    async fn choice_in(tx: &mut Tx, user: Uuid, kind: Kind, channel: Channel) -> Result<Option<bool>, sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query_scalar(
+            "SELECT enabled FROM preferences WHERE user_id = $1 AND kind = $2 AND channel = $3")
+            .bind(user).bind(kind.as_str()).bind(channel.as_str()).fetch_optional(conn).await)
+    }
+
+    /// Records `kind` for `to` (the event `event_id`'s): a delivery per
+    /// channel their choices let through; the inbox item and its live push
+    /// at once. A redelivered event finds its rows and adds nothing.
+    /// Returns the channels recorded now.
+    pub async fn notify(
+        tx: &mut Tx,
+        event_id: Uuid,
+        kind: Kind,
+        to: &Recipient,
+        vars: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Channel>, NotifyError> {
+        let mut recorded = Vec::new();
+        for &channel in kind.channels() {
+            let choice = Self::choice_in(tx, to.user_id, kind, channel).await?;
+            if !domain::enabled(kind, channel, choice) || (channel == Channel::Email && to.email.is_none()) {
+                continue;
+            }
+            let id = Uuid::now_v7();
+            let status = if channel == Channel::Inbox { "delivered" } else { "pending" };
+            let inserted = with_tx!(tx, conn => sqlx::query(
+                "INSERT INTO deliveries (id, event_id, kind, channel, user_id, vars, status, attempts, next_at,
+                     created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $8)
+                 ON CONFLICT (event_id, channel, user_id) DO NOTHING")
+                .bind(id).bind(event_id).bind(kind.as_str()).bind(channel.as_str()).bind(to.user_id)
+                .bind(vars.to_string()).bind(status).bind(now)
+                .execute(conn).await.map(|r| r.rows_affected()))?;
+            if inserted == 0 {
+                continue;
+            }
+            if channel == Channel::Inbox {
+                let locale = domain::locale_of(to.locale.as_deref());
+                let rendered = crate::templates::render(kind, locale, vars).map_err(NotifyError::Template)?;
+                let link = vars["link"].as_str();
+                with_tx!(tx, conn => sqlx::query(
+                    "INSERT INTO inbox_items (id, user_id, kind, title, body, link, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(id).bind(to.user_id).bind(kind.as_str()).bind(&rendered.title).bind(&rendered.body)
+                    .bind(link).bind(now).execute(conn).await.map(|_| ()))?;
+                tx.record(&contracts::realtime::Publication {
+                    channel: format!("user:{}", to.user_id),
+                    data: serde_json::json!({
+                        "type": "notification", "id": id, "kind": kind.as_str(), "title": rendered.title,
+                        "body": rendered.body, "link": link, "created_at": now,
+                    }),
+                    skip_users: Vec::new(),
+                    ephemeral: false,
+                })
+                .await?;
+            }
+            recorded.push(channel);
+        }
+        Ok(recorded)
+    }
+
+    // ---- sending -------------------------------------------------------
+
+    /// E-mail deliveries due now, oldest first.
+    pub async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
+        let rows: Vec<(Uuid, String, Uuid, String, i32)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT id, kind, user_id, vars, attempts FROM deliveries
+             WHERE channel = 'email' AND status = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT $2")
+            .bind(now).bind(limit).fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, kind, user_id, vars, attempts)| {
+                Some(Due {
+                    id,
+                    kind: Kind::parse(&kind)?,
+                    user_id,
+                    vars: serde_json::from_str(&vars).unwrap_or_default(),
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// A delivery sent (the relay accepted it), failed for good, or to try
+    /// again at `next_at`. Only a pending delivery moves: states never go
+    /// back.
+    pub async fn settle(
+        &self,
+        id: Uuid,
+        status: &str,
+        error: Option<&str>,
+        next_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE deliveries SET status = $2, last_error = $3, attempts = attempts + 1, next_at = $4, updated_at = $5
+             WHERE id = $1 AND status = 'pending'")
+            .bind(id).bind(status).bind(error).bind(next_at).bind(now).execute(pool).await.map(|_| ()))
+    }
+
+    // ---- the inbox -----------------------------------------------------
+
+    /// The person's inbox, newest first, after `before` (an item id).
+    pub async fn inbox(&self, user: Uuid, before: Option<Uuid>, limit: i64) -> Result<Vec<Item>, sqlx::Error> {
+        let rows: Vec<ItemRow> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT id, kind, title, body, link, created_at, read_at FROM inbox_items
+             WHERE user_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3")
+            .bind(user).bind(before).bind(limit).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(item).collect())
+    }
+
+    pub async fn unread(&self, user: Uuid) -> Result<i64, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT count(*) FROM inbox_items WHERE user_id = $1 AND read_at IS NULL").bind(user).fetch_one(pool).await)
+    }
+
+    /// Marks one item read; false when the person has no such item.
+    pub async fn read(&self, user: Uuid, id: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE inbox_items SET read_at = COALESCE(read_at, $3) WHERE user_id = $1 AND id = $2")
+            .bind(user).bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Marks every item read; how many were unread.
+    pub async fn read_all(&self, user: Uuid, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE inbox_items SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL")
+            .bind(user).bind(now).execute(pool).await.map(|r| r.rows_affected()))
+    }
+
+    // ---- preferences ---------------------------------------------------
+
+    /// The person's choices: (kind, channel, enabled).
+    pub async fn choices(&self, user: Uuid) -> Result<Vec<(String, String, bool)>, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT kind, channel, enabled FROM preferences WHERE user_id = $1 ORDER BY kind, channel")
+            .bind(user).fetch_all(pool).await)
+    }
+
+    pub async fn choose(
+        &self,
+        user: Uuid,
+        kind: Kind,
+        channel: Channel,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO preferences (user_id, kind, channel, enabled, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id, kind, channel) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at")
+            .bind(user).bind(kind.as_str()).bind(channel.as_str()).bind(enabled).bind(now)
+            .execute(pool).await.map(|_| ()))
+    }
+
+    /// Every delivery to the person (their export).
+    pub async fn deliveries(&self, user: Uuid) -> Result<Vec<DeliveryRecord>, sqlx::Error> {
+        let rows: Vec<(Uuid, String, String, String, i32, DateTime<Utc>, DateTime<Utc>)> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT id, kind, channel, status, attempts, created_at, updated_at FROM deliveries
+             WHERE user_id = $1 ORDER BY created_at, id")
+            .bind(user).fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, channel, status, attempts, created_at, updated_at)| DeliveryRecord {
+                id,
+                kind,
+                channel,
+                status,
+                attempts,
+                created_at,
+                updated_at,
+            })
+            .collect())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// A template that does not render (caught at start; here only if the
+    /// event's values lack one): the event is dead-lettered, not retried.
+    #[error("the notification could not be rendered: {0}")]
+    Template(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
