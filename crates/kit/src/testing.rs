@@ -455,18 +455,6 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, kind: Opti
     problem
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn database_names_are_replaced_in_urls() {
-        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
-        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
-    }
-}
-
 /// A real SMTP server for a test: aiosmtpd (from PyPI) on 127.0.0.1, each
 /// message a file of a Maildir. `PANAL_TEST_SMTP=1` (CI) makes a missing
 /// aiosmtpd a failure; without it, [`Smtpd::start`] says SKIPPED and gives
@@ -530,5 +518,17 @@ impl Smtpd {
         std::fs::read_dir(self.dir.join("new"))
             .map(|d| d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }

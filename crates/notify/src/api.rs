@@ -240,8 +240,9 @@ pub struct Preview {
 /// A kind's templates in a language, rendered with sample values
 /// (administrators).
 #[utoipa::path(get, path = "/v1/notify/admin/templates/{kind}/{locale}", operation_id = "notify_preview", tag = "notify",
-    security(("bearer" = [])), params(("kind" = String, Path), ("locale" = String, Path)),
+    security(("bearer" = ["admin"])), params(("kind" = String, Path), ("locale" = String, Path)),
     responses((status = 200, body = Preview),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such kind, or no templates in that language", body = Problem, content_type = "application/problem+json")))]
 async fn preview(
     _admin: Authorized<Admin>,

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 /// A channel a notification goes out on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = NotificationChannel)]
 pub enum Channel {
     /// The in-app inbox, pushed live on `user:<id>`.
     Inbox,
@@ -37,6 +38,7 @@ impl Channel {
 /// A kind of notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = NotificationKind)]
 pub enum Kind {
     /// Someone asked to be the recipient's friend (users' `friendship_changed`).
     FriendRequest,

@@ -57,6 +57,7 @@ pub struct DeliveryRecord {
 }
 
 type RecipientRow = (Uuid, Option<String>, String, Option<String>, Option<String>);
+type DeliveryRow = (Uuid, String, String, String, i32, DateTime<Utc>, DateTime<Utc>);
 type ItemRow = (Uuid, String, String, String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
 
 fn recipient(r: RecipientRow) -> Recipient {
@@ -301,7 +302,7 @@ impl Store {
 
     /// Every delivery to the person (their export).
     pub async fn deliveries(&self, user: Uuid) -> Result<Vec<DeliveryRecord>, sqlx::Error> {
-        let rows: Vec<(Uuid, String, String, String, i32, DateTime<Utc>, DateTime<Utc>)> = with_db!(&self.db, pool => sqlx::query_as(
+        let rows: Vec<DeliveryRow> = with_db!(&self.db, pool => sqlx::query_as(
             "SELECT id, kind, channel, status, attempts, created_at, updated_at FROM deliveries
              WHERE user_id = $1 ORDER BY created_at, id")
             .bind(user).fetch_all(pool).await)?;
