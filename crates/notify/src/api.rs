@@ -24,6 +24,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(read_one))
         .routes(routes!(read_all))
         .routes(routes!(preferences, set_preference))
+        .routes(routes!(quiet_hours, set_quiet_hours, clear_quiet_hours))
         .routes(routes!(kinds))
         .routes(routes!(preview))
         .routes(routes!(export_notify_data))
@@ -194,6 +195,72 @@ async fn set_preference(
     Ok(Json(preferences_of(&state, caller.user_id).await?))
 }
 
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    /// Local time, `HH:MM`.
+    #[schema(example = "22:00")]
+    pub from: String,
+    /// Local time, `HH:MM`; earlier than `from`: the window passes midnight.
+    #[schema(example = "07:00")]
+    pub to: String,
+    /// An IANA time zone; absent: the profile's, else UTC.
+    #[schema(example = "Europe/Madrid")]
+    pub timezone: Option<String>,
+}
+
+/// The caller's quiet hours: no e-mail but security messages in them; what
+/// they hold goes at their end.
+#[utoipa::path(get, path = "/v1/notify/quiet-hours", operation_id = "notify_quiet_hours", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = QuietHours),
+        (status = 404, description = "None set", body = Problem, content_type = "application/problem+json")))]
+async fn quiet_hours(State(state): State<AppState>, caller: Caller) -> Result<Json<QuietHours>, NotifyApiError> {
+    let (from, to, timezone) =
+        state.store.quiet_hours(caller.user_id).await?.ok_or_else(|| Problem::not_found("no quiet hours set"))?;
+    Ok(Json(QuietHours { from, to, timezone }))
+}
+
+/// Sets the caller's quiet hours.
+#[utoipa::path(put, path = "/v1/notify/quiet-hours", operation_id = "notify_set_quiet_hours", tag = "notify", security(("bearer" = [])),
+    request_body(content = QuietHours, example = json!({"from": "22:00", "to": "07:00", "timezone": "Europe/Madrid"})),
+    responses((status = 200, body = QuietHours),
+        (status = 422, description = "A time not `HH:MM`, an empty window, or an unknown time zone", body = Problem, content_type = "application/problem+json")))]
+async fn set_quiet_hours(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<QuietHours>,
+) -> Result<Json<QuietHours>, NotifyApiError> {
+    let mut errors = FieldErrors::new();
+    let (from, to) = (domain::parse_time(&body.from), domain::parse_time(&body.to));
+    if from.is_none() {
+        errors.add("from", "must be a time of day, HH:MM");
+    }
+    if to.is_none() {
+        errors.add("to", "must be a time of day, HH:MM");
+    }
+    if from.is_some() && from == to {
+        errors.add("to", "must differ from `from`: the window would be empty");
+    }
+    if body.timezone.as_deref().is_some_and(|tz| domain::parse_tz(tz).is_none()) {
+        errors.add("timezone", "must be an IANA time zone, such as Europe/Madrid");
+    }
+    errors.finish()?;
+    let (from, to) = (body.from.clone(), body.to.clone());
+    state.store.set_quiet_hours(caller.user_id, &from, &to, body.timezone.as_deref(), Utc::now()).await?;
+    Ok(Json(body))
+}
+
+/// Removes the caller's quiet hours.
+#[utoipa::path(delete, path = "/v1/notify/quiet-hours", operation_id = "notify_clear_quiet_hours", tag = "notify", security(("bearer" = [])),
+    responses((status = 204, description = "Removed"),
+        (status = 404, description = "None set", body = Problem, content_type = "application/problem+json")))]
+async fn clear_quiet_hours(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, NotifyApiError> {
+    if !state.store.clear_quiet_hours(caller.user_id).await? {
+        return Err(Problem::not_found("no quiet hours set").into());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KindView {
     pub kind: Kind,
@@ -274,6 +341,7 @@ async fn export_notify_data(
             "email": r.email, "display_name": r.display_name, "locale": r.locale, "timezone": r.timezone,
         })),
         "preferences": preferences_of(&state, id).await?,
+        "quiet_hours": state.store.quiet_hours(id).await?.map(|(from, to, timezone)| QuietHours { from, to, timezone }),
         "inbox": inbox,
         "deliveries": state.store.deliveries(id).await?,
     })))

@@ -7,6 +7,8 @@
 //! and the handler of the event that triggers it (`events.rs`). The
 //! templates are checked against the variables at start and in a test.
 
+use chrono::{DateTime, LocalResult, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -148,9 +150,97 @@ pub fn path(kind: Kind, subject: &str) -> String {
     }
 }
 
+/// Quiet hours: no e-mail (but security messages) from `from` to `to`,
+/// the person's local time; a window past midnight when `from` is later
+/// than `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quiet {
+    pub from: NaiveTime,
+    pub to: NaiveTime,
+    pub tz: Tz,
+}
+
+/// When a message held by quiet hours may go: `None` when `now` is outside
+/// them. The end is the next `to` in the person's time zone; a `to` that
+/// does not exist that day (clocks going forward) is the first minute that
+/// does, and one that happens twice (clocks going back) the first of the
+/// two.
+pub fn quiet_until(now: DateTime<Utc>, q: Quiet) -> Option<DateTime<Utc>> {
+    if q.from == q.to {
+        return None;
+    }
+    let local = now.with_timezone(&q.tz);
+    let t = local.time();
+    let inside = if q.from < q.to { t >= q.from && t < q.to } else { t >= q.from || t < q.to };
+    if !inside {
+        return None;
+    }
+    let day = if t < q.to { local.date_naive() } else { local.date_naive().succ_opt()? };
+    let mut end = day.and_time(q.to);
+    // A gap is at most a few hours: step over it a minute at a time.
+    for _ in 0..24 * 60 {
+        match q.tz.from_local_datetime(&end) {
+            LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => return Some(d.with_timezone(&Utc)),
+            LocalResult::None => end += chrono::Duration::minutes(1),
+        }
+    }
+    None
+}
+
+/// A time of day as the API writes it (`22:00`).
+pub fn parse_time(s: &str) -> Option<NaiveTime> {
+    NaiveTime::parse_from_str(s, "%H:%M").ok()
+}
+
+/// An IANA time zone (`Europe/Madrid`).
+pub fn parse_tz(s: &str) -> Option<Tz> {
+    s.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn quiet(from: &str, to: &str, tz: &str) -> Quiet {
+        Quiet { from: parse_time(from).unwrap(), to: parse_time(to).unwrap(), tz: parse_tz(tz).unwrap() }
+    }
+
+    #[test]
+    fn quiet_hours_hold_until_their_end_in_the_persons_time_zone() {
+        let q = quiet("22:00", "07:00", "America/New_York");
+        // 23:00 in New York (EST, UTC−5): held until 07:00 there, 12:00 UTC.
+        assert_eq!(quiet_until(at("2026-01-15T04:00:00Z"), q), Some(at("2026-01-15T12:00:00Z")));
+        // 06:59 there: one minute more. 07:00 and noon: not quiet.
+        assert_eq!(quiet_until(at("2026-01-15T11:59:00Z"), q), Some(at("2026-01-15T12:00:00Z")));
+        assert_eq!(quiet_until(at("2026-01-15T12:00:00Z"), q), None);
+        assert_eq!(quiet_until(at("2026-01-15T17:00:00Z"), q), None);
+        // A window within one day.
+        let day = quiet("13:00", "15:00", "UTC");
+        assert_eq!(quiet_until(at("2026-01-15T14:00:00Z"), day), Some(at("2026-01-15T15:00:00Z")));
+        assert_eq!(quiet_until(at("2026-01-15T15:30:00Z"), day), None);
+        assert_eq!(quiet_until(at("2026-01-15T14:00:00Z"), quiet("09:00", "09:00", "UTC")), None);
+    }
+
+    #[test]
+    fn quiet_hours_across_a_change_of_clocks() {
+        // Madrid goes from 02:00 to 03:00 on 29 March 2026: an end at 02:30
+        // that night does not exist; the message goes at 03:00 CEST (01:00 UTC).
+        let q = quiet("22:00", "02:30", "Europe/Madrid");
+        assert_eq!(quiet_until(at("2026-03-28T22:00:00Z"), q), Some(at("2026-03-29T01:00:00Z")));
+        // The night before, 02:30 CET is 01:30 UTC.
+        assert_eq!(quiet_until(at("2026-03-27T22:00:00Z"), q), Some(at("2026-03-28T01:30:00Z")));
+        // Back from 03:00 to 02:00 on 25 October 2026: 02:30 happens twice;
+        // the first (CEST, 00:30 UTC).
+        assert_eq!(quiet_until(at("2026-10-24T22:00:00Z"), q), Some(at("2026-10-25T00:30:00Z")));
+        // A window of 23:00–08:00 the night clocks go forward: nine hours
+        // on the wall, eight on the clock.
+        let night = quiet("23:00", "08:00", "Europe/Madrid");
+        assert_eq!(quiet_until(at("2026-03-28T22:00:00Z"), night), Some(at("2026-03-29T06:00:00Z")));
+    }
 
     #[test]
     fn names_round_trip() {

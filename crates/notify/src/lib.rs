@@ -32,8 +32,14 @@ use crate::sender::Sender;
 use crate::store::Store;
 
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))],
-    postgres: &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))],
+    sqlite: &[
+        (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+        (2, "quiet_hours", include_str!("../migrations/sqlite/0002_quiet_hours.sql")),
+    ],
+    postgres: &[
+        (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+        (2, "quiet_hours", include_str!("../migrations/postgres/0002_quiet_hours.sql")),
+    ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
 

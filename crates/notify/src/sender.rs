@@ -51,6 +51,11 @@ impl Sender {
     pub async fn round(&self) -> Result<usize, sqlx::Error> {
         let due = self.store.due(Utc::now(), 50).await?;
         for d in &due {
+            let now = Utc::now();
+            if let Some(until) = self.quiet_until(d, now).await? {
+                self.store.hold(d.id, until, now).await?;
+                continue;
+            }
             let outcome = self.send(d).await;
             let now = Utc::now();
             match outcome {
@@ -66,6 +71,27 @@ impl Sender {
             }
         }
         Ok(due.len())
+    }
+
+    /// When `d` may go, if the person's quiet hours hold it now (never a
+    /// security message). Their time zone: the one set with the quiet
+    /// hours, else the profile's, else UTC.
+    async fn quiet_until(
+        &self,
+        d: &Due,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<chrono::DateTime<Utc>>, sqlx::Error> {
+        if d.kind.security() {
+            return Ok(None);
+        }
+        let Some((from, to, tz)) = self.store.quiet_hours(d.user_id).await? else { return Ok(None) };
+        let profile_tz = match tz {
+            Some(tz) => Some(tz),
+            None => self.store.recipient(d.user_id).await?.and_then(|r| r.timezone),
+        };
+        let tz = profile_tz.as_deref().and_then(domain::parse_tz).unwrap_or(chrono_tz::UTC);
+        let (Some(from), Some(to)) = (domain::parse_time(&from), domain::parse_time(&to)) else { return Ok(None) };
+        Ok(domain::quiet_until(now, domain::Quiet { from, to, tz }))
     }
 
     async fn send(&self, d: &Due) -> Result<(), String> {

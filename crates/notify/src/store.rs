@@ -127,6 +127,8 @@ impl Store {
         with_tx!(tx, conn => sqlx::query("DELETE FROM inbox_items WHERE user_id = $1")
             .bind(user).execute(conn).await.map(|_| ()))?;
         with_tx!(tx, conn => sqlx::query("DELETE FROM preferences WHERE user_id = $1")
+            .bind(user).execute(conn).await.map(|_| ()))?;
+        with_tx!(tx, conn => sqlx::query("DELETE FROM quiet_hours WHERE user_id = $1")
             .bind(user).execute(conn).await.map(|_| ()))
     }
 
@@ -298,6 +300,42 @@ impl Store {
              ON CONFLICT (user_id, kind, channel) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at")
             .bind(user).bind(kind.as_str()).bind(channel.as_str()).bind(enabled).bind(now)
             .execute(pool).await.map(|_| ()))
+    }
+
+    /// The person's quiet hours: (from, to, time zone), as they set them.
+    pub async fn quiet_hours(&self, user: Uuid) -> Result<Option<(String, String, Option<String>)>, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT from_time, to_time, timezone FROM quiet_hours WHERE user_id = $1")
+            .bind(user).fetch_optional(pool).await)
+    }
+
+    pub async fn set_quiet_hours(
+        &self,
+        user: Uuid,
+        from: &str,
+        to: &str,
+        timezone: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO quiet_hours (user_id, from_time, to_time, timezone, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id) DO UPDATE SET from_time = excluded.from_time, to_time = excluded.to_time,
+                 timezone = excluded.timezone, updated_at = excluded.updated_at")
+            .bind(user).bind(from).bind(to).bind(timezone).bind(now).execute(pool).await.map(|_| ()))
+    }
+
+    /// Removes the person's quiet hours; false when they had none.
+    pub async fn clear_quiet_hours(&self, user: Uuid) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query("DELETE FROM quiet_hours WHERE user_id = $1")
+            .bind(user).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Holds a pending delivery until `until` (quiet hours): not an attempt.
+    pub async fn hold(&self, id: Uuid, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE deliveries SET next_at = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'")
+            .bind(id).bind(until).bind(now).execute(pool).await.map(|_| ()))
     }
 
     /// Every delivery to the person (their export).

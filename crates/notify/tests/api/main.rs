@@ -287,6 +287,43 @@ kit::backend_tests! {
         assert_eq!(n.json("/v1/notify/inbox", &ada).await["items"].as_array().unwrap().len(), 0);
     }
 
+    async fn quiet_hours_hold_e_mail_but_not_security_messages(db) {
+        let n = Notify::start(&db, None).await;
+        let ada = n.person("Ada", None).await;
+        let bob = n.person("Bob", None).await;
+        let put = |body: Value| n.call(reqwest::Method::PUT, "/v1/notify/quiet-hours", &ada.token, Some(body));
+        // A window around now in Tokyo.
+        let tokyo = Utc::now().with_timezone(&chrono_tz::Asia::Tokyo);
+        let fmt = |d: chrono::Duration| (tokyo + d).format("%H:%M").to_string();
+        let window = json!({"from": fmt(-chrono::Duration::hours(1)), "to": fmt(chrono::Duration::hours(2)), "timezone": "Asia/Tokyo"});
+        assert_eq!(put(window.clone()).await.status(), 200);
+        assert_eq!(n.json("/v1/notify/quiet-hours", &ada).await, window);
+        n.ctx.publish(&friend_request(&bob, &ada)).await;
+        n.items(&ada, 1).await;
+        // The e-mail waits for the window's end (two hours from now, give or
+        // take the minute); the security message goes now.
+        n.ctx.publish(&PasswordChanged { user_id: ada.id, how: "change".into(), changed_at: Utc::now() }).await;
+        n.eventually("the security e-mail is sent", || async { n.deliveries(&ada, "sent").await == 1 }).await;
+        n.eventually("the e-mail is held", || async {
+            let next: Option<chrono::DateTime<Utc>> = with_db!(&n.db, pool => sqlx::query_scalar(
+                "SELECT next_at FROM deliveries WHERE user_id = $1 AND kind = 'friend_request' AND channel = 'email'
+                 AND status = 'pending'").bind(ada.id).fetch_optional(pool).await).unwrap();
+            next.is_some_and(|t| t > Utc::now() + chrono::Duration::minutes(100))
+        }).await;
+        // Removed, the held e-mail keeps its time; bad windows are refused.
+        assert_eq!(n.call(reqwest::Method::DELETE, "/v1/notify/quiet-hours", &ada.token, None).await.status(), 204);
+        assert_problem(n.call(reqwest::Method::DELETE, "/v1/notify/quiet-hours", &ada.token, None).await, 404, None).await;
+        assert_problem(n.call(reqwest::Method::GET, "/v1/notify/quiet-hours", &ada.token, None).await, 404, None).await;
+        for bad in [
+            json!({"from": "22:00", "to": "07:00", "timezone": "Mars/Olympus"}),
+            json!({"from": "25:00", "to": "07:00"}),
+            json!({"from": "22:00", "to": "7am"}),
+            json!({"from": "22:00", "to": "22:00"}),
+        ] {
+            assert_problem(put(bad).await, 422, None).await;
+        }
+    }
+
     async fn kinds_and_template_previews(db) {
         let n = Notify::start(&db, None).await;
         let ada = n.person("Ada", None).await;
