@@ -29,6 +29,8 @@ pub const PUBLIC_PATHS: &[&str] = &[
     "/v1/auth/token",
     "/v1/auth/introspect",
     "/v1/auth/revoke",
+    // One-click unsubscribe (RFC 8058): a mail client POSTs, signed link in hand.
+    "/v1/notify/unsubscribe",
     "/.well-known/jwks.json",
     "/.well-known/oauth-authorization-server",
 ];

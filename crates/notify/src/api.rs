@@ -25,6 +25,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(read_all))
         .routes(routes!(preferences, set_preference))
         .routes(routes!(quiet_hours, set_quiet_hours, clear_quiet_hours))
+        .routes(routes!(unsubscribe))
         .routes(routes!(kinds))
         .routes(routes!(preview))
         .routes(routes!(export_notify_data))
@@ -259,6 +260,32 @@ async fn clear_quiet_hours(State(state): State<AppState>, caller: Caller) -> Res
         return Err(Problem::not_found("no quiet hours set").into());
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeQuery {
+    /// From the e-mail's `List-Unsubscribe` link.
+    pub token: String,
+}
+
+/// One-click unsubscribe (RFC 8058): the address a mail client POSTs to
+/// from an e-mail's `List-Unsubscribe` header turns that kind's e-mail off
+/// for its recipient. No token needed (the link is signed); GET does
+/// nothing, so a link scanner cannot unsubscribe anyone.
+#[utoipa::path(post, path = "/v1/notify/unsubscribe", operation_id = "notify_unsubscribe", tag = "notify",
+    params(UnsubscribeQuery),
+    responses((status = 200, body = Preference),
+        (status = 403, description = "A link notify did not sign, or altered", body = Problem, content_type = "application/problem+json")))]
+async fn unsubscribe(
+    State(state): State<AppState>,
+    Query(q): Query<UnsubscribeQuery>,
+) -> Result<Json<Preference>, NotifyApiError> {
+    let (user, kind) = domain::read_unsubscribe_token(&state.unsubscribe_key, &q.token)
+        .ok_or_else(|| Problem::forbidden("this unsubscribe link is not valid"))?;
+    state.store.choose(user, kind, Channel::Email, false, Utc::now()).await?;
+    Ok(Json(Preference { kind, channel: Channel::Email, enabled: false, locked: false }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,10 +7,15 @@
 //! and the handler of the event that triggers it (`events.rs`). The
 //! templates are checked against the variables at start and in a test.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, LocalResult, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use hmac::{Hmac, KeyInit, Mac as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::Sha256;
+use uuid::Uuid;
 
 /// A channel a notification goes out on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -197,9 +202,61 @@ pub fn parse_tz(s: &str) -> Option<Tz> {
     s.parse().ok()
 }
 
+type Mac = Hmac<Sha256>;
+
+fn mac(key: &[u8], user: Uuid, kind: Kind) -> Mac {
+    // Any key length is valid for HMAC.
+    let mut m = <Mac as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    m.update(user.as_bytes());
+    m.update(kind.as_str().as_bytes());
+    m
+}
+
+/// The token of a one-click unsubscribe link (RFC 8058): who and which
+/// kind, signed with notify's key, so the link works without signing in
+/// and cannot be made for anyone else. `None` for a security kind.
+pub fn unsubscribe_token(key: &[u8], user: Uuid, kind: Kind) -> Option<String> {
+    if kind.security() {
+        return None;
+    }
+    let tag = URL_SAFE_NO_PAD.encode(mac(key, user, kind).finalize().into_bytes());
+    Some(format!("{}.{}.{tag}", user.simple(), kind.as_str()))
+}
+
+/// Who and which kind a token unsubscribes, if notify's key signed it.
+pub fn read_unsubscribe_token(key: &[u8], token: &str) -> Option<(Uuid, Kind)> {
+    let mut parts = token.split('.');
+    let (Some(user), Some(kind), Some(tag), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let (user, kind) = (Uuid::try_parse(user).ok()?, Kind::parse(kind)?);
+    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+    // Compared in constant time.
+    mac(key, user, kind).verify_slice(&tag).ok()?;
+    (!kind.security()).then_some((user, kind))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsubscribe_token_names_its_person_and_kind_and_nothing_else_passes() {
+        let (key, other) = ([7u8; 32], [8u8; 32]);
+        let ada = Uuid::from_u128(1);
+        let token = unsubscribe_token(&key, ada, Kind::FriendRequest).unwrap();
+        assert_eq!(read_unsubscribe_token(&key, &token), Some((ada, Kind::FriendRequest)));
+        assert_eq!(read_unsubscribe_token(&other, &token), None, "another key");
+        // Another person or kind with the same tag: refused.
+        let tag = token.rsplit('.').next().unwrap();
+        let bob = format!("{}.friend_request.{tag}", Uuid::from_u128(2).simple());
+        assert_eq!(read_unsubscribe_token(&key, &bob), None);
+        assert_eq!(read_unsubscribe_token(&key, &format!("{}.game_invitation.{tag}", ada.simple())), None);
+        for bad in ["", "a.b", "x.friend_request.y", &format!("{token}.more")] {
+            assert_eq!(read_unsubscribe_token(&key, bad), None, "{bad}");
+        }
+        assert_eq!(unsubscribe_token(&key, ada, Kind::PasswordChanged), None, "security mail has no way out");
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

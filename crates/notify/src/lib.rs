@@ -35,10 +35,12 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &[
         (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
         (2, "quiet_hours", include_str!("../migrations/sqlite/0002_quiet_hours.sql")),
+        (3, "unsubscribe_key", include_str!("../migrations/sqlite/0003_unsubscribe_key.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         (2, "quiet_hours", include_str!("../migrations/postgres/0002_quiet_hours.sql")),
+        (3, "unsubscribe_key", include_str!("../migrations/postgres/0003_unsubscribe_key.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
@@ -62,6 +64,8 @@ impl Default for Settings {
 
 pub struct State {
     pub(crate) store: Arc<Store>,
+    /// Signs one-click unsubscribe links.
+    pub(crate) unsubscribe_key: [u8; 32],
     sender: Arc<Sender>,
 }
 
@@ -87,6 +91,7 @@ impl kit::Service for NotifyService {
 
     async fn state(setup: Setup<Settings>) -> anyhow::Result<State> {
         let store = Arc::new(Store::new(setup.db()?));
+        let unsubscribe_key = store.unsubscribe_key(rand::random(), chrono::Utc::now()).await?;
         let config = &setup.ctx.config.settings;
         let smtp = match &config.smtp_url {
             Some(url) => Some(
@@ -103,8 +108,9 @@ impl kit::Service for NotifyService {
             drop_dir: config.data_dir.join("mail"),
             public_url: config.public_url.clone(),
             interval: Duration::from_millis(setup.settings.interval_ms),
+            unsubscribe_key,
         });
-        Ok(State { store, sender })
+        Ok(State { store, unsubscribe_key, sender })
     }
 
     fn routes(state: &Arc<State>) -> OpenApiRouter {

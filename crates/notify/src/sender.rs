@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
@@ -27,6 +28,8 @@ pub struct Sender {
     /// The web app's address: links in e-mails are absolute.
     pub public_url: String,
     pub interval: Duration,
+    /// Signs the one-click unsubscribe links.
+    pub unsubscribe_key: [u8; 32],
 }
 
 impl Sender {
@@ -104,10 +107,19 @@ impl Sender {
         vars["link"] = json!(format!("{}{path}", self.public_url.trim_end_matches('/')));
         let rendered = templates::render(d.kind, domain::locale_of(recipient.locale.as_deref()), &vars)?;
         let to: Mailbox = address.parse().map_err(|e| format!("a bad address: {e}"))?;
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(&rendered.subject)
+        let mut builder = Message::builder().from(self.from.clone()).to(to).subject(&rendered.subject);
+        // One-click unsubscribe (RFC 8058) from this kind's e-mail; never
+        // on a security message.
+        if let Some(token) = domain::unsubscribe_token(&self.unsubscribe_key, d.user_id, d.kind) {
+            let url = format!("{}/v1/notify/unsubscribe?token={token}", self.public_url.trim_end_matches('/'));
+            builder = builder
+                .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), format!("<{url}>")))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
+        }
+        let message = builder
             .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
             .map_err(|e| e.to_string())?;
         match &self.smtp {

@@ -80,6 +80,17 @@ impl Store {
         Self { db }
     }
 
+    /// The key that signs unsubscribe links: the one kept, or `fresh`
+    /// kept now (the first start; another process's if it was first).
+    pub async fn unsubscribe_key(&self, fresh: [u8; 32], now: DateTime<Utc>) -> Result<[u8; 32], sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO unsubscribe_key (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(fresh.to_vec()).bind(now).execute(pool).await.map(|_| ()))?;
+        let kept: Vec<u8> = with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT secret FROM unsubscribe_key WHERE id = 1").fetch_one(pool).await)?;
+        Ok(kept.try_into().unwrap_or(fresh))
+    }
+
     // ---- people, from auth's and users' events ------------------------
 
     /// A new account: its address and first name.

@@ -324,6 +324,51 @@ kit::backend_tests! {
         }
     }
 
+    async fn one_click_unsubscribe_turns_off_that_kinds_e_mail_and_only_for_its_link(db) {
+        let Some(smtpd) = Smtpd::start() else { return };
+        let n = Notify::start(&db, Some(&smtpd)).await;
+        let ada = n.person("Ada", None).await;
+        let bob = n.person("Bob", None).await;
+        n.ctx.publish(&friend_request(&bob, &ada)).await;
+        n.ctx.publish(&PasswordChanged { user_id: ada.id, how: "change".into(), changed_at: Utc::now() }).await;
+        n.eventually("both e-mails arrive", || async { smtpd.delivered().len() == 2 }).await;
+        // Headers unfolded (a long one may continue on the next line).
+        let mails: Vec<String> = smtpd.delivered().into_iter().map(|m| m.replace("\r\n ", " ").replace("\n ", " ")).collect();
+        let security = mails.iter().find(|m| m.contains("password was changed")).unwrap();
+        assert!(!security.contains("List-Unsubscribe"), "no way out of security mail: {security}");
+        let mail = mails.iter().find(|m| m.contains("wants to be your friend")).unwrap();
+        assert!(mail.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{mail}");
+        let url = mail
+            .lines()
+            .find_map(|l| l.strip_prefix("List-Unsubscribe: <"))
+            .and_then(|l| l.trim().strip_suffix('>'))
+            .unwrap()
+            .to_owned();
+        let path = url.strip_prefix("https://panal.example").expect("under the public URL");
+        let post = |path: String| {
+            n.http
+                .post(n.server.url(&path))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("List-Unsubscribe=One-Click")
+                .send()
+        };
+        // A GET (a link scanner) changes nothing.
+        n.http.get(n.server.url(path)).send().await.unwrap();
+        let enabled = |prefs: Value| {
+            prefs.as_array().unwrap().iter().find(|p| p["kind"] == "friend_request" && p["channel"] == "email").unwrap()["enabled"].clone()
+        };
+        assert_eq!(enabled(n.json("/v1/notify/preferences", &ada).await), true);
+        // An altered link (Bob's id in Ada's): refused.
+        let forged = path.replace(&ada.id.simple().to_string(), &bob.id.simple().to_string());
+        assert_problem(post(forged).await.unwrap(), 403, None).await;
+        assert_problem(post("/v1/notify/unsubscribe?token=nonsense".into()).await.unwrap(), 403, None).await;
+        // The link, without signing in: Ada's friend-request e-mail is off.
+        let r = post(path.to_owned()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(enabled(n.json("/v1/notify/preferences", &ada).await), false);
+        assert_eq!(enabled(n.json("/v1/notify/preferences", &bob).await), true);
+    }
+
     async fn kinds_and_template_previews(db) {
         let n = Notify::start(&db, None).await;
         let ada = n.person("Ada", None).await;
