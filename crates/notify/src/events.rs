@@ -2,7 +2,7 @@
 //! that become notifications. Each notification is decided in the
 //! consumer's transaction ([`Store::notify`]), keyed by the event's id.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use contracts::auth::{PasswordChanged, UserRegistered};
 use contracts::game::InvitationSent;
 use contracts::tournament::RoundStarted;
@@ -19,15 +19,10 @@ use crate::store::{NotifyError, Store};
 /// local tournament's alias, an erased account). `vars` get the person's
 /// `name` and the notification's `link` (a path of the web app; e-mails
 /// make it absolute).
-async fn notify(
-    tx: &mut Tx,
-    event: Uuid,
-    kind: Kind,
-    to: Uuid,
-    subject: &str,
-    mut vars: Value,
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+async fn notify(tx: &mut Tx, event: Uuid, kind: Kind, to: Uuid, subject: &str, mut vars: Value) -> anyhow::Result<()> {
+    // The delivery's time is when it was decided (the consumer may lag the
+    // event).
+    let now = Utc::now();
     let Some(recipient) = Store::recipient_in(tx, to).await? else { return Ok(()) };
     vars["name"] = json!(recipient.display_name);
     vars["link"] = json!(domain::path(kind, subject));
@@ -77,7 +72,7 @@ pub fn handlers() -> Handlers {
                     Kind::FriendRequest => json!({"from": actor}),
                     _ => json!({"friend": actor}),
                 };
-                notify(tx, meta.id, kind, e.other, "", vars, e.changed_at).await
+                notify(tx, meta.id, kind, e.other, "", vars).await
             })
         })
         .on::<InvitationSent, _>(|tx, e, meta| {
@@ -87,7 +82,7 @@ pub fn handlers() -> Handlers {
                 }
                 let from = name_of(tx, e.from).await?;
                 let subject = e.invitation_id.to_string();
-                notify(tx, meta.id, Kind::GameInvitation, e.to, &subject, json!({"from": from}), e.invited_at).await
+                notify(tx, meta.id, Kind::GameInvitation, e.to, &subject, json!({"from": from})).await
             })
         })
         .on::<RoundStarted, _>(|tx, e, meta| {
@@ -97,15 +92,15 @@ pub fn handlers() -> Handlers {
                     let Some(b) = p.b else { continue };
                     for (me, them) in [(p.a, b), (b, p.a)] {
                         let vars = json!({"round": e.round + 1, "opponent": name_of(tx, them).await?});
-                        notify(tx, meta.id, Kind::TournamentMatch, me, &subject, vars, e.started_at).await?;
+                        notify(tx, meta.id, Kind::TournamentMatch, me, &subject, vars).await?;
                     }
                 }
                 Ok(())
             })
         })
         .on::<PasswordChanged, _>(|tx, e, meta| {
-            Box::pin(async move {
-                notify(tx, meta.id, Kind::PasswordChanged, e.user_id, "", json!({"how": e.how}), e.changed_at).await
-            })
+            Box::pin(
+                async move { notify(tx, meta.id, Kind::PasswordChanged, e.user_id, "", json!({"how": e.how})).await },
+            )
         })
 }
