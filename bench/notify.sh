@@ -4,7 +4,7 @@
 # a real SMTP server (aiosmtpd, from PyPI). Prints the latency from each
 # event to its inbox item and to the SMTP server's acceptance (p50/p99), the
 # rates, and — measured in the same run — the SMTP server's own acceptance
-# rate, one message after another as notify's sender sends.
+# rate with the same client, as many at a time as notify's sender (8).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 N="${N:-1000}"

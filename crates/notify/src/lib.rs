@@ -54,11 +54,13 @@ pub struct Settings {
     pub mail_from: String,
     /// How often the sender looks for e-mails due, in milliseconds.
     pub interval_ms: u64,
+    /// E-mails handed to the SMTP relay at once.
+    pub concurrency: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { mail_from: "Panal <no-reply@localhost>".into(), interval_ms: 200 }
+        Self { mail_from: "Panal <no-reply@localhost>".into(), interval_ms: 200, concurrency: 8 }
     }
 }
 
@@ -84,6 +86,7 @@ impl kit::Service for NotifyService {
     fn validate(s: &Settings) -> anyhow::Result<()> {
         s.mail_from.parse::<lettre::message::Mailbox>().map_err(|e| anyhow::anyhow!("notify.mail_from: {e}"))?;
         anyhow::ensure!(s.interval_ms > 0, "notify.interval_ms must be above 0");
+        anyhow::ensure!((1..=256).contains(&s.concurrency), "notify.concurrency must be 1 to 256");
         // Every template renders, or the service does not start.
         templates::check().map_err(|e| anyhow::anyhow!("a notification template does not render: {e}"))?;
         Ok(())
@@ -109,6 +112,7 @@ impl kit::Service for NotifyService {
             public_url: config.public_url.clone(),
             interval: Duration::from_millis(setup.settings.interval_ms),
             unsubscribe_key,
+            concurrency: setup.settings.concurrency,
         });
         Ok(State { store, unsubscribe_key, sender })
     }

@@ -30,6 +30,8 @@ pub struct Sender {
     pub interval: Duration,
     /// Signs the one-click unsubscribe links.
     pub unsubscribe_key: [u8; 32],
+    /// E-mails handed to the relay at once.
+    pub concurrency: usize,
 }
 
 impl Sender {
@@ -53,27 +55,34 @@ impl Sender {
     /// Sends what is due; how many deliveries it settled.
     pub async fn round(&self) -> Result<usize, sqlx::Error> {
         let due = self.store.due(Utc::now(), 50).await?;
-        for d in &due {
-            let now = Utc::now();
-            if let Some(until) = self.quiet_until(d, now).await? {
-                self.store.hold(d.id, until, now).await?;
-                continue;
-            }
-            let outcome = self.send(d).await;
-            let now = Utc::now();
-            match outcome {
-                Ok(()) => self.store.settle(d.id, "sent", None, now, now).await?,
-                Err(e) if d.attempts + 1 >= MAX_ATTEMPTS => {
-                    tracing::error!(delivery = %d.id, error = %e, "an e-mail was given up");
-                    self.store.settle(d.id, "failed", Some(&e), now, now).await?;
-                }
-                Err(e) => {
-                    tracing::warn!(delivery = %d.id, error = %e, "an e-mail was not sent; retrying");
-                    self.store.settle(d.id, "pending", Some(&e), now + domain::backoff(d.attempts), now).await?;
-                }
-            }
+        // Several at a time: one e-mail's exchange with the relay is a few
+        // round trips, mostly waiting.
+        for chunk in due.chunks(self.concurrency.max(1)) {
+            let sends: Vec<_> = chunk.iter().map(|d| self.deliver(d)).collect();
+            futures_util::future::join_all(sends).await.into_iter().collect::<Result<Vec<()>, _>>()?;
         }
         Ok(due.len())
+    }
+
+    /// Sends one delivery (or holds it for quiet hours) and records how it went.
+    async fn deliver(&self, d: &Due) -> Result<(), sqlx::Error> {
+        let now = Utc::now();
+        if let Some(until) = self.quiet_until(d, now).await? {
+            return self.store.hold(d.id, until, now).await;
+        }
+        let outcome = self.send(d).await;
+        let now = Utc::now();
+        match outcome {
+            Ok(()) => self.store.settle(d.id, "sent", None, now, now).await,
+            Err(e) if d.attempts + 1 >= MAX_ATTEMPTS => {
+                tracing::error!(delivery = %d.id, error = %e, "an e-mail was given up");
+                self.store.settle(d.id, "failed", Some(&e), now, now).await
+            }
+            Err(e) => {
+                tracing::warn!(delivery = %d.id, error = %e, "an e-mail was not sent; retrying");
+                self.store.settle(d.id, "pending", Some(&e), now + domain::backoff(d.attempts), now).await
+            }
+        }
     }
 
     /// When `d` may go, if the person's quiet hours hold it now (never a
