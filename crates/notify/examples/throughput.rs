@@ -43,7 +43,8 @@ async fn main() {
     let smtpd = Smtpd::start().expect("aiosmtpd (pip install aiosmtpd)");
     let db = TestDb::sqlite().await;
     let data = std::env::temp_dir().join(format!("panal-notify-bench-{}", Uuid::now_v7().simple()));
-    let toml = format!("smtp_url = \"{}\"\ndata_dir = {data:?}\n[notify]\ninterval_ms = 10\n", smtpd.url());
+    let toml =
+        format!("smtp_url = \"{}\"\ndata_dir = {data:?}\n[notify]\ninterval_ms = 10\ndigest_secs = 0\n", smtpd.url());
     let ctx = TestContext::new(kit::config::Config::from_toml(&toml).unwrap()).await;
     let pool = Db::connect(&db.url, &ctx.config.settings.db).await.unwrap();
     let server = kit::testing::server::<notify::NotifyService>(&ctx, Some(pool.clone())).await;

@@ -84,6 +84,12 @@ impl Kind {
         &[Channel::Inbox, Channel::Email]
     }
 
+    /// Low-priority kinds: their e-mails wait out `notify.digest_secs` and
+    /// go as one digest of everything of the kind that arrived meanwhile.
+    pub fn digest(self) -> bool {
+        matches!(self, Kind::FriendRequest | Kind::FriendAccepted)
+    }
+
     /// Security messages: their e-mail cannot be turned off.
     pub fn security(self) -> bool {
         matches!(self, Kind::PasswordChanged)
@@ -125,6 +131,13 @@ pub fn enabled(kind: Kind, channel: Channel, choice: Option<bool>) -> bool {
         return true;
     }
     kind.channels().contains(&channel) && choice.unwrap_or(true)
+}
+
+/// What a digest of `kind` lists from each notification's values: the
+/// person each was about.
+pub fn digest_line(kind: Kind, vars: &Value) -> String {
+    let key = if kind == Kind::FriendAccepted { "friend" } else { "from" };
+    vars[key].as_str().unwrap_or("someone").to_owned()
 }
 
 /// The languages templates exist in; the first is the fallback.

@@ -56,11 +56,15 @@ pub struct Settings {
     pub interval_ms: u64,
     /// E-mails handed to the SMTP relay at once.
     pub concurrency: usize,
+    /// How long a low-priority kind's e-mail (a friend request, a new
+    /// friend) waits for more of its kind, to go as one digest, in seconds
+    /// (0: each goes at once).
+    pub digest_secs: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { mail_from: "Panal <no-reply@localhost>".into(), interval_ms: 200, concurrency: 8 }
+        Self { mail_from: "Panal <no-reply@localhost>".into(), interval_ms: 200, concurrency: 8, digest_secs: 300 }
     }
 }
 
@@ -113,6 +117,9 @@ impl kit::Service for NotifyService {
             interval: Duration::from_millis(setup.settings.interval_ms),
             unsubscribe_key,
             concurrency: setup.settings.concurrency,
+            digest_window: chrono::Duration::seconds(
+                i64::try_from(setup.settings.digest_secs).unwrap_or(i64::MAX / 1000),
+            ),
         });
         Ok(State { store, unsubscribe_key, sender })
     }

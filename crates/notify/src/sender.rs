@@ -32,6 +32,9 @@ pub struct Sender {
     pub unsubscribe_key: [u8; 32],
     /// E-mails handed to the relay at once.
     pub concurrency: usize,
+    /// How long a low-priority kind's e-mail waits for others of its kind
+    /// to the same person, to go as one digest (zero: never).
+    pub digest_window: chrono::Duration,
 }
 
 impl Sender {
@@ -54,7 +57,10 @@ impl Sender {
 
     /// Sends what is due; how many deliveries it settled.
     pub async fn round(&self) -> Result<usize, sqlx::Error> {
-        let due = self.store.due(Utc::now(), 50).await?;
+        let mut due = self.store.due(Utc::now(), 50).await?;
+        // One digest per person and kind: its other deliveries go with it.
+        let mut seen = std::collections::HashSet::new();
+        due.retain(|d| !self.digested(d) || seen.insert((d.user_id, d.kind)));
         // Several at a time: one e-mail's exchange with the relay is a few
         // round trips, mostly waiting.
         for chunk in due.chunks(self.concurrency.max(1)) {
@@ -70,10 +76,26 @@ impl Sender {
         if let Some(until) = self.quiet_until(d, now).await? {
             return self.store.hold(d.id, until, now).await;
         }
-        let outcome = self.send(d).await;
+        let mut batch = vec![d.clone()];
+        if self.digested(d) {
+            let until = d.created_at + self.digest_window;
+            if until > now {
+                return self.store.hold(d.id, until, now).await;
+            }
+            batch = self.store.batch(d.user_id, d.kind).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+        }
+        let outcome = self.send(&batch).await;
         let now = Utc::now();
         match outcome {
-            Ok(()) => self.store.settle(d.id, "sent", None, now, now).await,
+            Ok(()) => {
+                for b in &batch {
+                    self.store.settle(b.id, "sent", None, now, now).await?;
+                }
+                Ok(())
+            }
             Err(e) if d.attempts + 1 >= MAX_ATTEMPTS => {
                 tracing::error!(delivery = %d.id, error = %e, "an e-mail was given up");
                 self.store.settle(d.id, "failed", Some(&e), now, now).await
@@ -106,7 +128,14 @@ impl Sender {
         Ok(domain::quiet_until(now, domain::Quiet { from, to, tz }))
     }
 
-    async fn send(&self, d: &Due) -> Result<(), String> {
+    fn digested(&self, d: &Due) -> bool {
+        d.kind.digest() && self.digest_window > chrono::Duration::zero()
+    }
+
+    /// Sends `batch` (one delivery, or a digest of several of one kind to
+    /// one person) as one e-mail.
+    async fn send(&self, batch: &[Due]) -> Result<(), String> {
+        let d = &batch[0];
         let recipient = self.store.recipient(d.user_id).await.map_err(|e| e.to_string())?;
         let Some((recipient, address)) = recipient.and_then(|r| r.email.clone().map(|a| (r, a))) else {
             return Err("the recipient has no address any more".into());
@@ -114,9 +143,17 @@ impl Sender {
         let mut vars = d.vars.clone();
         let path = vars["link"].as_str().unwrap_or("/").to_owned();
         vars["link"] = json!(format!("{}{path}", self.public_url.trim_end_matches('/')));
-        let rendered = templates::render(d.kind, domain::locale_of(recipient.locale.as_deref()), &vars)?;
+        let locale = domain::locale_of(recipient.locale.as_deref());
+        let (subject, text, html) = if batch.len() > 1 {
+            let people: Vec<String> = batch.iter().map(|b| domain::digest_line(b.kind, &b.vars)).collect();
+            let digest = templates::render_digest(d.kind, locale, &vars, &people)?;
+            (digest.subject, digest.text, digest.html)
+        } else {
+            let rendered = templates::render(d.kind, locale, &vars)?;
+            (rendered.subject, rendered.text, rendered.html)
+        };
         let to: Mailbox = address.parse().map_err(|e| format!("a bad address: {e}"))?;
-        let mut builder = Message::builder().from(self.from.clone()).to(to).subject(&rendered.subject);
+        let mut builder = Message::builder().from(self.from.clone()).to(to).subject(&subject);
         // One-click unsubscribe (RFC 8058) from this kind's e-mail; never
         // on a security message.
         if let Some(token) = domain::unsubscribe_token(&self.unsubscribe_key, d.user_id, d.kind) {
@@ -128,9 +165,7 @@ impl Sender {
                     "List-Unsubscribe=One-Click".to_owned(),
                 ));
         }
-        let message = builder
-            .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
-            .map_err(|e| e.to_string())?;
+        let message = builder.multipart(MultiPart::alternative_plain_html(text, html)).map_err(|e| e.to_string())?;
         match &self.smtp {
             Some(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
             None => {

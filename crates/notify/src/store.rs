@@ -42,6 +42,7 @@ pub struct Due {
     pub user_id: Uuid,
     pub vars: Value,
     pub attempts: u32,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A delivery as the person's export shows it.
@@ -57,6 +58,25 @@ pub struct DeliveryRecord {
 }
 
 type RecipientRow = (Uuid, Option<String>, String, Option<String>, Option<String>);
+type DueRow = (Uuid, String, Uuid, String, i32, DateTime<Utc>);
+
+macro_rules! due_columns {
+    () => {
+        "id, kind, user_id, vars, attempts, created_at"
+    };
+}
+
+fn due((id, kind, user_id, vars, attempts, created_at): DueRow) -> Option<Due> {
+    Some(Due {
+        id,
+        kind: Kind::parse(&kind)?,
+        user_id,
+        vars: serde_json::from_str(&vars).unwrap_or_default(),
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        created_at,
+    })
+}
+
 type DeliveryRow = (Uuid, String, String, String, i32, DateTime<Utc>, DateTime<Utc>);
 type ItemRow = (Uuid, String, String, String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
 
@@ -223,22 +243,21 @@ impl Store {
 
     /// E-mail deliveries due now, oldest first.
     pub async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
-        let rows: Vec<(Uuid, String, Uuid, String, i32)> = with_db!(&self.db, pool => sqlx::query_as(
-            "SELECT id, kind, user_id, vars, attempts FROM deliveries
-             WHERE channel = 'email' AND status = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT $2")
+        let rows: Vec<DueRow> = with_db!(&self.db, pool => sqlx::query_as(concat!(
+            "SELECT ", due_columns!(), " FROM deliveries
+             WHERE channel = 'email' AND status = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT $2"))
             .bind(now).bind(limit).fetch_all(pool).await)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, kind, user_id, vars, attempts)| {
-                Some(Due {
-                    id,
-                    kind: Kind::parse(&kind)?,
-                    user_id,
-                    vars: serde_json::from_str(&vars).unwrap_or_default(),
-                    attempts: u32::try_from(attempts).unwrap_or(0),
-                })
-            })
-            .collect())
+        Ok(rows.into_iter().filter_map(due).collect())
+    }
+
+    /// Every pending e-mail of `kind` to `user`, oldest first: a digest's
+    /// contents.
+    pub async fn batch(&self, user: Uuid, kind: Kind) -> Result<Vec<Due>, sqlx::Error> {
+        let rows: Vec<DueRow> = with_db!(&self.db, pool => sqlx::query_as(concat!(
+            "SELECT ", due_columns!(), " FROM deliveries
+             WHERE channel = 'email' AND status = 'pending' AND user_id = $1 AND kind = $2 ORDER BY created_at, id"))
+            .bind(user).bind(kind.as_str()).fetch_all(pool).await)?;
+        Ok(rows.into_iter().filter_map(due).collect())
     }
 
     /// A delivery sent (the relay accepted it), failed for good, or to try

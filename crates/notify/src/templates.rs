@@ -23,8 +23,8 @@ macro_rules! sources {
 }
 
 const SOURCES: &[(&str, &str)] = sources!(
-    "en": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed"],
-    "es": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed"]
+    "en": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed", "digest"],
+    "es": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed", "digest"]
 );
 
 static TEMPLATES: LazyLock<Result<Environment<'static>, String>> = LazyLock::new(|| {
@@ -65,12 +65,44 @@ pub fn render(kind: Kind, locale: &str, vars: &Value) -> Result<Rendered, String
     Ok(Rendered { subject, title, body, text: format!("{text}\n"), html })
 }
 
-/// Renders every kind in every language with its sample values: the first
-/// error, if any (the service refuses to start with it).
+/// A digest e-mail: its subject, text and HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Renders the digest of `people`'s notifications of `kind` (its `name` and
+/// `link` in `vars`).
+pub fn render_digest(kind: Kind, locale: &str, vars: &Value, people: &[String]) -> Result<Digest, String> {
+    let env = TEMPLATES.as_ref().map_err(Clone::clone)?;
+    let locale = if LOCALES.contains(&locale) { locale } else { LOCALES[0] };
+    let mut vars = vars.clone();
+    vars["kind"] = serde_json::json!(kind.as_str());
+    vars["count"] = serde_json::json!(people.len());
+    vars["people"] = serde_json::json!(people);
+    let ctx = minijinja::Value::from(minijinja::value::Serde(&vars));
+    let fail = |e: minijinja::Error| format!("{locale}/digest: {e}");
+    let txt = env.get_template(&format!("{locale}/digest.txt")).map_err(fail)?;
+    let mut captured = txt.render_captured(ctx.clone()).map_err(fail)?;
+    let mut block =
+        |b: &str| captured.with_state_mut(|state| state.render_block(b)).map(|s| s.trim().to_owned()).map_err(fail);
+    let (subject, text) = (block("subject")?, block("text")?);
+    let html = env.get_template(&format!("{locale}/digest.html")).and_then(|t| t.render(ctx)).map_err(fail)?;
+    Ok(Digest { subject, text: format!("{text}\n"), html })
+}
+
+/// Renders every kind in every language with its sample values, and the
+/// digests of the kinds that have them: the first error, if any (the
+/// service refuses to start with it).
 pub fn check() -> Result<(), String> {
     for kind in Kind::ALL {
         for locale in LOCALES {
             render(kind, locale, &kind.sample())?;
+            if kind.digest() {
+                render_digest(kind, locale, &kind.sample(), &["Bob".to_owned(), "Cy".to_owned()])?;
+            }
         }
     }
     Ok(())
@@ -100,6 +132,17 @@ mod tests {
         assert!(r.html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &amp; co"), "{}", r.html);
         assert!(!r.html.contains("<script>"));
         assert!(r.text.contains("<script>alert(1)</script> & co"));
+    }
+
+    #[test]
+    fn a_digest_lists_everyone_and_escapes_them_in_html() {
+        let people = vec!["Bob".to_owned(), "<b>Cy</b>".to_owned(), "Di".to_owned()];
+        let d = render_digest(Kind::FriendRequest, "en", &Kind::FriendRequest.sample(), &people).unwrap();
+        assert_eq!(d.subject, "3 new friend requests on Panal");
+        assert!(d.text.contains("- Bob\n- <b>Cy</b>\n- Di\n"), "{}", d.text);
+        assert!(d.html.contains("<li>&lt;b&gt;Cy&lt;&#x2f;b&gt;</li>"), "{}", d.html);
+        let d = render_digest(Kind::FriendAccepted, "es", &Kind::FriendAccepted.sample(), &people[..2]).unwrap();
+        assert_eq!(d.subject, "2 amigos nuevos en Panal");
     }
 
     #[test]

@@ -35,11 +35,16 @@ struct Person {
 }
 
 impl Notify {
+    /// Notify with digests off (each e-mail at once).
     async fn start(db: &TestDb, smtp: Option<&Smtpd>) -> Self {
+        Self::start_with(db, smtp, 0).await
+    }
+
+    async fn start_with(db: &TestDb, smtp: Option<&Smtpd>, digest_secs: u64) -> Self {
         let smtp = smtp.map(|s| format!("smtp_url = \"{}\"\n", s.url())).unwrap_or_default();
         let dir = std::env::temp_dir().join(format!("panal-notify-{}", Uuid::now_v7().simple()));
         let toml = format!(
-            "{smtp}data_dir = {dir:?}\npublic_url = \"https://panal.example\"\n[bus]\nbackoff_base_ms = 20\nmax_attempts = 2\n[notify]\ninterval_ms = 20\n"
+            "{smtp}data_dir = {dir:?}\npublic_url = \"https://panal.example\"\n[bus]\nbackoff_base_ms = 20\nmax_attempts = 2\n[notify]\ninterval_ms = 20\ndigest_secs = {digest_secs}\n"
         );
         let ctx = TestContext::new(kit::config::Config::from_toml(&toml).unwrap()).await;
         let issuer = TestIssuer::start(&ctx.config).await;
@@ -185,8 +190,11 @@ kit::backend_tests! {
         // Pages: one at a time, then the older.
         let first = n.json("/v1/notify/inbox?limit=1", &ada).await;
         assert_eq!((first["items"].as_array().unwrap().len(), first["has_more"].as_bool()), (1, Some(true)));
+        // (The two events may be handled in either order: the older is
+        // whichever came second in the inbox.)
         let second = n.json(&format!("/v1/notify/inbox?limit=1&before={newest}"), &ada).await;
-        assert_eq!(second["items"][0]["body"], "Bob wants to be your friend.");
+        assert_eq!(second["items"][0]["id"], inbox["items"][1]["id"]);
+        assert_eq!(second["has_more"], false);
         let r = n.call(reqwest::Method::POST, "/v1/notify/inbox/read", &ada.token, None).await;
         assert_eq!(r.json::<Value>().await.unwrap()["marked"], 1);
         assert_eq!(n.inbox(&ada).await["unread"], 0);
@@ -367,6 +375,34 @@ kit::backend_tests! {
         assert_eq!(r.status(), 200);
         assert_eq!(enabled(n.json("/v1/notify/preferences", &ada).await), false);
         assert_eq!(enabled(n.json("/v1/notify/preferences", &bob).await), true);
+    }
+
+    async fn friend_requests_in_a_window_go_as_one_digest_e_mail(db) {
+        let Some(smtpd) = Smtpd::start() else { return };
+        let n = Notify::start_with(&db, Some(&smtpd), 2).await;
+        let ada = n.person("Ada", None).await;
+        let mut others = Vec::new();
+        for name in ["Bob", "Cy", "Di"] {
+            let p = n.person(name, None).await;
+            n.ctx.publish(&friend_request(&p, &ada)).await;
+            others.push(p);
+        }
+        // The inbox at once, one item each.
+        n.items(&ada, 3).await;
+        // The e-mail: one, after the window, listing all three.
+        n.eventually("the digest is sent", || async { n.deliveries(&ada, "sent").await == 3 }).await;
+        n.eventually("it arrives", || async { !smtpd.delivered().is_empty() }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mails = smtpd.delivered();
+        assert_eq!(mails.len(), 1, "one e-mail for three requests");
+        assert!(mails[0].contains("Subject: 3 new friend requests on Panal"), "{}", mails[0]);
+        for name in ["- Bob", "- Cy", "- Di"] {
+            assert!(mails[0].contains(name), "{name} in {}", mails[0]);
+        }
+        // A security message is never digested: it goes at once.
+        n.ctx.publish(&PasswordChanged { user_id: ada.id, how: "change".into(), changed_at: Utc::now() }).await;
+        n.eventually("the security e-mail is sent", || async { n.deliveries(&ada, "sent").await == 4 }).await;
+        let _ = others;
     }
 
     async fn kinds_and_template_previews(db) {
