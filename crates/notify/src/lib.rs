@@ -60,11 +60,22 @@ pub struct Settings {
     /// friend) waits for more of its kind, to go as one digest, in seconds
     /// (0: each goes at once).
     pub digest_secs: u64,
+    /// E-mails sent per second at most (the relay's or provider's limit),
+    /// and how many may go at once after a quiet spell.
+    pub email_per_second: u32,
+    pub email_burst: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { mail_from: "Panal <no-reply@localhost>".into(), interval_ms: 200, concurrency: 8, digest_secs: 300 }
+        Self {
+            mail_from: "Panal <no-reply@localhost>".into(),
+            interval_ms: 200,
+            concurrency: 8,
+            digest_secs: 300,
+            email_per_second: 100,
+            email_burst: 100,
+        }
     }
 }
 
@@ -91,6 +102,10 @@ impl kit::Service for NotifyService {
         s.mail_from.parse::<lettre::message::Mailbox>().map_err(|e| anyhow::anyhow!("notify.mail_from: {e}"))?;
         anyhow::ensure!(s.interval_ms > 0, "notify.interval_ms must be above 0");
         anyhow::ensure!((1..=256).contains(&s.concurrency), "notify.concurrency must be 1 to 256");
+        anyhow::ensure!(
+            s.email_per_second > 0 && s.email_burst > 0,
+            "notify.email_per_second and notify.email_burst must be above 0"
+        );
         // Every template renders, or the service does not start.
         templates::check().map_err(|e| anyhow::anyhow!("a notification template does not render: {e}"))?;
         Ok(())
@@ -120,6 +135,10 @@ impl kit::Service for NotifyService {
             digest_window: chrono::Duration::seconds(
                 i64::try_from(setup.settings.digest_secs).unwrap_or(i64::MAX / 1000),
             ),
+            limit: kit::limit::Limiter::new(kit::limit::Quota::per_second(
+                setup.settings.email_per_second,
+                setup.settings.email_burst,
+            )),
         });
         Ok(State { store, unsubscribe_key, sender })
     }

@@ -35,6 +35,10 @@ pub struct Sender {
     /// How long a low-priority kind's e-mail waits for others of its kind
     /// to the same person, to go as one digest (zero: never).
     pub digest_window: chrono::Duration,
+    /// The e-mail channel's rate (`notify.email_per_second`): what a relay
+    /// or a provider's plan takes. Over it, an e-mail waits its turn (not
+    /// an attempt).
+    pub limit: kit::limit::Limiter<()>,
 }
 
 impl Sender {
@@ -86,6 +90,10 @@ impl Sender {
             if batch.is_empty() {
                 return Ok(());
             }
+        }
+        if let kit::limit::Decision::Deny { retry_after } = self.limit.check(&()) {
+            let wait = chrono::Duration::from_std(retry_after).unwrap_or(chrono::Duration::seconds(1));
+            return self.store.hold(d.id, now + wait, now).await;
         }
         let outcome = self.send(&batch).await;
         let now = Utc::now();

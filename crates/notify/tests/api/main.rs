@@ -41,10 +41,15 @@ impl Notify {
     }
 
     async fn start_with(db: &TestDb, smtp: Option<&Smtpd>, digest_secs: u64) -> Self {
+        Self::start_config(db, smtp, &format!("digest_secs = {digest_secs}\n")).await
+    }
+
+    /// With `notify` lines of its own (`[notify]` settings).
+    async fn start_config(db: &TestDb, smtp: Option<&Smtpd>, notify: &str) -> Self {
         let smtp = smtp.map(|s| format!("smtp_url = \"{}\"\n", s.url())).unwrap_or_default();
         let dir = std::env::temp_dir().join(format!("panal-notify-{}", Uuid::now_v7().simple()));
         let toml = format!(
-            "{smtp}data_dir = {dir:?}\npublic_url = \"https://panal.example\"\n[bus]\nbackoff_base_ms = 20\nmax_attempts = 2\n[notify]\ninterval_ms = 20\ndigest_secs = {digest_secs}\n"
+            "{smtp}data_dir = {dir:?}\npublic_url = \"https://panal.example\"\n[bus]\nbackoff_base_ms = 20\nmax_attempts = 2\n[notify]\ninterval_ms = 20\n{notify}"
         );
         let ctx = TestContext::new(kit::config::Config::from_toml(&toml).unwrap()).await;
         let issuer = TestIssuer::start(&ctx.config).await;
@@ -403,6 +408,29 @@ kit::backend_tests! {
         n.ctx.publish(&PasswordChanged { user_id: ada.id, how: "change".into(), changed_at: Utc::now() }).await;
         n.eventually("the security e-mail is sent", || async { n.deliveries(&ada, "sent").await == 4 }).await;
         let _ = others;
+    }
+
+    async fn the_email_channel_keeps_to_its_rate(db) {
+        let n = Notify::start_config(&db, None, "digest_secs = 0\nemail_per_second = 2\nemail_burst = 1\n").await;
+        let people = [n.person("Ada", None).await, n.person("Bob", None).await, n.person("Cy", None).await];
+        for p in &people {
+            n.ctx.publish(&PasswordChanged { user_id: p.id, how: "change".into(), changed_at: Utc::now() }).await;
+        }
+        // Over the rate, an e-mail waits its turn: seen held while another
+        // has gone.
+        n.eventually("one is sent while another waits", || async {
+            let (sent, waiting): (i64, i64) = with_db!(&n.db, pool => sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE status = 'sent'),
+                        count(*) FILTER (WHERE status = 'pending' AND next_at > $1)
+                 FROM deliveries WHERE channel = 'email'").bind(Utc::now()).fetch_one(pool).await).unwrap();
+            sent >= 1 && waiting >= 1
+        }).await;
+        n.eventually("all are sent", || async {
+            let sent: i64 = with_db!(&n.db, pool => sqlx::query_scalar(
+                "SELECT count(*) FROM deliveries WHERE channel = 'email' AND status = 'sent' AND attempts = 1")
+                .fetch_one(pool).await).unwrap();
+            sent == 3
+        }).await;
     }
 
     async fn kinds_and_template_previews(db) {
