@@ -124,9 +124,24 @@ fn quorum() -> FieldTable {
 
 struct AmqpAcker(lapin::Acker);
 
+/// The longest an acknowledgement is waited for. On a connection the broker
+/// dropped (a restart), lapin's acknowledgement may never resolve; the
+/// delivery comes back anyway (unacknowledged on a dead channel), and the
+/// consumer must get on to subscribing again rather than wait forever.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn settled<F: Future<Output = lapin::Result<()>>>(what: &str, f: F) -> Result<(), BusError> {
+    match tokio::time::timeout(SETTLE_TIMEOUT, f).await {
+        Ok(r) => r.map_err(err),
+        Err(_) => Err(err(format!("rabbitmq: the {what} was not confirmed in {}s", SETTLE_TIMEOUT.as_secs()))),
+    }
+}
+
 impl Acker for AmqpAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>> {
-        Box::pin(async move { self.0.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(err) })
+        Box::pin(async move {
+            settled("acknowledgement", async { self.0.ack(BasicAckOptions::default()).await.map(|_| ()) }).await
+        })
     }
 
     fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>> {
@@ -134,7 +149,8 @@ impl Acker for AmqpAcker {
             // RabbitMQ requeues at once; wait a little so a consumer that cannot
             // handle anything right now does not spin.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            self.0.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.map(|_| ()).map_err(err)
+            let options = BasicNackOptions { requeue: true, ..Default::default() };
+            settled("negative acknowledgement", async { self.0.nack(options).await.map(|_| ()) }).await
         })
     }
 }
