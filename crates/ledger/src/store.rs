@@ -51,6 +51,8 @@ type BlockRow = (i64, Vec<u8>, Vec<u8>, i64, Vec<u8>, i64, Option<Vec<u8>>, Vec<
 
 const BLOCKS_AFTER: &str = "SELECT number, hash, parent_hash, timestamp, caller, nonce, recipient, input, success, \
      gas_used, output FROM chain_blocks WHERE number > $1 ORDER BY number";
+const LEAVES: &str = "SELECT leaf FROM entries WHERE position < $1 ORDER BY position";
+
 macro_rules! checkpoint_columns {
     () => {
         "size, root, note, signed_at, anchor_block, anchor_tx, anchored_at"
@@ -155,9 +157,8 @@ impl Store {
 
     /// The leaf hashes of the first `n` entries, in order.
     pub async fn leaves(&self, n: u64) -> Result<Vec<Hash>, sqlx::Error> {
-        let rows: Vec<Vec<u8>> = with_db!(&self.db, pool => sqlx::query_scalar(
-            "SELECT leaf FROM entries WHERE position < $1 ORDER BY position")
-            .bind(int(n)).fetch_all(pool).await)?;
+        let rows: Vec<Vec<u8>> =
+            with_db!(&self.db, pool => sqlx::query_scalar(LEAVES).bind(int(n)).fetch_all(pool).await)?;
         Ok(rows.iter().map(|l| hash(l)).collect())
     }
 
@@ -213,8 +214,7 @@ pub async fn signed_size(tx: &mut Tx) -> Result<u64, sqlx::Error> {
 
 /// The leaf hashes of the first `n` entries, in order.
 pub async fn leaves_in(tx: &mut Tx, n: u64) -> Result<Vec<Hash>, sqlx::Error> {
-    let rows: Vec<Vec<u8>> = with_tx!(tx, conn => sqlx::query_scalar(
-        "SELECT leaf FROM entries WHERE position < $1 ORDER BY position").bind(int(n)).fetch_all(conn).await)?;
+    let rows: Vec<Vec<u8>> = with_tx!(tx, conn => sqlx::query_scalar(LEAVES).bind(int(n)).fetch_all(conn).await)?;
     Ok(rows.iter().map(|l| hash(l)).collect())
 }
 

@@ -48,20 +48,37 @@ pub struct Rendered {
     pub html: String,
 }
 
-/// Renders `kind` in `locale` (English when the language has no template
-/// for it) with `vars`.
-pub fn render(kind: Kind, locale: &str, vars: &Value) -> Result<Rendered, String> {
+/// Renders the template pair `<locale>/<stem>.txt` and `.html` (English
+/// when the language has none) with `vars`: the named blocks of the `.txt`
+/// (trimmed), and the whole `.html`.
+fn render_pair<const N: usize>(
+    stem: &str,
+    locale: &str,
+    vars: &Value,
+    blocks: [&str; N],
+) -> Result<([String; N], String), String> {
     let env = TEMPLATES.as_ref().map_err(Clone::clone)?;
     let locale = if LOCALES.contains(&locale) { locale } else { LOCALES[0] };
-    let name = |ext: &str| format!("{locale}/{}.{ext}", kind.as_str());
+    let name = |ext: &str| format!("{locale}/{stem}.{ext}");
     let fail = |e: minijinja::Error| format!("{}: {e}", name("txt"));
     let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
     let txt = env.get_template(&name("txt")).map_err(fail)?;
     let mut captured = txt.render_captured(ctx.clone()).map_err(fail)?;
-    let mut block =
-        |b: &str| captured.with_state_mut(|state| state.render_block(b)).map(|s| s.trim().to_owned()).map_err(fail);
-    let (subject, title, body, text) = (block("subject")?, block("title")?, block("body")?, block("text")?);
+    let mut rendered = Vec::with_capacity(N);
+    for b in blocks {
+        rendered
+            .push(captured.with_state_mut(|state| state.render_block(b)).map(|s| s.trim().to_owned()).map_err(fail)?);
+    }
     let html = env.get_template(&name("html")).and_then(|t| t.render(ctx)).map_err(fail)?;
+    let rendered: [String; N] = rendered.try_into().map_err(|_| format!("{}: a block is missing", name("txt")))?;
+    Ok((rendered, html))
+}
+
+/// Renders `kind` in `locale` (English when the language has no template
+/// for it) with `vars`.
+pub fn render(kind: Kind, locale: &str, vars: &Value) -> Result<Rendered, String> {
+    let ([subject, title, body, text], html) =
+        render_pair(kind.as_str(), locale, vars, ["subject", "title", "body", "text"])?;
     Ok(Rendered { subject, title, body, text: format!("{text}\n"), html })
 }
 
@@ -76,20 +93,11 @@ pub struct Digest {
 /// Renders the digest of `people`'s notifications of `kind` (its `name` and
 /// `link` in `vars`).
 pub fn render_digest(kind: Kind, locale: &str, vars: &Value, people: &[String]) -> Result<Digest, String> {
-    let env = TEMPLATES.as_ref().map_err(Clone::clone)?;
-    let locale = if LOCALES.contains(&locale) { locale } else { LOCALES[0] };
     let mut vars = vars.clone();
     vars["kind"] = serde_json::json!(kind.as_str());
     vars["count"] = serde_json::json!(people.len());
     vars["people"] = serde_json::json!(people);
-    let ctx = minijinja::Value::from(minijinja::value::Serde(&vars));
-    let fail = |e: minijinja::Error| format!("{locale}/digest: {e}");
-    let txt = env.get_template(&format!("{locale}/digest.txt")).map_err(fail)?;
-    let mut captured = txt.render_captured(ctx.clone()).map_err(fail)?;
-    let mut block =
-        |b: &str| captured.with_state_mut(|state| state.render_block(b)).map(|s| s.trim().to_owned()).map_err(fail);
-    let (subject, text) = (block("subject")?, block("text")?);
-    let html = env.get_template(&format!("{locale}/digest.html")).and_then(|t| t.render(ctx)).map_err(fail)?;
+    let ([subject, text], html) = render_pair("digest", locale, &vars, ["subject", "text"])?;
     Ok(Digest { subject, text: format!("{text}\n"), html })
 }
 
