@@ -28,6 +28,10 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(unsubscribe))
         .routes(routes!(kinds))
         .routes(routes!(preview))
+        .routes(routes!(push_key))
+        .routes(routes!(push_subscriptions, subscribe_push))
+        .routes(routes!(unsubscribe_push))
+        .routes(routes!(retry_delivery))
         .routes(routes!(export_notify_data))
         .with_state(state)
 }
@@ -210,8 +214,8 @@ pub struct QuietHours {
     pub timezone: Option<String>,
 }
 
-/// The caller's quiet hours: no e-mail but security messages in them; what
-/// they hold goes at their end.
+/// The caller's quiet hours: no e-mail or push but security messages in
+/// them; what they hold goes at their end.
 #[utoipa::path(get, path = "/v1/notify/quiet-hours", operation_id = "notify_quiet_hours", tag = "notify", security(("bearer" = [])),
     responses((status = 200, body = QuietHours),
         (status = 404, description = "None set", body = Problem, content_type = "application/problem+json")))]
@@ -351,6 +355,154 @@ async fn preview(
     Ok(Json(Preview { subject: r.subject, title: r.title, body: r.body, text: r.text, html: r.html }))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushKey {
+    /// Notify's VAPID public key (base64url, uncompressed P-256): the
+    /// `applicationServerKey` a browser subscribes with.
+    #[schema(example = "BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8")]
+    pub public_key: String,
+}
+
+/// The key a browser subscribes to Web Push with
+/// (`pushManager.subscribe({applicationServerKey})`).
+#[utoipa::path(get, path = "/v1/notify/push/key", operation_id = "notify_push_key", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = PushKey)))]
+async fn push_key(State(state): State<AppState>, _caller: Caller) -> Json<PushKey> {
+    Json(PushKey { public_key: state.sender.pusher.vapid.public_key() })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionKeys {
+    /// The browser's P-256 public key, base64url.
+    #[schema(example = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4")]
+    pub p256dh: String,
+    /// The shared authentication secret, base64url (16 bytes).
+    #[schema(example = "BTBZMqHH6r4Tts7J_aSIgg")]
+    pub auth: String,
+}
+
+/// A browser's `PushSubscription.toJSON()`, and a name for the device.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewPushSubscription {
+    /// The push service's address for this browser (https).
+    #[schema(example = "https://fcm.googleapis.com/fcm/send/dGVzdA")]
+    pub endpoint: String,
+    pub keys: SubscriptionKeys,
+    /// What the person calls the device (at most 100 characters).
+    #[schema(example = "Firefox on my laptop")]
+    pub device: Option<String>,
+    /// Sent by browsers, unused.
+    #[serde(default, rename = "expirationTime")]
+    #[schema(value_type = Option<i64>, example = json!(null))]
+    pub expiration_time: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub id: Uuid,
+    #[schema(example = "https://fcm.googleapis.com/fcm/send/dGVzdA")]
+    pub endpoint: String,
+    #[schema(example = "Firefox on my laptop")]
+    pub device: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<crate::store::Subscription> for SubscriptionView {
+    fn from(s: crate::store::Subscription) -> Self {
+        Self { id: s.id, endpoint: s.endpoint, device: s.device, created_at: s.created_at }
+    }
+}
+
+/// The longest push endpoint taken.
+const MAX_ENDPOINT: usize = 2048;
+
+/// Subscribes one of the caller's browsers to Web Push: notifications
+/// then also go there, encrypted for it. The same endpoint again replaces
+/// the keys (and moves it to the caller, if another account had it).
+#[utoipa::path(post, path = "/v1/notify/push/subscriptions", operation_id = "notify_subscribe_push", tag = "notify", security(("bearer" = [])),
+    request_body(content = NewPushSubscription, example = json!({"endpoint": "https://fcm.googleapis.com/fcm/send/dGVzdA",
+        "keys": {"p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4", "auth": "BTBZMqHH6r4Tts7J_aSIgg"},
+        "device": "Firefox on my laptop"})),
+    responses((status = 201, body = SubscriptionView),
+        (status = 422, description = "An endpoint not https or on a private address, keys that are not a P-256 key and a 16-byte secret, a device name too long", body = Problem, content_type = "application/problem+json")))]
+async fn subscribe_push(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewPushSubscription>,
+) -> Result<(StatusCode, Json<SubscriptionView>), NotifyApiError> {
+    let mut errors = FieldErrors::new();
+    match url::Url::parse(&body.endpoint) {
+        _ if body.endpoint.len() > MAX_ENDPOINT => errors.add("endpoint", "must be at most 2048 bytes"),
+        Ok(url) => {
+            if let Some(problem) = state.sender.pusher.endpoint_problem(&url) {
+                errors.add("endpoint", problem);
+            }
+        }
+        Err(_) => errors.add("endpoint", "must be a URL"),
+    }
+    let keys = crate::push::BrowserKeys::parse(&body.keys.p256dh, &body.keys.auth)
+        .map_err(|(field, message)| errors.add(field, message))
+        .ok();
+    let device = body.device.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    if device.is_some_and(|d| d.chars().count() > 100) {
+        errors.add("device", "must be at most 100 characters");
+    }
+    errors.finish()?;
+    let Some(keys) = keys else { return Err(FieldErrors::single("keys", "are invalid").into()) };
+    let new = crate::store::NewSubscription { endpoint: &body.endpoint, p256dh: &keys.p256dh, auth: &keys.auth, device };
+    let now = Utc::now();
+    let id = state.store.subscribe(caller.user_id, &new, now).await?;
+    let view = SubscriptionView { id, endpoint: body.endpoint, device: device.map(str::to_owned), created_at: now };
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The caller's browsers subscribed to Web Push.
+#[utoipa::path(get, path = "/v1/notify/push/subscriptions", operation_id = "notify_push_subscriptions", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = Vec<SubscriptionView>)))]
+async fn push_subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SubscriptionView>>, NotifyApiError> {
+    let subs = state.store.subscriptions(caller.user_id).await?;
+    Ok(Json(subs.into_iter().map(SubscriptionView::from).collect()))
+}
+
+/// Unsubscribes one of the caller's browsers.
+#[utoipa::path(delete, path = "/v1/notify/push/subscriptions/{id}", operation_id = "notify_unsubscribe_push", tag = "notify", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Unsubscribed"),
+        (status = 404, description = "No such subscription of the caller's", body = Problem, content_type = "application/problem+json")))]
+async fn unsubscribe_push(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, NotifyApiError> {
+    if !state.store.unsubscribe_browser(caller.user_id, id).await? {
+        return Err(Problem::not_found("no such push subscription").into());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends a failed delivery again from its first attempt, and removes its
+/// dead letter (administrators; `panal events dead-letters` lists them
+/// under `notify.sender`).
+#[utoipa::path(post, path = "/v1/notify/admin/deliveries/{id}/retry", operation_id = "notify_retry_delivery", tag = "notify",
+    security(("bearer" = ["admin"])), params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Pending again"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No failed delivery with that id", body = Problem, content_type = "application/problem+json")))]
+async fn retry_delivery(
+    State(state): State<AppState>,
+    _admin: Authorized<Admin>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, NotifyApiError> {
+    if !state.store.retry(id, Utc::now()).await? {
+        return Err(Problem::not_found("no failed delivery with that id").into());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// What notify holds about the caller: their address and language, their
 /// choices, their inbox and every delivery to them (GDPR articles 15 and
 /// 20). Erasure comes from users' `user_erased`.
@@ -371,5 +523,6 @@ async fn export_notify_data(
         "quiet_hours": state.store.quiet_hours(id).await?.map(|(from, to, timezone)| QuietHours { from, to, timezone }),
         "inbox": inbox,
         "deliveries": state.store.deliveries(id).await?,
+        "push_subscriptions": state.store.subscriptions(id).await?.into_iter().map(SubscriptionView::from).collect::<Vec<_>>(),
     })))
 }

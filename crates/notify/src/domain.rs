@@ -25,15 +25,19 @@ pub enum Channel {
     /// The in-app inbox, pushed live on `user:<id>`.
     Inbox,
     Email,
+    /// Web Push (RFC 8030/8291/8292) to every browser the person
+    /// subscribed.
+    Push,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 2] = [Channel::Inbox, Channel::Email];
+    pub const ALL: [Channel; 3] = [Channel::Inbox, Channel::Email, Channel::Push];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Inbox => "inbox",
             Channel::Email => "email",
+            Channel::Push => "push",
         }
     }
 
@@ -81,7 +85,7 @@ impl Kind {
 
     /// The channels it goes out on unless the person turned one off.
     pub fn channels(self) -> &'static [Channel] {
-        &[Channel::Inbox, Channel::Email]
+        &[Channel::Inbox, Channel::Email, Channel::Push]
     }
 
     /// Low-priority kinds: their e-mails wait out `notify.digest_secs` and
@@ -205,6 +209,61 @@ pub fn quiet_until(now: DateTime<Utc>, q: Quiet) -> Option<DateTime<Utc>> {
     None
 }
 
+/// Whether an address is on the public internet: a push endpoint may not
+/// point notify at its own network (loopback, private, link-local,
+/// carrier-grade NAT, unspecified, multicast, documentation ranges).
+pub fn public_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return public_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8))
+        }
+    }
+}
+
+/// Why a push endpoint is refused, if it is: it must be an `https` URL of
+/// a host on the public internet, without credentials. `allow_local`
+/// (tests, a push service on the same network) lets `http` and local
+/// addresses through.
+pub fn endpoint_problem(url: &url::Url, allow_local: bool) -> Option<&'static str> {
+    if !(url.scheme() == "https" || (allow_local && url.scheme() == "http")) {
+        return Some("must be an https URL");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("must not carry credentials");
+    }
+    match url.host() {
+        None => Some("must name a host"),
+        Some(url::Host::Ipv4(ip)) if !allow_local && !public_ip(ip.into()) => Some("must not be a private address"),
+        Some(url::Host::Ipv6(ip)) if !allow_local && !public_ip(ip.into()) => Some("must not be a private address"),
+        Some(url::Host::Domain(d)) if !allow_local && (d == "localhost" || d.ends_with(".localhost")) => {
+            Some("must not be a private address")
+        }
+        _ => None,
+    }
+}
+
 /// A time of day as the API writes it (`22:00`).
 pub fn parse_time(s: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(s, "%H:%M").ok()
@@ -310,6 +369,34 @@ mod tests {
         // on the wall, eight on the clock.
         let night = quiet("23:00", "08:00", "Europe/Madrid");
         assert_eq!(quiet_until(at("2026-03-28T22:00:00Z"), night), Some(at("2026-03-29T06:00:00Z")));
+    }
+
+    #[test]
+    fn push_endpoints_must_be_public_https() {
+        let check = |s: &str, local: bool| endpoint_problem(&url::Url::parse(s).unwrap(), local);
+        assert_eq!(check("https://fcm.googleapis.com/fcm/send/abc", false), None);
+        assert_eq!(check("https://[2a00:1450::1]/x", false), None);
+        for bad in [
+            "http://push.example/x",
+            "ftp://push.example/x",
+            "https://127.0.0.1/x",
+            "https://10.1.2.3/x",
+            "https://192.168.0.1/x",
+            "https://169.254.169.254/latest",
+            "https://100.64.0.1/x",
+            "https://0.0.0.0/x",
+            "https://[::1]/x",
+            "https://[fd00::1]/x",
+            "https://[fe80::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://localhost/x",
+            "https://user:pw@push.example/x",
+        ] {
+            assert!(check(bad, false).is_some(), "{bad}");
+        }
+        // Configured for tests: a local http endpoint passes; credentials never.
+        assert_eq!(check("http://127.0.0.1:9/x", true), None);
+        assert!(check("http://a:b@127.0.0.1:9/x", true).is_some());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod api;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod push;
 pub mod sender;
 pub mod store;
 pub mod templates;
@@ -36,11 +37,13 @@ pub const MIGRATIONS: Migrations = Migrations {
         (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
         (2, "quiet_hours", include_str!("../migrations/sqlite/0002_quiet_hours.sql")),
         (3, "unsubscribe_key", include_str!("../migrations/sqlite/0003_unsubscribe_key.sql")),
+        (4, "push", include_str!("../migrations/sqlite/0004_push.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         (2, "quiet_hours", include_str!("../migrations/postgres/0002_quiet_hours.sql")),
         (3, "unsubscribe_key", include_str!("../migrations/postgres/0003_unsubscribe_key.sql")),
+        (4, "push", include_str!("../migrations/postgres/0004_push.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
@@ -64,6 +67,20 @@ pub struct Settings {
     /// and how many may go at once after a quiet spell.
     pub email_per_second: u32,
     pub email_burst: u32,
+    /// Web Push: the contact push services see with notify's VAPID key
+    /// (`mailto:` or `https:`).
+    pub push_subject: String,
+    /// How long a push service keeps a message for a browser that is
+    /// offline, in seconds.
+    pub push_ttl_secs: u64,
+    /// Push messages sent per second at most, and the burst.
+    pub push_per_second: u32,
+    pub push_burst: u32,
+    /// Accept push endpoints over plain `http` and on loopback or private
+    /// addresses. For tests and a push service on the same network only:
+    /// otherwise a subscription could make notify call into its own
+    /// network.
+    pub push_allow_local: bool,
 }
 
 impl Default for Settings {
@@ -75,6 +92,11 @@ impl Default for Settings {
             digest_secs: 300,
             email_per_second: 100,
             email_burst: 100,
+            push_subject: "mailto:admin@localhost".into(),
+            push_ttl_secs: 86_400,
+            push_per_second: 100,
+            push_burst: 100,
+            push_allow_local: false,
         }
     }
 }
@@ -83,7 +105,7 @@ pub struct State {
     pub(crate) store: Arc<Store>,
     /// Signs one-click unsubscribe links.
     pub(crate) unsubscribe_key: [u8; 32],
-    sender: Arc<Sender>,
+    pub(crate) sender: Arc<Sender>,
 }
 
 pub(crate) type AppState = Arc<State>;
@@ -106,6 +128,15 @@ impl kit::Service for NotifyService {
             s.email_per_second > 0 && s.email_burst > 0,
             "notify.email_per_second and notify.email_burst must be above 0"
         );
+        anyhow::ensure!(
+            s.push_per_second > 0 && s.push_burst > 0,
+            "notify.push_per_second and notify.push_burst must be above 0"
+        );
+        anyhow::ensure!(
+            s.push_subject.starts_with("mailto:") || s.push_subject.starts_with("https://"),
+            "notify.push_subject must be a mailto: or https: URL (RFC 8292)"
+        );
+        anyhow::ensure!(s.push_ttl_secs <= 2_419_200, "notify.push_ttl_secs must be at most 28 days");
         // Every template renders, or the service does not start.
         templates::check().map_err(|e| anyhow::anyhow!("a notification template does not render: {e}"))?;
         Ok(())
@@ -123,6 +154,12 @@ impl kit::Service for NotifyService {
             ),
             None => None,
         };
+        let vapid = store.vapid_key(push::Vapid::generate().map_err(|_| anyhow::anyhow!("no randomness"))?, chrono::Utc::now()).await?;
+        let pusher = push::Pusher::new(
+            push::Vapid::new(&vapid, setup.settings.push_subject.clone())?,
+            Duration::from_secs(setup.settings.push_ttl_secs),
+            setup.settings.push_allow_local,
+        )?;
         let sender = Arc::new(Sender {
             store: store.clone(),
             smtp,
@@ -138,6 +175,11 @@ impl kit::Service for NotifyService {
             limit: kit::limit::Limiter::new(kit::limit::Quota::per_second(
                 setup.settings.email_per_second,
                 setup.settings.email_burst,
+            )),
+            pusher,
+            push_limit: kit::limit::Limiter::new(kit::limit::Quota::per_second(
+                setup.settings.push_per_second,
+                setup.settings.push_burst,
             )),
         });
         Ok(State { store, unsubscribe_key, sender })

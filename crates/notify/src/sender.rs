@@ -1,8 +1,11 @@
-//! The sender: a worker that sends the e-mail deliveries due, rendered in
-//! the person's language, through SMTP (`PANAL_SMTP_URL`), or without it
-//! writes them as files under `<data_dir>/mail/` (development). A delivery
-//! the relay accepted is `sent`; one it refused or could not take is tried
-//! again with backoff, and `failed` after the last attempt.
+//! The sender: a worker that sends the deliveries due, rendered in the
+//! person's language — e-mail through SMTP (`PANAL_SMTP_URL`, or without it
+//! files under `<data_dir>/mail/`, for development), Web Push to each of
+//! the person's browsers. A delivery the relay or a push service took is
+//! `sent`; one it could not take is tried again with backoff, and `failed`
+//! after the last attempt (or at once when no browser will ever take it),
+//! and then it is also a dead letter of the bus (`panal events
+//! dead-letters`), to be retried by an administrator.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,9 +18,19 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{self, MAX_ATTEMPTS};
+use crate::domain::{self, Channel, MAX_ATTEMPTS};
+use crate::push::{BrowserKeys, Outcome, Pusher};
 use crate::store::{Due, Store};
 use crate::templates;
+
+/// Why a delivery did not go.
+#[derive(Debug)]
+enum Failure {
+    /// Worth another attempt.
+    Retry(String),
+    /// Never going to (every browser refused or is gone).
+    Final(String),
+}
 
 pub struct Sender {
     pub store: Arc<Store>,
@@ -39,6 +52,9 @@ pub struct Sender {
     /// or a provider's plan takes. Over it, an e-mail waits its turn (not
     /// an attempt).
     pub limit: kit::limit::Limiter<()>,
+    pub pusher: Pusher,
+    /// The push channel's rate (`notify.push_per_second`).
+    pub push_limit: kit::limit::Limiter<()>,
 }
 
 impl Sender {
@@ -91,12 +107,17 @@ impl Sender {
                 return Ok(());
             }
         }
-        if let kit::limit::Decision::Deny { retry_after } = self.limit.check(&()) {
+        let limit = if d.channel == Channel::Push { &self.push_limit } else { &self.limit };
+        if let kit::limit::Decision::Deny { retry_after } = limit.check(&()) {
             let wait = chrono::Duration::from_std(retry_after).unwrap_or(chrono::Duration::seconds(1));
             return self.store.hold(d.id, now + wait, now).await;
         }
-        let outcome = self.send(&batch).await;
+        let outcome = match d.channel {
+            Channel::Push => self.send_push(d).await,
+            _ => self.send(&batch).await.map_err(Failure::Retry),
+        };
         let now = Utc::now();
+        let channel = d.channel.as_str();
         match outcome {
             Ok(()) => {
                 for b in &batch {
@@ -104,14 +125,60 @@ impl Sender {
                 }
                 Ok(())
             }
-            Err(e) if d.attempts + 1 >= MAX_ATTEMPTS => {
-                tracing::error!(delivery = %d.id, error = %e, "an e-mail was given up");
-                self.store.settle(d.id, "failed", Some(&e), now, now).await
-            }
-            Err(e) => {
-                tracing::warn!(delivery = %d.id, error = %e, "an e-mail was not sent; retrying");
+            Err(Failure::Retry(e)) if d.attempts + 1 < MAX_ATTEMPTS => {
+                tracing::warn!(delivery = %d.id, channel, error = %e, "a notification was not sent; retrying");
                 self.store.settle(d.id, "pending", Some(&e), now + domain::backoff(d.attempts), now).await
             }
+            Err(Failure::Retry(e) | Failure::Final(e)) => {
+                tracing::error!(delivery = %d.id, channel, error = %e, "a notification was given up");
+                self.store.fail(d, &e, now).await
+            }
+        }
+    }
+
+    /// Sends a push delivery to each of the person's browsers it has not
+    /// reached yet: sent when one took it; tried again while one may
+    /// still; failed when none ever will.
+    async fn send_push(&self, d: &Due) -> Result<(), Failure> {
+        let db = |e: sqlx::Error| Failure::Retry(e.to_string());
+        let recipient = self.store.recipient(d.user_id).await.map_err(db)?;
+        let Some(recipient) = recipient else { return Err(Failure::Final("the recipient is gone".into())) };
+        let locale = domain::locale_of(recipient.locale.as_deref());
+        let rendered = templates::render(d.kind, locale, &d.vars).map_err(Failure::Final)?;
+        let path = d.vars["link"].as_str().unwrap_or("/");
+        let body: String = rendered.body.chars().take(1000).collect();
+        let payload = json!({
+            "id": d.id, "kind": d.kind.as_str(), "title": rendered.title, "body": body,
+            "link": format!("{}{path}", self.public_url.trim_end_matches('/')),
+        })
+        .to_string();
+        let done = self.store.receipts(d.id).await.map_err(db)?;
+        let (mut reached, mut retry, mut refused) = (!done.is_empty(), None, None);
+        for s in self.store.subscriptions(d.user_id).await.map_err(db)? {
+            if done.contains(&s.id) {
+                continue;
+            }
+            let keys = BrowserKeys { p256dh: s.p256dh, auth: s.auth };
+            match self.pusher.push(&s.endpoint, &keys, payload.as_bytes(), d.kind.security()).await {
+                Outcome::Accepted => {
+                    reached = true;
+                    self.store.receipt(d.id, s.id).await.map_err(db)?;
+                }
+                Outcome::Gone => {
+                    tracing::info!(subscription = %s.id, "a push subscription is gone; removed");
+                    self.store.subscription_gone(s.id).await.map_err(db)?;
+                }
+                Outcome::Refused(e) => {
+                    self.store.receipt(d.id, s.id).await.map_err(db)?;
+                    refused = Some(e);
+                }
+                Outcome::Retry(e) => retry = Some(e),
+            }
+        }
+        match (retry, reached) {
+            (Some(e), _) => Err(Failure::Retry(e)),
+            (None, true) => Ok(()),
+            (None, false) => Err(Failure::Final(refused.unwrap_or_else(|| "no browser is subscribed".into()))),
         }
     }
 
@@ -137,7 +204,7 @@ impl Sender {
     }
 
     fn digested(&self, d: &Due) -> bool {
-        d.kind.digest() && self.digest_window > chrono::Duration::zero()
+        d.channel == Channel::Email && d.kind.digest() && self.digest_window > chrono::Duration::zero()
     }
 
     /// Sends `batch` (one delivery, or a digest of several of one kind to

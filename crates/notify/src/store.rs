@@ -39,6 +39,7 @@ pub struct Item {
 pub struct Due {
     pub id: Uuid,
     pub kind: Kind,
+    pub channel: Channel,
     pub user_id: Uuid,
     pub vars: Value,
     pub attempts: u32,
@@ -58,23 +59,49 @@ pub struct DeliveryRecord {
 }
 
 type RecipientRow = (Uuid, Option<String>, String, Option<String>, Option<String>);
-type DueRow = (Uuid, String, Uuid, String, i32, DateTime<Utc>);
+type DueRow = (Uuid, String, String, Uuid, String, i32, DateTime<Utc>);
 
 macro_rules! due_columns {
     () => {
-        "id, kind, user_id, vars, attempts, created_at"
+        "id, kind, channel, user_id, vars, attempts, created_at"
     };
 }
 
-fn due((id, kind, user_id, vars, attempts, created_at): DueRow) -> Option<Due> {
+fn due((id, kind, channel, user_id, vars, attempts, created_at): DueRow) -> Option<Due> {
     Some(Due {
         id,
         kind: Kind::parse(&kind)?,
+        channel: Channel::parse(&channel)?,
         user_id,
         vars: serde_json::from_str(&vars).unwrap_or_default(),
         attempts: u32::try_from(attempts).unwrap_or(0),
         created_at,
     })
+}
+
+/// A browser subscribed to Web Push.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub endpoint: String,
+    pub p256dh: Vec<u8>,
+    pub auth: Vec<u8>,
+    pub device: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A browser's subscription as it arrives.
+pub struct NewSubscription<'a> {
+    pub endpoint: &'a str,
+    pub p256dh: &'a [u8],
+    pub auth: &'a [u8],
+    pub device: Option<&'a str>,
+}
+
+type SubscriptionRow = (Uuid, String, Vec<u8>, Vec<u8>, Option<String>, DateTime<Utc>);
+
+fn subscription((id, endpoint, p256dh, auth, device, created_at): SubscriptionRow) -> Subscription {
+    Subscription { id, endpoint, p256dh, auth, device, created_at }
 }
 
 type DeliveryRow = (Uuid, String, String, String, i32, DateTime<Utc>, DateTime<Utc>);
@@ -91,6 +118,9 @@ fn item(r: ItemRow) -> Item {
 const RECIPIENT: &str =
     "SELECT user_id, email, display_name, locale, timezone FROM recipients WHERE user_id = $1 AND NOT erased";
 
+/// The name the sender's dead letters carry.
+pub const SENDER: &str = "notify.sender";
+
 pub struct Store {
     db: Db,
 }
@@ -103,12 +133,32 @@ impl Store {
     /// The key that signs unsubscribe links: the one kept, or `fresh`
     /// kept now (the first start; another process's if it was first).
     pub async fn unsubscribe_key(&self, fresh: [u8; 32], now: DateTime<Utc>) -> Result<[u8; 32], sqlx::Error> {
-        with_db!(write &self.db, pool => sqlx::query(
-            "INSERT INTO unsubscribe_key (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(fresh.to_vec()).bind(now).execute(pool).await.map(|_| ()))?;
-        let kept: Vec<u8> = with_db!(&self.db, pool => sqlx::query_scalar(
-            "SELECT secret FROM unsubscribe_key WHERE id = 1").fetch_one(pool).await)?;
+        const KEEP: &str =
+            "INSERT INTO unsubscribe_key (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING";
+        const KEPT: &str = "SELECT secret FROM unsubscribe_key WHERE id = 1";
+        let kept = self.keep(KEEP, KEPT, fresh.to_vec(), now).await?;
         Ok(kept.try_into().unwrap_or(fresh))
+    }
+
+    /// The VAPID key (PKCS#8): the one kept, or `fresh` kept now.
+    pub async fn vapid_key(&self, fresh: Vec<u8>, now: DateTime<Utc>) -> Result<Vec<u8>, sqlx::Error> {
+        const KEEP: &str =
+            "INSERT INTO vapid_key (id, pkcs8, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING";
+        const KEPT: &str = "SELECT pkcs8 FROM vapid_key WHERE id = 1";
+        self.keep(KEEP, KEPT, fresh, now).await
+    }
+
+    /// A secret made once: `keep` stores `fresh` unless one is kept, `kept`
+    /// reads what is.
+    async fn keep(
+        &self,
+        keep: &'static str,
+        kept: &'static str,
+        fresh: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>, sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(keep).bind(fresh).bind(now).execute(pool).await.map(|_| ()))?;
+        with_db!(&self.db, pool => sqlx::query_scalar(kept).fetch_one(pool).await)
     }
 
     // ---- people, from auth's and users' events ------------------------
@@ -160,6 +210,8 @@ impl Store {
         with_tx!(tx, conn => sqlx::query("DELETE FROM preferences WHERE user_id = $1")
             .bind(user).execute(conn).await.map(|_| ()))?;
         with_tx!(tx, conn => sqlx::query("DELETE FROM quiet_hours WHERE user_id = $1")
+            .bind(user).execute(conn).await.map(|_| ()))?;
+        with_tx!(tx, conn => sqlx::query("DELETE FROM push_subscriptions WHERE user_id = $1")
             .bind(user).execute(conn).await.map(|_| ()))
     }
 
@@ -199,7 +251,12 @@ impl Store {
         let mut recorded = Vec::new();
         for &channel in kind.channels() {
             let choice = Self::choice_in(tx, to.user_id, kind, channel).await?;
-            if !domain::enabled(kind, channel, choice) || (channel == Channel::Email && to.email.is_none()) {
+            let reachable = match channel {
+                Channel::Inbox => true,
+                Channel::Email => to.email.is_some(),
+                Channel::Push => Self::subscribed_in(tx, to.user_id).await?,
+            };
+            if !domain::enabled(kind, channel, choice) || !reachable {
                 continue;
             }
             let id = Uuid::now_v7();
@@ -241,11 +298,12 @@ impl Store {
 
     // ---- sending -------------------------------------------------------
 
-    /// E-mail deliveries due now, oldest first.
+    /// Deliveries due now (e-mail and push; the inbox's are delivered
+    /// when decided), oldest first.
     pub async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
         let rows: Vec<DueRow> = with_db!(&self.db, pool => sqlx::query_as(concat!(
             "SELECT ", due_columns!(), " FROM deliveries
-             WHERE channel = 'email' AND status = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT $2"))
+             WHERE status = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT $2"))
             .bind(now).bind(limit).fetch_all(pool).await)?;
         Ok(rows.into_iter().filter_map(due).collect())
     }
@@ -275,6 +333,100 @@ impl Store {
             "UPDATE deliveries SET status = $2, last_error = $3, attempts = attempts + 1, next_at = $4, updated_at = $5
              WHERE id = $1 AND status = 'pending'")
             .bind(id).bind(status).bind(error).bind(next_at).bind(now).execute(pool).await.map(|_| ()))
+    }
+
+    // ---- Web Push --------------------------------------------------------
+
+    async fn subscribed_in(tx: &mut Tx, user: Uuid) -> Result<bool, sqlx::Error> {
+        let n: i64 = with_tx!(tx, conn => sqlx::query_scalar(
+            "SELECT count(*) FROM push_subscriptions WHERE user_id = $1").bind(user).fetch_one(conn).await)?;
+        Ok(n > 0)
+    }
+
+    /// Subscribes a browser for `user` (its endpoint taken over from
+    /// whoever had it: an endpoint is one browser's); its id.
+    pub async fn subscribe(&self, user: Uuid, s: &NewSubscription<'_>, now: DateTime<Utc>) -> Result<Uuid, sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query_scalar(
+            "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth, device, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (endpoint) DO UPDATE SET user_id = excluded.user_id, p256dh = excluded.p256dh,
+                 auth = excluded.auth, device = excluded.device, created_at = excluded.created_at
+             RETURNING id")
+            .bind(Uuid::now_v7()).bind(user).bind(s.endpoint).bind(s.p256dh).bind(s.auth).bind(s.device).bind(now)
+            .fetch_one(pool).await)
+    }
+
+    /// The person's subscribed browsers, oldest first.
+    pub async fn subscriptions(&self, user: Uuid) -> Result<Vec<Subscription>, sqlx::Error> {
+        let rows: Vec<SubscriptionRow> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT id, endpoint, p256dh, auth, device, created_at FROM push_subscriptions
+             WHERE user_id = $1 ORDER BY created_at, id")
+            .bind(user).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(subscription).collect())
+    }
+
+    /// Removes one of the person's subscriptions; false when they have no
+    /// such one.
+    pub async fn unsubscribe_browser(&self, user: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query(
+            "DELETE FROM push_subscriptions WHERE user_id = $1 AND id = $2")
+            .bind(user).bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Removes a subscription its push service says is gone.
+    pub async fn subscription_gone(&self, id: Uuid) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query("DELETE FROM push_subscriptions WHERE id = $1")
+            .bind(id).execute(pool).await.map(|_| ()))
+    }
+
+    /// The browsers a push delivery is done with.
+    pub async fn receipts(&self, delivery: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT subscription_id FROM push_receipts WHERE delivery_id = $1")
+            .bind(delivery).fetch_all(pool).await)
+    }
+
+    pub async fn receipt(&self, delivery: Uuid, subscription: Uuid) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO push_receipts (delivery_id, subscription_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(delivery).bind(subscription).execute(pool).await.map(|_| ()))
+    }
+
+    /// A delivery given up: `failed`, and a dead letter of the bus
+    /// (consumer [`SENDER`]) an administrator sees with the others and
+    /// retries with `POST /v1/notify/admin/deliveries/{id}/retry`. The letter
+    /// names the delivery, never its contents.
+    pub async fn fail(&self, d: &Due, error: &str, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        self.settle(d.id, "failed", Some(error), now, now).await?;
+        let letter = kit::bus::store::DeadLetter {
+            id: Uuid::now_v7(),
+            consumer: SENDER.to_owned(),
+            event_id: Some(d.id.to_string()),
+            event_type: format!("notify.delivery.{}", d.channel.as_str()),
+            payload: serde_json::json!({
+                "delivery_id": d.id, "kind": d.kind.as_str(), "channel": d.channel.as_str(), "user_id": d.user_id,
+            })
+            .to_string(),
+            error: error.to_owned(),
+            attempts: i32::try_from(d.attempts + 1).unwrap_or(i32::MAX),
+            first_failed_at: now,
+            last_failed_at: now,
+        };
+        kit::bus::store::insert_dead_letter(&self.db, &letter).await
+    }
+
+    /// A failed delivery sent again from the start (an administrator's
+    /// call), its dead letter removed; false when no failed delivery has
+    /// that id.
+    pub async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = $2, updated_at = $2, last_error = NULL
+             WHERE id = $1 AND status = 'failed'")
+            .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        with_db!(write &self.db, pool => sqlx::query("DELETE FROM dead_letters WHERE consumer = $1 AND event_id = $2")
+            .bind(SENDER).bind(id.to_string()).execute(pool).await.map(|_| ()))?;
+        Ok(n == 1)
     }
 
     // ---- the inbox -----------------------------------------------------
