@@ -450,7 +450,8 @@ async fn subscribe_push(
     }
     errors.finish()?;
     let Some(keys) = keys else { return Err(FieldErrors::single("keys", "are invalid").into()) };
-    let new = crate::store::NewSubscription { endpoint: &body.endpoint, p256dh: &keys.p256dh, auth: &keys.auth, device };
+    let new =
+        crate::store::NewSubscription { endpoint: &body.endpoint, p256dh: &keys.p256dh, auth: &keys.auth, device };
     let now = Utc::now();
     let id = state.store.subscribe(caller.user_id, &new, now).await?;
     let view = SubscriptionView { id, endpoint: body.endpoint, device: device.map(str::to_owned), created_at: now };

@@ -154,7 +154,9 @@ impl kit::Service for NotifyService {
             ),
             None => None,
         };
-        let vapid = store.vapid_key(push::Vapid::generate().map_err(|_| anyhow::anyhow!("no randomness"))?, chrono::Utc::now()).await?;
+        let vapid = store
+            .vapid_key(push::Vapid::generate().map_err(|_| anyhow::anyhow!("no randomness"))?, chrono::Utc::now())
+            .await?;
         let pusher = push::Pusher::new(
             push::Vapid::new(&vapid, setup.settings.push_subject.clone())?,
             Duration::from_secs(setup.settings.push_ttl_secs),

@@ -345,7 +345,12 @@ impl Store {
 
     /// Subscribes a browser for `user` (its endpoint taken over from
     /// whoever had it: an endpoint is one browser's); its id.
-    pub async fn subscribe(&self, user: Uuid, s: &NewSubscription<'_>, now: DateTime<Utc>) -> Result<Uuid, sqlx::Error> {
+    pub async fn subscribe(
+        &self,
+        user: Uuid,
+        s: &NewSubscription<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Uuid, sqlx::Error> {
         with_db!(write &self.db, pool => sqlx::query_scalar(
             "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth, device, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -398,7 +403,11 @@ impl Store {
     /// retries with `POST /v1/notify/admin/deliveries/{id}/retry`. The letter
     /// names the delivery, never its contents.
     pub async fn fail(&self, d: &Due, error: &str, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        self.settle(d.id, "failed", Some(error), now, now).await?;
+        let mut tx = self.db.begin().await?;
+        with_tx!(&mut tx, conn => sqlx::query(
+            "UPDATE deliveries SET status = 'failed', last_error = $2, attempts = attempts + 1, updated_at = $3
+             WHERE id = $1 AND status = 'pending'")
+            .bind(d.id).bind(error).bind(now).execute(conn).await.map(|_| ()))?;
         let letter = kit::bus::store::DeadLetter {
             id: Uuid::now_v7(),
             consumer: SENDER.to_owned(),
@@ -413,19 +422,22 @@ impl Store {
             first_failed_at: now,
             last_failed_at: now,
         };
-        kit::bus::store::insert_dead_letter(&self.db, &letter).await
+        kit::bus::store::insert_dead_letter_in(&mut tx, &letter).await?;
+        tx.commit().await
     }
 
     /// A failed delivery sent again from the start (an administrator's
     /// call), its dead letter removed; false when no failed delivery has
     /// that id.
     pub async fn retry(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
-        let n = with_db!(write &self.db, pool => sqlx::query(
+        let mut tx = self.db.begin().await?;
+        let n = with_tx!(&mut tx, conn => sqlx::query(
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = $2, updated_at = $2, last_error = NULL
              WHERE id = $1 AND status = 'failed'")
-            .bind(id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
-        with_db!(write &self.db, pool => sqlx::query("DELETE FROM dead_letters WHERE consumer = $1 AND event_id = $2")
-            .bind(SENDER).bind(id.to_string()).execute(pool).await.map(|_| ()))?;
+            .bind(id).bind(now).execute(conn).await.map(|r| r.rows_affected()))?;
+        with_tx!(&mut tx, conn => sqlx::query("DELETE FROM dead_letters WHERE consumer = $1 AND event_id = $2")
+            .bind(SENDER).bind(id.to_string()).execute(conn).await.map(|_| ()))?;
+        tx.commit().await?;
         Ok(n == 1)
     }
 

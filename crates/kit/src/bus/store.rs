@@ -142,7 +142,15 @@ const DEAD_LETTER_COLUMNS: &str =
     "id, consumer, event_id, event_type, payload, error, attempts, first_failed_at, last_failed_at";
 
 pub async fn insert_dead_letter(db: &Db, d: &DeadLetter) -> Result<(), sqlx::Error> {
-    with_db!(write db, pool => sqlx::query(
+    let mut tx = db.begin().await?;
+    insert_dead_letter_in(&mut tx, d).await?;
+    tx.commit().await
+}
+
+/// Records a dead letter in the transaction of the change that gave up
+/// (notify's sender fails a delivery and leaves its letter at once).
+pub async fn insert_dead_letter_in(tx: &mut Tx, d: &DeadLetter) -> Result<(), sqlx::Error> {
+    with_tx!(tx, conn => sqlx::query(
         "INSERT INTO dead_letters (id, consumer, event_id, event_type, payload, error, attempts, first_failed_at, last_failed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
@@ -155,7 +163,7 @@ pub async fn insert_dead_letter(db: &Db, d: &DeadLetter) -> Result<(), sqlx::Err
     .bind(d.attempts)
     .bind(d.first_failed_at)
     .bind(d.last_failed_at)
-    .execute(pool)
+    .execute(conn)
     .await
     .map(|_| ()))
 }

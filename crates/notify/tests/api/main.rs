@@ -6,8 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod push_service;
+
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use contracts::auth::{PasswordChanged, UserRegistered};
 use contracts::game::InvitationSent;
@@ -20,6 +24,8 @@ use kit::testing::{Smtpd, TestContext, TestDb, TestIssuer, TestServer, assert_pr
 use kit::with_db;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+use crate::push_service::PushService;
 
 struct Notify {
     ctx: TestContext,
@@ -40,8 +46,9 @@ impl Notify {
         Self::start_with(db, smtp, 0).await
     }
 
+    /// Push endpoints on this machine taken (the test's push service).
     async fn start_with(db: &TestDb, smtp: Option<&Smtpd>, digest_secs: u64) -> Self {
-        Self::start_config(db, smtp, &format!("digest_secs = {digest_secs}\n")).await
+        Self::start_config(db, smtp, &format!("digest_secs = {digest_secs}\npush_allow_local = true\n")).await
     }
 
     /// With `notify` lines of its own (`[notify]` settings).
@@ -134,6 +141,13 @@ impl Notify {
     }
 }
 
+/// A 422 naming `field`.
+async fn assert_field(r: reqwest::Response, field: &str) {
+    let p = assert_problem(r, 422, None).await;
+    let fields: Vec<&str> = p["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, [field], "{p}");
+}
+
 fn friend_request(from: &Person, to: &Person) -> FriendshipChanged {
     FriendshipChanged { actor: from.id, other: to.id, state: FriendshipState::Requested, changed_at: Utc::now() }
 }
@@ -144,6 +158,9 @@ kit::backend_tests! {
         let n = Notify::start(&db, smtpd.as_ref()).await;
         let ada = n.person("Ada", None).await;
         let bob = n.person("Bob", None).await;
+        let push_service = PushService::start().await;
+        let r = n.call(reqwest::Method::POST, "/v1/notify/push/subscriptions", &ada.token, Some(push_service.browser("adas-phone"))).await;
+        assert_eq!(r.status(), 201);
         let mut pushes = n.ctx.watch::<Publication>().await;
         let event = friend_request(&bob, &ada);
         let envelope = contracts::Envelope::new(&event, None);
@@ -166,7 +183,15 @@ kit::backend_tests! {
         n.ctx.publish(&other).await;
         n.items(&bob, 1).await;
         assert_eq!(n.inbox(&ada).await["items"].as_array().unwrap().len(), 1);
-        assert_eq!(n.deliveries(&ada, "sent").await, 1);
+        n.eventually("the push is sent", || async { n.deliveries(&ada, "sent").await == 2 }).await;
+        // One Web Push, decrypted by Ada's browser.
+        let received = push_service.received();
+        assert_eq!(received.len(), 1, "exactly one push: {received:?}");
+        let payload = received[0].payload.as_ref().unwrap();
+        assert_eq!((payload["title"].as_str(), payload["kind"].as_str()), (Some("Friend request"), Some("friend_request")));
+        assert_eq!(payload["body"], "Bob wants to be your friend.");
+        assert_eq!(payload["link"], "https://panal.example/friends");
+        assert_eq!(received[0].urgency.as_deref(), Some("normal"));
         if let Some(smtpd) = &smtpd {
             n.eventually("Bob's e-mail arrives", || async { smtpd.delivered().len() == 2 }).await;
             let to_ada: Vec<String> = smtpd.delivered().into_iter().filter(|m| m.contains("To: ada@example.com")).collect();
@@ -446,6 +471,108 @@ kit::backend_tests! {
         assert_problem(r, 403, None).await;
         for bad in ["/v1/notify/admin/templates/nonsense/en", "/v1/notify/admin/templates/friend_request/fr"] {
             assert_problem(n.call(reqwest::Method::GET, bad, &admin.token, None).await, 404, None).await;
+        }
+    }
+
+    async fn web_push_subscriptions_are_checked_kept_per_browser_and_dropped_when_gone(db) {
+        let n = Notify::start(&db, None).await;
+        let ada = n.person("Ada", None).await;
+        let bob = n.person("Bob", None).await;
+        let push = PushService::start().await;
+        let key = n.json("/v1/notify/push/key", &ada).await;
+        assert_eq!(URL_SAFE_NO_PAD.decode(key["public_key"].as_str().unwrap()).unwrap().len(), 65);
+        let subscribe = |who: &Person, body: Value| {
+            let token = who.token.clone();
+            let n = &n;
+            async move { n.call(reqwest::Method::POST, "/v1/notify/push/subscriptions", &token, Some(body)).await }
+        };
+        let laptop = subscribe(&ada, push.browser("laptop")).await.json::<Value>().await.unwrap();
+        assert_eq!(subscribe(&ada, push.browser("phone")).await.status(), 201);
+        let gone = push.browser("old-tablet");
+        assert_eq!(subscribe(&ada, gone).await.status(), 201);
+        push.answer("old-tablet", 410);
+        // Bad keys: refused, each naming its field.
+        let mut bad = push.browser("x");
+        bad["keys"]["auth"] = json!("AAAA");
+        assert_field(subscribe(&ada, bad).await, "keys.auth").await;
+        let mut bad = push.browser("x");
+        bad["keys"]["p256dh"] = json!(URL_SAFE_NO_PAD.encode([4u8; 65]));
+        assert_field(subscribe(&ada, bad).await, "keys.p256dh").await;
+        let mut bad = push.browser("x");
+        bad["endpoint"] = json!("not a url");
+        assert_field(subscribe(&ada, bad).await, "endpoint").await;
+        // Another person cannot remove Ada's browser.
+        let path = format!("/v1/notify/push/subscriptions/{}", laptop["id"].as_str().unwrap());
+        assert_problem(n.call(reqwest::Method::DELETE, &path, &bob.token, None).await, 404, None).await;
+        assert_eq!(n.json("/v1/notify/push/subscriptions", &ada).await.as_array().unwrap().len(), 3);
+
+        // A security message: to every browser, urgent; the gone one removed.
+        n.ctx.publish(&PasswordChanged { user_id: ada.id, how: "change".into(), changed_at: Utc::now() }).await;
+        n.eventually("both browsers have it", || async { push.received().len() == 2 }).await;
+        let received = push.received();
+        assert!(received.iter().all(|r| r.urgency.as_deref() == Some("high")), "{received:?}");
+        let mut browsers: Vec<&str> = received.iter().map(|r| r.browser.as_str()).collect();
+        browsers.sort_unstable();
+        assert_eq!(browsers, ["laptop", "phone"]);
+        n.eventually("the gone browser is removed", || async {
+            n.json("/v1/notify/push/subscriptions", &ada).await.as_array().unwrap().len() == 2
+        }).await;
+        // Ada removes her laptop; push off for friend requests: nothing more.
+        assert_eq!(n.call(reqwest::Method::DELETE, &path, &ada.token, None).await.status(), 204);
+        assert_problem(n.call(reqwest::Method::DELETE, &path, &ada.token, None).await, 404, None).await;
+        n.call(reqwest::Method::PUT, "/v1/notify/preferences", &ada.token,
+            Some(json!({"kind": "friend_request", "channel": "push", "enabled": false}))).await;
+        n.ctx.publish(&friend_request(&bob, &ada)).await;
+        n.items(&ada, 2).await;
+        let export = n.json("/v1/notify/me/export", &ada).await;
+        assert_eq!(export["push_subscriptions"].as_array().unwrap().len(), 1);
+        // Erased: the subscriptions go.
+        n.ctx.publish(&UserErased { user_id: ada.id, erased_at: Utc::now() }).await;
+        n.eventually("the subscriptions are deleted", || async {
+            n.json("/v1/notify/push/subscriptions", &ada).await.as_array().unwrap().is_empty()
+        }).await;
+        assert_eq!(push.received().len(), 2, "nothing after the preference was turned off");
+    }
+
+    async fn a_push_every_browser_refuses_fails_into_the_dead_letters_and_an_admin_retries_it(db) {
+        let n = Notify::start(&db, None).await;
+        let ada = n.person("Ada", None).await;
+        let push = PushService::start().await;
+        let r = n.call(reqwest::Method::POST, "/v1/notify/push/subscriptions", &ada.token, Some(push.browser("phone"))).await;
+        assert_eq!(r.status(), 201);
+        push.answer("phone", 400);
+        n.ctx.publish(&PasswordChanged { user_id: ada.id, how: "change".into(), changed_at: Utc::now() }).await;
+        n.eventually("the push fails", || async { n.deliveries(&ada, "failed").await == 1 }).await;
+        let letters = kit::bus::store::dead_letters(&n.db).await.unwrap();
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        assert_eq!((letters[0].consumer.as_str(), letters[0].event_type.as_str()), ("notify.sender", "notify.delivery.push"));
+        assert!(letters[0].error.contains("400"), "{}", letters[0].error);
+        // Fixed; an administrator sends it again.
+        push.answer("phone", 201);
+        let delivery = letters[0].event_id.clone().unwrap();
+        let path = format!("/v1/notify/admin/deliveries/{delivery}/retry");
+        assert_problem(n.call(reqwest::Method::POST, &path, &ada.token, None).await, 403, None).await;
+        let admin = n.issuer.token(Uuid::now_v7(), &["admin"]);
+        assert_eq!(n.call(reqwest::Method::POST, &path, &admin, None).await.status(), 204);
+        assert!(kit::bus::store::dead_letters(&n.db).await.unwrap().is_empty());
+        // (The browser refused once, so this delivery counts it done:
+        // a refusal is final for that browser; the retry finds none left.)
+        n.eventually("the retry is settled", || async { n.deliveries(&ada, "pending").await == 0 }).await;
+        assert_problem(n.call(reqwest::Method::POST, &path, &admin, None).await, 404, None).await;
+    }
+
+    async fn push_endpoints_on_private_addresses_are_refused_unless_configured(db) {
+        let n = Notify::start_config(&db, None, "digest_secs = 0\n").await;
+        let ada = n.person("Ada", None).await;
+        let push = PushService::start().await;
+        let local = push.browser("phone");
+        let r = n.call(reqwest::Method::POST, "/v1/notify/push/subscriptions", &ada.token, Some(local.clone())).await;
+        assert_field(r, "endpoint").await;
+        for endpoint in ["https://10.0.0.1/push", "https://169.254.169.254/latest/meta-data", "https://localhost/x"] {
+            let mut body = local.clone();
+            body["endpoint"] = json!(endpoint);
+            let r = n.call(reqwest::Method::POST, "/v1/notify/push/subscriptions", &ada.token, Some(body)).await;
+            assert_field(r, "endpoint").await;
         }
     }
 }
