@@ -80,7 +80,7 @@ pub struct State {
 /// What a process running auth can reach besides its HTTP API.
 #[derive(Clone, Debug)]
 pub struct Handle {
-    /// Mail auth sent (or logged, without SMTP).
+    /// Mail auth handed to notify.
     pub mailer: Mailer,
 }
 
@@ -121,11 +121,7 @@ impl kit::Service for Auth {
         setup.verifier.refresh(true).await?;
         let tokens = &config.settings.tokens;
         let hasher = Hasher::new(&settings.password)?;
-        let mailer = Mailer::new(
-            config.settings.smtp_url.as_ref().map(|s| s.expose().as_str()),
-            &settings.mail_from,
-            &config.settings.data_dir,
-        )?;
+        let mailer = Mailer::new(&setup.ctx.service_url("notify")?)?;
         let providers = Providers::new(&settings.providers, &config.settings.public_url)?;
         let app_url = settings.app_url.clone().unwrap_or_else(|| config.settings.public_url.clone());
         Ok(State {

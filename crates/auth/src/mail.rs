@@ -1,115 +1,125 @@
-//! Mail from auth (verification and reset links) until the notify service
-//! takes the job: through SMTP when `PANAL_SMTP_URL` is set, otherwise written
-//! as a file to `<data_dir>/mail/` (and kept in memory, last 50, for the
-//! process that sent them). Never to the log: a mail holds an address and a
-//! link that signs its reader in, and logs are shipped and kept.
+//! Auth's mail — verification and reset links, and the notice that an
+//! address already has an account — handed to notify by a service call
+//! (`PUT /v1/notify/security-mail/{id}`), which renders it in the person's
+//! language and sends it. The link signs its reader in, so it never goes
+//! on the bus: no event, no outbox row, no broker holds it (a test scans
+//! them). Never to the log either.
 //!
-//! Sending never holds up the request: the answer must not take longer for an
-//! address that exists (a mail goes out) than for one that does not.
+//! Handing over never holds up the request: the answer must not take
+//! longer for an address that exists (a mail goes out) than for one that
+//! does not. A call notify does not answer is tried again a few times in
+//! the background, with the same id (notify sends one mail per id).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use lettre::message::Mailbox;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use chrono::Utc;
+use kit::auth::AccessClaims;
+use kit::peer::{Credentials, PeerClient};
+use uuid::Uuid;
 
-/// One message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::State;
+use crate::tokens;
+
+/// The scope notify asks of whoever hands it a security mail.
+pub const SECURITY_MAIL_SCOPE: &str = "notify:security_mail";
+
+/// What auth's own tokens toward notify name as their client.
+const CLIENT_ID: &str = "auth";
+
+/// Attempts at handing one mail over, a second apart and then longer.
+const ATTEMPTS: u32 = 5;
+
+/// One mail for notify.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mail {
+    /// `verify_email`, `password_reset` or `account_exists`.
+    pub kind: &'static str,
+    pub user_id: Uuid,
     pub to: String,
-    pub subject: String,
-    pub body: String,
+    /// Absolute: auth's web app address and the path (with the token).
+    pub link: String,
+    pub valid_for_minutes: Option<u64>,
 }
 
 #[derive(Clone)]
 pub struct Mailer {
-    smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
-    from: Mailbox,
-    /// Where mail goes without SMTP.
-    drop_dir: std::path::PathBuf,
+    notify: Arc<PeerClient>,
+    /// The last mails handed over (tests read them; kept in memory only).
     recent: Arc<Mutex<VecDeque<Mail>>>,
 }
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer").field("smtp", &self.smtp.is_some()).field("from", &self.from).finish()
+        f.debug_struct("Mailer").field("notify", &self.notify.name()).finish()
     }
 }
 
 const KEPT: usize = 50;
 
 impl Mailer {
-    /// `smtp_url`: `smtp://host:port` (plain, for a relay on the same host),
-    /// `smtp://host:port?tls=required` (STARTTLS) or `smtps://host:port`, with
-    /// `user:password@` when the relay wants a login.
-    /// Without `smtp_url`, mail is written to `<data_dir>/mail/`.
-    pub fn new(smtp_url: Option<&str>, from: &str, data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        let from: Mailbox =
-            from.parse().map_err(|e| anyhow::anyhow!("invalid configuration: auth.mail_from {from:?}: {e}"))?;
-        let smtp = match smtp_url {
-            Some(url) => Some(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| anyhow::anyhow!("invalid configuration: smtp_url (PANAL_SMTP_URL): {e}"))?
-                    .build(),
-            ),
-            None => None,
-        };
-        Ok(Self { smtp, from, drop_dir: data_dir.join("mail"), recent: Arc::new(Mutex::new(VecDeque::new())) })
+    /// A mailer handing mail to notify at `notify_url`.
+    pub fn new(notify_url: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            notify: Arc::new(PeerClient::new("notify", notify_url, Duration::from_secs(5))?),
+            recent: Arc::new(Mutex::new(VecDeque::new())),
+        })
     }
 
-    pub fn uses_smtp(&self) -> bool {
-        self.smtp.is_some()
-    }
-
-    /// Sends `mail` in the background.
-    pub fn send(&self, mail: Mail) {
-        let Some(smtp) = self.smtp.clone() else {
-            let dir = self.drop_dir.clone();
-            let path = dir.join(format!("{}.txt", uuid::Uuid::now_v7()));
-            let text = format!("From: {}\nTo: {}\nSubject: {}\n\n{}", self.from, mail.to, mail.subject, mail.body);
-            let subject = mail.subject.clone();
-            // Off the request, as SMTP is: the answer takes no longer when a
-            // mail goes out (a known address) than when none does.
-            let span = tracing::Span::current();
-            tokio::task::spawn_blocking(move || {
-                let _in_request = span.enter();
-                match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
-                    Ok(()) => tracing::info!(
-                        subject = %subject, path = %path.display(),
-                        "mail written to a file (PANAL_SMTP_URL is not set)"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "mail not sent: cannot write it"),
-                }
-            });
-            if let Ok(mut recent) = self.recent.lock() {
-                if recent.len() == KEPT {
-                    recent.pop_front();
-                }
-                recent.push_back(mail);
-            }
-            return;
-        };
-        let from = self.from.clone();
-        tokio::spawn(async move {
-            let to = match mail.to.parse::<Mailbox>() {
-                Ok(to) => to,
-                Err(e) => return tracing::warn!(error = %e, "mail not sent: bad recipient"),
-            };
-            let message = match Message::builder().from(from).to(to).subject(&mail.subject).body(mail.body) {
-                Ok(m) => m,
-                Err(e) => return tracing::warn!(error = %e, "mail not sent: could not build it"),
-            };
-            match smtp.send(message).await {
-                Ok(_) => tracing::info!(subject = %mail.subject, "mail handed to the SMTP relay"),
-                Err(e) => {
-                    tracing::warn!(error = %e, subject = %mail.subject, "mail not sent: SMTP relay refused or unreachable")
-                }
-            }
-        });
-    }
-
-    /// The mails written to files instead of sent, oldest first (without SMTP).
+    /// The mails handed over (or being handed over), oldest first.
     pub fn logged(&self) -> Vec<Mail> {
         self.recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
     }
+}
+
+/// Hands `mail` to notify in the background.
+pub fn send(state: &Arc<State>, mail: Mail) {
+    if let Ok(mut recent) = state.mailer.recent.lock() {
+        if recent.len() == KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(mail.clone());
+    }
+    let state = state.clone();
+    let span = tracing::Span::current();
+    tokio::spawn(async move {
+        let _in_request = span.enter();
+        let id = Uuid::now_v7();
+        for attempt in 1..=ATTEMPTS {
+            match hand_over(&state, id, &mail).await {
+                Ok(()) => return tracing::info!(kind = mail.kind, mail = %id, "mail handed to notify"),
+                Err(e) if attempt == ATTEMPTS => {
+                    return tracing::error!(kind = mail.kind, mail = %id, error = %e, "mail not sent: notify did not take it");
+                }
+                Err(e) => {
+                    tracing::warn!(kind = mail.kind, mail = %id, error = %e, attempt, "notify did not take a mail; retrying");
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt * attempt))).await;
+                }
+            }
+        }
+    });
+}
+
+async fn hand_over(state: &State, id: Uuid, mail: &Mail) -> anyhow::Result<()> {
+    // Auth is the issuer: it signs its own short client token rather than
+    // asking itself for one.
+    let now = Utc::now();
+    let claims = AccessClaims {
+        iss: state.issuer.clone(),
+        aud: state.audience.clone(),
+        sub: Uuid::nil(),
+        sid: None,
+        iat: now.timestamp(),
+        exp: now.timestamp() + 60,
+        jti: Uuid::now_v7(),
+        roles: Vec::new(),
+        client_id: Some(CLIENT_ID.to_owned()),
+        scope: Some(SECURITY_MAIL_SCOPE.to_owned()),
+    };
+    let token = tokens::sign_access_token(&state.keys.signing_key().await?, &claims)?;
+    let path = format!("/v1/notify/security-mail/{id}");
+    let answer = state.mailer.notify.send(reqwest::Method::PUT, &path, Credentials::Bearer(&token), Some(mail)).await?;
+    anyhow::ensure!(answer.status().is_success(), "notify answered {}", answer.status());
+    Ok(())
 }

@@ -42,8 +42,6 @@ pub struct Settings {
     /// The web application's address, for links in mail
     /// (`<app_url>/verify-email#token=…`); default: `public_url`.
     pub app_url: Option<String>,
-    /// The sender of auth's mail.
-    pub mail_from: String,
     /// The issuer name shown in authenticator apps.
     pub totp_issuer: String,
     /// External identity providers by name: `[auth.providers.42]`, ….
@@ -66,7 +64,6 @@ impl Default for Settings {
             key_reload_secs: 30,
             client_token_ttl_secs: 15 * 60,
             app_url: None,
-            mail_from: "Panal <no-reply@panal.localhost>".to_owned(),
             totp_issuer: "Panal".to_owned(),
             providers: Default::default(),
         }

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use kit::auth::{Admin, Authorized, Caller};
+use kit::auth::{Admin, Authorized, Caller, ServiceClient};
 use kit::extract::{Path, Query};
 use kit::{FieldErrors, Json, Problem};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(push_subscriptions, subscribe_push))
         .routes(routes!(unsubscribe_push))
         .routes(routes!(retry_delivery))
+        .routes(routes!(security_mail))
         .routes(routes!(export_notify_data))
         .with_state(state)
 }
@@ -502,6 +503,75 @@ async fn retry_delivery(
         return Err(Problem::not_found("no failed delivery with that id").into());
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The scope a service client needs to hand notify a security mail (auth's).
+pub const SECURITY_MAIL_SCOPE: &str = "notify:security_mail";
+
+/// A mail auth hands over: the link it made (which signs its reader in),
+/// the address, and how long the link lasts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityMail {
+    /// `verify_email`, `password_reset` or `account_exists`.
+    pub kind: Kind,
+    pub user_id: Uuid,
+    #[schema(example = "ada@example.com")]
+    pub to: String,
+    /// Absolute (auth's web app address).
+    #[schema(example = "https://panal.example/verify-email#token=…")]
+    pub link: String,
+    /// How long the link is valid.
+    #[schema(example = 30)]
+    pub valid_for_minutes: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MailAccepted {
+    /// False when this id had been handed over already (nothing more is sent).
+    #[schema(example = true)]
+    pub new: bool,
+}
+
+/// Takes a security mail from auth (a service client with the
+/// `notify:security_mail` scope) and sends it as soon as it can. The id is
+/// auth's: the same call again sends nothing more. The link is wiped from
+/// notify's database once the mail is sent or given up; it is never in an
+/// event.
+#[utoipa::path(put, path = "/v1/notify/security-mail/{id}", operation_id = "notify_security_mail", tag = "notify",
+    security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body(content = SecurityMail, example = json!({"kind": "password_reset", "user_id": "0190f5f6-8d3c-7b4e-9f0a-1c2d3e4f5a6b",
+        "to": "ada@example.com", "link": "https://panal.example/reset-password#token=abc", "valid_for_minutes": 30})),
+    responses((status = 202, body = MailAccepted),
+        (status = 403, description = "Not a service client with the notify:security_mail scope", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a security mail kind, a bad address or link", body = Problem, content_type = "application/problem+json")))]
+async fn security_mail(
+    State(state): State<AppState>,
+    client: ServiceClient,
+    Path(id): Path<Uuid>,
+    Json(body): Json<SecurityMail>,
+) -> Result<(StatusCode, Json<MailAccepted>), NotifyApiError> {
+    client.require_scope(SECURITY_MAIL_SCOPE)?;
+    let mut errors = FieldErrors::new();
+    if !Kind::SECURITY_MAIL.contains(&body.kind) {
+        errors.add("kind", "must be verify_email, password_reset or account_exists");
+    }
+    if body.to.parse::<lettre::message::Mailbox>().is_err() || body.to.len() > 254 {
+        errors.add("to", "must be an e-mail address");
+    }
+    if !matches!(url::Url::parse(&body.link), Ok(u) if matches!(u.scheme(), "http" | "https")) || body.link.len() > 2048 {
+        errors.add("link", "must be an absolute http(s) URL");
+    }
+    if body.valid_for_minutes.is_some_and(|m| m > 60 * 24 * 30) {
+        errors.add("valid_for_minutes", "must be at most 30 days");
+    }
+    errors.finish()?;
+    let minutes = body.valid_for_minutes.unwrap_or(0);
+    let vars = serde_json::json!({
+        "to": body.to, "link": body.link, "minutes": minutes, "hours": minutes.div_ceil(60),
+    });
+    let new = state.store.security_mail(id, body.kind, body.user_id, &vars, Utc::now()).await?;
+    Ok((StatusCode::ACCEPTED, Json(MailAccepted { new })))
 }
 
 /// What notify holds about the caller: their address and language, their

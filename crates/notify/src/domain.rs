@@ -63,11 +63,30 @@ pub enum Kind {
     /// The recipient's password changed (auth's `password_changed`): a
     /// security message.
     PasswordChanged,
+    /// A link to verify an address (from auth, by a service call; the link
+    /// signs its reader in, so it is never on the bus).
+    VerifyEmail,
+    /// A link to reset a forgotten password (from auth, likewise).
+    PasswordReset,
+    /// Someone tried to register with an address that has an account.
+    AccountExists,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] =
-        [Kind::FriendRequest, Kind::FriendAccepted, Kind::GameInvitation, Kind::TournamentMatch, Kind::PasswordChanged];
+    pub const ALL: [Kind; 8] = [
+        Kind::FriendRequest,
+        Kind::FriendAccepted,
+        Kind::GameInvitation,
+        Kind::TournamentMatch,
+        Kind::PasswordChanged,
+        Kind::VerifyEmail,
+        Kind::PasswordReset,
+        Kind::AccountExists,
+    ];
+
+    /// Auth's mail, handed over by a service call: e-mail only, to the
+    /// address given, never held, never turned off.
+    pub const SECURITY_MAIL: [Kind; 3] = [Kind::VerifyEmail, Kind::PasswordReset, Kind::AccountExists];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,6 +95,9 @@ impl Kind {
             Kind::GameInvitation => "game_invitation",
             Kind::TournamentMatch => "tournament_match",
             Kind::PasswordChanged => "password_changed",
+            Kind::VerifyEmail => "verify_email",
+            Kind::PasswordReset => "password_reset",
+            Kind::AccountExists => "account_exists",
         }
     }
 
@@ -85,7 +107,16 @@ impl Kind {
 
     /// The channels it goes out on unless the person turned one off.
     pub fn channels(self) -> &'static [Channel] {
+        if self.carries_secret() || self == Kind::AccountExists {
+            return &[Channel::Email];
+        }
         &[Channel::Inbox, Channel::Email, Channel::Push]
+    }
+
+    /// Its link signs its reader in: the delivery's values are wiped once
+    /// it is sent or given up, and it never goes anywhere but e-mail.
+    pub fn carries_secret(self) -> bool {
+        matches!(self, Kind::VerifyEmail | Kind::PasswordReset)
     }
 
     /// Low-priority kinds: their e-mails wait out `notify.digest_secs` and
@@ -96,7 +127,7 @@ impl Kind {
 
     /// Security messages: their e-mail cannot be turned off.
     pub fn security(self) -> bool {
-        matches!(self, Kind::PasswordChanged)
+        matches!(self, Kind::PasswordChanged | Kind::VerifyEmail | Kind::PasswordReset | Kind::AccountExists)
     }
 
     /// The variables its templates get (besides `name`, the recipient's,
@@ -108,6 +139,9 @@ impl Kind {
             Kind::GameInvitation => &["from"],
             Kind::TournamentMatch => &["round", "opponent"],
             Kind::PasswordChanged => &["how"],
+            Kind::VerifyEmail => &["hours"],
+            Kind::PasswordReset => &["minutes"],
+            Kind::AccountExists => &[],
         }
     }
 
@@ -121,6 +155,9 @@ impl Kind {
             Kind::GameInvitation => json!({"from": "Bob"}),
             Kind::TournamentMatch => json!({"round": 2, "opponent": "Bob"}),
             Kind::PasswordChanged => json!({"how": "change"}),
+            Kind::VerifyEmail => json!({"hours": 24}),
+            Kind::PasswordReset => json!({"minutes": 30}),
+            Kind::AccountExists => json!({}),
         };
         v["name"] = json!("Ada");
         v["link"] = json!("http://localhost:8000/");
@@ -169,6 +206,9 @@ pub fn path(kind: Kind, subject: &str) -> String {
         Kind::GameInvitation => format!("/play/invitations/{subject}"),
         Kind::TournamentMatch => format!("/tournaments/{subject}"),
         Kind::PasswordChanged => "/settings/security".to_owned(),
+        // Auth's mail carries the link auth made.
+        Kind::VerifyEmail | Kind::PasswordReset => "/".to_owned(),
+        Kind::AccountExists => "/forgot-password".to_owned(),
     }
 }
 

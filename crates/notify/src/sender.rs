@@ -212,13 +212,19 @@ impl Sender {
     async fn send(&self, batch: &[Due]) -> Result<(), String> {
         let d = &batch[0];
         let recipient = self.store.recipient(d.user_id).await.map_err(|e| e.to_string())?;
-        let Some((recipient, address)) = recipient.and_then(|r| r.email.clone().map(|a| (r, a))) else {
-            return Err("the recipient has no address any more".into());
-        };
+        // Auth's mail names its address (the account may be newer than
+        // what notify has heard of it); the rest go to the one notify knows.
+        let address = d.vars["to"].as_str().map(str::to_owned).or_else(|| recipient.as_ref()?.email.clone());
+        let Some(address) = address else { return Err("the recipient has no address any more".into()) };
         let mut vars = d.vars.clone();
-        let path = vars["link"].as_str().unwrap_or("/").to_owned();
-        vars["link"] = json!(format!("{}{path}", self.public_url.trim_end_matches('/')));
-        let locale = domain::locale_of(recipient.locale.as_deref());
+        if vars.get("name").is_none() {
+            vars["name"] = json!(recipient.as_ref().map_or(address.as_str(), |r| r.display_name.as_str()));
+        }
+        let link = vars["link"].as_str().unwrap_or("/").to_owned();
+        if !link.starts_with("https://") && !link.starts_with("http://") {
+            vars["link"] = json!(format!("{}{link}", self.public_url.trim_end_matches('/')));
+        }
+        let locale = domain::locale_of(recipient.as_ref().and_then(|r| r.locale.as_deref()));
         let (subject, text, html) = if batch.len() > 1 {
             let people: Vec<String> = batch.iter().map(|b| domain::digest_line(b.kind, &b.vars)).collect();
             let digest = templates::render_digest(d.kind, locale, &vars, &people)?;

@@ -104,6 +104,15 @@ fn subscription((id, endpoint, p256dh, auth, device, created_at): SubscriptionRo
     Subscription { id, endpoint, p256dh, auth, device, created_at }
 }
 
+/// Wipes a delivery's values, `when` it is settled for good, if its kind's
+/// link signs its reader in ([`Kind::carries_secret`]; a test holds the
+/// list to it).
+macro_rules! scrub {
+    ($when:literal) => {
+        concat!("vars = CASE WHEN kind IN ('verify_email', 'password_reset') AND ", $when, " THEN '{}' ELSE vars END")
+    };
+}
+
 type DeliveryRow = (Uuid, String, String, String, i32, DateTime<Utc>, DateTime<Utc>);
 type ItemRow = (Uuid, String, String, String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
 
@@ -329,10 +338,31 @@ impl Store {
         next_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        with_db!(write &self.db, pool => sqlx::query(
-            "UPDATE deliveries SET status = $2, last_error = $3, attempts = attempts + 1, next_at = $4, updated_at = $5
-             WHERE id = $1 AND status = 'pending'")
+        // A link that signs its reader in is kept no longer than needed.
+        with_db!(write &self.db, pool => sqlx::query(concat!(
+            "UPDATE deliveries SET status = $2, last_error = $3, attempts = attempts + 1, next_at = $4, updated_at = $5, ",
+            scrub!("$2 <> 'pending'"), " WHERE id = $1 AND status = 'pending'"))
             .bind(id).bind(status).bind(error).bind(next_at).bind(now).execute(pool).await.map(|_| ()))
+    }
+
+    /// Auth's mail (`id` is auth's, so a call made again adds nothing):
+    /// whether it was new.
+    pub async fn security_mail(
+        &self,
+        id: Uuid,
+        kind: Kind,
+        user: Uuid,
+        vars: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO deliveries (id, event_id, kind, channel, user_id, vars, status, attempts, next_at,
+                 created_at, updated_at)
+             VALUES ($1, $1, $2, 'email', $3, $4, 'pending', 0, $5, $5, $5)
+             ON CONFLICT DO NOTHING")
+            .bind(id).bind(kind.as_str()).bind(user).bind(vars.to_string()).bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
     }
 
     // ---- Web Push --------------------------------------------------------
@@ -405,8 +435,8 @@ impl Store {
     pub async fn fail(&self, d: &Due, error: &str, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
         let mut tx = self.db.begin().await?;
         with_tx!(&mut tx, conn => sqlx::query(
-            "UPDATE deliveries SET status = 'failed', last_error = $2, attempts = attempts + 1, updated_at = $3
-             WHERE id = $1 AND status = 'pending'")
+            concat!("UPDATE deliveries SET status = 'failed', last_error = $2, attempts = attempts + 1, updated_at = $3, ",
+                scrub!("TRUE"), " WHERE id = $1 AND status = 'pending'"))
             .bind(d.id).bind(error).bind(now).execute(conn).await.map(|_| ()))?;
         let letter = kit::bus::store::DeadLetter {
             id: Uuid::now_v7(),
@@ -561,4 +591,16 @@ pub enum NotifyError {
     Template(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kinds_whose_values_are_wiped_are_those_that_carry_a_secret() {
+        for kind in Kind::ALL {
+            assert_eq!(scrub!("x").contains(&format!("'{}'", kind.as_str())), kind.carries_secret(), "{kind:?}");
+        }
+    }
 }

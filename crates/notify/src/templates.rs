@@ -23,8 +23,10 @@ macro_rules! sources {
 }
 
 const SOURCES: &[(&str, &str)] = sources!(
-    "en": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed", "digest"],
-    "es": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed", "digest"]
+    "en": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed", "verify_email",
+        "password_reset", "account_exists", "digest"],
+    "es": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed", "verify_email",
+        "password_reset", "account_exists", "digest"]
 );
 
 static TEMPLATES: LazyLock<Result<Environment<'static>, String>> = LazyLock::new(|| {

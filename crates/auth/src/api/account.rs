@@ -17,7 +17,7 @@ use super::{Accepted, RequestMeta, live_account, seconds};
 use crate::AppState;
 use crate::domain::{Email, Password};
 use crate::error::AuthError;
-use crate::mail::Mail;
+use crate::mail::{self, Mail};
 use crate::store::Which;
 use crate::store::accounts_purpose::{PURPOSE_RESET, PURPOSE_VERIFY};
 use crate::throttle::Guarded;
@@ -230,14 +230,12 @@ pub(crate) async fn send_verification(
         .store
         .insert_email_token(&tokens::hash_refresh_token(&token), user, PURPOSE_VERIFY, email, now, expires)
         .await?;
-    state.mailer.send(Mail {
+    mail::send(state, Mail {
+        kind: "verify_email",
+        user_id: user,
         to: email.to_owned(),
-        subject: "Verify your email address for Panal".to_owned(),
-        body: format!(
-            "Open this link to verify your address (valid for {} hours):\n\n{}/verify-email#token={token}\n",
-            state.settings.verify_email_ttl_secs / 3600,
-            state.app_url
-        ),
+        link: format!("{}/verify-email#token={token}", state.app_url),
+        valid_for_minutes: Some(state.settings.verify_email_ttl_secs / 60),
     });
     Ok(())
 }
@@ -293,15 +291,12 @@ async fn forgot_password(
                     expires,
                 )
                 .await?;
-            state.mailer.send(Mail {
+            mail::send(&state, Mail {
+                kind: "password_reset",
+                user_id: user.id,
                 to: user.email.clone(),
-                subject: "Reset your Panal password".to_owned(),
-                body: format!(
-                    "Open this link to choose a new password (valid for {} minutes, once):\n\n{}/reset-password#token={token}\n\n\
-                     If you did not ask for this, ignore this message; your password stays as it is.\n",
-                    state.settings.reset_password_ttl_secs / 60,
-                    state.app_url
-                ),
+                link: format!("{}/reset-password#token={token}", state.app_url),
+                valid_for_minutes: Some(state.settings.reset_password_ttl_secs / 60),
             });
             tracing::info!(user_id = %user.id, "password reset link sent");
         }

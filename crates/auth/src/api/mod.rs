@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::domain::{DisplayName, Email, MAX_PASSWORD_CHARS, Password, ROLE_USER, User};
 use crate::error::AuthError;
-use crate::mail::Mail;
+use crate::mail::{self, Mail};
 use crate::password::Verified;
 use crate::store::{NewSession, NewUser, Rotation, Store, StoreError};
 use crate::throttle::Guarded;
@@ -202,15 +202,15 @@ async fn register(
             }
             state.throttle.failed(Guarded::Reset, email.as_str(), None);
             tracing::info!("registration attempted for an existing account; its owner is told by mail");
-            state.mailer.send(Mail {
-                to: email.as_str().to_owned(),
-                subject: "Someone tried to create a Panal account with your address".to_owned(),
-                body: format!(
-                    "Somebody (perhaps you) tried to register a new Panal account with this address, which already \
-                     has one. Nothing was changed.\n\nIf you forgot your password, reset it here: {}/forgot-password\n",
-                    state.app_url
-                ),
-            });
+            if let Some(owner) = state.store.user_by_email(email.as_str()).await? {
+                mail::send(&state, Mail {
+                    kind: "account_exists",
+                    user_id: owner.id,
+                    to: owner.email,
+                    link: format!("{}/forgot-password", state.app_url),
+                    valid_for_minutes: None,
+                });
+            }
         }
         Err(e) => return Err(e.into()),
     }

@@ -87,7 +87,7 @@ kit::backend_tests! {
     async fn the_email_is_verified_with_the_mailed_link_once(db) {
         let app = TestApp::spawn(&db).await;
         let t = app.signed_in("ada@example.com").await;
-        let token = app.mailed_token("ada@example.com", "Verify");
+        let token = app.mailed_token("ada@example.com", "verify_email");
         use base64::Engine;
         assert_eq!(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&token).unwrap().len(), 32, "256 random bits");
 
@@ -114,7 +114,7 @@ kit::backend_tests! {
         assert_eq!(known.json::<Value>().await.unwrap(), unknown.json::<Value>().await.unwrap());
         assert!(app.handle.mailer.logged().iter().all(|m| m.to != "nobody@example.com"));
 
-        let token = app.mailed_token("ada@example.com", "Reset");
+        let token = app.mailed_token("ada@example.com", "password_reset");
         let stored: Vec<Vec<u8>> = kit::with_db!(&app.db, pool => sqlx::query_scalar("SELECT token_hash FROM email_tokens WHERE purpose = 'reset_password'").fetch_all(pool).await).unwrap();
         assert_eq!(stored, vec![auth::tokens::hash_refresh_token(&token)], "only the hash is stored");
 
@@ -130,7 +130,7 @@ kit::backend_tests! {
 
         // A link past its 30 minutes is refused.
         app.post("/v1/auth/password/forgot", json!({"email": "ada@example.com"})).await;
-        let late = app.mailed_token("ada@example.com", "Reset");
+        let late = app.mailed_token("ada@example.com", "password_reset");
         let expiry: chrono::DateTime<Utc> = kit::with_db!(&app.db, pool => sqlx::query_scalar("SELECT expires_at FROM email_tokens WHERE token_hash = $1").bind(auth::tokens::hash_refresh_token(&late)).fetch_one(pool).await).unwrap();
         let minutes = (expiry - Utc::now()).num_minutes();
         assert!((29..=30).contains(&minutes), "{minutes}");

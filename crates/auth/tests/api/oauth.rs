@@ -193,7 +193,7 @@ kit::backend_tests! {
         let (code, state) = authorize_at(&app, "oidc", person("a-1", "ada@example.com", true), &fake).await;
         assert_eq!(callback(&app, "oidc", &code, &state).await.status(), 409);
 
-        let token = app.mailed_token("ada@example.com", "Verify");
+        let token = app.mailed_token("ada@example.com", "verify_email");
         assert_eq!(app.post("/v1/auth/email/verify", json!({"token": token})).await.status(), 204);
         // The provider has not verified it: no link either.
         let (code, state) = authorize_at(&app, "oidc", person("a-1", "ada@example.com", false), &fake).await;
