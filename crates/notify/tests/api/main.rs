@@ -462,7 +462,7 @@ kit::backend_tests! {
         let n = Notify::start(&db, None).await;
         let ada = n.person("Ada", None).await;
         let kinds = n.json("/v1/notify/kinds", &ada).await;
-        assert_eq!(kinds.as_array().unwrap().len(), 5);
+        assert_eq!(kinds.as_array().unwrap().len(), 8);
         let admin = Person { id: Uuid::now_v7(), token: n.issuer.token(Uuid::now_v7(), &["admin"]) };
         let preview = n.json("/v1/notify/admin/templates/friend_request/es", &admin).await;
         assert_eq!(preview["subject"], "Bob quiere ser tu amigo en Panal");
@@ -573,6 +573,53 @@ kit::backend_tests! {
             body["endpoint"] = json!(endpoint);
             let r = n.call(reqwest::Method::POST, "/v1/notify/push/subscriptions", &ada.token, Some(body)).await;
             assert_field(r, "endpoint").await;
+        }
+    }
+
+    async fn auths_mail_is_taken_only_from_auth_sent_once_and_its_link_wiped(db) {
+        let smtpd = Smtpd::start();
+        let n = Notify::start(&db, smtpd.as_ref()).await;
+        let ada = n.person("Ada", Some("es")).await;
+        let service = |scope: Option<&str>| {
+            let mut claims = n.issuer.claims(Uuid::nil(), &[]);
+            (claims.sid, claims.client_id, claims.scope) = (None, Some("auth".into()), scope.map(str::to_owned));
+            n.issuer.sign(&claims)
+        };
+        let auth = service(Some("notify:security_mail"));
+        let id = Uuid::now_v7();
+        let path = format!("/v1/notify/security-mail/{id}");
+        let link = "https://panal.example/reset-password#token=s3cr3t-t0ken";
+        let mail = json!({"kind": "password_reset", "user_id": ada.id, "to": "ada@example.com", "link": link, "valid_for_minutes": 30});
+        // Only a service client with the scope: not a person, not another client.
+        assert_problem(n.call(reqwest::Method::PUT, &path, &ada.token, Some(mail.clone())).await, 403, None).await;
+        assert_problem(n.call(reqwest::Method::PUT, &path, &service(Some("realtime:publish")), Some(mail.clone())).await, 403, None).await;
+        for (field, value) in [("kind", json!("friend_request")), ("to", json!("not an address")), ("link", json!("/relative"))] {
+            let mut bad = mail.clone();
+            bad[field] = value;
+            assert_field(n.call(reqwest::Method::PUT, &path, &auth, Some(bad)).await, field).await;
+        }
+        let r = n.call(reqwest::Method::PUT, &path, &auth, Some(mail.clone())).await;
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.json::<Value>().await.unwrap()["new"], true);
+        n.eventually("the mail is sent", || async { n.deliveries(&ada, "sent").await == 1 }).await;
+        // The same id again (auth retrying): nothing more.
+        let r = n.call(reqwest::Method::PUT, &path, &auth, Some(mail)).await;
+        assert_eq!(r.json::<Value>().await.unwrap()["new"], false);
+        // Sent: the link is gone from notify's database.
+        let vars: String = with_db!(&n.db, pool => sqlx::query_scalar(
+            "SELECT vars FROM deliveries WHERE id = $1").bind(id).fetch_one(pool).await).unwrap();
+        assert_eq!(vars, "{}");
+        // Not in the inbox, never pushed.
+        assert!(n.inbox(&ada).await["items"].as_array().unwrap().is_empty());
+        if let Some(smtpd) = &smtpd {
+            n.eventually("it arrives", || async { !smtpd.delivered().is_empty() }).await;
+            let delivered = smtpd.delivered();
+            assert_eq!(delivered.len(), 1);
+            let body = delivered[0].replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+            assert!(body.contains("Subject: Restablece tu "), "in Ada's language: {body}");
+            assert!(body.contains(link), "{body}");
+            assert!(body.contains("30 minutos"), "{body}");
+            assert!(!body.contains("List-Unsubscribe"), "no way out of security mail: {body}");
         }
     }
 }
