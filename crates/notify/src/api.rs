@@ -559,7 +559,8 @@ async fn security_mail(
     if body.to.parse::<lettre::message::Mailbox>().is_err() || body.to.len() > 254 {
         errors.add("to", "must be an e-mail address");
     }
-    if !matches!(url::Url::parse(&body.link), Ok(u) if matches!(u.scheme(), "http" | "https")) || body.link.len() > 2048 {
+    if !matches!(url::Url::parse(&body.link), Ok(u) if matches!(u.scheme(), "http" | "https")) || body.link.len() > 2048
+    {
         errors.add("link", "must be an absolute http(s) URL");
     }
     if body.valid_for_minutes.is_some_and(|m| m > 60 * 24 * 30) {

@@ -230,13 +230,16 @@ pub(crate) async fn send_verification(
         .store
         .insert_email_token(&tokens::hash_refresh_token(&token), user, PURPOSE_VERIFY, email, now, expires)
         .await?;
-    mail::send(state, Mail {
-        kind: "verify_email",
-        user_id: user,
-        to: email.to_owned(),
-        link: format!("{}/verify-email#token={token}", state.app_url),
-        valid_for_minutes: Some(state.settings.verify_email_ttl_secs / 60),
-    });
+    mail::send(
+        state,
+        Mail {
+            kind: "verify_email",
+            user_id: user,
+            to: email.to_owned(),
+            link: format!("{}/verify-email#token={token}", state.app_url),
+            valid_for_minutes: Some(state.settings.verify_email_ttl_secs / 60),
+        },
+    );
     Ok(())
 }
 
@@ -291,13 +294,16 @@ async fn forgot_password(
                     expires,
                 )
                 .await?;
-            mail::send(&state, Mail {
-                kind: "password_reset",
-                user_id: user.id,
-                to: user.email.clone(),
-                link: format!("{}/reset-password#token={token}", state.app_url),
-                valid_for_minutes: Some(state.settings.reset_password_ttl_secs / 60),
-            });
+            mail::send(
+                &state,
+                Mail {
+                    kind: "password_reset",
+                    user_id: user.id,
+                    to: user.email.clone(),
+                    link: format!("{}/reset-password#token={token}", state.app_url),
+                    valid_for_minutes: Some(state.settings.reset_password_ttl_secs / 60),
+                },
+            );
             tracing::info!(user_id = %user.id, "password reset link sent");
         }
         _ => tracing::info!("password reset asked for an address without an enabled account"),

@@ -203,13 +203,16 @@ async fn register(
             state.throttle.failed(Guarded::Reset, email.as_str(), None);
             tracing::info!("registration attempted for an existing account; its owner is told by mail");
             if let Some(owner) = state.store.user_by_email(email.as_str()).await? {
-                mail::send(&state, Mail {
-                    kind: "account_exists",
-                    user_id: owner.id,
-                    to: owner.email,
-                    link: format!("{}/forgot-password", state.app_url),
-                    valid_for_minutes: None,
-                });
+                mail::send(
+                    &state,
+                    Mail {
+                        kind: "account_exists",
+                        user_id: owner.id,
+                        to: owner.email,
+                        link: format!("{}/forgot-password", state.app_url),
+                        valid_for_minutes: None,
+                    },
+                );
             }
         }
         Err(e) => return Err(e.into()),

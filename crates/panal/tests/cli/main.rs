@@ -253,47 +253,104 @@ fn database_passwords_never_reach_the_output() {
     assert!(!all.contains("hunter2"), "{all}");
 }
 
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Every row of every table of `db` as text, that contain `needle`:
+/// `table (count)` for each table with any.
+async fn rows_containing(db: &kit::testing::TestDb, needle: &str) -> Vec<String> {
+    let config = kit::config::Config::from_toml("").unwrap();
+    let pool = kit::db::Db::connect(&db.url, &config.settings.db).await.unwrap();
+    let tables: Vec<String> = kit::with_db!(&pool, p => sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()")
+        .fetch_all(p).await)
+    .unwrap();
+    let mut found = Vec::new();
+    for table in tables {
+        let sql = format!("SELECT count(*) FROM \"{table}\" AS r WHERE r::text LIKE $1");
+        let n: i64 = kit::with_db!(&pool, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(format!("%{needle}%")).fetch_one(p).await)
+        .unwrap();
+        if n > 0 {
+            found.push(format!("{table} ({n})"));
+        }
+    }
+    pool.close().await;
+    found
+}
+
+/// Auth and notify as two processes, each on its own PostgreSQL database:
+/// a registration's verification mail is handed from auth to notify by a
+/// service call and written by notify (no SMTP: a file), and its token is
+/// nowhere at rest afterwards — not in an event, an outbox or inbox row,
+/// nor any other row of either database.
 #[tokio::test]
-async fn serve_runs_auth_alone_on_postgresql() {
-    let Some(db) = kit::testing::TestDb::postgres().await else { return };
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    // What auth keeps on disk besides its database (mail, without SMTP)
-    // goes to a directory of the test's.
+async fn serve_runs_auth_and_notify_apart_and_the_mailed_token_is_never_stored() {
+    let Some(auth_db) = kit::testing::TestDb::postgres().await else { return };
+    let Some(notify_db) = kit::testing::TestDb::postgres().await else { return };
+    let (auth_port, notify_port) = (free_port(), free_port());
+    let (auth_url, notify_url) = (format!("http://127.0.0.1:{auth_port}"), format!("http://127.0.0.1:{notify_port}"));
     let data_dir = temp_dir();
-    let mut child = Running(
-        panal()
-            .env("PANAL_DATABASE_URL", &db.url)
-            .env("PANAL_DATA_DIR", &data_dir)
-            .args(["serve", "auth", "--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let serve = |service: &str, port: u16, db: &str| {
+        Running(
+            panal()
+                .env("PANAL_DATABASE_URL", db)
+                .env("PANAL_DATA_DIR", data_dir.join(service))
+                .env("PANAL_AUTH_URL", &auth_url)
+                .env("PANAL_NOTIFY_URL", &notify_url)
+                .args(["serve", service, "--port", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut auth = serve("auth", auth_port, &auth_db.url);
     let http = reqwest::Client::new();
-    assert!(kit::http::wait_ready(&http, &format!("{base}/readyz"), Duration::from_secs(10)).await);
+    assert!(kit::http::wait_ready(&http, &format!("{auth_url}/readyz"), Duration::from_secs(10)).await);
+    let mut notify = serve("notify", notify_port, &notify_db.url);
+    assert!(kit::http::wait_ready(&http, &format!("{notify_url}/readyz"), Duration::from_secs(10)).await);
     let r = http
-        .post(format!("{base}/v1/auth/register"))
+        .post(format!("{auth_url}/v1/auth/register"))
         .json(&json!({"email": "ada@example.com", "password": PASSWORD, "display_name": "Ada"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    assert!(terminate(&mut child).success());
-
-    // The account is in PostgreSQL.
-    let config = kit::config::Config::from_toml("").unwrap();
-    let pool = kit::db::Db::connect(&db.url, &config.settings.db).await.unwrap();
-    assert_eq!(pool.backend(), kit::db::Backend::Postgres);
-    let n: i64 =
-        kit::with_db!(&pool, p => sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await).unwrap();
-    assert_eq!(n, 1);
-    pool.close().await;
-    assert_eq!(std::fs::read_dir(data_dir.join("mail")).unwrap().count(), 1, "the verification mail, as a file");
+    // Notify writes the mail (no SMTP relay configured).
+    let mail_dir = data_dir.join("notify").join("mail");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mail = loop {
+        let files: Vec<_> = std::fs::read_dir(&mail_dir).map(|d| d.flatten().collect()).unwrap_or_default();
+        if let Some(f) = files.first() {
+            break std::fs::read_to_string(f.path()).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no mail from notify");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let body = mail.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    assert!(body.contains("Subject: Verify your email address for Panal"), "{body}");
+    let token: String = body
+        .split("verify-email#token=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{body}"))
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert!(token.len() >= 32, "{token}");
+    // The link works.
+    let r = http.post(format!("{auth_url}/v1/auth/email/verify")).json(&json!({"token": token})).send().await.unwrap();
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    assert!(terminate(&mut notify).success());
+    assert!(terminate(&mut auth).success());
+    // Nowhere at rest: not in auth's events or outbox, not in notify's
+    // deliveries (wiped once sent), not anywhere else.
+    assert_eq!(rows_containing(&auth_db, &token).await, Vec::<String>::new(), "auth's database");
+    assert_eq!(rows_containing(&notify_db, &token).await, Vec::<String>::new(), "notify's database");
+    // (The scan finds what is there: the address is in both.)
+    assert!(!rows_containing(&auth_db, "ada@example.com").await.is_empty());
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
