@@ -31,6 +31,8 @@ pub const PUBLIC_PATHS: &[&str] = &[
     "/v1/auth/revoke",
     // One-click unsubscribe (RFC 8058): a mail client POSTs, signed link in hand.
     "/v1/notify/unsubscribe",
+    // The e-mail provider's delivery events (bounces, complaints): signed, no token.
+    "/v1/notify/webhooks/email",
     "/.well-known/jwks.json",
     "/.well-known/oauth-authorization-server",
 ];

@@ -33,6 +33,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(unsubscribe_push))
         .routes(routes!(retry_delivery))
         .routes(routes!(security_mail))
+        .routes(routes!(email_webhook))
         .routes(routes!(export_notify_data))
         .with_state(state)
 }
@@ -575,6 +576,93 @@ async fn security_mail(
     Ok((StatusCode::ACCEPTED, Json(MailAccepted { new })))
 }
 
+/// One event of the provider's report (SendGrid's Event Webhook shape; the
+/// fields notify does not use are ignored).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProviderReport {
+    /// The address the message went to.
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// `delivered`, `bounce`, `dropped`, `spamreport` (others are ignored).
+    #[schema(example = "bounce")]
+    pub event: String,
+    /// The message's `Message-ID`, which names notify's delivery.
+    #[serde(rename = "smtp-id")]
+    #[schema(example = "<0190f5f6-8d3c-7b4e-9f0a-1c2d3e4f5a6b@panal>")]
+    pub smtp_id: Option<String>,
+    /// A bounce's kind: `bounce` (the address does not exist) or `blocked`.
+    #[serde(rename = "type")]
+    #[schema(example = "bounce")]
+    pub bounce_type: Option<String>,
+    #[schema(example = "550 5.1.1 The email account that you tried to reach does not exist")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportRecorded {
+    /// Deliveries whose state moved.
+    #[schema(example = 1)]
+    pub recorded: usize,
+}
+
+/// Events in one call, at most.
+const MAX_REPORTS: usize = 1000;
+
+/// How far the signed timestamp may be from now (a replayed call is refused).
+const WEBHOOK_SKEW_SECS: i64 = 600;
+
+/// The e-mail provider's delivery events: delivered, bounced, complained.
+/// Signed by the provider (ECDSA P-256 over the timestamp and the body,
+/// `X-Twilio-Email-Event-Webhook-Signature` and `-Timestamp`, checked
+/// with `notify.email_webhook_key`); no token. A hard bounce stops all
+/// e-mail to the address, a complaint all but security mail.
+#[utoipa::path(post, path = "/v1/notify/webhooks/email", operation_id = "notify_email_webhook", tag = "notify",
+    request_body(content = Vec<ProviderReport>, example = json!([{"email": "ada@example.com", "event": "bounce", "type": "bounce",
+        "smtp-id": "<0190f5f6-8d3c-7b4e-9f0a-1c2d3e4f5a6b@panal>", "reason": "550 5.1.1 no such user"}])),
+    responses((status = 200, body = ReportRecorded),
+        (status = 400, description = "Not a JSON array of events, or more than 1000", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No valid signature, or a timestamp more than 10 minutes away", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No provider webhook is configured", body = Problem, content_type = "application/problem+json")))]
+async fn email_webhook(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<ReportRecorded>, NotifyApiError> {
+    let Some(key) = &state.webhook_key else {
+        return Err(Problem::not_found("no e-mail provider webhook is configured (notify.email_webhook_key)").into());
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let timestamp = header("x-twilio-email-event-webhook-timestamp");
+    let signature = header("x-twilio-email-event-webhook-signature");
+    let now = Utc::now();
+    let fresh = timestamp.parse::<i64>().is_ok_and(|t| (now.timestamp() - t).abs() <= WEBHOOK_SKEW_SECS);
+    if !fresh || !domain::webhook_signed(key, timestamp, &body, signature) {
+        return Err(Problem::forbidden("the call is not signed by the e-mail provider, or is too old").into());
+    }
+    let reports: Vec<ProviderReport> = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("the body is not a JSON array of events: {e}")))?;
+    if reports.len() > MAX_REPORTS {
+        return Err(Problem::bad_request(format!("at most {MAX_REPORTS} events in one call")).into());
+    }
+    let mut recorded = 0;
+    for r in &reports {
+        let Some(event) = domain::provider_event(&r.event, r.bounce_type.as_deref()) else { continue };
+        if let Some(id) = r.smtp_id.as_deref().and_then(domain::delivery_of_message_id)
+            && state.store.reported(id, event.status(), now).await?
+        {
+            recorded += 1;
+        }
+        let reason = match event {
+            domain::ProviderEvent::Bounced { hard: true } => "bounce",
+            domain::ProviderEvent::Complained => "complaint",
+            _ => continue,
+        };
+        tracing::info!(reason, "the e-mail provider reported an address");
+        state.store.suppress(&r.email, reason, r.reason.as_deref(), now).await?;
+    }
+    Ok(Json(ReportRecorded { recorded }))
+}
+
 /// What notify holds about the caller: their address and language, their
 /// choices, their inbox and every delivery to them (GDPR articles 15 and
 /// 20). Erasure comes from users' `user_erased`.
@@ -586,6 +674,10 @@ async fn export_notify_data(
 ) -> Result<Json<serde_json::Value>, NotifyApiError> {
     let id = caller.user_id;
     let recipient = state.store.recipient(id).await?;
+    let reported = match recipient.as_ref().and_then(|r| r.email.as_deref()) {
+        Some(address) => state.store.suppression(address).await?,
+        None => None,
+    };
     let inbox: Vec<ItemView> = state.store.inbox(id, None, i64::MAX).await?.into_iter().map(ItemView::from).collect();
     Ok(Json(serde_json::json!({
         "recipient": recipient.map(|r| serde_json::json!({
@@ -595,6 +687,7 @@ async fn export_notify_data(
         "quiet_hours": state.store.quiet_hours(id).await?.map(|(from, to, timezone)| QuietHours { from, to, timezone }),
         "inbox": inbox,
         "deliveries": state.store.deliveries(id).await?,
+        "email_reported_by_provider": reported,
         "push_subscriptions": state.store.subscriptions(id).await?.into_iter().map(SubscriptionView::from).collect::<Vec<_>>(),
     })))
 }

@@ -304,6 +304,104 @@ pub fn endpoint_problem(url: &url::Url, allow_local: bool) -> Option<&'static st
     }
 }
 
+/// How far along a delivery is: states only move forward (pending → sent
+/// → delivered, and bounced, complained or failed at the end).
+fn stage(status: &str) -> u8 {
+    match status {
+        "pending" => 0,
+        "sent" => 1,
+        "delivered" => 2,
+        _ => 3,
+    }
+}
+
+/// The states a delivery may be in for it to become `to`.
+pub fn may_become(to: &str) -> Vec<&'static str> {
+    ["pending", "sent", "delivered", "bounced", "complained", "failed"]
+        .into_iter()
+        .filter(|from| stage(from) < stage(to))
+        .collect()
+}
+
+/// What the e-mail provider reports of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderEvent {
+    /// The receiving server took it.
+    Delivered,
+    /// It came back; `hard`: the address does not exist (nothing more is
+    /// sent to it), else refused this time (blocked, dropped).
+    Bounced { hard: bool },
+    /// The reader marked it as spam: no more mail but security messages.
+    Complained,
+}
+
+impl ProviderEvent {
+    /// The delivery's new state.
+    pub fn status(self) -> &'static str {
+        match self {
+            ProviderEvent::Delivered => "delivered",
+            ProviderEvent::Bounced { .. } => "bounced",
+            ProviderEvent::Complained => "complained",
+        }
+    }
+}
+
+/// A provider's event (SendGrid's Event Webhook names: `event`, and a
+/// bounce's `type`); `None` for those notify does not track (processed,
+/// deferred, open, click …).
+pub fn provider_event(event: &str, bounce_type: Option<&str>) -> Option<ProviderEvent> {
+    match event {
+        "delivered" => Some(ProviderEvent::Delivered),
+        "bounce" => Some(ProviderEvent::Bounced { hard: bounce_type != Some("blocked") }),
+        "dropped" => Some(ProviderEvent::Bounced { hard: false }),
+        "spamreport" => Some(ProviderEvent::Complained),
+        _ => None,
+    }
+}
+
+/// Whether a provider's report on an address (`bounce`, `complaint`)
+/// stops `kind`'s e-mail to it: a bounce stops everything, a complaint all
+/// but security messages.
+pub fn suppressed(kind: Kind, reason: Option<&str>) -> bool {
+    match reason {
+        Some("bounce") => true,
+        Some(_) => !kind.security(),
+        None => false,
+    }
+}
+
+/// The DER header of a P-256 public key's SubjectPublicKeyInfo: what comes
+/// before the 65-byte point.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The point of a P-256 public key given as base64 DER SubjectPublicKeyInfo
+/// (how SendGrid shows its webhook's verification key).
+pub fn p256_spki_point(base64_der: &str) -> Option<Vec<u8>> {
+    let der = base64::engine::general_purpose::STANDARD.decode(base64_der.trim()).ok()?;
+    let point = der.strip_prefix(P256_SPKI_PREFIX.as_slice())?;
+    (point.len() == 65 && point[0] == 4).then(|| point.to_vec())
+}
+
+/// Whether a provider's webhook call is genuine: an ECDSA P-256 SHA-256
+/// signature (base64 DER) of the timestamp header followed by the raw body.
+pub fn webhook_signed(point: &[u8], timestamp: &str, body: &[u8], signature_b64: &str) -> bool {
+    let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(signature_b64.trim()) else { return false };
+    let mut signed = timestamp.as_bytes().to_vec();
+    signed.extend_from_slice(body);
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
+        .verify(&signed, &signature)
+        .is_ok()
+}
+
+/// The delivery an e-mail's `Message-ID` (`<id@panal>`) names.
+pub fn delivery_of_message_id(message_id: &str) -> Option<Uuid> {
+    let inner = message_id.trim().trim_start_matches('<').trim_end_matches('>');
+    Uuid::try_parse(inner.split('@').next()?).ok()
+}
+
 /// A time of day as the API writes it (`22:00`).
 pub fn parse_time(s: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(s, "%H:%M").ok()
@@ -437,6 +535,44 @@ mod tests {
         // Configured for tests: a local http endpoint passes; credentials never.
         assert_eq!(check("http://127.0.0.1:9/x", true), None);
         assert!(check("http://a:b@127.0.0.1:9/x", true).is_some());
+    }
+
+    #[test]
+    fn delivery_states_only_move_forward() {
+        assert_eq!(may_become("sent"), ["pending"]);
+        assert_eq!(may_become("delivered"), ["pending", "sent"]);
+        // A bounce or a complaint may follow a delivery; nothing follows them.
+        assert_eq!(may_become("bounced"), ["pending", "sent", "delivered"]);
+        assert_eq!(may_become("complained"), ["pending", "sent", "delivered"]);
+    }
+
+    #[test]
+    fn provider_events_and_message_ids() {
+        assert_eq!(provider_event("bounce", Some("bounce")), Some(ProviderEvent::Bounced { hard: true }));
+        assert_eq!(provider_event("bounce", Some("blocked")), Some(ProviderEvent::Bounced { hard: false }));
+        assert_eq!(provider_event("spamreport", None), Some(ProviderEvent::Complained));
+        assert_eq!(provider_event("open", None), None);
+        let id = Uuid::now_v7();
+        assert_eq!(delivery_of_message_id(&format!("<{id}@panal>")), Some(id));
+        assert_eq!(delivery_of_message_id("<14c5d75ce93.dfd.64b469@ismtpd-555>"), None);
+    }
+
+    #[test]
+    fn a_webhook_is_genuine_only_with_the_providers_signature() {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let spki = [P256_SPKI_PREFIX.as_slice(), pair.public_key().as_ref()].concat();
+        let point = p256_spki_point(&base64::engine::general_purpose::STANDARD.encode(spki)).unwrap();
+        let body = br#"[{"event":"bounce"}]"#;
+        let signature = pair.sign(&rng, &[b"1700000000".as_slice(), body].concat()).unwrap();
+        let signature = base64::engine::general_purpose::STANDARD.encode(signature.as_ref());
+        assert!(webhook_signed(&point, "1700000000", body, &signature));
+        assert!(!webhook_signed(&point, "1700000001", body, &signature), "another timestamp");
+        assert!(!webhook_signed(&point, "1700000000", br#"[{"event":"delivered"}]"#, &signature), "another body");
+        assert!(!webhook_signed(&point, "1700000000", body, "bm90IGEgc2lnbmF0dXJl"));
+        assert_eq!(p256_spki_point("bm90IGEga2V5"), None);
     }
 
     #[test]

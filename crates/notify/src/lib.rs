@@ -38,12 +38,14 @@ pub const MIGRATIONS: Migrations = Migrations {
         (2, "quiet_hours", include_str!("../migrations/sqlite/0002_quiet_hours.sql")),
         (3, "unsubscribe_key", include_str!("../migrations/sqlite/0003_unsubscribe_key.sql")),
         (4, "push", include_str!("../migrations/sqlite/0004_push.sql")),
+        (5, "suppressions", include_str!("../migrations/sqlite/0005_suppressions.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
         (2, "quiet_hours", include_str!("../migrations/postgres/0002_quiet_hours.sql")),
         (3, "unsubscribe_key", include_str!("../migrations/postgres/0003_unsubscribe_key.sql")),
         (4, "push", include_str!("../migrations/postgres/0004_push.sql")),
+        (5, "suppressions", include_str!("../migrations/postgres/0005_suppressions.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
@@ -81,6 +83,10 @@ pub struct Settings {
     /// otherwise a subscription could make notify call into its own
     /// network.
     pub push_allow_local: bool,
+    /// The e-mail provider's webhook verification key (base64 DER of a
+    /// P-256 public key, as SendGrid shows it): with it, bounces and
+    /// complaints posted to `/v1/notify/webhooks/email` are recorded.
+    pub email_webhook_key: Option<String>,
 }
 
 impl Default for Settings {
@@ -97,6 +103,7 @@ impl Default for Settings {
             push_per_second: 100,
             push_burst: 100,
             push_allow_local: false,
+            email_webhook_key: None,
         }
     }
 }
@@ -106,6 +113,8 @@ pub struct State {
     /// Signs one-click unsubscribe links.
     pub(crate) unsubscribe_key: [u8; 32],
     pub(crate) sender: Arc<Sender>,
+    /// The e-mail provider's webhook key (its P-256 point), if configured.
+    pub(crate) webhook_key: Option<Vec<u8>>,
 }
 
 pub(crate) type AppState = Arc<State>;
@@ -136,6 +145,12 @@ impl kit::Service for NotifyService {
             s.push_subject.starts_with("mailto:") || s.push_subject.starts_with("https://"),
             "notify.push_subject must be a mailto: or https: URL (RFC 8292)"
         );
+        if let Some(key) = &s.email_webhook_key {
+            anyhow::ensure!(
+                domain::p256_spki_point(key).is_some(),
+                "notify.email_webhook_key must be a P-256 public key, base64 DER (SubjectPublicKeyInfo)"
+            );
+        }
         anyhow::ensure!(s.push_ttl_secs <= 2_419_200, "notify.push_ttl_secs must be at most 28 days");
         // Every template renders, or the service does not start.
         templates::check().map_err(|e| anyhow::anyhow!("a notification template does not render: {e}"))?;
@@ -184,7 +199,8 @@ impl kit::Service for NotifyService {
                 setup.settings.push_burst,
             )),
         });
-        Ok(State { store, unsubscribe_key, sender })
+        let webhook_key = setup.settings.email_webhook_key.as_deref().and_then(domain::p256_spki_point);
+        Ok(State { store, unsubscribe_key, sender, webhook_key })
     }
 
     fn routes(state: &Arc<State>) -> OpenApiRouter {

@@ -30,6 +30,10 @@ enum Failure {
     Retry(String),
     /// Never going to (every browser refused or is gone).
     Final(String),
+    /// Not to be sent: the provider reported the address (a hard bounce,
+    /// or a complaint and not a security message). Failed, but no dead
+    /// letter: nothing to retry.
+    Suppressed(String),
 }
 
 pub struct Sender {
@@ -114,7 +118,7 @@ impl Sender {
         }
         let outcome = match d.channel {
             Channel::Push => self.send_push(d).await,
-            _ => self.send(&batch).await.map_err(Failure::Retry),
+            _ => self.send(&batch).await,
         };
         let now = Utc::now();
         let channel = d.channel.as_str();
@@ -128,6 +132,10 @@ impl Sender {
             Err(Failure::Retry(e)) if d.attempts + 1 < MAX_ATTEMPTS => {
                 tracing::warn!(delivery = %d.id, channel, error = %e, "a notification was not sent; retrying");
                 self.store.settle(d.id, "pending", Some(&e), now + domain::backoff(d.attempts), now).await
+            }
+            Err(Failure::Suppressed(e)) => {
+                tracing::info!(delivery = %d.id, "an e-mail to a reported address was not sent");
+                self.store.settle(d.id, "failed", Some(&e), now, now).await
             }
             Err(Failure::Retry(e) | Failure::Final(e)) => {
                 tracing::error!(delivery = %d.id, channel, error = %e, "a notification was given up");
@@ -209,13 +217,31 @@ impl Sender {
 
     /// Sends `batch` (one delivery, or a digest of several of one kind to
     /// one person) as one e-mail.
-    async fn send(&self, batch: &[Due]) -> Result<(), String> {
+    async fn send(&self, batch: &[Due]) -> Result<(), Failure> {
         let d = &batch[0];
-        let recipient = self.store.recipient(d.user_id).await.map_err(|e| e.to_string())?;
+        let recipient = self.store.recipient(d.user_id).await.map_err(|e| Failure::Retry(e.to_string()))?;
         // Auth's mail names its address (the account may be newer than
         // what notify has heard of it); the rest go to the one notify knows.
         let address = d.vars["to"].as_str().map(str::to_owned).or_else(|| recipient.as_ref()?.email.clone());
-        let Some(address) = address else { return Err("the recipient has no address any more".into()) };
+        let Some(address) = address else { return Err(Failure::Retry("the recipient has no address any more".into())) };
+        let reported = self.store.suppression(&address).await.map_err(|e| Failure::Retry(e.to_string()))?;
+        if domain::suppressed(d.kind, reported.as_deref()) {
+            return Err(Failure::Suppressed(format!(
+                "the provider reported the address ({})",
+                reported.unwrap_or_default()
+            )));
+        }
+        self.compose_and_send(batch, recipient, address).await.map_err(Failure::Retry)
+    }
+
+    /// Renders and sends `batch` to `address`.
+    async fn compose_and_send(
+        &self,
+        batch: &[Due],
+        recipient: Option<crate::store::Recipient>,
+        address: String,
+    ) -> Result<(), String> {
+        let d = &batch[0];
         let mut vars = d.vars.clone();
         if vars.get("name").is_none() {
             vars["name"] = json!(recipient.as_ref().map_or(address.as_str(), |r| r.display_name.as_str()));
@@ -234,7 +260,13 @@ impl Sender {
             (rendered.subject, rendered.text, rendered.html)
         };
         let to: Mailbox = address.parse().map_err(|e| format!("a bad address: {e}"))?;
-        let mut builder = Message::builder().from(self.from.clone()).to(to).subject(&subject);
+        // The delivery's id is the Message-ID: the provider's reports of
+        // the message (bounces, complaints) name it.
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(&subject)
+            .message_id(Some(format!("<{}@panal>", d.id)));
         // One-click unsubscribe (RFC 8058) from this kind's e-mail; never
         // on a security message.
         if let Some(token) = domain::unsubscribe_token(&self.unsubscribe_key, d.user_id, d.kind) {

@@ -207,6 +207,10 @@ impl Store {
     /// An erased account: its address and name gone, its deliveries kept
     /// without their contents, its inbox and choices deleted.
     pub async fn erase(tx: &mut Tx, user: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        // What the provider said of the address goes with it.
+        with_tx!(tx, conn => sqlx::query(
+            "DELETE FROM suppressions WHERE address = (SELECT lower(email) FROM recipients WHERE user_id = $1)")
+            .bind(user).execute(conn).await.map(|_| ()))?;
         with_tx!(tx, conn => sqlx::query(
             "INSERT INTO recipients (user_id, display_name, erased, updated_at) VALUES ($1, 'deleted user', TRUE, $2)
              ON CONFLICT (user_id) DO UPDATE SET email = NULL, display_name = 'deleted user', locale = NULL,
@@ -262,7 +266,10 @@ impl Store {
             let choice = Self::choice_in(tx, to.user_id, kind, channel).await?;
             let reachable = match channel {
                 Channel::Inbox => true,
-                Channel::Email => to.email.is_some(),
+                Channel::Email => match &to.email {
+                    Some(address) => !domain::suppressed(kind, Self::suppression_in(tx, address).await?.as_deref()),
+                    None => false,
+                },
                 Channel::Push => Self::subscribed_in(tx, to.user_id).await?,
             };
             if !domain::enabled(kind, channel, choice) || !reachable {
@@ -468,6 +475,49 @@ impl Store {
         with_tx!(&mut tx, conn => sqlx::query("DELETE FROM dead_letters WHERE consumer = $1 AND event_id = $2")
             .bind(SENDER).bind(id.to_string()).execute(conn).await.map(|_| ()))?;
         tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    // ---- what the e-mail provider reports ---------------------------------
+
+    async fn suppression_in(tx: &mut Tx, address: &str) -> Result<Option<String>, sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query_scalar("SELECT reason FROM suppressions WHERE address = $1")
+            .bind(address.to_lowercase()).fetch_optional(conn).await)
+    }
+
+    /// Why nothing (`bounce`) or only security mail (`complaint`) goes to
+    /// `address`, if the provider said so.
+    pub async fn suppression(&self, address: &str) -> Result<Option<String>, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_scalar("SELECT reason FROM suppressions WHERE address = $1")
+            .bind(address.to_lowercase()).fetch_optional(pool).await)
+    }
+
+    /// Records what the provider said of an address: a bounce outweighs a
+    /// complaint.
+    pub async fn suppress(
+        &self,
+        address: &str,
+        reason: &str,
+        detail: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO suppressions (address, reason, detail, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (address) DO UPDATE SET
+                 reason = CASE WHEN excluded.reason = 'bounce' THEN 'bounce' ELSE suppressions.reason END,
+                 detail = excluded.detail")
+            .bind(address.to_lowercase()).bind(reason).bind(detail).bind(now).execute(pool).await.map(|_| ()))
+    }
+
+    /// An e-mail delivery moved to `status` by the provider's report, if
+    /// its state lets it (states only move forward); whether it moved.
+    pub async fn reported(&self, id: Uuid, status: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        let from = domain::may_become(status);
+        let (a, b, c) = (from.first().copied(), from.get(1).copied(), from.get(2).copied());
+        let n = with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE deliveries SET status = $2, updated_at = $3
+             WHERE id = $1 AND channel = 'email' AND status IN ($4, $5, $6)")
+            .bind(id).bind(status).bind(now).bind(a).bind(b).bind(c).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
 

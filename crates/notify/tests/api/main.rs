@@ -622,4 +622,96 @@ kit::backend_tests! {
             assert!(!body.contains("List-Unsubscribe"), "no way out of security mail: {body}");
         }
     }
+
+    async fn the_providers_signed_reports_move_deliveries_forward_and_stop_mail_to_bad_addresses(db) {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let provider = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        // The key as SendGrid shows it: base64 DER SubjectPublicKeyInfo.
+        let spki = [hex_prefix(), provider.public_key().as_ref().to_vec()].concat();
+        let key = base64::engine::general_purpose::STANDARD.encode(spki);
+        let n = Notify::start_config(&db, None, &format!("digest_secs = 0\nemail_webhook_key = \"{key}\"\n")).await;
+        let ada = n.person("Ada", None).await;
+        let bob = n.person("Bob", None).await;
+        let cy = n.person("Cy", None).await;
+        n.ctx.publish(&friend_request(&bob, &ada)).await;
+        n.ctx.publish(&friend_request(&ada, &cy)).await;
+        n.eventually("both e-mails are sent", || async {
+            n.deliveries(&ada, "sent").await == 1 && n.deliveries(&cy, "sent").await == 1
+        }).await;
+        let db = &n.db;
+        let email_of = |who: Uuid| async move {
+            with_db!(db, pool => sqlx::query_scalar::<_, Uuid>(
+                "SELECT id FROM deliveries WHERE user_id = $1 AND channel = 'email'").bind(who).fetch_one(pool).await).unwrap()
+        };
+        let (to_ada, to_cy) = (email_of(ada.id).await, email_of(cy.id).await);
+        let post = |body: Value, at: i64, sign_with: Option<&EcdsaKeyPair>| {
+            let body = body.to_string();
+            let timestamp = at.to_string();
+            let signer = sign_with.unwrap_or(&provider);
+            let signature = signer.sign(&rng, &[timestamp.as_bytes(), body.as_bytes()].concat()).unwrap();
+            let signature = base64::engine::general_purpose::STANDARD.encode(signature.as_ref());
+            n.http.post(n.server.url("/v1/notify/webhooks/email"))
+                .header("X-Twilio-Email-Event-Webhook-Signature", signature)
+                .header("X-Twilio-Email-Event-Webhook-Timestamp", timestamp)
+                .body(body)
+                .send()
+        };
+        let now = Utc::now().timestamp();
+        let report = json!([
+            {"email": "ada@example.com", "event": "delivered", "smtp-id": format!("<{to_ada}@panal>")},
+            {"email": "ada@example.com", "event": "bounce", "type": "bounce", "smtp-id": format!("<{to_ada}@panal>"),
+             "reason": "550 5.1.1 no such user", "sg_event_id": "ignored"},
+            {"email": "cy@example.com", "event": "spamreport", "smtp-id": format!("<{to_cy}@panal>")},
+            {"email": "cy@example.com", "event": "open"},
+        ]);
+        // Refused: another key's signature, an old call, no signature, not an array.
+        let other = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING,
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap().as_ref(), &rng).unwrap();
+        assert_problem(post(report.clone(), now, Some(&other)).await.unwrap(), 403, None).await;
+        assert_problem(post(report.clone(), now - 3600, None).await.unwrap(), 403, None).await;
+        let r = n.http.post(n.server.url("/v1/notify/webhooks/email")).body(report.to_string()).send().await.unwrap();
+        assert_problem(r, 403, None).await;
+        assert_problem(post(json!({"event": "bounce"}), now, None).await.unwrap(), 400, None).await;
+        assert_eq!(n.deliveries(&ada, "sent").await, 1, "nothing moved yet");
+        // The genuine report: delivered then bounced; complained.
+        let r = post(report.clone(), now, None).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["recorded"], 3);
+        assert_eq!(n.deliveries(&ada, "bounced").await, 1);
+        assert_eq!(n.deliveries(&cy, "complained").await, 1);
+        // Again (the provider retries): nothing moves back or twice.
+        assert_eq!(post(report, now, None).await.unwrap().json::<Value>().await.unwrap()["recorded"], 0);
+        // Ada's address bounced: no more e-mail, not even security mail.
+        // Cy complained: security mail only.
+        n.ctx.publish(&friend_request(&bob, &ada)).await;
+        n.ctx.publish(&friend_request(&bob, &cy)).await;
+        n.ctx.publish(&PasswordChanged { user_id: ada.id, how: "change".into(), changed_at: Utc::now() }).await;
+        n.ctx.publish(&PasswordChanged { user_id: cy.id, how: "change".into(), changed_at: Utc::now() }).await;
+        n.items(&ada, 3).await;
+        n.items(&cy, 3).await;
+        n.eventually("Cy's security mail is sent", || async { n.deliveries(&cy, "sent").await == 1 }).await;
+        let emails = |who: Uuid| async move {
+            with_db!(db, pool => sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM deliveries WHERE user_id = $1 AND channel = 'email'").bind(who).fetch_one(pool).await).unwrap()
+        };
+        assert_eq!(emails(ada.id).await, 1, "only the first, bounced");
+        assert_eq!(emails(cy.id).await, 2, "the first, and the security mail");
+        assert_eq!(n.json("/v1/notify/me/export", &ada).await["email_reported_by_provider"], "bounce");
+    }
+
+    async fn without_a_configured_key_the_webhook_is_not_there(db) {
+        let n = Notify::start(&db, None).await;
+        let r = n.http.post(n.server.url("/v1/notify/webhooks/email")).body("[]").send().await.unwrap();
+        assert_problem(r, 404, None).await;
+    }
+}
+
+/// The DER header of a P-256 SubjectPublicKeyInfo, before the point.
+fn hex_prefix() -> Vec<u8> {
+    (0..52)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&"3059301306072a8648ce3d020106082a8648ce3d030107034200"[i..i + 2], 16).unwrap())
+        .collect()
 }
