@@ -33,6 +33,7 @@ pub const PUBLIC_PATHS: &[&str] = &[
     "/v1/notify/unsubscribe",
     // The e-mail provider's delivery events (bounces, complaints): signed, no token.
     "/v1/notify/webhooks/email",
+    "/v1/notify/webhooks/sms",
     "/.well-known/jwks.json",
     "/.well-known/oauth-authorization-server",
 ];

@@ -34,6 +34,9 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
         .routes(routes!(retry_delivery))
         .routes(routes!(security_mail))
         .routes(routes!(email_webhook))
+        .routes(routes!(phone, set_phone, delete_phone))
+        .routes(routes!(verify_phone))
+        .routes(routes!(sms_webhook))
         .routes(routes!(export_notify_data))
         .with_state(state)
 }
@@ -158,7 +161,7 @@ async fn preferences_of(state: &AppState, user: Uuid) -> Result<Vec<Preference>,
     for kind in Kind::ALL {
         for &channel in kind.channels() {
             let choice = choices.iter().find(|c| c.0 == kind.as_str() && c.1 == channel.as_str()).map(|c| c.2);
-            let locked = kind.security() && channel == Channel::Email;
+            let locked = domain::locked(kind, channel);
             out.push(Preference { kind, channel, enabled: domain::enabled(kind, channel, choice), locked });
         }
     }
@@ -195,8 +198,8 @@ async fn set_preference(
     if !body.kind.channels().contains(&body.channel) {
         return Err(FieldErrors::single("channel", "this kind does not go out on this channel").into());
     }
-    if body.kind.security() && body.channel == Channel::Email && !body.enabled {
-        return Err(FieldErrors::single("enabled", "a security message's e-mail cannot be turned off").into());
+    if domain::locked(body.kind, body.channel) && !body.enabled {
+        return Err(FieldErrors::single("enabled", "a security message cannot be turned off on this channel").into());
     }
     state.store.choose(caller.user_id, body.kind, body.channel, body.enabled, Utc::now()).await?;
     Ok(Json(preferences_of(&state, caller.user_id).await?))
@@ -323,18 +326,22 @@ async fn kinds(_caller: Caller) -> Json<Vec<KindView>> {
     )
 }
 
+/// A kind's templates rendered; each absent where the kind does not go out
+/// on its channel.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Preview {
     #[schema(example = "Bob wants to be your friend on Panal")]
-    pub subject: String,
+    pub subject: Option<String>,
     #[schema(example = "Friend request")]
-    pub title: String,
+    pub title: Option<String>,
     #[schema(example = "Bob wants to be your friend.")]
-    pub body: String,
+    pub body: Option<String>,
     #[schema(example = "Hello Ada,\n\nBob asked to be your friend on Panal.")]
-    pub text: String,
+    pub text: Option<String>,
     #[schema(example = "<p>Hello Ada,</p>")]
-    pub html: String,
+    pub html: Option<String>,
+    #[schema(example = "Panal: Bob invites you to play Pong. http://localhost:8000/")]
+    pub sms: Option<String>,
 }
 
 /// A kind's templates in a language, rendered with sample values
@@ -352,9 +359,18 @@ async fn preview(
     if !LOCALES.contains(&locale.as_str()) {
         return Err(Problem::not_found(format!("no templates in {locale:?}; there are: {}", LOCALES.join(", "))).into());
     }
-    let r = crate::templates::render(kind, &locale, &kind.sample())
-        .map_err(|e| <NotifyApiError as kit::Fail>::internal(anyhow::anyhow!(e)))?;
-    Ok(Json(Preview { subject: r.subject, title: r.title, body: r.body, text: r.text, html: r.html }))
+    let failed = |e: String| <NotifyApiError as kit::Fail>::internal(anyhow::anyhow!(e));
+    let sample = kind.sample();
+    let mut preview = Preview { subject: None, title: None, body: None, text: None, html: None, sms: None };
+    if kind.channels().iter().any(|c| *c != Channel::Sms) {
+        let r = crate::templates::render(kind, &locale, &sample).map_err(failed)?;
+        (preview.subject, preview.title, preview.body) = (Some(r.subject), Some(r.title), Some(r.body));
+        (preview.text, preview.html) = (Some(r.text), Some(r.html));
+    }
+    if kind.channels().contains(&Channel::Sms) {
+        preview.sms = Some(crate::templates::render_sms(kind, &locale, &sample).map_err(failed)?);
+    }
+    Ok(Json(preview))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -572,7 +588,7 @@ async fn security_mail(
     let vars = serde_json::json!({
         "to": body.to, "link": body.link, "minutes": minutes, "hours": minutes.div_ceil(60),
     });
-    let new = state.store.security_mail(id, body.kind, body.user_id, &vars, Utc::now()).await?;
+    let new = state.store.direct(id, body.kind, Channel::Email, body.user_id, &vars, Utc::now()).await?;
     Ok((StatusCode::ACCEPTED, Json(MailAccepted { new })))
 }
 
@@ -663,6 +679,157 @@ async fn email_webhook(
     Ok(Json(ReportRecorded { recorded }))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhoneView {
+    #[schema(example = "+34600123456")]
+    pub number: String,
+    /// Only a verified number gets SMS.
+    #[schema(example = true)]
+    pub verified: bool,
+}
+
+/// The caller's phone number for SMS.
+#[utoipa::path(get, path = "/v1/notify/phone", operation_id = "notify_phone", tag = "notify", security(("bearer" = [])),
+    responses((status = 200, body = PhoneView),
+        (status = 404, description = "No number set", body = Problem, content_type = "application/problem+json")))]
+async fn phone(State(state): State<AppState>, caller: Caller) -> Result<Json<PhoneView>, NotifyApiError> {
+    let p = state.store.phone(caller.user_id).await?.ok_or_else(|| Problem::not_found("no phone number set"))?;
+    Ok(Json(PhoneView { number: p.number, verified: p.verified_at.is_some() }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPhone {
+    /// E.164, `+` and the country code.
+    #[schema(example = "+34 600 123 456")]
+    pub number: String,
+}
+
+/// A new code, at most once a minute.
+const PHONE_CODE_EVERY_SECS: i64 = 60;
+
+/// Sets the caller's phone number and sends a six-digit code to it by SMS
+/// (valid ten minutes, five tries); SMS go to it once the code is
+/// confirmed (`POST /v1/notify/phone/verify`).
+#[utoipa::path(put, path = "/v1/notify/phone", operation_id = "notify_set_phone", tag = "notify", security(("bearer" = [])),
+    request_body(content = SetPhone, example = json!({"number": "+34600123456"})),
+    responses((status = 202, body = PhoneView),
+        (status = 409, description = "SMS is not configured on this platform", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an E.164 number", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A code was sent less than a minute ago", body = Problem, content_type = "application/problem+json")))]
+async fn set_phone(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<SetPhone>,
+) -> Result<(StatusCode, Json<PhoneView>), NotifyApiError> {
+    if state.sender.sms.is_none() {
+        return Err(Problem::conflict("SMS is not configured on this platform").into());
+    }
+    let number = domain::parse_phone(&body.number)
+        .ok_or_else(|| FieldErrors::single("number", "must be an international number: +, country code, number"))?;
+    let now = Utc::now();
+    let minutes = chrono::Duration::minutes(domain::PHONE_CODE_MINUTES);
+    if let Some(expires) = state.store.phone(caller.user_id).await?.and_then(|p| p.code_expires_at) {
+        let wait = (expires - minutes + chrono::Duration::seconds(PHONE_CODE_EVERY_SECS) - now).num_seconds();
+        if wait > 0 {
+            let retry = axum::http::HeaderValue::from(wait);
+            return Err(Problem::new(StatusCode::TOO_MANY_REQUESTS)
+                .with_detail("a code was sent less than a minute ago")
+                .with_header(axum::http::header::RETRY_AFTER, retry)
+                .into());
+        }
+    }
+    let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+    let tag = domain::phone_code_tag(&state.unsubscribe_key, caller.user_id, &code);
+    state.store.set_phone(caller.user_id, &number, &tag, now + minutes, now).await?;
+    let vars = serde_json::json!({"code": code, "to": number});
+    state.store.direct(Uuid::now_v7(), Kind::PhoneCode, Channel::Sms, caller.user_id, &vars, now).await?;
+    Ok((StatusCode::ACCEPTED, Json(PhoneView { number, verified: false })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyPhone {
+    #[schema(example = "123456")]
+    pub code: String,
+}
+
+/// Confirms the caller's number with the code sent to it.
+#[utoipa::path(post, path = "/v1/notify/phone/verify", operation_id = "notify_verify_phone", tag = "notify", security(("bearer" = [])),
+    request_body(content = VerifyPhone, example = json!({"code": "123456"})),
+    responses((status = 200, body = PhoneView),
+        (status = 404, description = "No number waiting for a code", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A wrong code, or one expired or tried five times (ask for a new one)", body = Problem, content_type = "application/problem+json")))]
+async fn verify_phone(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<VerifyPhone>,
+) -> Result<Json<PhoneView>, NotifyApiError> {
+    let phone = state.store.phone(caller.user_id).await?;
+    let Some((phone, tag, expires)) = phone
+        .and_then(|p| Some((p.clone(), p.code_hash?, p.code_expires_at?)))
+        .filter(|(p, ..)| p.verified_at.is_none())
+    else {
+        return Err(Problem::not_found("no phone number is waiting for a code").into());
+    };
+    let now = Utc::now();
+    if expires <= now || phone.code_attempts >= domain::PHONE_CODE_TRIES {
+        return Err(FieldErrors::single("code", "has expired or was tried too often; ask for a new one").into());
+    }
+    state.store.phone_code_tried(caller.user_id).await?;
+    if !domain::phone_code_matches(&state.unsubscribe_key, caller.user_id, body.code.trim(), &tag) {
+        return Err(FieldErrors::single("code", "is not the code sent").into());
+    }
+    state.store.phone_verified(caller.user_id, now).await?;
+    Ok(Json(PhoneView { number: phone.number, verified: true }))
+}
+
+/// Removes the caller's phone number: no more SMS.
+#[utoipa::path(delete, path = "/v1/notify/phone", operation_id = "notify_delete_phone", tag = "notify", security(("bearer" = [])),
+    responses((status = 204, description = "Removed"),
+        (status = 404, description = "No number set", body = Problem, content_type = "application/problem+json")))]
+async fn delete_phone(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, NotifyApiError> {
+    if !state.store.delete_phone(caller.user_id).await? {
+        return Err(Problem::not_found("no phone number set").into());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The SMS provider's status callback (Twilio's: form-encoded `MessageSid`
+/// and `MessageStatus`, signed in `X-Twilio-Signature` with the auth
+/// token over this URL and the parameters). `delivered` and
+/// `undelivered`/`failed` move the delivery; the rest are noted only.
+#[utoipa::path(post, path = "/v1/notify/webhooks/sms", operation_id = "notify_sms_webhook", tag = "notify",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        example = "MessageSid=SM0123456789abcdef0123456789abcdef&MessageStatus=delivered"),
+    responses((status = 204, description = "Recorded"),
+        (status = 403, description = "Not signed with the provider's auth token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "SMS is not configured", body = Problem, content_type = "application/problem+json")))]
+async fn sms_webhook(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, NotifyApiError> {
+    let Some(provider) = &state.sender.sms else {
+        return Err(Problem::not_found("SMS is not configured").into());
+    };
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !domain::twilio_signed(provider.auth_token(), &provider.callback_url, &params, signature) {
+        return Err(Problem::forbidden("the callback is not signed by the SMS provider").into());
+    }
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let status = match param("MessageStatus") {
+        Some("delivered") => Some("delivered"),
+        Some("undelivered" | "failed") => Some("failed"),
+        _ => None,
+    };
+    if let (Some(sid), Some(status)) = (param("MessageSid"), status) {
+        state.store.sms_reported(sid, status, Utc::now()).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// What notify holds about the caller: their address and language, their
 /// choices, their inbox and every delivery to them (GDPR articles 15 and
 /// 20). Erasure comes from users' `user_erased`.
@@ -688,6 +855,7 @@ async fn export_notify_data(
         "inbox": inbox,
         "deliveries": state.store.deliveries(id).await?,
         "email_reported_by_provider": reported,
+        "phone": state.store.phone(id).await?.map(|p| PhoneView { number: p.number, verified: p.verified_at.is_some() }),
         "push_subscriptions": state.store.subscriptions(id).await?.into_iter().map(SubscriptionView::from).collect::<Vec<_>>(),
     })))
 }

@@ -28,16 +28,20 @@ pub enum Channel {
     /// Web Push (RFC 8030/8291/8292) to every browser the person
     /// subscribed.
     Push,
+    /// SMS to the person's verified phone number, through the provider
+    /// (`[notify.sms]`, Twilio's API).
+    Sms,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Inbox, Channel::Email, Channel::Push];
+    pub const ALL: [Channel; 4] = [Channel::Inbox, Channel::Email, Channel::Push, Channel::Sms];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Inbox => "inbox",
             Channel::Email => "email",
             Channel::Push => "push",
+            Channel::Sms => "sms",
         }
     }
 
@@ -70,10 +74,12 @@ pub enum Kind {
     PasswordReset,
     /// Someone tried to register with an address that has an account.
     AccountExists,
+    /// The code that proves a phone number is the person's (SMS only).
+    PhoneCode,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::FriendRequest,
         Kind::FriendAccepted,
         Kind::GameInvitation,
@@ -82,6 +88,7 @@ impl Kind {
         Kind::VerifyEmail,
         Kind::PasswordReset,
         Kind::AccountExists,
+        Kind::PhoneCode,
     ];
 
     /// Auth's mail, handed over by a service call: e-mail only, to the
@@ -98,6 +105,7 @@ impl Kind {
             Kind::VerifyEmail => "verify_email",
             Kind::PasswordReset => "password_reset",
             Kind::AccountExists => "account_exists",
+            Kind::PhoneCode => "phone_code",
         }
     }
 
@@ -107,16 +115,27 @@ impl Kind {
 
     /// The channels it goes out on unless the person turned one off.
     pub fn channels(self) -> &'static [Channel] {
-        if self.carries_secret() || self == Kind::AccountExists {
-            return &[Channel::Email];
+        match self {
+            Kind::VerifyEmail | Kind::PasswordReset | Kind::AccountExists => &[Channel::Email],
+            Kind::PhoneCode => &[Channel::Sms],
+            Kind::GameInvitation | Kind::TournamentMatch | Kind::PasswordChanged => {
+                &[Channel::Inbox, Channel::Email, Channel::Push, Channel::Sms]
+            }
+            Kind::FriendRequest | Kind::FriendAccepted => &[Channel::Inbox, Channel::Email, Channel::Push],
         }
-        &[Channel::Inbox, Channel::Email, Channel::Push]
+    }
+
+    /// Whether it goes out on `channel` when the person made no choice:
+    /// SMS costs, so only security messages and tournament calls (a
+    /// match waiting for you) use it unasked.
+    pub fn default_on(self, channel: Channel) -> bool {
+        channel != Channel::Sms || self.security() || self == Kind::TournamentMatch
     }
 
     /// Its link signs its reader in: the delivery's values are wiped once
     /// it is sent or given up, and it never goes anywhere but e-mail.
     pub fn carries_secret(self) -> bool {
-        matches!(self, Kind::VerifyEmail | Kind::PasswordReset)
+        matches!(self, Kind::VerifyEmail | Kind::PasswordReset | Kind::PhoneCode)
     }
 
     /// Low-priority kinds: their e-mails wait out `notify.digest_secs` and
@@ -127,7 +146,10 @@ impl Kind {
 
     /// Security messages: their e-mail cannot be turned off.
     pub fn security(self) -> bool {
-        matches!(self, Kind::PasswordChanged | Kind::VerifyEmail | Kind::PasswordReset | Kind::AccountExists)
+        matches!(
+            self,
+            Kind::PasswordChanged | Kind::VerifyEmail | Kind::PasswordReset | Kind::AccountExists | Kind::PhoneCode
+        )
     }
 
     /// The variables its templates get (besides `name`, the recipient's,
@@ -142,6 +164,7 @@ impl Kind {
             Kind::VerifyEmail => &["hours"],
             Kind::PasswordReset => &["minutes"],
             Kind::AccountExists => &[],
+            Kind::PhoneCode => &["code"],
         }
     }
 
@@ -158,6 +181,7 @@ impl Kind {
             Kind::VerifyEmail => json!({"hours": 24}),
             Kind::PasswordReset => json!({"minutes": 30}),
             Kind::AccountExists => json!({}),
+            Kind::PhoneCode => json!({"code": "123456"}),
         };
         v["name"] = json!("Ada");
         v["link"] = json!("http://localhost:8000/");
@@ -165,13 +189,77 @@ impl Kind {
     }
 }
 
+/// Whether the person cannot turn `kind` off on `channel`: a security
+/// message's e-mail, and a security message's only channel.
+pub fn locked(kind: Kind, channel: Channel) -> bool {
+    kind.security() && (channel == Channel::Email || kind.channels() == [channel])
+}
+
 /// Whether `kind` goes out on `channel` given the person's choice
-/// (`None`: they made none). A security message's e-mail always does.
+/// (`None`: they made none, and the kind's default holds).
 pub fn enabled(kind: Kind, channel: Channel, choice: Option<bool>) -> bool {
-    if kind.security() && channel == Channel::Email {
+    if locked(kind, channel) {
         return true;
     }
-    kind.channels().contains(&channel) && choice.unwrap_or(true)
+    kind.channels().contains(&channel) && choice.unwrap_or_else(|| kind.default_on(channel))
+}
+
+/// A phone number in E.164 (`+34600123456`: a plus, then 8 to 15 digits,
+/// not starting with 0); spaces, dots, dashes and brackets are dropped.
+pub fn parse_phone(s: &str) -> Option<String> {
+    let digits: String = s.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let rest = digits.strip_prefix('+')?;
+    let ok = (8..=15).contains(&rest.len()) && rest.chars().all(|c| c.is_ascii_digit()) && !rest.starts_with('0');
+    ok.then_some(digits)
+}
+
+/// How long a phone code lasts, and the tries it gets.
+pub const PHONE_CODE_MINUTES: i64 = 10;
+pub const PHONE_CODE_TRIES: i32 = 5;
+
+/// What notify keeps of a phone code: a MAC of the person and the code
+/// (six digits are too few to keep as a plain hash).
+pub fn phone_code_tag(key: &[u8], user: Uuid, code: &str) -> Vec<u8> {
+    phone_mac(key, user, code).finalize().into_bytes().to_vec()
+}
+
+/// Whether `code` is the one whose tag was kept (compared in constant time).
+pub fn phone_code_matches(key: &[u8], user: Uuid, code: &str, tag: &[u8]) -> bool {
+    phone_mac(key, user, code).verify_slice(tag).is_ok()
+}
+
+fn phone_mac(key: &[u8], user: Uuid, code: &str) -> Mac {
+    let mut m = <Mac as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    m.update(b"phone-code");
+    m.update(user.as_bytes());
+    m.update(code.as_bytes());
+    m
+}
+
+/// Twilio's request signature (`X-Twilio-Signature`): HMAC-SHA1 with the
+/// account's auth token of the URL it called followed by every form
+/// parameter's name and value, sorted by name; base64.
+pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(twilio_mac(auth_token, url, params).finalize().into_bytes())
+}
+
+/// Whether `signature` is Twilio's for this call (compared in constant time).
+pub fn twilio_signed(auth_token: &str, url: &str, params: &[(String, String)], signature: &str) -> bool {
+    let Ok(tag) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else { return false };
+    twilio_mac(auth_token, url, params).verify_slice(&tag).is_ok()
+}
+
+fn twilio_mac(auth_token: &str, url: &str, params: &[(String, String)]) -> Hmac<sha1::Sha1> {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut m = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(auth_token.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    m.update(url.as_bytes());
+    for (k, v) in sorted {
+        m.update(k.as_bytes());
+        m.update(v.as_bytes());
+    }
+    m
 }
 
 /// What a digest of `kind` lists from each notification's values: the
@@ -209,6 +297,7 @@ pub fn path(kind: Kind, subject: &str) -> String {
         // Auth's mail carries the link auth made.
         Kind::VerifyEmail | Kind::PasswordReset => "/".to_owned(),
         Kind::AccountExists => "/forgot-password".to_owned(),
+        Kind::PhoneCode => "/settings/notifications".to_owned(),
     }
 }
 
@@ -573,6 +662,45 @@ mod tests {
         assert!(!webhook_signed(&point, "1700000000", br#"[{"event":"delivered"}]"#, &signature), "another body");
         assert!(!webhook_signed(&point, "1700000000", body, "bm90IGEgc2lnbmF0dXJl"));
         assert_eq!(p256_spki_point("bm90IGEga2V5"), None);
+    }
+
+    #[test]
+    fn phone_numbers_are_e164() {
+        assert_eq!(parse_phone("+34 600 12-34-56").as_deref(), Some("+34600123456"));
+        assert_eq!(parse_phone("+1 (415) 555-0100").as_deref(), Some("+14155550100"));
+        for bad in ["600123456", "+0123456789", "+12345", "+1234567890123456", "+34 600 abc 456", ""] {
+            assert_eq!(parse_phone(bad), None, "{bad}");
+        }
+    }
+
+    /// Twilio's documented example (its "Webhooks security" page).
+    #[test]
+    fn the_twilio_signature_matches_twilios_example() {
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+12349013030"),
+            ("Digits", "1234"),
+            ("From", "+12349013030"),
+            ("To", "+18005551212"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            twilio_signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        );
+    }
+
+    #[test]
+    fn sms_is_asked_for_except_for_security_and_tournament_calls() {
+        assert!(!enabled(Kind::GameInvitation, Channel::Sms, None));
+        assert!(enabled(Kind::GameInvitation, Channel::Sms, Some(true)));
+        assert!(enabled(Kind::TournamentMatch, Channel::Sms, None));
+        assert!(enabled(Kind::PasswordChanged, Channel::Sms, None));
+        assert!(!enabled(Kind::FriendRequest, Channel::Sms, Some(true)), "not a channel of the kind");
+        assert!(enabled(Kind::PhoneCode, Channel::Sms, Some(false)), "a code cannot be turned off");
+        assert!(!enabled(Kind::PasswordChanged, Channel::Sms, Some(false)));
     }
 
     #[test]

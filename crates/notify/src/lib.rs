@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod push;
 pub mod sender;
+pub mod sms;
 pub mod store;
 pub mod templates;
 
@@ -39,6 +40,7 @@ pub const MIGRATIONS: Migrations = Migrations {
         (3, "unsubscribe_key", include_str!("../migrations/sqlite/0003_unsubscribe_key.sql")),
         (4, "push", include_str!("../migrations/sqlite/0004_push.sql")),
         (5, "suppressions", include_str!("../migrations/sqlite/0005_suppressions.sql")),
+        (6, "sms", include_str!("../migrations/sqlite/0006_sms.sql")),
     ],
     postgres: &[
         (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -46,6 +48,7 @@ pub const MIGRATIONS: Migrations = Migrations {
         (3, "unsubscribe_key", include_str!("../migrations/postgres/0003_unsubscribe_key.sql")),
         (4, "push", include_str!("../migrations/postgres/0004_push.sql")),
         (5, "suppressions", include_str!("../migrations/postgres/0005_suppressions.sql")),
+        (6, "sms", include_str!("../migrations/postgres/0006_sms.sql")),
     ],
     table: kit::db::SERVICE_MIGRATIONS_TABLE,
 };
@@ -87,6 +90,9 @@ pub struct Settings {
     /// P-256 public key, as SendGrid shows it): with it, bounces and
     /// complaints posted to `/v1/notify/webhooks/email` are recorded.
     pub email_webhook_key: Option<String>,
+    /// The SMS provider (`[notify.sms]`); without it there is no SMS
+    /// channel (a phone number cannot be added).
+    pub sms: Option<sms::SmsSettings>,
 }
 
 impl Default for Settings {
@@ -104,6 +110,7 @@ impl Default for Settings {
             push_burst: 100,
             push_allow_local: false,
             email_webhook_key: None,
+            sms: None,
         }
     }
 }
@@ -177,6 +184,13 @@ impl kit::Service for NotifyService {
             Duration::from_secs(setup.settings.push_ttl_secs),
             setup.settings.push_allow_local,
         )?;
+        let sms = match &setup.settings.sms {
+            Some(s) => Some(
+                sms::Twilio::new(s, &config.public_url).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
+            ),
+            None => None,
+        };
+        let sms_per_second = setup.settings.sms.as_ref().map_or(1, |s| s.per_second.max(1));
         let sender = Arc::new(Sender {
             store: store.clone(),
             smtp,
@@ -198,6 +212,8 @@ impl kit::Service for NotifyService {
                 setup.settings.push_per_second,
                 setup.settings.push_burst,
             )),
+            sms,
+            sms_limit: kit::limit::Limiter::new(kit::limit::Quota::per_second(sms_per_second, sms_per_second)),
         });
         let webhook_key = setup.settings.email_webhook_key.as_deref().and_then(domain::p256_spki_point);
         Ok(State { store, unsubscribe_key, sender, webhook_key })

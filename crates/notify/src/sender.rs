@@ -59,6 +59,9 @@ pub struct Sender {
     pub pusher: Pusher,
     /// The push channel's rate (`notify.push_per_second`).
     pub push_limit: kit::limit::Limiter<()>,
+    /// The SMS provider, if configured, and its rate.
+    pub sms: Option<crate::sms::Twilio>,
+    pub sms_limit: kit::limit::Limiter<()>,
 }
 
 impl Sender {
@@ -111,14 +114,19 @@ impl Sender {
                 return Ok(());
             }
         }
-        let limit = if d.channel == Channel::Push { &self.push_limit } else { &self.limit };
+        let limit = match d.channel {
+            Channel::Push => &self.push_limit,
+            Channel::Sms => &self.sms_limit,
+            _ => &self.limit,
+        };
         if let kit::limit::Decision::Deny { retry_after } = limit.check(&()) {
             let wait = chrono::Duration::from_std(retry_after).unwrap_or(chrono::Duration::seconds(1));
             return self.store.hold(d.id, now + wait, now).await;
         }
         let outcome = match d.channel {
             Channel::Push => self.send_push(d).await,
-            _ => self.send(&batch).await,
+            Channel::Sms => self.send_sms(d).await,
+            Channel::Email | Channel::Inbox => self.send(&batch).await,
         };
         let now = Utc::now();
         let channel = d.channel.as_str();
@@ -187,6 +195,31 @@ impl Sender {
             (Some(e), _) => Err(Failure::Retry(e)),
             (None, true) => Ok(()),
             (None, false) => Err(Failure::Final(refused.unwrap_or_else(|| "no browser is subscribed".into()))),
+        }
+    }
+
+    /// Sends an SMS delivery to the person's verified number (a phone
+    /// code: to the number being verified).
+    async fn send_sms(&self, d: &Due) -> Result<(), Failure> {
+        let Some(provider) = &self.sms else { return Err(Failure::Final("SMS is not configured".into())) };
+        let db = |e: sqlx::Error| Failure::Retry(e.to_string());
+        let number = match d.vars["to"].as_str() {
+            Some(n) => n.to_owned(),
+            None => {
+                let verified = self.store.verified_phone(d.user_id).await.map_err(db)?;
+                verified.ok_or_else(|| Failure::Final("no verified phone number".into()))?
+            }
+        };
+        let recipient = self.store.recipient(d.user_id).await.map_err(db)?;
+        let locale = domain::locale_of(recipient.as_ref().and_then(|r| r.locale.as_deref()));
+        let mut vars = d.vars.clone();
+        let path = vars["link"].as_str().unwrap_or("/").to_owned();
+        vars["link"] = json!(format!("{}{path}", self.public_url.trim_end_matches('/')));
+        let text = templates::render_sms(d.kind, locale, &vars).map_err(Failure::Final)?;
+        match provider.send(&number, &text).await {
+            crate::sms::Outcome::Accepted(sid) => self.store.provider_id(d.id, &sid).await.map_err(db),
+            crate::sms::Outcome::Retry(e) => Err(Failure::Retry(e)),
+            crate::sms::Outcome::Refused(e) => Err(Failure::Final(e)),
         }
     }
 

@@ -79,6 +79,18 @@ fn due((id, kind, channel, user_id, vars, attempts, created_at): DueRow) -> Opti
     })
 }
 
+/// A person's phone number and where its verification stands.
+#[derive(Debug, Clone)]
+pub struct Phone {
+    pub number: String,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub code_hash: Option<Vec<u8>>,
+    pub code_expires_at: Option<DateTime<Utc>>,
+    pub code_attempts: i32,
+}
+
+type PhoneRow = (String, Option<DateTime<Utc>>, Option<Vec<u8>>, Option<DateTime<Utc>>, i32);
+
 /// A browser subscribed to Web Push.
 #[derive(Debug, Clone)]
 pub struct Subscription {
@@ -109,7 +121,11 @@ fn subscription((id, endpoint, p256dh, auth, device, created_at): SubscriptionRo
 /// list to it).
 macro_rules! scrub {
     ($when:literal) => {
-        concat!("vars = CASE WHEN kind IN ('verify_email', 'password_reset') AND ", $when, " THEN '{}' ELSE vars END")
+        concat!(
+            "vars = CASE WHEN kind IN ('verify_email', 'password_reset', 'phone_code') AND ",
+            $when,
+            " THEN '{}' ELSE vars END"
+        )
     };
 }
 
@@ -225,6 +241,8 @@ impl Store {
         with_tx!(tx, conn => sqlx::query("DELETE FROM quiet_hours WHERE user_id = $1")
             .bind(user).execute(conn).await.map(|_| ()))?;
         with_tx!(tx, conn => sqlx::query("DELETE FROM push_subscriptions WHERE user_id = $1")
+            .bind(user).execute(conn).await.map(|_| ()))?;
+        with_tx!(tx, conn => sqlx::query("DELETE FROM phones WHERE user_id = $1")
             .bind(user).execute(conn).await.map(|_| ()))
     }
 
@@ -271,6 +289,7 @@ impl Store {
                     None => false,
                 },
                 Channel::Push => Self::subscribed_in(tx, to.user_id).await?,
+                Channel::Sms => Self::verified_phone_in(tx, to.user_id).await?.is_some(),
             };
             if !domain::enabled(kind, channel, choice) || !reachable {
                 continue;
@@ -352,12 +371,14 @@ impl Store {
             .bind(id).bind(status).bind(error).bind(next_at).bind(now).execute(pool).await.map(|_| ()))
     }
 
-    /// Auth's mail (`id` is auth's, so a call made again adds nothing):
-    /// whether it was new.
-    pub async fn security_mail(
+    /// A message asked for directly, not by an event: auth's mail (`id`
+    /// is auth's, so a call made again adds nothing), a phone's code.
+    /// Whether it was new.
+    pub async fn direct(
         &self,
         id: Uuid,
         kind: Kind,
+        channel: Channel,
         user: Uuid,
         vars: &Value,
         now: DateTime<Utc>,
@@ -365,11 +386,17 @@ impl Store {
         let n = with_db!(write &self.db, pool => sqlx::query(
             "INSERT INTO deliveries (id, event_id, kind, channel, user_id, vars, status, attempts, next_at,
                  created_at, updated_at)
-             VALUES ($1, $1, $2, 'email', $3, $4, 'pending', 0, $5, $5, $5)
+             VALUES ($1, $1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)
              ON CONFLICT DO NOTHING")
-            .bind(id).bind(kind.as_str()).bind(user).bind(vars.to_string()).bind(now)
+            .bind(id).bind(kind.as_str()).bind(channel.as_str()).bind(user).bind(vars.to_string()).bind(now)
             .execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
+    }
+
+    /// The provider's id of a sent message.
+    pub async fn provider_id(&self, id: Uuid, provider_id: &str) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query("UPDATE deliveries SET provider_id = $2 WHERE id = $1")
+            .bind(id).bind(provider_id).execute(pool).await.map(|_| ()))
     }
 
     // ---- Web Push --------------------------------------------------------
@@ -518,6 +545,87 @@ impl Store {
             "UPDATE deliveries SET status = $2, updated_at = $3
              WHERE id = $1 AND channel = 'email' AND status IN ($4, $5, $6)")
             .bind(id).bind(status).bind(now).bind(a).bind(b).bind(c).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// An SMS delivery moved to `status` by the provider's callback (by
+    /// its message id), if its state lets it; whether it moved.
+    pub async fn sms_reported(&self, provider_id: &str, status: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        let from = domain::may_become(status);
+        let (a, b, c) = (from.first().copied(), from.get(1).copied(), from.get(2).copied());
+        let n = with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE deliveries SET status = $2, updated_at = $3
+             WHERE provider_id = $1 AND channel = 'sms' AND status IN ($4, $5, $6)")
+            .bind(provider_id).bind(status).bind(now).bind(a).bind(b).bind(c)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    // ---- phone numbers ---------------------------------------------------
+
+    async fn verified_phone_in(tx: &mut Tx, user: Uuid) -> Result<Option<String>, sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query_scalar(
+            "SELECT number FROM phones WHERE user_id = $1 AND verified_at IS NOT NULL")
+            .bind(user).fetch_optional(conn).await)
+    }
+
+    /// The person's number, if verified.
+    pub async fn verified_phone(&self, user: Uuid) -> Result<Option<String>, sqlx::Error> {
+        with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT number FROM phones WHERE user_id = $1 AND verified_at IS NOT NULL")
+            .bind(user).fetch_optional(pool).await)
+    }
+
+    pub async fn phone(&self, user: Uuid) -> Result<Option<Phone>, sqlx::Error> {
+        let row: Option<PhoneRow> = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT number, verified_at, code_hash, code_expires_at, code_attempts FROM phones WHERE user_id = $1")
+            .bind(user).fetch_optional(pool).await)?;
+        Ok(row.map(|(number, verified_at, code_hash, code_expires_at, code_attempts)| Phone {
+            number,
+            verified_at,
+            code_hash,
+            code_expires_at,
+            code_attempts,
+        }))
+    }
+
+    /// A new number (unverified) and the hash of the code sent to it.
+    pub async fn set_phone(
+        &self,
+        user: Uuid,
+        number: &str,
+        code_hash: &[u8],
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO phones (user_id, number, verified_at, code_hash, code_expires_at, code_attempts, updated_at)
+             VALUES ($1, $2, NULL, $3, $4, 0, $5)
+             ON CONFLICT (user_id) DO UPDATE SET number = excluded.number, verified_at = NULL,
+                 code_hash = excluded.code_hash, code_expires_at = excluded.code_expires_at, code_attempts = 0,
+                 updated_at = excluded.updated_at")
+            .bind(user).bind(number).bind(code_hash).bind(expires).bind(now).execute(pool).await.map(|_| ()))
+    }
+
+    /// One more try at the code.
+    pub async fn phone_code_tried(&self, user: Uuid) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE phones SET code_attempts = code_attempts + 1 WHERE user_id = $1")
+            .bind(user).execute(pool).await.map(|_| ()))
+    }
+
+    /// The number proved: the code is gone.
+    pub async fn phone_verified(&self, user: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "UPDATE phones SET verified_at = $2, code_hash = NULL, code_expires_at = NULL, updated_at = $2
+             WHERE user_id = $1")
+            .bind(user).bind(now).execute(pool).await.map(|_| ()))
+    }
+
+    /// Removes the number; false when there was none.
+    pub async fn delete_phone(&self, user: Uuid) -> Result<bool, sqlx::Error> {
+        let n = with_db!(write &self.db, pool => sqlx::query("DELETE FROM phones WHERE user_id = $1")
+            .bind(user).execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
 

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 
-use crate::domain::{Kind, LOCALES};
+use crate::domain::{Channel, Kind, LOCALES};
 
 macro_rules! sources {
     ($($locale:literal: [$($kind:literal),*]),*) => {
@@ -29,10 +29,25 @@ const SOURCES: &[(&str, &str)] = sources!(
         "password_reset", "account_exists", "digest"]
 );
 
+macro_rules! sms_sources {
+    ($($locale:literal: [$($kind:literal),*]),*) => {
+        &[$($(
+            (concat!($locale, "/", $kind, ".sms"), include_str!(concat!("../templates/", $locale, "/", $kind, ".sms"))),
+        )*)*]
+    };
+}
+
+/// SMS variants (`<kind>.sms`): one short line, plain text; for the kinds
+/// that go out by SMS.
+const SMS_SOURCES: &[(&str, &str)] = sms_sources!(
+    "en": ["game_invitation", "tournament_match", "password_changed", "phone_code"],
+    "es": ["game_invitation", "tournament_match", "password_changed", "phone_code"]
+);
+
 static TEMPLATES: LazyLock<Result<Environment<'static>, String>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    for (name, source) in SOURCES {
+    for (name, source) in SOURCES.iter().chain(SMS_SOURCES) {
         env.add_template(name, source).map_err(|e| format!("template {name}: {e}"))?;
     }
     Ok(env)
@@ -84,6 +99,15 @@ pub fn render(kind: Kind, locale: &str, vars: &Value) -> Result<Rendered, String
     Ok(Rendered { subject, title, body, text: format!("{text}\n"), html })
 }
 
+/// The SMS text of `kind` in `locale` (English when the language has none).
+pub fn render_sms(kind: Kind, locale: &str, vars: &Value) -> Result<String, String> {
+    let env = TEMPLATES.as_ref().map_err(Clone::clone)?;
+    let locale = if LOCALES.contains(&locale) { locale } else { LOCALES[0] };
+    let name = format!("{locale}/{}.sms", kind.as_str());
+    let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
+    env.get_template(&name).and_then(|t| t.render(ctx)).map(|s| s.trim().to_owned()).map_err(|e| format!("{name}: {e}"))
+}
+
 /// A digest e-mail: its subject, text and HTML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digest {
@@ -109,7 +133,12 @@ pub fn render_digest(kind: Kind, locale: &str, vars: &Value, people: &[String]) 
 pub fn check() -> Result<(), String> {
     for kind in Kind::ALL {
         for locale in LOCALES {
-            render(kind, locale, &kind.sample())?;
+            if kind.channels().iter().any(|c| *c != Channel::Sms) {
+                render(kind, locale, &kind.sample())?;
+            }
+            if kind.channels().contains(&Channel::Sms) {
+                render_sms(kind, locale, &kind.sample())?;
+            }
             if kind.digest() {
                 render_digest(kind, locale, &kind.sample(), &["Bob".to_owned(), "Cy".to_owned()])?;
             }
@@ -153,6 +182,18 @@ mod tests {
         assert!(d.html.contains("<li>&lt;b&gt;Cy&lt;&#x2f;b&gt;</li>"), "{}", d.html);
         let d = render_digest(Kind::FriendAccepted, "es", &Kind::FriendAccepted.sample(), &people[..2]).unwrap();
         assert_eq!(d.subject, "2 amigos nuevos en Panal");
+    }
+
+    #[test]
+    fn sms_variants_are_short_and_in_the_persons_language() {
+        let sms = render_sms(Kind::TournamentMatch, "es", &Kind::TournamentMatch.sample()).unwrap();
+        assert_eq!(sms, "Panal: ronda 2 - juegas contra Bob ahora. http://localhost:8000/");
+        for kind in Kind::ALL.into_iter().filter(|k| k.channels().contains(&Channel::Sms)) {
+            for locale in LOCALES {
+                // One GSM segment's worth with a short link (160 characters).
+                assert!(render_sms(kind, locale, &kind.sample()).unwrap().chars().count() <= 160, "{kind:?} {locale}");
+            }
+        }
     }
 
     #[test]

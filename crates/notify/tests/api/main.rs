@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod push_service;
+mod sms_provider;
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::push_service::PushService;
+use crate::sms_provider::SmsProvider;
 
 struct Notify {
     ctx: TestContext,
@@ -263,7 +265,10 @@ kit::backend_tests! {
         assert_eq!(n.inbox(&ada).await["items"].as_array().unwrap().len(), 1, "no inbox item: turned off");
         // Bob's preferences are his own: Ada's choice did not touch them.
         let bobs = n.json("/v1/notify/preferences", &bob).await;
-        assert!(bobs.as_array().unwrap().iter().all(|p| p["enabled"] == true), "{bobs}");
+        // (All on but SMS for game invitations, which is asked for.)
+        let off: Vec<(&Value, &Value)> = bobs.as_array().unwrap().iter()
+            .filter(|p| p["enabled"] == false).map(|p| (&p["kind"], &p["channel"])).collect();
+        assert_eq!(off, [(&json!("game_invitation"), &json!("sms"))], "{bobs}");
     }
 
     async fn invitations_and_tournament_calls_arrive_in_the_persons_language(db) {
@@ -462,7 +467,11 @@ kit::backend_tests! {
         let n = Notify::start(&db, None).await;
         let ada = n.person("Ada", None).await;
         let kinds = n.json("/v1/notify/kinds", &ada).await;
-        assert_eq!(kinds.as_array().unwrap().len(), 8);
+        assert_eq!(kinds.as_array().unwrap().len(), 9);
+        let admin_token = n.issuer.token(Uuid::now_v7(), &["admin"]);
+        let code = n.call(reqwest::Method::GET, "/v1/notify/admin/templates/phone_code/es", &admin_token, None).await;
+        let code: Value = code.json().await.unwrap();
+        assert_eq!((code["sms"].as_str().map(|s| s.starts_with("Tu código")), &code["subject"]), (Some(true), &Value::Null));
         let admin = Person { id: Uuid::now_v7(), token: n.issuer.token(Uuid::now_v7(), &["admin"]) };
         let preview = n.json("/v1/notify/admin/templates/friend_request/es", &admin).await;
         assert_eq!(preview["subject"], "Bob quiere ser tu amigo en Panal");
@@ -704,6 +713,117 @@ kit::backend_tests! {
     async fn without_a_configured_key_the_webhook_is_not_there(db) {
         let n = Notify::start(&db, None).await;
         let r = n.http.post(n.server.url("/v1/notify/webhooks/email")).body("[]").send().await.unwrap();
+        assert_problem(r, 404, None).await;
+    }
+
+    async fn a_phone_is_verified_by_code_and_then_gets_the_sms_its_owner_chose(db) {
+        let sms = SmsProvider::start().await;
+        let n = Notify::start_config(&db, None, &format!("digest_secs = 0\n{}", sms.config())).await;
+        let ada = n.person("Ada", Some("es")).await;
+        let bob = n.person("Bob", None).await;
+        let put = |number: &str| {
+            n.call(reqwest::Method::PUT, "/v1/notify/phone", &ada.token, Some(json!({"number": number})))
+        };
+        assert_field(put("600 123 456").await, "number").await;
+        assert_problem(n.call(reqwest::Method::GET, "/v1/notify/phone", &ada.token, None).await, 404, None).await;
+        let r = put("+34 600 123 456").await;
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"number": "+34600123456", "verified": false}));
+        n.eventually("the code is sent", || async { sms.sent().len() == 1 }).await;
+        let text = sms.sent()[0].body.clone();
+        assert_eq!(sms.sent()[0].to, "+34600123456");
+        assert!(text.starts_with("Tu código de Panal es "), "in Ada's language: {text}");
+        assert_eq!(sms.sent()[0].callback, "https://panal.example/v1/notify/webhooks/sms");
+        let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+        // Not again within the minute.
+        let r = put("+34 600 123 456").await;
+        assert!(r.headers().contains_key("retry-after"));
+        assert_problem(r, 429, None).await;
+        // A wrong code, then the right one.
+        let verify = |code: &str| {
+            n.call(reqwest::Method::POST, "/v1/notify/phone/verify", &ada.token, Some(json!({"code": code})))
+        };
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        assert_field(verify(wrong).await, "code").await;
+        assert_problem(n.call(reqwest::Method::POST, "/v1/notify/phone/verify", &bob.token, Some(json!({"code": code}))).await, 404, None).await;
+        assert_eq!(verify(&code).await.json::<Value>().await.unwrap()["verified"], true);
+        assert_problem(verify(&code).await, 404, None).await;
+        // The code is gone from notify's database once sent.
+        let vars: Vec<String> = with_db!(&n.db, pool => sqlx::query_scalar(
+            "SELECT vars FROM deliveries WHERE kind = 'phone_code'").fetch_all(pool).await).unwrap();
+        assert_eq!(vars, ["{}"]);
+
+        // A tournament call goes by SMS unasked; an invitation only when asked.
+        let tournament = Uuid::now_v7();
+        n.ctx.publish(&RoundStarted {
+            tournament_id: tournament, round: 0, started_at: Utc::now(),
+            pairings: vec![Pairing { index: 0, a: ada.id, b: Some(bob.id) }],
+        }).await;
+        let invitation = |id: Uuid| InvitationSent {
+            invitation_id: id, from: bob.id, to: ada.id, bot: false,
+            invited_at: Utc::now(), expires_at: Utc::now() + chrono::Duration::minutes(5),
+        };
+        n.ctx.publish(&invitation(Uuid::now_v7())).await;
+        n.items(&ada, 2).await;
+        n.eventually("the tournament call is sent", || async { sms.sent().len() == 2 }).await;
+        assert_eq!(sms.sent()[1].body, format!("Panal: ronda 1 - juegas contra Bob ahora. https://panal.example/tournaments/{tournament}"));
+        n.call(reqwest::Method::PUT, "/v1/notify/preferences", &ada.token,
+            Some(json!({"kind": "game_invitation", "channel": "sms", "enabled": true}))).await;
+        let second = Uuid::now_v7();
+        n.ctx.publish(&invitation(second)).await;
+        n.eventually("the invitation is sent", || async { sms.sent().len() == 3 }).await;
+        assert!(sms.sent()[2].body.contains(&format!("/play/invitations/{second}")), "{:?}", sms.sent()[2]);
+
+        // The provider's status callback, signed with the auth token.
+        let callback = |sid: &str, status: &str, signature: Option<String>| {
+            let params = vec![("MessageSid".to_owned(), sid.to_owned()), ("MessageStatus".to_owned(), status.to_owned()),
+                ("AccountSid".to_owned(), sms_provider::ACCOUNT.to_owned())];
+            let signature = signature.unwrap_or_else(|| notify::domain::twilio_signature(
+                sms_provider::TOKEN, "https://panal.example/v1/notify/webhooks/sms", &params));
+            let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+            n.http.post(n.server.url("/v1/notify/webhooks/sms"))
+                .header("X-Twilio-Signature", signature)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body).send()
+        };
+        let sid = sms.sent()[1].sid.clone();
+        assert_problem(callback(&sid, "delivered", Some("AAAA".into())).await.unwrap(), 403, None).await;
+        assert_eq!(callback(&sid, "delivered", None).await.unwrap().status(), 204);
+        let status = |sid: String| {
+            let db = n.db.clone();
+            async move { with_db!(&db, pool => sqlx::query_scalar::<_, String>(
+                "SELECT status FROM deliveries WHERE provider_id = $1").bind(sid).fetch_one(pool).await).unwrap() }
+        };
+        assert_eq!(status(sid.clone()).await, "delivered");
+        // A late "sent" does not move it back.
+        assert_eq!(callback(&sid, "sent", None).await.unwrap().status(), 204);
+        assert_eq!(status(sid).await, "delivered");
+        let undelivered = sms.sent()[2].sid.clone();
+        callback(&undelivered, "undelivered", None).await.unwrap();
+        assert_eq!(status(undelivered).await, "failed");
+        // Removed: no more SMS; in the export until then.
+        assert_eq!(n.json("/v1/notify/me/export", &ada).await["phone"]["number"], "+34600123456");
+        assert_eq!(n.call(reqwest::Method::DELETE, "/v1/notify/phone", &ada.token, None).await.status(), 204);
+        n.ctx.publish(&invitation(Uuid::now_v7())).await;
+        n.items(&ada, 4).await;
+        assert_eq!(sms.sent().len(), 3);
+    }
+
+    async fn a_number_the_provider_refuses_fails_and_without_a_provider_there_is_no_sms(db) {
+        let sms = SmsProvider::start().await;
+        let n = Notify::start_config(&db, None, &format!("digest_secs = 0\n{}", sms.config())).await;
+        let ada = n.person("Ada", None).await;
+        let r = n.call(reqwest::Method::PUT, "/v1/notify/phone", &ada.token, Some(json!({"number": sms_provider::INVALID}))).await;
+        assert_eq!(r.status(), 202);
+        n.eventually("the code fails", || async { n.deliveries(&ada, "failed").await == 1 }).await;
+        let letters = kit::bus::store::dead_letters(&n.db).await.unwrap();
+        assert!(letters[0].error.contains("21211"), "{}", letters[0].error);
+
+        let plain = Notify::start(&db, None).await;
+        let bob = plain.person("Bob", None).await;
+        let r = plain.call(reqwest::Method::PUT, "/v1/notify/phone", &bob.token, Some(json!({"number": "+34600123456"}))).await;
+        assert_problem(r, 409, None).await;
+        let r = plain.http.post(plain.server.url("/v1/notify/webhooks/sms")).body("MessageSid=x").send().await.unwrap();
         assert_problem(r, 404, None).await;
     }
 }

@@ -28,9 +28,12 @@ pub struct Received {
     pub urgency: Option<String>,
 }
 
+/// A browser's keys: its agreement key (until spent), public key, secret.
+type BrowserKeys = (Option<EphemeralPrivateKey>, Vec<u8>, [u8; 16]);
+
 #[derive(Default)]
 struct Inner {
-    keys: HashMap<String, (Option<EphemeralPrivateKey>, Vec<u8>, [u8; 16])>,
+    keys: HashMap<String, BrowserKeys>,
     received: Vec<Received>,
     /// Browsers whose endpoint answers this status instead of 201.
     answers: HashMap<String, u16>,
