@@ -146,9 +146,66 @@ pub struct Device {
     pub ip: Option<String>,
 }
 
+impl Device {
+    /// The device in a few words from its user agent (`Firefox on Linux`),
+    /// for the person to recognise it; `None` without a user agent.
+    pub fn describe(&self) -> Option<String> {
+        let ua = self.user_agent.as_deref()?;
+        // Order matters: Edge and Opera also say Chrome, Chrome also says Safari.
+        let browser = [
+            ("Edg/", "Edge"),
+            ("OPR/", "Opera"),
+            ("Firefox/", "Firefox"),
+            ("Chrome/", "Chrome"),
+            ("Safari/", "Safari"),
+            ("curl/", "curl"),
+        ]
+        .into_iter()
+        .find(|(mark, _)| ua.contains(mark))
+        .map_or("A browser", |(_, name)| name);
+        let system = [
+            ("Android", "Android"),
+            ("iPhone", "iOS"),
+            ("iPad", "iPadOS"),
+            ("Windows", "Windows"),
+            ("Mac OS X", "macOS"),
+            ("CrOS", "ChromeOS"),
+            ("Linux", "Linux"),
+        ]
+        .into_iter()
+        .find(|(mark, _)| ua.contains(mark))
+        .map(|(_, name)| name);
+        Some(match system {
+            Some(system) => format!("{browser} on {system}"),
+            None => browser.to_owned(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devices_are_described_in_a_few_words() {
+        let d = |ua: &str| Device { user_agent: Some(ua.into()), ip: None }.describe().unwrap();
+        assert_eq!(d("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"), "Firefox on Linux");
+        assert_eq!(
+            d(
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0"
+            ),
+            "Edge on Windows"
+        );
+        assert_eq!(
+            d(
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"
+            ),
+            "Safari on iOS"
+        );
+        assert_eq!(d("curl/8.5.0"), "curl");
+        assert_eq!(d("something else"), "A browser");
+        assert_eq!(Device { user_agent: None, ip: None }.describe(), None);
+    }
 
     #[test]
     fn emails_are_trimmed_and_lowercased() {

@@ -53,6 +53,14 @@ pub struct UserLoggedIn {
     /// `password`, `password+totp`, `password+recovery_code` or `oauth:<provider>`.
     pub method: String,
     pub logged_in_at: DateTime<Utc>,
+    /// The account had signed in before, never from this device (its
+    /// browser and system): the owner is told.
+    #[serde(default)]
+    pub new_device: bool,
+    /// The device in a few words, as its user agent says (`Firefox on
+    /// Linux`); no address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 impl Event for UserLoggedIn {

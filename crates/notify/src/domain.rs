@@ -76,10 +76,13 @@ pub enum Kind {
     AccountExists,
     /// The code that proves a phone number is the person's (SMS only).
     PhoneCode,
+    /// The account was signed in to from a device it had never used
+    /// (auth's `user_logged_in`, `new_device`): a security message.
+    NewDevice,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::FriendRequest,
         Kind::FriendAccepted,
         Kind::GameInvitation,
@@ -89,6 +92,7 @@ impl Kind {
         Kind::PasswordReset,
         Kind::AccountExists,
         Kind::PhoneCode,
+        Kind::NewDevice,
     ];
 
     /// Auth's mail, handed over by a service call: e-mail only, to the
@@ -106,6 +110,7 @@ impl Kind {
             Kind::PasswordReset => "password_reset",
             Kind::AccountExists => "account_exists",
             Kind::PhoneCode => "phone_code",
+            Kind::NewDevice => "new_device",
         }
     }
 
@@ -121,7 +126,9 @@ impl Kind {
             Kind::GameInvitation | Kind::TournamentMatch | Kind::PasswordChanged => {
                 &[Channel::Inbox, Channel::Email, Channel::Push, Channel::Sms]
             }
-            Kind::FriendRequest | Kind::FriendAccepted => &[Channel::Inbox, Channel::Email, Channel::Push],
+            Kind::FriendRequest | Kind::FriendAccepted | Kind::NewDevice => {
+                &[Channel::Inbox, Channel::Email, Channel::Push]
+            }
         }
     }
 
@@ -148,7 +155,12 @@ impl Kind {
     pub fn security(self) -> bool {
         matches!(
             self,
-            Kind::PasswordChanged | Kind::VerifyEmail | Kind::PasswordReset | Kind::AccountExists | Kind::PhoneCode
+            Kind::PasswordChanged
+                | Kind::VerifyEmail
+                | Kind::PasswordReset
+                | Kind::AccountExists
+                | Kind::PhoneCode
+                | Kind::NewDevice
         )
     }
 
@@ -165,6 +177,7 @@ impl Kind {
             Kind::PasswordReset => &["minutes"],
             Kind::AccountExists => &[],
             Kind::PhoneCode => &["code"],
+            Kind::NewDevice => &["device"],
         }
     }
 
@@ -182,6 +195,7 @@ impl Kind {
             Kind::PasswordReset => json!({"minutes": 30}),
             Kind::AccountExists => json!({}),
             Kind::PhoneCode => json!({"code": "123456"}),
+            Kind::NewDevice => json!({"device": "Firefox on Linux"}),
         };
         v["name"] = json!("Ada");
         v["link"] = json!("http://localhost:8000/");
@@ -293,7 +307,7 @@ pub fn path(kind: Kind, subject: &str) -> String {
         Kind::FriendRequest | Kind::FriendAccepted => "/friends".to_owned(),
         Kind::GameInvitation => format!("/play/invitations/{subject}"),
         Kind::TournamentMatch => format!("/tournaments/{subject}"),
-        Kind::PasswordChanged => "/settings/security".to_owned(),
+        Kind::PasswordChanged | Kind::NewDevice => "/settings/security".to_owned(),
         // Auth's mail carries the link auth made.
         Kind::VerifyEmail | Kind::PasswordReset => "/".to_owned(),
         Kind::AccountExists => "/forgot-password".to_owned(),

@@ -3,7 +3,7 @@
 //! consumer's transaction ([`Store::notify`]), keyed by the event's id.
 
 use chrono::Utc;
-use contracts::auth::{PasswordChanged, UserRegistered};
+use contracts::auth::{PasswordChanged, UserLoggedIn, UserRegistered};
 use contracts::game::InvitationSent;
 use contracts::tournament::RoundStarted;
 use contracts::users::{FriendshipChanged, FriendshipState, ProfileUpdated, UserErased};
@@ -96,6 +96,15 @@ pub fn handlers() -> Handlers {
                     }
                 }
                 Ok(())
+            })
+        })
+        .on::<UserLoggedIn, _>(|tx, e, meta| {
+            Box::pin(async move {
+                if !e.new_device {
+                    return Ok(());
+                }
+                let device = e.device.clone().unwrap_or_else(|| "an unknown device".to_owned());
+                notify(tx, meta.id, Kind::NewDevice, e.user_id, "", json!({"device": device})).await
             })
         })
         .on::<PasswordChanged, _>(|tx, e, meta| {

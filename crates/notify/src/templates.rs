@@ -24,9 +24,9 @@ macro_rules! sources {
 
 const SOURCES: &[(&str, &str)] = sources!(
     "en": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed", "verify_email",
-        "password_reset", "account_exists", "digest"],
+        "password_reset", "account_exists", "new_device", "digest"],
     "es": ["friend_request", "friend_accepted", "game_invitation", "tournament_match", "password_changed", "verify_email",
-        "password_reset", "account_exists", "digest"]
+        "password_reset", "account_exists", "new_device", "digest"]
 );
 
 macro_rules! sms_sources {

@@ -372,7 +372,15 @@ pub(crate) async fn open_session(
     let refresh = tokens::new_refresh_token();
     let refresh_hash = tokens::hash_refresh_token(&refresh);
     let expires_at = now + seconds(state.settings.session_max_age_secs);
-    let event = UserLoggedIn { user_id: user.id, session_id, method: method.to_owned(), logged_in_at: now };
+    let (before, seen) = state.store.known_device(user.id, device.user_agent.as_deref()).await?;
+    let event = UserLoggedIn {
+        user_id: user.id,
+        session_id,
+        method: method.to_owned(),
+        logged_in_at: now,
+        new_device: before && !seen,
+        device: device.describe(),
+    };
     state
         .store
         .create_session(

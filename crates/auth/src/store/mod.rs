@@ -228,6 +228,15 @@ impl Store {
     }
 
     /// Opens a session with its first refresh token.
+    /// Whether `user` signed in before, and whether ever with this user
+    /// agent (a sign-in from a new device is told to the owner).
+    pub async fn known_device(&self, user: Uuid, user_agent: Option<&str>) -> Result<(bool, bool), StoreError> {
+        let (before, seen): (i64, i64) = with_db!(&self.db, pool => sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE user_agent = $2 OR (user_agent IS NULL AND $2 IS NULL)) FROM sessions WHERE user_id = $1")
+            .bind(user).bind(user_agent).fetch_one(pool).await)?;
+        Ok((before > 0, seen > 0))
+    }
+
     #[tracing::instrument(skip_all, fields(session_id = %s.id))]
     pub async fn create_session(&self, s: &NewSession<'_>, event: &impl Event) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;

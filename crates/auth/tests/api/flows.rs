@@ -22,6 +22,25 @@ async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> req
 }
 
 kit::backend_tests! {
+    async fn a_sign_in_from_a_device_never_seen_is_marked_so_its_owner_is_told(db) {
+        let app = TestApp::spawn(&db).await;
+        assert_eq!(app.register("ada@example.com").await.status(), 202);
+        let from = |ua: &'static str| {
+            app.http.post(app.url("/v1/auth/login")).header("user-agent", ua)
+                .json(&json!({"email": "ada@example.com", "password": PASSWORD})).send()
+        };
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
+        for ua in [firefox, firefox, iphone, firefox] {
+            assert_eq!(from(ua).await.unwrap().status(), 200);
+        }
+        let events = events_of(&app, "panal.auth.user_logged_in.v1").await;
+        let marks: Vec<(bool, &str)> =
+            events.iter().map(|e| (e["new_device"].as_bool().unwrap(), e["device"].as_str().unwrap())).collect();
+        // The first sign-in ever is not news; the iPhone is.
+        assert_eq!(marks, [(false, "Firefox on Linux"), (false, "Firefox on Linux"), (true, "Safari on iOS"), (false, "Firefox on Linux")]);
+    }
+
     async fn sessions_are_listed_and_revoked_one_or_all_others(db) {
         let app = TestApp::spawn(&db).await;
         let laptop = app.signed_in("ada@example.com").await;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
-use contracts::auth::{PasswordChanged, UserRegistered};
+use contracts::auth::{PasswordChanged, UserLoggedIn, UserRegistered};
 use contracts::game::InvitationSent;
 use contracts::realtime::Publication;
 use contracts::tournament::{Pairing, RoundStarted};
@@ -467,7 +467,7 @@ kit::backend_tests! {
         let n = Notify::start(&db, None).await;
         let ada = n.person("Ada", None).await;
         let kinds = n.json("/v1/notify/kinds", &ada).await;
-        assert_eq!(kinds.as_array().unwrap().len(), 9);
+        assert_eq!(kinds.as_array().unwrap().len(), 10);
         let admin_token = n.issuer.token(Uuid::now_v7(), &["admin"]);
         let code = n.call(reqwest::Method::GET, "/v1/notify/admin/templates/phone_code/es", &admin_token, None).await;
         let code: Value = code.json().await.unwrap();
@@ -825,6 +825,26 @@ kit::backend_tests! {
         assert_problem(r, 409, None).await;
         let r = plain.http.post(plain.server.url("/v1/notify/webhooks/sms")).body("MessageSid=x").send().await.unwrap();
         assert_problem(r, 404, None).await;
+    }
+
+    async fn a_sign_in_from_a_new_device_is_told_and_others_are_not(db) {
+        let n = Notify::start(&db, None).await;
+        let ada = n.person("Ada", None).await;
+        let signed_in = |new_device: bool, device: &str| UserLoggedIn {
+            user_id: ada.id, session_id: Uuid::now_v7(), method: "password".into(), logged_in_at: Utc::now(),
+            new_device, device: Some(device.into()),
+        };
+        n.ctx.publish(&signed_in(false, "Firefox on Linux")).await;
+        n.ctx.publish(&signed_in(true, "Safari on iOS")).await;
+        let inbox = n.items(&ada, 1).await;
+        assert_eq!(inbox["items"][0]["title"], "New sign-in");
+        assert_eq!(inbox["items"][0]["body"], "Your account was signed in to from Safari on iOS. Not you? Secure your account.");
+        n.eventually("the e-mail is sent", || async { n.deliveries(&ada, "sent").await == 1 }).await;
+        // A security message: its e-mail cannot be turned off.
+        let r = n.call(reqwest::Method::PUT, "/v1/notify/preferences", &ada.token,
+            Some(json!({"kind": "new_device", "channel": "email", "enabled": false}))).await;
+        assert_field(r, "enabled").await;
+        assert_eq!(n.inbox(&ada).await["items"].as_array().unwrap().len(), 1, "the known device told nothing");
     }
 }
 
