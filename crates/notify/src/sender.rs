@@ -23,6 +23,10 @@ use crate::push::{BrowserKeys, Outcome, Pusher};
 use crate::store::{Due, Store};
 use crate::templates;
 
+/// How long a claimed delivery is this process's to send before another
+/// may take it (a process that died mid-send).
+const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(120);
+
 /// Why a delivery did not go.
 #[derive(Debug)]
 enum Failure {
@@ -84,7 +88,8 @@ impl Sender {
 
     /// Sends what is due; how many deliveries it settled.
     pub async fn round(&self) -> Result<usize, sqlx::Error> {
-        let mut due = self.store.due(Utc::now(), 50).await?;
+        let now = Utc::now();
+        let mut due = self.store.claim(now, now + CLAIM_LEASE, 50).await?;
         // One digest per person and kind: its other deliveries go with it.
         let mut seen = std::collections::HashSet::new();
         due.retain(|d| !self.digested(d) || seen.insert((d.user_id, d.kind)));

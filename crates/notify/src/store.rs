@@ -333,14 +333,22 @@ impl Store {
 
     // ---- sending -------------------------------------------------------
 
-    /// Deliveries due now (e-mail and push; the inbox's are delivered
-    /// when decided), oldest first.
-    pub async fn due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
-        let rows: Vec<DueRow> = with_db!(&self.db, pool => sqlx::query_as(concat!(
-            "SELECT ", due_columns!(), " FROM deliveries
-             WHERE status = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT $2"))
-            .bind(now).bind(limit).fetch_all(pool).await)?;
-        Ok(rows.into_iter().filter_map(due).collect())
+    /// Claims the deliveries due now (e-mail, push and SMS; the inbox's
+    /// are delivered when decided): each is put off until `lease` in the
+    /// same statement, so another notify process does not take it too
+    /// (PostgreSQL re-checks `next_at` on a row another claim just
+    /// changed; SQLite has one writer). The sender settles or holds each;
+    /// one whose process died goes again after the lease.
+    pub async fn claim(&self, now: DateTime<Utc>, lease: DateTime<Utc>, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
+        let rows: Vec<DueRow> = with_db!(write &self.db, pool => sqlx::query_as(concat!(
+            "UPDATE deliveries SET next_at = $2
+             WHERE status = 'pending' AND next_at <= $1 AND id IN (
+                 SELECT id FROM deliveries WHERE status = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT $3)
+             RETURNING ", due_columns!()))
+            .bind(now).bind(lease).bind(limit).fetch_all(pool).await)?;
+        let mut due: Vec<Due> = rows.into_iter().filter_map(due).collect();
+        due.sort_by_key(|d| (d.created_at, d.id));
+        Ok(due)
     }
 
     /// Every pending e-mail of `kind` to `user`, oldest first: a digest's

@@ -846,6 +846,25 @@ kit::backend_tests! {
         assert_field(r, "enabled").await;
         assert_eq!(n.inbox(&ada).await["items"].as_array().unwrap().len(), 1, "the known device told nothing");
     }
+
+    async fn two_notify_processes_on_one_database_send_each_email_once(db) {
+        let Some(smtpd) = Smtpd::start() else { return };
+        let one = Notify::start(&db, Some(&smtpd)).await;
+        let two = Notify::start(&db, Some(&smtpd)).await;
+        let ada = one.person("Ada", None).await;
+        let mut friends = Vec::new();
+        for i in 0..30 {
+            friends.push(one.person(&format!("Friend{i}"), None).await);
+        }
+        for f in &friends {
+            one.ctx.publish(&friend_request(f, &ada)).await;
+        }
+        // Both senders race for the same rows.
+        one.eventually("all 30 are sent", || async { one.deliveries(&ada, "sent").await == 30 }).await;
+        two.eventually("the relay has them", || async { smtpd.delivered().len() >= 30 }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(smtpd.delivered().len(), 30, "each e-mail once, though two processes send");
+    }
 }
 
 /// The DER header of a P-256 SubjectPublicKeyInfo, before the point.
