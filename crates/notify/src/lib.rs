@@ -90,6 +90,10 @@ pub struct Settings {
     /// P-256 public key, as SendGrid shows it): with it, bounces and
     /// complaints posted to `/v1/notify/webhooks/email` are recorded.
     pub email_webhook_key: Option<String>,
+    /// How long a delivery a sender took is its own, in seconds: longer than
+    /// the slowest send (a relay's timeout), or a slow send could go twice;
+    /// after a crash, what it held goes again after this.
+    pub claim_lease_secs: u64,
     /// The SMS provider (`[notify.sms]`); without it there is no SMS
     /// channel (a phone number cannot be added).
     pub sms: Option<sms::SmsSettings>,
@@ -110,6 +114,7 @@ impl Default for Settings {
             push_burst: 100,
             push_allow_local: false,
             email_webhook_key: None,
+            claim_lease_secs: 120,
             sms: None,
         }
     }
@@ -139,6 +144,7 @@ impl kit::Service for NotifyService {
     fn validate(s: &Settings) -> anyhow::Result<()> {
         s.mail_from.parse::<lettre::message::Mailbox>().map_err(|e| anyhow::anyhow!("notify.mail_from: {e}"))?;
         anyhow::ensure!(s.interval_ms > 0, "notify.interval_ms must be above 0");
+        anyhow::ensure!((1..=86_400).contains(&s.claim_lease_secs), "notify.claim_lease_secs must be 1 to 86400");
         anyhow::ensure!((1..=256).contains(&s.concurrency), "notify.concurrency must be 1 to 256");
         anyhow::ensure!(
             s.email_per_second > 0 && s.email_burst > 0,
@@ -214,6 +220,7 @@ impl kit::Service for NotifyService {
             )),
             sms,
             sms_limit: kit::limit::Limiter::new(kit::limit::Quota::per_second(sms_per_second, sms_per_second)),
+            claim_lease: chrono::Duration::seconds(i64::try_from(setup.settings.claim_lease_secs).unwrap_or(120)),
         });
         let webhook_key = setup.settings.email_webhook_key.as_deref().and_then(domain::p256_spki_point);
         Ok(State { store, unsubscribe_key, sender, webhook_key })

@@ -224,8 +224,12 @@ impl Pusher {
         domain::endpoint_problem(endpoint, self.allow_local)
     }
 
-    /// Sends `payload` to one browser; `urgent` for what should wake a phone.
-    pub async fn push(&self, endpoint: &str, keys: &BrowserKeys, payload: &[u8], urgent: bool) -> Outcome {
+    /// Sends `payload` to one browser; `urgent` for what should wake a
+    /// phone. `topic` (the delivery's id, 32 characters): a push service
+    /// keeps only the last message of a topic for an offline browser
+    /// (RFC 8030 §5.4), so a message sent again after a crash replaces its
+    /// first copy instead of showing twice.
+    pub async fn push(&self, endpoint: &str, keys: &BrowserKeys, payload: &[u8], urgent: bool, topic: &str) -> Outcome {
         let Ok(url) = url::Url::parse(endpoint) else { return Outcome::Gone };
         if let Some(problem) = self.endpoint_problem(&url) {
             return Outcome::Refused(format!("the endpoint {problem}"));
@@ -241,6 +245,7 @@ impl Pusher {
             .header("Content-Type", "application/octet-stream")
             .header("TTL", self.ttl.as_secs().to_string())
             .header("Urgency", if urgent { "high" } else { "normal" })
+            .header("Topic", topic)
             .body(body)
             .send()
             .await;

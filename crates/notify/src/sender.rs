@@ -23,10 +23,6 @@ use crate::push::{BrowserKeys, Outcome, Pusher};
 use crate::store::{Due, Store};
 use crate::templates;
 
-/// How long a claimed delivery is this process's to send before another
-/// may take it (a process that died mid-send).
-const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(120);
-
 /// Why a delivery did not go.
 #[derive(Debug)]
 enum Failure {
@@ -66,6 +62,9 @@ pub struct Sender {
     /// The SMS provider, if configured, and its rate.
     pub sms: Option<crate::sms::Twilio>,
     pub sms_limit: kit::limit::Limiter<()>,
+    /// How long a claimed delivery is this process's to send before
+    /// another may take it (its process died mid-send).
+    pub claim_lease: chrono::Duration,
 }
 
 impl Sender {
@@ -89,7 +88,7 @@ impl Sender {
     /// Sends what is due; how many deliveries it settled.
     pub async fn round(&self) -> Result<usize, sqlx::Error> {
         let now = Utc::now();
-        let mut due = self.store.claim(now, now + CLAIM_LEASE, 50).await?;
+        let mut due = self.store.claim(now, now + self.claim_lease, 50).await?;
         // One digest per person and kind: its other deliveries go with it.
         let mut seen = std::collections::HashSet::new();
         due.retain(|d| !self.digested(d) || seen.insert((d.user_id, d.kind)));
@@ -180,7 +179,8 @@ impl Sender {
                 continue;
             }
             let keys = BrowserKeys { p256dh: s.p256dh, auth: s.auth };
-            match self.pusher.push(&s.endpoint, &keys, payload.as_bytes(), d.kind.security()).await {
+            let topic = d.id.simple().to_string();
+            match self.pusher.push(&s.endpoint, &keys, payload.as_bytes(), d.kind.security(), &topic).await {
                 Outcome::Accepted => {
                     reached = true;
                     self.store.receipt(d.id, s.id).await.map_err(db)?;

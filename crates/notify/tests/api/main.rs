@@ -194,6 +194,9 @@ kit::backend_tests! {
         assert_eq!(payload["body"], "Bob wants to be your friend.");
         assert_eq!(payload["link"], "https://panal.example/friends");
         assert_eq!(received[0].urgency.as_deref(), Some("normal"));
+        // The topic is the delivery's id (a resend replaces, RFC 8030 §5.4), and so is the payload's.
+        let topic = received[0].topic.clone().unwrap();
+        assert_eq!(Uuid::try_parse(&topic).unwrap().to_string(), payload["id"].as_str().unwrap());
         if let Some(smtpd) = &smtpd {
             n.eventually("Bob's e-mail arrives", || async { smtpd.delivered().len() == 2 }).await;
             let to_ada: Vec<String> = smtpd.delivered().into_iter().filter(|m| m.contains("To: ada@example.com")).collect();

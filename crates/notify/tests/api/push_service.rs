@@ -26,6 +26,8 @@ pub struct Received {
     /// first message; later ones are counted, not read).
     pub payload: Option<Value>,
     pub urgency: Option<String>,
+    /// RFC 8030's `Topic`: the delivery's id.
+    pub topic: Option<String>,
 }
 
 /// A browser's keys: its agreement key (until spent), public key, secret.
@@ -165,7 +167,8 @@ async fn receive(
     }
     let Some((private, public, auth)) = inner.keys.get_mut(&browser) else { return StatusCode::NOT_FOUND };
     let payload = private.take().map(|p| decrypt(p, public, auth, &body));
-    let urgency = headers.get("urgency").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    inner.received.push(Received { browser, payload, urgency });
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (urgency, topic) = (header("urgency"), header("topic"));
+    inner.received.push(Received { browser, payload, urgency, topic });
     StatusCode::CREATED
 }

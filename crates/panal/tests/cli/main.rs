@@ -8,6 +8,7 @@ mod contracts;
 mod docs;
 mod game;
 mod logs;
+mod notify;
 mod observability;
 mod realtime;
 mod schemathesis;
