@@ -282,6 +282,20 @@ async fn rows_containing(db: &kit::testing::TestDb, needle: &str) -> Vec<String>
     found
 }
 
+/// The files under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            found.push(path);
+        }
+    }
+    found
+}
+
 /// Auth and notify as two processes, each on its own PostgreSQL database:
 /// a registration's verification mail is handed from auth to notify by a
 /// service call and written by notify (no SMTP: a file), and its token is
@@ -352,6 +366,12 @@ async fn serve_runs_auth_and_notify_apart_and_the_mailed_token_is_never_stored()
     assert_eq!(rows_containing(&notify_db, &token).await, Vec::<String>::new(), "notify's database");
     // (The scan finds what is there: the address is in both.)
     assert!(!rows_containing(&auth_db, "ada@example.com").await.is_empty());
+    // Nor in any file either process kept — the embedded bus each ran
+    // (`bus.db` and its journal) included — but the mail itself.
+    let mail = data_dir.join("notify").join("mail");
+    let files = files_containing(&data_dir, token.as_bytes());
+    assert_eq!(files.iter().filter(|f| !f.starts_with(&mail)).collect::<Vec<_>>(), Vec::<&PathBuf>::new());
+    assert!(!files_containing(&data_dir, b"ada@example.com").is_empty(), "the file scan finds what is there");
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 

@@ -184,3 +184,81 @@ async fn notify_killed_again_and_again_sends_each_notification_once() {
     db.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `panal up` end to end: Bob asks Ada to be friends through the gateway;
+/// users' event reaches notify, and Ada gets the notification live on her
+/// socket (through realtime), in her inbox, and as an e-mail (a file, with
+/// no SMTP relay configured).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_friend_request_in_panal_up_reaches_the_socket_the_inbox_and_the_mailbox() {
+    use futures_util::SinkExt;
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::realtime::{next_json, sign_up};
+
+    let dir = temp_dir();
+    let offset = super::free_offset();
+    let env = [("PANAL_NOTIFY__DIGEST_SECS", "0")];
+    let (mut running, _) = super::up_with(&dir, offset, &env, Stdio::null());
+    let gateway = format!("http://127.0.0.1:{}", 8000 + offset);
+    let http = reqwest::Client::new();
+    let (ada, ada_token) = sign_up(&http, &gateway, "Ada").await;
+    let (_bob, bob_token) = sign_up(&http, &gateway, "Bob").await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/v1/ws", 8000 + offset)).await.unwrap();
+    ws.send(Message::text(json!({"id": 1, "connect": {"token": ada_token}}).to_string())).await.unwrap();
+    next_json(&mut ws).await;
+    ws.send(Message::text(json!({"id": 2, "subscribe": {"channel": format!("user:{ada}")}}).to_string()))
+        .await
+        .unwrap();
+    let subscribed = next_json(&mut ws).await;
+    assert!(subscribed.get("error").is_none(), "{subscribed}");
+
+    let r = http
+        .post(format!("{gateway}/v1/users/me/friends/requests"))
+        .bearer_auth(&bob_token)
+        .json(&json!({"user_id": ada}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // Live, on Ada's socket.
+    let notification = loop {
+        let frame = next_json(&mut ws).await;
+        let data = &frame["push"]["pub"]["data"];
+        if data["type"] == "notification" {
+            break data.clone();
+        }
+    };
+    assert_eq!(notification["kind"], "friend_request");
+    assert_eq!(notification["body"], "Bob wants to be your friend.");
+    // In her inbox.
+    let inbox: Value = http
+        .get(format!("{gateway}/v1/notify/inbox"))
+        .bearer_auth(&ada_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox["unread"], 1, "{inbox}");
+    assert_eq!(inbox["items"][0]["id"], notification["id"]);
+    // And by e-mail.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mails: Vec<String> = std::fs::read_dir(dir.join("mail"))
+            .map(|d| d.flatten().filter_map(|f| std::fs::read_to_string(f.path()).ok()).collect())
+            .unwrap_or_default();
+        let to_ada = mails.iter().filter(|m| m.contains("To: ada@example.com"));
+        if to_ada.filter(|m| m.contains("Subject: Bob wants to be your friend on Panal")).count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no friend-request e-mail to Ada among {} mails", mails.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(super::terminate(&mut running).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
