@@ -92,6 +92,18 @@ impl Sender {
         // One digest per person and kind: its other deliveries go with it.
         let mut seen = std::collections::HashSet::new();
         due.retain(|d| !self.digested(d) || seen.insert((d.user_id, d.kind)));
+        // Over a channel's rate, a delivery waits its turn (not an attempt);
+        // those of this round wait together, in one write.
+        let mut waiting = Vec::new();
+        due.retain(|d| match self.limit_of(d.channel).check(&()) {
+            kit::limit::Decision::Allow { .. } => true,
+            kit::limit::Decision::Deny { retry_after } => {
+                let wait = chrono::Duration::from_std(retry_after).unwrap_or(chrono::Duration::seconds(1));
+                waiting.push((d.id, now + wait));
+                false
+            }
+        });
+        self.store.hold_all(&waiting, now).await?;
         // Several at a time: one e-mail's exchange with the relay is a few
         // round trips, mostly waiting.
         for chunk in due.chunks(self.concurrency.max(1)) {
@@ -99,6 +111,15 @@ impl Sender {
             futures_util::future::join_all(sends).await.into_iter().collect::<Result<Vec<()>, _>>()?;
         }
         Ok(due.len())
+    }
+
+    /// A channel's rate.
+    fn limit_of(&self, channel: Channel) -> &kit::limit::Limiter<()> {
+        match channel {
+            Channel::Push => &self.push_limit,
+            Channel::Sms => &self.sms_limit,
+            Channel::Email | Channel::Inbox => &self.limit,
+        }
     }
 
     /// Sends one delivery (or holds it for quiet hours) and records how it went.
@@ -117,15 +138,6 @@ impl Sender {
             if batch.is_empty() {
                 return Ok(());
             }
-        }
-        let limit = match d.channel {
-            Channel::Push => &self.push_limit,
-            Channel::Sms => &self.sms_limit,
-            _ => &self.limit,
-        };
-        if let kit::limit::Decision::Deny { retry_after } = limit.check(&()) {
-            let wait = chrono::Duration::from_std(retry_after).unwrap_or(chrono::Duration::seconds(1));
-            return self.store.hold(d.id, now + wait, now).await;
         }
         let outcome = match d.channel {
             Channel::Push => self.send_push(d).await,

@@ -143,6 +143,8 @@ fn item(r: ItemRow) -> Item {
 const RECIPIENT: &str =
     "SELECT user_id, email, display_name, locale, timezone FROM recipients WHERE user_id = $1 AND NOT erased";
 
+const HOLD: &str = "UPDATE deliveries SET next_at = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'";
+
 /// The name the sender's dead letters carry.
 pub const SENDER: &str = "notify.sender";
 
@@ -723,9 +725,19 @@ impl Store {
 
     /// Holds a pending delivery until `until` (quiet hours): not an attempt.
     pub async fn hold(&self, id: Uuid, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        with_db!(write &self.db, pool => sqlx::query(
-            "UPDATE deliveries SET next_at = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'")
-            .bind(id).bind(until).bind(now).execute(pool).await.map(|_| ()))
+        with_db!(write &self.db, pool => sqlx::query(HOLD).bind(id).bind(until).bind(now).execute(pool).await.map(|_| ()))
+    }
+
+    /// Holds pending deliveries, each until its time, in one transaction.
+    pub async fn hold_all(&self, until: &[(Uuid, DateTime<Utc>)], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        if until.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin().await?;
+        for (id, at) in until {
+            with_tx!(&mut tx, conn => sqlx::query(HOLD).bind(id).bind(at).bind(now).execute(conn).await.map(|_| ()))?;
+        }
+        tx.commit().await
     }
 
     /// Every delivery to the person (their export).
