@@ -82,9 +82,11 @@ pub fn send(state: &Arc<State>, mail: Mail) {
         recent.push_back(mail.clone());
     }
     let state = state.clone();
-    let span = tracing::Span::current();
-    tokio::spawn(async move {
-        let _in_request = span.enter();
+    // Its own span, linked to the request's: the request's span ends with
+    // the answer, not with the hand-over (which may be retried for seconds).
+    let span = tracing::info_span!(parent: None, "mail hand-over", kind = mail.kind);
+    span.follows_from(tracing::Span::current());
+    let work = async move {
         let id = Uuid::now_v7();
         for attempt in 1..=ATTEMPTS {
             match hand_over(&state, id, &mail).await {
@@ -98,7 +100,8 @@ pub fn send(state: &Arc<State>, mail: Mail) {
                 }
             }
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(work, span));
 }
 
 async fn hand_over(state: &State, id: Uuid, mail: &Mail) -> anyhow::Result<()> {
