@@ -214,6 +214,34 @@ impl Default for TokenSettings {
     }
 }
 
+/// Settings read from files: `PANAL_<KEY>_FILE=/path` sets `<key>` (nested
+/// with `__`, as in the environment) to the file's contents, a trailing
+/// newline dropped — the convention Docker secrets, Kubernetes Secrets
+/// mounted as files and Vault Agent templates all produce. For string
+/// settings: URLs with passwords, client secrets, tokens. Read at start and
+/// on every reload (SIGHUP). Setting both `PANAL_<KEY>` and
+/// `PANAL_<KEY>_FILE` is an error, as is a file that cannot be read.
+pub fn file_settings(vars: impl IntoIterator<Item = (String, String)>) -> Result<Figment, ConfigError> {
+    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    let mut figment = Figment::new();
+    for (name, path) in &vars {
+        let Some(key) = name.strip_prefix("PANAL_").and_then(|k| k.strip_suffix("_FILE")) else { continue };
+        if key.is_empty() || NOT_SETTINGS.contains(&key) {
+            continue;
+        }
+        let direct = format!("PANAL_{key}");
+        if vars.iter().any(|(n, _)| *n == direct) {
+            return Err(ConfigError(format!("both {direct} and {name} are set; keep one")));
+        }
+        let contents =
+            std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{name}: cannot read {path}: {e}")))?;
+        let value = contents.strip_suffix('\n').map_or(contents.as_str(), |v| v.strip_suffix('\r').unwrap_or(v));
+        let dotted = key.to_ascii_lowercase().replace("__", ".");
+        figment = figment.merge(figment::providers::Serialized::default(&dotted, value));
+    }
+    Ok(figment)
+}
+
 /// Loaded configuration: the shared [`Settings`] plus access to service sections.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -238,7 +266,13 @@ impl Config {
             }
             None => figment = figment.merge(Toml::file("panal.toml")),
         }
-        figment = figment.merge(Env::prefixed("PANAL_").ignore(NOT_SETTINGS).split("__"));
+        // `PANAL_<KEY>_FILE` names a file holding the setting (secrets);
+        // the variable itself is not a setting.
+        let env = Env::prefixed("PANAL_")
+            .ignore(NOT_SETTINGS)
+            .filter(|key| !key.as_str().to_ascii_lowercase().ends_with("_file"))
+            .split("__");
+        figment = figment.merge(env).merge(file_settings(std::env::vars())?);
         let mut config = Self::from_figment(figment)?;
         config.disk = Some(file.map(Path::to_path_buf));
         Ok(config)
@@ -326,6 +360,38 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_read_from_the_files_the_file_variables_name() {
+        let dir = std::env::temp_dir().join(format!("panal-config-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("db");
+        std::fs::write(&db, "postgres://panal:s3cret@db/panal\n").unwrap();
+        let client = dir.join("client");
+        std::fs::write(&client, "client-secret").unwrap();
+        let vars = |extra: &[(&str, &str)]| {
+            let mut v = vec![
+                ("PANAL_DATABASE_URL_FILE".to_owned(), db.display().to_string()),
+                ("PANAL_CLIENTS__GAME__SECRET_FILE".to_owned(), client.display().to_string()),
+                ("HOME_FILE".to_owned(), "/nowhere".to_owned()),
+            ];
+            v.extend(extra.iter().map(|(k, val)| ((*k).to_owned(), (*val).to_owned())));
+            v
+        };
+        let figment =
+            Figment::from(Toml::string("[clients.game]\nid = \"abc\"\n")).merge(file_settings(vars(&[])).unwrap());
+        let c = Config::from_figment(figment).unwrap();
+        assert_eq!(c.settings.database_url.as_ref().unwrap().expose(), "postgres://panal:s3cret@db/panal");
+        let clients: std::collections::HashMap<String, crate::credentials::ClientCredentials> =
+            c.section("clients").unwrap();
+        assert_eq!((clients["game"].id.as_str(), clients["game"].secret.expose().as_str()), ("abc", "client-secret"));
+        // Both ways at once, or a file that is not there: refused, named.
+        let both = file_settings(vars(&[("PANAL_DATABASE_URL", "sqlite://x")])).unwrap_err().to_string();
+        assert!(both.contains("PANAL_DATABASE_URL and PANAL_DATABASE_URL_FILE"), "{both}");
+        let missing = file_settings([("PANAL_REDIS_URL_FILE".to_owned(), "/no/such/file".to_owned())]).unwrap_err();
+        assert!(missing.to_string().contains("PANAL_REDIS_URL_FILE"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
