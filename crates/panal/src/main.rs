@@ -101,6 +101,17 @@ enum Command {
     /// Play Pong in the terminal through a gateway: sign in, queue (or
     /// accept an invitation, or join a match), play with the arrow keys.
     Pong(pong::PongArgs),
+    /// Ask a running Panal whether it is ready: exit 0 when
+    /// `GET <url>` answers 2xx within 3 seconds, 1 otherwise. For container
+    /// health checks (the image has no shell or curl).
+    Healthcheck {
+        /// What to ask (default: `http://127.0.0.1:<port>/readyz`).
+        #[arg(long)]
+        url: Option<String>,
+        /// The port to ask on 127.0.0.1 (default: PANAL_PORT, else 8000).
+        #[arg(long, env = "PANAL_PORT")]
+        port: Option<u16>,
+    },
     /// Apply database migrations and exit, without serving.
     Migrate {
         /// Only this service (default: every implemented service with a database).
@@ -123,6 +134,30 @@ enum StatsCommand {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+}
+
+/// `panal healthcheck`: one GET, 2xx or not.
+fn healthcheck(url: &str) -> ExitCode {
+    let asked =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(anyhow::Error::from).and_then(
+            |rt| {
+                rt.block_on(async {
+                    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+                    Ok(http.get(url).send().await?.status())
+                })
+            },
+        );
+    match asked {
+        Ok(status) if status.is_success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("{url}: {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -148,6 +183,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    if let Command::Healthcheck { url, port } = &cli.command {
+        let url = url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", port.unwrap_or(8000)));
+        return healthcheck(&url);
     }
     if let Command::Pong(args) = cli.command {
         let result = tokio::runtime::Builder::new_multi_thread()
@@ -191,7 +230,7 @@ fn main() -> ExitCode {
             Command::Admin { command } => authcli::admin(config, command).await,
             Command::Auth { command } => authcli::auth(config, command).await,
             Command::Stats { command: StatsCommand::Rebuild { data_dir } } => stats_rebuild(config, data_dir).await,
-            Command::Services | Command::Pong(_) | Command::Ledger { .. } => Ok(()),
+            Command::Services | Command::Pong(_) | Command::Ledger { .. } | Command::Healthcheck { .. } => Ok(()),
         }
     });
     telemetry.shutdown();

@@ -447,3 +447,26 @@ async fn two_gateway_processes_share_one_rate_limit_through_redis() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `panal healthcheck` (the container image's health check): 0 for a 2xx
+/// answer, 1 for anything else or no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_zero_only_for_a_ready_answer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .route("/readyz", axum::routing::get(|| async { "ok" }))
+        .route("/down", axum::routing::get(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            panal().args(&args).stderr(Stdio::null()).env_remove("PANAL_PORT").status().unwrap().code()
+        })
+    };
+    let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    assert_eq!(run(s(&["healthcheck", "--port", &port.to_string()])).await.unwrap(), Some(0));
+    let down = format!("http://127.0.0.1:{port}/down");
+    assert_eq!(run(s(&["healthcheck", "--url", &down])).await.unwrap(), Some(1));
+    let nobody = format!("http://127.0.0.1:{}/readyz", free_port());
+    assert_eq!(run(s(&["healthcheck", "--url", &nobody])).await.unwrap(), Some(1));
+}
