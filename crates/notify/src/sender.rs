@@ -113,6 +113,16 @@ impl Sender {
         Ok(due.len())
     }
 
+    /// Where a notification leads, absolute: its `link` under the public
+    /// URL (auth's mail brings an absolute one, kept as it is).
+    fn link(&self, vars: &serde_json::Value) -> String {
+        let link = vars["link"].as_str().unwrap_or("/");
+        if link.starts_with("https://") || link.starts_with("http://") {
+            return link.to_owned();
+        }
+        format!("{}{link}", self.public_url.trim_end_matches('/'))
+    }
+
     /// A channel's rate.
     fn limit_of(&self, channel: Channel) -> &kit::limit::Limiter<()> {
         match channel {
@@ -177,11 +187,9 @@ impl Sender {
         let Some(recipient) = recipient else { return Err(Failure::Final("the recipient is gone".into())) };
         let locale = domain::locale_of(recipient.locale.as_deref());
         let rendered = templates::render(d.kind, locale, &d.vars).map_err(Failure::Final)?;
-        let path = d.vars["link"].as_str().unwrap_or("/");
         let body: String = rendered.body.chars().take(1000).collect();
         let payload = json!({
-            "id": d.id, "kind": d.kind.as_str(), "title": rendered.title, "body": body,
-            "link": format!("{}{path}", self.public_url.trim_end_matches('/')),
+            "id": d.id, "kind": d.kind.as_str(), "title": rendered.title, "body": body, "link": self.link(&d.vars),
         })
         .to_string();
         let done = self.store.receipts(d.id).await.map_err(db)?;
@@ -230,8 +238,7 @@ impl Sender {
         let recipient = self.store.recipient(d.user_id).await.map_err(db)?;
         let locale = domain::locale_of(recipient.as_ref().and_then(|r| r.locale.as_deref()));
         let mut vars = d.vars.clone();
-        let path = vars["link"].as_str().unwrap_or("/").to_owned();
-        vars["link"] = json!(format!("{}{path}", self.public_url.trim_end_matches('/')));
+        vars["link"] = json!(self.link(&d.vars));
         let text = templates::render_sms(d.kind, locale, &vars).map_err(Failure::Final)?;
         match provider.send(&number, &text).await {
             crate::sms::Outcome::Accepted(sid) => self.store.provider_id(d.id, &sid).await.map_err(db),
@@ -296,10 +303,7 @@ impl Sender {
         if vars.get("name").is_none() {
             vars["name"] = json!(recipient.as_ref().map_or(address.as_str(), |r| r.display_name.as_str()));
         }
-        let link = vars["link"].as_str().unwrap_or("/").to_owned();
-        if !link.starts_with("https://") && !link.starts_with("http://") {
-            vars["link"] = json!(format!("{}{link}", self.public_url.trim_end_matches('/')));
-        }
+        vars["link"] = json!(self.link(&d.vars));
         let locale = domain::locale_of(recipient.as_ref().and_then(|r| r.locale.as_deref()));
         let (subject, text, html) = if batch.len() > 1 {
             let people: Vec<String> = batch.iter().map(|b| domain::digest_line(b.kind, &b.vars)).collect();

@@ -284,6 +284,10 @@ impl Store {
         let mut recorded = Vec::new();
         for &channel in kind.channels() {
             let choice = Self::choice_in(tx, to.user_id, kind, channel).await?;
+            if !domain::enabled(kind, channel, choice) {
+                continue;
+            }
+            // Only for a channel the person has on: its look-ups are skipped otherwise.
             let reachable = match channel {
                 Channel::Inbox => true,
                 Channel::Email => match &to.email {
@@ -293,7 +297,7 @@ impl Store {
                 Channel::Push => Self::subscribed_in(tx, to.user_id).await?,
                 Channel::Sms => Self::verified_phone_in(tx, to.user_id).await?.is_some(),
             };
-            if !domain::enabled(kind, channel, choice) || !reachable {
+            if !reachable {
                 continue;
             }
             let id = Uuid::now_v7();
@@ -549,8 +553,7 @@ impl Store {
     /// An e-mail delivery moved to `status` by the provider's report, if
     /// its state lets it (states only move forward); whether it moved.
     pub async fn reported(&self, id: Uuid, status: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
-        let from = domain::may_become(status);
-        let (a, b, c) = (from.first().copied(), from.get(1).copied(), from.get(2).copied());
+        let [a, b, c] = domain::may_become(status);
         let n = with_db!(write &self.db, pool => sqlx::query(
             "UPDATE deliveries SET status = $2, updated_at = $3
              WHERE id = $1 AND channel = 'email' AND status IN ($4, $5, $6)")
@@ -561,8 +564,7 @@ impl Store {
     /// An SMS delivery moved to `status` by the provider's callback (by
     /// its message id), if its state lets it; whether it moved.
     pub async fn sms_reported(&self, provider_id: &str, status: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
-        let from = domain::may_become(status);
-        let (a, b, c) = (from.first().copied(), from.get(1).copied(), from.get(2).copied());
+        let [a, b, c] = domain::may_become(status);
         let n = with_db!(write &self.db, pool => sqlx::query(
             "UPDATE deliveries SET status = $2, updated_at = $3
              WHERE provider_id = $1 AND channel = 'sms' AND status IN ($4, $5, $6)")
