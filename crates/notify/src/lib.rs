@@ -140,6 +140,10 @@ impl kit::Service for NotifyService {
     const PERSONAL_DATA: bool = true;
     type Settings = Settings;
     type State = State;
+    /// A provider's report carries up to 1,000 events (about 300 bytes
+    /// each): more than the default body limit. The gateway lets it through
+    /// too.
+    const BODY_LIMITS: &'static [(&'static str, usize)] = &[("/v1/notify/webhooks/email", 1024 * 1024)];
 
     fn validate(s: &Settings) -> anyhow::Result<()> {
         s.mail_from.parse::<lettre::message::Mailbox>().map_err(|e| anyhow::anyhow!("notify.mail_from: {e}"))?;

@@ -693,6 +693,17 @@ kit::backend_tests! {
         assert_eq!(r.json::<Value>().await.unwrap()["recorded"], 3);
         assert_eq!(n.deliveries(&ada, "bounced").await, 1);
         assert_eq!(n.deliveries(&cy, "complained").await, 1);
+        // A full report (1,000 events, over the default 64 KiB body limit)
+        // is taken; a body over 1 MiB is not.
+        let many: Vec<Value> = (0..1000)
+            .map(|i| json!({"email": format!("someone{i}@example.com"), "event": "open", "smtp-id": format!("<{to_cy}@panal>"),
+                "sg_event_id": format!("event-{i}-padding-padding-padding-padding-padding-padding"), "timestamp": now}))
+            .collect();
+        let many = json!(many);
+        assert!(many.to_string().len() > 64 * 1024);
+        assert_eq!(post(many, now, None).await.unwrap().status(), 200);
+        let huge = json!([{"email": "x@example.com", "event": "open", "reason": "x".repeat(1024 * 1024)}]);
+        assert_problem(post(huge, now, None).await.unwrap(), 413, None).await;
         // Again (the provider retries): nothing moves back or twice.
         assert_eq!(post(report, now, None).await.unwrap().json::<Value>().await.unwrap()["recorded"], 0);
         // Ada's address bounced: no more e-mail, not even security mail.
