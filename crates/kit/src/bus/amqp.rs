@@ -6,7 +6,8 @@
 //! acks, and a delivery limit past which RabbitMQ moves the message to the
 //! dead-letter exchange `panal.dead-letters` (queue `panal.dead-letters`): a
 //! safety net for messages that crash their consumer before it can
-//! dead-letter them itself.
+//! dead-letter them itself. With a `bus.namespace`, say `staging`, every one
+//! of those names starts with `staging.` (`staging.panal.events`, …).
 
 use std::time::Duration;
 
@@ -24,11 +25,9 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 
-use super::{Acker, Broker, BusError, Deliveries, Delivery};
+use super::{Acker, Broker, BusError, Deliveries, Delivery, Namespace};
 
 const BACKEND: &str = "rabbitmq";
-const EXCHANGE: &str = "panal.events";
-const DEAD_LETTERS: &str = "panal.dead-letters";
 /// Deliveries after which RabbitMQ dead-letters a message itself; consumers
 /// dead-letter well before (see `ConsumerSettings::max_deliveries`).
 const DELIVERY_LIMIT: i64 = 20;
@@ -41,6 +40,7 @@ fn err(e: impl std::fmt::Display) -> BusError {
 
 pub struct Amqp {
     url: String,
+    names: Names,
     /// The connection and the publishing channel (in confirm mode), replaced
     /// when the connection is lost: lapin does not reconnect by itself.
     link: Mutex<Option<Link>>,
@@ -57,13 +57,39 @@ impl Link {
     }
 }
 
-impl Amqp {
-    pub async fn connect(url: &str) -> Result<Self, BusError> {
-        let link = Self::open(url).await?;
-        Ok(Self { url: url.to_owned(), link: Mutex::new(Some(link)) })
+/// The namespace's exchange and queue names.
+struct Names {
+    /// Where events are published (topic, routing key = event type).
+    exchange: String,
+    /// Where RabbitMQ moves what it dead-letters itself (fanout and queue).
+    dead_letters: String,
+    /// Before a consumer's name, for its queue.
+    queue_prefix: String,
+}
+
+impl Names {
+    fn new(namespace: &Namespace) -> Self {
+        let p = namespace.prefix();
+        Self {
+            exchange: format!("{p}panal.events"),
+            dead_letters: format!("{p}panal.dead-letters"),
+            queue_prefix: format!("{p}panal."),
+        }
     }
 
-    async fn open(url: &str) -> Result<Link, BusError> {
+    fn queue(&self, consumer: &str) -> String {
+        format!("{}{consumer}", self.queue_prefix)
+    }
+}
+
+impl Amqp {
+    pub async fn connect(url: &str, namespace: Namespace) -> Result<Self, BusError> {
+        let names = Names::new(&namespace);
+        let link = Self::open(url, &names).await?;
+        Ok(Self { url: url.to_owned(), names, link: Mutex::new(Some(link)) })
+    }
+
+    async fn open(url: &str, names: &Names) -> Result<Link, BusError> {
         let connection =
             tokio::time::timeout(Duration::from_secs(10), Connection::connect(url, ConnectionProperties::default()))
                 .await
@@ -73,21 +99,25 @@ impl Amqp {
         channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         channel
-            .exchange_declare(EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .exchange_declare(names.exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
             .await
             .map_err(err)?;
         channel
-            .exchange_declare(DEAD_LETTERS.into(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .exchange_declare(names.dead_letters.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
             .await
             .map_err(err)?;
         channel
-            .queue_declare(DEAD_LETTERS.into(), QueueDeclareOptions { durable: true, ..Default::default() }, quorum())
+            .queue_declare(
+                names.dead_letters.as_str().into(),
+                QueueDeclareOptions { durable: true, ..Default::default() },
+                quorum(),
+            )
             .await
             .map_err(err)?;
         channel
             .queue_bind(
-                DEAD_LETTERS.into(),
-                DEAD_LETTERS.into(),
+                names.dead_letters.as_str().into(),
+                names.dead_letters.as_str().into(),
                 "".into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -102,7 +132,7 @@ impl Amqp {
         let mut guard = self.link.lock().await;
         if !guard.as_ref().is_some_and(Link::alive) {
             *guard = None;
-            *guard = Some(Self::open(&self.url).await?);
+            *guard = Some(Self::open(&self.url, &self.names).await?);
             tracing::info!("rabbitmq: connected");
         }
         Ok(guard)
@@ -193,7 +223,7 @@ impl Broker for Amqp {
                     .with_delivery_mode(2);
                 match channel
                     .basic_publish(
-                        EXCHANGE.into(),
+                        self.names.exchange.as_str().into(),
                         event.kind.clone().into(),
                         BasicPublishOptions::default(),
                         &payload,
@@ -230,9 +260,12 @@ impl Broker for Amqp {
         Box::pin(async move {
             let channel = self.channel().await?;
             channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(err)?;
-            let queue = format!("panal.{consumer}");
+            let queue = self.names.queue(consumer);
             let mut args = quorum();
-            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(DEAD_LETTERS.into()));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(self.names.dead_letters.as_str().into()),
+            );
             args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
             channel
                 .queue_declare(queue.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
@@ -242,7 +275,7 @@ impl Broker for Amqp {
                 channel
                     .queue_bind(
                         queue.clone().into(),
-                        EXCHANGE.into(),
+                        self.names.exchange.as_str().into(),
                         kind.clone().into(),
                         QueueBindOptions::default(),
                         FieldTable::default(),
@@ -280,7 +313,7 @@ impl Broker for Amqp {
             channel
                 .queue_bind(
                     queue.name().clone(),
-                    EXCHANGE.into(),
+                    self.names.exchange.as_str().into(),
                     "#".into(),
                     QueueBindOptions::default(),
                     FieldTable::default(),
@@ -312,7 +345,7 @@ impl Broker for Amqp {
         Box::pin(async move {
             let channel = self.channel().await?;
             channel
-                .queue_delete(format!("panal.{consumer}").into(), lapin::options::QueueDeleteOptions::default())
+                .queue_delete(self.names.queue(consumer).into(), lapin::options::QueueDeleteOptions::default())
                 .await
                 .map_err(err)?;
             let _ = channel.close(200, "done".into()).await;

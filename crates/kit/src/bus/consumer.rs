@@ -164,6 +164,10 @@ pub struct ConsumerSettings {
     pub max_deliveries: u32,
     /// Events handled at once, each lane in order.
     pub lanes: usize,
+    /// Keeps this deployment's streams, subjects, exchanges and queues apart
+    /// from others' on a shared NATS or RabbitMQ server (see
+    /// [`Namespace`](super::Namespace)); empty: the plain names.
+    pub namespace: String,
 }
 
 impl Default for ConsumerSettings {
@@ -175,6 +179,7 @@ impl Default for ConsumerSettings {
             backoff_max_ms: 5_000,
             max_deliveries: 5,
             lanes: 8,
+            namespace: String::new(),
         }
     }
 }

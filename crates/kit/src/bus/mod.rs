@@ -148,12 +148,87 @@ pub async fn connect(
             Ok(Arc::new(embedded::Embedded::open(&path).await?))
         }
         Some(u) if u.starts_with("nats://") => {
-            Ok(Arc::new(nats::Nats::connect(u, std::time::Duration::from_millis(settings.ack_wait_ms)).await?))
+            let namespace = Namespace::new(&settings.namespace)?;
+            let ack_wait = std::time::Duration::from_millis(settings.ack_wait_ms);
+            Ok(Arc::new(nats::Nats::connect(u, ack_wait, namespace).await?))
         }
-        Some(u) if u.starts_with("amqp://") || u.starts_with("amqps://") => Ok(Arc::new(amqp::Amqp::connect(u).await?)),
+        Some(u) if u.starts_with("amqp://") || u.starts_with("amqps://") => {
+            Ok(Arc::new(amqp::Amqp::connect(u, Namespace::new(&settings.namespace)?).await?))
+        }
         Some(u) if u.starts_with("sqlite:") => Ok(Arc::new(embedded::Embedded::open_url(u).await?)),
         Some(_) => {
             Err(BusError::new("config", "unsupported bus URL (expected nats://, amqp:// or none for the embedded bus)"))
         }
+    }
+}
+
+/// `bus.namespace`: what keeps one deployment's objects on a shared broker
+/// apart from another's (staging and production on one NATS server, or
+/// every CI run on this machine's). Empty — the default — is the names
+/// Panal always had; otherwise every NATS stream and subject and every
+/// RabbitMQ exchange and queue carries the namespace, so a consumer of one
+/// namespace can never receive another's events. The embedded bus is one
+/// file per data directory and has no use for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespace(String);
+
+/// Longest namespace: broker names have limits (RabbitMQ's 255 bytes,
+/// NATS's stream names), and a namespace is a short label.
+const NAMESPACE_MAX: usize = 32;
+
+impl Namespace {
+    /// Lowercase ASCII letters, digits and `-`, starting with a letter or a
+    /// digit, at most 32 characters — safe in a NATS subject token, a NATS
+    /// stream name and a RabbitMQ name alike.
+    pub fn new(name: &str) -> Result<Self, BusError> {
+        let fits = name.len() <= NAMESPACE_MAX
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-');
+        if fits {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(BusError::new(
+                "config",
+                format!(
+                    "bus.namespace {name:?} is not a namespace: use up to {NAMESPACE_MAX} lowercase letters, digits \
+                     and '-', starting with a letter or digit"
+                ),
+            ))
+        }
+    }
+
+    /// What goes before a subject, an exchange or a queue name: `""` or
+    /// `"staging."`.
+    pub fn prefix(&self) -> String {
+        if self.0.is_empty() { String::new() } else { format!("{}.", self.0) }
+    }
+
+    /// The JetStream stream holding the namespace's events: `PANAL`, or
+    /// `PANAL_STAGING` (stream names take no dots).
+    pub fn nats_stream(&self) -> String {
+        if self.0.is_empty() {
+            "PANAL".to_owned()
+        } else {
+            format!("PANAL_{}", self.0.to_uppercase().replace('-', "_"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Namespace;
+
+    #[test]
+    fn namespaces_are_short_lowercase_labels() {
+        for good in ["", "staging", "ci-42", "0a"] {
+            assert!(Namespace::new(good).is_ok(), "{good}");
+        }
+        for bad in ["Staging", "a.b", "a>", "a*", "-a", "a_b", "a b", &"x".repeat(33)] {
+            assert!(Namespace::new(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Namespace::new("").unwrap().prefix(), "");
+        assert_eq!(Namespace::new("").unwrap().nats_stream(), "PANAL");
+        assert_eq!(Namespace::new("ci-42").unwrap().prefix(), "ci-42.");
+        assert_eq!(Namespace::new("ci-42").unwrap().nats_stream(), "PANAL_CI_42");
     }
 }

@@ -1,7 +1,9 @@
 //! NATS JetStream.
 //!
 //! One stream, `PANAL`, holds every subject `panal.>` (an event's subject is its
-//! type). Publishes carry the event id as `Nats-Msg-Id`, so the stream drops a
+//! type). With a `bus.namespace`, say `staging`, the stream is `PANAL_STAGING`
+//! and the subjects `staging.panal.>`: durable consumers live in their
+//! stream, so they are the namespace's too. Publishes carry the event id as `Nats-Msg-Id`, so the stream drops a
 //! republished event within its duplicate window. Each consumer is a durable
 //! pull consumer with explicit acks and bounded redeliveries.
 
@@ -14,10 +16,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{Acker, Broker, BusError, Deliveries, Delivery};
+use super::{Acker, Broker, BusError, Deliveries, Delivery, Namespace};
 
 const BACKEND: &str = "nats";
-const STREAM: &str = "PANAL";
 
 /// JetStream stops redelivering after this many deliveries; consumers
 /// dead-letter well before (see `ConsumerSettings::max_deliveries`).
@@ -40,10 +41,12 @@ pub struct Nats {
     /// How long a delivery may stay unacknowledged before JetStream hands it
     /// out again.
     ack_wait: Duration,
+    /// `""` or `"<namespace>."`, before every subject.
+    prefix: String,
 }
 
 impl Nats {
-    pub async fn connect(url: &str, ack_wait: Duration) -> Result<Self, BusError> {
+    pub async fn connect(url: &str, ack_wait: Duration, namespace: Namespace) -> Result<Self, BusError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
@@ -54,8 +57,8 @@ impl Nats {
         let stream = tokio::time::timeout(
             Duration::from_secs(10),
             js.get_or_create_stream(stream::Config {
-                name: STREAM.to_owned(),
-                subjects: vec!["panal.>".to_owned()],
+                name: namespace.nats_stream(),
+                subjects: vec![format!("{}panal.>", namespace.prefix())],
                 storage: stream::StorageType::File,
                 duplicate_window: DUPLICATE_WINDOW,
                 max_age: RETENTION,
@@ -65,7 +68,12 @@ impl Nats {
         .await
         .map_err(|_| err(format!("no answer from JetStream at {}", redact(url))))?
         .map_err(err)?;
-        Ok(Self { client, js, stream, ack_wait })
+        Ok(Self { client, js, stream, ack_wait, prefix: namespace.prefix() })
+    }
+
+    /// Every subject of this namespace.
+    fn all_subjects(&self) -> String {
+        format!("{}panal.>", self.prefix)
     }
 }
 
@@ -107,7 +115,8 @@ impl Broker for Nats {
                 headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id.to_string().as_str());
                 headers.insert("Content-Type", "application/cloudevents+json");
                 let payload = Bytes::from(serde_json::to_vec(event).map_err(err)?);
-                match self.js.publish_with_headers(event.kind.clone(), headers, payload).await {
+                let subject = format!("{}{}", self.prefix, event.kind);
+                match self.js.publish_with_headers(subject, headers, payload).await {
                     Ok(ack) => pending.push(ack),
                     Err(e) => {
                         tracing::warn!(error = %e, "nats: publish failed");
@@ -134,8 +143,8 @@ impl Broker for Nats {
             // Filtering on several subjects needs NATS 2.10; with more than one
             // type the consumer takes every event and ignores the others.
             let filter_subject = match types {
-                [one] => one.clone(),
-                _ => "panal.>".to_owned(),
+                [one] => format!("{}{one}", self.prefix),
+                _ => self.all_subjects(),
             };
             let config = pull::Config {
                 durable_name: Some(consumer.to_owned()),
@@ -150,10 +159,12 @@ impl Broker for Nats {
             // Creates the durable consumer, or updates its subjects.
             let pull = self.stream.create_consumer(config).await.map_err(err)?;
             let messages = pull.messages().await.map_err(err)?;
-            let deliveries: Deliveries = Box::pin(messages.map_err(err).map(|m| {
+            let prefix = self.prefix.clone();
+            let deliveries: Deliveries = Box::pin(messages.map_err(err).map(move |m| {
                 let message = m?;
                 let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-                let kind = message.subject.to_string();
+                let subject = message.subject.as_str();
+                let kind = subject.strip_prefix(prefix.as_str()).unwrap_or(subject).to_owned();
                 let payload = message.payload.clone();
                 Ok(Delivery::new(kind, payload, u32::try_from(delivered).unwrap_or(1), Box::new(NatsAcker(message))))
             }));
@@ -165,7 +176,7 @@ impl Broker for Nats {
         Box::pin(async move {
             let config = pull::OrderedConfig {
                 deliver_policy: jetstream::consumer::DeliverPolicy::New,
-                filter_subject: "panal.>".to_owned(),
+                filter_subject: self.all_subjects(),
                 ..Default::default()
             };
             let ordered = self.stream.create_consumer(config).await.map_err(err)?;

@@ -404,6 +404,94 @@ conformance! {
     }
 }
 
+/// Two deployments share one broker, each with its own `bus.namespace`, and
+/// a third uses the plain names: the same consumer name subscribed to the
+/// same event type in each receives its own deployment's events only. (Seen
+/// before namespaces: a durable consumer left by one drill delivered its
+/// unacknowledged events into the next run's fresh database.)
+async fn namespaces_keep_deployments_apart(url: &str) {
+    let tag = Uuid::new_v4().simple().to_string();
+    let names = [format!("a{}", &tag[..12]), format!("b{}", &tag[..12]), String::new()];
+    let mut buses = Vec::new();
+    for namespace in &names {
+        let settings = ConsumerSettings { namespace: namespace.clone(), ..settings() };
+        buses.push(kit::bus::connect(Some(url), &std::env::temp_dir(), &settings).await.unwrap());
+    }
+    let kind = format!("panal.t{tag}.shared.v1");
+    let consumer_name = format!("t{tag}-shared");
+    let sinks = [Sink::new().await, Sink::new().await, Sink::new().await];
+    let mut running = Vec::new();
+    for (bus, sink) in buses.iter().zip(&sinks) {
+        running.push(start(consumer(&consumer_name, std::slice::from_ref(&kind), sink, Default::default()), bus));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let counts = [10, 4, 7];
+    for ((bus, n), subject) in buses.iter().zip(counts).zip(["from-a", "from-b", "from-plain"]) {
+        let events: Vec<Envelope> = (0..n).map(|i| event(&kind, subject, i)).collect();
+        publish_all(bus, &events).await;
+    }
+    for (sink, n) in sinks.iter().zip(counts) {
+        assert_eq!(sink.wait_for(n as i64, Duration::from_secs(20)).await, (n as i64, 1));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for ((sink, n), subject) in sinks.iter().zip(counts).zip(["from-a", "from-b", "from-plain"]) {
+        assert_eq!(sink.applied().await.0, n as i64, "only its own namespace's events");
+        assert_eq!(sink.order_of(subject).await.len(), n as usize);
+    }
+
+    for r in running {
+        stop(r).await;
+    }
+    for bus in &buses {
+        let _ = bus.remove_consumer(&consumer_name).await;
+    }
+    remove_namespaces(url, &names[..2]).await;
+}
+
+/// Deletes what a namespace left on the broker (its stream, or its
+/// exchanges and dead-letter queue), so test runs do not pile them up.
+async fn remove_namespaces(url: &str, names: &[String]) {
+    for name in names {
+        let namespace = kit::bus::Namespace::new(name).unwrap();
+        if url.starts_with("nats://") {
+            let client = async_nats::connect(url).await.unwrap();
+            let _ = async_nats::jetstream::new(client).delete_stream(namespace.nats_stream()).await;
+        } else {
+            let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await.unwrap();
+            let channel = connection.create_channel().await.unwrap();
+            let p = namespace.prefix();
+            let _ = channel.queue_delete(format!("{p}panal.dead-letters").into(), Default::default()).await;
+            for exchange in ["panal.events", "panal.dead-letters"] {
+                let _ = channel.exchange_delete(format!("{p}{exchange}").into(), Default::default()).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_namespaces_keep_deployments_apart() {
+    match std::env::var(NATS_ENV) {
+        Ok(url) => namespaces_keep_deployments_apart(&url).await,
+        Err(_) => skip("NATS", NATS_ENV, "nats://127.0.0.1:4222"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_namespaces_keep_deployments_apart() {
+    match std::env::var(AMQP_ENV) {
+        Ok(url) => namespaces_keep_deployments_apart(&url).await,
+        Err(_) => skip("RabbitMQ", AMQP_ENV, "amqp://guest:guest@127.0.0.1:5672/%2f"),
+    }
+}
+
+#[tokio::test]
+async fn a_namespace_that_is_not_a_label_is_refused() {
+    let settings = ConsumerSettings { namespace: "Prod.EU".into(), ..settings() };
+    let err = kit::bus::connect(Some("nats://127.0.0.1:1"), &std::env::temp_dir(), &settings).await.err().unwrap();
+    assert!(err.to_string().contains("bus.namespace"), "{err}");
+}
+
 /// A message that is not a CloudEvents envelope is dead-lettered as it came,
 /// whatever the backend (tested on the consumer directly).
 #[tokio::test]
