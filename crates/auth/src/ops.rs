@@ -120,6 +120,26 @@ pub async fn create_client(db: &Db, name: &str, scopes: &[String]) -> anyhow::Re
     Ok((id, secret))
 }
 
+/// Shortest secret `ensure_client` takes: as strong as the ones auth makes.
+const MIN_PROVISIONED_SECRET: usize = 32;
+
+/// The service client `id` (a UUID the operator chose) called `name`, with
+/// the operator's `secret` and these scopes, whether or not it existed —
+/// for deployments whose services read their credentials from files
+/// (`panal auth clients provision`).
+pub async fn ensure_client(db: &Db, id: &str, name: &str, secret: &str, scopes: &[String]) -> anyhow::Result<()> {
+    let id = Uuid::parse_str(id.trim()).map_err(|_| anyhow::anyhow!("the client id must be a UUID"))?;
+    if secret.chars().count() < MIN_PROVISIONED_SECRET || secret.chars().any(char::is_whitespace) {
+        anyhow::bail!("the client secret must be at least {MIN_PROVISIONED_SECRET} characters, without spaces");
+    }
+    if let Some(bad) = scopes.iter().find(|s| !valid_scope(s)) {
+        anyhow::bail!("invalid scope {bad:?}");
+    }
+    let store = open(db).await?;
+    store.upsert_client(&id.to_string(), name, &crate::tokens::hash_refresh_token(secret), scopes, Utc::now()).await?;
+    Ok(())
+}
+
 /// The service client called `name`, with a new secret and these scopes:
 /// the one of that name given a new secret, or a new one. `panal up` calls
 /// it at every start for each service that calls others in its own name

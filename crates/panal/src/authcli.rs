@@ -69,6 +69,19 @@ pub enum ClientsCommand {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Register (or bring up to date) the clients the services that call
+    /// others in their own name use, from files the operator made once:
+    /// `<service>-client-id` (a UUID) and `<service>-client-secret` (32+
+    /// characters) in DIR — the same files those services read
+    /// (`PANAL_CLIENTS__<SERVICE>__ID_FILE`, `…__SECRET_FILE`). Scopes come
+    /// from the services themselves. Run before the services start, at every
+    /// deployment (a compose one-shot, a Kubernetes Job); safe to repeat.
+    Provision {
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// List clients.
     List {
         #[arg(long, value_name = "DIR")]
@@ -184,6 +197,24 @@ pub async fn auth(mut config: Config, command: AuthCommand) -> anyhow::Result<()
                 println!(
                     "client_id:     {id}\nclient_secret: {secret}\n(the secret is shown only now; only its hash is kept)"
                 );
+            }
+            ClientsCommand::Provision { secrets_dir, data_dir } => {
+                let db = auth_db(&mut config, data_dir).await?;
+                for (service, scopes) in crate::service_clients() {
+                    let read = |what: &str| {
+                        let path = secrets_dir.join(format!("{service}-client-{what}"));
+                        std::fs::read_to_string(&path)
+                            .map(|s| s.trim().to_owned())
+                            .with_context(|| format!("reading {}", path.display()))
+                    };
+                    let (id, secret) = (read("id")?, read("secret")?);
+                    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+                    auth::ops::ensure_client(&db, &id, &format!("panal-{service}"), &secret, &scopes)
+                        .await
+                        .with_context(|| format!("the {service} client"))?;
+                    println!("{service:<12} {id}  {}", scopes.join(" "));
+                }
+                db.close().await;
             }
             ClientsCommand::List { data_dir } => {
                 let db = auth_db(&mut config, data_dir).await?;

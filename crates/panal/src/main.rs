@@ -391,6 +391,12 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, port_offset: u16, sta
     failed.map_or(Ok(()), Err)
 }
 
+/// The services that call others in their own name, with the scopes their
+/// client needs (what `panal auth clients provision` registers).
+pub(crate) fn service_clients() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    SERVICES.iter().filter(|s| !s.client_scopes().is_empty()).map(|s| (s.name(), s.client_scopes()))
+}
+
 /// The context `service` is built with: for a service that calls others in
 /// its own name (`CLIENT_SCOPES`) and has no client configured, a service
 /// client registered in auth's database now, named after it, with a fresh

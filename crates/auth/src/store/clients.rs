@@ -87,6 +87,33 @@ impl Store {
         Ok(())
     }
 
+    /// The client `client_id` with this name, secret and scopes, enabled:
+    /// made if new, brought to these values if not (an operator's
+    /// provisioning, run again at every deployment).
+    pub async fn upsert_client(
+        &self,
+        client_id: &str,
+        name: &str,
+        secret_hash: &[u8],
+        scopes: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        with_db!(write &self.db, pool => sqlx::query(
+            "INSERT INTO service_clients (client_id, name, secret_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (client_id) DO UPDATE
+             SET name = excluded.name, secret_hash = excluded.secret_hash, scopes = excluded.scopes, disabled_at = NULL",
+        )
+        .bind(client_id)
+        .bind(name)
+        .bind(secret_hash)
+        .bind(scopes.join(" "))
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
     /// Gives the first client named `name` a new secret and these scopes,
     /// enabled again; false when there is none of that name.
     pub async fn reset_client(

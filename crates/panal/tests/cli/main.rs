@@ -5,6 +5,7 @@
 mod ai;
 mod bus;
 mod contracts;
+mod deploy;
 mod docs;
 mod game;
 mod logs;
@@ -255,7 +256,7 @@ fn database_passwords_never_reach_the_output() {
 }
 
 /// A free port on 127.0.0.1.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
