@@ -122,7 +122,7 @@ impl kit::Service for Auth {
         let tokens = &config.settings.tokens;
         let hasher = Hasher::new(&settings.password)?;
         let mailer = Mailer::new(&setup.ctx.service_url("notify")?)?;
-        let providers = Providers::new(&settings.providers, &config.settings.public_url)?;
+        let providers = Providers::new(&settings.providers, config)?;
         let app_url = settings.app_url.clone().unwrap_or_else(|| config.settings.public_url.clone());
         Ok(State {
             store,

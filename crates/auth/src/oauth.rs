@@ -62,6 +62,9 @@ pub struct Provider {
     pub name: String,
     pub display_name: String,
     pub settings: ProviderSettings,
+    /// `settings.client_secret`, following its file when it has one
+    /// (`PANAL_AUTH__PROVIDERS__<NAME>__CLIENT_SECRET_FILE`).
+    client_secret: kit::secret::LiveSecret,
     pub scopes: Vec<String>,
     subject_claim: String,
     email_claim: String,
@@ -100,7 +103,7 @@ fn bad(name: &str, what: &str) -> anyhow::Error {
 }
 
 impl Providers {
-    pub fn new(settings: &BTreeMap<String, ProviderSettings>, _public_url: &str) -> anyhow::Result<Self> {
+    pub fn new(settings: &BTreeMap<String, ProviderSettings>, config: &kit::config::Config) -> anyhow::Result<Self> {
         let mut providers = BTreeMap::new();
         for (name, s) in settings {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -159,6 +162,8 @@ impl Providers {
                         .clone()
                         .unwrap_or_else(|| if is_42 { "displayname".into() } else { "name".into() }),
                     trust_email: s.trust_email || is_42,
+                    client_secret: config
+                        .live_secret(&format!("auth.providers.{name}.client_secret"), s.client_secret.clone()),
                     settings: s.clone(),
                     endpoints,
                 },
@@ -227,13 +232,14 @@ impl Providers {
         redirect_uri: &str,
     ) -> Result<ExternalUser, OAuthError> {
         let endpoints = self.endpoints(p).await?;
+        let secret = p.client_secret.current();
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
             ("client_id", p.settings.client_id.as_str()),
-            ("client_secret", p.settings.client_secret.expose().as_str()),
+            ("client_secret", secret.expose().as_str()),
         ];
         let res = self
             .http

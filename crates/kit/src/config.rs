@@ -4,8 +4,10 @@
 //! `panal.toml` is `PANAL_HTTP__BODY_LIMIT`. A value of the wrong type stops
 //! start-up with an error naming the key and where the value came from.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::Figment;
@@ -13,7 +15,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::secret::Secret;
+use crate::secret::{LiveSecret, Secret};
 
 /// Environment variables that start with `PANAL_` but are not configuration
 /// (test switches), so they never reach the settings.
@@ -222,8 +224,17 @@ impl Default for TokenSettings {
 /// on every reload (SIGHUP). Setting both `PANAL_<KEY>` and
 /// `PANAL_<KEY>_FILE` is an error, as is a file that cannot be read.
 pub fn file_settings(vars: impl IntoIterator<Item = (String, String)>) -> Result<Figment, ConfigError> {
+    Ok(file_sources(vars)?.1)
+}
+
+/// The settings `PANAL_<KEY>_FILE` variables name (dotted key → file), and
+/// the figment of their values.
+fn file_sources(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(BTreeMap<String, PathBuf>, Figment), ConfigError> {
     let vars: Vec<(String, String)> = vars.into_iter().collect();
     let mut figment = Figment::new();
+    let mut files = BTreeMap::new();
     for (name, path) in &vars {
         let Some(key) = name.strip_prefix("PANAL_").and_then(|k| k.strip_suffix("_FILE")) else { continue };
         if key.is_empty() || NOT_SETTINGS.contains(&key) {
@@ -235,11 +246,17 @@ pub fn file_settings(vars: impl IntoIterator<Item = (String, String)>) -> Result
         }
         let contents =
             std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{name}: cannot read {path}: {e}")))?;
-        let value = contents.strip_suffix('\n').map_or(contents.as_str(), |v| v.strip_suffix('\r').unwrap_or(v));
         let dotted = key.to_ascii_lowercase().replace("__", ".");
-        figment = figment.merge(figment::providers::Serialized::default(&dotted, value));
+        figment = figment.merge(figment::providers::Serialized::default(&dotted, without_newline(&contents)));
+        files.insert(dotted, PathBuf::from(path));
     }
-    Ok(figment)
+    Ok((files, figment))
+}
+
+/// A file's contents without the one trailing newline (`\n` or `\r\n`)
+/// editors and `echo` add.
+pub(crate) fn without_newline(contents: &str) -> &str {
+    contents.strip_suffix('\n').map_or(contents, |v| v.strip_suffix('\r').unwrap_or(v))
 }
 
 /// Loaded configuration: the shared [`Settings`] plus access to service sections.
@@ -250,6 +267,8 @@ pub struct Config {
     /// Where it was read from, for [`Config::reload`]: `None` for explicit
     /// sources, `Some(file)` for the file (or `./panal.toml`) and environment.
     disk: Option<Option<PathBuf>>,
+    /// Settings read from files (`PANAL_<KEY>_FILE`): dotted key → file.
+    files: Arc<BTreeMap<String, PathBuf>>,
 }
 
 impl Config {
@@ -272,16 +291,18 @@ impl Config {
             .ignore(NOT_SETTINGS)
             .filter(|key| !key.as_str().to_ascii_lowercase().ends_with("_file"))
             .split("__");
-        figment = figment.merge(env).merge(file_settings(std::env::vars())?);
+        let (files, from_files) = file_sources(std::env::vars())?;
+        figment = figment.merge(env).merge(from_files);
         let mut config = Self::from_figment(figment)?;
         config.disk = Some(file.map(Path::to_path_buf));
+        config.files = Arc::new(files);
         Ok(config)
     }
 
     /// Configuration from explicit sources (tests, embedding).
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let settings: Settings = figment.extract()?;
-        let config = Self { figment, settings, disk: None };
+        let config = Self { figment, settings, disk: None, files: Arc::default() };
         config.validate()?;
         Ok(config)
     }
@@ -303,7 +324,18 @@ impl Config {
         let figment = self.figment.clone().merge(figment::providers::Serialized::default(key, value));
         let mut config = Self::from_figment(figment)?;
         config.disk = self.disk.clone();
+        config.files = self.files.clone();
         Ok(config)
+    }
+
+    /// The secret setting `key` (dotted, `clients.game.secret`) whose value
+    /// is `value`: when it came from a file (`PANAL_<KEY>_FILE`), one that
+    /// follows the file as it is rewritten (rotation without a restart).
+    pub fn live_secret(&self, key: &str, value: Secret<String>) -> LiveSecret {
+        match self.files.get(key) {
+            Some(file) => LiveSecret::from_file(key, file.clone(), value),
+            None => LiveSecret::fixed(value),
+        }
     }
 
     /// Configuration from a TOML string only (tests).
@@ -390,6 +422,16 @@ mod tests {
         assert!(both.contains("PANAL_DATABASE_URL and PANAL_DATABASE_URL_FILE"), "{both}");
         let missing = file_settings([("PANAL_REDIS_URL_FILE".to_owned(), "/no/such/file".to_owned())]).unwrap_err();
         assert!(missing.to_string().contains("PANAL_REDIS_URL_FILE"), "{missing}");
+
+        // A secret that came from a file follows it; one that did not is fixed.
+        let (files, figment) = file_sources(vars(&[])).unwrap();
+        let mut c =
+            Config::from_figment(Figment::from(Toml::string("[clients.game]\nid = \"abc\"\n")).merge(figment)).unwrap();
+        c.files = Arc::new(files);
+        let live = c.live_secret("clients.game.secret", Secret::new("client-secret".to_owned()));
+        assert_eq!(format!("{live:?}"), format!("[redacted, from {}]", client.display()));
+        let fixed = c.live_secret("clients.ai.secret", Secret::new("x".to_owned()));
+        assert_eq!(format!("{fixed:?}"), "[redacted]");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

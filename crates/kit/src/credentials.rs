@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::secret::Secret;
+use crate::secret::{LiveSecret, Secret};
 
 /// A service client's id and secret, as configured.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -51,19 +51,22 @@ struct TokenAnswer {
 pub struct ServiceToken {
     http: reqwest::Client,
     url: String,
-    credentials: ClientCredentials,
+    id: String,
+    /// Read from its file again when rotated (`PANAL_CLIENTS__<S>__SECRET_FILE`).
+    secret: LiveSecret,
     scope: String,
     cached: Mutex<Option<(String, Instant)>>,
 }
 
 impl ServiceToken {
-    /// `auth` is auth's base URL.
-    pub fn new(auth: &str, credentials: ClientCredentials, scopes: &[&str]) -> Result<Self, reqwest::Error> {
+    /// `auth` is auth's base URL; `id` and `secret` the client's.
+    pub fn new(auth: &str, id: String, secret: LiveSecret, scopes: &[&str]) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
         Ok(Self {
             http,
             url: format!("{}/v1/auth/token", auth.trim_end_matches('/')),
-            credentials,
+            id,
+            secret,
             scope: scopes.join(" "),
             cached: Mutex::new(None),
         })
@@ -80,7 +83,7 @@ impl ServiceToken {
         let response = self
             .http
             .post(&self.url)
-            .basic_auth(&self.credentials.id, Some(self.credentials.secret.expose()))
+            .basic_auth(&self.id, Some(self.secret.current().expose()))
             .form(&[("grant_type", "client_credentials"), ("scope", self.scope.as_str())])
             .send()
             .await?;

@@ -175,7 +175,8 @@ pub async fn build<S: Service>(ctx: &Context, db: Option<Db>) -> anyhow::Result<
                 upper = S::NAME.to_uppercase(),
             );
         };
-        Some(Arc::new(ServiceToken::new(&ctx.service_url("auth")?, credentials, S::CLIENT_SCOPES)?))
+        let secret = config.live_secret(&format!("clients.{}.secret", S::NAME), credentials.secret);
+        Some(Arc::new(ServiceToken::new(&ctx.service_url("auth")?, credentials.id, secret, S::CLIENT_SCOPES)?))
     };
     let setup = Setup { ctx: ctx.clone(), settings, db: db.clone(), verifier: verifier.clone(), service_token };
     let state = Arc::new(S::state(setup).await?);

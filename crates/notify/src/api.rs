@@ -815,7 +815,7 @@ async fn sms_webhook(
     };
     let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if !domain::twilio_signed(provider.auth_token(), &provider.callback_url, &params, signature) {
+    if !domain::twilio_signed(provider.auth_token().expose(), &provider.callback_url, &params, signature) {
         return Err(Problem::forbidden("the callback is not signed by the SMS provider").into());
     }
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());

@@ -25,7 +25,6 @@ use std::time::Duration;
 use kit::db::Migrations;
 use kit::http::Worker;
 use kit::service::Setup;
-use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
@@ -179,11 +178,7 @@ impl kit::Service for NotifyService {
         let unsubscribe_key = store.unsubscribe_key(rand::random(), chrono::Utc::now()).await?;
         let config = &setup.ctx.config.settings;
         let smtp = match &config.smtp_url {
-            Some(url) => Some(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
-                    .map_err(|e| anyhow::anyhow!("invalid configuration: smtp_url (PANAL_SMTP_URL): {e}"))?
-                    .build(),
-            ),
+            Some(url) => Some(sender::Relay::new(setup.ctx.config.live_secret("smtp_url", url.clone()))?),
             None => None,
         };
         let vapid = store
@@ -196,7 +191,12 @@ impl kit::Service for NotifyService {
         )?;
         let sms = match &setup.settings.sms {
             Some(s) => Some(
-                sms::Twilio::new(s, &config.public_url).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
+                sms::Twilio::new(
+                    s,
+                    setup.ctx.config.live_secret("notify.sms.auth_token", s.auth_token.clone()),
+                    &config.public_url,
+                )
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
             ),
             None => None,
         };

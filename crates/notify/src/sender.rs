@@ -36,9 +36,53 @@ enum Failure {
     Suppressed(String),
 }
 
+/// The SMTP relay, built again when its URL — which carries the relay's
+/// password — is rotated in its file (`PANAL_SMTP_URL_FILE`).
+pub struct Relay {
+    url: kit::secret::LiveSecret,
+    current: std::sync::Mutex<(kit::secret::Secret<String>, AsyncSmtpTransport<Tokio1Executor>)>,
+}
+
+impl Relay {
+    pub fn new(url: kit::secret::LiveSecret) -> anyhow::Result<Self> {
+        let first = url.current();
+        let transport = Self::build(first.expose())?;
+        Ok(Self { url, current: std::sync::Mutex::new((first, transport)) })
+    }
+
+    fn build(url: &str) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+        Ok(AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: smtp_url (PANAL_SMTP_URL): {e}"))?
+            .build())
+    }
+
+    /// Hands `message` to the relay the URL names now.
+    pub async fn send(&self, message: lettre::Message) -> Result<(), String> {
+        self.transport().send(message).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// The transport for the URL as it is now (a new one, with its own
+    /// connections, when the URL changed; the old URL stays in use if the
+    /// new one is not a valid SMTP URL).
+    fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
+        let url = self.url.current();
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.0 != url {
+            match Self::build(url.expose()) {
+                Ok(transport) => {
+                    tracing::info!("notify: the SMTP relay's URL changed; new connections use it");
+                    *current = (url, transport);
+                }
+                Err(e) => tracing::warn!(error = %e, "notify: the new smtp_url is refused; keeping the one before"),
+            }
+        }
+        current.1.clone()
+    }
+}
+
 pub struct Sender {
     pub store: Arc<Store>,
-    pub smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    pub smtp: Option<Relay>,
     pub from: Mailbox,
     /// Where mail goes without SMTP.
     pub drop_dir: PathBuf,
@@ -334,7 +378,7 @@ impl Sender {
         }
         let message = builder.multipart(MultiPart::alternative_plain_html(text, html)).map_err(|e| e.to_string())?;
         match &self.smtp {
-            Some(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
+            Some(relay) => relay.send(message).await,
             None => {
                 let path = self.drop_dir.join(format!("{}.eml", d.id));
                 let bytes = message.formatted();

@@ -60,14 +60,16 @@ pub struct Twilio {
     http: reqwest::Client,
     messages_url: String,
     account_sid: String,
-    auth_token: kit::secret::Secret<String>,
+    /// Read from its file again when rotated (`PANAL_NOTIFY__SMS__AUTH_TOKEN_FILE`).
+    auth_token: kit::secret::LiveSecret,
     from: String,
     /// Where the provider reports (and what it signs).
     pub callback_url: String,
 }
 
 impl Twilio {
-    pub fn new(s: &SmsSettings, public_url: &str) -> anyhow::Result<Self> {
+    /// `auth_token` is `s.auth_token`, following its file when it has one.
+    pub fn new(s: &SmsSettings, auth_token: kit::secret::LiveSecret, public_url: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(
             s.api_url.starts_with("https://") || s.api_url.starts_with("http://"),
             "notify.sms.api_url must be an http(s) URL"
@@ -83,14 +85,14 @@ impl Twilio {
                 s.account_sid
             ),
             account_sid: s.account_sid.clone(),
-            auth_token: s.auth_token.clone(),
+            auth_token,
             from: s.from.clone(),
             callback_url: format!("{}/v1/notify/webhooks/sms", public_url.trim_end_matches('/')),
         })
     }
 
-    pub fn auth_token(&self) -> &str {
-        self.auth_token.expose()
+    pub fn auth_token(&self) -> kit::secret::Secret<String> {
+        self.auth_token.current()
     }
 
     /// Sends `body` to `to` (E.164).
@@ -99,7 +101,7 @@ impl Twilio {
         let sent = self
             .http
             .post(&self.messages_url)
-            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+            .basic_auth(&self.account_sid, Some(self.auth_token.current().expose()))
             .form(&form)
             .send()
             .await;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bus;
+mod credentials;
 mod tokens;
 
 use std::time::Duration;

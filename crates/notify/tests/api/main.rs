@@ -888,3 +888,37 @@ fn hex_prefix() -> Vec<u8> {
         .map(|i| u8::from_str_radix(&"3059301306072a8648ce3d020106082a8648ce3d030107034200"[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// The SMTP relay's URL (and the password in it) rotated in its file
+/// (`PANAL_SMTP_URL_FILE`): the next e-mail goes through the new one, with no
+/// restart.
+#[tokio::test]
+async fn a_smtp_url_rotated_in_its_file_is_used_for_the_next_mail() {
+    let (Some(first), Some(second)) = (Smtpd::start(), Smtpd::start()) else { return };
+    let dir = std::env::temp_dir().join(format!("panal-smtp-rotation-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("smtp-url");
+    std::fs::write(&file, format!("{}\n", first.url())).unwrap();
+    let url = kit::secret::LiveSecret::from_file("smtp_url", file.clone(), kit::Secret::new(first.url()));
+    let relay = notify::sender::Relay::new(url).unwrap();
+    let mail = |subject: &str| {
+        lettre::Message::builder()
+            .from("Panal <no-reply@panal.example>".parse().unwrap())
+            .to("ada@example.com".parse().unwrap())
+            .subject(subject)
+            .body("hello".to_owned())
+            .unwrap()
+    };
+    relay.send(mail("before")).await.unwrap();
+    std::fs::write(&file, format!("{}\n", second.url())).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    relay.send(mail("after")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second.delivered().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (one, two) = (first.delivered(), second.delivered());
+    assert!(one.len() == 1 && one[0].contains("Subject: before"), "{one:?}");
+    assert!(two.len() == 1 && two[0].contains("Subject: after"), "{two:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
