@@ -56,8 +56,8 @@ class Person(FastHttpUser):
                 if r.status_code == 200:
                     self.id = r.json()["id"]
                     break
-                if r.status_code == 404:
-                    r.success()  # not made yet: asked again below
+                if r.status_code == 503:
+                    r.success()  # "profile pending" (docs/users.md): asked again below
             time.sleep(0.2)
         else:
             self.stop()

@@ -527,7 +527,10 @@ async fn answer(
     let origin = value(head.origin);
     let head_request = head.method == Method::HEAD;
     let Some(target) = table.resolve(path) else {
-        let response = exchange.in_scope(|| proxy::no_route(path).into_response());
+        // No service's path: the web client's, or a 404 problem.
+        let response = exchange.in_scope(|| {
+            crate::web::answer(&head.method, path).unwrap_or_else(|| proxy::no_route(path).into_response())
+        });
         let response = finish_problem(state, origin, response);
         let response = exchange.finish(&state.unmatched, response);
         return write_response(io, out, response, head_request, close).await;

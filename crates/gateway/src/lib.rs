@@ -27,6 +27,7 @@ pub mod limits;
 pub mod proxy;
 pub mod routes;
 pub mod upstream;
+pub mod web;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -193,7 +193,9 @@ pub(crate) fn record_target(target: Target<'_>) {
 async fn forward(state: AppState, req: hyper::Request<Incoming>, ctx: FrontContext) -> FrontResponse {
     let table = state.table();
     let Some(target) = table.resolve(req.uri().path()) else {
-        let mut response = no_route(req.uri().path()).into_response();
+        // No service's path: the web client's, or a 404 problem.
+        let mut response = crate::web::answer(req.method(), req.uri().path())
+            .unwrap_or_else(|| no_route(req.uri().path()).into_response());
         state.edge.finish(edge::origin(&req).as_ref(), false, &mut response);
         return FrontResponse { response, route: state.unmatched.clone() };
     };

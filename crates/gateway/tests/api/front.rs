@@ -166,7 +166,7 @@ async fn the_byte_path_answers_as_hypers_does_and_forwards_the_same_request() {
         (b"POST /raw/b HTTP/1.1\r\nHost: gw.example\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"a\":\"hello\"}", false),
         (b"HEAD /raw/c HTTP/1.1\r\nHost: gw.example\r\n\r\n", true),
         (b"GET /raw/chunked HTTP/1.1\r\nHost: gw.example\r\nOrigin: https://other.example\r\n\r\n", false),
-        (b"GET /nowhere HTTP/1.1\r\nHost: gw.example\r\nOrigin: https://app.example\r\n\r\n", false),
+        (b"GET /v1/nowhere HTTP/1.1\r\nHost: gw.example\r\nOrigin: https://app.example\r\n\r\n", false),
         (b"DELETE /raw/d HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n", false),
     ];
     let mut seen = Vec::new();

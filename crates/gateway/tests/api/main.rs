@@ -338,6 +338,30 @@ kit::backend_tests! {
         assert_eq!(problem(r).await["detail"], "no service serves /v1/nothing/here");
     }
 
+    async fn the_web_client_is_served_for_its_pages_and_its_assets_are_cached_for_good(db) {
+        let p = Platform::start(&db).await;
+        for page in ["/", "/signin", "/players/abc"] {
+            let r = reqwest::get(p.url(page)).await.unwrap();
+            assert_eq!(r.status(), 200, "{page}");
+            assert_eq!(r.headers()["cache-control"], "no-store", "index.html is never cached");
+            let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+            assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+            assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+            assert!(r.text().await.unwrap().contains(r#"<main id="app""#));
+        }
+        // The script the page loads, cached for a year (its name changes with it).
+        let html = reqwest::get(p.url("/")).await.unwrap().text().await.unwrap();
+        let script = html.split("<script type=\"module\" crossorigin src=\"").nth(1).unwrap().split('"').next().unwrap();
+        let r = reqwest::get(p.url(script)).await.unwrap();
+        assert_eq!(r.status(), 200, "{script}");
+        assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+        // Not the app: a stale asset name, an API path, a POST.
+        assert_eq!(reqwest::get(p.url("/assets/index-gone.js")).await.unwrap().status(), 404);
+        assert_eq!(reqwest::get(p.url("/v1/nothing")).await.unwrap().status(), 404);
+        assert_eq!(p.http.post(p.url("/signin")).send().await.unwrap().status(), 404);
+    }
+
     async fn a_revoked_session_is_refused_at_the_edge_within_moments(db) {
         let p = Platform::start(&db).await;
         let token = p.sign_in("ada@example.com").await;
