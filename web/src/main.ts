@@ -56,68 +56,17 @@ document.addEventListener("click", (event) => {
 });
 window.addEventListener("popstate", () => void render());
 
-function signIn(root: HTMLElement): void {
-  const error = errorBox();
-  let mfaToken: string | null = null;
-  const code = field("Code from your authenticator app", "code", "text", {
-    inputmode: "numeric",
-    autocomplete: "one-time-code",
-  });
-  code.hidden = true;
-  const form = h(
+/** A form whose submission runs `submit` with its fields; what goes wrong
+ * is shown in `error`, in words (the API's problem detail and fields). */
+function form(error: HTMLElement, submit: (data: FormData) => Promise<void>, ...children: HTMLElement[]): HTMLElement {
+  return h(
     "form",
     {
       onsubmit: async (event: Event) => {
         event.preventDefault();
-        const data = new FormData(event.target as HTMLFormElement);
         error.textContent = "";
         try {
-          let answer: Tokens & { mfa_required?: boolean; mfa_token?: string };
-          if (mfaToken) {
-            answer = await call("POST", "/v1/auth/login/mfa", { mfa_token: mfaToken, code: data.get("code") });
-          } else {
-            answer = await call("POST", "/v1/auth/login", { email: data.get("email"), password: data.get("password") });
-          }
-          if (answer.mfa_required && answer.mfa_token) {
-            mfaToken = answer.mfa_token;
-            code.hidden = false;
-            (code.querySelector("input") as HTMLInputElement).focus();
-            return;
-          }
-          session.start(answer);
-          go("/");
-        } catch (e) {
-          error.textContent = e instanceof ApiError ? e.message : String(e);
-        }
-      },
-    },
-    field("Email", "email", "email", { autocomplete: "username", required: true }),
-    field("Password", "password", "password", { autocomplete: "current-password", required: true }),
-    code,
-    error,
-    h("button", { type: "submit" }, "Sign in"),
-  );
-  root.append(h("h1", {}, "Sign in"), form, h("p", {}, "New here? ", link("/signup", "Create an account")));
-}
-
-function signUp(root: HTMLElement): void {
-  const error = errorBox();
-  const done = h("p", { class: "notice", role: "status" });
-  const form = h(
-    "form",
-    {
-      onsubmit: async (event: Event) => {
-        event.preventDefault();
-        const data = new FormData(event.target as HTMLFormElement);
-        error.textContent = "";
-        try {
-          const email = data.get("email");
-          const password = data.get("password");
-          await call("POST", "/v1/auth/register", { email, password, display_name: data.get("display_name") });
-          // Registration answers the same whether or not the address was free
-          // (no account enumeration); signing in tells.
-          session.start(await call<Tokens>("POST", "/v1/auth/login", { email, password }));
-          go("/");
+          await submit(new FormData(event.target as HTMLFormElement));
         } catch (e) {
           if (e instanceof ApiError) {
             const fields = e.fields.map((f) => `${f.field}: ${f.message}`).join("; ");
@@ -128,14 +77,65 @@ function signUp(root: HTMLElement): void {
         }
       },
     },
+    ...children,
+  );
+}
+
+function signIn(root: HTMLElement): void {
+  const error = errorBox();
+  let mfaToken: string | null = null;
+  const code = field("Code from your authenticator app", "code", "text", {
+    inputmode: "numeric",
+    autocomplete: "one-time-code",
+  });
+  code.hidden = true;
+  const signInForm = form(
+    error,
+    async (data) => {
+      let answer: Tokens & { mfa_required?: boolean; mfa_token?: string };
+      if (mfaToken) {
+        answer = await call("POST", "/v1/auth/login/mfa", { mfa_token: mfaToken, code: data.get("code") });
+      } else {
+        answer = await call("POST", "/v1/auth/login", { email: data.get("email"), password: data.get("password") });
+      }
+      if (answer.mfa_required && answer.mfa_token) {
+        mfaToken = answer.mfa_token;
+        code.hidden = false;
+        (code.querySelector("input") as HTMLInputElement).focus();
+        return;
+      }
+      session.start(answer);
+      go("/");
+    },
+    field("Email", "email", "email", { autocomplete: "username", required: true }),
+    field("Password", "password", "password", { autocomplete: "current-password", required: true }),
+    code,
+    error,
+    h("button", { type: "submit" }, "Sign in"),
+  );
+  root.append(h("h1", {}, "Sign in"), signInForm, h("p", {}, "New here? ", link("/signup", "Create an account")));
+}
+
+function signUp(root: HTMLElement): void {
+  const error = errorBox();
+  const signUpForm = form(
+    error,
+    async (data) => {
+      const email = data.get("email");
+      const password = data.get("password");
+      await call("POST", "/v1/auth/register", { email, password, display_name: data.get("display_name") });
+      // Registration answers the same whether or not the address was free
+      // (no account enumeration); signing in tells.
+      session.start(await call<Tokens>("POST", "/v1/auth/login", { email, password }));
+      go("/");
+    },
     field("Display name", "display_name", "text", { autocomplete: "nickname", required: true }),
     field("Email", "email", "email", { autocomplete: "email", required: true }),
     field("Password", "password", "password", { autocomplete: "new-password", required: true, minlength: "12" }),
     error,
-    done,
     h("button", { type: "submit" }, "Create my account"),
   );
-  root.append(h("h1", {}, "Create an account"), form);
+  root.append(h("h1", {}, "Create an account"), signUpForm);
 }
 
 type Profile = { id: string; display_name: string; bio?: string | null };
@@ -169,21 +169,12 @@ async function home(root: HTMLElement): Promise<void> {
   const bio = field("About me", "bio", "text", { value: me.bio ?? "", maxlength: "500" });
   root.append(
     h("p", { class: "name" }, me.display_name),
-    h(
-      "form",
-      {
-        onsubmit: async (event: Event) => {
-          event.preventDefault();
-          error.textContent = "";
-          saved.textContent = "";
-          try {
-            const value = new FormData(event.target as HTMLFormElement).get("bio");
-            await call("PUT", "/v1/users/me", { bio: value });
-            saved.textContent = "Saved.";
-          } catch (e) {
-            error.textContent = e instanceof ApiError ? e.message : String(e);
-          }
-        },
+    form(
+      error,
+      async (data) => {
+        saved.textContent = "";
+        await call("PUT", "/v1/users/me", { bio: data.get("bio") });
+        saved.textContent = "Saved.";
       },
       bio,
       saved,
