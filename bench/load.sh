@@ -39,11 +39,10 @@ ports=(8001 8002 8003 8004 8005 8006 8007 8008 8009 8010 8000)
 
 start_serve() {
   local secrets="$WORK/secrets" namespace="load-$$"
-  mkdir -p "$secrets"
-  for s in ai game tournament; do
-    cat /proc/sys/kernel/random/uuid >"$secrets/$s-client-id"
-    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secrets/$s-client-secret"
-  done
+  # The service clients' ids and secrets, made as an operator makes them
+  # (its database files go unused: this run's databases are below).
+  rm -rf "$secrets"
+  bash "$ROOT/deploy/compose/secrets.sh" "$secrets" >/dev/null
   for s in "${with_db[@]}"; do
     psql -q "$LOAD_PG/postgres" -c "DROP DATABASE IF EXISTS load_$s WITH (FORCE)" -c "CREATE DATABASE load_$s"
   done

@@ -110,14 +110,19 @@ pub async fn create_client(db: &Db, name: &str, scopes: &[String]) -> anyhow::Re
     if name.is_empty() || name.chars().count() > 64 {
         anyhow::bail!("the name must be 1 to 64 characters");
     }
-    if let Some(bad) = scopes.iter().find(|s| !valid_scope(s)) {
-        anyhow::bail!("invalid scope {bad:?}: use lower-case letters, digits and `:._-`, up to 64 characters");
-    }
+    check_scopes(scopes)?;
     let store = open(db).await?;
     let id = Uuid::new_v4().to_string();
     let secret = crate::tokens::new_refresh_token();
-    store.insert_client(&id, name, &crate::tokens::hash_refresh_token(&secret), scopes, Utc::now()).await?;
+    store.upsert_client(&id, name, &crate::tokens::hash_refresh_token(&secret), scopes, Utc::now()).await?;
     Ok((id, secret))
+}
+
+fn check_scopes(scopes: &[String]) -> anyhow::Result<()> {
+    if let Some(bad) = scopes.iter().find(|s| !valid_scope(s)) {
+        anyhow::bail!("invalid scope {bad:?}: use lower-case letters, digits and `:._-`, up to 64 characters");
+    }
+    Ok(())
 }
 
 /// Shortest secret `ensure_client` takes: as strong as the ones auth makes.
@@ -132,9 +137,7 @@ pub async fn ensure_client(db: &Db, id: &str, name: &str, secret: &str, scopes: 
     if secret.chars().count() < MIN_PROVISIONED_SECRET || secret.chars().any(char::is_whitespace) {
         anyhow::bail!("the client secret must be at least {MIN_PROVISIONED_SECRET} characters, without spaces");
     }
-    if let Some(bad) = scopes.iter().find(|s| !valid_scope(s)) {
-        anyhow::bail!("invalid scope {bad:?}");
-    }
+    check_scopes(scopes)?;
     let store = open(db).await?;
     store.upsert_client(&id.to_string(), name, &crate::tokens::hash_refresh_token(secret), scopes, Utc::now()).await?;
     Ok(())

@@ -65,31 +65,10 @@ struct KeyRow {
 }
 
 impl Store {
-    pub async fn insert_client(
-        &self,
-        client_id: &str,
-        name: &str,
-        secret_hash: &[u8],
-        scopes: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        with_db!(write &self.db, pool => sqlx::query(
-            "INSERT INTO service_clients (client_id, name, secret_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(client_id)
-        .bind(name)
-        .bind(secret_hash)
-        .bind(scopes.join(" "))
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|_| ()))?;
-        Ok(())
-    }
-
     /// The client `client_id` with this name, secret and scopes, enabled:
     /// made if new, brought to these values if not (an operator's
-    /// provisioning, run again at every deployment).
+    /// provisioning, run again at every deployment; a new client's id is
+    /// fresh, so for it this is a plain insert).
     pub async fn upsert_client(
         &self,
         client_id: &str,
