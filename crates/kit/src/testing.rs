@@ -204,6 +204,26 @@ pub async fn server<S: crate::Service>(ctx: &crate::Context, db: Option<crate::d
     }
 }
 
+/// Sends a request as raw bytes — `head` (with its blank line), then `body`,
+/// whose write the server may cut short — and returns the status and the
+/// text of what the server answered (its first read). For answers a server
+/// gives before it has read the whole body (413): HTTP clients differ on
+/// those, some failing with a broken pipe while still writing.
+pub async fn raw_answer(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write the head");
+    let _ = stream.write_all(body).await;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("an answer within 10 s")
+        .expect("read the answer");
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    (status, text)
+}
+
 /// A service running on a port of its own for one test.
 pub struct TestServer {
     pub addr: SocketAddr,

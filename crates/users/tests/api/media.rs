@@ -70,7 +70,7 @@ kit::backend_tests! {
             ada.token,
             6 * 1024 * 1024
         );
-        assert_eq!(raw_status(p.addr(), &head).await, 413);
+        assert_eq!(kit::testing::raw_answer(p.addr(), &head, b"").await.0, 413);
         // Under the announced limit but over the image limit once read: 413 too.
         // Sent raw, whole, then the answer read: client libraries differ on
         // what they do when an answer arrives while they still write.
@@ -82,7 +82,7 @@ kit::backend_tests! {
             ada.token,
             body.len()
         );
-        assert_eq!(raw_upload_status(p.addr(), &head, &body).await, 413);
+        assert_eq!(kit::testing::raw_answer(p.addr(), &head, &body).await.0, 413);
         let r = p.http.put(p.url("/v1/users/me/avatar")).bearer_auth(&ada.token).body(png(10, 10)).send().await.unwrap();
         assert_eq!(r.status(), 415, "not multipart");
         let form = reqwest::multipart::Form::new().text("picture", "wrong field");
@@ -90,31 +90,6 @@ kit::backend_tests! {
         assert_eq!(r.status(), 422);
         assert_eq!(problem(r).await["errors"][0]["field"], "avatar");
     }
-}
-
-/// Sends a request head and returns the status the server answers with,
-/// without sending a body.
-async fn raw_status(addr: std::net::SocketAddr, head: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
-    let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
-    line.split(' ').nth(1).unwrap().parse().unwrap()
-}
-
-/// Sends a whole request (a write the server cuts short is fine) and returns
-/// the status it answered with.
-async fn raw_upload_status(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let _ = stream.write_all(body).await;
-    let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap().unwrap();
-    let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
-    line.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 /// The S3 backend, against an S3-compatible server (CI runs moto's; set
