@@ -18,13 +18,17 @@ export function h(tag: string, attrs: Attrs = {}, ...children: Child[]): HTMLEle
   return el;
 }
 
+let fields = 0;
+
 /** A labelled input: every control has a label (keyboard and screen readers). */
 export function field(label: string, name: string, type = "text", extra: Attrs = {}): HTMLElement {
-  const id = `f-${name}`;
+  const id = `f-${name}-${++fields}`;
   return h("p", { class: "field" }, h("label", { for: id }, label), h("input", { id, name, type, ...extra }));
 }
 
-/** Where a form says what went wrong, announced to screen readers. */
-export function errorBox(): HTMLElement {
-  return h("p", { class: "error", role: "alert", "aria-live": "assertive" });
+/** A labelled choice among `options` ([value, label]). */
+export function select(label: string, name: string, options: [string, string][], value?: string): HTMLElement {
+  const id = `f-${name}-${++fields}`;
+  const choice = h("select", { id, name }, ...options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)));
+  return h("p", { class: "field" }, h("label", { for: id }, label), choice);
 }

@@ -2,38 +2,110 @@
 // History API, so Back, Forward and deep links work; the gateway answers any
 // path that is not an API with this app.
 
-import { ApiError, call, type Tokens } from "./api";
-import { errorBox, field, h } from "./dom";
+import { call, setRenewer } from "./api";
+import { h } from "./dom";
+import { localMatch } from "./game/local";
+import { matchPage } from "./game/page";
+import { forgotPassword, oauthCallback, resetPassword, signIn, signUp, verifyEmail } from "./pages/account";
+import { inbox, leaderboard, tournament, tournaments } from "./pages/boards";
+import { chatList, conversation } from "./pages/chat";
+import { friends, home, player } from "./pages/people";
+import { play } from "./pages/play";
+import { settings } from "./pages/settings";
 import * as session from "./session";
+import * as socket from "./socket";
+import { link, setNavigate, toast } from "./ui";
 
-type Page = (root: HTMLElement) => void | Promise<void>;
+type Cleanup = () => void;
+type Page = (root: HTMLElement, params: Record<string, string>) => void | Cleanup | Promise<void | Cleanup>;
 
-const routes: Record<string, Page> = {
-  "/": home,
-  "/signin": signIn,
-  "/signup": signUp,
-};
+/** Pattern, page, and whether it needs a signed-in user. */
+const routes: [string, Page, boolean][] = [
+  ["/", home, true],
+  ["/signin", signIn, false],
+  ["/signup", signUp, false],
+  ["/forgot-password", forgotPassword, false],
+  ["/reset-password", resetPassword, false],
+  ["/verify-email", verifyEmail, false],
+  ["/oauth/callback", oauthCallback, false],
+  ["/players/:id", player, true],
+  ["/friends", friends, true],
+  ["/chat", chatList, true],
+  ["/chat/:id", conversation, true],
+  ["/play", play, true],
+  ["/play/local", localMatch, false],
+  ["/play/:id", matchPage, true],
+  ["/leaderboard", leaderboard, true],
+  ["/leaderboard/:mode", leaderboard, true],
+  ["/tournaments", tournaments, true],
+  ["/tournaments/:id", tournament, true],
+  ["/inbox", inbox, true],
+  ["/settings", settings, true],
+];
+
+function match(path: string): [Page, Record<string, string>, boolean] {
+  const parts = path.split("/").filter(Boolean);
+  for (const [pattern, page, auth] of routes) {
+    const want = pattern.split("/").filter(Boolean);
+    if (want.length !== parts.length) continue;
+    const params: Record<string, string> = {};
+    if (want.every((w, i) => (w.startsWith(":") ? ((params[w.slice(1)] = decodeURIComponent(parts[i])), true) : w === parts[i]))) {
+      return [page, params, auth];
+    }
+  }
+  return [notFound, {}, false];
+}
 
 const app = document.getElementById("app") as HTMLElement;
 const nav = document.getElementById("nav") as HTMLElement;
+let cleanup: Cleanup | null = null;
+let rendering = 0;
+let unread = 0;
 
 export function go(path: string): void {
+  if (path === location.pathname + location.search) return;
   history.pushState(null, "", path);
   void render();
 }
+setNavigate(go);
+setRenewer(session.resume);
 
 async function render(): Promise<void> {
-  const page = routes[location.pathname] ?? notFound;
+  const mine = ++rendering;
+  cleanup?.();
+  cleanup = null;
+  const [page, params, auth] = match(location.pathname);
+  if (auth && !session.signedIn()) {
+    history.replaceState(null, "", "/signin");
+    return render();
+  }
   renderNav();
-  app.replaceChildren();
-  await page(app);
+  const root = h("div", { class: "page" });
+  app.replaceChildren(root);
+  const done = await page(root, params);
+  // A page that finished after the user moved on cleans up at once.
+  if (mine !== rendering) {
+    if (typeof done === "function") done();
+    return;
+  }
+  if (typeof done === "function") cleanup = done;
   app.focus();
 }
 
 function renderNav(): void {
   const links = session.signedIn()
-    ? [link("/", "My profile"), h("button", { type: "button", class: "link", onclick: () => void out() }, "Sign out")]
-    : [link("/signin", "Sign in"), link("/signup", "Sign up")];
+    ? [
+        link("/play", "Play"),
+        link("/chat", "Chat"),
+        link("/friends", "Friends"),
+        link("/tournaments", "Tournaments"),
+        link("/leaderboard", "Leaderboard"),
+        h("a", { href: "/inbox", "data-link": true, "aria-current": location.pathname === "/inbox" ? "page" : "false", id: "inbox-link" }, "Inbox", unread ? h("span", { class: "badge" }, String(unread)) : null),
+        link("/", "Me"),
+        link("/settings", "Settings"),
+        h("button", { type: "button", class: "link", onclick: () => void out() }, "Sign out"),
+      ]
+    : [link("/play/local", "Local match"), link("/signin", "Sign in"), link("/signup", "Sign up")];
   nav.replaceChildren(...links);
 }
 
@@ -42,153 +114,50 @@ async function out(): Promise<void> {
   go("/signin");
 }
 
-function link(path: string, text: string): HTMLElement {
-  const current = location.pathname === path ? "page" : "false";
-  return h("a", { href: path, "data-link": true, "aria-current": current }, text);
+function notFound(root: HTMLElement): void {
+  root.append(h("h1", {}, "Nothing here"), h("p", {}, "This page does not exist. ", link("/", "Go home")));
 }
 
 // Same-origin links are handled here, not by a page load.
 document.addEventListener("click", (event) => {
   const a = (event.target as Element).closest("a[data-link]") as HTMLAnchorElement | null;
-  if (!a || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  if (!a || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
   event.preventDefault();
-  go(a.pathname);
+  go(a.pathname + a.search);
 });
 window.addEventListener("popstate", () => void render());
 
-/** A form whose submission runs `submit` with its fields; what goes wrong
- * is shown in `error`, in words (the API's problem detail and fields). */
-function form(error: HTMLElement, submit: (data: FormData) => Promise<void>, ...children: HTMLElement[]): HTMLElement {
-  return h(
-    "form",
-    {
-      onsubmit: async (event: Event) => {
-        event.preventDefault();
-        error.textContent = "";
-        try {
-          await submit(new FormData(event.target as HTMLFormElement));
-        } catch (e) {
-          if (e instanceof ApiError) {
-            const fields = e.fields.map((f) => `${f.field}: ${f.message}`).join("; ");
-            error.textContent = fields ? `${e.message} (${fields})` : e.message;
-          } else {
-            error.textContent = String(e);
-          }
-        }
-      },
-    },
-    ...children,
-  );
-}
-
-function signIn(root: HTMLElement): void {
-  const error = errorBox();
-  let mfaToken: string | null = null;
-  const code = field("Code from your authenticator app", "code", "text", {
-    inputmode: "numeric",
-    autocomplete: "one-time-code",
-  });
-  code.hidden = true;
-  const signInForm = form(
-    error,
-    async (data) => {
-      let answer: Tokens & { mfa_required?: boolean; mfa_token?: string };
-      if (mfaToken) {
-        answer = await call("POST", "/v1/auth/login/mfa", { mfa_token: mfaToken, code: data.get("code") });
-      } else {
-        answer = await call("POST", "/v1/auth/login", { email: data.get("email"), password: data.get("password") });
-      }
-      if (answer.mfa_required && answer.mfa_token) {
-        mfaToken = answer.mfa_token;
-        code.hidden = false;
-        (code.querySelector("input") as HTMLInputElement).focus();
-        return;
-      }
-      session.start(answer);
-      go("/");
-    },
-    field("Email", "email", "email", { autocomplete: "username", required: true }),
-    field("Password", "password", "password", { autocomplete: "current-password", required: true }),
-    code,
-    error,
-    h("button", { type: "submit" }, "Sign in"),
-  );
-  root.append(h("h1", {}, "Sign in"), signInForm, h("p", {}, "New here? ", link("/signup", "Create an account")));
-}
-
-function signUp(root: HTMLElement): void {
-  const error = errorBox();
-  const signUpForm = form(
-    error,
-    async (data) => {
-      const email = data.get("email");
-      const password = data.get("password");
-      await call("POST", "/v1/auth/register", { email, password, display_name: data.get("display_name") });
-      // Registration answers the same whether or not the address was free
-      // (no account enumeration); signing in tells.
-      session.start(await call<Tokens>("POST", "/v1/auth/login", { email, password }));
-      go("/");
-    },
-    field("Display name", "display_name", "text", { autocomplete: "nickname", required: true }),
-    field("Email", "email", "email", { autocomplete: "email", required: true }),
-    field("Password", "password", "password", { autocomplete: "new-password", required: true, minlength: "12" }),
-    error,
-    h("button", { type: "submit" }, "Create my account"),
-  );
-  root.append(h("h1", {}, "Create an account"), signUpForm);
-}
-
-type Profile = { id: string; display_name: string; bio?: string | null };
-
-async function home(root: HTMLElement): Promise<void> {
-  if (!session.signedIn()) {
-    go("/signin");
+const refreshUnread = async () => {
+  if (!session.signedIn()) return;
+  try {
+    unread = (await call<{ unread: number }>("GET", "/v1/notify/inbox?limit=1")).unread;
+  } catch {
     return;
   }
-  const error = errorBox();
-  root.append(h("h1", {}, "My profile"), error);
-  let me: Profile | null = null;
-  // A new account's profile is made from auth's event, a moment later:
-  // until then users answers 503 "profile pending" (docs/users.md).
-  for (let i = 0; i < 40 && !me; i++) {
-    try {
-      me = await call<Profile>("GET", "/v1/users/me");
-    } catch (e) {
-      if (!(e instanceof ApiError) || e.status !== 503) {
-        error.textContent = e instanceof ApiError ? e.message : String(e);
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-  if (!me) {
-    error.textContent = "Your profile is not ready yet. Reload the page in a moment.";
-    return;
-  }
-  const saved = h("p", { class: "notice", role: "status" });
-  const bio = field("About me", "bio", "text", { value: me.bio ?? "", maxlength: "500" });
-  root.append(
-    h("p", { class: "name" }, me.display_name),
-    form(
-      error,
-      async (data) => {
-        saved.textContent = "";
-        await call("PUT", "/v1/users/me", { bio: data.get("bio") });
-        saved.textContent = "Saved.";
-      },
-      bio,
-      saved,
-      h("button", { type: "submit" }, "Save"),
-    ),
-  );
-}
+  renderNav();
+};
+document.addEventListener("panal:unread", (e) => {
+  unread = (e as CustomEvent<number>).detail;
+  renderNav();
+});
 
-function notFound(root: HTMLElement): void {
-  root.append(h("h1", {}, "Nothing here"), h("p", {}, "This page does not exist. ", link("/", "Go home")));
-}
+// What the user's own channel says, wherever they are in the app.
+socket.onPush((push) => {
+  if (push.type === "match_ready" && typeof push.match_id === "string") {
+    // The queue, an invitation or a rematch made the match: to the field.
+    if (location.pathname !== `/play/${push.match_id}`) go(`/play/${push.match_id}`);
+  } else if (push.type === "notification") {
+    toast(String(push.title ?? "New notification"), { path: "/inbox", label: "Open" });
+    void refreshUnread();
+  } else if (push.type === "tournament_match" && typeof push.tournament_id === "string") {
+    const opponent = (push.opponent as { alias?: string } | undefined)?.alias ?? "your opponent";
+    toast(`Your tournament match against ${opponent} is ready.`, { path: `/tournaments/${push.tournament_id}`, label: "Open" });
+  }
+});
 
 // A reload keeps the session: a new access token from the refresh token.
 void (async () => {
   if (session.signedIn()) await session.resume();
   await render();
+  void refreshUnread();
 })();

@@ -1,0 +1,203 @@
+// The Pong platform in the browser, end to end (issue 20), against a running
+// Panal on a fresh data directory (CI: `panal up`):
+//
+//   node e2e/platform.mjs http://127.0.0.1:8000 [screenshot-dir]
+//
+// Two people register in two browser contexts, become friends (the other
+// shows online), chat (each sees the other's message live, and typing), one
+// invites the other from the chat and they play the match to its end; the
+// result is in both histories and the leaderboard. Then a match against the
+// AI, a four-player tournament of one person and three bots through to the
+// ledger's verified badge, Back/Forward, a reload, a phone-width check, and
+// axe-core on every page. Exits non-zero at the first surprise.
+import assert from "node:assert/strict";
+import { axe, eventually, launch, newPage, shots, signUp } from "./lib.mjs";
+
+const base = process.argv[2] ?? "http://127.0.0.1:8000";
+const shoot = shots(process.argv[3] ?? "/tmp/panal-web-screenshots");
+const started = Date.now();
+const step = (what) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${what}`);
+const checked = new Set();
+async function page_(page, name) {
+  await shoot(page, name);
+  if (!checked.has(name)) {
+    checked.add(name);
+    await axe(page, name);
+  }
+}
+
+/** Holds a key on the match page until the match is over (a point to win:
+ * the one who moves into a corner misses the serve). */
+async function playToTheEnd(page, key) {
+  await page.locator("canvas.field").waitFor();
+  await page.waitForFunction(() => document.querySelector(".score li") !== null, null, { timeout: 30000 });
+  await page.keyboard.down(key);
+  await page.locator(".result").waitFor({ timeout: 90000 });
+  await page.keyboard.up(key);
+  return page.locator(".result").textContent();
+}
+
+const browser = await launch();
+try {
+  const tag = String(Date.now() % 100000);
+  const adaName = `Ada ${tag}`;
+  const bobName = `Bob ${tag}`;
+  const ada = await newPage(browser);
+  const bob = await newPage(browser);
+
+  step("two people sign up");
+  await signUp(ada, base, adaName);
+  await page_(ada, "profile");
+  await signUp(bob, base, bobName);
+
+  step("Ada finds Bob and asks him to be friends");
+  await ada.getByRole("link", { name: "Friends" }).click();
+  await ada.getByLabel("Find players by name").fill(bobName);
+  await ada.getByRole("button", { name: "Search" }).click();
+  await ada.getByRole("link", { name: bobName }).click();
+  await ada.getByRole("heading", { name: bobName }).waitFor();
+  await page_(ada, "player");
+  await ada.getByRole("button", { name: "Add friend" }).click();
+  await ada.getByText("Friend request sent.").waitFor();
+
+  step("Bob accepts; each sees the other online");
+  await bob.getByRole("link", { name: "Friends" }).click();
+  await bob.getByRole("button", { name: `Accept ${adaName}'s request` }).click({ timeout: 15000 });
+  await bob.locator(".people li", { hasText: adaName }).locator(".dot.online").waitFor({ timeout: 20000 });
+  await page_(bob, "friends");
+  await ada.getByRole("link", { name: "Friends" }).click();
+  await ada.locator(".people li", { hasText: bobName }).locator(".dot.online").waitFor({ timeout: 20000 });
+
+  step("they chat, live");
+  await ada.getByRole("button", { name: `Message ${bobName}` }).click();
+  await ada.getByRole("heading", { name: bobName }).waitFor();
+  await ada.getByLabel("Message").fill("Hello Bob <i>fancy</i> a game?");
+  await ada.getByRole("button", { name: "Send" }).click();
+  await ada.locator(".message .body", { hasText: "Hello Bob" }).waitFor();
+  await bob.getByRole("link", { name: "Chat" }).click();
+  await bob.locator(".conversations .badge").waitFor({ timeout: 15000 });
+  await page_(bob, "chat");
+  await bob.getByRole("link", { name: adaName }).click();
+  const hello = bob.locator(".message .body", { hasText: "Hello Bob" });
+  await hello.waitFor();
+  assert.equal(await bob.locator(".message .body i").count(), 0, "a message is text, never HTML");
+  await bob.getByLabel("Message").pressSequentially("Sure");
+  await ada.getByText(`${bobName} is typing…`).waitFor({ timeout: 10000 });
+  await bob.getByRole("button", { name: "Send" }).click();
+  await ada.locator(".message .body", { hasText: "Sure" }).waitFor({ timeout: 10000 });
+  await page_(ada, "conversation");
+
+  step("Ada invites Bob from the chat; Bob accepts on the card");
+  await ada.getByText(`Invite ${bobName} to a match`).click();
+  await ada.getByLabel("Points to win").fill("1");
+  await ada.getByRole("button", { name: "Send the invitation" }).click();
+  const card = bob.locator(".card.game_invitation");
+  await card.waitFor({ timeout: 15000 });
+  await card.getByRole("button", { name: "Play" }).click();
+  // match_ready on each one's channel opens the match for both.
+  await ada.waitForURL(/\/play\/[0-9a-f-]{36}$/, { timeout: 15000 });
+  await bob.waitForURL(/\/play\/[0-9a-f-]{36}$/, { timeout: 15000 });
+  assert.equal(new URL(ada.url()).pathname, new URL(bob.url()).pathname, "the same match");
+
+  step("they play it to the end");
+  await ada.locator(".score li").first().waitFor({ timeout: 20000 });
+  await page_(ada, "match");
+  const [adaEnd, bobEnd] = await Promise.all([playToTheEnd(ada, "ArrowDown"), playToTheEnd(bob, "ArrowUp")]);
+  assert.notEqual(adaEnd, bobEnd, "one won, the other lost");
+  await page_(bob, "match-over");
+  const fps = Number(await ada.locator("canvas.field").getAttribute("data-fps"));
+  assert.ok(fps > 0, "the field was drawn");
+
+  step("the result in both histories and on the leaderboard");
+  for (const [page, name] of [[ada, adaName], [bob, bobName]]) {
+    await page.getByRole("link", { name: "Me" }).click();
+    await page.getByRole("link", { name: "My stats and match history" }).click();
+    await eventually(page, async () => (await page.locator(".history li").count()) === 1, `${name}'s history`);
+  }
+  await page_(ada, "history");
+  await ada.getByRole("link", { name: "Leaderboard" }).click();
+  await eventually(ada, async () => (await ada.locator(".board").getByText(bobName).count()) === 1 && (await ada.locator(".board").getByText(adaName).count()) === 1, "both on the leaderboard");
+  await page_(ada, "leaderboard");
+
+  step("Ada plays the AI");
+  await ada.getByRole("link", { name: "Play" }).click();
+  await page_(ada, "play");
+  const aiForm = ada.locator("form", { has: ada.getByRole("button", { name: "Play the AI" }) });
+  await aiForm.getByLabel("Level").selectOption("easy");
+  await aiForm.getByLabel("Points to win").fill("1");
+  await aiForm.getByRole("button", { name: "Play the AI" }).click();
+  await ada.waitForURL(/\/play\/[0-9a-f-]{36}$/);
+  await playToTheEnd(ada, "ArrowUp");
+
+  step("a four-player tournament: Ada and three bots");
+  await ada.getByRole("link", { name: "Tournaments" }).click();
+  await ada.getByLabel("Name").fill(`Cup ${tag}`);
+  await ada.getByLabel("Places").fill("4");
+  await ada.getByLabel("Points to win each match").fill("1");
+  await page_(ada, "tournaments");
+  await ada.getByRole("button", { name: "Create" }).click();
+  await ada.getByRole("heading", { name: `Cup ${tag}` }).waitFor();
+  await ada.getByLabel("My alias in this tournament").fill("Countess");
+  await ada.getByRole("button", { name: "Enter" }).click();
+  for (let i = 0; i < 3; i++) {
+    await ada.getByLabel("Bot level").selectOption("easy");
+    await ada.getByRole("button", { name: "Add a bot" }).click();
+    await ada.locator("ol li").nth(i + 1).waitFor();
+  }
+  const tournamentUrl = ada.url();
+  await ada.getByRole("button", { name: "Start the tournament" }).click();
+  // Her matches open by themselves (match_ready); she plays each to its end.
+  await ada.waitForURL(/\/play\/[0-9a-f-]{36}$/, { timeout: 30000 });
+  await playToTheEnd(ada, "ArrowUp");
+  await ada.waitForTimeout(3000);
+  if (/\/play\//.test(ada.url()) && (await ada.locator(".result").count()) === 0) await playToTheEnd(ada, "ArrowUp"); // she won: the final
+  await ada.goto(tournamentUrl);
+  await ada.getByText("✔ Verified on the ledger").waitFor({ timeout: 120000 });
+  await page_(ada, "tournament");
+
+  step("the inbox, the settings, a local match");
+  await ada.getByRole("link", { name: "Inbox" }).click();
+  await ada.locator(".inbox li", { hasText: bobName }).first().waitFor({ timeout: 15000 });
+  await page_(ada, "inbox");
+  await ada.getByRole("link", { name: "Settings" }).click();
+  await ada.getByRole("heading", { name: "Where I am signed in" }).waitFor();
+  await ada.locator(".prefs").waitFor();
+  await page_(ada, "settings");
+  await ada.goto(`${base}/play/local`);
+  await ada.getByRole("heading", { name: "Local match" }).waitFor();
+  await page_(ada, "local");
+
+  step("Back and Forward; a reload keeps the session");
+  await ada.getByRole("link", { name: "Leaderboard" }).click();
+  await ada.getByRole("heading", { name: "Leaderboard" }).waitFor();
+  await ada.getByRole("link", { name: "Friends" }).click();
+  await ada.getByRole("heading", { name: "Friends" }).waitFor();
+  await ada.getByRole("link", { name: "Chat" }).click();
+  await ada.getByRole("heading", { name: "Chat" }).waitFor();
+  await ada.goBack();
+  await ada.getByRole("heading", { name: "Friends" }).waitFor();
+  await ada.goBack();
+  await ada.getByRole("heading", { name: "Leaderboard" }).waitFor();
+  await ada.goForward();
+  await ada.getByRole("heading", { name: "Friends" }).waitFor();
+  await ada.reload();
+  await ada.getByRole("heading", { name: "Friends" }).waitFor();
+  await ada.locator(".people li", { hasText: bobName }).waitFor();
+
+  step("pages at a phone's width");
+  const phone = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await phone.goto(`${base}/signin`);
+  for (const path of ["/signin", "/signup", "/play/local"]) {
+    await phone.goto(`${base}${path}`);
+    await phone.locator("h1").waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `${path} fits a phone (${overflow} px too wide)`);
+    await shoot(phone, `phone${path.replace(/\//g, "-")}`);
+  }
+  await page_(phone, "signin");
+
+  for (const p of [ada, bob, phone]) assert.deepEqual(p.problems, [], "no errors in the console");
+  step(`all as expected; axe-core found no serious violation on ${checked.size} pages`);
+} finally {
+  await browser.close();
+}
