@@ -6,30 +6,15 @@
 // Sign up, the profile page (a name with markup shown as text), a reload
 // keeps the session, edit the profile, sign out, Back, a wrong password's
 // error in words, a deep link. Exits non-zero at the first thing that is not
-// as a person expects. The full suite of issue 20 (friends, chat, play,
-// tournaments, axe checks) is to come.
-import { chromium } from "playwright-core";
+// as a person expects. The rest of the platform: e2e/platform.mjs.
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { launch, newPage, shots } from "./lib.mjs";
 
 const base = process.argv[2] ?? "http://127.0.0.1:8000";
-const shots = process.argv[3] ?? "/tmp/panal-web-screenshots";
-mkdirSync(shots, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  // As this machine needs it (the env notes): root, no GPU, no network
-  // besides the page's own.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const page = await browser.newPage();
-const problems = [];
-page.on("pageerror", (e) => problems.push(String(e)));
-page.on("console", (m) => {
-  // Chromium logs every non-2xx answer to fetch; the app shows those in words.
-  if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(m.text());
-});
+const dir = process.argv[3] ?? "/tmp/panal-web-screenshots";
+const shoot = shots(dir);
+const browser = await launch();
+const page = await newPage(browser);
 
 try {
   // Unique: a taken display name gets a number added.
@@ -39,14 +24,14 @@ try {
   await page.getByLabel("Display name").fill(name);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill("correct horse battery staple 42");
-  await page.screenshot({ path: `${shots}/signup.png` });
+  await shoot(page, "signup");
   await page.getByRole("button", { name: "Create my account" }).click();
   await page.getByRole("heading", { name: "My profile" }).waitFor();
   const shown = page.locator(".name");
   await shown.waitFor({ timeout: 15000 });
   assert.equal(await shown.textContent(), name, "the name, markup and all, as text");
   assert.equal(await page.locator(".name b").count(), 0, "user content never becomes HTML");
-  await page.screenshot({ path: `${shots}/profile.png` });
+  await shoot(page, "first-profile");
 
   await page.reload();
   await shown.waitFor();
@@ -67,7 +52,7 @@ try {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.locator(".error:not(:empty)").waitFor();
   assert.match(await page.locator(".error").textContent(), /invalid email or password/);
-  await page.screenshot({ path: `${shots}/signin-error.png` });
+  await shoot(page, "signin-error");
 
   await page.getByLabel("Password").fill("correct horse battery staple 42");
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -77,8 +62,8 @@ try {
   await page.goBack();
   await shown.waitFor();
 
-  assert.deepEqual(problems, [], "no errors in the console");
-  console.log(`web client: sign-up, profile, reload, edit, sign-out, Back, errors, deep link — all as expected (screenshots in ${shots})`);
+  assert.deepEqual(page.problems, [], "no errors in the console");
+  console.log(`web client: sign-up, profile, reload, edit, sign-out, Back, errors, deep link — all as expected (screenshots in ${dir})`);
 } finally {
   await browser.close();
 }

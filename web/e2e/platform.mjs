@@ -51,37 +51,37 @@ try {
   await signUp(bob, base, bobName);
 
   step("Ada finds Bob and asks him to be friends");
-  await ada.getByRole("link", { name: "Friends" }).click();
+  await ada.locator("#nav").getByRole("link", { name: "Friends", exact: true }).click();
   await ada.getByLabel("Find players by name").fill(bobName);
   await ada.getByRole("button", { name: "Search" }).click();
-  await ada.getByRole("link", { name: bobName }).click();
+  await ada.locator("main").getByRole("link", { name: bobName, exact: true }).click();
   await ada.getByRole("heading", { name: bobName }).waitFor();
   await page_(ada, "player");
   await ada.getByRole("button", { name: "Add friend" }).click();
   await ada.getByText("Friend request sent.").waitFor();
 
   step("Bob accepts; each sees the other online");
-  await bob.getByRole("link", { name: "Friends" }).click();
+  await bob.locator("#nav").getByRole("link", { name: "Friends", exact: true }).click();
   await bob.getByRole("button", { name: `Accept ${adaName}'s request` }).click({ timeout: 15000 });
   await bob.locator(".people li", { hasText: adaName }).locator(".dot.online").waitFor({ timeout: 20000 });
   await page_(bob, "friends");
-  await ada.getByRole("link", { name: "Friends" }).click();
+  await ada.locator("#nav").getByRole("link", { name: "Friends", exact: true }).click();
   await ada.locator(".people li", { hasText: bobName }).locator(".dot.online").waitFor({ timeout: 20000 });
 
   step("they chat, live");
   await ada.getByRole("button", { name: `Message ${bobName}` }).click();
   await ada.getByRole("heading", { name: bobName }).waitFor();
-  await ada.getByLabel("Message").fill("Hello Bob <i>fancy</i> a game?");
+  await ada.getByLabel("Message", { exact: true }).fill("Hello Bob <i>fancy</i> a game?");
   await ada.getByRole("button", { name: "Send" }).click();
   await ada.locator(".message .body", { hasText: "Hello Bob" }).waitFor();
-  await bob.getByRole("link", { name: "Chat" }).click();
+  await bob.locator("#nav").getByRole("link", { name: "Chat", exact: true }).click();
   await bob.locator(".conversations .badge").waitFor({ timeout: 15000 });
   await page_(bob, "chat");
-  await bob.getByRole("link", { name: adaName }).click();
+  await bob.locator(".conversations").getByRole("link", { name: adaName, exact: true }).click();
   const hello = bob.locator(".message .body", { hasText: "Hello Bob" });
   await hello.waitFor();
   assert.equal(await bob.locator(".message .body i").count(), 0, "a message is text, never HTML");
-  await bob.getByLabel("Message").pressSequentially("Sure");
+  await bob.getByLabel("Message", { exact: true }).pressSequentially("Sure");
   await ada.getByText(`${bobName} is typing…`).waitFor({ timeout: 10000 });
   await bob.getByRole("button", { name: "Send" }).click();
   await ada.locator(".message .body", { hasText: "Sure" }).waitFor({ timeout: 10000 });
@@ -93,7 +93,7 @@ try {
   await ada.getByRole("button", { name: "Send the invitation" }).click();
   const card = bob.locator(".card.game_invitation");
   await card.waitFor({ timeout: 15000 });
-  await card.getByRole("button", { name: "Play" }).click();
+  await card.getByRole("button", { name: "Play", exact: true }).click();
   // match_ready on each one's channel opens the match for both.
   await ada.waitForURL(/\/play\/[0-9a-f-]{36}$/, { timeout: 15000 });
   await bob.waitForURL(/\/play\/[0-9a-f-]{36}$/, { timeout: 15000 });
@@ -110,17 +110,17 @@ try {
 
   step("the result in both histories and on the leaderboard");
   for (const [page, name] of [[ada, adaName], [bob, bobName]]) {
-    await page.getByRole("link", { name: "Me" }).click();
+    await page.locator("#nav").getByRole("link", { name: "Me", exact: true }).click();
     await page.getByRole("link", { name: "My stats and match history" }).click();
     await eventually(page, async () => (await page.locator(".history li").count()) === 1, `${name}'s history`);
   }
   await page_(ada, "history");
-  await ada.getByRole("link", { name: "Leaderboard" }).click();
+  await ada.locator("#nav").getByRole("link", { name: "Leaderboard", exact: true }).click();
   await eventually(ada, async () => (await ada.locator(".board").getByText(bobName).count()) === 1 && (await ada.locator(".board").getByText(adaName).count()) === 1, "both on the leaderboard");
   await page_(ada, "leaderboard");
 
   step("Ada plays the AI");
-  await ada.getByRole("link", { name: "Play" }).click();
+  await ada.locator("#nav").getByRole("link", { name: "Play", exact: true }).click();
   await page_(ada, "play");
   const aiForm = ada.locator("form", { has: ada.getByRole("button", { name: "Play the AI" }) });
   await aiForm.getByLabel("Level").selectOption("easy");
@@ -130,15 +130,15 @@ try {
   await playToTheEnd(ada, "ArrowUp");
 
   step("a four-player tournament: Ada and three bots");
-  await ada.getByRole("link", { name: "Tournaments" }).click();
+  await ada.locator("#nav").getByRole("link", { name: "Tournaments", exact: true }).click();
   await ada.getByLabel("Name").fill(`Cup ${tag}`);
   await ada.getByLabel("Places").fill("4");
   await ada.getByLabel("Points to win each match").fill("1");
   await page_(ada, "tournaments");
-  await ada.getByRole("button", { name: "Create" }).click();
+  await ada.getByRole("button", { name: "Create", exact: true }).click();
   await ada.getByRole("heading", { name: `Cup ${tag}` }).waitFor();
   await ada.getByLabel("My alias in this tournament").fill("Countess");
-  await ada.getByRole("button", { name: "Enter" }).click();
+  await ada.getByRole("button", { name: "Enter", exact: true }).click();
   for (let i = 0; i < 3; i++) {
     await ada.getByLabel("Bot level").selectOption("easy");
     await ada.getByRole("button", { name: "Add a bot" }).click();
@@ -146,20 +146,25 @@ try {
   }
   const tournamentUrl = ada.url();
   await ada.getByRole("button", { name: "Start the tournament" }).click();
-  // Her matches open by themselves (match_ready); she plays each to its end.
+  // Her matches open by themselves (match_ready); she plays each to its end:
+  // a win takes her to the final once the other semi-final is over.
   await ada.waitForURL(/\/play\/[0-9a-f-]{36}$/, { timeout: 30000 });
-  await playToTheEnd(ada, "ArrowUp");
-  await ada.waitForTimeout(3000);
-  if (/\/play\//.test(ada.url()) && (await ada.locator(".result").count()) === 0) await playToTheEnd(ada, "ArrowUp"); // she won: the final
+  let outcome = await playToTheEnd(ada, "ArrowUp");
+  if (/you won/.test(outcome)) {
+    const semi = ada.url();
+    await ada.waitForURL((url) => url.toString() !== semi && /\/play\/[0-9a-f-]{36}$/.test(url.toString()), { timeout: 180000 });
+    outcome = await playToTheEnd(ada, "ArrowUp");
+  }
+  step(`her last match: ${outcome}`);
   await ada.goto(tournamentUrl);
   await ada.getByText("✔ Verified on the ledger").waitFor({ timeout: 120000 });
   await page_(ada, "tournament");
 
   step("the inbox, the settings, a local match");
-  await ada.getByRole("link", { name: "Inbox" }).click();
+  await ada.locator("#inbox-link").click();
   await ada.locator(".inbox li", { hasText: bobName }).first().waitFor({ timeout: 15000 });
   await page_(ada, "inbox");
-  await ada.getByRole("link", { name: "Settings" }).click();
+  await ada.locator("#nav").getByRole("link", { name: "Settings", exact: true }).click();
   await ada.getByRole("heading", { name: "Where I am signed in" }).waitFor();
   await ada.locator(".prefs").waitFor();
   await page_(ada, "settings");
@@ -168,11 +173,11 @@ try {
   await page_(ada, "local");
 
   step("Back and Forward; a reload keeps the session");
-  await ada.getByRole("link", { name: "Leaderboard" }).click();
+  await ada.locator("#nav").getByRole("link", { name: "Leaderboard", exact: true }).click();
   await ada.getByRole("heading", { name: "Leaderboard" }).waitFor();
-  await ada.getByRole("link", { name: "Friends" }).click();
+  await ada.locator("#nav").getByRole("link", { name: "Friends", exact: true }).click();
   await ada.getByRole("heading", { name: "Friends" }).waitFor();
-  await ada.getByRole("link", { name: "Chat" }).click();
+  await ada.locator("#nav").getByRole("link", { name: "Chat", exact: true }).click();
   await ada.getByRole("heading", { name: "Chat" }).waitFor();
   await ada.goBack();
   await ada.getByRole("heading", { name: "Friends" }).waitFor();

@@ -194,7 +194,8 @@ async fn forward(state: AppState, req: hyper::Request<Incoming>, ctx: FrontConte
     let table = state.table();
     let Some(target) = table.resolve(req.uri().path()) else {
         // No service's path: the web client's, or a 404 problem.
-        let mut response = crate::web::answer(req.method(), req.uri().path())
+        let accept_encoding = req.headers().get(hyper::header::ACCEPT_ENCODING).map(|v| v.as_bytes());
+        let mut response = crate::web::answer(req.method(), req.uri().path(), accept_encoding)
             .unwrap_or_else(|| no_route(req.uri().path()).into_response());
         state.edge.finish(edge::origin(&req).as_ref(), false, &mut response);
         return FrontResponse { response, route: state.unmatched.clone() };

@@ -1,7 +1,8 @@
 //! What users publishes and what it consumes.
 
 use contracts::auth::UserRegistered;
-use contracts::realtime::{PresenceChanged, PresenceSnapshot};
+use chrono::Utc;
+use contracts::realtime::{PresenceChanged, PresenceSnapshot, Publication};
 use contracts::users::ProfileUpdated;
 use kit::bus::{Handlers, Tx};
 use uuid::Uuid;
@@ -16,18 +17,48 @@ pub fn handlers() -> Handlers {
         .on::<UserRegistered, _>(|tx, event, _meta| Box::pin(create_profile(tx, event)))
         .on::<PresenceChanged, _>(|tx, e, _meta| {
             Box::pin(async move {
+                let before = Store::online_now(tx, e.user_id, Utc::now()).await?;
                 Store::set_presence(tx, e.user_id, &e.replica, e.online, e.at, e.valid_secs).await?;
-                Ok(())
+                tell_friends(tx, e.user_id, before).await
             })
         })
         .on::<PresenceSnapshot, _>(|tx, e, _meta| {
             Box::pin(async move {
                 for user in e.online {
+                    let before = Store::online_now(tx, user, Utc::now()).await?;
                     Store::set_presence(tx, user, &e.replica, true, e.at, e.valid_secs).await?;
+                    tell_friends(tx, user, before).await?;
                 }
                 Ok(())
             })
         })
+}
+
+/// When `user` comes online or goes offline (whichever replica says so),
+/// each friend who may see it is told on their own channel, in the
+/// transaction that records the change: `{"type": "presence", "user_id",
+/// "online"}`, ephemeral (the friends list is the state; this is the nudge
+/// to show it). A replica that dies sends nothing: its word expires, and
+/// lists read after that show the user offline.
+async fn tell_friends(tx: &mut Tx, user: Uuid, before: bool) -> anyhow::Result<()> {
+    let now = Store::online_now(tx, user, Utc::now()).await?;
+    if now == before {
+        return Ok(());
+    }
+    let Some((audience, friends)) = Store::status_audience(tx, user).await? else { return Ok(()) };
+    if !audience.admits(false, true) {
+        return Ok(());
+    }
+    for friend in friends {
+        tx.record(&Publication {
+            channel: format!("user:{friend}"),
+            data: serde_json::json!({"type": "presence", "user_id": user, "online": now}),
+            skip_users: Vec::new(),
+            ephemeral: true,
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 async fn create_profile(tx: &mut Tx, event: UserRegistered) -> anyhow::Result<()> {

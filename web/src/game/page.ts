@@ -67,12 +67,25 @@ export async function matchPage(root: HTMLElement, params: Record<string, string
     const m = await call<Match>("GET", `/v1/game/matches/${id}`);
     await learn(m);
     if (m.status === "live") {
-      const state = await call<Frame>("GET", `/v1/game/matches/${id}/state`);
-      clock.observe(state.tick, performance.now());
-      buffer.push(state);
+      // 409 if it ended in between: the next reload shows the end.
+      const state = await call<Frame>("GET", `/v1/game/matches/${id}/state`).catch(() => null);
+      if (state) {
+        clock.observe(state.tick, performance.now());
+        buffer.push(state);
+      }
     }
     if (m.status === "finished") showEnd();
     else if (m.status === "waiting") showWaiting();
+  };
+  // The last frame can arrive before the result is stored: ask until it is.
+  let ending = false;
+  const awaitEnd = async () => {
+    if (ending) return;
+    ending = true;
+    for (let i = 0; i < 40 && !finishedShown && !closed; i++) {
+      await reload().catch(() => {});
+      if (!finishedShown) await new Promise((r) => setTimeout(r, 500));
+    }
   };
 
   const stop = socket.subscribe(match.channel, {
@@ -85,7 +98,7 @@ export async function matchPage(root: HTMLElement, params: Record<string, string
       }
       clock.observe(data.tick, performance.now());
       buffer.push(data);
-      if (data.phase === "finished" && !finishedShown) void reload();
+      if (data.phase === "finished" && !finishedShown) void awaitEnd();
     },
   });
 
@@ -99,7 +112,9 @@ export async function matchPage(root: HTMLElement, params: Record<string, string
     return null;
   };
   const press = (key: "up" | "down", pressed: boolean) => {
-    if (seat === undefined || held[key] === pressed || match?.status !== "live") return;
+    // Sent whatever this page believes of the match: the server answers 409
+    // unless it is live, and that costs nothing.
+    if (seat === undefined || held[key] === pressed) return;
     held[key] = pressed;
     const latest = buffer.latest();
     const now = clock.now(performance.now());

@@ -190,6 +190,7 @@ export async function conversation(root: HTMLElement, params: Record<string, str
   const catchUp = async () => {
     // After a gap (first load, or a reconnect the SDK could not recover):
     // what came after the last message shown, from chat itself.
+    const first = lastSeq === 0;
     let more = true;
     while (more) {
       const page = await call<{ items: Message[]; has_more: boolean }>(
@@ -197,7 +198,7 @@ export async function conversation(root: HTMLElement, params: Record<string, str
         `/v1/chat/conversations/${id}/messages?${lastSeq ? `after=${lastSeq}&` : ""}limit=100`,
       );
       page.items.forEach(draw);
-      more = lastSeq > 0 && page.has_more;
+      more = !first && page.has_more;
     }
     markRead();
     log.lastElementChild?.scrollIntoView({ block: "end" });
@@ -231,11 +232,9 @@ export async function conversation(root: HTMLElement, params: Record<string, str
     async (data, f) => {
       const body = String(data.get("body") ?? "");
       if (!body.trim()) return;
-      const m = await socket.rpc<Message>("chat.send", { conversation_id: id, body }).catch(async (e) => {
-        // The socket may be reconnecting: the same over HTTP.
-        if ((e as { code?: number }).code && (e as { code: number }).code >= 400) throw new Error((e as Error).message);
-        return call<Message>("POST", `/v1/chat/conversations/${id}/messages`, { body });
-      });
+      // Over HTTP, not the socket's rpc: a send that timed out on a socket
+      // being replaced could not be retried without posting twice.
+      const m = await call<Message>("POST", `/v1/chat/conversations/${id}/messages`, { body });
       draw(m);
       f.reset();
       log.lastElementChild?.scrollIntoView({ block: "end" });

@@ -269,13 +269,14 @@ export function friends(root: HTMLElement): () => void {
     }
   };
   void refresh();
-  // Requests and answers arrive as notifications on the user's channel;
-  // online status is users' (from realtime's presence), read again every
-  // 10 seconds while the page is open.
+  // Requests and answers arrive as notifications on the user's channel,
+  // and users tells of a friend coming online or going offline
+  // (`presence`). A realtime replica that dies says nothing (its word
+  // expires in users): the list is also read again every 30 seconds.
   const stop = socket.onPush((push) => {
-    if (push.type === "notification") void refresh();
+    if (push.type === "notification" || push.type === "presence") void refresh();
   });
-  const timer = window.setInterval(() => void refresh(), 10_000);
+  const timer = window.setInterval(() => void refresh(), 30_000);
   return () => {
     stop();
     window.clearInterval(timer);

@@ -7,7 +7,7 @@ use kit::{with_db, with_tx};
 use uuid::Uuid;
 
 use super::{BlockedUser, PROFILE_BY_ID, PROFILE_COLUMNS, Relation, Store, StoreError};
-use crate::domain::{self, Answer, Asked, Between, Friendship, Profile, Refusal, pair};
+use crate::domain::{self, Answer, Asked, Audience, Between, Friendship, Profile, Refusal, pair};
 
 /// The friendship row and the blocks between `$3` (viewer) and `$4` (other);
 /// `$1`, `$2` are their pair key.
@@ -261,6 +261,36 @@ impl Store {
         .execute(conn)
         .await
         .map(|_| ()))
+    }
+
+    /// Whether some realtime replica vouches for `user` at `now`, read in
+    /// the handler's transaction (before and after a presence change).
+    pub async fn online_now(tx: &mut Tx, user: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM presence WHERE user_id = $1 AND online AND until_ms > $2")
+            .bind(user)
+            .bind(now.timestamp_millis())
+            .fetch_one(conn)
+            .await
+            .map(|n| n > 0))
+    }
+
+    /// `user`'s friends and who `user` shows their online status to, in the
+    /// handler's transaction; `None` for a user without an active profile.
+    pub async fn status_audience(tx: &mut Tx, user: Uuid) -> Result<Option<(Audience, Vec<Uuid>)>, sqlx::Error> {
+        let audience: Option<Audience> = with_tx!(tx, conn => sqlx::query_scalar(
+            "SELECT status_audience FROM profiles WHERE user_id = $1 AND status = 'active'")
+            .bind(user)
+            .fetch_optional(conn)
+            .await)?;
+        let Some(audience) = audience else { return Ok(None) };
+        let friends: Vec<Uuid> = with_tx!(tx, conn => sqlx::query_scalar(
+            "SELECT CASE WHEN user_low = $1 THEN user_high ELSE user_low END FROM friendships
+             WHERE (user_low = $1 OR user_high = $1) AND state = 'accepted'")
+            .bind(user)
+            .fetch_all(conn)
+            .await)?;
+        Ok(Some((audience, friends)))
     }
 
     /// Which of `users` some realtime replica vouches for at `now`.

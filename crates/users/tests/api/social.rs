@@ -145,6 +145,27 @@ kit::backend_tests! {
         let friends = || async { p.get("/v1/users/me/friends", &bob.token).await.json::<Value>().await.unwrap() };
         assert_eq!(online(friends().await), Some(false));
 
+        // Bob is told on his channel when Ada's status changes, and only then.
+        let mut told_bob = p.ctx.watch::<contracts::realtime::Publication>().await;
+        async fn told(
+            published: &mut kit::testing::Published<contracts::realtime::Publication>,
+            to: uuid::Uuid,
+            about: uuid::Uuid,
+        ) -> Option<bool> {
+            let (_, publication) = published.next().await;
+            assert_eq!(publication.channel, format!("user:{to}"));
+            assert!(publication.ephemeral);
+            assert_eq!(publication.data["type"], "presence");
+            assert_eq!(publication.data["user_id"], about.to_string());
+            publication.data["online"].as_bool()
+        }
+        let (bob_id, ada_id) = (bob.id, ada.id);
+        macro_rules! next_told {
+            () => {
+                told(&mut told_bob, bob_id, ada_id).await
+            };
+        }
+
         // Ada connects to replica r1, then to r2: online while either vouches.
         let t0 = Utc::now();
         p.ctx.publish(&change("r1", true, t0)).await;
@@ -155,6 +176,9 @@ kit::backend_tests! {
         p.ctx.publish(&PresenceSnapshot { replica: "r1".into(), online: vec![ada.id], at: t0, valid_secs: 150 }).await;
         p.ctx.publish(&change("r2", false, t0 + chrono::Duration::seconds(2))).await;
         eventually("offline once no replica vouches", || async { online(friends().await) == Some(false) }).await;
+        // Online, then offline: r2 joining and r1 leaving changed nothing Bob sees.
+        assert_eq!(next_told!(), Some(true));
+        assert_eq!(next_told!(), Some(false));
 
         // A replica that stops renewing stops vouching when its word expires.
         let old = Utc::now() - chrono::Duration::seconds(200);
@@ -163,8 +187,15 @@ kit::backend_tests! {
         eventually("online from r4's snapshot", || async { online(friends().await) == Some(true) }).await;
         let seen: Value = p.get(&format!("/v1/users/{}", ada.id), &bob.token).await.json().await.unwrap();
         assert_eq!(seen["online"], true);
-        // Shown only to whom Ada shows her status.
+        assert_eq!(next_told!(), Some(true), "online again from r4's snapshot");
+        // Shown only to whom Ada shows her status: no word of her going
+        // offline while she shows it to nobody, then her next change is told.
         p.put("/v1/users/me", &ada.token, json!({"privacy": {"online_status": "nobody"}})).await;
         assert_eq!(online(friends().await), None);
+        p.ctx.publish(&change("r4", false, Utc::now())).await;
+        p.put("/v1/users/me", &ada.token, json!({"privacy": {"online_status": "friends"}})).await;
+        eventually("offline", || async { online(friends().await) == Some(false) }).await;
+        p.ctx.publish(&change("r5", true, Utc::now())).await;
+        assert_eq!(next_told!(), Some(true), "the change after she shows it again");
     }
 }
