@@ -51,7 +51,7 @@ try {
   await page.getByLabel("Password").fill("not the password at all");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.locator(".error:not(:empty)").waitFor();
-  assert.match(await page.locator(".error").textContent(), /invalid email or password/);
+  assert.match(await page.locator(".error:not(:empty)").textContent(), /invalid email or password/);
   await shoot(page, "signin-error");
 
   await page.getByLabel("Password").fill("correct horse battery staple 42");

@@ -64,11 +64,14 @@ export async function signUp(page, base, name) {
 }
 
 /** Waits until `probe` holds, reloading the page between tries (for what
- * arrives by an event a moment later: stats, the leaderboard). */
-export async function eventually(page, probe, what, tries = 30) {
+ * arrives by an event a moment later: stats, the leaderboard). Each try
+ * gives the page three seconds to render after a reload. */
+export async function eventually(page, probe, what, tries = 15) {
   for (let i = 0; i < tries; i++) {
-    if (await probe()) return;
-    await page.waitForTimeout(1000);
+    for (let j = 0; j < 12; j++) {
+      if (await probe()) return;
+      await page.waitForTimeout(250);
+    }
     await page.reload();
   }
   assert.fail(`timed out: ${what}`);

@@ -38,12 +38,14 @@ async function playToTheEnd(page, key) {
 }
 
 const browser = await launch();
+const pages = {};
 try {
   const tag = String(Date.now() % 100000);
   const adaName = `Ada ${tag}`;
   const bobName = `Bob ${tag}`;
   const ada = await newPage(browser);
   const bob = await newPage(browser);
+  Object.assign(pages, { ada, bob });
 
   step("two people sign up");
   await signUp(ada, base, adaName);
@@ -174,19 +176,19 @@ try {
 
   step("Back and Forward; a reload keeps the session");
   await ada.locator("#nav").getByRole("link", { name: "Leaderboard", exact: true }).click();
-  await ada.getByRole("heading", { name: "Leaderboard" }).waitFor();
+  await ada.getByRole("heading", { name: "Leaderboard", exact: true }).waitFor();
   await ada.locator("#nav").getByRole("link", { name: "Friends", exact: true }).click();
-  await ada.getByRole("heading", { name: "Friends" }).waitFor();
+  await ada.getByRole("heading", { name: "Friends", exact: true }).waitFor();
   await ada.locator("#nav").getByRole("link", { name: "Chat", exact: true }).click();
-  await ada.getByRole("heading", { name: "Chat" }).waitFor();
+  await ada.getByRole("heading", { name: "Chat", exact: true }).waitFor();
   await ada.goBack();
-  await ada.getByRole("heading", { name: "Friends" }).waitFor();
+  await ada.getByRole("heading", { name: "Friends", exact: true }).waitFor();
   await ada.goBack();
-  await ada.getByRole("heading", { name: "Leaderboard" }).waitFor();
+  await ada.getByRole("heading", { name: "Leaderboard", exact: true }).waitFor();
   await ada.goForward();
-  await ada.getByRole("heading", { name: "Friends" }).waitFor();
+  await ada.getByRole("heading", { name: "Friends", exact: true }).waitFor();
   await ada.reload();
-  await ada.getByRole("heading", { name: "Friends" }).waitFor();
+  await ada.getByRole("heading", { name: "Friends", exact: true }).waitFor();
   await ada.locator(".people li", { hasText: bobName }).waitFor();
 
   step("pages at a phone's width");
@@ -203,6 +205,14 @@ try {
 
   for (const p of [ada, bob, phone]) assert.deepEqual(p.problems, [], "no errors in the console");
   step(`all as expected; axe-core found no serious violation on ${checked.size} pages`);
+} catch (e) {
+  // What each person saw when it went wrong.
+  for (const [who, page] of Object.entries(pages)) {
+    await shoot(page, `failure-${who}`).catch(() => {});
+    console.error(`--- ${who} at ${page.url()}:\n${await page.locator("main").innerText().catch(() => "?")}`);
+    console.error(`--- ${who}'s console: ${JSON.stringify(page.problems)}`);
+  }
+  throw e;
 } finally {
   await browser.close();
 }

@@ -82,6 +82,10 @@ async function render(): Promise<void> {
   renderNav();
   const root = h("div", { class: "page" });
   app.replaceChildren(root);
+  // Focus moves to the new page at once (screen readers start there), not
+  // when its data has loaded: by then the person may be typing in a field.
+  window.scrollTo(0, 0);
+  app.focus({ preventScroll: true });
   const done = await page(root, params);
   // A page that finished after the user moved on cleans up at once.
   if (mine !== rendering) {
@@ -89,7 +93,6 @@ async function render(): Promise<void> {
     return;
   }
   if (typeof done === "function") cleanup = done;
-  app.focus();
 }
 
 function renderNav(): void {

@@ -55,11 +55,11 @@ type Provider = { name: string; display_name?: string };
 async function providerButtons(box: HTMLElement): Promise<void> {
   let providers: Provider[] = [];
   try {
-    const answer = await call<Provider[] | { providers: Provider[] }>("GET", "/v1/auth/oauth/providers");
-    providers = Array.isArray(answer) ? answer : answer.providers;
+    providers = await call<Provider[]>("GET", "/v1/auth/oauth/providers");
   } catch {
-    return; // none configured, or auth unreachable: the password form stays
+    return; // auth unreachable: the password form stays
   }
+  if (providers.length === 0) return;
   const error = errorBox();
   for (const p of providers) {
     box.append(
