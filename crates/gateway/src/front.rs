@@ -529,10 +529,8 @@ async fn answer(
     let Some(target) = table.resolve(path) else {
         // No service's path: the web client's, or a 404 problem.
         let response = exchange.in_scope(|| {
-            let accept_encoding = slots
-                .iter()
-                .find(|s| s.name(buf).eq_ignore_ascii_case(b"accept-encoding"))
-                .map(|s| s.value(buf));
+            let accept_encoding =
+                slots.iter().find(|s| s.name(buf).eq_ignore_ascii_case(b"accept-encoding")).map(|s| s.value(buf));
             crate::web::answer(&head.method, path, accept_encoding)
                 .unwrap_or_else(|| proxy::no_route(path).into_response())
         });

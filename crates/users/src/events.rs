@@ -1,7 +1,7 @@
 //! What users publishes and what it consumes.
 
-use contracts::auth::UserRegistered;
 use chrono::Utc;
+use contracts::auth::UserRegistered;
 use contracts::realtime::{PresenceChanged, PresenceSnapshot, Publication};
 use contracts::users::ProfileUpdated;
 use kit::bus::{Handlers, Tx};
