@@ -48,7 +48,7 @@ try {
   Object.assign(pages, { ada, bob });
 
   step("two people sign up");
-  await signUp(ada, base, adaName);
+  const adaEmail = await signUp(ada, base, adaName);
   await page_(ada, "profile");
   await signUp(bob, base, bobName);
 
@@ -193,15 +193,44 @@ try {
 
   step("pages at a phone's width");
   const phone = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
-  await phone.goto(`${base}/signin`);
-  for (const path of ["/signin", "/signup", "/play/local"]) {
-    await phone.goto(`${base}${path}`);
-    await phone.locator("h1").waitFor();
+  Object.assign(pages, { phone });
+  const fits = async (path) => {
+    await phone.locator("main h1").first().waitFor();
+    await phone.waitForLoadState("networkidle");
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `${path} fits a phone (${overflow} px too wide)`);
     await shoot(phone, `phone${path.replace(/\//g, "-")}`);
+  };
+  for (const path of ["/signin", "/signup", "/play/local"]) {
+    await phone.goto(`${base}${path}`);
+    await fits(path);
   }
   await page_(phone, "signin");
+  await phone.goto(`${base}/signin`);
+  await phone.getByLabel("Email").fill(adaEmail);
+  await phone.getByLabel("Password").fill("correct horse battery staple 42");
+  await phone.getByRole("button", { name: "Sign in" }).click();
+  await phone.locator(".name").waitFor();
+  for (const path of ["/", "/play", "/friends", "/chat", "/leaderboard", "/tournaments", new URL(tournamentUrl).pathname, "/inbox", "/settings"]) {
+    await phone.goto(`${base}${path}`);
+    await fits(path);
+  }
+  // The match page on a touch screen has its own buttons.
+  await phone.goto(`${base}/play`);
+  const phoneAi = phone.locator("form", { has: phone.getByRole("button", { name: "Play the AI" }) });
+  await phoneAi.getByLabel("Points to win").fill("1");
+  await phoneAi.getByRole("button", { name: "Play the AI" }).click();
+  await phone.waitForURL(/\/play\/[0-9a-f-]{36}$/);
+  await phone.locator(".score li").first().waitFor({ timeout: 20000 });
+  assert.ok(await phone.locator(".touch .pad").first().isVisible(), "touch buttons on a touch screen");
+  await fits("/play/match");
+  // Bob watches it: frames drawn, no controls of a player.
+  await bob.goto(phone.url());
+  await bob.locator(".score li").first().waitFor({ timeout: 20000 });
+  await bob.waitForFunction(() => Number(document.querySelector("canvas.field")?.dataset.fps) > 0, null, { timeout: 10000 });
+  assert.match(await bob.locator(".phase").textContent(), /Watching|Serving|won/);
+  await page_(bob, "spectator");
+  await phone.locator("#nav").getByRole("link", { name: "Play", exact: true }).click();
 
   for (const p of [ada, bob, phone]) assert.deepEqual(p.problems, [], "no errors in the console");
   step(`all as expected; axe-core found no serious violation on ${checked.size} pages`);

@@ -17,14 +17,19 @@ pub fn handlers() -> Handlers {
         .on::<UserRegistered, _>(|tx, event, _meta| Box::pin(create_profile(tx, event)))
         .on::<PresenceChanged, _>(|tx, e, _meta| {
             Box::pin(async move {
+                Store::lock_presence(tx, e.user_id).await?;
                 let before = Store::online_now(tx, e.user_id, Utc::now()).await?;
                 Store::set_presence(tx, e.user_id, &e.replica, e.online, e.at, e.valid_secs).await?;
                 tell_friends(tx, e.user_id, before).await
             })
         })
-        .on::<PresenceSnapshot, _>(|tx, e, _meta| {
+        .on::<PresenceSnapshot, _>(|tx, mut e, _meta| {
             Box::pin(async move {
+                // Locked in one order, so two replicas' snapshots handled at
+                // once cannot deadlock.
+                e.online.sort_unstable();
                 for user in e.online {
+                    Store::lock_presence(tx, user).await?;
                     let before = Store::online_now(tx, user, Utc::now()).await?;
                     Store::set_presence(tx, user, &e.replica, true, e.at, e.valid_secs).await?;
                     tell_friends(tx, user, before).await?;

@@ -23,6 +23,9 @@ export async function leaderboard(root: HTMLElement, params: Record<string, stri
   }
   root.append(
     h(
+      "div",
+      { class: "scroll" },
+      h(
       "table",
       { class: "board" },
       h("caption", {}, mode === "duel" ? "Duels, best rating first" : "Four players, best rating first"),
@@ -41,6 +44,7 @@ export async function leaderboard(root: HTMLElement, params: Record<string, stri
             h("td", {}, String(e.losses)),
           ),
         ),
+      ),
       ),
     ),
   );

@@ -161,7 +161,7 @@ async function preferences(): Promise<HTMLElement> {
       body.append(row);
     }
     table.append(body);
-    box.append(table);
+    box.append(h("div", { class: "scroll" }, table));
   } catch (e) {
     error.textContent = words(e);
   }

@@ -263,6 +263,18 @@ impl Store {
         .map(|_| ()))
     }
 
+    /// Orders presence changes of one user: a write to their profile row
+    /// first (a row lock until commit on PostgreSQL; the write lock on
+    /// SQLite), so two replicas' announcements handled at once cannot each
+    /// read the other's change as not yet made and both stay silent.
+    pub async fn lock_presence(tx: &mut Tx, user: Uuid) -> Result<(), sqlx::Error> {
+        with_tx!(tx, conn => sqlx::query("UPDATE profiles SET status = status WHERE user_id = $1")
+            .bind(user)
+            .execute(conn)
+            .await
+            .map(|_| ()))
+    }
+
     /// Whether some realtime replica vouches for `user` at `now`, read in
     /// the handler's transaction (before and after a presence change).
     pub async fn online_now(tx: &mut Tx, user: Uuid, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
