@@ -9,8 +9,12 @@
 // result is in both histories and the leaderboard. Then a match against the
 // AI, a four-player tournament of one person and three bots through to the
 // ledger's verified badge, Back/Forward, a reload, a phone-width check, and
-// axe-core on every page. Exits non-zero at the first surprise.
+// axe-core on every page; with PANAL_MAIL_DIR (the mail directory of the
+// Panal under test, `<data-dir>/mail`; CI sets it), the links of the
+// verification and password-reset e-mails opened in the browser. Exits
+// non-zero at the first surprise.
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { axe, eventually, launch, newPage, shots, signUp } from "./lib.mjs";
 
 const base = process.argv[2] ?? "http://127.0.0.1:8000";
@@ -50,7 +54,7 @@ try {
   step("two people sign up");
   const adaEmail = await signUp(ada, base, adaName);
   await page_(ada, "profile");
-  await signUp(bob, base, bobName);
+  const bobEmail = await signUp(bob, base, bobName);
 
   step("Ada finds Bob and asks him to be friends");
   await ada.locator("#nav").getByRole("link", { name: "Friends", exact: true }).click();
@@ -231,6 +235,44 @@ try {
   assert.match(await bob.locator(".phase").textContent(), /Watching|Serving|won/);
   await page_(bob, "spectator");
   await phone.locator("#nav").getByRole("link", { name: "Play", exact: true }).click();
+
+  const mailDir = process.env.PANAL_MAIL_DIR;
+  if (mailDir) {
+    step("the e-mails' links: Bob verifies his address, then resets his password");
+    const link = async (to, page) => {
+      for (let i = 0; i < 40; i++) {
+        for (const name of readdirSync(mailDir).sort().reverse()) {
+          const mail = readFileSync(`${mailDir}/${name}`, "utf8");
+          // The plain-text part comes first and is not quoted-printable.
+          const found = mail.includes(`To: ${to}`) && mail.match(new RegExp(`/${page}#token=([A-Za-z0-9_-]+)`));
+          if (found) return `${base}/${page}#token=${found[1]}`;
+        }
+        await bob.waitForTimeout(250);
+      }
+      assert.fail(`no ${page} e-mail to ${to}`);
+    };
+    await bob.goto(await link(bobEmail, "verify-email"));
+    await bob.getByText("Your address is verified. Thank you!").waitFor();
+    assert.equal(new URL(bob.url()).hash, "", "the token leaves the address bar");
+    await page_(bob, "verify-email");
+    await bob.goto(`${base}/forgot-password`);
+    await bob.getByLabel("Email").fill(bobEmail);
+    await bob.getByRole("button", { name: "Send me a link" }).click();
+    await bob.getByText("a link to choose a new password is on its way").waitFor();
+    await page_(bob, "forgot-password");
+    await bob.goto(await link(bobEmail, "reset-password"));
+    await bob.getByLabel("New password").fill("a brand new passphrase 77");
+    await bob.getByRole("button", { name: "Change my password" }).click();
+    await bob.getByText("Your password is changed.").waitFor();
+    await page_(bob, "reset-password");
+    await bob.goto(`${base}/signin`);
+    await bob.getByLabel("Email").fill(bobEmail);
+    await bob.getByLabel("Password").fill("a brand new passphrase 77");
+    await bob.getByRole("button", { name: "Sign in" }).click();
+    await bob.getByRole("heading", { name: "My profile" }).waitFor();
+  } else {
+    step("PANAL_MAIL_DIR not set: the e-mails' links are not checked");
+  }
 
   for (const p of [ada, bob, phone]) assert.deepEqual(p.problems, [], "no errors in the console");
   step(`all as expected; axe-core found no serious violation on ${checked.size} pages`);
