@@ -242,8 +242,11 @@ try {
     const link = async (to, page) => {
       for (let i = 0; i < 40; i++) {
         for (const name of readdirSync(mailDir).sort().reverse()) {
-          const mail = readFileSync(`${mailDir}/${name}`, "utf8");
-          // The plain-text part comes first and is not quoted-printable.
+          // Quoted-printable: soft line breaks out, `=XX` decoded; the
+          // plain-text part comes first.
+          const mail = readFileSync(`${mailDir}/${name}`, "utf8")
+            .replace(/=\r?\n/g, "")
+            .replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
           const found = mail.includes(`To: ${to}`) && mail.match(new RegExp(`/${page}#token=([A-Za-z0-9_-]+)`));
           if (found) return `${base}/${page}#token=${found[1]}`;
         }
