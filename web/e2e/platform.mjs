@@ -17,6 +17,8 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { axe, eventually, launch, newPage, shots, signUp } from "./lib.mjs";
 
+// A 1×1 PNG: users decodes, crops and re-encodes whatever it is given.
+const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 const base = process.argv[2] ?? "http://127.0.0.1:8000";
 const shoot = shots(process.argv[3] ?? "/tmp/panal-web-screenshots");
 const started = Date.now();
@@ -54,6 +56,12 @@ try {
   step("two people sign up");
   const adaEmail = await signUp(ada, base, adaName);
   await page_(ada, "profile");
+  // A picture: the profile's image is the uploaded one (a new versioned URL).
+  const before = await ada.locator(".who img").getAttribute("src");
+  await ada.getByLabel(/^Picture/).setInputFiles({ name: "me.png", mimeType: "image/png", buffer: Buffer.from(PNG, "base64") });
+  await ada.getByRole("button", { name: "Upload picture" }).click();
+  await ada.waitForFunction((old) => document.querySelector(".who img")?.getAttribute("src") !== old, before);
+  assert.equal((await ada.request.get(`${base}${await ada.locator(".who img").getAttribute("src")}`)).status(), 200);
   const bobEmail = await signUp(bob, base, bobName);
 
   step("Ada finds Bob and asks him to be friends");
@@ -92,6 +100,37 @@ try {
   await bob.getByRole("button", { name: "Send" }).click();
   await ada.locator(".message .body", { hasText: "Sure" }).waitFor({ timeout: 10000 });
   await page_(ada, "conversation");
+
+  step("a room: Ada makes it, Bob joins, Ada mutes him, he is told why he cannot post");
+  await ada.locator("#nav").getByRole("link", { name: "Chat", exact: true }).click();
+  await ada.getByLabel("Name", { exact: true }).fill(`pong-${tag}`);
+  await ada.getByLabel("Topic").fill("Everything Pong");
+  await ada.getByRole("button", { name: "Create the room" }).click();
+  await ada.getByRole("heading", { name: `# pong-${tag}` }).waitFor();
+  await bob.locator("#nav").getByRole("link", { name: "Chat", exact: true }).click();
+  await bob.getByLabel("Find a room").fill(`pong-${tag}`);
+  await bob.getByRole("button", { name: "Find", exact: true }).click();
+  await bob.getByRole("button", { name: `Join # pong-${tag}` }).click();
+  await bob.getByRole("heading", { name: `# pong-${tag}` }).waitFor();
+  await bob.getByLabel("Message", { exact: true }).fill("hello room");
+  await bob.getByRole("button", { name: "Send" }).click();
+  await ada.locator(".message .body", { hasText: "hello room" }).waitFor({ timeout: 10000 });
+  await ada.reload();
+  await ada.getByRole("button", { name: `Mute ${bobName} for 10 minutes` }).click();
+  await ada.locator(".members li", { hasText: bobName }).getByText("muted").waitFor();
+  await page_(ada, "room");
+  await bob.getByLabel("Message", { exact: true }).fill("can I still talk?");
+  await bob.getByRole("button", { name: "Send" }).click();
+  await bob.locator(".error:not(:empty)").waitFor();
+  assert.match(await bob.locator(".error:not(:empty)").first().textContent(), /mute/i);
+  await bob.goBack();
+  await bob.getByRole("heading", { name: "Chat", exact: true }).waitFor();
+  await bob.locator(".conversations").getByRole("link", { name: adaName, exact: true }).click();
+  await bob.locator(".message .body", { hasText: "Sure" }).waitFor();
+  await ada.goBack();
+  await ada.getByRole("heading", { name: "Chat", exact: true }).waitFor();
+  await ada.locator(".conversations").getByRole("link", { name: bobName, exact: true }).click();
+  await ada.locator(".message .body", { hasText: "Sure" }).waitFor();
 
   step("Ada invites Bob from the chat; Bob accepts on the card");
   await ada.getByText(`Invite ${bobName} to a match`).click();

@@ -93,6 +93,19 @@ export function nameOf(id: string, fallback: string): Promise<string> {
   return name;
 }
 
+let bots: Promise<Map<string, string>> | null = null;
+
+/** A bot's name (bots have no profile in users; the AI service names them). */
+export async function botName(id: string, fallback: string): Promise<string> {
+  bots ??= call<{ id: string; name: string }[]>("GET", "/v1/ai/bots")
+    .then((all) => new Map(all.map((b) => [b.id, b.name])))
+    .catch(() => new Map());
+  const known = (await bots).get(id);
+  if (known) return known;
+  bots = null; // a bot made since: ask again next time
+  return fallback;
+}
+
 export function rememberName(id: string, name: string): void {
   names.set(id, Promise.resolve(name));
 }

@@ -8,7 +8,7 @@ import { call, words } from "../api";
 import { h } from "../dom";
 import * as session from "../session";
 import * as socket from "../socket";
-import { action, errorBox, go, link, loading, nameOf } from "../ui";
+import { action, botName, errorBox, go, link, loading, nameOf } from "../ui";
 import { BALL_RADIUS, DELAY_TICKS, type Frame, FrameBuffer, PADDLE_FACE, predictOwn, ServerClock } from "./frames";
 
 type Player = { user_id: string; seat: number; bot: boolean };
@@ -57,7 +57,8 @@ export async function matchPage(root: HTMLElement, params: Record<string, string
     match = m;
     seat = m.players.find((p) => p.user_id === me)?.seat;
     for (const p of m.players) {
-      if (!names.has(p.seat)) names.set(p.seat, await nameOf(p.user_id, p.bot ? `Bot ${p.seat + 1}` : `Player ${p.seat + 1}`));
+      if (names.has(p.seat)) continue;
+      names.set(p.seat, p.bot ? await botName(p.user_id, `Bot ${p.seat + 1}`) : await nameOf(p.user_id, `Player ${p.seat + 1}`));
     }
     if (seat !== undefined) names.set(seat, "You");
   };

@@ -6,7 +6,7 @@ import { ratingChart, type Day } from "../chart";
 import { field, h, select } from "../dom";
 import * as session from "../session";
 import * as socket from "../socket";
-import { action, avatar, errorBox, form, go, link, loading, nameOf, type Person, rememberName, when } from "../ui";
+import { action, avatar, botName, errorBox, form, go, link, loading, nameOf, type Person, rememberName, when } from "../ui";
 
 type Audience = "everyone" | "friends" | "nobody";
 type Profile = Person & {
@@ -217,7 +217,7 @@ async function playerStats(root: HTMLElement, id: string): Promise<void> {
 }
 
 async function names(people: { user_id: string; bot: boolean }[]): Promise<string> {
-  const all = await Promise.all(people.map((p) => nameOf(p.user_id, p.bot ? "a bot" : "a player")));
+  const all = await Promise.all(people.map((p) => (p.bot ? botName(p.user_id, "a bot") : nameOf(p.user_id, "a player"))));
   return all.join(", ");
 }
 
