@@ -17,7 +17,8 @@ source "$(dirname "$0")/lib.sh"
 RUNS="${RUNS:-10}"
 WINDOW="${WINDOW:-10}"
 
-build_release
+# BENCH_PANAL (lib.sh): measure that build instead of building one.
+[ -n "${BENCH_PANAL:-}" ] || build_release
 machine
 [ -d "$ROOT/web/node_modules/playwright-core" ] || (cd "$ROOT/web" && npm ci --silent --no-audit --no-fund)
 start_panal
