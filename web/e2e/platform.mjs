@@ -164,6 +164,18 @@ try {
   await eventually(ada, async () => (await ada.locator(".board").getByText(bobName).count()) === 1 && (await ada.locator(".board").getByText(adaName).count()) === 1, "both on the leaderboard");
   await page_(ada, "leaderboard");
 
+  step("the queue matches Ada and Bob, who play it out");
+  for (const page of [ada, bob]) {
+    await page.locator("#nav").getByRole("link", { name: "Play", exact: true }).click();
+    const queue = page.locator("form", { has: page.getByRole("button", { name: "Find a match" }) });
+    await queue.getByLabel("Mode").selectOption("duel");
+    await queue.getByRole("button", { name: "Find a match" }).click();
+  }
+  await ada.waitForURL(/\/play\/[0-9a-f-]{36}$/, { timeout: 30000 });
+  await bob.waitForURL(/\/play\/[0-9a-f-]{36}$/, { timeout: 30000 });
+  assert.equal(new URL(ada.url()).pathname, new URL(bob.url()).pathname, "the queue put them in one match");
+  await Promise.all([playToTheEnd(ada, "ArrowDown"), playToTheEnd(bob, "ArrowUp")]);
+
   step("Ada plays the AI");
   await ada.locator("#nav").getByRole("link", { name: "Play", exact: true }).click();
   await page_(ada, "play");
@@ -172,6 +184,16 @@ try {
   await aiForm.getByLabel("Points to win").fill("1");
   await aiForm.getByRole("button", { name: "Play the AI" }).click();
   await ada.waitForURL(/\/play\/[0-9a-f-]{36}$/);
+  await playToTheEnd(ada, "ArrowUp");
+
+  step("four players: Ada and three bots, until the last one standing");
+  await ada.locator("#nav").getByRole("link", { name: "Play", exact: true }).click();
+  await aiForm.getByLabel("Level").selectOption("easy");
+  await aiForm.getByLabel("Mode").selectOption("four_players");
+  await aiForm.getByLabel("Points to win").fill("1");
+  await aiForm.getByRole("button", { name: "Play the AI" }).click();
+  await ada.waitForURL(/\/play\/[0-9a-f-]{36}$/);
+  await ada.waitForFunction(() => document.querySelectorAll(".score li").length === 4, null, { timeout: 30000 });
   await playToTheEnd(ada, "ArrowUp");
 
   step("a four-player tournament: Ada and three bots");
