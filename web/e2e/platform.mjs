@@ -259,6 +259,18 @@ try {
   step("pages at a phone's width");
   const phone = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   Object.assign(pages, { phone });
+  // The phone's socket goes through the test, which can cut it (below).
+  const sockets = [];
+  let frames = 0;
+  await phone.routeWebSocket(/\/v1\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => server.send(m));
+    server.onMessage((m) => {
+      if (typeof m === "string" && m.includes('"type":"frame"')) frames++;
+      ws.send(m);
+    });
+    sockets.push({ ws, server });
+  });
   const fits = async (path) => {
     await phone.locator("main h1").first().waitFor();
     await phone.waitForLoadState("networkidle");
@@ -289,6 +301,20 @@ try {
   await phone.locator(".score li").first().waitFor({ timeout: 20000 });
   assert.ok(await phone.locator(".touch .pad").first().isVisible(), "touch buttons on a touch screen");
   await fits("/play/match");
+  // The socket drops mid-match: the SDK reconnects, the page subscribes to
+  // the match again and frames come back.
+  const opened = sockets.length;
+  assert.ok(frames > 0, "frames reached the phone");
+  for (const { ws, server } of sockets) {
+    // 4000: a close the SDK answers by reconnecting (as after a network drop).
+    await ws.close({ code: 4000, reason: "cut by the test" }).catch(() => {});
+    await server.close().catch(() => {});
+  }
+  const cut = frames;
+  for (let i = 0; i < 60 && !(sockets.length > opened && frames > cut + 30); i++) await phone.waitForTimeout(250);
+  assert.ok(sockets.length > opened, "the SDK opened a new socket");
+  assert.ok(frames > cut + 30, `frames again after the reconnect (${frames - cut})`);
+  assert.doesNotMatch(await phone.locator(".error").first().textContent(), /./, "no error shown");
   // Bob watches it: frames drawn, no controls of a player.
   await bob.goto(phone.url());
   await bob.locator(".score li").first().waitFor({ timeout: 20000 });
