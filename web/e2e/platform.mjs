@@ -292,10 +292,11 @@ try {
     await phone.goto(`${base}${path}`);
     await fits(path);
   }
-  // The match page on a touch screen has its own buttons.
+  // The match page on a touch screen has its own buttons. First to 21: the
+  // match is still on when its socket is cut below.
   await phone.goto(`${base}/play`);
   const phoneAi = phone.locator("form", { has: phone.getByRole("button", { name: "Play the AI" }) });
-  await phoneAi.getByLabel("Points to win").fill("1");
+  await phoneAi.getByLabel("Points to win").fill("21");
   await phoneAi.getByRole("button", { name: "Play the AI" }).click();
   await phone.waitForURL(/\/play\/[0-9a-f-]{36}$/);
   await phone.locator(".score li").first().waitFor({ timeout: 20000 });
